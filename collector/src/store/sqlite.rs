@@ -1,0 +1,178 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the write connection and commits whatever requests are waiting in a
+//! single transaction (group commit), then answers each request. So a 2xx is only sent after a
+//! durable commit, and the per-commit fsync is shared by every request that arrived meanwhile.
+//! Reads open their own connections; WAL lets them run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::{Store, StoreError, StoreFuture, StoredEvent, UserEvents};
+
+/// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_events.sql")];
+
+/// At most this many requests share one commit, bounding the transaction's size and latency.
+const MAX_REQUESTS_PER_COMMIT: usize = 256;
+
+type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::SyncSender<WriteRequest>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit survives power loss,
+    // which is what a 2xx promises; group commit pays for the fsync.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<SqliteStore, StoreError> {
+        let path = path.into();
+        let mut conn = open(&path).map_err(unavailable)?;
+        migrate(&mut conn).map_err(unavailable)?;
+        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(4096);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, requests))
+            .map_err(unavailable)?;
+        Ok(SqliteStore { path, writer })
+    }
+
+    fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        Ok(conn)
+    }
+}
+
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_REQUESTS_PER_COMMIT {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, group.iter().map(|(events, _)| events));
+        for (_, reply) in group {
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| unavailable(e)));
+        }
+    }
+}
+
+fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<StoredEvent>>) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events
+             (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut link = tx.prepare_cached(
+            "INSERT INTO identities (project, anonymous_id, user_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (project, anonymous_id) DO UPDATE SET user_id = excluded.user_id",
+        )?;
+        for s in batches.flatten() {
+            let e = &s.event;
+            let props = onramp::core::json::Value::Obj(e.props.clone()).to_json();
+            insert.execute(params![
+                e.id,
+                s.project,
+                e.kind.as_str(),
+                e.name,
+                e.anonymous_id,
+                e.user_id,
+                s.ts,
+                e.ts,
+                s.sent_at,
+                s.received_at,
+                props
+            ])?;
+            if let Some(user) = &e.user_id {
+                link.execute(params![s.project, e.anonymous_id, user])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let writer = self.writer.clone();
+            // A full channel means the writer is far behind; wait off the async threads.
+            tokio::task::spawn_blocking(move || writer.send((events, reply)))
+                .await
+                .map_err(unavailable)?
+                .map_err(|_| unavailable("writer stopped"))?;
+            answer.await.map_err(|_| unavailable("writer stopped"))?
+        })
+    }
+
+    fn user_events(&self, project: &str, names: &[String]) -> StoreFuture<'_, Vec<UserEvents>> {
+        let project = project.to_owned();
+        let names = names.to_vec();
+        Box::pin(async move {
+            let conn = self.reader()?;
+            tokio::task::spawn_blocking(move || query_user_events(&conn, &project, &names))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)
+        })
+    }
+}
+
+fn query_user_events(conn: &Connection, project: &str, names: &[String]) -> rusqlite::Result<Vec<UserEvents>> {
+    let placeholders = vec!["?"; names.len()].join(",");
+    let sql = format!(
+        "SELECT COALESCE(e.user_id, i.user_id, e.anonymous_id) AS who, e.ts, e.name
+         FROM events e LEFT JOIN identities i ON i.project = e.project AND i.anonymous_id = e.anonymous_id
+         WHERE e.project = ? AND e.name IN ({placeholders})
+         ORDER BY who, e.ts, e.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project];
+    args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut rows = stmt.query(args.as_slice())?;
+    let mut users: Vec<UserEvents> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let who: String = row.get(0)?;
+        let ts: i64 = row.get(1)?;
+        let name: String = row.get(2)?;
+        match users.last_mut() {
+            Some(u) if u.user == who => u.events.push((ts, name)),
+            _ => users.push(UserEvents { user: who, events: vec![(ts, name)] }),
+        }
+    }
+    Ok(users)
+}

@@ -1,0 +1,103 @@
+//! The collector over a real socket with a real SQLite file.
+
+use std::sync::Arc;
+
+use onramp_collector::store::sqlite::SqliteStore;
+use onramp_collector::{AppState, Config};
+use serde_json::{json, Value};
+
+struct Server {
+    url: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("events.db")).expect("open store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(Config::for_repository(), Arc::new(store));
+    tokio::spawn(onramp_collector::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Server { url, _dir: dir, _stop: stop }
+}
+
+fn event(id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64) -> Value {
+    let mut e = json!({"id": id, "type": "track", "name": name, "anonymousId": anon, "ts": ts, "props": {}});
+    if let Some(u) = user {
+        e["userId"] = json!(u);
+    }
+    e
+}
+
+async fn post(url: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/batch"))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost:3000")
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+async fn funnel(url: &str, steps: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{url}/v1/funnel?steps={steps}&users=true"))
+        .bearer_auth("rt_demo")
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test]
+async fn stores_batches_once_and_reports_the_funnel() {
+    let s = start().await;
+    let batch = json!({"writeKey": "wk_demo", "sentAt": 1_000_000, "events": [
+        event("e1", "signed_up", "anon-a", None, 1_000_000),
+        {"id": "e2", "type": "identify", "name": "identify", "anonymousId": "anon-a", "userId": "alice", "ts": 1_000_001},
+        event("e3", "project_created", "anon-a", Some("alice"), 1_000_002),
+        event("e4", "signed_up", "anon-b", Some("bob"), 1_000_003),
+    ]});
+    let r = post(&s.url, batch.to_string()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "http://localhost:3000");
+    // A resend of the same events (lost acknowledgement) is stored once.
+    assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
+
+    let report = funnel(&s.url, "signed_up,project_created").await;
+    assert_eq!(report["steps"][0]["users"], 2);
+    assert_eq!(report["steps"][0]["userIds"], json!(["alice", "bob"]), "anon-a's early event counts for alice");
+    assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));
+    assert_eq!(report["steps"][1]["conversionFromPrevious"], 0.5);
+}
+
+#[tokio::test]
+async fn refuses_bad_events_naming_index_and_field_and_stores_nothing() {
+    let s = start().await;
+    let batch = json!({"writeKey": "wk_demo", "sentAt": 1, "events": [
+        event("ok1", "signed_up", "anon", Some("carol"), 1),
+        {"id": "bad", "type": "track", "name": ["x"], "anonymousId": "anon", "ts": 1},
+    ]});
+    let r = post(&s.url, batch.to_string()).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["errors"][0]["index"], 1);
+    assert_eq!(body["errors"][0]["field"], "name");
+    assert_eq!(funnel(&s.url, "signed_up").await["steps"][0]["users"], 0);
+}
+
+#[tokio::test]
+async fn rejects_unknown_keys_and_unauthorised_reads() {
+    let s = start().await;
+    let batch = json!({"writeKey": "wk_nope", "sentAt": 1, "events": []});
+    assert_eq!(post(&s.url, batch.to_string()).await.status(), 401);
+    let r = reqwest::get(format!("{}/v1/funnel?steps=a", s.url)).await.expect("get");
+    assert_eq!(r.status(), 401);
+}

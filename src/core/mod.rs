@@ -1,0 +1,11 @@
+//! The pure core: everything that decides, with no web-sys and no sockets.
+//!
+//! Compiled into the wasm SDK and natively into the collector, and tested with plain
+//! `cargo test`. The browser layer ([`crate::web`]) and the collector implement the traits that
+//! connect it to the outside world.
+
+pub mod client;
+pub mod funnel;
+pub mod ids;
+pub mod json;
+pub mod wire;
