@@ -24,18 +24,40 @@ pub struct Client {
     outbox: Vec<Event>,
     /// How many outbox events (from the front) are in a request awaiting its answer.
     in_flight: usize,
+    /// Millisecond and counter of the last id, so ids made in one millisecond stay ordered.
+    last_id_ms: u64,
+    id_counter: u16,
 }
 
 impl Client {
     pub fn new(write_key: String, anonymous_id: String) -> Client {
-        Client { write_key, anonymous_id, user_id: None, outbox: Vec::new(), in_flight: 0 }
+        Client { write_key, anonymous_id, user_id: None, outbox: Vec::new(), in_flight: 0, last_id_ms: 0, id_counter: 0 }
     }
 
     /// A fresh random id, used for anonymous ids.
     pub fn new_id(now_ms: i64, entropy: &mut impl Entropy) -> String {
-        let mut random = [0u8; 10];
+        let mut random = [0u8; 8];
         entropy.fill(&mut random);
-        uuid_v7(now_ms.max(0) as u64, random)
+        uuid_v7(now_ms.max(0) as u64, 0, random)
+    }
+
+    /// An event id that sorts after every id this client made before, even within one
+    /// millisecond or when the clock steps back.
+    fn next_event_id(&mut self, now_ms: i64, entropy: &mut impl Entropy) -> String {
+        let now = now_ms.max(0) as u64;
+        if now > self.last_id_ms {
+            self.last_id_ms = now;
+            self.id_counter = 0;
+        } else if self.id_counter < 0x0fff {
+            self.id_counter += 1;
+        } else {
+            // 4096 ids in one millisecond: borrow the next millisecond.
+            self.last_id_ms += 1;
+            self.id_counter = 0;
+        }
+        let mut random = [0u8; 8];
+        entropy.fill(&mut random);
+        uuid_v7(self.last_id_ms, self.id_counter, random)
     }
 
     /// Records an event and returns a reference to it as queued.
@@ -48,7 +70,7 @@ impl Client {
         entropy: &mut impl Entropy,
     ) -> &Event {
         let event = Event {
-            id: Client::new_id(now_ms, entropy),
+            id: self.next_event_id(now_ms, entropy),
             kind,
             name: name.into(),
             anonymous_id: self.anonymous_id.clone(),
@@ -152,6 +174,19 @@ pub(crate) mod tests {
         assert_eq!(retry.events, first.events, "same ids on retry");
         c.acknowledge();
         assert_eq!(c.pending(), 5);
+    }
+
+    #[test]
+    fn ids_keep_call_order_within_a_millisecond_and_across_clock_steps() {
+        let mut c = Client::new("wk".into(), "anon".into());
+        let mut rng = Counter(200);
+        for ts in [5, 5, 5, 4, 6] {
+            c.record(EventType::Track, "e", vec![], ts, &mut rng);
+        }
+        let ids: Vec<String> = c.next_batch(7).expect("batch").events.into_iter().map(|e| e.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
     }
 
     #[test]

@@ -1,1 +1,227 @@
-fn main() {}
+//! `cargo xtask setup|build|demo|test|bench` — every step a new machine needs, in one place.
+//!
+//! - `setup`: installs what the project needs beyond Rust, Node and Python: the wasm32 target,
+//!   the wasm-bindgen CLI matching the crate, npm tools (binaryen's wasm-opt, esbuild,
+//!   playwright-core, axe-core), and Debian's Chromium and ChromeDriver. Idempotent and quick
+//!   when everything is present.
+//! - `build`: the SDK bundle in `dist/` (wasm, JS glue, loader, ES module, types) and the
+//!   collector binary; prints the bundle's sizes.
+//! - `demo`: builds, then runs the collector with SQLite and prints the URLs to open.
+//! - `test`: builds, then runs every test: Rust (native), and the browser tests in headless
+//!   Chromium against the shipped bundle.
+//! - `bench`: size and speed figures beside the peers' (see BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> Result {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd.status().map_err(|e| format!("{}: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(cmd)))
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// The wasm-bindgen version pinned in Cargo.lock; the CLI must match it exactly.
+fn wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("wasm-bindgen not found in Cargo.lock".into())
+}
+
+fn setup() -> Result {
+    if output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .is_some_and(|t| !t.contains("wasm32-unknown-unknown"))
+    {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    // The lock file pins wasm-bindgen; generate it if this is a fresh checkout without one.
+    if !root().join("Cargo.lock").exists() {
+        run(cargo().args(["generate-lockfile"]))?;
+    }
+    let version = wasm_bindgen_version()?;
+    let installed = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if !installed.ends_with(&version) {
+        let spec = format!("={version}");
+        // --locked is preferred, but falls back when a locked dependency is missing from the
+        // registry mirror.
+        if run(cargo().args(["install", "wasm-bindgen-cli", "--locked", "--version", &spec])).is_err() {
+            run(cargo().args(["install", "wasm-bindgen-cli", "--version", &spec]))?;
+        }
+    }
+    if !root().join("node_modules/.bin/wasm-opt").exists() || !root().join("node_modules/playwright-core").exists() {
+        let npm_cmd = if root().join("package-lock.json").exists() { "ci" } else { "install" };
+        run(Command::new("npm").arg(npm_cmd).current_dir(root()))?;
+    }
+    let missing: Vec<&str> = [("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver"), ("brotli", "/usr/bin/brotli")]
+        .into_iter()
+        .filter(|(_, path)| !Path::new(path).exists())
+        .map(|(pkg, _)| pkg)
+        .collect();
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    Ok(())
+}
+
+/// Installs Debian packages (the machines here run as root; elsewhere sudo is used).
+pub fn apt_install(packages: &[&str]) -> Result {
+    let sudo = output(Command::new("id").arg("-u")).is_some_and(|uid| uid != "0");
+    let apt = |args: &[&str]| {
+        let mut c = Command::new(if sudo { "sudo" } else { "apt-get" });
+        if sudo {
+            c.arg("apt-get");
+        }
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q"]);
+    install.args(packages);
+    run(&mut install)
+}
+
+fn file_size(path: &Path) -> usize {
+    std::fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0)
+}
+
+/// Compressed size of a file with an external compressor reading stdin (`gzip -9`, `brotli`).
+fn compressed_size(path: &Path, program: &str, args: &[&str]) -> Option<usize> {
+    let out = Command::new(program).args(args).arg("-c").arg(path).output().ok()?;
+    out.status.success().then_some(out.stdout.len())
+}
+
+pub fn sizes(path: &Path) -> (usize, Option<usize>, Option<usize>) {
+    (
+        file_size(path),
+        compressed_size(path, "gzip", &["-9"]),
+        compressed_size(path, "brotli", &["-q", "11"]),
+    )
+}
+
+fn build() -> Result {
+    let started = std::time::Instant::now();
+    let root = root();
+    let dist = root.join("dist");
+    run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp"]))?;
+    run(cargo().args(["build", "--release", "-p", "onramp-collector"]))?;
+    std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--out-dir"])
+        .arg(&dist)
+        .arg(root.join("target/wasm32-unknown-unknown/wasm/onramp.wasm")))?;
+    let wasm = dist.join("onramp_bg.wasm");
+    let wasm_opt = root.join("node_modules/.bin/wasm-opt");
+    if wasm_opt.exists() {
+        // npm's binaryen (v132) reads the module's features itself; Debian's old one corrupts it.
+        run(Command::new(&wasm_opt).arg("-Oz").arg("--strip-target-features").arg(&wasm).arg("-o").arg(&wasm))?;
+    } else {
+        eprintln!("warning: node_modules/.bin/wasm-opt missing (run `cargo xtask setup`); bundle not optimised");
+    }
+    let esbuild = root.join("node_modules/.bin/esbuild");
+    for file in ["loader.js", "index.mjs"] {
+        let src = root.join("www/sdk").join(file);
+        if esbuild.exists() {
+            run(Command::new(&esbuild).arg(&src).arg("--minify").arg(format!("--outfile={}", dist.join(file).display())))?;
+        } else {
+            std::fs::copy(&src, dist.join(file)).map_err(|e| e.to_string())?;
+        }
+    }
+    std::fs::copy(root.join("www/sdk/index.d.ts"), dist.join("index.d.ts")).map_err(|e| e.to_string())?;
+    std::fs::copy(root.join("pkg-config/package.json"), dist.join("package.json")).map_err(|e| e.to_string())?;
+    println!("built dist/ in {:.1}s", started.elapsed().as_secs_f64());
+    println!("{:<16} {:>9} {:>9} {:>9}", "file", "raw", "gzip -9", "brotli");
+    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm"] {
+        let (raw, gz, br) = sizes(&dist.join(file));
+        let show = |n: Option<usize>| n.map_or("-".into(), |n| n.to_string());
+        println!("{file:<16} {raw:>9} {:>9} {:>9}", show(gz), show(br));
+    }
+    Ok(())
+}
+
+fn collector_binary() -> PathBuf {
+    root().join("target/release/onramp-collector")
+}
+
+fn demo() -> Result {
+    setup()?;
+    build()?;
+    let listen = std::env::var("ONRAMP_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let data = root().join(".onramp");
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    println!();
+    println!("  demo page:  http://{listen}/demo/");
+    println!("  dashboard:  http://{listen}/dashboard/#token=rt_demo");
+    println!("  events are stored in {}", data.join("demo.db").display());
+    println!("  (Ctrl-C to stop)");
+    println!();
+    run(Command::new(collector_binary()).args(["--listen", &listen, "--db"]).arg(data.join("demo.db")))
+}
+
+fn test() -> Result {
+    setup()?;
+    build()?;
+    run(cargo().args(["test", "--workspace"]))?;
+    let tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/e2e"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    let mut node = Command::new("node");
+    node.arg("--test").arg("--test-concurrency=1").args(&tests).current_dir(root());
+    node.env("ONRAMP_COLLECTOR_BIN", collector_binary());
+    run(&mut node)
+}
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "setup" => setup(),
+        "build" => build(),
+        "demo" => demo(),
+        "test" => test(),
+        _ => Err("usage: cargo xtask setup|build|demo|test".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,79 @@
+// Shared set-up for browser tests: a real collector process on loopback with its own SQLite
+// file, and Debian's Chromium driven by playwright-core.
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const ARTIFACTS = join(ROOT, "tests", "e2e", "artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+const COLLECTOR = process.env.ONRAMP_COLLECTOR_BIN || join(ROOT, "target", "release", "onramp-collector");
+
+/** Starts `onramp-collector` on a free port; resolves { url, stop(), kill(), db }. */
+export async function startCollector({ db, args = [], env = {} } = {}) {
+  db = db || join(mkdtempSync(join(tmpdir(), "onramp-e2e-")), "events.db");
+  const child = spawn(COLLECTOR, ["--listen", "127.0.0.1:0", "--db", db, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stderr.on("data", (d) => (log += d));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("collector did not start: " + log)), 15000);
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/[\d.:]+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on("exit", (code) => reject(new Error("collector exited " + code + ": " + log)));
+  });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  return {
+    url,
+    db,
+    log: () => log,
+    stop: async () => { child.kill("SIGTERM"); await exited; },
+    kill: async () => { child.kill("SIGKILL"); await exited; },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+}
+
+/** Collects console messages and page errors, so tests can assert the page stayed healthy. */
+export function watchConsole(page) {
+  const messages = [];
+  page.on("console", (m) => messages.push({ type: m.type(), text: m.text() }));
+  page.on("pageerror", (e) => messages.push({ type: "pageerror", text: String(e) }));
+  return messages;
+}
+
+/** Polls `fn` until it returns a truthy value or the time runs out (the last value is returned). */
+export async function eventually(fn, { timeout = 10000, interval = 100 } = {}) {
+  const end = Date.now() + timeout;
+  let value;
+  while (Date.now() < end) {
+    value = await fn();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, interval));
+  }
+  return value;
+}
+
+export async function getJson(url, token = "rt_demo") {
+  const r = await fetch(url, { headers: { Authorization: "Bearer " + token } });
+  return { status: r.status, body: await r.json() };
+}

@@ -1,0 +1,33 @@
+/** onramp SDK: in-app onboarding and milestone tracking. */
+
+export interface InitOptions {
+  /** The project's public write key, e.g. "wk_demo". */
+  writeKey: string;
+  /** The collector's base URL; defaults to the page's origin. */
+  collector?: string;
+  /** The onboarding plan: an object, or the URL it is served from. */
+  plan?: object | string;
+}
+
+export interface Traits {
+  /** When the user signed up: Unix milliseconds or an ISO 8601 string. */
+  signedUpAt?: number | string;
+  [trait: string]: unknown;
+}
+
+export type Props = Record<string, unknown>;
+
+/** Starts the SDK. Calls made before the wasm has loaded are kept and replayed in order. */
+export function init(options: InitOptions): void;
+/** Names the current user; earlier anonymous events are linked to them. */
+export function identify(userId: string, traits?: Traits): void;
+/** Records a product event. */
+export function track(name: string, props?: Props): void;
+/** Log-out: forgets the user and starts a new anonymous identity. */
+export function reset(): void;
+/** Sends queued events now. */
+export function flush(): void;
+/** Loads the wasm; resolves false when it cannot run here (for example a strict CSP). */
+export function load(base?: string): Promise<boolean>;
+/** Used by the script-tag loader. */
+export function attach(queue: unknown[], base?: string): void;

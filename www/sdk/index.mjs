@@ -1,0 +1,74 @@
+// onramp SDK, as an ES module. `import * as onramp from "onramp"` uses these functions
+// directly; the script-tag loader calls `attach` to replay the calls queued before load.
+import initWasm, * as wasm from "./onramp.js";
+
+const METHODS = ["init", "identify", "track", "reset", "flush"];
+// Calls kept while the wasm loads; bounded so a page that never loads it cannot grow forever.
+const MAX_PENDING = 1000;
+let pending = [];
+let state = "idle"; // idle → loading → ready | failed
+let ready;
+
+function call(method, args) {
+  try {
+    wasm[method](...args);
+  } catch (e) {
+    // The SDK must never throw into the host page.
+    console.error("onramp: " + method + " failed: " + e);
+  }
+}
+
+function explain(error) {
+  const text = String(error && error.message || error);
+  if (/unsafe-eval|Content Security Policy|CSP/i.test(text)) {
+    return "this page's Content-Security-Policy blocks WebAssembly. Add 'wasm-unsafe-eval' to " +
+      "script-src, e.g. \"script-src 'self' 'wasm-unsafe-eval'\"";
+  }
+  return "the SDK could not start (" + text + ")";
+}
+
+/** Loads the wasm once; resolves true when ready, false if it cannot run here. */
+export function load(base = new URL(".", import.meta.url).href) {
+  if (!ready) {
+    state = "loading";
+    ready = initWasm({ module_or_path: new URL("onramp_bg.wasm", base) }).then(
+      () => {
+        state = "ready";
+        const calls = pending;
+        pending = [];
+        for (const [method, args] of calls) call(method, args);
+        return true;
+      },
+      (error) => {
+        state = "failed";
+        pending = [];
+        console.warn("onramp: " + explain(error) + ". onramp is disabled; your page is unaffected.");
+        return false;
+      }
+    );
+  }
+  return ready;
+}
+
+function enqueue(method, args) {
+  if (state === "ready") return call(method, args);
+  if (state === "failed") return;
+  if (pending.length < MAX_PENDING) pending.push([method, args]);
+  if (state === "idle") load();
+}
+
+export function init(config) { enqueue("init", [config]); }
+export function identify(userId, traits) { enqueue("identify", [String(userId), traits]); }
+export function track(name, props) { enqueue("track", [String(name), props]); }
+export function reset() { enqueue("reset", []); }
+export function flush() { enqueue("flush", []); }
+
+/** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
+export function attach(queue, base) {
+  for (const entry of queue.splice(0)) {
+    if (METHODS.includes(entry[0])) enqueue(entry[0], entry.slice(1));
+  }
+  for (const m of METHODS) queue[m] = (...args) => enqueue(m, args);
+  queue.push = (entry) => enqueue(entry[0], entry.slice(1));
+  queue.ready = load(base);
+}
