@@ -8,4 +8,5 @@ pub mod client;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+pub mod storage;
 pub mod wire;
