@@ -8,5 +8,6 @@ pub mod client;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+pub mod plan;
 pub mod storage;
 pub mod wire;

@@ -1,0 +1,1167 @@
+//! The onboarding plan: milestones, auto-capture rules and tips for one product.
+//!
+//! A plan is a JSON document written by a product team (schema: `pkg-config/plan.schema.json`,
+//! examples: `pkg-config/plans/`). This module owns its types and its one validator, used by the
+//! SDK at load, by `onramp-collector plan check` and by the collector when a plan is stored, so
+//! all three accept exactly the same documents.
+//!
+//! Parsing stops at the first problem and reports it as a [`PlanError`]: a JSON pointer into the
+//! document, what is wrong there, and what was expected. One precise error is what a developer can
+//! act on, and it keeps the SDK's console output to a single line.
+//!
+//! Unknown fields are errors (a misspelt `"requried": false` must not silently mean "required"),
+//! except keys starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
+
+use super::json::{self, Value};
+
+/// Limits that keep a hostile or mistaken plan from costing the page much.
+const MAX_MILESTONES: usize = 100;
+const MAX_RULES: usize = 200;
+const MAX_TIPS: usize = 100;
+const MAX_STEPS: usize = 20;
+const MAX_ID: usize = 64;
+const MAX_NAME: usize = 200;
+const MAX_TEXT: usize = 2000;
+const MAX_SELECTOR: usize = 500;
+const MAX_COUNT: f64 = 1_000_000.0;
+
+/// Milestone event names the engine emits itself; a milestone may not take them as its id.
+pub const RESERVED_IDS: [&str; 2] = ["onboarding_completed", "time_to_value"];
+
+const HOUR_MS: i64 = 3_600_000;
+/// Tips are for a user's first hours: without a `window`, a tip may show in the first 24 h.
+pub const DEFAULT_TIP_WINDOW_MS: i64 = 24 * HOUR_MS;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Reported with every milestone event (`planVersion`), so analytics can tell plans apart.
+    pub version: String,
+    pub product: String,
+    /// The locale texts fall back to when the user's is missing.
+    pub default_locale: String,
+    pub milestones: Vec<Milestone>,
+    pub capture: Vec<CaptureRule>,
+    pub tips: Vec<Tip>,
+    pub caps: TipCaps,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MilestoneKind {
+    /// Detected from the user's events.
+    Feature,
+    /// Happens outside the product; confirmed by the user ("mark as done") or by a server call.
+    Customer,
+}
+
+impl MilestoneKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MilestoneKind::Feature => "feature",
+            MilestoneKind::Customer => "customer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Milestone {
+    /// The identity of the milestone across plan versions; titles may change freely.
+    pub id: String,
+    /// Former ids: state reached under one of them counts for this milestone (a rename).
+    pub aliases: Vec<String>,
+    pub title: Text,
+    pub description: Text,
+    pub kind: MilestoneKind,
+    /// Required for feature milestones; optional for customer milestones.
+    pub condition: Option<Condition>,
+    /// Due this long after sign-up (used to flag stalled users), if set.
+    pub due_ms: Option<i64>,
+    pub required: bool,
+    /// The milestone whose completion means the user got value: exactly one per plan.
+    pub value: bool,
+}
+
+/// When a milestone is reached: `count` events named `event` whose props pass every filter,
+/// counted only once the `after` milestone (if any) has been reached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub event: String,
+    pub filters: Vec<Filter>,
+    pub count: u32,
+    pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    pub prop: String,
+    pub op: Op,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Eq(Value),
+    Ne(Value),
+    In(Vec<Value>),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    Exists(bool),
+    Contains(String),
+}
+
+/// Turns page activity into a named `track` event with no code in the host page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptureRule {
+    pub event: String,
+    pub on: Capture,
+    /// Added to the captured event's props.
+    pub props: Vec<(String, Value)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Capture {
+    /// A click on (or inside) an element matching the selector, now or added later.
+    Click { selector: String },
+    /// A form matching the selector is submitted.
+    Submit { selector: String },
+    /// An element matching the selector appears in the page (absent → present).
+    Appear { selector: String },
+    /// The page or SPA route matches: `path` against `location.pathname`, `hash` against
+    /// `location.hash`; both must match when both are given.
+    View { path: Option<Pattern>, hash: Option<Pattern> },
+}
+
+impl Capture {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Capture::Click { .. } => "click",
+            Capture::Submit { .. } => "submit",
+            Capture::Appear { .. } => "appear",
+            Capture::View { .. } => "view",
+        }
+    }
+    pub fn selector(&self) -> Option<&str> {
+        match self {
+            Capture::Click { selector } | Capture::Submit { selector } | Capture::Appear { selector } => Some(selector),
+            Capture::View { .. } => None,
+        }
+    }
+}
+
+/// A glob over a URL path or hash: `*` matches any run of characters (including `/`), every other
+/// character matches itself. `/projects/*` matches `/projects/42/board`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(pub String);
+
+impl Pattern {
+    pub fn matches(&self, text: &str) -> bool {
+        glob(self.0.as_bytes(), text.as_bytes())
+    }
+}
+
+/// Iterative glob with one backtrack point: linear in practice, no recursion on hostile input.
+fn glob(pat: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pat.len() && pat[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+/// Text in one or more locales. A plain string in the plan is stored under the default locale.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text(pub Vec<(String, String)>);
+
+impl Text {
+    /// The text for `locale` (`de-AT`), falling back to its language (`de`), then to
+    /// `default_locale`, then to whatever the plan gives first.
+    pub fn get(&self, locale: &str, default_locale: &str) -> &str {
+        let language = locale.split('-').next().unwrap_or(locale);
+        [locale, language, default_locale]
+            .iter()
+            .find_map(|want| self.0.iter().find(|(l, _)| l.eq_ignore_ascii_case(want)))
+            .or_else(|| self.0.first())
+            .map_or("", |(_, t)| t.as_str())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|(_, t)| t.is_empty())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TipKind {
+    Tooltip,
+    Hotspot,
+    Modal,
+    Checklist,
+    Tour,
+}
+
+impl TipKind {
+    const ALL: [(&'static str, TipKind); 5] = [
+        ("tooltip", TipKind::Tooltip),
+        ("hotspot", TipKind::Hotspot),
+        ("modal", TipKind::Modal),
+        ("checklist", TipKind::Checklist),
+        ("tour", TipKind::Tour),
+    ];
+    pub fn as_str(self) -> &'static str {
+        TipKind::ALL.iter().find(|(_, k)| *k == self).map_or("", |(s, _)| s)
+    }
+    /// Tooltips and hotspots are anchored to an element, so they need a target.
+    pub fn needs_target(self) -> bool {
+        matches!(self, TipKind::Tooltip | TipKind::Hotspot)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    Top,
+    Right,
+    Bottom,
+    Left,
+    #[default]
+    Auto,
+}
+
+impl Placement {
+    const ALL: [(&'static str, Placement); 5] = [
+        ("top", Placement::Top),
+        ("right", Placement::Right),
+        ("bottom", Placement::Bottom),
+        ("left", Placement::Left),
+        ("auto", Placement::Auto),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Placement::ALL.iter().find(|(_, p)| *p == self).map_or("auto", |(s, _)| s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tip {
+    pub id: String,
+    pub kind: TipKind,
+    /// The milestone this tip leads to: once reached, the tip has done its job.
+    pub milestone: Option<String>,
+    /// CSS selector of the element the tip is anchored to.
+    pub target: Option<String>,
+    pub title: Text,
+    pub body: Text,
+    pub placement: Placement,
+    pub trigger: Trigger,
+    pub window: Window,
+    /// Higher first when several tips could show.
+    pub priority: i32,
+    pub cap: TipCap,
+    pub steps: Vec<TourStep>,
+    pub cta: Option<Cta>,
+}
+
+/// When a tip becomes eligible: on a matching page/route, after an event, after a delay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trigger {
+    pub path: Option<Pattern>,
+    pub hash: Option<Pattern>,
+    pub after_event: Option<String>,
+    pub delay_ms: i64,
+}
+
+/// A span relative to the user's sign-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    pub until_ms: i64,
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window { from_ms: 0, until_ms: DEFAULT_TIP_WINDOW_MS }
+    }
+}
+
+impl Window {
+    pub fn contains(&self, since_signup_ms: i64) -> bool {
+        since_signup_ms >= self.from_ms && since_signup_ms < self.until_ms
+    }
+}
+
+/// Per-tip frequency cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TipCap {
+    /// Shown at most this many times in all.
+    pub max_shows: u32,
+    /// At least this long between two showings of this tip.
+    pub min_gap_ms: i64,
+    /// How long "snooze" hides the tip.
+    pub snooze_ms: i64,
+}
+
+impl Default for TipCap {
+    fn default() -> TipCap {
+        TipCap { max_shows: 3, min_gap_ms: HOUR_MS, snooze_ms: 24 * HOUR_MS }
+    }
+}
+
+/// Plan-wide caps, so several tips together never nag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TipCaps {
+    pub max_tips_per_session: u32,
+    pub min_gap_ms: i64,
+}
+
+impl Default for TipCaps {
+    fn default() -> TipCaps {
+        TipCaps { max_tips_per_session: 3, min_gap_ms: 60_000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TourStep {
+    pub target: String,
+    pub title: Text,
+    pub body: Text,
+    pub placement: Placement,
+    pub advance_on: Option<Advance>,
+}
+
+/// What moves a tour to its next step besides the user's "Next".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Advance {
+    Event(String),
+    Milestone(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cta {
+    pub label: Text,
+    pub action: CtaAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CtaAction {
+    /// An `http:` or `https:` URL (never `javascript:`).
+    Url(String),
+    /// One of [`CTA_ACTIONS`].
+    Action(String),
+}
+
+pub const CTA_ACTIONS: [&str; 4] = ["next", "dismiss", "open_checklist", "mark_done"];
+
+/// The first problem found in a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// JSON pointer (RFC 6901) to the offending value; "" is the whole document.
+    pub pointer: String,
+    pub problem: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() { "(document)" } else { &self.pointer };
+        write!(f, "plan {at}: {}; expected {}", self.problem, self.expected)
+    }
+}
+
+fn err<T>(pointer: &str, problem: impl Into<String>, expected: &str) -> Result<T, PlanError> {
+    Err(PlanError { pointer: pointer.into(), problem: problem.into(), expected: expected.into() })
+}
+
+/// `ptr` extended by one reference token, escaped per RFC 6901.
+fn child(ptr: &str, key: &str) -> String {
+    let mut out = String::with_capacity(ptr.len() + key.len() + 1);
+    out.push_str(ptr);
+    out.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn index(ptr: &str, i: usize) -> String {
+    child(ptr, &i.to_string())
+}
+
+fn found(v: &Value) -> String {
+    match v {
+        Value::Str(s) if s.chars().count() <= 40 => {
+            let mut out = String::from("found ");
+            json::write_str(&mut out, s);
+            out
+        }
+        Value::Num(n) => {
+            let mut out = String::from("found ");
+            json::write_num(&mut out, *n);
+            out
+        }
+        Value::Bool(b) => format!("found {b}"),
+        other => format!("found {}", other.kind()),
+    }
+}
+
+/// An object being read, with its pointer; checks types and unknown keys.
+struct Obj<'a> {
+    v: &'a Value,
+    ptr: String,
+}
+
+impl<'a> Obj<'a> {
+    fn new(v: &'a Value, ptr: String, fields: &[&str]) -> Result<Obj<'a>, PlanError> {
+        let Some(entries) = v.as_object() else {
+            return err(&ptr, found(v), "an object");
+        };
+        for (k, _) in entries {
+            if !k.starts_with('$') && !fields.contains(&k.as_str()) {
+                return err(&child(&ptr, k), "unknown field", &one_of(fields));
+            }
+        }
+        Ok(Obj { v, ptr })
+    }
+
+    fn at(&self, key: &str) -> String {
+        child(&self.ptr, key)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        match self.v.get(key) {
+            None | Some(Value::Null) => None,
+            some => some,
+        }
+    }
+
+    fn required(&self, key: &str, expected: &str) -> Result<&'a Value, PlanError> {
+        self.get(key).map_or_else(|| err(&self.ptr, format!("missing \"{key}\""), expected), Ok)
+    }
+
+    fn str_req(&self, key: &str, max: usize, expected: &str) -> Result<String, PlanError> {
+        string(self.required(key, expected)?, &self.at(key), max, expected)
+    }
+
+    fn str_opt(&self, key: &str, max: usize, expected: &str) -> Result<Option<String>, PlanError> {
+        self.get(key).map(|v| string(v, &self.at(key), max, expected)).transpose()
+    }
+
+    fn id(&self, key: &str) -> Result<String, PlanError> {
+        id(self.required(key, ID_EXPECTED)?, &self.at(key))
+    }
+
+    fn id_opt(&self, key: &str) -> Result<Option<String>, PlanError> {
+        self.get(key).map(|v| id(v, &self.at(key))).transpose()
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool, PlanError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => err(&self.at(key), found(v), "true or false"),
+        }
+    }
+
+    fn duration_opt(&self, key: &str) -> Result<Option<i64>, PlanError> {
+        self.get(key).map(|v| duration(v, &self.at(key))).transpose()
+    }
+
+    fn whole_or(&self, key: &str, default: u32, min: f64, expected: &str) -> Result<u32, PlanError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Num(n)) if n.fract() == 0.0 && *n >= min && *n <= MAX_COUNT => Ok(*n as u32),
+            Some(v) => err(&self.at(key), found(v), expected),
+        }
+    }
+
+    fn text(&self, key: &str, required: bool) -> Result<Text, PlanError> {
+        match self.get(key) {
+            None if required => err(&self.ptr, format!("missing \"{key}\""), TEXT_EXPECTED),
+            None => Ok(Text::default()),
+            Some(v) => text(v, &self.at(key)),
+        }
+    }
+
+    fn array(&self, key: &str, max: usize, expected: &str) -> Result<&'a [Value], PlanError> {
+        match self.get(key) {
+            None => Ok(&[]),
+            Some(Value::Arr(items)) if items.len() <= max => Ok(items),
+            Some(Value::Arr(items)) => {
+                err(&self.at(key), format!("{} items", items.len()), &format!("at most {max} items"))
+            }
+            Some(v) => err(&self.at(key), found(v), expected),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)], default: Option<T>) -> Result<T, PlanError> {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        match (self.get(key), default) {
+            (None, Some(d)) => Ok(d),
+            (None, None) => err(&self.ptr, format!("missing \"{key}\""), &one_of(&names)),
+            (Some(v), _) => {
+                let s = v.as_str().unwrap_or("");
+                options.iter().find(|(n, _)| *n == s).map_or_else(|| err(&self.at(key), found(v), &one_of(&names)), |(_, t)| Ok(*t))
+            }
+        }
+    }
+}
+
+fn one_of(names: &[&str]) -> String {
+    let mut out = String::from("one of ");
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(n);
+    }
+    out
+}
+
+const ID_EXPECTED: &str = "an id of 1 to 64 letters, digits, '_', '-' or '.'";
+const TEXT_EXPECTED: &str = "a non-empty string, or an object of locale to string such as {\"en\": \"…\"}";
+const DURATION_EXPECTED: &str = "a duration such as \"30m\", \"24h\" or \"7d\" (units ms, s, m, h, d, w), or milliseconds";
+const SELECTOR_EXPECTED: &str = "a CSS selector such as \"#new-project\" or \"form.invite\"";
+const EVENT_EXPECTED: &str = "an event name (a string of 1 to 200 bytes)";
+
+fn string(v: &Value, ptr: &str, max: usize, expected: &str) -> Result<String, PlanError> {
+    match v {
+        Value::Str(s) if s.trim().is_empty() => err(ptr, "empty string", expected),
+        Value::Str(s) if s.len() > max => err(ptr, format!("{} bytes long", s.len()), expected),
+        Value::Str(s) => Ok(s.clone()),
+        other => err(ptr, found(other), expected),
+    }
+}
+
+fn id(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    let s = string(v, ptr, MAX_ID, ID_EXPECTED)?;
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        Ok(s)
+    } else {
+        err(ptr, found(v), ID_EXPECTED)
+    }
+}
+
+fn text(v: &Value, ptr: &str) -> Result<Text, PlanError> {
+    match v {
+        Value::Str(_) => Ok(Text(vec![(String::new(), string(v, ptr, MAX_TEXT, TEXT_EXPECTED)?)])),
+        Value::Obj(entries) if !entries.is_empty() => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (locale, t) in entries {
+                let p = child(ptr, locale);
+                if locale.is_empty() || locale.len() > 20 || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return err(&p, "not a locale", "a locale tag such as \"en\" or \"pt-BR\"");
+                }
+                out.push((locale.clone(), string(t, &p, MAX_TEXT, "a non-empty string")?));
+            }
+            Ok(Text(out))
+        }
+        other => err(ptr, found(other), TEXT_EXPECTED),
+    }
+}
+
+/// Milliseconds from `"90s"`, `"30m"`, `"24h"`, `"7d"`, `"2w"`, `"500ms"` or a plain number.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = s.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => HOUR_MS,
+        "d" => 24 * HOUR_MS,
+        "w" => 7 * 24 * HOUR_MS,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms).filter(|ms| *ms <= 3650 * 24 * HOUR_MS)
+}
+
+fn duration(v: &Value, ptr: &str) -> Result<i64, PlanError> {
+    let ms = match v {
+        Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= 3.2e11 => Some(*n as i64),
+        Value::Str(s) => parse_duration(s),
+        _ => None,
+    };
+    ms.map_or_else(|| err(ptr, found(v), DURATION_EXPECTED), Ok)
+}
+
+/// A light syntax check: the browser layer also asks the browser itself. Braces and `;` are
+/// refused so a selector can never smuggle CSS rules into the tips' stylesheet.
+fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    let s = string(v, ptr, MAX_SELECTOR, SELECTOR_EXPECTED)?;
+    let mut depth: [i32; 2] = [0, 0];
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(') => depth[0] += 1,
+            (None, ')') => depth[0] -= 1,
+            (None, '[') => depth[1] += 1,
+            (None, ']') => depth[1] -= 1,
+            (None, '{' | '}' | ';') => return err(ptr, format!("{} contains '{c}'", found(v)), SELECTOR_EXPECTED),
+            _ => {}
+        }
+        if depth[0] < 0 || depth[1] < 0 {
+            break;
+        }
+    }
+    if quote.is_some() || depth != [0, 0] {
+        return err(ptr, format!("{} has unbalanced brackets or quotes", found(v)), SELECTOR_EXPECTED);
+    }
+    Ok(s)
+}
+
+fn pattern(v: &Value, ptr: &str, lead: char) -> Result<Pattern, PlanError> {
+    let expected = if lead == '/' {
+        "a URL path pattern starting with '/', such as \"/projects/*\""
+    } else {
+        "a hash route pattern starting with '#', such as \"#/team*\""
+    };
+    let s = string(v, ptr, MAX_SELECTOR, expected)?;
+    if s.starts_with(lead) || s.starts_with('*') {
+        Ok(Pattern(s))
+    } else {
+        err(ptr, found(v), expected)
+    }
+}
+
+fn event_name(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    string(v, ptr, MAX_NAME, EVENT_EXPECTED)
+}
+
+impl Plan {
+    /// Parses and validates a plan document.
+    pub fn parse(text: &str) -> Result<Plan, PlanError> {
+        let doc = json::parse(text).map_err(|e| PlanError {
+            pointer: String::new(),
+            problem: e.to_string(),
+            expected: "a JSON document".into(),
+        })?;
+        Plan::from_value(&doc)
+    }
+
+    pub fn from_value(doc: &Value) -> Result<Plan, PlanError> {
+        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
+        let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
+        let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
+
+        let items = top.array("milestones", MAX_MILESTONES, "an array of milestones")?;
+        if items.is_empty() {
+            return err("/milestones", if top.get("milestones").is_some() { "empty" } else { "missing" }, "at least one milestone");
+        }
+        let mut milestones: Vec<Milestone> = Vec::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            let m = milestone(v, &index("/milestones", i))?;
+            for name in std::iter::once(&m.id).chain(&m.aliases) {
+                let clash = milestones.iter().position(|o| o.id == *name || o.aliases.contains(name));
+                if let Some(j) = clash {
+                    let what = if *name == m.id { "/id" } else { "/aliases" };
+                    return err(&(index("/milestones", i) + what), format!("\"{name}\" is already used by /milestones/{j}"), "ids and aliases unique across milestones");
+                }
+            }
+            milestones.push(m);
+        }
+        check_milestone_references(&milestones)?;
+        let values: Vec<usize> = milestones.iter().enumerate().filter(|(_, m)| m.value).map(|(i, _)| i).collect();
+        match values.as_slice() {
+            [_] => {}
+            [] => return err("/milestones", "no milestone has \"value\": true", "exactly one value milestone"),
+            [first, second, ..] => {
+                return err(&format!("/milestones/{second}/value"), format!("a second value milestone (the first is /milestones/{first})"), "exactly one value milestone")
+            }
+        }
+
+        let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
+        let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
+
+        let caps = match top.get("caps") {
+            None => TipCaps::default(),
+            Some(v) => {
+                let o = Obj::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips"])?;
+                let d = TipCaps::default();
+                TipCaps {
+                    max_tips_per_session: o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?,
+                    min_gap_ms: o.duration_opt("minGapBetweenTips")?.unwrap_or(d.min_gap_ms),
+                }
+            }
+        };
+
+        let tip_items = top.array("tips", MAX_TIPS, "an array of tips")?;
+        let mut tips: Vec<Tip> = Vec::with_capacity(tip_items.len());
+        for (i, v) in tip_items.iter().enumerate() {
+            let p = index("/tips", i);
+            let t = tip(v, &p, &milestones)?;
+            if let Some(j) = tips.iter().position(|o| o.id == t.id) {
+                return err(&(p + "/id"), format!("\"{}\" is already used by /tips/{j}", t.id), "a unique tip id");
+            }
+            tips.push(t);
+        }
+        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps })
+    }
+
+    pub fn milestone(&self, id: &str) -> Option<&Milestone> {
+        self.milestones.iter().find(|m| m.id == id)
+    }
+
+    pub fn value_milestone(&self) -> Option<&Milestone> {
+        self.milestones.iter().find(|m| m.value)
+    }
+
+    /// Every CSS selector in the plan with its pointer, so the browser layer can ask the browser
+    /// whether it parses and report a bad one as precisely as any other error.
+    pub fn selectors(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (i, r) in self.capture.iter().enumerate() {
+            if let Some(s) = r.on.selector() {
+                out.push((format!("/capture/{i}/selector"), s));
+            }
+        }
+        for (i, t) in self.tips.iter().enumerate() {
+            if let Some(s) = &t.target {
+                out.push((format!("/tips/{i}/target"), s.as_str()));
+            }
+            for (j, step) in t.steps.iter().enumerate() {
+                out.push((format!("/tips/{i}/steps/{j}/target"), step.target.as_str()));
+            }
+        }
+        out
+    }
+}
+
+fn milestone(v: &Value, ptr: &str) -> Result<Milestone, PlanError> {
+    let o = Obj::new(v, ptr.into(), &["id", "aliases", "title", "description", "kind", "condition", "due", "required", "value"])?;
+    let id = o.id("id")?;
+    if RESERVED_IDS.contains(&id.as_str()) {
+        return err(&o.at("id"), format!("\"{id}\" is reserved for the engine's own events"), "another id");
+    }
+    let mut aliases = Vec::new();
+    for (i, a) in o.array("aliases", 20, "an array of former ids")?.iter().enumerate() {
+        aliases.push(self::id(a, &index(&o.at("aliases"), i))?);
+    }
+    let kind = o.choice("kind", &[("feature", MilestoneKind::Feature), ("customer", MilestoneKind::Customer)], Some(MilestoneKind::Feature))?;
+    let condition = o.get("condition").map(|c| condition(c, &o.at("condition"))).transpose()?;
+    if condition.is_none() && kind == MilestoneKind::Feature {
+        return err(ptr, "missing \"condition\"", "a condition for a feature milestone (or \"kind\": \"customer\")");
+    }
+    Ok(Milestone {
+        title: o.text("title", true)?,
+        description: o.text("description", false)?,
+        due_ms: o.duration_opt("due")?,
+        required: o.bool_or("required", true)?,
+        value: o.bool_or("value", false)?,
+        id,
+        aliases,
+        kind,
+        condition,
+    })
+}
+
+fn condition(v: &Value, ptr: &str) -> Result<Condition, PlanError> {
+    let o = Obj::new(v, ptr.into(), &["event", "where", "count", "after"])?;
+    let event = event_name(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
+    let count = o.whole_or("count", 1, 1.0, "a whole number from 1 to 1000000")?;
+    let after = o.id_opt("after")?;
+    let mut filters = Vec::new();
+    if let Some(w) = o.get("where") {
+        let wp = o.at("where");
+        let Some(entries) = w.as_object() else {
+            return err(&wp, found(w), "an object of property filters such as {\"plan\": \"pro\"}");
+        };
+        for (prop, f) in entries {
+            filters.push(Filter { prop: prop.clone(), op: op(f, &child(&wp, prop))? });
+        }
+    }
+    Ok(Condition { event, filters, count, after })
+}
+
+const OP_EXPECTED: &str = "a value to equal, or one object of eq, ne, in, gt, gte, lt, lte, exists, contains";
+
+fn op(v: &Value, ptr: &str) -> Result<Op, PlanError> {
+    let Value::Obj(entries) = v else {
+        return Ok(Op::Eq(v.clone()));
+    };
+    let [(name, arg)] = entries.as_slice() else {
+        return err(ptr, format!("an object with {} fields", entries.len()), OP_EXPECTED);
+    };
+    let p = child(ptr, name);
+    let num = |arg: &Value| arg.as_f64().map_or_else(|| err(&p, found(arg), "a number"), Ok);
+    Ok(match name.as_str() {
+        "eq" => Op::Eq(arg.clone()),
+        "ne" => Op::Ne(arg.clone()),
+        "in" => match arg {
+            Value::Arr(items) if !items.is_empty() => Op::In(items.clone()),
+            _ => return err(&p, found(arg), "a non-empty array of values"),
+        },
+        "gt" => Op::Gt(num(arg)?),
+        "gte" => Op::Gte(num(arg)?),
+        "lt" => Op::Lt(num(arg)?),
+        "lte" => Op::Lte(num(arg)?),
+        "exists" => match arg {
+            Value::Bool(b) => Op::Exists(*b),
+            _ => return err(&p, found(arg), "true or false"),
+        },
+        "contains" => Op::Contains(string(arg, &p, MAX_TEXT, "a non-empty string")?),
+        _ => return err(&p, "unknown operator", OP_EXPECTED),
+    })
+}
+
+/// Checks `after` references: they must name another milestone, and never form a cycle
+/// (a cycle would make every milestone in it unreachable).
+fn check_milestone_references(milestones: &[Milestone]) -> Result<(), PlanError> {
+    fn after_of(m: &Milestone) -> Option<&str> {
+        m.condition.as_ref().and_then(|c| c.after.as_deref())
+    }
+    for (i, m) in milestones.iter().enumerate() {
+        let Some(after) = after_of(m) else { continue };
+        let ptr = format!("/milestones/{i}/condition/after");
+        if after == m.id {
+            return err(&ptr, "refers to its own milestone", "the id of another milestone");
+        }
+        if !milestones.iter().any(|o| o.id == after) {
+            return err(&ptr, format!("no milestone has id \"{after}\""), "the id of another milestone");
+        }
+        let mut seen = 0;
+        let mut next = Some(after);
+        while let Some(id) = next {
+            if id == m.id {
+                return err(&ptr, format!("\"after\" chain from \"{}\" leads back to it", m.id), "milestones ordered without a cycle");
+            }
+            seen += 1;
+            if seen > milestones.len() {
+                break;
+            }
+            next = milestones.iter().find(|o| o.id == id).and_then(after_of);
+        }
+    }
+    Ok(())
+}
+
+fn capture_rule(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
+    let o = Obj::new(v, ptr.into(), &["event", "on", "selector", "path", "hash", "props"])?;
+    let event = event_name(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
+    #[derive(Clone, Copy)]
+    enum On {
+        Click,
+        Submit,
+        Appear,
+        View,
+    }
+    let on = o.choice("on", &[("click", On::Click), ("submit", On::Submit), ("view", On::View), ("appear", On::Appear)], None)?;
+    let sel = || selector(o.required("selector", SELECTOR_EXPECTED)?, &o.at("selector"));
+    let only_view = |key: &str| match o.get(key) {
+        Some(_) => err(&o.at(key), "only used by \"on\": \"view\"", "\"selector\" for click, submit and appear rules"),
+        None => Ok(()),
+    };
+    let on = match on {
+        On::View => {
+            if o.get("selector").is_some() {
+                return err(&o.at("selector"), "not used by \"on\": \"view\"", "\"path\" and/or \"hash\" patterns");
+            }
+            let path = o.get("path").map(|p| pattern(p, &o.at("path"), '/')).transpose()?;
+            let hash = o.get("hash").map(|p| pattern(p, &o.at("hash"), '#')).transpose()?;
+            if path.is_none() && hash.is_none() {
+                return err(ptr, "missing \"path\" and \"hash\"", "a \"path\" or \"hash\" pattern for a view rule");
+            }
+            Capture::View { path, hash }
+        }
+        other => {
+            only_view("path")?;
+            only_view("hash")?;
+            let selector = sel()?;
+            match other {
+                On::Click => Capture::Click { selector },
+                On::Submit => Capture::Submit { selector },
+                _ => Capture::Appear { selector },
+            }
+        }
+    };
+    let props = match o.get("props") {
+        None => Vec::new(),
+        Some(Value::Obj(entries)) => entries.clone(),
+        Some(other) => return err(&o.at("props"), found(other), "an object of properties to add"),
+    };
+    Ok(CaptureRule { event, on, props })
+}
+
+fn milestone_ref(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<String, PlanError> {
+    let id = id(v, ptr)?;
+    if milestones.iter().any(|m| m.id == id) {
+        Ok(id)
+    } else {
+        err(ptr, format!("no milestone has id \"{id}\""), "the id of a milestone in this plan")
+    }
+}
+
+fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError> {
+    let o = Obj::new(
+        v,
+        ptr.into(),
+        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta"],
+    )?;
+    let id = o.id("id")?;
+    let kind = o.choice("kind", &TipKind::ALL, None)?;
+    let milestone = o.get("milestone").map(|m| milestone_ref(m, &o.at("milestone"), milestones)).transpose()?;
+    let target = o.get("target").map(|t| selector(t, &o.at("target"))).transpose()?;
+    if target.is_none() && kind.needs_target() {
+        return err(ptr, "missing \"target\"", "a target selector for a tooltip or hotspot");
+    }
+    let placement = o.choice("placement", &Placement::ALL, Some(Placement::Auto))?;
+    let trigger = match o.get("trigger") {
+        None => Trigger::default(),
+        Some(t) => {
+            let t = Obj::new(t, o.at("trigger"), &["path", "hash", "afterEvent", "delay"])?;
+            Trigger {
+                path: t.get("path").map(|p| pattern(p, &t.at("path"), '/')).transpose()?,
+                hash: t.get("hash").map(|p| pattern(p, &t.at("hash"), '#')).transpose()?,
+                after_event: t.get("afterEvent").map(|e| event_name(e, &t.at("afterEvent"))).transpose()?,
+                delay_ms: t.duration_opt("delay")?.unwrap_or(0),
+            }
+        }
+    };
+    let window = match o.get("window") {
+        None => Window::default(),
+        Some(w) => {
+            let w = Obj::new(w, o.at("window"), &["from", "until"])?;
+            let window = Window {
+                from_ms: w.duration_opt("from")?.unwrap_or(0),
+                until_ms: w.duration_opt("until")?.unwrap_or(DEFAULT_TIP_WINDOW_MS),
+            };
+            if window.until_ms <= window.from_ms {
+                return err(&w.at("until"), "not after \"from\"", "a window that ends after it starts");
+            }
+            window
+        }
+    };
+    let priority = match o.get("priority") {
+        None => 0,
+        Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() <= 1000.0 => *n as i32,
+        Some(p) => return err(&o.at("priority"), found(p), "a whole number from -1000 to 1000"),
+    };
+    let cap = match o.get("cap") {
+        None => TipCap::default(),
+        Some(c) => {
+            let c = Obj::new(c, o.at("cap"), &["maxShows", "minGap", "snooze"])?;
+            let d = TipCap::default();
+            TipCap {
+                max_shows: c.whole_or("maxShows", d.max_shows, 1.0, "a whole number ≥ 1")?,
+                min_gap_ms: c.duration_opt("minGap")?.unwrap_or(d.min_gap_ms),
+                snooze_ms: c.duration_opt("snooze")?.unwrap_or(d.snooze_ms),
+            }
+        }
+    };
+    let mut steps = Vec::new();
+    let step_items = o.array("steps", MAX_STEPS, "an array of tour steps")?;
+    if kind == TipKind::Tour && step_items.is_empty() {
+        return err(ptr, "a tour without \"steps\"", "at least one step for a tour");
+    }
+    if kind != TipKind::Tour && !step_items.is_empty() {
+        return err(&o.at("steps"), "steps on a tip that is not a tour", "\"kind\": \"tour\", or no steps");
+    }
+    for (i, s) in step_items.iter().enumerate() {
+        let s = Obj::new(s, index(&o.at("steps"), i), &["target", "title", "body", "placement", "advanceOn"])?;
+        let advance_on = match s.get("advanceOn") {
+            None => None,
+            Some(a) => {
+                let a = Obj::new(a, s.at("advanceOn"), &["event", "milestone"])?;
+                match (a.get("event"), a.get("milestone")) {
+                    (Some(e), None) => Some(Advance::Event(event_name(e, &a.at("event"))?)),
+                    (None, Some(m)) => Some(Advance::Milestone(milestone_ref(m, &a.at("milestone"), milestones)?)),
+                    _ => return err(&a.ptr, "not exactly one of \"event\" and \"milestone\"", "{\"event\": name} or {\"milestone\": id}"),
+                }
+            }
+        };
+        steps.push(TourStep {
+            target: selector(s.required("target", SELECTOR_EXPECTED)?, &s.at("target"))?,
+            title: s.text("title", false)?,
+            body: s.text("body", true)?,
+            placement: s.choice("placement", &Placement::ALL, Some(Placement::Auto))?,
+            advance_on,
+        });
+    }
+    let cta = match o.get("cta") {
+        None => None,
+        Some(c) => {
+            let c = Obj::new(c, o.at("cta"), &["label", "url", "action"])?;
+            let label = c.text("label", true)?;
+            let action = match (c.get("url"), c.get("action")) {
+                (Some(u), None) => {
+                    let url = string(u, &c.at("url"), 2000, "an http: or https: URL")?;
+                    let lower = url.to_ascii_lowercase();
+                    if !(lower.starts_with("https://") || lower.starts_with("http://") || url.starts_with('/')) {
+                        return err(&c.at("url"), found(u), "an http: or https: URL, or a path starting with '/'");
+                    }
+                    CtaAction::Url(url)
+                }
+                (None, Some(a)) => {
+                    let s = a.as_str().unwrap_or("");
+                    if !CTA_ACTIONS.contains(&s) {
+                        return err(&c.at("action"), found(a), &one_of(&CTA_ACTIONS));
+                    }
+                    CtaAction::Action(s.into())
+                }
+                _ => return err(&c.ptr, "not exactly one of \"url\" and \"action\"", "a \"url\" or an \"action\""),
+            };
+            Some(Cta { label, action })
+        }
+    };
+    Ok(Tip {
+        title: o.text("title", false)?,
+        body: o.text("body", kind != TipKind::Tour && kind != TipKind::Checklist)?,
+        id,
+        kind,
+        milestone,
+        target,
+        placement,
+        trigger,
+        window,
+        priority,
+        cap,
+        steps,
+        cta,
+    })
+}
+
+impl Condition {
+    /// Whether one event counts towards this condition (the `after` gate is the engine's).
+    pub fn matches(&self, name: &str, props: &[(String, Value)]) -> bool {
+        name == self.event
+            && self.filters.iter().all(|f| {
+                let v = props.iter().find(|(k, _)| *k == f.prop).map(|(_, v)| v);
+                f.op.test(v)
+            })
+    }
+}
+
+impl Op {
+    pub fn test(&self, v: Option<&Value>) -> bool {
+        let num = v.and_then(Value::as_f64);
+        match self {
+            Op::Eq(want) => v == Some(want),
+            Op::Ne(want) => v != Some(want),
+            Op::In(set) => v.is_some_and(|v| set.contains(v)),
+            Op::Gt(n) => num.is_some_and(|x| x > *n),
+            Op::Gte(n) => num.is_some_and(|x| x >= *n),
+            Op::Lt(n) => num.is_some_and(|x| x < *n),
+            Op::Lte(n) => num.is_some_and(|x| x <= *n),
+            Op::Exists(want) => v.is_some_and(|v| *v != Value::Null) == *want,
+            Op::Contains(s) => match v {
+                Some(Value::Str(t)) => t.contains(s.as_str()),
+                Some(Value::Arr(items)) => items.iter().any(|i| i.as_str() == Some(s)),
+                _ => false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const MINIMAL: &str = r#"{"version":"1","milestones":[
+        {"id":"a","title":"A","condition":{"event":"e"}},
+        {"id":"b","title":"B","value":true,"condition":{"event":"f","count":2,"after":"a"}}]}"#;
+
+    fn error(text: &str) -> String {
+        Plan::parse(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn parses_a_minimal_plan_with_defaults() {
+        let p = Plan::parse(MINIMAL).expect("valid");
+        assert_eq!(p.milestones.len(), 2);
+        assert!(p.milestones[0].required);
+        assert_eq!(p.milestones[1].condition.as_ref().map(|c| c.count), Some(2));
+        assert_eq!(p.value_milestone().map(|m| m.id.as_str()), Some("b"));
+        assert_eq!(p.caps, TipCaps::default());
+    }
+
+    #[test]
+    fn errors_carry_pointer_problem_and_expectation() {
+        assert_eq!(
+            error(r#"{"version":"1","milestones":[{"id":"a","title":"A","condition":{"event":"e","count":0}}]}"#),
+            "plan /milestones/0/condition/count: found 0; expected a whole number from 1 to 1000000"
+        );
+        assert_eq!(
+            error(r#"{"version":"1","milestones":[{"id":"a","title":"A","requried":false,"condition":{"event":"e"}}]}"#),
+            "plan /milestones/0/requried: unknown field; expected one of id, aliases, title, description, kind, condition, due, required, value"
+        );
+        assert_eq!(error("{"), "plan (document): invalid JSON at byte 1: expected a string key; expected a JSON document");
+    }
+
+    #[test]
+    fn pointers_escape_slashes_and_tildes() {
+        let text = r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e","where":{"a/b~":{"bogus":1}}}}]}"#;
+        assert_eq!(Plan::parse(text).expect_err("bad op").pointer, "/milestones/0/condition/where/a~1b~0/bogus");
+    }
+
+    #[test]
+    fn after_cycles_are_refused() {
+        let text = r#"{"version":"1","milestones":[
+            {"id":"a","title":"A","value":true,"condition":{"event":"e","after":"b"}},
+            {"id":"b","title":"B","condition":{"event":"f","after":"a"}}]}"#;
+        assert_eq!(
+            error(text),
+            "plan /milestones/0/condition/after: \"after\" chain from \"a\" leads back to it; expected milestones ordered without a cycle"
+        );
+    }
+
+    #[test]
+    fn conditions_filter_on_props() {
+        let text = r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e",
+            "where":{"plan":"pro","seats":{"gte":3},"tags":{"contains":"x"},"gone":{"exists":false},"c":{"in":["r","g"]}}}}]}"#;
+        let c = Plan::parse(text).expect("valid").milestones[0].condition.clone().expect("condition");
+        let props = |seats: f64| {
+            vec![
+                ("plan".to_string(), Value::Str("pro".into())),
+                ("seats".to_string(), Value::Num(seats)),
+                ("tags".to_string(), Value::Arr(vec![Value::Str("x".into())])),
+                ("c".to_string(), Value::Str("g".into())),
+            ]
+        };
+        assert!(c.matches("e", &props(3.0)));
+        assert!(!c.matches("e", &props(2.0)));
+        assert!(!c.matches("other", &props(3.0)));
+    }
+
+    #[test]
+    fn globs_match_paths_and_hashes() {
+        let p = Pattern("/projects/*".into());
+        assert!(p.matches("/projects/42/board"));
+        assert!(!p.matches("/project"));
+        assert!(Pattern("#/team*".into()).matches("#/team"));
+        assert!(Pattern("*a*b*".into()).matches("xxaxxbxx"));
+        assert!(!Pattern("/a".into()).matches("/ab"));
+    }
+
+    #[test]
+    fn text_falls_back_by_language_then_default() {
+        let t = Text(vec![("en".into(), "Hi".into()), ("de".into(), "Hallo".into())]);
+        assert_eq!(t.get("de-AT", "en"), "Hallo");
+        assert_eq!(t.get("fr", "en"), "Hi");
+        assert_eq!(Text(vec![("pt".into(), "Olá".into())]).get("fr", "en"), "Olá");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Some(86_400_000));
+        assert_eq!(parse_duration("7d"), Some(604_800_000));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+}
