@@ -5,7 +5,9 @@
 //!
 //! - [`config`]: projects (write keys, read tokens, allowed origins) and paths.
 //! - [`ingest`]: `POST /v1/batch`, from body to committed rows.
-//! - [`query`]: the read API behind the dashboard (`/v1/funnel`).
+//! - [`query`]: the read API behind the dashboard (`/v1/funnel`, `/v1/ttv`, `/v1/cohorts`,
+//!   `/v1/tips`, `/v1/metrics`, `/v1/stalled`, `/v1/report`).
+//! - [`analytics`]: the pure math behind it, shared by every store.
 //! - [`store`]: storage backends behind one trait; SQLite is the default.
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
 //!
@@ -59,6 +61,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
         .route("/v1/funnel", get(query::funnel))
+        .route("/v1/ttv", get(query::time_to_value))
+        .route("/v1/cohorts", get(query::cohorts))
+        .route("/v1/tips", get(query::tip_effect))
+        .route("/v1/metrics", get(query::seed_metrics))
+        .route("/v1/stalled", get(query::stalled))
+        .route("/v1/report", get(query::report))
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/sdk/v1", ServeDir::new(dist))
         .nest_service("/demo", ServeDir::new(www.join("demo")))

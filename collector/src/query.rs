@@ -1,13 +1,32 @@
 //! The read API behind the dashboard. Every route needs the project's read token.
+//!
+//! Handlers are glue: they parse parameters (answering 400 with the parameter's name when one is
+//! wrong), read rows through the [`crate::store::Store`] trait, and hand them to the pure
+//! [`crate::analytics`] functions. Parameters every report shares:
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `from`, `to` | sign-up date range: `YYYY-MM-DD` (UTC; `to` inclusive) or Unix ms (`to` exclusive) |
+//! | `trait.KEY=v1,v2` | only users whose identify trait `KEY` is one of the values |
+//! | `steps=a,b,c` | milestones or event names in order (default: the plan's milestones) |
+//! | `value=m` | the value milestone (default: the plan's, else the SDK's `time_to_value` event) |
+//! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use onramp::core::wire::EventType;
 use serde_json::{json, Value};
 
-use crate::analytics;
+use crate::analytics::stalled::{Due, Stall};
+use crate::analytics::time::{self, DAY};
+use crate::analytics::ttv::Period;
+use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, User};
 use crate::error::ApiError;
+use crate::store::{EventFilter, UserEvents};
 use crate::{AppState, Project};
 
 /// The read token, from `Authorization: Bearer …` (or `?token=` for CSV links and the like).
@@ -19,31 +38,195 @@ pub fn authorize<'a>(state: &'a AppState, headers: &HeaderMap, token: Option<&st
     bearer.or(token).and_then(|t| state.config.project_by_read_token(t)).ok_or(ApiError::Unauthorized)
 }
 
-#[derive(Deserialize)]
-pub struct FunnelParams {
-    /// Comma-separated event or milestone names, in order.
-    steps: String,
-    /// Conversion window from the first step, in milliseconds.
-    window_ms: Option<i64>,
-    /// `true` to list the users at each step.
-    #[serde(default)]
-    users: bool,
-    token: Option<String>,
+/// The SDK's own marker of the value milestone (docs/EVENTS.md), used when no plan names one.
+pub const DEFAULT_VALUE: &str = "time_to_value";
+
+/// At most this many stalled users in a JSON answer (the CSV export has them all).
+const STALLED_JSON_LIMIT: usize = 500;
+
+fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("{param}: {message}"))
 }
 
-pub async fn funnel(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<FunnelParams>,
-) -> Result<Json<Value>, ApiError> {
-    let project = authorize(&state, &headers, params.token.as_deref())?;
-    let steps: Vec<String> =
-        params.steps.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-    if steps.is_empty() {
-        return Err(ApiError::BadRequest("steps: give at least one step name, e.g. ?steps=signed_up,project_created".into()));
+/// A request's query string, checked against the parameters its route knows so that a typo
+/// (`step=`) is answered with a 400 rather than silently ignored.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn check(pairs: Vec<(String, String)>, known: &[&str]) -> Result<Params, ApiError> {
+        const COMMON: [&str; 4] = ["token", "from", "to", "_"];
+        for (key, _) in &pairs {
+            let ok = COMMON.contains(&key.as_str()) || known.contains(&key.as_str()) || key.starts_with("trait.");
+            if !ok {
+                return Err(bad(key, format!("unknown parameter; this route takes {}", known.join(", "))));
+            }
+        }
+        Ok(Params(pairs))
     }
-    let users = state.store.user_events(&project.id, &steps).await?;
-    let report = analytics::funnel(&steps, &users, params.window_ms);
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn list(&self, key: &str) -> Option<Vec<String>> {
+        let items: Vec<String> =
+            self.get(key)?.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        Some(items)
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(other) => Err(bad(key, format!("expected true or false, found {other:?}"))),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.get(key)
+            .map(|text| time::parse_duration(text).ok_or_else(|| bad(key, format!("expected a duration such as 30m, 24h, 7d or milliseconds, found {text:?}"))))
+            .transpose()
+    }
+
+    fn selection(&self) -> Result<Selection, ApiError> {
+        let instant = |key: &str| -> Result<Option<(i64, bool)>, ApiError> {
+            self.get(key)
+                .filter(|t| !t.is_empty())
+                .map(|text| {
+                    let is_date = text.contains('-');
+                    time::parse_instant(text)
+                        .map(|ts| (ts, is_date))
+                        .ok_or_else(|| bad(key, format!("expected a date YYYY-MM-DD or Unix milliseconds, found {text:?}")))
+                })
+                .transpose()
+        };
+        let from = instant("from")?.map(|(ts, _)| ts);
+        // A date names a whole day, so `to=2026-11-20` includes that day.
+        let until = instant("to")?.map(|(ts, is_date)| if is_date { ts + DAY } else { ts });
+        if let (Some(f), Some(u)) = (from, until) {
+            if u <= f {
+                return Err(bad("to", "must be after from"));
+            }
+        }
+        let traits = self
+            .0
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("trait.")?;
+                Some((key.to_string(), v.split(',').map(|s| s.trim().to_string()).collect()))
+            })
+            .collect();
+        Ok(Selection { signup_from: from, signup_until: until, traits })
+    }
+}
+
+/// What a project's plan says, where a request leaves it out.
+#[derive(Clone, Debug, Default)]
+pub struct PlanDefaults {
+    pub milestones: Vec<String>,
+    pub value: Option<String>,
+    pub due: Vec<Due>,
+}
+
+/// The plan's milestones, value milestone and due windows for `project`. Without a stored plan
+/// every report needs its `steps` (and stalls their `due`) spelled out in the request.
+async fn plan_defaults(_state: &AppState, _project: &Project) -> PlanDefaults {
+    PlanDefaults::default()
+}
+
+/// The selected users of one request, with what every report needs.
+struct Ctx<'a> {
+    state: &'a AppState,
+    project: &'a Project,
+    params: Params,
+    plan: PlanDefaults,
+    /// Every user of the project, and those the request selects.
+    all: Vec<User>,
+    users: Vec<User>,
+    now: i64,
+}
+
+impl<'a> Ctx<'a> {
+    async fn load(
+        state: &'a AppState,
+        headers: &HeaderMap,
+        pairs: Vec<(String, String)>,
+        known: &[&str],
+    ) -> Result<Ctx<'a>, ApiError> {
+        let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
+        let params = Params::check(pairs, known)?;
+        let selection = params.selection()?;
+        let seen = state.store.users(&project.id).await?;
+        let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
+        let all = a::resolve_users(seen, &identifies);
+        let users = all.iter().filter(|u| selection.admits(u)).cloned().collect();
+        let plan = plan_defaults(state, project).await;
+        Ok(Ctx { state, project, params, plan, all, users, now: state.now() })
+    }
+
+    fn steps(&self) -> Result<Vec<String>, ApiError> {
+        match self.params.list("steps") {
+            Some(steps) if !steps.is_empty() => Ok(steps),
+            _ if !self.plan.milestones.is_empty() => Ok(self.plan.milestones.clone()),
+            _ => Err(bad("steps", "give the steps in order, e.g. steps=signed_up,project_created (this project has no plan to take them from)")),
+        }
+    }
+
+    fn value(&self) -> String {
+        self.params
+            .get("value")
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .or_else(|| self.plan.value.clone())
+            .unwrap_or_else(|| DEFAULT_VALUE.into())
+    }
+
+    fn due(&self) -> Result<Vec<Due>, ApiError> {
+        let Some(list) = self.params.list("due") else { return Ok(self.plan.due.clone()) };
+        list.iter()
+            .map(|item| {
+                let (milestone, within) = item
+                    .rsplit_once(':')
+                    .ok_or_else(|| bad("due", format!("expected milestone:duration such as project_created:24h, found {item:?}")))?;
+                let within_ms = time::parse_duration(within)
+                    .ok_or_else(|| bad("due", format!("{within:?} is not a duration such as 24h or 7d")))?;
+                Ok(Due { milestone: milestone.into(), within_ms })
+            })
+            .collect()
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<UserEvents>, ApiError> {
+        Ok(self.state.store.events(&self.project.id, &filter).await?)
+    }
+
+    async fn named(&self, names: &[String]) -> Result<Vec<UserEvents>, ApiError> {
+        self.events(EventFilter::names(names)).await
+    }
+}
+
+fn quantiles_json(q: &Quantiles) -> Value {
+    json!({ "count": q.count, "p50": q.p50, "p75": q.p75, "p90": q.p90 })
+}
+
+fn histogram_json(h: &Histogram) -> Value {
+    json!({ "edgesMs": h.edges, "counts": h.counts })
+}
+
+fn milestone_json(m: &a::ttv::MilestoneTimes) -> Value {
+    json!({ "name": m.name, "reached": m.reached, "ms": quantiles_json(&m.quantiles) })
+}
+
+fn activation_json(a: &a::ttv::Activation) -> Value {
+    json!({ "eligible": a.eligible, "activated": a.activated, "rate": a.rate })
+}
+
+fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[String]) -> Result<Value, ApiError> {
+    let window = match ctx.params.duration("window")? {
+        Some(w) => Some(w),
+        None => ctx.params.duration("window_ms")?,
+    };
+    let with_users = ctx.params.flag("users")?;
+    let report = a::funnel::funnel(steps, &ctx.users, events, window);
     let steps: Vec<Value> = report
         .into_iter()
         .map(|s| {
@@ -52,12 +235,237 @@ pub async fn funnel(
                 "users": s.users,
                 "conversionFromPrevious": s.conversion_from_previous,
                 "conversionFromFirst": s.conversion_from_first,
+                "dropOff": s.drop_off,
+                "medianMsFromPrevious": s.median_ms_from_previous,
             });
-            if params.users {
+            if with_users {
                 v["userIds"] = json!(s.user_ids);
             }
             v
         })
         .collect();
-    Ok(Json(json!({ "project": project.id, "steps": steps })))
+    Ok(json!({ "users": ctx.users.len(), "windowMs": window, "steps": steps }))
+}
+
+fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &str) -> Value {
+    let r = a::ttv::ttv(steps, value, &ctx.users, reach, ctx.now);
+    json!({
+        "users": r.users,
+        "milestones": r.milestones.iter().map(milestone_json).collect::<Vec<_>>(),
+        "value": milestone_json(&r.value),
+        "histogram": histogram_json(&r.histogram),
+        "firstDay": activation_json(&r.first_day),
+    })
+}
+
+fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &str) -> Result<Value, ApiError> {
+    let by = ctx.params.get("by").unwrap_or("day");
+    let period = Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))?;
+    let rows: Vec<Value> = a::ttv::cohorts(period, steps, value, &ctx.users, reach, ctx.now)
+        .iter()
+        .map(|c| {
+            json!({
+                "start": c.start,
+                "label": time::date(c.start),
+                "users": c.users,
+                "reached": c.reached,
+                "value": milestone_json(&c.value),
+                "firstDay": activation_json(&c.first_day),
+            })
+        })
+        .collect();
+    Ok(json!({ "by": by, "steps": steps, "valueMilestone": value, "cohorts": rows }))
+}
+
+async fn tips_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    let tip_events = ctx.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
+    let reached = ctx.named(&a::tips::milestones(&tip_events)).await?;
+    let reach = FirstReach::new(&reached);
+    let group = |g: &a::tips::Group| {
+        json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
+    };
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, &tip_events, &reach)
+        .iter()
+        .map(|t| {
+            json!({
+                "tipId": t.tip_id,
+                "milestone": t.milestone,
+                "saw": group(&t.saw),
+                "didNotSee": group(&t.did_not_see),
+                "dismissed": t.dismissed,
+                "dismissRate": t.dismiss_rate,
+                "ctaClicked": t.cta_clicked,
+            })
+        })
+        .collect();
+    Ok(json!({ "users": ctx.users.len(), "tips": rows }))
+}
+
+async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    let events = ctx.events(EventFilter::types(&[EventType::Metric]).with_props()).await?;
+    let m = a::metrics::seed_metrics(&ctx.users, &events);
+    let dist = |d: &a::metrics::Distribution| {
+        json!({ "users": d.users, "ms": quantiles_json(&d.quantiles), "histogram": histogram_json(&d.histogram) })
+    };
+    Ok(json!({
+        "users": ctx.users.len(),
+        "coreTaskCompletion": { "users": m.core_task_users, "rate": m.core_task_completion },
+        "firstSessionLength": dist(&m.first_session),
+        "returnInterval": dist(&m.return_interval),
+    }))
+}
+
+fn stall_json(s: &Stall) -> Value {
+    json!({ "user": s.user, "milestone": s.milestone, "signedUpAt": s.signed_up_at, "dueAt": s.due_at, "lastSeen": s.last_seen })
+}
+
+async fn stalls(ctx: &Ctx<'_>) -> Result<(Vec<Due>, Vec<Stall>), ApiError> {
+    let due = ctx.due()?;
+    let names: Vec<String> = due.iter().map(|d| d.milestone.clone()).collect();
+    let reached = if names.is_empty() { Vec::new() } else { ctx.named(&names).await? };
+    let list = a::stalled::stalled(&ctx.users, &due, &FirstReach::new(&reached), ctx.now);
+    Ok((due, list))
+}
+
+fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
+    json!({
+        "due": due.iter().map(|d| json!({ "milestone": d.milestone, "withinMs": d.within_ms })).collect::<Vec<_>>(),
+        "total": list.len(),
+        "stalled": list.iter().take(STALLED_JSON_LIMIT).map(stall_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Trait keys and their most common values among all users, for the dashboard's filters.
+fn traits_report(users: &[User]) -> Value {
+    const HIDDEN: [&str; 3] = ["signedUpAt", "email", "name"];
+    let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for u in users {
+        for (k, v) in u.traits.iter().filter(|(k, _)| !HIDDEN.contains(&k.as_str())) {
+            *keys.entry(k).or_default().entry(trait_text(v)).or_default() += 1;
+        }
+    }
+    let out: serde_json::Map<String, Value> = keys
+        .into_iter()
+        // A trait with very many values (an id) is no use as a filter.
+        .filter(|(_, values)| values.len() <= 50)
+        .map(|(k, values)| {
+            let mut values: Vec<(String, usize)> = values.into_iter().collect();
+            values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            (k.to_string(), json!(values.into_iter().map(|(v, n)| json!({ "value": v, "users": n })).collect::<Vec<_>>()))
+        })
+        .collect();
+    Value::Object(out)
+}
+
+const SELECTION: [&str; 0] = [];
+
+pub async fn funnel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
+    let steps = ctx.steps()?;
+    let events = ctx.named(&steps).await?;
+    let mut report = funnel_report(&ctx, &events, &steps)?;
+    report["project"] = json!(ctx.project.id);
+    Ok(Json(report))
+}
+
+pub async fn time_to_value(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value"]).await?;
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    let events = ctx.named(&with_value(&steps, &value)).await?;
+    Ok(Json(ttv_report(&ctx, &FirstReach::new(&events), &steps, &value)))
+}
+
+pub async fn cohorts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "by"]).await?;
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    let events = ctx.named(&with_value(&steps, &value)).await?;
+    Ok(Json(cohort_report(&ctx, &FirstReach::new(&events), &steps, &value)?))
+}
+
+pub async fn tip_effect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &SELECTION).await?;
+    Ok(Json(tips_report(&ctx).await?))
+}
+
+pub async fn seed_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &SELECTION).await?;
+    Ok(Json(metrics_report(&ctx).await?))
+}
+
+/// `GET /v1/stalled[?due=m:24h,…][&format=csv]`.
+pub async fn stalled(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
+    let (due, list) = stalls(&ctx).await?;
+    match ctx.params.get("format").unwrap_or("json") {
+        "json" => Ok(Json(stalled_json(&due, &list)).into_response()),
+        "csv" => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
+            ],
+            a::stalled::to_csv(&list, ctx.now),
+        )
+            .into_response()),
+        other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
+    }
+}
+
+/// Everything the dashboard shows, from one request: one read of the users, one of each kind of
+/// event.
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    let events = ctx.named(&with_value(&steps, &value)).await?;
+    let reach = FirstReach::new(&events);
+    let (due, stall_list) = stalls(&ctx).await?;
+    Ok(Json(json!({
+        "project": ctx.project.id,
+        "now": ctx.now,
+        "steps": steps,
+        "valueMilestone": value,
+        "funnel": funnel_report(&ctx, &events, &steps)?,
+        "ttv": ttv_report(&ctx, &reach, &steps, &value),
+        "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
+        "tips": tips_report(&ctx).await?,
+        "metrics": metrics_report(&ctx).await?,
+        "stalled": stalled_json(&due, &stall_list),
+        // Filter choices come from every user, so a filter can be undone.
+        "traits": traits_report(&ctx.all),
+    })))
+}
+
+fn with_value(steps: &[String], value: &str) -> Vec<String> {
+    let mut names = steps.to_vec();
+    if !names.iter().any(|n| n == value) {
+        names.push(value.into());
+    }
+    names
 }

@@ -1,13 +1,34 @@
-//! Storage backends. The collector writes accepted events and reads each user's events back for
-//! analytics; everything else (funnel matching, quantiles) is computed in shared Rust code, so
-//! every backend gives the same answers.
+//! Storage backends. The collector writes accepted events and reads them back for analytics.
+//!
+//! The read side is deliberately small and data-oriented: a backend lists the project's users
+//! (with when each was first and last seen) and hands over each user's events, filtered by type,
+//! name and time. Every piece of analytics math (funnel matching, sign-up and trait resolution,
+//! quantiles, cohorts, tip effect, stalls) happens afterwards in shared Rust code
+//! ([`crate::analytics`] and `onramp::core`), so SQLite and ClickHouse give identical answers for
+//! the same events.
+//!
+//! # Identity
+//!
+//! Every read resolves an event to one *user key*: the event's `userId` when it has one, else the
+//! user id its `anonymousId` was identified with (by any event carrying both, at any time), else
+//! the anonymous id itself. So a visitor's events from before `identify` count for them.
+//!
+//! # Contract for implementations
+//!
+//! - [`Store::users`] returns one [`UserSeen`] per user key with at least one event, in any order.
+//! - [`Store::events`] returns one [`UserEvents`] per user key with at least one matching event;
+//!   each user's events are sorted by corrected time `ts`, ties broken by event id (ascending
+//!   bytes), so per-user processing is deterministic on every backend.
+//! - `props` is the event's JSON object as stored, parsed with `onramp::core::json` — only when
+//!   [`EventFilter::with_props`] asks for it (left empty otherwise: parsing is most of the cost).
 
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use onramp::core::wire::Event;
+use onramp::core::json::Value;
+use onramp::core::wire::{Event, EventType};
 
 /// An accepted event with the collector's view of it.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,12 +41,70 @@ pub struct StoredEvent {
     pub received_at: i64,
 }
 
-/// One user's events, sorted by corrected time. `user` is the user id once known (through the
-/// event itself or an identify event for its anonymous id), the anonymous id otherwise.
+/// A user key (see the module docs) with the span of its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSeen {
+    pub user: String,
+    /// Corrected time of the user's earliest and latest event, Unix ms.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// One stored event as analytics reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserEvent {
+    /// Corrected time, Unix ms.
+    pub ts: i64,
+    pub kind: EventType,
+    pub name: String,
+    /// The props object's entries; empty unless [`EventFilter::with_props`].
+    pub props: Vec<(String, Value)>,
+}
+
+impl UserEvent {
+    pub fn prop(&self, key: &str) -> Option<&Value> {
+        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// One user's events, sorted by `ts` then event id. `user` is the user key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserEvents {
     pub user: String,
-    pub events: Vec<(i64, String)>,
+    pub events: Vec<UserEvent>,
+}
+
+/// Which events [`Store::events`] returns. Every condition given must hold; an empty list means
+/// "any".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub types: Vec<EventType>,
+    pub names: Vec<String>,
+    /// Inclusive lower bound on `ts`.
+    pub since: Option<i64>,
+    /// Exclusive upper bound on `ts`.
+    pub until: Option<i64>,
+    pub with_props: bool,
+}
+
+impl EventFilter {
+    pub fn types(types: &[EventType]) -> EventFilter {
+        EventFilter { types: types.to_vec(), ..EventFilter::default() }
+    }
+    pub fn names(names: &[String]) -> EventFilter {
+        EventFilter { names: names.to_vec(), ..EventFilter::default() }
+    }
+    pub fn with_props(mut self) -> EventFilter {
+        self.with_props = true;
+        self
+    }
+    /// The same test as a backend's WHERE clause, for backends and tests that filter in Rust.
+    pub fn matches(&self, kind: EventType, name: &str, ts: i64) -> bool {
+        (self.types.is_empty() || self.types.contains(&kind))
+            && (self.names.is_empty() || self.names.iter().any(|n| n == name))
+            && self.since.is_none_or(|s| ts >= s)
+            && self.until.is_none_or(|u| ts < u)
+    }
 }
 
 #[derive(Debug)]
@@ -49,6 +128,10 @@ pub trait Store: Send + Sync + 'static {
     /// already stored are ignored, so retries are harmless.
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()>;
 
-    /// Every user's events with one of `names`, each user's sorted by time.
-    fn user_events(&self, project: &str, names: &[String]) -> StoreFuture<'_, Vec<UserEvents>>;
+    /// Every user key of `project` with its first and last event time, in any order.
+    fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>>;
+
+    /// The events of `project` that pass `filter`, grouped by user key, each user's sorted by
+    /// `ts` then event id. Users with no matching event are left out.
+    fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>>;
 }

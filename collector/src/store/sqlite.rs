@@ -11,10 +11,15 @@ use std::sync::mpsc;
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::{Store, StoreError, StoreFuture, StoredEvent, UserEvents};
+use onramp::core::wire::EventType;
+
+use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_events.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_events.sql"),
+    include_str!("../../migrations/0002_analytics.sql"),
+];
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
@@ -139,39 +144,93 @@ impl Store for SqliteStore {
         })
     }
 
-    fn user_events(&self, project: &str, names: &[String]) -> StoreFuture<'_, Vec<UserEvents>> {
+    fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
         let project = project.to_owned();
-        let names = names.to_vec();
+        self.read(move |conn| query_users(conn, &project))
+    }
+
+    fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let (project, filter) = (project.to_owned(), filter.clone());
+        self.read(move |conn| query_events(conn, &project, &filter))
+    }
+}
+
+impl SqliteStore {
+    /// Runs a read on its own connection off the async threads.
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
         Box::pin(async move {
             let conn = self.reader()?;
-            tokio::task::spawn_blocking(move || query_user_events(&conn, &project, &names))
-                .await
-                .map_err(unavailable)?
-                .map_err(unavailable)
+            tokio::task::spawn_blocking(move || query(&conn)).await.map_err(unavailable)?.map_err(unavailable)
         })
     }
 }
 
-fn query_user_events(conn: &Connection, project: &str, names: &[String]) -> rusqlite::Result<Vec<UserEvents>> {
-    let placeholders = vec!["?"; names.len()].join(",");
-    let sql = format!(
-        "SELECT COALESCE(e.user_id, i.user_id, e.anonymous_id) AS who, e.ts, e.name
-         FROM events e LEFT JOIN identities i ON i.project = e.project AND i.anonymous_id = e.anonymous_id
-         WHERE e.project = ? AND e.name IN ({placeholders})
-         ORDER BY who, e.ts, e.id"
-    );
+/// The user key of `e` (see `store` docs); `i` is the identities row for its anonymous id.
+const USER_KEY: &str = "COALESCE(e.user_id, i.user_id, e.anonymous_id)";
+const WITH_IDENTITY: &str =
+    "events e LEFT JOIN identities i ON i.project = e.project AND i.anonymous_id = e.anonymous_id";
+
+fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
+    let sql = format!("SELECT {USER_KEY} AS who, MIN(e.ts), MAX(e.ts) FROM {WITH_IDENTITY} WHERE e.project = ? GROUP BY who");
     let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([project], |r| Ok(UserSeen { user: r.get(0)?, first_seen: r.get(1)?, last_seen: r.get(2)? }))?;
+    rows.collect()
+}
+
+fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
+    let mut sql = format!(
+        "SELECT {USER_KEY} AS who, e.ts, e.type, e.name, {} FROM {WITH_IDENTITY} WHERE e.project = ?",
+        if filter.with_props { "e.props" } else { "''" }
+    );
+    let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project];
+    let any_of = |sql: &mut String, column: &str, values: &[&str]| {
+        if !values.is_empty() {
+            sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(",")));
+        }
+    };
+    let names: Vec<&str> = filter.names.iter().map(String::as_str).collect();
+    any_of(&mut sql, "e.type", &types);
+    any_of(&mut sql, "e.name", &names);
+    args.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
     args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    if let Some(since) = &filter.since {
+        sql.push_str(" AND e.ts >= ?");
+        args.push(since);
+    }
+    if let Some(until) = &filter.until {
+        sql.push_str(" AND e.ts < ?");
+        args.push(until);
+    }
+    sql.push_str(" ORDER BY who, e.ts, e.id");
+    let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(args.as_slice())?;
     let mut users: Vec<UserEvents> = Vec::new();
     while let Some(row) = rows.next()? {
         let who: String = row.get(0)?;
-        let ts: i64 = row.get(1)?;
-        let name: String = row.get(2)?;
+        let kind: String = row.get(2)?;
+        let props = if filter.with_props {
+            match onramp::core::json::parse(row.get_ref(4)?.as_str()?) {
+                Ok(onramp::core::json::Value::Obj(entries)) => entries,
+                // Ingest stored it from a parsed object, so this only happens to a damaged file.
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let event = UserEvent {
+            ts: row.get(1)?,
+            // Ingest only stores known types; an unknown one is read as a plain track event.
+            kind: EventType::parse(&kind).unwrap_or(EventType::Track),
+            name: row.get(3)?,
+            props,
+        };
         match users.last_mut() {
-            Some(u) if u.user == who => u.events.push((ts, name)),
-            _ => users.push(UserEvents { user: who, events: vec![(ts, name)] }),
+            Some(u) if u.user == who => u.events.push(event),
+            _ => users.push(UserEvents { user: who, events: vec![event] }),
         }
     }
     Ok(users)

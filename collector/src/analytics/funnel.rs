@@ -1,0 +1,109 @@
+//! The milestone funnel: how many users reach each step, in order, within a conversion window.
+
+use std::collections::HashSet;
+
+use onramp::core::funnel::{self, StepEvent};
+
+use super::{percentile, ratio, User};
+use crate::store::UserEvents;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunnelStep {
+    pub name: String,
+    pub users: u64,
+    /// Users at this step over users at the previous one (1.0 for the first step).
+    pub conversion_from_previous: f64,
+    pub conversion_from_first: f64,
+    /// Users who reached the previous step but not this one (0 for the first step).
+    pub drop_off: u64,
+    /// Median time from the previous step to this one, over the users who reached it.
+    pub median_ms_from_previous: Option<i64>,
+    /// Users who reached this step, sorted; reported only when asked for.
+    pub user_ids: Vec<String>,
+}
+
+/// Users among `users` reaching each of `steps` in order, within `window_ms` of the first step.
+/// `events` holds (at least) every user's events named in `steps`.
+pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms: Option<i64>) -> Vec<FunnelStep> {
+    let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let mut reached: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
+    let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps.len()];
+    let mut step_events = Vec::new();
+    for user in events.iter().filter(|u| selected.contains(u.user.as_str())) {
+        step_events.clear();
+        for e in &user.events {
+            // An event name may stand for several steps (a funnel that repeats an action).
+            for (step, _) in steps.iter().enumerate().filter(|(_, s)| **s == e.name) {
+                step_events.push(StepEvent { ts: e.ts, step });
+            }
+        }
+        let times = funnel::reach(steps.len(), &step_events, window_ms);
+        for (i, ids) in reached.iter_mut().take(times.len()).enumerate() {
+            ids.push(user.user.clone());
+            if i > 0 {
+                gaps[i].push(times[i] - times[i - 1]);
+            }
+        }
+    }
+    let first = reached.first().map_or(0, Vec::len);
+    let mut previous = first;
+    steps
+        .iter()
+        .zip(reached)
+        .zip(gaps)
+        .enumerate()
+        .map(|(i, ((name, mut ids), mut gaps))| {
+            ids.sort();
+            gaps.sort_unstable();
+            let users = ids.len();
+            let step = FunnelStep {
+                name: name.clone(),
+                users: users as u64,
+                conversion_from_previous: ratio(users, previous),
+                conversion_from_first: ratio(users, first),
+                drop_off: (previous - users) as u64,
+                median_ms_from_previous: if i == 0 { None } else { percentile(&gaps, 50) },
+                user_ids: ids,
+            };
+            previous = users;
+            step
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::test_support::{events, user};
+
+    #[test]
+    fn counts_selected_users_per_step_with_conversion_and_drop_off() {
+        let steps: Vec<String> = ["signup", "project", "invite"].map(String::from).to_vec();
+        let all = [
+            events("a", &[(1, "signup"), (2, "project"), (3, "invite")]),
+            events("b", &[(1, "signup"), (5, "project")]),
+            events("c", &[(1, "signup"), (2, "invite")]),
+            events("d", &[(1, "project")]),
+            events("e", &[(1, "signup"), (2, "project")]),
+        ];
+        let users: Vec<User> = ["a", "b", "c", "d"].iter().map(|id| user(id, 0)).collect();
+        let report = funnel(&steps, &users, &all, None);
+        let counts: Vec<u64> = report.iter().map(|s| s.users).collect();
+        assert_eq!(counts, vec![3, 2, 1], "e is not selected");
+        assert_eq!(report[1].user_ids, vec!["a", "b"]);
+        assert_eq!(report[1].drop_off, 1);
+        assert_eq!(report[0].drop_off, 0);
+        assert_eq!(report[1].median_ms_from_previous, Some(1), "gaps 1 and 4: lower median");
+        assert!((report[2].conversion_from_previous - 0.5).abs() < 1e-9);
+        assert!((report[2].conversion_from_first - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn window_limits_the_chain() {
+        let steps: Vec<String> = ["signup", "project"].map(String::from).to_vec();
+        let all = [events("a", &[(0, "signup"), (100, "project")])];
+        let report = funnel(&steps, &[user("a", 0)], &all, Some(50));
+        assert_eq!(report[1].users, 0);
+        assert_eq!(report[1].conversion_from_previous, 0.0);
+    }
+}

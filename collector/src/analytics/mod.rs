@@ -1,0 +1,295 @@
+//! What product managers read, computed from the rows any [`crate::store::Store`] returns.
+//!
+//! Everything here is pure: no sockets, no SQL, no clock (the caller passes `now`). Every store
+//! feeds the same functions, so SQLite and ClickHouse give identical answers.
+//!
+//! # Definitions (the contract the API documents and the simulation test checks)
+//!
+//! - A user's **sign-up time** is the latest `signedUpAt` trait (a number, Unix ms) from their
+//!   identify events; without one, their first-seen time stands in and `signupKnown` is false.
+//! - **Traits** are the props of the user's identify events, merged in time order (later wins).
+//! - A user **reaches** a step (milestone or event name) at the first event with that name; the
+//!   time since sign-up is clamped at zero.
+//! - **Quantiles** are nearest-rank: the p-th percentile of n sorted values is the value at rank
+//!   ⌈p·n/100⌉ (1-based), so it is always a value some user actually had; the median is p50.
+//! - Times are UTC; days start at midnight, weeks on Monday.
+//!
+//! # Layout
+//!
+//! - [`funnel`]: ordered steps within a conversion window (the matcher is `onramp::core::funnel`).
+//! - [`ttv`]: time-to-value quantiles, histogram, first-day activation, and cohort tables.
+//! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.
+//! - [`metrics`]: the SDK's seed metrics.
+//! - [`stalled`]: users past a milestone's due window without reaching it.
+//! - [`time`]: UTC calendar and the date and duration syntax of the API.
+
+pub mod funnel;
+pub mod metrics;
+pub mod stalled;
+pub mod time;
+pub mod tips;
+pub mod ttv;
+
+use std::collections::HashMap;
+
+use onramp::core::json::Value;
+
+use crate::store::{UserEvents, UserSeen};
+
+/// A user as analytics sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub signed_up_at: i64,
+    /// False when first-seen stands in for an unknown sign-up time.
+    pub signup_known: bool,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub traits: Vec<(String, Value)>,
+}
+
+impl User {
+    pub fn trait_value(&self, key: &str) -> Option<&Value> {
+        self.traits.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// Joins the store's user list with the users' identify events (fetched with props).
+pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents]) -> Vec<User> {
+    let by_user: HashMap<&str, &UserEvents> = identifies.iter().map(|u| (u.user.as_str(), u)).collect();
+    let mut users: Vec<User> = seen
+        .into_iter()
+        .map(|s| {
+            let mut traits: Vec<(String, Value)> = Vec::new();
+            for e in by_user.get(s.user.as_str()).map_or(&[][..], |u| &u.events) {
+                for (k, v) in &e.props {
+                    match traits.iter_mut().find(|(key, _)| key == k) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => traits.push((k.clone(), v.clone())),
+                    }
+                }
+            }
+            let signup = traits.iter().find(|(k, _)| k == "signedUpAt").and_then(|(_, v)| v.as_f64());
+            User {
+                signed_up_at: signup.map_or(s.first_seen, |ms| ms as i64),
+                signup_known: signup.is_some(),
+                id: s.user,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+                traits,
+            }
+        })
+        .collect();
+    // Stores return users in any order; reports list them sorted.
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    users
+}
+
+/// A trait value as the API compares and shows it: strings as they are, numbers in JSON form.
+pub fn trait_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        other => other.to_json(),
+    }
+}
+
+/// Which users a report covers: sign-up in `[signup_from, signup_until)` and, for each trait
+/// named, a value among those listed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selection {
+    pub signup_from: Option<i64>,
+    pub signup_until: Option<i64>,
+    pub traits: Vec<(String, Vec<String>)>,
+}
+
+impl Selection {
+    pub fn admits(&self, user: &User) -> bool {
+        self.signup_from.is_none_or(|from| user.signed_up_at >= from)
+            && self.signup_until.is_none_or(|until| user.signed_up_at < until)
+            && self.traits.iter().all(|(key, allowed)| {
+                user.trait_value(key).is_some_and(|v| allowed.iter().any(|a| *a == trait_text(v)))
+            })
+    }
+}
+
+/// Nearest-rank percentile (`pct` in 0..=100) of ascending `sorted`; `None` when empty.
+pub fn percentile(sorted: &[i64], pct: u32) -> Option<i64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    // Integer arithmetic: ⌈pct·n/100⌉ computed in floats misrounds for some n.
+    let rank = (pct as usize * n).div_ceil(100).clamp(1, n);
+    Some(sorted[rank - 1])
+}
+
+/// Median, p75 and p90 of some durations, as every report shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quantiles {
+    pub count: usize,
+    pub p50: Option<i64>,
+    pub p75: Option<i64>,
+    pub p90: Option<i64>,
+}
+
+impl Quantiles {
+    pub fn of(mut values: Vec<i64>) -> Quantiles {
+        values.sort_unstable();
+        Quantiles {
+            count: values.len(),
+            p50: percentile(&values, 50),
+            p75: percentile(&values, 75),
+            p90: percentile(&values, 90),
+        }
+    }
+}
+
+/// Counts per bucket `[edges[i-1], edges[i])`, with an open first and last bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    /// Upper bounds (exclusive) of every bucket but the last, ascending.
+    pub edges: Vec<i64>,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn new(edges: &[i64], values: impl IntoIterator<Item = i64>) -> Histogram {
+        let mut counts = vec![0u64; edges.len() + 1];
+        for v in values {
+            counts[edges.partition_point(|&e| e <= v)] += 1;
+        }
+        Histogram { edges: edges.to_vec(), counts }
+    }
+}
+
+/// `a / b`, or 0 when there is nobody to divide by.
+pub fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// When each user first had an event of each name: `user → name → ts`.
+pub struct FirstReach<'a> {
+    by_user: HashMap<&'a str, HashMap<&'a str, i64>>,
+}
+
+impl<'a> FirstReach<'a> {
+    pub fn new(events: &'a [UserEvents]) -> FirstReach<'a> {
+        let by_user = events
+            .iter()
+            .map(|u| {
+                let mut first: HashMap<&str, i64> = HashMap::new();
+                // Events are sorted by time, so the first insert per name is the earliest.
+                for e in &u.events {
+                    first.entry(e.name.as_str()).or_insert(e.ts);
+                }
+                (u.user.as_str(), first)
+            })
+            .collect();
+        FirstReach { by_user }
+    }
+
+    /// When `user` first had `name`, as time since their sign-up (never negative).
+    pub fn since_signup(&self, user: &User, name: &str) -> Option<i64> {
+        let ts = self.by_user.get(user.id.as_str())?.get(name)?;
+        Some((ts - user.signed_up_at).max(0))
+    }
+
+    pub fn at(&self, user: &str, name: &str) -> Option<i64> {
+        self.by_user.get(user)?.get(name).copied()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use onramp::core::json::Value;
+    use onramp::core::wire::EventType;
+
+    use super::User;
+    use crate::store::{UserEvent, UserEvents};
+
+    pub fn user(id: &str, signed_up_at: i64) -> User {
+        User {
+            id: id.into(),
+            signed_up_at,
+            signup_known: true,
+            first_seen: signed_up_at,
+            last_seen: signed_up_at,
+            traits: Vec::new(),
+        }
+    }
+
+    pub fn events(id: &str, list: &[(i64, &str)]) -> UserEvents {
+        let events = list
+            .iter()
+            .map(|(ts, name)| UserEvent { ts: *ts, kind: EventType::Milestone, name: name.to_string(), props: vec![] })
+            .collect();
+        UserEvents { user: id.into(), events }
+    }
+
+    pub fn tip(ts: i64, name: &str, tip: &str, milestone: &str) -> UserEvent {
+        let props = vec![("tipId".into(), Value::Str(tip.into())), ("milestone".into(), Value::Str(milestone.into()))];
+        UserEvent { ts, kind: EventType::Tip, name: name.into(), props }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UserEvent;
+    use onramp::core::wire::EventType;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=10).collect();
+        assert_eq!(percentile(&v, 50), Some(5));
+        assert_eq!(percentile(&v, 90), Some(9));
+        assert_eq!(percentile(&v, 100), Some(10));
+        assert_eq!(percentile(&v, 0), Some(1));
+        assert_eq!(percentile(&[7], 75), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+        // ⌈0.75·3⌉ = 3, not 2.
+        assert_eq!(percentile(&[1, 2, 3], 75), Some(3));
+    }
+
+    #[test]
+    fn histogram_buckets_are_half_open() {
+        let h = Histogram::new(&[10, 20], [0, 9, 10, 19, 20, 1000]);
+        assert_eq!(h.counts, vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn traits_merge_later_wins_and_sign_up_falls_back_to_first_seen() {
+        let identify = |ts, props: Vec<(&str, Value)>| UserEvent {
+            ts,
+            kind: EventType::Identify,
+            name: "identify".into(),
+            props: props.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        };
+        let seen = vec![
+            UserSeen { user: "b".into(), first_seen: 5, last_seen: 9 },
+            UserSeen { user: "a".into(), first_seen: 1, last_seen: 2 },
+        ];
+        let ids = vec![UserEvents {
+            user: "a".into(),
+            events: vec![
+                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(100.0))]),
+                identify(2, vec![("plan", Value::Str("pro".into())), ("seats", Value::Num(3.0))]),
+            ],
+        }];
+        let users = resolve_users(seen, &ids);
+        assert_eq!(users[0].id, "a");
+        assert_eq!((users[0].signed_up_at, users[0].signup_known), (100, true));
+        assert_eq!(users[0].trait_value("plan"), Some(&Value::Str("pro".into())));
+        assert_eq!((users[1].signed_up_at, users[1].signup_known), (5, false));
+
+        let pro = Selection { traits: vec![("plan".into(), vec!["pro".into()]), ("seats".into(), vec!["3".into()])], ..Default::default() };
+        assert!(pro.admits(&users[0]));
+        assert!(!pro.admits(&users[1]), "a missing trait never matches");
+        let early = Selection { signup_until: Some(100), ..Default::default() };
+        assert!(early.admits(&users[1]) && !early.admits(&users[0]));
+    }
+}

@@ -1,0 +1,108 @@
+//! Stalled users: past a milestone's due window without having reached it. The list a
+//! customer-success manager works through, longest overdue first.
+
+use super::time::iso;
+use super::{FirstReach, User};
+
+/// A milestone and how long after sign-up it is due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub milestone: String,
+    pub within_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stall {
+    pub user: String,
+    pub milestone: String,
+    pub signed_up_at: i64,
+    pub due_at: i64,
+    pub last_seen: i64,
+}
+
+/// Every (user, milestone) among `users` and `due` whose due time is at or before `now` and that
+/// the user has not reached, longest overdue first (then by user and milestone).
+pub fn stalled(users: &[User], due: &[Due], reach: &FirstReach, now: i64) -> Vec<Stall> {
+    let mut stalls: Vec<Stall> = users
+        .iter()
+        .flat_map(|u| {
+            due.iter().filter_map(move |d| {
+                let due_at = u.signed_up_at.saturating_add(d.within_ms);
+                (due_at <= now && reach.at(&u.id, &d.milestone).is_none()).then(|| Stall {
+                    user: u.id.clone(),
+                    milestone: d.milestone.clone(),
+                    signed_up_at: u.signed_up_at,
+                    due_at,
+                    last_seen: u.last_seen,
+                })
+            })
+        })
+        .collect();
+    stalls.sort_by(|a, b| (a.due_at, &a.user, &a.milestone).cmp(&(b.due_at, &b.user, &b.milestone)));
+    stalls
+}
+
+/// Stalls whose due time falls in `(after, until]`: what a periodic scan announces, so each stall
+/// is announced once without remembering which were sent.
+pub fn newly_stalled(stalls: Vec<Stall>, after: i64, until: i64) -> Vec<Stall> {
+    stalls.into_iter().filter(|s| s.due_at > after && s.due_at <= until).collect()
+}
+
+/// RFC 4180 field: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
+/// `@` is prefixed with `'` so a spreadsheet never runs a user-controlled id as a formula.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The stalled list as CSV, with a header row and ISO-8601 UTC times.
+pub fn to_csv(stalls: &[Stall], now: i64) -> String {
+    let mut out = String::from("user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n");
+    for s in stalls {
+        let overdue_hours = (now - s.due_at) as f64 / 3_600_000.0;
+        out.push_str(&format!(
+            "{},{},{},{},{},{:.1}\r\n",
+            csv_field(&s.user),
+            csv_field(&s.milestone),
+            iso(s.signed_up_at),
+            iso(s.due_at),
+            iso(s.last_seen),
+            overdue_hours
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::test_support::{events, user};
+    use crate::analytics::time::{DAY, HOUR};
+
+    #[test]
+    fn lists_users_past_due_without_the_milestone() {
+        let users = vec![user("a", 0), user("b", 0), user("c", 5 * DAY)];
+        let due = vec![Due { milestone: "project".into(), within_ms: DAY }];
+        let all = [events("a", &[(2 * HOUR, "project")])];
+        let reach = FirstReach::new(&all);
+        let list = stalled(&users, &due, &reach, 5 * DAY + HOUR);
+        assert_eq!(list.iter().map(|s| s.user.as_str()).collect::<Vec<_>>(), vec!["b"], "c is not due yet");
+        assert_eq!(list[0].due_at, DAY);
+        assert_eq!(newly_stalled(list.clone(), DAY - 1, DAY).len(), 1);
+        assert_eq!(newly_stalled(list, DAY, 2 * DAY).len(), 0, "announced by the earlier scan");
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let s = Stall { user: "=cmd|x".into(), milestone: "a,b".into(), signed_up_at: 0, due_at: 0, last_seen: HOUR, };
+        let csv = to_csv(&[s], 2 * HOUR);
+        assert_eq!(
+            csv,
+            "user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n'=cmd|x,\"a,b\",1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,1970-01-01T01:00:00Z,2.0\r\n"
+        );
+    }
+}

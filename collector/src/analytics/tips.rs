@@ -1,0 +1,130 @@
+//! Tip effect: do users who saw a tip reach its milestone more often, and sooner?
+//!
+//! For each tip, the selected users split into those who saw it (`tip_shown`) and those who did
+//! not; both groups signed up in the same date range, so they had the same chance to see it.
+//! This is an observed difference, not an experiment: users who linger see more tips.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::{percentile, ratio, FirstReach, User};
+use crate::store::UserEvents;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    pub users: usize,
+    /// Users who reached the tip's milestone.
+    pub completed: usize,
+    pub completion_rate: f64,
+    /// Median time from sign-up to the milestone, over those who reached it.
+    pub median_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TipEffect {
+    pub tip_id: String,
+    /// The milestone the tip leads to (from its events' `milestone` prop).
+    pub milestone: Option<String>,
+    pub saw: Group,
+    pub did_not_see: Group,
+    /// Users who dismissed it, over users who saw it.
+    pub dismissed: usize,
+    pub dismiss_rate: f64,
+    pub cta_clicked: usize,
+}
+
+fn group(members: &[&User], milestone: Option<&str>, reach: &FirstReach) -> Group {
+    let mut times: Vec<i64> =
+        members.iter().filter_map(|u| milestone.and_then(|m| reach.since_signup(u, m))).collect();
+    times.sort_unstable();
+    Group {
+        users: members.len(),
+        completed: times.len(),
+        completion_rate: ratio(times.len(), members.len()),
+        median_ms: percentile(&times, 50),
+    }
+}
+
+#[derive(Default)]
+struct Seen<'a> {
+    milestone: Option<&'a str>,
+    shown: HashSet<&'a str>,
+    dismissed: HashSet<&'a str>,
+    cta: HashSet<&'a str>,
+}
+
+/// The milestones the tips in `tip_events` lead to, so the caller can fetch their reach times.
+pub fn milestones(tip_events: &[UserEvents]) -> Vec<String> {
+    let mut names: Vec<String> = tip_events
+        .iter()
+        .flat_map(|u| &u.events)
+        .filter_map(|e| e.prop("milestone").and_then(|v| v.as_str()).map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Every tip with at least one event among the selected `users`, by tip id. `tip_events` are the
+/// tip events with props; `reach` must cover the tips' milestones.
+pub fn tip_effects(users: &[User], tip_events: &[UserEvents], reach: &FirstReach) -> Vec<TipEffect> {
+    let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let mut tips: BTreeMap<&str, Seen> = BTreeMap::new();
+    for u in tip_events.iter().filter(|u| selected.contains(u.user.as_str())) {
+        for e in &u.events {
+            let Some(tip_id) = e.prop("tipId").and_then(|v| v.as_str()) else { continue };
+            let seen = tips.entry(tip_id).or_default();
+            if seen.milestone.is_none() {
+                seen.milestone = e.prop("milestone").and_then(|v| v.as_str());
+            }
+            match e.name.as_str() {
+                "tip_shown" => seen.shown.insert(u.user.as_str()),
+                "tip_dismissed" => seen.dismissed.insert(u.user.as_str()),
+                "tip_cta_clicked" => seen.cta.insert(u.user.as_str()),
+                _ => false,
+            };
+        }
+    }
+    tips.into_iter()
+        .map(|(tip_id, seen)| {
+            let (saw, did_not): (Vec<&User>, Vec<&User>) = users.iter().partition(|u| seen.shown.contains(u.id.as_str()));
+            // Only dismissals by users seen to be shown it count (a lost `tip_shown` would
+            // otherwise push the rate over 100%).
+            let dismissed = seen.dismissed.intersection(&seen.shown).count();
+            TipEffect {
+                tip_id: tip_id.into(),
+                milestone: seen.milestone.map(String::from),
+                saw: group(&saw, seen.milestone, reach),
+                did_not_see: group(&did_not, seen.milestone, reach),
+                dismissed,
+                dismiss_rate: ratio(dismissed, saw.len()),
+                cta_clicked: seen.cta.intersection(&seen.shown).count(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::test_support::{events, tip, user};
+
+    #[test]
+    fn compares_users_who_saw_a_tip_with_those_who_did_not() {
+        let users: Vec<User> = ["a", "b", "c", "d"].iter().map(|id| user(id, 0)).collect();
+        let tips = vec![
+            UserEvents { user: "a".into(), events: vec![tip(1, "tip_shown", "t1", "project"), tip(2, "tip_dismissed", "t1", "project")] },
+            UserEvents { user: "b".into(), events: vec![tip(1, "tip_shown", "t1", "project")] },
+            UserEvents { user: "z".into(), events: vec![tip(1, "tip_shown", "t1", "project")] },
+        ];
+        assert_eq!(milestones(&tips), vec!["project"]);
+        let reached = [events("a", &[(10, "project")]), events("b", &[(30, "project")]), events("c", &[(50, "project")])];
+        let reach = FirstReach::new(&reached);
+        let effects = tip_effects(&users, &tips, &reach);
+        assert_eq!(effects.len(), 1);
+        let t = &effects[0];
+        assert_eq!(t.milestone.as_deref(), Some("project"));
+        assert_eq!(t.saw, Group { users: 2, completed: 2, completion_rate: 1.0, median_ms: Some(10) });
+        assert_eq!(t.did_not_see, Group { users: 2, completed: 1, completion_rate: 0.5, median_ms: Some(50) });
+        assert_eq!((t.dismissed, t.dismiss_rate), (1, 0.5));
+    }
+}
