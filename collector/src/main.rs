@@ -1,19 +1,59 @@
-//! `onramp-collector [--listen ADDR] [--db FILE] [--www DIR] [--dist DIR]`
+//! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]`
 //!
 //! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
-//! the demo project (write key `wk_demo`, read token `rt_demo`). Each flag may also be given as
-//! an environment variable: ONRAMP_LISTEN, ONRAMP_DB, ONRAMP_WWW, ONRAMP_DIST.
+//! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
+//! clickhouse://HOST:PORT/DB` stores them in ClickHouse instead (docs/SCALING.md); `--store
+//! sqlite:FILE` is the same as `--db FILE`. Each flag may also be given as an environment
+//! variable: ONRAMP_LISTEN, ONRAMP_DB, ONRAMP_STORE, ONRAMP_WWW, ONRAMP_DIST.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
+use onramp_collector::store::Store;
 use onramp_collector::{AppState, Config};
+
+/// Where events are stored.
+enum StoreChoice {
+    Sqlite(PathBuf),
+    ClickHouse(String),
+}
+
+impl StoreChoice {
+    fn parse(url: &str) -> StoreChoice {
+        if url.starts_with("clickhouse://") {
+            StoreChoice::ClickHouse(url.into())
+        } else {
+            StoreChoice::Sqlite(url.strip_prefix("sqlite:").unwrap_or(url).into())
+        }
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Store>, String> {
+        match self {
+            StoreChoice::Sqlite(path) => match SqliteStore::open(path) {
+                Ok(s) => Ok(Arc::new(s)),
+                Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+            },
+            StoreChoice::ClickHouse(url) => match ClickHouseStore::open(url).await {
+                Ok(s) => Ok(Arc::new(s)),
+                Err(e) => Err(format!("cannot open {url}: {e}")),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StoreChoice::Sqlite(path) => format!("SQLite: {}", path.display()),
+            StoreChoice::ClickHouse(url) => format!("ClickHouse: {url}"),
+        }
+    }
+}
 
 struct Args {
     listen: String,
-    db: PathBuf,
+    store: StoreChoice,
     config: Config,
 }
 
@@ -21,7 +61,10 @@ fn parse_args() -> Result<Args, String> {
     let env = |name: &str| std::env::var(name).ok();
     let mut config = Config::for_repository();
     let mut listen = env("ONRAMP_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-    let mut db = PathBuf::from(env("ONRAMP_DB").unwrap_or_else(|| "onramp.db".into()));
+    let mut store = match env("ONRAMP_STORE") {
+        Some(url) => StoreChoice::parse(&url),
+        None => StoreChoice::Sqlite(env("ONRAMP_DB").unwrap_or_else(|| "onramp.db".into()).into()),
+    };
     if let Some(dir) = env("ONRAMP_WWW") {
         config.www_dir = dir.into();
     }
@@ -33,17 +76,19 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => listen = value()?,
-            "--db" => db = value()?.into(),
+            "--db" => store = StoreChoice::Sqlite(value()?.into()),
+            "--store" => store = StoreChoice::parse(&value()?),
             "--www" => config.www_dir = value()?.into(),
             "--dist" => config.dist_dir = value()?.into(),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    Ok(Args { listen, db, config })
+    Ok(Args { listen, store, config })
 }
 
-const USAGE: &str = "usage: onramp-collector [--listen ADDR] [--db FILE] [--www DIR] [--dist DIR]";
+const USAGE: &str =
+    "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] [--www DIR] [--dist DIR]";
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -68,10 +113,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match SqliteStore::open(&args.db) {
+    let store = match args.store.open().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("onramp-collector: cannot open {}: {e}", args.db.display());
+            eprintln!("onramp-collector: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -83,8 +128,8 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen);
-    println!("onramp-collector listening on http://{addr} (SQLite: {})", args.db.display());
-    let state = AppState::new(args.config, Arc::new(store));
+    println!("onramp-collector listening on http://{addr} ({})", args.store.describe());
+    let state = AppState::new(args.config, store);
     match onramp_collector::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

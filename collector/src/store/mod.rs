@@ -22,6 +22,7 @@
 //! - `props` is the event's JSON object as stored, parsed with `onramp::core::json` — only when
 //!   [`EventFilter::with_props`] asks for it (left empty otherwise: parsing is most of the cost).
 
+pub mod clickhouse;
 pub mod sqlite;
 
 use std::future::Future;

@@ -1,0 +1,449 @@
+//! The store at scale: ClickHouse over its HTTP interface.
+//!
+//! Chosen with `--store clickhouse://HOST:PORT/DB`. The collector itself keeps no state: every
+//! accepted event goes to ClickHouse before it is acknowledged, so any number of collectors can
+//! run behind a load balancer. With `?cluster=NAME&nodes=HOST:PORT,…` the tables are sharded over
+//! a ClickHouse cluster (a Distributed table over one local table per node; docs/SCALING.md).
+//!
+//! Writes use group commit, like the SQLite store: one task gathers the rows of every request
+//! that arrives within [`FLUSH_INTERVAL`] (or until [`MAX_ROWS_PER_INSERT`]) into one RowBinary
+//! INSERT, and answers each request only after that INSERT succeeded. ClickHouse wants few large
+//! inserts (each one is a part on disk to merge later), never one per request.
+//!
+//! When ClickHouse is unreachable the insert fails, every request in the group is answered
+//! 503 with Retry-After, and the SDK keeps the events in its persistent queue and retries; the
+//! event id makes the retry harmless if the failed insert did in fact land.
+
+mod rowbinary;
+pub mod server;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use self::rowbinary::{put_i64, put_str, put_u64, Reader};
+use super::{Store, StoreError, StoreFuture, StoredEvent, UserEvents};
+
+/// How long the writer waits for more requests after the first one of a group. Bounds the
+/// latency group commit adds to a request; 150 ms keeps inserts to a handful per second.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(150);
+/// A group is inserted at once when it reaches this many rows.
+pub const MAX_ROWS_PER_INSERT: usize = 100_000;
+/// Requests waiting for the writer; beyond this, `insert` waits (back-pressure on ingest).
+const QUEUE_REQUESTS: usize = 4096;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/clickhouse/0001_events.sql")];
+
+type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
+
+/// Where the data lives, parsed from the `--store` URL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `http://HOST:PORT`: the node this collector reads and writes through.
+    pub http: String,
+    pub database: String,
+    /// The cluster name from the servers' `<remote_servers>`, when sharded.
+    pub cluster: Option<String>,
+    /// Every node's `http://HOST:PORT`, for migrations (each needs its local tables).
+    pub nodes: Vec<String>,
+}
+
+impl Target {
+    /// `clickhouse://HOST:PORT/DB[?cluster=NAME&nodes=HOST:PORT,HOST:PORT]`
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let usage = "expected clickhouse://HOST:PORT/DATABASE[?cluster=NAME&nodes=HOST:PORT,…]";
+        let rest = url.strip_prefix("clickhouse://").ok_or_else(|| format!("{url}: {usage}"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (host, database) = path.split_once('/').ok_or_else(|| format!("{url}: no database; {usage}"))?;
+        // The name is spliced into DDL, so only plain identifiers are accepted.
+        if database.is_empty() || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{url}: database name must be letters, digits and _"));
+        }
+        let mut target =
+            Target { http: format!("http://{host}"), database: database.into(), cluster: None, nodes: Vec::new() };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("cluster", name)) if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                    target.cluster = Some(name.into())
+                }
+                Some(("nodes", list)) => {
+                    target.nodes = list.split(',').filter(|n| !n.is_empty()).map(|n| format!("http://{n}")).collect()
+                }
+                _ => return Err(format!("{url}: unknown or malformed option {pair}; {usage}")),
+            }
+        }
+        if target.nodes.is_empty() {
+            target.nodes.push(target.http.clone());
+        }
+        Ok(target)
+    }
+
+    /// The local (MergeTree) table behind `table` on each node.
+    fn local(&self, table: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{table}_local"),
+            None => table.into(),
+        }
+    }
+}
+
+/// One HTTP endpoint of ClickHouse, with the settings every statement needs.
+#[derive(Clone)]
+struct Http {
+    client: reqwest::Client,
+    url: String,
+    settings: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Http {
+    fn new(url: &str, settings: &str) -> Result<Http, StoreError> {
+        let client = reqwest::Client::builder()
+            // An unreachable server should turn into a quick 503, not a hung request.
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(unavailable)?;
+        Ok(Http { client, url: url.into(), settings: settings.into() })
+    }
+
+    /// Runs `sql` (with `body` appended as the INSERT's data, if any) and returns the answer.
+    async fn run(&self, sql: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, StoreError> {
+        let request = if body.is_empty() {
+            self.client.post(format!("{}/?{}", self.url, self.settings)).body(sql.to_owned())
+        } else {
+            // The statement goes in the URL so the data can be streamed as the body.
+            let url = format!("{}/?{}&query={}", self.url, self.settings, percent_encode(sql));
+            self.client.post(url).body(body)
+        };
+        let response = request.timeout(timeout).send().await.map_err(|e| unavailable(format!("ClickHouse at {}: {e}", self.url)))?;
+        let ok = response.status().is_success();
+        let bytes = response.bytes().await.map_err(unavailable)?;
+        if ok {
+            Ok(bytes.to_vec())
+        } else {
+            Err(unavailable(format!("ClickHouse at {}: {}", self.url, String::from_utf8_lossy(&bytes).trim())))
+        }
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.run(sql, Vec::new(), Duration::from_secs(60)).await.map(drop)
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A ClickHouse string literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+pub struct ClickHouseStore {
+    target: Target,
+    http: Http,
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl ClickHouseStore {
+    /// Connects, applies pending migrations on every node, and starts the writer task (so it
+    /// must be called inside a Tokio runtime).
+    pub async fn open(url: &str) -> Result<ClickHouseStore, StoreError> {
+        let target = Target::parse(url).map_err(StoreError::Unavailable)?;
+        migrate(&target).await?;
+        let mut settings = format!("database={}", target.database);
+        if target.cluster.is_some() {
+            // A Distributed insert is acknowledged only once every shard has its rows; the
+            // default (queue locally, send later) would acknowledge rows a node crash can lose.
+            settings.push_str("&insert_distributed_sync=1");
+        }
+        let http = Http::new(&target.http, &settings)?;
+        let (writer, requests) = mpsc::channel(QUEUE_REQUESTS);
+        tokio::spawn(write_loop(http.clone(), requests));
+        Ok(ClickHouseStore { target, http, writer })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+        self.http.run(&format!("{sql}\nFORMAT RowBinary"), Vec::new(), Duration::from_secs(600)).await
+    }
+
+    /// `GLOBAL` for a sharded layout: the right side of a join is then computed once and sent
+    /// to every shard, rather than each shard joining against only its own slice of it.
+    fn join(&self) -> &'static str {
+        if self.target.cluster.is_some() {
+            "GLOBAL ANY LEFT JOIN"
+        } else {
+            "ANY LEFT JOIN"
+        }
+    }
+
+    /// Events of `project` with one of `names`, deduplicated, each with the user it counts for
+    /// (its user id, else the user its anonymous id was linked to, else the anonymous id). The
+    /// same rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
+    fn resolved_events(&self, project: &str, names: &[String], columns: &str) -> String {
+        let project = quote(project);
+        let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
+        format!(
+            "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
+             FROM (SELECT anonymous_id, user_id, id, name, ts, props FROM events FINAL
+                   WHERE project = {project} AND name IN ({names}))
+             {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
+             USING anonymous_id",
+            names = if names.is_empty() { "''".into() } else { names.join(", ") },
+            join = self.join(),
+        )
+    }
+
+    /// How far each user got through `steps`, counted by ClickHouse's own `windowFunnel` rather
+    /// than the shared matcher: a cross-check for the matcher and a lighter query at scale.
+    ///
+    /// 18.16's `windowFunnel` takes a UInt32 timestamp, so times are passed as milliseconds since
+    /// the project's earliest matching event; a project whose events span more than 2^31 ms
+    /// (24.8 days; the function keeps them in an Int32) is refused. Ties between events with the
+    /// same millisecond may be ordered differently from the matcher, which orders by event id.
+    pub async fn window_funnel_counts(
+        &self,
+        project: &str,
+        steps: &[String],
+        window_ms: Option<i64>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = self.resolved_events(project, steps, "ts, name");
+        let span = self.select(&format!("SELECT toInt64(min(ts)), toInt64(max(ts)) FROM ({inner})")).await?;
+        let mut r = Reader::new(&span);
+        let (min, max) = (r.i64().map_err(unavailable)?, r.i64().map_err(unavailable)?);
+        if max - min >= i64::from(i32::MAX) {
+            return Err(unavailable("events span more than 2^31 ms; windowFunnel cannot count them in milliseconds"));
+        }
+        let window = window_ms.unwrap_or(i64::from(i32::MAX)).clamp(0, i64::from(i32::MAX));
+        let conditions: Vec<String> = steps.iter().map(|s| format!("name = {}", quote(s))).collect();
+        let sql = format!(
+            "SELECT toUInt64(level), toUInt64(count()) FROM (
+               SELECT who, windowFunnel({window})(toUInt32(ts - {min}), {conditions}) AS level
+               FROM ({inner}) GROUP BY who)
+             GROUP BY level",
+            conditions = conditions.join(", "),
+        );
+        let answer = self.select(&sql).await?;
+        let mut r = Reader::new(&answer);
+        let mut counts = vec![0u64; steps.len()];
+        while !r.is_empty() {
+            let (level, users) = (r.u64().map_err(unavailable)?, r.u64().map_err(unavailable)?);
+            for c in counts.iter_mut().take(level as usize) {
+                *c += users;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Rows in the events table, before and after folding duplicates (for tests and benches).
+    pub async fn event_counts(&self) -> Result<(u64, u64), StoreError> {
+        let answer = self
+            .select("SELECT toUInt64((SELECT count() FROM events)), toUInt64((SELECT count() FROM events FINAL))")
+            .await?;
+        let mut r = Reader::new(&answer);
+        Ok((r.u64().map_err(unavailable)?, r.u64().map_err(unavailable)?))
+    }
+}
+
+/// Applies the migrations this node has not seen yet, on every node. Statements are idempotent
+/// (`IF NOT EXISTS`), so collectors starting at the same time may both run them safely.
+async fn migrate(target: &Target) -> Result<(), StoreError> {
+    for node in &target.nodes {
+        let http = Http::new(node, "")?;
+        let db = &target.database;
+        http.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
+        http.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.onramp_migrations (version UInt32, applied_at DateTime DEFAULT now())
+             ENGINE = MergeTree ORDER BY version"
+        ))
+        .await?;
+        let done = http.run(&format!("SELECT toUInt64(max(version)) FROM {db}.onramp_migrations FORMAT RowBinary"), Vec::new(), Duration::from_secs(60)).await?;
+        let done = Reader::new(&done).u64().map_err(unavailable)? as usize;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            let sql = sql.replace("{db}", db).replace("{events}", &target.local("events")).replace("{identities}", &target.local("identities"));
+            for statement in statements(&sql) {
+                http.execute(statement).await?;
+            }
+            if let Some(cluster) = &target.cluster {
+                // The Distributed tables over the local ones. Sharded by device, so one
+                // device's events and its identity link live together and duplicates of an
+                // event always reach the same shard to be folded.
+                for table in ["events", "identities"] {
+                    http.execute(&format!(
+                        "CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local
+                         ENGINE = Distributed({cluster}, '{db}', {table}_local, cityHash64(project, anonymous_id))"
+                    ))
+                    .await?;
+                }
+            }
+            http.execute(&format!("INSERT INTO {db}.onramp_migrations (version) VALUES ({})", i + 1)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The statements of a migration file: split on `;` at line ends, `--` comments dropped (the
+/// HTTP interface takes one statement per request).
+fn statements(sql: &str) -> Vec<&str> {
+    sql.split(";\n")
+        .map(str::trim)
+        .filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--")))
+        .map(|s| s.trim_end_matches(';'))
+        .collect()
+}
+
+async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = requests.recv().await {
+        let deadline = Instant::now() + FLUSH_INTERVAL;
+        let mut rows = first.0.len();
+        let mut group = vec![first];
+        while rows < MAX_ROWS_PER_INSERT {
+            match tokio::time::timeout_at(deadline, requests.recv()).await {
+                Ok(Some(next)) => {
+                    rows += next.0.len();
+                    group.push(next);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let result = insert(&http, group.iter().flat_map(|(events, _)| events)).await;
+        for (_, reply) in group {
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| unavailable(e)));
+        }
+    }
+}
+
+/// One INSERT for the events, one for the identity links they carry. Not atomic together, but
+/// the request is only acknowledged when both succeeded, and a retry repeats both harmlessly.
+async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    let mut links = Vec::new();
+    for s in events {
+        let e = &s.event;
+        put_str(&mut rows, &s.project);
+        put_str(&mut rows, &e.anonymous_id);
+        put_str(&mut rows, &e.id);
+        put_str(&mut rows, e.kind.as_str());
+        put_str(&mut rows, &e.name);
+        put_str(&mut rows, e.user_id.as_deref().unwrap_or(""));
+        put_i64(&mut rows, s.ts);
+        put_i64(&mut rows, e.ts);
+        put_i64(&mut rows, s.sent_at);
+        put_i64(&mut rows, s.received_at);
+        put_str(&mut rows, &onramp::core::json::Value::Obj(e.props.clone()).to_json());
+        put_u64(&mut rows, u64::MAX - s.received_at.max(0) as u64);
+        if let Some(user) = &e.user_id {
+            put_str(&mut links, &s.project);
+            put_str(&mut links, &e.anonymous_id);
+            put_str(&mut links, user);
+            put_u64(&mut links, s.received_at.max(0) as u64);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let timeout = Duration::from_secs(30);
+    http.run(
+        "INSERT INTO events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen) FORMAT RowBinary",
+        rows,
+        timeout,
+    )
+    .await?;
+    if !links.is_empty() {
+        http.run("INSERT INTO identities (project, anonymous_id, user_id, linked_at) FORMAT RowBinary", links, timeout)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store for ClickHouseStore {
+    fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.writer.send((events, reply)).await.map_err(|_| unavailable("writer stopped"))?;
+            answer.await.map_err(|_| unavailable("writer stopped"))?
+        })
+    }
+
+    fn user_events(&self, project: &str, names: &[String]) -> StoreFuture<'_, Vec<UserEvents>> {
+        let sql = format!("{}\nORDER BY who, ts, id", self.resolved_events(project, names, "ts, name"));
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut users: Vec<UserEvents> = Vec::new();
+            while !r.is_empty() {
+                let who = r.str().map_err(unavailable)?;
+                let ts = r.i64().map_err(unavailable)?;
+                let name = r.str().map_err(unavailable)?;
+                match users.last_mut() {
+                    Some(u) if u.user == who => u.events.push((ts, name)),
+                    _ => users.push(UserEvents { user: who, events: vec![(ts, name)] }),
+                }
+            }
+            Ok(users)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_store_urls() {
+        let t = Target::parse("clickhouse://127.0.0.1:8123/onramp").expect("parse");
+        assert_eq!(t.http, "http://127.0.0.1:8123");
+        assert_eq!(t.database, "onramp");
+        assert_eq!(t.nodes, vec!["http://127.0.0.1:8123"]);
+        assert_eq!(t.local("events"), "events");
+        let t = Target::parse("clickhouse://a:1/db?cluster=two&nodes=a:1,b:2").expect("parse");
+        assert_eq!(t.cluster.as_deref(), Some("two"));
+        assert_eq!(t.nodes, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(t.local("events"), "events_local");
+        assert!(Target::parse("clickhouse://a:1/db;DROP").is_err());
+        assert!(Target::parse("clickhouse://a:1").is_err());
+        assert!(Target::parse("http://a:1/db").is_err());
+    }
+
+    #[test]
+    fn quotes_literals() {
+        assert_eq!(quote(r"it's \ ok"), r"'it\'s \\ ok'");
+    }
+
+    #[test]
+    fn splits_migrations_into_statements() {
+        for sql in MIGRATIONS {
+            let list = statements(sql);
+            assert_eq!(list.len(), 2);
+            assert!(list.iter().all(|s| s.contains("CREATE TABLE") && !s.ends_with(';')));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! ClickHouse's RowBinary format, for the few column types the store uses: length-prefixed
+//! strings and little-endian integers. Binary both ways, so nothing is escaped or parsed as text.
+
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut n = s.len() as u64;
+    // The length is an unsigned LEB128 varint.
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub fn put_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Reads rows back; every method fails on truncated input instead of panicking.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err("RowBinary answer ends mid-row".into());
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    pub fn str(&mut self) -> Result<String, String> {
+        let mut len = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            len |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                let bytes = self.take(len as usize)?;
+                return String::from_utf8(bytes.to_vec()).map_err(|_| "RowBinary string is not UTF-8".to_string());
+            }
+        }
+        Err("RowBinary string length overflows".into())
+    }
+
+    fn eight(&mut self) -> Result<[u8; 8], String> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(b)
+    }
+
+    pub fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.eight()?))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.eight()?))
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_long_strings_and_integers() {
+        let long = "é".repeat(200);
+        let mut out = Vec::new();
+        put_str(&mut out, &long);
+        put_i64(&mut out, -5);
+        put_str(&mut out, "");
+        let mut r = Reader::new(&out);
+        assert_eq!(r.str().as_deref(), Ok(long.as_str()));
+        assert_eq!(r.i64(), Ok(-5));
+        assert_eq!(r.str().as_deref(), Ok(""));
+        assert!(r.is_empty());
+        assert!(Reader::new(&out[..3]).str().is_err(), "truncated input is an error");
+    }
+}

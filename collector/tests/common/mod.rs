@@ -1,0 +1,74 @@
+//! Helpers shared by the collector's socket tests: a collector on a free port over any store,
+//! and a small HTTP client for the ingest and query APIs.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::sync::Arc;
+
+use onramp_collector::store::clickhouse::server::LocalServer;
+use onramp_collector::store::clickhouse::ClickHouseStore;
+use onramp_collector::store::Store;
+use onramp_collector::{AppState, Config};
+use serde_json::{json, Value};
+
+pub struct Collector {
+    pub url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn serve(store: Arc<dyn Store>) -> Collector {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(Config::for_repository(), store);
+    tokio::spawn(onramp_collector::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Collector { url, _stop: stop }
+}
+
+/// A fresh clickhouse-server with the onramp schema in database `onramp`.
+pub async fn clickhouse() -> (LocalServer, Arc<ClickHouseStore>) {
+    let server = tokio::task::spawn_blocking(LocalServer::start).await.expect("join").expect("start clickhouse-server");
+    let store = ClickHouseStore::open(&server.store_url("onramp")).await.expect("open ClickHouse store");
+    (server, Arc::new(store))
+}
+
+pub fn event(id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64) -> Value {
+    let mut e = json!({"id": id, "type": "track", "name": name, "anonymousId": anon, "ts": ts, "props": {}});
+    if let Some(u) = user {
+        e["userId"] = json!(u);
+    }
+    e
+}
+
+pub fn batch(sent_at: i64, events: Vec<Value>) -> String {
+    json!({"writeKey": "wk_demo", "sentAt": sent_at, "events": events}).to_string()
+}
+
+pub async fn post(url: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/batch"))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost:3000")
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+/// GET a read-API path (e.g. `/v1/funnel?steps=a,b`) with the demo read token.
+pub async fn get(url: &str, path_and_query: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{url}{path_and_query}"))
+        .bearer_auth("rt_demo")
+        .send()
+        .await
+        .expect("get");
+    assert!(r.status().is_success(), "{path_and_query}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+pub async fn funnel(url: &str, steps: &str) -> Value {
+    get(url, &format!("/v1/funnel?steps={steps}&users=true")).await
+}
