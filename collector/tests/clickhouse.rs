@@ -45,3 +45,114 @@ async fn migrations_are_idempotent_and_recorded() {
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }
+
+/// ClickHouse dies while batches are being posted: requests are answered 503 with Retry-After
+/// until it is back, clients retry as the SDK does, and in the end every acknowledged event is
+/// stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_answers_503_and_loses_no_acknowledged_event() {
+    let (mut server, store) = clickhouse().await;
+    let c = serve(store.clone()).await;
+    let url = c.url.clone();
+
+    // Four clients, each posting 30 batches of 10 events in turn, retrying a batch until 200.
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut clients = Vec::new();
+    for client in 0..4 {
+        let (url, acked) = (url.clone(), acked_tx.clone());
+        clients.push(tokio::spawn(async move {
+            let mut refused = 0;
+            for b in 0..30 {
+                let ids: Vec<String> = (0..10).map(|i| format!("c{client}-b{b}-e{i}")).collect();
+                let events = ids.iter().map(|id| event(id, "signed_up", &format!("anon-{client}-{b}"), None, 1_000)).collect();
+                let body = batch(1_000, events);
+                loop {
+                    let r = post(&url, body.clone()).await;
+                    if r.status() == 200 {
+                        ids.iter().for_each(|id| acked.send(id.clone()).expect("send"));
+                        break;
+                    }
+                    assert_eq!(r.status(), 503, "only an outage may refuse a valid batch");
+                    assert!(r.headers().contains_key("retry-after"), "503 must say when to retry");
+                    refused += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+            refused
+        }));
+    }
+    drop(acked_tx);
+
+    // Let some batches through, then take ClickHouse down mid-stream.
+    let mut acked = Vec::new();
+    while acked.len() < 100 {
+        acked.push(acked_rx.recv().await.expect("clients stopped early"));
+    }
+    server.kill();
+    let r = post(&url, batch(1_000, vec![event("probe", "signed_up", "anon-probe", None, 1_000)])).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let server = tokio::task::spawn_blocking(move || server.restart().map(|()| server)).await.expect("join").expect("restart");
+
+    let mut refused = 0;
+    for client in clients {
+        refused += client.await.expect("client");
+    }
+    while let Some(id) = acked_rx.recv().await {
+        acked.push(id);
+    }
+    assert!(refused > 0, "some requests must have met the outage");
+    assert_eq!(acked.len(), 4 * 30 * 10);
+
+    let stored = server.query("SELECT id FROM onramp.events FINAL WHERE id != 'probe' ORDER BY id").expect("query");
+    let mut stored: Vec<&str> = stored.lines().collect();
+    acked.sort();
+    assert_eq!(stored.len(), acked.len(), "each acknowledged event exactly once");
+    stored.dedup();
+    assert_eq!(stored, acked);
+}
+
+/// Two clickhouse-servers as two shards behind one Distributed table, written and read through
+/// two stateless collectors: each user lands on one shard, both shards get users, and the
+/// answers match a single SQLite store fed the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shard_cluster_behind_two_collectors() {
+    use onramp_collector::store::clickhouse::{server::LocalServer, ClickHouseStore};
+    use std::sync::Arc;
+
+    let shards = tokio::task::spawn_blocking(|| LocalServer::start_cluster("onramp_two", 2)).await.expect("join").expect("start");
+    let nodes: Vec<String> = shards.iter().map(|s| format!("127.0.0.1:{}", s.http_port)).collect();
+    // Each collector talks to a different node; any node can take reads and writes.
+    let mut collectors = Vec::new();
+    for node in &nodes {
+        let url = format!("clickhouse://{node}/onramp?cluster=onramp_two&nodes={}", nodes.join(","));
+        let store = ClickHouseStore::open(&url).await.expect("open cluster store");
+        collectors.push(serve(Arc::new(store)).await);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = serve(Arc::new(onramp_collector::store::sqlite::SqliteStore::open(dir.path().join("e.db")).expect("sqlite"))).await;
+
+    for u in 0..40 {
+        let anon = format!("anon-{u}");
+        let user = format!("user-{u:02}");
+        let mut events = vec![event(&format!("{u}-a"), "signed_up", &anon, None, 1_000 + u)];
+        if u % 2 == 0 {
+            events.push(json!({"id": format!("{u}-i"), "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": 2_000 + u}));
+            events.push(event(&format!("{u}-b"), "project_created", &anon, Some(&user), 3_000 + u));
+        }
+        let body = batch(5_000, events);
+        // Alternate collectors, as a load balancer would.
+        assert_eq!(post(&collectors[u as usize % 2].url, body.clone()).await.status(), 200);
+        assert_eq!(post(&sqlite.url, body).await.status(), 200);
+    }
+    for s in &shards {
+        let local: u64 = s.query("SELECT count() FROM onramp.events_local").expect("count").trim().parse().expect("number");
+        assert!(local > 0, "both shards hold events");
+    }
+    let expected = funnel(&sqlite.url, "signed_up,project_created").await;
+    assert_eq!(expected["steps"][1]["users"], 20);
+    for c in &collectors {
+        assert_eq!(funnel(&c.url, "signed_up,project_created").await["steps"], expected["steps"]);
+    }
+}

@@ -16,11 +16,23 @@ pub struct Collector {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// The collector clock in tests that compare stores: batches sent "now" by this clock get no
+/// skew correction, so both collectors store the same times.
+pub const NOW: i64 = 1_800_000_000_000;
+
 pub async fn serve(store: Arc<dyn Store>) -> Collector {
+    serve_with_clock(store, None).await
+}
+
+/// `clock`: a fixed collector time, or `None` for the system clock.
+pub async fn serve_with_clock(store: Arc<dyn Store>, clock: Option<i64>) -> Collector {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(Config::for_repository(), store);
+    let mut state = AppState::new(Config::for_repository(), store);
+    if let Some(now) = clock {
+        state.clock = Arc::new(move || now);
+    }
     tokio::spawn(onramp_collector::run(listener, state, async move {
         let _ = stopped.await;
     }));
