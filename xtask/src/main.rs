@@ -2,8 +2,9 @@
 //!
 //! - `setup`: installs what the project needs beyond Rust, Node and Python: the wasm32 target,
 //!   the wasm-bindgen CLI matching the crate, npm tools (binaryen's wasm-opt, esbuild,
-//!   playwright-core, axe-core), and Debian's Chromium and ChromeDriver. Idempotent and quick
-//!   when everything is present.
+//!   playwright-core, axe-core), Debian's Chromium and ChromeDriver, and Debian's
+//!   clickhouse-server (the collector's tests start their own instances of it). Idempotent and
+//!   quick when everything is present.
 //! - `build`: the SDK bundle in `dist/` (wasm, JS glue, loader, ES module, types) and the
 //!   collector binary; prints the bundle's sizes.
 //! - `demo`: builds, then runs the collector with SQLite and prints the URLs to open.
@@ -88,7 +89,7 @@ fn setup() -> Result {
         let npm_cmd = if root().join("package-lock.json").exists() { "ci" } else { "install" };
         run(Command::new("npm").arg(npm_cmd).current_dir(root()))?;
     }
-    let missing: Vec<&str> = [("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver"), ("brotli", "/usr/bin/brotli")]
+    let missing: Vec<&str> = [("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver"), ("brotli", "/usr/bin/brotli"), ("clickhouse-server", "/usr/sbin/clickhouse-server")]
         .into_iter()
         .filter(|(_, path)| !Path::new(path).exists())
         .map(|(pkg, _)| pkg)
