@@ -23,7 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use self::rowbinary::{put_i64, put_str, put_u64, Reader};
-use super::{Store, StoreError, StoreFuture, StoredEvent, UserEvents};
+use onramp::core::json;
+use onramp::core::wire::EventType;
+
+use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
 /// latency group commit adds to a request; 150 ms keeps inserts to a handful per second.
@@ -202,19 +205,30 @@ impl ClickHouseStore {
         }
     }
 
-    /// Events of `project` with one of `names`, deduplicated, each with the user it counts for
-    /// (its user id, else the user its anonymous id was linked to, else the anonymous id). The
-    /// same rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
-    fn resolved_events(&self, project: &str, names: &[String], columns: &str) -> String {
+    /// The events of `project` that pass `filter`, deduplicated, each with its user key (its
+    /// user id, else the user its anonymous id was linked to, else the anonymous id): the same
+    /// rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
+    fn resolved_events(&self, project: &str, filter: &EventFilter, columns: &str) -> String {
         let project = quote(project);
-        let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
+        let mut conditions = format!("project = {project}");
+        let any_of = |conditions: &mut String, column: &str, values: Vec<String>| {
+            if !values.is_empty() {
+                conditions.push_str(&format!(" AND {column} IN ({})", values.join(", ")));
+            }
+        };
+        any_of(&mut conditions, "type", filter.types.iter().map(|t| quote(t.as_str())).collect());
+        any_of(&mut conditions, "name", filter.names.iter().map(|n| quote(n)).collect());
+        if let Some(since) = filter.since {
+            conditions.push_str(&format!(" AND ts >= {since}"));
+        }
+        if let Some(until) = filter.until {
+            conditions.push_str(&format!(" AND ts < {until}"));
+        }
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
-             FROM (SELECT anonymous_id, user_id, id, name, ts, props FROM events FINAL
-                   WHERE project = {project} AND name IN ({names}))
+             FROM (SELECT anonymous_id, user_id, id, type, name, ts, props FROM events FINAL WHERE {conditions})
              {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
              USING anonymous_id",
-            names = if names.is_empty() { "''".into() } else { names.join(", ") },
             join = self.join(),
         )
     }
@@ -235,10 +249,10 @@ impl ClickHouseStore {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = self.resolved_events(project, steps, "ts, name");
+        let inner = self.resolved_events(project, &EventFilter::names(steps), "ts, name");
         let span = self.select(&format!("SELECT toInt64(min(ts)), toInt64(max(ts)) FROM ({inner})")).await?;
         let mut r = Reader::new(&span);
-        let (min, max) = (r.i64().map_err(unavailable)?, r.i64().map_err(unavailable)?);
+        let (min, max) = (r.i64()?, r.i64()?);
         if max - min >= i64::from(i32::MAX) {
             return Err(unavailable("events span more than 2^31 ms; windowFunnel cannot count them in milliseconds"));
         }
@@ -255,7 +269,7 @@ impl ClickHouseStore {
         let mut r = Reader::new(&answer);
         let mut counts = vec![0u64; steps.len()];
         while !r.is_empty() {
-            let (level, users) = (r.u64().map_err(unavailable)?, r.u64().map_err(unavailable)?);
+            let (level, users) = (r.u64()?, r.u64()?);
             for c in counts.iter_mut().take(level as usize) {
                 *c += users;
             }
@@ -269,7 +283,7 @@ impl ClickHouseStore {
             .select("SELECT toUInt64((SELECT count() FROM events)), toUInt64((SELECT count() FROM events FINAL))")
             .await?;
         let mut r = Reader::new(&answer);
-        Ok((r.u64().map_err(unavailable)?, r.u64().map_err(unavailable)?))
+        Ok((r.u64()?, r.u64()?))
     }
 }
 
@@ -286,7 +300,7 @@ async fn migrate(target: &Target) -> Result<(), StoreError> {
         ))
         .await?;
         let done = http.run(&format!("SELECT toUInt64(max(version)) FROM {db}.onramp_migrations FORMAT RowBinary"), Vec::new(), Duration::from_secs(60)).await?;
-        let done = Reader::new(&done).u64().map_err(unavailable)? as usize;
+        let done = Reader::new(&done).u64()? as usize;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
             let sql = sql.replace("{db}", db).replace("{events}", &target.local("events")).replace("{identities}", &target.local("identities"));
             for statement in statements(&sql) {
@@ -393,19 +407,47 @@ impl Store for ClickHouseStore {
         })
     }
 
-    fn user_events(&self, project: &str, names: &[String]) -> StoreFuture<'_, Vec<UserEvents>> {
-        let sql = format!("{}\nORDER BY who, ts, id", self.resolved_events(project, names, "ts, name"));
+    fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
+        let sql = format!(
+            "SELECT who, min(ts), max(ts) FROM ({}) GROUP BY who",
+            self.resolved_events(project, &EventFilter::default(), "ts")
+        );
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut users = Vec::new();
+            while !r.is_empty() {
+                users.push(UserSeen { user: r.str()?, first_seen: r.i64()?, last_seen: r.i64()? });
+            }
+            Ok(users)
+        })
+    }
+
+    fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let props = if filter.with_props { "props" } else { "''" };
+        let sql = format!(
+            "{}\nORDER BY who, ts, id",
+            self.resolved_events(project, filter, &format!("ts, type, name, {props}"))
+        );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
             let mut r = Reader::new(&answer);
             let mut users: Vec<UserEvents> = Vec::new();
             while !r.is_empty() {
-                let who = r.str().map_err(unavailable)?;
-                let ts = r.i64().map_err(unavailable)?;
-                let name = r.str().map_err(unavailable)?;
+                let who = r.str()?;
+                let ts = r.i64()?;
+                // Ingest only stores known types; an unknown one is read as a plain track event
+                // (as the SQLite store does).
+                let kind = EventType::parse(&r.str()?).unwrap_or(EventType::Track);
+                let name = r.str()?;
+                let props = match json::parse(&r.str()?) {
+                    Ok(json::Value::Obj(entries)) => entries,
+                    _ => Vec::new(),
+                };
+                let event = UserEvent { ts, kind, name, props };
                 match users.last_mut() {
-                    Some(u) if u.user == who => u.events.push((ts, name)),
-                    _ => users.push(UserEvents { user: who, events: vec![(ts, name)] }),
+                    Some(u) if u.user == who => u.events.push(event),
+                    _ => users.push(UserEvents { user: who, events: vec![event] }),
                 }
             }
             Ok(users)

@@ -1,6 +1,14 @@
 //! ClickHouse's RowBinary format, for the few column types the store uses: length-prefixed
 //! strings and little-endian integers. Binary both ways, so nothing is escaped or parsed as text.
 
+use crate::store::StoreError;
+
+/// An answer that does not parse means the server is not what the store expects; it is
+/// reported like any other storage failure (503, details logged).
+fn malformed(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("ClickHouse's RowBinary answer {what}"))
+}
+
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     let mut n = s.len() as u64;
     // The length is an unsigned LEB128 varint.
@@ -38,39 +46,39 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.buf.len() < n {
-            return Err("RowBinary answer ends mid-row".into());
+            return Err(malformed("ends mid-row"));
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
 
-    pub fn str(&mut self) -> Result<String, String> {
+    pub fn str(&mut self) -> Result<String, StoreError> {
         let mut len = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
             len |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 let bytes = self.take(len as usize)?;
-                return String::from_utf8(bytes.to_vec()).map_err(|_| "RowBinary string is not UTF-8".to_string());
+                return String::from_utf8(bytes.to_vec()).map_err(|_| malformed("has a string that is not UTF-8"));
             }
         }
-        Err("RowBinary string length overflows".into())
+        Err(malformed("has a string length that overflows"))
     }
 
-    fn eight(&mut self) -> Result<[u8; 8], String> {
+    fn eight(&mut self) -> Result<[u8; 8], StoreError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(b)
     }
 
-    pub fn i64(&mut self) -> Result<i64, String> {
+    pub fn i64(&mut self) -> Result<i64, StoreError> {
         Ok(i64::from_le_bytes(self.eight()?))
     }
 
-    pub fn u64(&mut self) -> Result<u64, String> {
+    pub fn u64(&mut self) -> Result<u64, StoreError> {
         Ok(u64::from_le_bytes(self.eight()?))
     }
 
@@ -88,9 +96,9 @@ mod tests {
         put_i64(&mut out, -5);
         put_str(&mut out, "");
         let mut r = Reader::new(&out);
-        assert_eq!(r.str().as_deref(), Ok(long.as_str()));
-        assert_eq!(r.i64(), Ok(-5));
-        assert_eq!(r.str().as_deref(), Ok(""));
+        assert_eq!(r.str().ok().as_deref(), Some(long.as_str()));
+        assert_eq!(r.i64().ok(), Some(-5));
+        assert_eq!(r.str().ok().as_deref(), Some(""));
         assert!(r.is_empty());
         assert!(Reader::new(&out[..3]).str().is_err(), "truncated input is an error");
     }
