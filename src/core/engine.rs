@@ -1,0 +1,1057 @@
+//! The milestone engine: turns one user's events into milestones reached, time-to-value and
+//! seed metrics, and keeps the per-user state that tip scheduling reads.
+//!
+//! Pure Rust: the browser layer hands it events, the clock's readings and a [`KeyValue`] store
+//! (localStorage there, memory in tests) and records the events it returns.
+//!
+//! # State, tabs and merging
+//!
+//! Several tabs of one user run an engine each over the same storage, and any of them can write
+//! at any moment. Every operation therefore reads the stored state, merges it into its own,
+//! applies the change and writes the result back (read-merge-write). The merge is a join in the
+//! CRDT sense, so whatever order tabs write in, and however often a state is merged again, the
+//! result is the same:
+//!
+//! - milestones reached: union, keeping each milestone's earliest time (a milestone reached in any
+//!   tab is reached; the first time it happened is when it happened);
+//! - counters: one count per tab, merged by maximum and summed on read (a G-counter). A plain
+//!   "last writer wins" number would lose one tab's increments, "maximum of totals" would undercount
+//!   when both tabs counted, and "sum of totals" would double-count on every re-merge. A tab only
+//!   ever raises its own entry, so the per-tab maximum is exact. Entries exist only for tabs that
+//!   counted, and a milestone's counter is dropped once it is reached, so the map stays small;
+//! - once-only flags (onboarding completed, metrics sent): union with the earliest time;
+//! - times of activity: min for "first", max for "last".
+//!
+//! Two tabs may still both report the same milestone if they reach it within the same instant
+//! between one's read and the other's write; the collector's analytics count a user's milestone
+//! once (first wins), so that race costs one duplicate row, never a wrong funnel.
+//!
+//! # Identity
+//!
+//! State is kept per identity (`onramp.state.<id>`): the anonymous id before `identify`, the user
+//! id after. On `identify` the anonymous state is merged into the user's, so milestones reached
+//! before sign-up count for the user. Switching to another user starts from that user's state.
+//!
+//! # Time
+//!
+//! Clocks go backwards (NTP corrections, a user fixing their clock): the engine never lets its
+//! time run backwards (`max` of the event time and the latest time seen), and durations since
+//! sign-up are clamped at zero, so time-to-value is never negative. When the sign-up time is
+//! unknown, the first time the engine saw the user stands in and events say `signupKnown: false`.
+
+use std::collections::BTreeMap;
+
+use super::json::{self, Value};
+use super::plan::{MilestoneKind, Plan};
+use super::storage::KeyValue;
+use super::wire::EventType;
+
+pub const STATE_PREFIX: &str = "onramp.state.";
+/// Inactivity after which the next activity starts a new session (the usual analytics default).
+pub const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
+
+pub const ONBOARDING_COMPLETED: &str = "onboarding_completed";
+pub const TIME_TO_VALUE: &str = "time_to_value";
+pub const FIRST_SESSION_LENGTH: &str = "first_session_length";
+pub const RETURN_INTERVAL: &str = "return_interval";
+pub const CORE_TASK_COMPLETION: &str = "core_task_completion";
+
+/// An event the engine wants recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emit {
+    pub kind: EventType,
+    pub name: String,
+    pub props: Vec<(String, Value)>,
+}
+
+/// A grow-only counter with one entry per tab (see the module docs for why).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GCounter(pub BTreeMap<String, u32>);
+
+impl GCounter {
+    pub fn total(&self) -> u32 {
+        self.0.values().fold(0u32, |a, b| a.saturating_add(*b))
+    }
+    pub fn add(&mut self, tab: &str, n: u32) {
+        let e = self.0.entry(tab.into()).or_insert(0);
+        *e = e.saturating_add(n);
+    }
+    pub fn merge(&mut self, other: &GCounter) {
+        for (tab, n) in &other.0 {
+            let e = self.0.entry(tab.clone()).or_insert(0);
+            *e = (*e).max(*n);
+        }
+    }
+}
+
+/// One tip's history for this user; owned by tip scheduling (`core::tips`), persisted here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TipState {
+    pub shown: GCounter,
+    pub last_shown: Option<i64>,
+    pub dismissed: Option<i64>,
+    pub snoozed_until: Option<i64>,
+    /// The tour step reached (0-based); tours only move forward, so merge keeps the maximum.
+    pub tour_step: u32,
+}
+
+impl TipState {
+    fn merge(&mut self, o: &TipState) {
+        self.shown.merge(&o.shown);
+        self.last_shown = max_opt(self.last_shown, o.last_shown);
+        self.dismissed = min_opt(self.dismissed, o.dismissed);
+        self.snoozed_until = max_opt(self.snoozed_until, o.snoozed_until);
+        self.tour_step = self.tour_step.max(o.tour_step);
+    }
+}
+
+/// The current session, for the plan-wide tip caps (tips per session, gap between tips).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionState {
+    pub start: i64,
+    /// Last activity in this session.
+    pub last: i64,
+    pub tips_shown: GCounter,
+    pub last_tip: Option<i64>,
+}
+
+/// Everything the engine remembers about one user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserState {
+    /// Sign-up time when the host told us (`identify` with `signedUpAt`).
+    pub signup: Option<i64>,
+    /// When this user was first seen: stands in for sign-up when that is unknown.
+    pub first_seen: Option<i64>,
+    /// The latest time seen; the engine's clock never goes below it.
+    pub last_ts: i64,
+    /// Milestone id → when it was reached.
+    pub reached: BTreeMap<String, i64>,
+    /// Milestone id → matching events counted so far (until reached).
+    pub counts: BTreeMap<String, GCounter>,
+    /// Once-only events already emitted (onboarding_completed, seed metrics) → when.
+    pub done: BTreeMap<String, i64>,
+    /// Sessions: first session's start and last activity, second session's start.
+    pub first_start: Option<i64>,
+    pub first_end: Option<i64>,
+    pub second_start: Option<i64>,
+    pub last_activity: Option<i64>,
+    pub session: SessionState,
+    pub tips: BTreeMap<String, TipState>,
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn union_min(into: &mut BTreeMap<String, i64>, from: &BTreeMap<String, i64>) {
+    for (k, t) in from {
+        let e = into.entry(k.clone()).or_insert(*t);
+        *e = (*e).min(*t);
+    }
+}
+
+impl UserState {
+    /// The join of two states: commutative, associative and idempotent.
+    pub fn merge(&mut self, o: &UserState) {
+        self.absorb(o);
+        self.first_start = min_opt(self.first_start, o.first_start);
+        self.second_start = min_opt(self.second_start, o.second_start);
+        self.first_end = max_opt(self.first_end, o.first_end);
+        // A stale tab may have stretched the first session past the second one's start.
+        self.first_end = min_opt(self.first_end, self.second_start);
+        self.last_activity = max_opt(self.last_activity, o.last_activity);
+        // Two views of the current session: the same session if the later one started within the
+        // session gap of the earlier one's last activity (then their tip counts merge), otherwise
+        // the later session is the current one.
+        let (early, late) =
+            if (o.session.start, o.session.last) < (self.session.start, self.session.last) { (&o.session, &self.session) } else { (&self.session, &o.session) };
+        self.session = if late.start - early.last <= SESSION_GAP_MS {
+            let mut merged = early.clone();
+            merged.last = early.last.max(late.last);
+            merged.tips_shown.merge(&late.tips_shown);
+            merged.last_tip = max_opt(early.last_tip, late.last_tip);
+            merged
+        } else {
+            late.clone()
+        };
+    }
+
+    /// Takes over an anonymous visitor's progress on `identify`. Its session bookkeeping is not
+    /// merged: it only saw this page load, and would look like a first session; the activity it
+    /// stands for is recorded again on the user's own timeline by the caller.
+    fn absorb(&mut self, anon: &UserState) {
+        self.signup = min_opt(self.signup, anon.signup);
+        self.first_seen = min_opt(self.first_seen, anon.first_seen);
+        self.last_ts = self.last_ts.max(anon.last_ts);
+        union_min(&mut self.reached, &anon.reached);
+        for (m, c) in &anon.counts {
+            self.counts.entry(m.clone()).or_default().merge(c);
+        }
+        let reached = &self.reached;
+        self.counts.retain(|m, _| !reached.contains_key(m));
+        union_min(&mut self.done, &anon.done);
+        for (id, t) in &anon.tips {
+            self.tips.entry(id.clone()).or_default().merge(t);
+        }
+    }
+
+    /// Sign-up time, or first-seen standing in for it.
+    pub fn signup_or_first_seen(&self) -> (i64, bool) {
+        match (self.signup, self.first_seen) {
+            (Some(s), _) => (s, true),
+            (None, Some(f)) => (f, false),
+            (None, None) => (self.last_ts, false),
+        }
+    }
+
+    /// Milliseconds from sign-up to `t`; never negative (clocks disagree, sign-up may come from a
+    /// server whose clock is ahead).
+    pub fn since_signup(&self, t: i64) -> i64 {
+        (t - self.signup_or_first_seen().0).max(0)
+    }
+
+    pub fn to_json(&self) -> String {
+        let num = |n: i64| Value::Num(n as f64);
+        let opt = |n: Option<i64>| n.map_or(Value::Null, num);
+        let times = |m: &BTreeMap<String, i64>| Value::Obj(m.iter().map(|(k, t)| (k.clone(), num(*t))).collect());
+        let counter = |c: &GCounter| Value::Obj(c.0.iter().map(|(k, n)| (k.clone(), Value::Num(*n as f64))).collect());
+        let tips = self
+            .tips
+            .iter()
+            .map(|(id, t)| {
+                let v = Value::Obj(vec![
+                    ("shown".into(), counter(&t.shown)),
+                    ("last".into(), opt(t.last_shown)),
+                    ("dismissed".into(), opt(t.dismissed)),
+                    ("snoozedUntil".into(), opt(t.snoozed_until)),
+                    ("step".into(), Value::Num(t.tour_step as f64)),
+                ]);
+                (id.clone(), v)
+            })
+            .collect();
+        Value::Obj(vec![
+            ("v".into(), Value::Num(1.0)),
+            ("signup".into(), opt(self.signup)),
+            ("firstSeen".into(), opt(self.first_seen)),
+            ("lastTs".into(), num(self.last_ts)),
+            ("reached".into(), times(&self.reached)),
+            ("counts".into(), Value::Obj(self.counts.iter().map(|(k, c)| (k.clone(), counter(c))).collect())),
+            ("done".into(), times(&self.done)),
+            ("firstStart".into(), opt(self.first_start)),
+            ("firstEnd".into(), opt(self.first_end)),
+            ("secondStart".into(), opt(self.second_start)),
+            ("lastActivity".into(), opt(self.last_activity)),
+            (
+                "session".into(),
+                Value::Obj(vec![
+                    ("start".into(), num(self.session.start)),
+                    ("last".into(), num(self.session.last)),
+                    ("tips".into(), counter(&self.session.tips_shown)),
+                    ("lastTip".into(), opt(self.session.last_tip)),
+                ]),
+            ),
+            ("tips".into(), Value::Obj(tips)),
+        ])
+        .to_json()
+    }
+
+    /// Reads a stored state. Storage is outside our control (other versions, extensions, users
+    /// editing it): anything unreadable is skipped, never trusted and never a panic.
+    pub fn from_json(text: &str) -> UserState {
+        let Ok(doc) = json::parse(text) else { return UserState::default() };
+        let int = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|n| n.is_finite()).map(|n| n as i64);
+        let times = |v: Option<&Value>| -> BTreeMap<String, i64> {
+            v.and_then(Value::as_object)
+                .map(|e| e.iter().filter_map(|(k, t)| int(Some(t)).map(|t| (k.clone(), t))).collect())
+                .unwrap_or_default()
+        };
+        let counter = |v: Option<&Value>| -> GCounter {
+            GCounter(
+                v.and_then(Value::as_object)
+                    .map(|e| e.iter().filter_map(|(k, n)| int(Some(n)).map(|n| (k.clone(), n.clamp(0, u32::MAX as i64) as u32))).collect())
+                    .unwrap_or_default(),
+            )
+        };
+        let session = doc.get("session");
+        let tips = doc
+            .get("tips")
+            .and_then(Value::as_object)
+            .map(|e| {
+                e.iter()
+                    .map(|(id, t)| {
+                        let s = TipState {
+                            shown: counter(t.get("shown")),
+                            last_shown: int(t.get("last")),
+                            dismissed: int(t.get("dismissed")),
+                            snoozed_until: int(t.get("snoozedUntil")),
+                            tour_step: int(t.get("step")).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+                        };
+                        (id.clone(), s)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        UserState {
+            signup: int(doc.get("signup")),
+            first_seen: int(doc.get("firstSeen")),
+            last_ts: int(doc.get("lastTs")).unwrap_or(0),
+            reached: times(doc.get("reached")),
+            counts: doc
+                .get("counts")
+                .and_then(Value::as_object)
+                .map(|e| e.iter().map(|(k, c)| (k.clone(), counter(Some(c)))).collect())
+                .unwrap_or_default(),
+            done: times(doc.get("done")),
+            first_start: int(doc.get("firstStart")),
+            first_end: int(doc.get("firstEnd")),
+            second_start: int(doc.get("secondStart")),
+            last_activity: int(doc.get("lastActivity")),
+            session: SessionState {
+                start: int(session.and_then(|s| s.get("start"))).unwrap_or(0),
+                last: int(session.and_then(|s| s.get("last"))).unwrap_or(0),
+                tips_shown: counter(session.and_then(|s| s.get("tips"))),
+                last_tip: int(session.and_then(|s| s.get("lastTip"))),
+            },
+            tips,
+        }
+    }
+}
+
+/// One user's engine in one tab.
+pub struct Engine {
+    plan: Plan,
+    /// This tab's id, for its entries in the G-counters.
+    tab: String,
+    identity: String,
+    /// True until `identify`: an anonymous identity's state is handed to the user it turns into.
+    anonymous: bool,
+    pub state: UserState,
+}
+
+fn key(identity: &str) -> String {
+    let mut k = String::with_capacity(STATE_PREFIX.len() + identity.len());
+    k.push_str(STATE_PREFIX);
+    k.push_str(identity);
+    k
+}
+
+fn props_since(state: &UserState, t: i64) -> Vec<(String, Value)> {
+    vec![
+        ("sinceSignupMs".into(), Value::Num(state.since_signup(t) as f64)),
+        ("signupKnown".into(), Value::Bool(state.signup.is_some())),
+    ]
+}
+
+fn emit(kind: EventType, name: &str, props: Vec<(String, Value)>) -> Emit {
+    Emit { kind, name: name.into(), props }
+}
+
+impl Engine {
+    /// An engine for the anonymous identity `anonymous_id`, loading its state.
+    pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
+        let mut engine = Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default() };
+        engine.sync(store);
+        engine.apply_aliases();
+        engine
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Merges what other tabs (or earlier page loads) stored.
+    pub fn sync(&mut self, store: &dyn KeyValue) {
+        if let Some(text) = store.get(&key(&self.identity)) {
+            self.state.merge(&UserState::from_json(&text));
+        }
+    }
+
+    /// Stores the state; false when storage refused it (then it lives in memory only).
+    pub fn save(&self, store: &mut dyn KeyValue) -> bool {
+        store.set(&key(&self.identity), &self.state.to_json())
+    }
+
+    /// A milestone renamed in a newer plan keeps what was reached under its former ids.
+    fn apply_aliases(&mut self) {
+        for m in &self.plan.milestones {
+            for alias in &m.aliases {
+                if let Some(t) = self.state.reached.remove(alias) {
+                    let e = self.state.reached.entry(m.id.clone()).or_insert(t);
+                    *e = (*e).min(t);
+                }
+                if let Some(c) = self.state.counts.remove(alias) {
+                    self.state.counts.entry(m.id.clone()).or_default().merge(&c);
+                }
+            }
+        }
+    }
+
+    /// Replaces the plan (a newer version was fetched). Milestones keep their identity by id;
+    /// removed ones stay in the state (harmless, and back if the milestone returns); if the new
+    /// plan's required milestones are all reached already, onboarding completes now.
+    pub fn set_plan(&mut self, plan: Plan, store: &mut dyn KeyValue, now: i64) -> Vec<Emit> {
+        self.plan = plan;
+        self.sync(store);
+        self.apply_aliases();
+        let t = self.clock(now);
+        let mut out = Vec::new();
+        self.check_completion(t, &mut out);
+        self.save(store);
+        out
+    }
+
+    /// The engine's time for an event at `ts`: never earlier than what it has already seen.
+    fn clock(&mut self, ts: i64) -> i64 {
+        let t = ts.max(self.state.last_ts);
+        self.state.last_ts = t;
+        t
+    }
+
+    /// Records activity at `t`: first-seen, sessions, and the seed metrics they give.
+    fn activity(&mut self, t: i64, out: &mut Vec<Emit>) {
+        let s = &mut self.state;
+        s.first_seen.get_or_insert(t);
+        match (s.first_start, s.last_activity) {
+            (None, _) | (_, None) => {
+                s.first_start = Some(t);
+                s.first_end = Some(t);
+                s.session = SessionState { start: t, last: t, ..SessionState::default() };
+            }
+            (Some(first), Some(last)) if t - last > SESSION_GAP_MS => {
+                s.session = SessionState { start: t, last: t, ..SessionState::default() };
+                if s.second_start.is_none() {
+                    s.second_start = Some(t);
+                    let length = s.first_end.unwrap_or(first) - first;
+                    self.once(FIRST_SESSION_LENGTH, t, length, out);
+                    self.once(RETURN_INTERVAL, t, t - first, out);
+                }
+            }
+            _ => {
+                if s.second_start.is_none() {
+                    s.first_end = max_opt(s.first_end, Some(t));
+                }
+            }
+        }
+        self.state.session.last = self.state.session.last.max(t);
+        self.state.last_activity = max_opt(self.state.last_activity, Some(t));
+    }
+
+    /// Emits a duration metric once per user.
+    fn once(&mut self, name: &str, t: i64, value_ms: i64, out: &mut Vec<Emit>) {
+        if self.state.done.contains_key(name) {
+            return;
+        }
+        self.state.done.insert(name.into(), t);
+        let mut props = vec![("valueMs".into(), Value::Num(value_ms.max(0) as f64))];
+        props.extend(props_since(&self.state, t));
+        out.push(emit(EventType::Metric, name, props));
+    }
+
+    /// Page activity with no event (a page load): keeps sessions and first-seen right.
+    pub fn touch(&mut self, store: &mut dyn KeyValue, now: i64) -> Vec<Emit> {
+        self.sync(store);
+        let t = self.clock(now);
+        let mut out = Vec::new();
+        self.activity(t, &mut out);
+        self.save(store);
+        out
+    }
+
+    /// Feeds one product event (tracked or auto-captured) to the engine.
+    pub fn observe(&mut self, store: &mut dyn KeyValue, name: &str, props: &[(String, Value)], ts: i64) -> Vec<Emit> {
+        self.sync(store);
+        let mut out = Vec::new();
+        self.observe_in_memory(name, props, ts, &mut out);
+        self.save(store);
+        out
+    }
+
+    fn observe_in_memory(&mut self, name: &str, props: &[(String, Value)], ts: i64, out: &mut Vec<Emit>) {
+        let t = self.clock(ts);
+        self.activity(t, out);
+        // Gates are judged on the state before this event: an event that reaches milestone A
+        // does not also count for a milestone that must come after A.
+        let counting: Vec<(String, u32)> = self
+            .plan
+            .milestones
+            .iter()
+            .filter(|m| !self.state.reached.contains_key(&m.id))
+            .filter_map(|m| {
+                let c = m.condition.as_ref()?;
+                let gate_open = c.after.as_ref().is_none_or(|a| self.state.reached.contains_key(a));
+                (gate_open && c.matches(name, props)).then(|| (m.id.clone(), c.count))
+            })
+            .collect();
+        for (id, needed) in counting {
+            let counter = self.state.counts.entry(id.clone()).or_default();
+            counter.add(&self.tab, 1);
+            if counter.total() >= needed {
+                self.reach(&id, t, out);
+            }
+        }
+    }
+
+    /// The user (or a server call relayed by the page) confirms a customer milestone. Returns
+    /// nothing when the id is not a milestone of the plan or is already reached.
+    pub fn mark_done(&mut self, store: &mut dyn KeyValue, milestone: &str, ts: i64) -> Vec<Emit> {
+        self.sync(store);
+        let mut out = Vec::new();
+        if self.plan.milestone(milestone).is_some() && !self.state.reached.contains_key(milestone) {
+            let t = self.clock(ts);
+            self.activity(t, &mut out);
+            self.reach(milestone, t, &mut out);
+        }
+        self.save(store);
+        out
+    }
+
+    fn reach(&mut self, id: &str, t: i64, out: &mut Vec<Emit>) {
+        let Some(m) = self.plan.milestone(id) else { return };
+        let (value, kind, required) = (m.value, m.kind, m.required);
+        self.state.reached.insert(id.into(), t);
+        self.state.counts.remove(id);
+        let mut props = props_since(&self.state, t);
+        props.push(("value".into(), Value::Bool(value)));
+        props.push(("kind".into(), Value::Str(kind.as_str().into())));
+        props.push(("planVersion".into(), Value::Str(self.plan.version.clone())));
+        out.push(emit(EventType::Milestone, id, props));
+        if value && !self.state.done.contains_key(TIME_TO_VALUE) {
+            self.state.done.insert(TIME_TO_VALUE.into(), t);
+            let mut props = props_since(&self.state, t);
+            props.push(("milestone".into(), Value::Str(id.into())));
+            out.push(emit(EventType::Milestone, TIME_TO_VALUE, props));
+        }
+        if required {
+            let (done, total) = self.required_progress();
+            let mut props = vec![
+                ("value".into(), Value::Num(if total == 0 { 1.0 } else { done as f64 / total as f64 })),
+                ("reached".into(), Value::Num(done as f64)),
+                ("required".into(), Value::Num(total as f64)),
+            ];
+            props.extend(props_since(&self.state, t));
+            out.push(emit(EventType::Metric, CORE_TASK_COMPLETION, props));
+        }
+        self.check_completion(t, out);
+    }
+
+    /// Required milestones reached, and how many the plan requires.
+    pub fn required_progress(&self) -> (usize, usize) {
+        let required = self.plan.milestones.iter().filter(|m| m.required);
+        required.fold((0, 0), |(done, total), m| (done + self.state.reached.contains_key(&m.id) as usize, total + 1))
+    }
+
+    fn check_completion(&mut self, t: i64, out: &mut Vec<Emit>) {
+        let (done, total) = self.required_progress();
+        if total > 0 && done == total && !self.state.done.contains_key(ONBOARDING_COMPLETED) {
+            self.state.done.insert(ONBOARDING_COMPLETED.into(), t);
+            out.push(emit(EventType::Milestone, ONBOARDING_COMPLETED, props_since(&self.state, t)));
+        }
+    }
+
+    /// Names the user. The anonymous state merges into the user's (their pre-sign-up milestones
+    /// count); a different user than the current one starts from their own state instead.
+    pub fn identify(&mut self, store: &mut dyn KeyValue, user_id: &str, signed_up_at: Option<i64>, now: i64) -> Vec<Emit> {
+        if user_id != self.identity {
+            let previous = std::mem::replace(&mut self.identity, user_id.into());
+            let before = std::mem::take(&mut self.state);
+            self.sync(store);
+            // Only an anonymous identity is carried over: never one user's progress to another.
+            if self.anonymous {
+                self.state.absorb(&before);
+                store.remove(&key(&previous));
+            }
+            self.anonymous = false;
+            self.apply_aliases();
+        } else {
+            self.sync(store);
+        }
+        if let Some(s) = signed_up_at {
+            self.state.signup = Some(s);
+        }
+        let t = self.clock(now);
+        let mut out = Vec::new();
+        self.activity(t, &mut out);
+        self.save(store);
+        out
+    }
+
+    /// Log-out: the next identity starts with its own (usually empty) state.
+    pub fn reset(&mut self, store: &dyn KeyValue, anonymous_id: &str) {
+        self.identity = anonymous_id.into();
+        self.anonymous = true;
+        self.state = UserState::default();
+        self.sync(store);
+    }
+
+    /// Runs `f` on the synced state and stores the result: for tip scheduling, which records
+    /// shows, dismissals and tour steps through here so they merge like everything else.
+    pub fn update<R>(&mut self, store: &mut dyn KeyValue, f: impl FnOnce(&mut UserState, &str) -> R) -> R {
+        self.sync(store);
+        let r = f(&mut self.state, &self.tab);
+        self.save(store);
+        r
+    }
+
+    /// Whether `milestone` has been reached, and when.
+    pub fn reached(&self, milestone: &str) -> Option<i64> {
+        self.state.reached.get(milestone).copied()
+    }
+
+    /// Milestones of the plan with their state, in plan order: what a checklist shows.
+    pub fn progress(&self) -> Vec<(&str, MilestoneKind, Option<i64>)> {
+        self.plan.milestones.iter().map(|m| (m.id.as_str(), m.kind, self.reached(&m.id))).collect()
+    }
+}
+
+/// `signedUpAt` as Unix ms: a number (ms; values below 1e11 are taken as seconds, since ms
+/// timestamps have been above that since 1973) or an ISO 8601 date/time string.
+pub fn parse_time(v: &Value) -> Option<i64> {
+    match v {
+        Value::Num(n) if n.is_finite() && *n > 0.0 => Some(if *n < 1e11 { (*n * 1000.0) as i64 } else { *n as i64 }),
+        Value::Str(s) => parse_iso8601(s),
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD`, optionally `THH:MM[:SS[.fff]]` and `Z` or `±HH:MM` (UTC when absent).
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |a, d| a * 10 + (d - b'0') as i64))
+    };
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut ms = days_from_civil(y, mo, d) * 86_400_000;
+    let mut i = 10;
+    if matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        let (h, mi) = (num(11, 2)?, num(14, 2)?);
+        if b.get(13) != Some(&b':') || h > 23 || mi > 59 {
+            return None;
+        }
+        ms += (h * 60 + mi) * 60_000;
+        i = 16;
+        if b.get(16) == Some(&b':') {
+            let sec = num(17, 2)?;
+            if sec > 60 {
+                return None;
+            }
+            ms += sec * 1000;
+            i = 19;
+            if b.get(19) == Some(&b'.') {
+                i = 20;
+                let mut scale = 100;
+                while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                    ms += (c - b'0') as i64 * scale;
+                    scale /= 10;
+                    i += 1;
+                }
+            }
+        }
+    }
+    match b.get(i) {
+        None => Some(ms),
+        Some(b'Z' | b'z') if i + 1 == b.len() => Some(ms),
+        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
+            let offset = (num(i + 1, 2)? * 60 + num(i + 4, 2)?) * 60_000;
+            Some(if *sign == b'+' { ms - offset } else { ms + offset })
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::storage::MemoryStorage;
+
+    pub const TRACKLY: &str = include_str!("../../pkg-config/plans/trackly.json");
+    const ANON: &str = "0190d4c2-0000-7000-8000-000000000001";
+    const T0: i64 = 1_700_000_000_000;
+    const MIN: i64 = 60_000;
+
+    pub fn trackly() -> Plan {
+        Plan::parse(TRACKLY).expect("the demo plan is valid")
+    }
+
+    fn names(out: &[Emit]) -> Vec<&str> {
+        out.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    fn prop<'a>(e: &'a Emit, key: &str) -> Option<&'a Value> {
+        e.props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn find<'a>(out: &'a [Emit], name: &str) -> &'a Emit {
+        out.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name} not emitted in {:?}", names(out)))
+    }
+
+    #[test]
+    fn the_demo_path_emits_milestones_ttv_and_completion() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        e.identify(&mut store, "ada@example.com", Some(T0), T0);
+        let out = e.observe(&mut store, "signed_up", &[], T0 + 10);
+        assert_eq!(names(&out), ["signed_up", CORE_TASK_COMPLETION]);
+        assert_eq!(prop(&out[0], "sinceSignupMs"), Some(&Value::Num(10.0)));
+        assert_eq!(prop(&out[0], "signupKnown"), Some(&Value::Bool(true)));
+        assert_eq!(prop(&out[0], "kind"), Some(&Value::Str("feature".into())));
+        assert_eq!(prop(&out[0], "planVersion"), Some(&Value::Str("trackly-2026-11-23.1".into())));
+        assert_eq!(prop(&out[1], "value"), Some(&Value::Num(0.25)));
+        e.observe(&mut store, "project_created", &[], T0 + MIN);
+        e.observe(&mut store, "teammate_invited", &[], T0 + 2 * MIN);
+        let out = e.observe(&mut store, "file_uploaded", &[], T0 + 3 * MIN);
+        assert_eq!(names(&out), ["file_uploaded", TIME_TO_VALUE, CORE_TASK_COMPLETION, ONBOARDING_COMPLETED]);
+        assert_eq!(prop(&out[0], "value"), Some(&Value::Bool(true)));
+        let ttv = find(&out, TIME_TO_VALUE);
+        assert_eq!(prop(ttv, "sinceSignupMs"), Some(&Value::Num((3 * MIN) as f64)));
+        assert_eq!(prop(ttv, "milestone"), Some(&Value::Str("file_uploaded".into())));
+        assert!(e.observe(&mut store, "file_uploaded", &[], T0 + 4 * MIN).is_empty(), "reached once");
+    }
+
+    #[test]
+    fn after_gates_and_counts() {
+        let plan = Plan::parse(
+            r#"{"version":"1","milestones":[
+            {"id":"a","title":"A","condition":{"event":"e"}},
+            {"id":"b","title":"B","value":true,"condition":{"event":"e","count":2,"after":"a"}}]}"#,
+        )
+        .expect("valid");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(plan, "t".into(), ANON, &store);
+        assert_eq!(names(&e.observe(&mut store, "e", &[], T0)), ["a", CORE_TASK_COMPLETION], "the event reaching a does not count for b");
+        assert!(!names(&e.observe(&mut store, "e", &[], T0 + 1)).contains(&"b"));
+        assert!(names(&e.observe(&mut store, "e", &[], T0 + 2)).contains(&"b"));
+    }
+
+    #[test]
+    fn events_before_identify_count_for_the_user_with_first_seen_standing_in() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        let out = e.observe(&mut store, "signed_up", &[], T0 + 5000);
+        assert_eq!(prop(&out[0], "signupKnown"), Some(&Value::Bool(false)));
+        assert_eq!(prop(&out[0], "sinceSignupMs"), Some(&Value::Num(0.0)), "first seen stands in");
+        e.identify(&mut store, "ada@example.com", Some(T0), T0 + 6000);
+        assert_eq!(e.reached("signed_up"), Some(T0 + 5000));
+        assert!(store.get(&key(ANON)).is_none(), "anonymous state handed over");
+        let out = e.observe(&mut store, "project_created", &[], T0 + 7000);
+        assert_eq!(prop(&out[0], "sinceSignupMs"), Some(&Value::Num(7000.0)));
+        assert_eq!(prop(&out[0], "signupKnown"), Some(&Value::Bool(true)));
+        // A reload: a new engine, anonymous again until identify, finds the user's progress.
+        let mut e2 = Engine::new(trackly(), "tab2".into(), ANON, &store);
+        e2.identify(&mut store, "ada@example.com", None, T0 + 8000);
+        assert_eq!(e2.reached("project_created"), Some(T0 + 7000));
+        assert!(e2.observe(&mut store, "project_created", &[], T0 + 9000).is_empty());
+    }
+
+    #[test]
+    fn another_user_never_inherits_progress() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        e.identify(&mut store, "ada", Some(T0), T0);
+        e.observe(&mut store, "signed_up", &[], T0 + 1);
+        e.identify(&mut store, "bo", Some(T0), T0 + 2);
+        assert_eq!(e.reached("signed_up"), None);
+        e.reset(&store, "0190d4c2-0000-7000-8000-000000000002");
+        assert_eq!(e.reached("signed_up"), None);
+    }
+
+    #[test]
+    fn two_tabs_counting_the_same_milestone_add_up_and_report_once() {
+        let plan = Plan::parse(
+            r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e","count":2}}]}"#,
+        )
+        .expect("valid");
+        let mut store = MemoryStorage::default();
+        let mut a = Engine::new(plan.clone(), "A".into(), ANON, &store);
+        let mut b = Engine::new(plan, "B".into(), ANON, &store);
+        assert!(a.observe(&mut store, "e", &[], T0).is_empty());
+        let out = b.observe(&mut store, "e", &[], T0 + 1);
+        assert_eq!(names(&out)[0], "a", "one event in each tab makes two");
+        assert!(a.observe(&mut store, "e", &[], T0 + 2).is_empty(), "tab A learns it was reached");
+    }
+
+    #[test]
+    fn merge_keeps_the_earliest_reach_and_per_tab_maximum() {
+        let mut x = UserState::default();
+        x.reached.insert("a".into(), 5);
+        x.counts.entry("b".into()).or_default().add("A", 2);
+        let mut y = UserState::default();
+        y.reached.insert("a".into(), 3);
+        y.counts.entry("b".into()).or_default().add("A", 1);
+        y.counts.entry("b".into()).or_default().add("B", 4);
+        let mut xy = x.clone();
+        xy.merge(&y);
+        let mut yx = y.clone();
+        yx.merge(&x);
+        assert_eq!(xy, yx);
+        assert_eq!(xy.reached["a"], 3);
+        assert_eq!(xy.counts["b"].total(), 6);
+        let again = {
+            let mut s = xy.clone();
+            s.merge(&y);
+            s
+        };
+        assert_eq!(again, xy, "merging twice changes nothing");
+    }
+
+    #[test]
+    fn the_clock_going_backwards_never_gives_negative_times() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        e.identify(&mut store, "u", Some(T0 + 10 * MIN), T0 + 10 * MIN);
+        for name in ["signed_up", "project_created", "teammate_invited"] {
+            e.observe(&mut store, name, &[], T0 + 10 * MIN);
+        }
+        let out = e.observe(&mut store, "file_uploaded", &[], T0);
+        let ttv = find(&out, TIME_TO_VALUE);
+        assert_eq!(prop(ttv, "sinceSignupMs"), Some(&Value::Num(0.0)));
+        assert_eq!(e.reached("file_uploaded"), Some(T0 + 10 * MIN), "time never runs backwards");
+    }
+
+    #[test]
+    fn a_changed_plan_keeps_identity_by_id_and_aliases() {
+        let v1 = Plan::parse(
+            r#"{"version":"1","milestones":[
+            {"id":"a","title":"A","condition":{"event":"e"}},
+            {"id":"old","title":"Old","value":true,"condition":{"event":"f"}}]}"#,
+        )
+        .expect("v1");
+        let v2 = Plan::parse(
+            r#"{"version":"2","milestones":[
+            {"id":"a","title":"A, retitled","condition":{"event":"e"}},
+            {"id":"new","aliases":["old"],"title":"Renamed","condition":{"event":"f"}},
+            {"id":"added","title":"Added","value":true,"condition":{"event":"g"}}]}"#,
+        )
+        .expect("v2");
+        let v3 = Plan::parse(r#"{"version":"3","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e"}}]}"#)
+            .expect("v3");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(v1, "t".into(), ANON, &store);
+        e.observe(&mut store, "f", &[], T0);
+        let mut e = Engine::new(v2.clone(), "t2".into(), ANON, &store);
+        assert_eq!(e.reached("new"), Some(T0), "renamed milestone keeps its state");
+        assert!(e.observe(&mut store, "f", &[], T0 + 1).is_empty());
+        let out = e.observe(&mut store, "e", &[], T0 + 2);
+        assert!(!names(&out).contains(&ONBOARDING_COMPLETED), "the added milestone is still open");
+        // v3 removes every milestone but `a`, which is reached: onboarding completes now.
+        let out = e.set_plan(v3, &mut store, T0 + 3);
+        assert_eq!(names(&out), [ONBOARDING_COMPLETED]);
+        let out = e.set_plan(v2, &mut store, T0 + 4);
+        assert!(out.is_empty(), "completion is reported once");
+    }
+
+    #[test]
+    fn customer_milestones_are_marked_done() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        let out = e.mark_done(&mut store, "kickoff_held", T0);
+        assert_eq!(names(&out), ["kickoff_held"]);
+        assert_eq!(prop(&out[0], "kind"), Some(&Value::Str("customer".into())));
+        assert!(e.mark_done(&mut store, "kickoff_held", T0 + 1).is_empty());
+        assert!(e.mark_done(&mut store, "no_such_milestone", T0 + 1).is_empty());
+    }
+
+    #[test]
+    fn seed_metrics_first_session_length_and_return_interval() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        assert!(e.touch(&mut store, T0).is_empty());
+        e.observe(&mut store, "x", &[], T0 + 5 * MIN);
+        e.observe(&mut store, "x", &[], T0 + 12 * MIN);
+        // A reload two hours later starts the second session.
+        let mut e = Engine::new(trackly(), "t2".into(), ANON, &store);
+        let out = e.touch(&mut store, T0 + 132 * MIN);
+        assert_eq!(prop(find(&out, FIRST_SESSION_LENGTH), "valueMs"), Some(&Value::Num((12 * MIN) as f64)));
+        assert_eq!(prop(find(&out, RETURN_INTERVAL), "valueMs"), Some(&Value::Num((132 * MIN) as f64)));
+        assert!(e.touch(&mut store, T0 + 300 * MIN).is_empty(), "each is reported once");
+    }
+
+    #[test]
+    fn tip_state_persists_and_merges() {
+        let mut store = MemoryStorage::default();
+        let mut a = Engine::new(trackly(), "A".into(), ANON, &store);
+        let mut b = Engine::new(trackly(), "B".into(), ANON, &store);
+        a.touch(&mut store, T0);
+        a.update(&mut store, |s, tab| {
+            let t = s.tips.entry("welcome".into()).or_default();
+            t.shown.add(tab, 1);
+            t.last_shown = Some(T0);
+            s.session.tips_shown.add(tab, 1);
+        });
+        b.update(&mut store, |s, tab| {
+            let t = s.tips.entry("welcome".into()).or_default();
+            t.shown.add(tab, 1);
+            t.dismissed = Some(T0 + 1);
+        });
+        let reloaded = Engine::new(trackly(), "C".into(), ANON, &store);
+        let tip = &reloaded.state.tips["welcome"];
+        assert_eq!((tip.shown.total(), tip.last_shown, tip.dismissed), (2, Some(T0), Some(T0 + 1)));
+        assert_eq!(reloaded.state.session.tips_shown.total(), 1);
+    }
+
+    #[test]
+    fn state_round_trips_and_garbage_is_survived() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        e.identify(&mut store, "u", Some(T0), T0);
+        e.observe(&mut store, "signed_up", &[], T0 + 1);
+        e.update(&mut store, |s, tab| s.tips.entry("x".into()).or_default().shown.add(tab, 2));
+        assert_eq!(UserState::from_json(&e.state.to_json()), e.state);
+        for garbage in ["", "null", "[1]", "{\"reached\":5}", "{\"reached\":{\"a\":\"x\"},\"counts\":{\"b\":{\"t\":-4}}}"] {
+            store.set(&key("u"), garbage);
+            let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+            e.identify(&mut store, "u", None, T0);
+            e.observe(&mut store, "signed_up", &[], T0);
+        }
+    }
+
+    #[test]
+    fn signed_up_at_accepts_ms_seconds_and_iso_strings() {
+        assert_eq!(parse_time(&Value::Num(1_700_000_000_123.0)), Some(1_700_000_000_123));
+        assert_eq!(parse_time(&Value::Num(1_700_000_000.0)), Some(1_700_000_000_000));
+        assert_eq!(parse_iso8601("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(parse_iso8601("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(parse_iso8601("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
+        assert_eq!(parse_iso8601("1970-01-01"), Some(0));
+        assert_eq!(parse_iso8601("2024-02-29T00:00"), Some(1_709_164_800_000));
+        for bad in ["", "2023-13-01", "2023-11-14T25:00", "yesterday", "2023-11-14Tx"] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::tests::trackly;
+    use super::*;
+    use crate::core::storage::MemoryStorage;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 6] = ["signed_up", "project_created", "teammate_invited", "file_uploaded", "noise", "team_viewed"];
+    const ANON: &str = "0190d4c2-0000-7000-8000-0000000000aa";
+
+    /// Events as (name index, time step in ms): steps may be negative, so clocks go backwards.
+    fn events() -> impl Strategy<Value = Vec<(usize, i64)>> {
+        prop::collection::vec((0..NAMES.len(), -3_600_000i64..7_200_000), 1..40)
+    }
+
+    fn timeline(steps: &[(usize, i64)]) -> Vec<(&'static str, i64)> {
+        let mut t = 1_700_000_000_000;
+        steps.iter().map(|(n, d)| {
+            t += d;
+            (NAMES[*n], t)
+        }).collect()
+    }
+
+    /// Runs the events, reloading the engine (a new page load, new tab id) at each cut.
+    fn run(events: &[(&'static str, i64)], cuts: &[usize], signup: Option<i64>) -> (UserState, Vec<Emit>) {
+        let mut store = MemoryStorage::default();
+        let mut out = Vec::new();
+        let mut engine: Option<Engine> = None;
+        for (i, (name, t)) in events.iter().enumerate() {
+            if engine.is_none() || cuts.contains(&i) {
+                let mut e = Engine::new(trackly(), format!("tab{i}"), ANON, &store);
+                out.extend(e.identify(&mut store, "u", signup, *t));
+                engine = Some(e);
+            }
+            if let Some(e) = engine.as_mut() {
+                out.extend(e.observe(&mut store, name, &[], *t));
+            }
+        }
+        let state = UserState::from_json(&store.get(&key("u")).unwrap_or_default());
+        (state, out)
+    }
+
+    /// The state with per-tab detail folded away: what must not depend on how events were split.
+    type Logical = (BTreeMap<String, i64>, BTreeMap<String, u32>, Vec<String>, Option<i64>);
+    fn logical(s: &UserState) -> Logical {
+        (
+            s.reached.clone(),
+            s.counts.iter().map(|(k, c)| (k.clone(), c.total())).collect(),
+            s.done.keys().cloned().collect(),
+            s.first_seen,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_into_page_loads_gives_the_same_state(steps in events(), cuts in prop::collection::vec(0usize..40, 0..6), signup in prop::option::of(1_699_999_000_000i64..1_700_001_000_000)) {
+            let events = timeline(&steps);
+            let (whole, whole_out) = run(&events, &[], signup);
+            let (split, split_out) = run(&events, &cuts, signup);
+            prop_assert_eq!(logical(&whole), logical(&split));
+            let milestones = |out: &[Emit]| out.iter().filter(|e| e.kind == EventType::Milestone).map(|e| e.to_owned()).collect::<Vec<_>>();
+            prop_assert_eq!(milestones(&whole_out), milestones(&split_out));
+        }
+
+        #[test]
+        fn milestones_are_reached_at_most_once_and_ttv_is_never_negative(steps in events(), cuts in prop::collection::vec(0usize..40, 0..6), signup in prop::option::of(1_699_990_000_000i64..1_700_010_000_000)) {
+            let (_, out) = run(&timeline(&steps), &cuts, signup);
+            let mut seen = std::collections::BTreeSet::new();
+            for e in out.iter().filter(|e| e.kind == EventType::Milestone) {
+                prop_assert!(seen.insert(e.name.clone()), "{} emitted twice", e.name);
+                let since = e.props.iter().find(|(k, _)| k == "sinceSignupMs").and_then(|(_, v)| v.as_f64());
+                prop_assert!(since.is_some_and(|s| s >= 0.0), "{}: {:?}", e.name, since);
+            }
+        }
+
+        #[test]
+        fn two_tabs_interleaving_report_each_milestone_once(steps in events(), tabs in prop::collection::vec(any::<bool>(), 40)) {
+            let mut store = MemoryStorage::default();
+            let mut engines = [Engine::new(trackly(), "A".into(), ANON, &store), Engine::new(trackly(), "B".into(), ANON, &store)];
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, (name, t)) in timeline(&steps).into_iter().enumerate() {
+                let e = &mut engines[tabs[i] as usize];
+                for emitted in e.observe(&mut store, name, &[], t) {
+                    if emitted.kind == EventType::Milestone {
+                        prop_assert!(seen.insert(emitted.name.clone()), "{} twice", emitted.name);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn merge_is_commutative_associative_idempotent(a in events(), b in events(), c in events()) {
+            let state = |steps: &[(usize, i64)], tab: &str| {
+                let mut store = MemoryStorage::default();
+                let mut e = Engine::new(trackly(), tab.into(), ANON, &store);
+                for (name, t) in timeline(steps) {
+                    e.observe(&mut store, name, &[], t);
+                }
+                e.state
+            };
+            let (x, y, z) = (state(&a, "A"), state(&b, "B"), state(&c, "C"));
+            let m = |p: &UserState, q: &UserState| { let mut r = p.clone(); r.merge(q); r };
+            prop_assert_eq!(logical(&m(&x, &y)), logical(&m(&y, &x)));
+            prop_assert_eq!(logical(&m(&m(&x, &y), &z)), logical(&m(&x, &m(&y, &z))));
+            prop_assert_eq!(m(&m(&x, &y), &y), m(&x, &y));
+        }
+    }
+}
