@@ -1,15 +1,12 @@
 //! The SDK's identity and outbox, independent of the browser.
 //!
-//! [`Client`] turns API calls into wire events (with ids, timestamps and the current identity)
-//! and keeps them in an outbox until the collector acknowledges them. The browser layer supplies
-//! the clock and randomness, and moves batches over the network.
+//! [`Client`] turns API calls into wire events (with ids, timestamps and the current identity).
+//! Delivery (persistence, batching, retries) is [`super::delivery`]'s job. The browser layer
+//! supplies the clock and randomness.
 
 use super::ids::uuid_v7;
 use super::json::Value;
-use super::wire::{Batch, Event, EventType};
-
-/// Events per request: small enough for one `sendBeacon` (≈60 KB limit) at typical sizes.
-pub const BATCH_SIZE: usize = 50;
+use super::wire::{Event, EventType};
 
 /// Randomness for ids, supplied by the host (`crypto.getRandomValues` in the browser).
 pub trait Entropy {
@@ -20,10 +17,8 @@ pub struct Client {
     pub write_key: String,
     pub anonymous_id: String,
     pub user_id: Option<String>,
-    /// Events not yet acknowledged, oldest first.
+    /// Events recorded and not yet handed to the delivery outbox, oldest first.
     outbox: Vec<Event>,
-    /// How many outbox events (from the front) are in a request awaiting its answer.
-    in_flight: usize,
     /// Millisecond and counter of the last id, so ids made in one millisecond stay ordered.
     last_id_ms: u64,
     id_counter: u16,
@@ -31,7 +26,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(write_key: String, anonymous_id: String) -> Client {
-        Client { write_key, anonymous_id, user_id: None, outbox: Vec::new(), in_flight: 0, last_id_ms: 0, id_counter: 0 }
+        Client { write_key, anonymous_id, user_id: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
     }
 
     /// A fresh random id, used for anonymous ids.
@@ -60,7 +55,28 @@ impl Client {
         uuid_v7(self.last_id_ms, self.id_counter, random)
     }
 
-    /// Records an event and returns a reference to it as queued.
+    /// A new event under the current identity, with the next id; not queued.
+    pub fn event(
+        &mut self,
+        kind: EventType,
+        name: &str,
+        props: Vec<(String, Value)>,
+        now_ms: i64,
+        entropy: &mut impl Entropy,
+    ) -> Event {
+        Event {
+            id: self.next_event_id(now_ms, entropy),
+            kind,
+            name: name.into(),
+            anonymous_id: self.anonymous_id.clone(),
+            user_id: self.user_id.clone(),
+            ts: now_ms,
+            props,
+        }
+    }
+
+    /// Records an event and returns a reference to it as recorded. It waits here until the
+    /// browser layer moves it into the persistent outbox ([`Client::take_recorded`]).
     pub fn record(
         &mut self,
         kind: EventType,
@@ -69,15 +85,7 @@ impl Client {
         now_ms: i64,
         entropy: &mut impl Entropy,
     ) -> &Event {
-        let event = Event {
-            id: self.next_event_id(now_ms, entropy),
-            kind,
-            name: name.into(),
-            anonymous_id: self.anonymous_id.clone(),
-            user_id: self.user_id.clone(),
-            ts: now_ms,
-            props,
-        };
+        let event = self.event(kind, name, props, now_ms, entropy);
         self.outbox.push(event);
         &self.outbox[self.outbox.len() - 1]
     }
@@ -96,38 +104,15 @@ impl Client {
         self.anonymous_id = new_anonymous_id;
     }
 
+    /// Events recorded and not yet taken by the outbox.
     pub fn pending(&self) -> usize {
         self.outbox.len()
     }
 
-    /// The next batch to send, or `None` if a request is already out or nothing waits.
-    pub fn next_batch(&mut self, now_ms: i64) -> Option<Batch> {
-        if self.in_flight > 0 || self.outbox.is_empty() {
-            return None;
-        }
-        self.in_flight = self.outbox.len().min(BATCH_SIZE);
-        Some(Batch { write_key: self.write_key.clone(), sent_at: now_ms, events: self.outbox[..self.in_flight].to_vec() })
-    }
-
-    /// Every queued event as one batch, for the last-chance beacon on page hide. Beacons are
-    /// fire-and-forget, so the events stay queued; a resend is absorbed by the collector's dedup.
-    pub fn unload_batch(&self, now_ms: i64) -> Option<Batch> {
-        if self.outbox.is_empty() {
-            return None;
-        }
-        let end = self.outbox.len().min(BATCH_SIZE);
-        Some(Batch { write_key: self.write_key.clone(), sent_at: now_ms, events: self.outbox[..end].to_vec() })
-    }
-
-    /// The collector stored the in-flight batch.
-    pub fn acknowledge(&mut self) {
-        self.outbox.drain(..self.in_flight);
-        self.in_flight = 0;
-    }
-
-    /// The in-flight request failed; its events stay queued for a retry.
-    pub fn release(&mut self) {
-        self.in_flight = 0;
+    /// The events recorded since the last call, oldest first, for the delivery outbox
+    /// ([`super::delivery::Outbox`]), which persists, batches and retries them.
+    pub fn take_recorded(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.outbox)
     }
 }
 
@@ -153,27 +138,20 @@ pub(crate) mod tests {
         c.record(EventType::Track, "opened", vec![], 10, &mut rng);
         c.identify("u1", vec![], 20, &mut rng);
         c.record(EventType::Track, "clicked", vec![], 30, &mut rng);
-        let batch = c.next_batch(40).expect("batch");
-        let users: Vec<_> = batch.events.iter().map(|e| e.user_id.as_deref()).collect();
+        let events = c.take_recorded();
+        let users: Vec<_> = events.iter().map(|e| e.user_id.as_deref()).collect();
         assert_eq!(users, vec![None, Some("u1"), Some("u1")]);
-        assert!(batch.events.iter().all(|e| e.anonymous_id == "anon"));
+        assert!(events.iter().all(|e| e.anonymous_id == "anon"));
     }
 
     #[test]
-    fn events_leave_the_outbox_only_when_acknowledged() {
+    fn recorded_events_are_taken_once() {
         let mut c = Client::new("wk".into(), "anon".into());
         let mut rng = Counter(0);
-        for i in 0..(BATCH_SIZE + 5) {
-            c.record(EventType::Track, "e", vec![], i as i64, &mut rng);
-        }
-        let first = c.next_batch(100).expect("batch");
-        assert_eq!(first.events.len(), BATCH_SIZE);
-        assert!(c.next_batch(100).is_none(), "one request at a time");
-        c.release();
-        let retry = c.next_batch(200).expect("retry");
-        assert_eq!(retry.events, first.events, "same ids on retry");
-        c.acknowledge();
-        assert_eq!(c.pending(), 5);
+        c.record(EventType::Track, "a", vec![], 1, &mut rng);
+        assert_eq!(c.pending(), 1);
+        assert_eq!(c.take_recorded().len(), 1);
+        assert!(c.take_recorded().is_empty());
     }
 
     #[test]
@@ -183,7 +161,7 @@ pub(crate) mod tests {
         for ts in [5, 5, 5, 4, 6] {
             c.record(EventType::Track, "e", vec![], ts, &mut rng);
         }
-        let ids: Vec<String> = c.next_batch(7).expect("batch").events.into_iter().map(|e| e.id).collect();
+        let ids: Vec<String> = c.take_recorded().into_iter().map(|e| e.id).collect();
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);

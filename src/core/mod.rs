@@ -5,6 +5,7 @@
 //! connect it to the outside world.
 
 pub mod client;
+pub mod delivery;
 pub mod engine;
 pub mod funnel;
 pub mod ids;

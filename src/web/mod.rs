@@ -9,20 +9,46 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::core::client::{Client, Entropy};
+use crate::core::delivery::{Next, Outbox, Policy};
 use crate::core::json::{self, Value};
+use crate::core::storage::KeyValue;
 use crate::core::wire::EventType;
 
-/// How long events may wait before a flush; short, so a closing tab has little left to beacon.
-const FLUSH_DELAY_MS: i32 = 1000;
+/// The outbox's clock tick: heartbeat, adoption of dead tabs, batching by time, retries.
+const TICK_MS: i32 = 1000;
 const ANON_KEY: &str = "onramp.anonymousId";
 
 struct Sdk {
     client: Client,
+    outbox: Outbox<BrowserStorage>,
     batch_url: String,
-    flush_scheduled: bool,
     /// Made once and reused by every request, so no closure is created or leaked per send.
     on_response: Closure<dyn FnMut(JsValue)>,
+    on_error_body: Closure<dyn FnMut(JsValue)>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
+}
+
+/// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
+struct BrowserStorage(Option<web_sys::Storage>);
+
+impl KeyValue for BrowserStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.as_ref()?.get_item(key).ok().flatten()
+    }
+    fn set(&mut self, key: &str, value: &str) -> bool {
+        // Throws QuotaExceededError when full: reported as false, never to the page.
+        self.0.as_ref().is_some_and(|s| s.set_item(key, value).is_ok())
+    }
+    fn remove(&mut self, key: &str) {
+        if let Some(s) = &self.0 {
+            let _ = s.remove_item(key);
+        }
+    }
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let Some(s) = &self.0 else { return Vec::new() };
+        let n = s.length().unwrap_or(0);
+        (0..n).filter_map(|i| s.key(i).ok().flatten()).filter(|k| k.starts_with(prefix)).collect()
+    }
 }
 
 thread_local! {
@@ -71,13 +97,23 @@ fn object_entries(value: Value) -> Vec<(String, Value)> {
     }
 }
 
+/// Runs `f`, then moves what it recorded into the persistent outbox; a full batch goes at once,
+/// smaller ones on the next tick.
 fn with_sdk(f: impl FnOnce(&mut Sdk)) {
-    SDK.with(|cell| {
-        if let Some(sdk) = cell.borrow_mut().as_mut() {
-            f(sdk);
+    let send = SDK.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Some(sdk) = guard.as_mut() else { return false };
+        f(sdk);
+        let now = now_ms();
+        for event in sdk.client.take_recorded() {
+            sdk.outbox.push(&event, now);
         }
+        sdk.outbox.report_drops(&mut sdk.client, now, &mut BrowserEntropy);
+        sdk.outbox.due(now, false)
     });
-    schedule_flush();
+    if send {
+        send_batch(false);
+    }
 }
 
 /// Starts the SDK. `config` is `{ writeKey, collector }`; `collector` defaults to this page's
@@ -103,19 +139,21 @@ pub fn init(config: JsValue) {
         id
     });
 
-    let on_response = Closure::<dyn FnMut(JsValue)>::new(|response: JsValue| {
-        settle(response.dyn_ref::<web_sys::Response>().is_some_and(web_sys::Response::ok));
-    });
-    let on_network_error = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| settle(false));
+    let tab = Client::new_id(now_ms(), &mut BrowserEntropy);
+    let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, Policy::default(), now_ms());
     let sdk = Sdk {
         client: Client::new(write_key.into(), anonymous_id),
+        outbox,
         batch_url,
-        flush_scheduled: false,
-        on_response,
-        on_network_error,
+        on_response: Closure::new(on_response),
+        on_error_body: Closure::new(|text: JsValue| settle(400, None, &text.as_string().unwrap_or_default())),
+        on_network_error: Closure::new(|_: JsValue| settle(0, None, "")),
     };
-    SDK.with(|cell| *cell.borrow_mut() = Some(sdk));
-    listen_for_page_hide();
+    // A second init replaces the SDK but must not add a second ticker and listeners.
+    let first = SDK.with(|cell| cell.borrow_mut().replace(sdk).is_none());
+    if first {
+        listen();
+    }
 }
 
 /// Names the user. `traits` may carry `signedUpAt` (ms or ISO string) and anything else.
@@ -143,75 +181,128 @@ pub fn reset() {
     with_sdk(|sdk| sdk.client.reset(id));
 }
 
-/// Sends what is queued now (also called by tests and before navigation).
+/// Sends what is queued now, without waiting for the batch interval or a backoff.
 #[wasm_bindgen]
 pub fn flush() {
+    send_batch(true);
+}
+
+fn send_batch(force: bool) {
     SDK.with(|cell| {
         let mut guard = cell.borrow_mut();
         let Some(sdk) = guard.as_mut() else { return };
-        sdk.flush_scheduled = false;
-        if let Some(batch) = sdk.client.next_batch(now_ms()) {
-            send(sdk, batch.to_json());
+        if let Some(body) = sdk.outbox.next_batch(now_ms(), force) {
+            post(sdk, &body);
         }
     });
 }
 
-fn schedule_flush() {
-    let should = SDK.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        match guard.as_mut() {
-            Some(sdk) if !sdk.flush_scheduled && sdk.client.pending() > 0 => {
-                sdk.flush_scheduled = true;
-                true
-            }
-            _ => false,
-        }
-    });
-    if should {
-        if let Some(window) = web_sys::window() {
-            let cb = Closure::once_into_js(flush);
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), FLUSH_DELAY_MS);
-        }
-    }
-}
-
-fn send(sdk: &Sdk, body: String) {
+fn post(sdk: &Sdk, body: &str) {
     let Some(window) = web_sys::window() else { return };
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     // A string body goes as text/plain: a CORS-simple request, no preflight.
-    init.set_body(&JsValue::from_str(&body));
+    init.set_body(&JsValue::from_str(body));
     // `keepalive` lets the request finish if the page is closed meanwhile.
     let _ = js_sys::Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
     let _ = window.fetch_with_str_and_init(&sdk.batch_url, &init).then2(&sdk.on_response, &sdk.on_network_error);
 }
 
-fn settle(ok: bool) {
-    SDK.with(|cell| {
-        if let Some(sdk) = cell.borrow_mut().as_mut() {
-            if ok {
-                sdk.client.acknowledge();
-            } else {
-                sdk.client.release();
-            }
-        }
-    });
-    schedule_flush();
-}
-
-/// On page hide, hand the queue to `sendBeacon`, which the browser delivers after unload.
-fn listen_for_page_hide() {
-    let Some(window) = web_sys::window() else { return };
-    let on_hide = Closure::<dyn FnMut()>::new(|| {
+fn on_response(response: JsValue) {
+    let Some(response) = response.dyn_ref::<web_sys::Response>() else { return settle(0, None, "") };
+    let status = response.status();
+    if status == 400 {
+        // The body lists the bad events; read it, then settle.
+        let read = response.text().ok();
         SDK.with(|cell| {
-            let guard = cell.borrow();
-            let Some(sdk) = guard.as_ref() else { return };
-            if let (Some(batch), Some(w)) = (sdk.client.unload_batch(now_ms()), web_sys::window()) {
-                let _ = w.navigator().send_beacon_with_opt_str(&sdk.batch_url, Some(&batch.to_json()));
+            if let (Some(sdk), Some(text)) = (cell.borrow().as_ref(), read) {
+                let _ = text.then2(&sdk.on_error_body, &sdk.on_network_error);
             }
         });
+        return;
+    }
+    let retry_after = response.headers().get("retry-after").ok().flatten();
+    settle(status, retry_after.as_deref(), "");
+}
+
+fn settle(status: u16, retry_after: Option<&str>, body: &str) {
+    let again = SDK.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Some(sdk) = guard.as_mut() else { return false };
+        let now = now_ms();
+        let next = sdk.outbox.settle(status, retry_after, body, now, &mut BrowserEntropy);
+        sdk.outbox.report_drops(&mut sdk.client, now, &mut BrowserEntropy);
+        next == Next::SendNow
     });
-    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
-    // Lives as long as the page.
-    on_hide.forget();
+    if again {
+        send_batch(true);
+    }
+}
+
+/// Every second: heartbeat, adopt dead tabs' queues, send what is due.
+fn tick() {
+    SDK.with(|cell| {
+        if let Some(sdk) = cell.borrow_mut().as_mut() {
+            sdk.outbox.tick(now_ms());
+        }
+    });
+    send_batch(false);
+}
+
+/// Hands the whole queue to `sendBeacon`, which the browser delivers even after unload. The
+/// events stay queued (and stored) until acknowledged.
+fn beacon(retire: bool) {
+    SDK.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Some(sdk) = guard.as_mut() else { return };
+        if let Some(w) = web_sys::window() {
+            for body in sdk.outbox.beacon_bodies(now_ms()) {
+                let _ = w.navigator().send_beacon_with_opt_str(&sdk.batch_url, Some(&body));
+            }
+        }
+        if retire {
+            sdk.outbox.retire();
+        }
+    });
+}
+
+/// The page's timers and listeners; they live as long as the page.
+fn listen() {
+    let Some(window) = web_sys::window() else { return };
+    let on = |target: &web_sys::EventTarget, name: &str, f: Closure<dyn FnMut()>| {
+        let _ = target.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
+        f.forget();
+    };
+    let ticker = Closure::<dyn FnMut()>::new(tick);
+    let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(ticker.as_ref().unchecked_ref(), TICK_MS);
+    ticker.forget();
+    // pagehide: the page is going (closed, reloaded, navigated); mark this tab's queue free
+    // for the next page to adopt at once.
+    on(&window, "pagehide", Closure::new(|| beacon(true)));
+    // Coming back from the back-forward cache: beat again (adopted events are detected).
+    on(&window, "pageshow", Closure::new(tick));
+    // Hidden is often the last moment a mobile page gets: a tab switch may end in a kill.
+    if let Some(document) = window.document() {
+        on(
+            &document,
+            "visibilitychange",
+            Closure::new(|| {
+                if web_sys::window().and_then(|w| w.document()).is_some_and(|d| d.hidden()) {
+                    beacon(false);
+                }
+            }),
+        );
+    }
+    on(
+        &window,
+        "online",
+        Closure::new(|| {
+            SDK.with(|cell| {
+                if let Some(sdk) = cell.borrow_mut().as_mut() {
+                    sdk.outbox.online();
+                }
+            });
+            send_batch(true);
+        }),
+    );
 }

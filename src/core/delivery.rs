@@ -1,0 +1,872 @@
+//! Reliable delivery: the persistent, bounded, multi-tab outbox and its retry policy.
+//!
+//! Every decision lives here, tested natively; the browser layer only calls these methods from
+//! its timers and listeners and moves the bodies they return over `fetch` and `sendBeacon`.
+//!
+//! - **Persist before send** (Snowplow): an event is written to storage when it is queued and
+//!   removed only when the collector acknowledged it, so it survives reloads, crashes, offline
+//!   periods and collector outages. When storage refuses a write (disabled, quota full) the
+//!   queue keeps working in memory.
+//! - **Bounded**: past [`Policy::max_events`] or [`Policy::max_bytes`] the oldest waiting event is
+//!   dropped; every drop is counted and reported as a `metric` `events_dropped` event
+//!   (docs/EVENTS.md) by [`Outbox::report_drops`].
+//! - **One queue per tab** (RudderStack): each tab writes only its own key and beats a heartbeat.
+//!   A tab whose heartbeat stopped (closed, crashed, reloaded) is dead; another tab adopts its
+//!   queue under a short lock and marks it adopted, so no two tabs send the same stored events.
+//!   A tab that finds itself marked adopted (its timers were throttled in the background) drops
+//!   the events it had stored, since the adopter now owns them.
+//! - **Retry** (Amplitude, PostHog): exponential backoff with jitter, capped in attempts and in
+//!   event age; `Retry-After` is honoured on 429/503; other 4xx are not retried (the events are
+//!   dropped and counted); a 400 listing bad indices drops only those events and resends the
+//!   rest; a 413 halves the batch.
+//!
+//! Delivery is at-least-once (a lost acknowledgement or an unload beacon means a resend); the
+//! collector stores each event id once, which makes storage exactly-once.
+
+use super::client::{Client, Entropy};
+use super::json::{self, Value};
+use super::storage::KeyValue;
+use super::wire::{Event, EventType, MAX_EVENT_BYTES};
+
+/// Storage keys: `onramp.q.<tab>` holds a tab's queue as a JSON array of events,
+/// `onramp.hb.<tab>` its heartbeat (Unix ms, or [`ADOPTED`] once another tab took the queue).
+pub const QUEUE_PREFIX: &str = "onramp.q.";
+pub const BEAT_PREFIX: &str = "onramp.hb.";
+const LOCK_KEY: &str = "onramp.lock";
+/// Heartbeat value written by the adopter, followed by the time of adoption.
+const ADOPTED: &str = "adopted@";
+/// Adoption marks of tabs that never came back are removed after this long.
+const ADOPTED_KEPT_MS: i64 = 3600 * 1000;
+
+/// Tunables. The defaults suit browsers: batches fit the 64 KiB budget of `keepalive` fetches
+/// and beacons, and the queue stays far below localStorage's 5 MB.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub batch_size: usize,
+    pub batch_bytes: usize,
+    /// A batch smaller than `batch_size` waits at most this long.
+    pub flush_interval_ms: i64,
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub base_backoff_ms: i64,
+    pub max_backoff_ms: i64,
+    /// Consecutive failed attempts of one batch before it is dropped.
+    pub max_attempts: u32,
+    /// Events older than this are dropped rather than sent: their moment has passed.
+    pub max_age_ms: i64,
+    /// A tab whose heartbeat is older than this is dead and its queue may be adopted.
+    pub dead_after_ms: i64,
+    pub lock_ms: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            batch_size: 50,
+            batch_bytes: 60 * 1024,
+            flush_interval_ms: 1000,
+            max_events: 1000,
+            max_bytes: 1024 * 1024,
+            base_backoff_ms: 1000,
+            max_backoff_ms: 5 * 60 * 1000,
+            max_attempts: 30,
+            max_age_ms: 7 * 24 * 3600 * 1000,
+            dead_after_ms: 10_000,
+            lock_ms: 2000,
+        }
+    }
+}
+
+/// Why events were dropped: the `reason` of the `events_dropped` metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    Expired,
+    /// The collector refused them with a 4xx that retrying cannot fix (bad key, origin, …).
+    Rejected,
+    /// The collector named them as invalid in a 400.
+    Invalid,
+    TooLarge,
+    RetriesExhausted,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Expired => "expired",
+            DropReason::Rejected => "rejected",
+            DropReason::Invalid => "invalid",
+            DropReason::TooLarge => "too_large",
+            DropReason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Item {
+    json: String,
+    /// The event's client time, for the age cap.
+    ts: i64,
+    /// When it entered this queue, for batching by time.
+    queued_at: i64,
+    /// Written to storage by the last successful persist.
+    stored: bool,
+    /// For an `events_dropped` report: its count and reason, so a later report can absorb it
+    /// while it is still waiting.
+    report: Option<(u32, DropReason)>,
+}
+
+/// What the browser layer should do after a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Send again now (acknowledged with more waiting, or a smaller or cleaned batch).
+    SendNow,
+    /// Nothing until this time (Unix ms).
+    RetryAt(i64),
+    /// Nothing urgent; the regular tick will batch what comes.
+    Idle,
+}
+
+pub struct Outbox<S: KeyValue> {
+    pub policy: Policy,
+    storage: S,
+    tab: String,
+    queue_key: String,
+    beat_key: String,
+    items: Vec<Item>,
+    bytes: usize,
+    /// Items from the front that are in a request awaiting its answer.
+    in_flight: usize,
+    /// Consecutive failures of the head batch, and when sending may resume.
+    attempts: u32,
+    retry_at: i64,
+    /// Shrinks on 413 and grows back on success.
+    batch_limit: usize,
+    /// Drops not yet turned into a report.
+    unreported: Vec<(DropReason, u32)>,
+    write_key: String,
+}
+
+impl<S: KeyValue> Outbox<S> {
+    /// Opens this tab's queue: beats, then adopts the queues of dead tabs (a reload's previous
+    /// page among them) so their events are sent.
+    pub fn open(storage: S, write_key: String, tab: &str, policy: Policy, now: i64) -> Outbox<S> {
+        let mut queue_key = String::from(QUEUE_PREFIX);
+        queue_key.push_str(tab);
+        let mut beat_key = String::from(BEAT_PREFIX);
+        beat_key.push_str(tab);
+        let batch_limit = policy.batch_size;
+        let mut outbox = Outbox {
+            policy,
+            storage,
+            tab: tab.into(),
+            queue_key,
+            beat_key,
+            items: Vec::new(),
+            bytes: 0,
+            in_flight: 0,
+            attempts: 0,
+            retry_at: 0,
+            batch_limit,
+            unreported: Vec::new(),
+            write_key,
+        };
+        outbox.tick(now);
+        outbox
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Queues an event and persists the queue before anything is sent.
+    pub fn push(&mut self, event: &Event, now: i64) {
+        let json = event.to_json();
+        if json.len() > MAX_EVENT_BYTES {
+            // The collector would refuse it; better to say so than to retry it forever.
+            self.count_drop(DropReason::TooLarge, 1);
+            return;
+        }
+        self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None });
+        self.enforce_bounds();
+        self.persist();
+    }
+
+    fn append(&mut self, item: Item) {
+        self.bytes += item.json.len() + 1;
+        self.items.push(item);
+    }
+
+    fn remove(&mut self, index: usize) -> Item {
+        let item = self.items.remove(index);
+        self.bytes -= item.json.len() + 1;
+        if index < self.in_flight {
+            self.in_flight -= 1;
+        }
+        item
+    }
+
+    fn count_drop(&mut self, reason: DropReason, n: u32) {
+        if n == 0 {
+            return;
+        }
+        match self.unreported.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, count)) => *count += n,
+            None => self.unreported.push((reason, n)),
+        }
+    }
+
+    /// Drops (and counts) items at `indices` (ascending), never counting dropped reports, so a
+    /// collector that refuses everything cannot start a loop of reports about reports.
+    fn drop_items(&mut self, indices: &[usize], reason: DropReason) {
+        let mut n = 0;
+        for &i in indices.iter().rev() {
+            if i < self.items.len() && self.remove(i).report.is_none() {
+                n += 1;
+            }
+        }
+        self.count_drop(reason, n);
+    }
+
+    /// Oldest waiting (not in-flight) events go first when the queue is over its bounds.
+    fn enforce_bounds(&mut self) {
+        let mut n = 0;
+        while self.items.len() > self.policy.max_events || self.bytes > self.policy.max_bytes {
+            // Reports are kept: they carry the count of everything dropped so far.
+            let Some(oldest) = (self.in_flight..self.items.len()).find(|&i| self.items[i].report.is_none()) else {
+                break;
+            };
+            self.remove(oldest);
+            n += 1;
+        }
+        self.count_drop(DropReason::QueueFull, n);
+    }
+
+    /// Writes the queue to this tab's key. A refused write leaves the events in memory (and
+    /// unmarked), so the queue keeps working without storage.
+    fn persist(&mut self) {
+        if self.was_adopted() {
+            return;
+        }
+        if self.items.is_empty() {
+            self.storage.remove(&self.queue_key);
+            return;
+        }
+        let mut out = String::with_capacity(self.bytes + 2);
+        out.push('[');
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&item.json);
+        }
+        out.push(']');
+        let ok = self.storage.set(&self.queue_key, &out);
+        for item in &mut self.items {
+            item.stored = ok;
+        }
+    }
+
+    /// Another tab took our stored events while our heartbeat lapsed: they are its to send now.
+    /// Keeps what was never stored, and beats again.
+    fn was_adopted(&mut self) -> bool {
+        if !self.storage.get(&self.beat_key).is_some_and(|b| b.starts_with(ADOPTED)) {
+            return false;
+        }
+        self.in_flight = 0;
+        let kept: Vec<Item> = self.items.drain(..).filter(|i| !i.stored).collect();
+        self.bytes = 0;
+        for item in kept {
+            self.append(item);
+        }
+        self.storage.remove(&self.beat_key);
+        self.persist();
+        true
+    }
+
+    /// Called about once a second: beat, and adopt dead tabs' queues.
+    pub fn tick(&mut self, now: i64) {
+        self.was_adopted();
+        self.beat(now);
+        self.adopt_dead(now);
+    }
+
+    fn beat(&mut self, now: i64) {
+        let mut text = String::new();
+        json::write_num(&mut text, now as f64);
+        self.storage.set(&self.beat_key, &text);
+    }
+
+    /// The page is going away: mark this tab dead at once, so a reload adopts its queue
+    /// without waiting for the heartbeat to lapse.
+    pub fn retire(&mut self) {
+        if !self.was_adopted() {
+            self.storage.set(&self.beat_key, "gone");
+        }
+    }
+
+    fn dead_tabs(&self, now: i64) -> Vec<String> {
+        let mut dead = Vec::new();
+        for key in self.storage.keys_with_prefix(QUEUE_PREFIX) {
+            // strip_prefix, not slicing: no panic path (and its formatting) in the bundle.
+            let tab = key.strip_prefix(QUEUE_PREFIX).unwrap_or_default();
+            if tab == self.tab {
+                continue;
+            }
+            let mut beat_key = String::from(BEAT_PREFIX);
+            beat_key.push_str(tab);
+            // No heartbeat at all: an orphaned queue (its tab died before beating).
+            let alive = match self.storage.get(&beat_key) {
+                Some(beat) => beat.parse::<i64>().is_ok_and(|t| now - t <= self.policy.dead_after_ms),
+                None => false,
+            };
+            if !alive {
+                dead.push(tab.to_owned());
+            }
+        }
+        // Heartbeats of dead tabs with nothing queued are removed so they do not pile up.
+        for key in self.storage.keys_with_prefix(BEAT_PREFIX) {
+            let tab = key.strip_prefix(BEAT_PREFIX).unwrap_or_default();
+            let beat = self.storage.get(&key).unwrap_or_default();
+            let stale = match beat.strip_prefix(ADOPTED) {
+                Some(at) => at.parse::<i64>().is_ok_and(|t| now - t > ADOPTED_KEPT_MS),
+                // Unreadable (a retired tab's "gone"): dead.
+                None => beat.parse::<i64>().map_or(true, |t| now - t > self.policy.dead_after_ms),
+            };
+            if tab != self.tab && stale && !dead.iter().any(|d| d == tab) {
+                dead.push(tab.to_owned());
+            }
+        }
+        dead
+    }
+
+    fn adopt_dead(&mut self, now: i64) {
+        let dead = self.dead_tabs(now);
+        if dead.is_empty() || !self.lock(now) {
+            return;
+        }
+        for tab in dead {
+            let mut queue_key = String::from(QUEUE_PREFIX);
+            queue_key.push_str(&tab);
+            let mut beat_key = String::from(BEAT_PREFIX);
+            beat_key.push_str(&tab);
+            if let Some(text) = self.storage.get(&queue_key) {
+                for (json, ts) in parse_queue(&text) {
+                    // Queued long ago: the adopted events go in the next batch.
+                    self.append(Item { json, ts, queued_at: 0, stored: false, report: None });
+                }
+                self.storage.remove(&queue_key);
+                // Tells the owner, should it still be alive, that its stored events moved.
+                let mut mark = String::from(ADOPTED);
+                json::write_num(&mut mark, now as f64);
+                self.storage.set(&beat_key, &mark);
+            } else {
+                self.storage.remove(&beat_key);
+            }
+        }
+        self.enforce_bounds();
+        self.persist();
+        self.unlock();
+    }
+
+    /// A short lock in storage (Segment's approach): write our claim, read it back. Storage
+    /// events between tabs are not atomic, so this narrows the race rather than closing it;
+    /// the collector's dedup by event id absorbs what slips through.
+    fn lock(&mut self, now: i64) -> bool {
+        if let Some(held) = self.storage.get(LOCK_KEY) {
+            let (owner, until) = held.split_once('@').unwrap_or(("", "0"));
+            if owner != self.tab && until.parse::<i64>().is_ok_and(|u| u > now) {
+                return false;
+            }
+        }
+        let mut claim = self.tab.clone();
+        claim.push('@');
+        json::write_num(&mut claim, (now + self.policy.lock_ms) as f64);
+        self.storage.set(LOCK_KEY, &claim) && self.storage.get(LOCK_KEY).as_deref() == Some(claim.as_str())
+    }
+
+    fn unlock(&mut self) {
+        self.storage.remove(LOCK_KEY);
+    }
+
+    /// Whether a batch should go now: enough events, the oldest waited long enough, or the
+    /// caller forces it (`flush()`, coming back online). Backoff holds unforced sends.
+    pub fn due(&self, now: i64, force: bool) -> bool {
+        let waiting = self.items.get(self.in_flight..).unwrap_or_default();
+        if self.in_flight > 0 || waiting.is_empty() {
+            return false;
+        }
+        if force {
+            return true;
+        }
+        now >= self.retry_at
+            && (waiting.len() >= self.policy.batch_size
+                || waiting.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms))
+    }
+
+    /// The next batch body, marking its events in flight, or `None` when nothing is due.
+    pub fn next_batch(&mut self, now: i64, force: bool) -> Option<String> {
+        self.expire(now);
+        if !self.due(now, force) {
+            return None;
+        }
+        let (end, body) = self.body(0, self.batch_limit, now);
+        self.in_flight = end;
+        Some(body)
+    }
+
+    fn expire(&mut self, now: i64) {
+        let old: Vec<usize> = (self.in_flight..self.items.len())
+            .filter(|&i| now - self.items[i].ts > self.policy.max_age_ms)
+            .collect();
+        if !old.is_empty() {
+            self.drop_items(&old, DropReason::Expired);
+            self.persist();
+        }
+    }
+
+    /// A batch of items from `start`, at most `limit` events and `batch_bytes` long (always at
+    /// least one event). Returns the end index and the body.
+    fn body(&self, start: usize, limit: usize, now: i64) -> (usize, String) {
+        let mut out = String::with_capacity(self.policy.batch_bytes.min(self.bytes + 64));
+        out.push_str("{\"writeKey\":");
+        json::write_str(&mut out, &self.write_key);
+        out.push_str(",\"sentAt\":");
+        json::write_num(&mut out, now as f64);
+        out.push_str(",\"events\":[");
+        let mut end = start;
+        while end < self.items.len() && end - start < limit.max(1) {
+            let json = &self.items[end].json;
+            if end > start && out.len() + json.len() + 2 > self.policy.batch_bytes {
+                break;
+            }
+            if end > start {
+                out.push(',');
+            }
+            out.push_str(json);
+            end += 1;
+        }
+        out.push_str("]}");
+        (end, out)
+    }
+
+    /// Every queued event, in bodies under `batch_bytes`, for `sendBeacon` when the page is
+    /// hidden or closed. Beacons are fire-and-forget, so the events stay queued: a resend is
+    /// absorbed by the collector's dedup, a lost beacon by the next page's resend.
+    pub fn beacon_bodies(&self, now: i64) -> Vec<String> {
+        let mut bodies = Vec::new();
+        let mut start = 0;
+        while start < self.items.len() {
+            let (end, body) = self.body(start, self.policy.batch_size, now);
+            bodies.push(body);
+            start = end;
+        }
+        bodies
+    }
+
+    /// The answer to the batch in flight: `status` 0 for a network error; `retry_after` the
+    /// header's value; `body` the response text (read for a 400's list of bad events).
+    pub fn settle(&mut self, status: u16, retry_after: Option<&str>, body: &str, now: i64, rng: &mut impl Entropy) -> Next {
+        if self.in_flight == 0 {
+            return Next::Idle;
+        }
+        let batch: Vec<usize> = (0..self.in_flight).collect();
+        let next = match status {
+            200..=299 => {
+                for _ in 0..self.in_flight {
+                    self.remove(0);
+                }
+                self.attempts = 0;
+                self.retry_at = 0;
+                self.batch_limit = self.policy.batch_size;
+                self.send_more(now)
+            }
+            400 => {
+                let bad = bad_indices(body, self.in_flight);
+                if bad.is_empty() {
+                    self.drop_items(&batch, DropReason::Rejected);
+                } else {
+                    self.drop_items(&bad, DropReason::Invalid);
+                }
+                self.in_flight = 0;
+                self.send_rest()
+            }
+            413 if self.in_flight > 1 => {
+                self.batch_limit = (self.in_flight / 2).max(1);
+                self.in_flight = 0;
+                Next::SendNow
+            }
+            413 => {
+                self.drop_items(&batch, DropReason::TooLarge);
+                self.send_rest()
+            }
+            0 | 408 | 429 | 500..=599 => {
+                self.attempts += 1;
+                if self.attempts >= self.policy.max_attempts {
+                    self.attempts = 0;
+                    self.drop_items(&batch, DropReason::RetriesExhausted);
+                }
+                self.in_flight = 0;
+                let wait = match (status, retry_after.and_then(parse_retry_after)) {
+                    (429 | 503, Some(seconds)) => seconds.saturating_mul(1000).min(self.policy.max_backoff_ms),
+                    _ => self.backoff(rng),
+                };
+                self.retry_at = now + wait;
+                Next::RetryAt(self.retry_at)
+            }
+            _ => {
+                self.drop_items(&batch, DropReason::Rejected);
+                self.send_rest()
+            }
+        };
+        self.persist();
+        next
+    }
+
+    /// After an acknowledgement: go on at once only if the next batch is already due.
+    fn send_more(&self, now: i64) -> Next {
+        match self.due(now, false) {
+            true => Next::SendNow,
+            false => Next::Idle,
+        }
+    }
+
+    /// After events were dropped from a batch: what is left of it was due, so send it now.
+    fn send_rest(&self) -> Next {
+        match self.items.is_empty() {
+            true => Next::Idle,
+            false => Next::SendNow,
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random, so retries from many
+    /// clients after an outage spread out but none retries at once.
+    fn backoff(&self, rng: &mut impl Entropy) -> i64 {
+        let exp = self.attempts.saturating_sub(1).min(30);
+        let full = self.policy.base_backoff_ms.saturating_mul(1 << exp).min(self.policy.max_backoff_ms);
+        let mut r = [0u8; 2];
+        rng.fill(&mut r);
+        let fraction = u16::from_le_bytes(r) as i64;
+        full / 2 + (full / 2) * fraction / 65_536
+    }
+
+    /// The network is back: retry now rather than at the end of the backoff.
+    pub fn online(&mut self) {
+        self.retry_at = 0;
+        self.attempts = 0;
+    }
+
+    /// Turns counted drops into `metric` `events_dropped` events (one per reason). An earlier
+    /// report still waiting to be sent is absorbed into the new one, so a long outage yields
+    /// one report, not thousands. Reports may exceed the bound by a few events.
+    pub fn report_drops(&mut self, client: &mut Client, now: i64, rng: &mut impl Entropy) {
+        let drops = std::mem::take(&mut self.unreported);
+        if drops.is_empty() {
+            return;
+        }
+        for (reason, mut count) in drops {
+            if let Some(i) = (self.in_flight..self.items.len()).find(|&i| matches!(self.items[i].report, Some((_, r)) if r == reason)) {
+                count += self.items[i].report.map_or(0, |(c, _)| c);
+                self.remove(i);
+            }
+            let props = vec![
+                ("count".into(), Value::Num(count as f64)),
+                ("reason".into(), Value::Str(reason.as_str().into())),
+            ];
+            let event = client.event(EventType::Metric, "events_dropped", props, now, rng);
+            self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)) });
+        }
+        self.persist();
+    }
+
+    /// Drops counted and not yet reported, by reason (for tests and diagnostics).
+    pub fn unreported(&self) -> &[(DropReason, u32)] {
+        &self.unreported
+    }
+}
+
+/// The events of a stored queue as (json, ts); anything unreadable is skipped rather than
+/// blocking the rest. Full validation is the collector's: a 400 drops just the bad event.
+/// (Not `Event::from_value`: its messages would cost the bundle more than they give here.)
+fn parse_queue(text: &str) -> Vec<(String, i64)> {
+    let Ok(Value::Arr(items)) = json::parse(text) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|v| {
+            v.get("id").and_then(Value::as_str)?;
+            Some((v.to_json(), v.get("ts").and_then(Value::as_f64)? as i64))
+        })
+        .collect()
+}
+
+/// The indices a 400 names (`{"errors":[{"index":3,…}]}`), within the batch, ascending.
+fn bad_indices(body: &str, len: usize) -> Vec<usize> {
+    let Ok(doc) = json::parse(body) else { return Vec::new() };
+    // A mask rather than a sort: sorting code costs the bundle kilobytes.
+    let mut bad = vec![false; len];
+    for e in doc.get("errors").and_then(Value::as_array).unwrap_or(&[]) {
+        if let Some(i) = e.get("index").and_then(Value::as_f64).filter(|&i| i >= 0.0 && (i as usize) < len) {
+            bad[i as usize] = true;
+        }
+    }
+    (0..len).filter(|&i| bad[i]).collect()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by our collector, and a client
+/// that cannot read it falls back to its own backoff).
+fn parse_retry_after(value: &str) -> Option<i64> {
+    value.trim().parse::<i64>().ok().filter(|s| *s >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::client::tests::Counter;
+    use crate::core::storage::MemoryStorage;
+
+    fn client() -> Client {
+        Client::new("wk".into(), "anon".into())
+    }
+
+    fn outbox(storage: MemoryStorage, tab: &str, now: i64) -> Outbox<MemoryStorage> {
+        Outbox::open(storage, "wk".into(), tab, Policy::default(), now)
+    }
+
+    fn push(o: &mut Outbox<MemoryStorage>, c: &mut Client, name: &str, now: i64) {
+        let e = c.event(EventType::Track, name, vec![], now, &mut Counter(0));
+        o.push(&e, now);
+    }
+
+    fn names(body: &str) -> Vec<String> {
+        let doc = json::parse(body).expect("json");
+        doc.get("events")
+            .and_then(Value::as_array)
+            .expect("events")
+            .iter()
+            .map(|e| e.get("name").and_then(Value::as_str).unwrap_or("").to_owned())
+            .collect()
+    }
+
+    fn stored_names(s: &MemoryStorage, tab: &str) -> Vec<String> {
+        let mut key = String::from(QUEUE_PREFIX);
+        key.push_str(tab);
+        let text = s.entries.get(&key).cloned().unwrap_or_else(|| "[]".into());
+        parse_queue(&text).into_iter().map(|(j, _)| json::parse(&j).ok().and_then(|v| v.get("name").and_then(Value::as_str).map(String::from)).unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn persists_before_sending_and_removes_only_on_ack() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t1", 0);
+        push(&mut o, &mut c, "a", 0);
+        assert_eq!(stored_names(o.storage(), "t1"), ["a"], "stored before any send");
+        assert_eq!(o.next_batch(10, false), None, "waits for the batch interval");
+        let body = o.next_batch(1000, false).expect("due by time");
+        assert_eq!(names(&body), ["a"]);
+        assert_eq!(o.next_batch(1000, true), None, "one request at a time");
+        assert_eq!(o.settle(503, Some("2"), "", 1000, &mut Counter(0)), Next::RetryAt(3000), "Retry-After honoured");
+        assert_eq!(stored_names(o.storage(), "t1"), ["a"]);
+        assert_eq!(o.next_batch(2000, false), None, "backing off");
+        assert!(o.next_batch(3000, false).is_some());
+        assert_eq!(o.settle(200, None, "", 3000, &mut Counter(0)), Next::Idle);
+        assert!(o.is_empty());
+        assert!(stored_names(o.storage(), "t1").is_empty());
+    }
+
+    #[test]
+    fn batches_by_count_and_splits_by_bytes() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for i in 0..o.policy.batch_size {
+            assert!(!o.due(0, false), "not due at {i}");
+            push(&mut o, &mut c, "e", 0);
+        }
+        assert!(o.due(0, false), "a full batch goes at once");
+        let mut big = c.event(EventType::Track, "big", vec![("x".into(), Value::Str("y".repeat(20_000)))], 0, &mut Counter(0));
+        big.ts = 0;
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for _ in 0..5 {
+            o.push(&big, 0);
+        }
+        let bodies = o.beacon_bodies(0);
+        assert!(bodies.len() >= 2 && bodies.iter().all(|b| b.len() <= o.policy.batch_bytes), "beacons stay under 60 KB");
+        assert_eq!(bodies.iter().map(|b| names(b).len()).sum::<usize>(), 5);
+        assert!(o.next_batch(0, true).is_some_and(|b| b.len() <= o.policy.batch_bytes));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap_then_gives_up() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        push(&mut o, &mut c, "a", 0);
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..o.policy.max_attempts - 1 {
+            o.next_batch(now, true).expect("batch");
+            match o.settle(0, None, "", now, &mut Counter(7)) {
+                Next::RetryAt(t) => waits.push(t - now),
+                other => panic!("{other:?}"),
+            }
+            now += 1;
+        }
+        assert!(waits[0] >= 500 && waits[0] <= 1000, "{waits:?}");
+        assert!(waits[3] >= 4000 && waits[3] <= 8000, "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= o.policy.max_backoff_ms));
+        o.next_batch(now, true).expect("last attempt");
+        o.settle(500, None, "", now, &mut Counter(7));
+        assert!(o.is_empty(), "dropped after max attempts");
+        assert_eq!(o.unreported(), &[(DropReason::RetriesExhausted, 1)]);
+    }
+
+    #[test]
+    fn bad_events_named_by_a_400_are_dropped_and_the_rest_resent() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for n in ["a", "b", "c"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        o.next_batch(0, true).expect("batch");
+        let body = r#"{"error":"invalid batch","errors":[{"index":1,"field":"name"}]}"#;
+        assert_eq!(o.settle(400, None, body, 0, &mut Counter(0)), Next::SendNow);
+        assert_eq!(names(&o.next_batch(0, true).expect("resend")), ["a", "c"]);
+        assert_eq!(o.unreported(), &[(DropReason::Invalid, 1)]);
+    }
+
+    #[test]
+    fn other_4xx_drop_the_batch_without_retry_and_413_splits_it() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for n in ["a", "b", "c", "d"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        o.next_batch(0, true).expect("batch");
+        assert_eq!(o.settle(413, None, "", 0, &mut Counter(0)), Next::SendNow);
+        assert_eq!(names(&o.next_batch(0, true).expect("half")), ["a", "b"]);
+        o.settle(401, None, "{\"error\":\"unknown write key\"}", 0, &mut Counter(0));
+        assert_eq!(o.len(), 2);
+        assert_eq!(o.unreported(), &[(DropReason::Rejected, 2)]);
+        o.next_batch(0, true).expect("rest");
+        o.settle(413, None, "", 0, &mut Counter(0));
+        o.next_batch(0, true).expect("single");
+        o.settle(413, None, "", 0, &mut Counter(0));
+        assert_eq!(o.len(), 1, "a single event too large is dropped");
+        assert_eq!(o.unreported()[1], (DropReason::TooLarge, 1));
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_and_reports_once() {
+        let mut c = client();
+        let policy = Policy { max_events: 3, ..Policy::default() };
+        let mut o = Outbox::open(MemoryStorage::default(), "wk".into(), "t", policy, 0);
+        for n in ["a", "b", "c", "d", "e"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        assert_eq!(stored_names(o.storage(), "t"), ["c", "d", "e"]);
+        o.report_drops(&mut c, 0, &mut Counter(0));
+        push(&mut o, &mut c, "f", 0);
+        o.report_drops(&mut c, 0, &mut Counter(0));
+        let body = o.next_batch(0, true).expect("batch");
+        let doc = json::parse(&body).expect("json");
+        let events = doc.get("events").and_then(Value::as_array).expect("events");
+        let reports: Vec<_> = events.iter().filter(|e| e.get("name").and_then(Value::as_str) == Some("events_dropped")).collect();
+        assert_eq!(reports.len(), 1, "one report absorbs the earlier one: {body}");
+        let props = reports[0].get("props").expect("props");
+        // a, b, then c, d to make room for the first report and f.
+        assert_eq!(props.get("count"), Some(&Value::Num(4.0)));
+        assert_eq!(props.get("reason"), Some(&Value::Str("queue_full".into())));
+        assert_eq!(reports[0].get("type"), Some(&Value::Str("metric".into())));
+    }
+
+    #[test]
+    fn works_in_memory_when_storage_refuses() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::with_quota(10), "t", 0);
+        push(&mut o, &mut c, "a", 0);
+        assert!(stored_names(o.storage(), "t").is_empty());
+        assert_eq!(names(&o.next_batch(0, true).expect("sent from memory")), ["a"]);
+    }
+
+    #[test]
+    fn old_events_expire_instead_of_being_sent() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        push(&mut o, &mut c, "a", 0);
+        let late = o.policy.max_age_ms + 1;
+        assert_eq!(o.next_batch(late, true), None);
+        assert_eq!(o.unreported(), &[(DropReason::Expired, 1)]);
+    }
+
+    #[test]
+    fn a_reload_adopts_the_previous_page_queue_at_once() {
+        let mut c = client();
+        let mut old = outbox(MemoryStorage::default(), "old", 0);
+        push(&mut old, &mut c, "a", 0);
+        old.next_batch(0, true).expect("in flight when the page closed");
+        old.retire();
+        let storage = old.storage().clone();
+        let mut new = outbox(storage, "new", 100);
+        assert_eq!(names(&new.next_batch(100, true).expect("resent")), ["a"]);
+        assert!(stored_names(new.storage(), "old").is_empty());
+        assert_eq!(stored_names(new.storage(), "new"), ["a"]);
+    }
+
+    #[test]
+    fn live_tabs_keep_their_queues_and_dead_ones_are_adopted_once() {
+        let mut c = client();
+        let mut a = outbox(MemoryStorage::default(), "a", 0);
+        push(&mut a, &mut c, "from_a", 0);
+        // Tab b shares the storage (a copy stands in for the browser's shared localStorage).
+        let mut b = outbox(a.storage().clone(), "b", 1000);
+        assert!(b.is_empty(), "a is alive: b leaves its queue alone");
+        // a stops beating (crashed); after dead_after b adopts.
+        let later = 1000 + b.policy.dead_after_ms + 1;
+        b.tick(later);
+        assert_eq!(names(&b.next_batch(later, true).expect("adopted")), ["from_a"]);
+        // A third tab finds nothing left to adopt.
+        let mut c3 = outbox(b.storage().clone(), "c", later + 1);
+        assert!(c3.is_empty());
+        c3.tick(later + 2);
+        assert!(c3.is_empty());
+    }
+
+    #[test]
+    fn a_throttled_tab_that_was_adopted_drops_what_the_adopter_took() {
+        let mut c = client();
+        let mut a = outbox(MemoryStorage::default(), "a", 0);
+        push(&mut a, &mut c, "stored", 0);
+        let b = outbox(a.storage().clone(), "b", 20_000);
+        assert_eq!(b.len(), 1);
+        // Hand a the shared storage as b left it, then a wakes up.
+        a.storage = b.storage().clone();
+        a.tick(20_001);
+        assert!(a.is_empty(), "b sends it; a must not");
+        push(&mut a, &mut c, "new", 20_002);
+        assert_eq!(stored_names(&a.storage, "a"), ["new"]);
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_it_expires() {
+        let mut a = outbox(MemoryStorage::default(), "a", 0);
+        assert!(a.lock(0));
+        let mut b = outbox(a.storage().clone(), "b", 0);
+        assert!(!b.lock(1));
+        assert!(b.lock(a.policy.lock_ms + 1));
+    }
+
+    #[test]
+    fn parses_retry_after_and_bad_indices_defensively() {
+        assert_eq!(parse_retry_after(" 7 "), Some(7));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(bad_indices(r#"{"errors":[{"index":2},{"index":0},{"index":99},{"index":null}]}"#, 3), [0, 2]);
+        assert!(bad_indices("<html>", 3).is_empty());
+    }
+}
