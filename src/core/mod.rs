@@ -10,6 +10,8 @@ pub mod engine;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+pub mod markup;
+pub mod placement;
 pub mod plan;
 pub mod storage;
 pub mod wire;
