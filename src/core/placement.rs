@@ -6,38 +6,10 @@
 //! `getBoundingClientRect()` is already in viewport coordinates whatever its scroll containers,
 //! transforms or fixed/sticky parents, which is why this module needs no knowledge of them.
 
-/// The side of the target a tip sits on. `Auto` picks the side with the most room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Top,
-    Right,
-    Bottom,
-    Left,
-    Auto,
-}
+pub use super::plan::Placement as Side;
 
+/// Geometry helpers on the plan's placement (`Auto` picks the side with the most room).
 impl Side {
-    /// Reads a plan's placement; anything unknown is `Auto`.
-    pub fn parse(s: &str) -> Side {
-        match s {
-            "top" => Side::Top,
-            "right" => Side::Right,
-            "bottom" => Side::Bottom,
-            "left" => Side::Left,
-            _ => Side::Auto,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Top => "top",
-            Side::Right => "right",
-            Side::Bottom => "bottom",
-            Side::Left => "left",
-            Side::Auto => "auto",
-        }
-    }
-
     fn opposite(self) -> Side {
         match self {
             Side::Top => Side::Bottom,
@@ -280,13 +252,5 @@ mod tests {
         assert_eq!(beacon(t, 20.0, VW, VH, true), (90.0, 90.0));
         // At the viewport's corner it is pulled inside.
         assert_eq!(beacon(Rect::new(990.0, 0.0, 10.0, 10.0), 20.0, VW, VH, false), (980.0, 0.0));
-    }
-
-    #[test]
-    fn parses_placements() {
-        for s in [Side::Top, Side::Right, Side::Bottom, Side::Left, Side::Auto] {
-            assert_eq!(Side::parse(s.as_str()), s);
-        }
-        assert_eq!(Side::parse("diagonal"), Side::Auto);
     }
 }
