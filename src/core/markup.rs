@@ -43,8 +43,8 @@ pub fn parse(src: &str) -> Vec<Span> {
             i += 2;
             continue;
         }
-        if rest.starts_with("**") {
-            if cur.bold || rest[2..].contains("**") {
+        if let Some(after) = rest.strip_prefix("**") {
+            if cur.bold || after.contains("**") {
                 flush(&mut out, &mut cur);
                 cur.bold = !cur.bold;
             } else {
