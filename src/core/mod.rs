@@ -14,4 +14,5 @@ pub mod markup;
 pub mod placement;
 pub mod plan;
 pub mod storage;
+pub mod tips;
 pub mod wire;

@@ -1,0 +1,439 @@
+//! Tip scheduling: which tips may be on screen now, and what seeing, dismissing or snoozing a
+//! tip does to the user's state. Pure: the browser layer passes the clock and the page, renders
+//! the answer, and records changes through `Engine::update` so they persist and merge across tabs.
+//!
+//! A tip is never nagging. It shows
+//! - only inside its window relative to sign-up (by default the first 24 hours),
+//! - only while its milestone is unreached; once reached, it goes away at once,
+//! - only on pages matching its trigger, after its trigger event and delay,
+//! - never again once dismissed, not while snoozed, in at most `maxShows` sessions `minGap` apart;
+//!
+//! and across every surface together (tooltips, hotspots, modals, tours, the checklist) at most
+//! `maxTipsPerSession` tips per session, `minGapBetweenTips` apart. One tip holds the user's
+//! attention at a time (a tooltip, hotspot, modal or tour), beside at most one checklist.
+//!
+//! A tip already shown in this session continues without counting again: a tour resumes at its
+//! step after a reload or a route change, a tooltip comes back when its page does.
+//!
+//! What the user asks for (a checklist's "Show me", a modal's "open checklist") is `forced`: it
+//! skips caps, gaps, windows and earlier dismissals, but never shows a tip whose milestone is
+//! reached.
+
+use super::engine::{TipState, UserState};
+use super::plan::{Advance, Plan, Tip, TipKind};
+
+/// What the browser knows about this page view that the persisted state does not.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    pub now: i64,
+    /// `location.pathname` and `location.hash`.
+    pub path: &'a str,
+    pub hash: &'a str,
+    /// When the current route was entered: trigger delays count from here.
+    pub route_since: i64,
+    /// Events seen in this page view and when, for `afterEvent` triggers.
+    pub seen: &'a [(String, i64)],
+    /// Tips whose target is missing on this route: skipped, so the next tip gets its turn.
+    pub skip: &'a [usize],
+    /// A tip the user asked for.
+    pub forced: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Show,
+    /// Not before this time (a delay, a gap, a snooze or a window that has not opened yet).
+    At(i64),
+    Never,
+}
+
+/// The tips to have on screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pick {
+    /// The one tip holding attention: a tooltip, hotspot, modal or tour.
+    pub focus: Option<usize>,
+    pub checklist: Option<usize>,
+    /// When to ask again because some tip's `At` comes due.
+    pub wake: Option<i64>,
+}
+
+fn tip_state<'a>(state: &'a UserState, tip: &Tip) -> Option<&'a TipState> {
+    state.tips.get(&tip.id)
+}
+
+/// True when the tip was shown in the current session: it may continue without counting again.
+pub fn shown_this_session(state: &UserState, tip: &Tip) -> bool {
+    tip_state(state, tip).and_then(|t| t.last_shown).is_some_and(|l| l >= state.session.start)
+}
+
+/// The tour step to show (tours only move forward; `Back` is a view of the browser layer).
+pub fn step(state: &UserState, tip: &Tip) -> usize {
+    tip_state(state, tip).map_or(0, |t| t.tour_step as usize)
+}
+
+/// Whether tip `i` may show now.
+pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict {
+    let Some(tip) = plan.tips.get(i) else { return Verdict::Never };
+    if tip.milestone.as_ref().is_some_and(|m| state.reached.contains_key(m)) {
+        return Verdict::Never;
+    }
+    let ts = tip_state(state, tip).cloned().unwrap_or_default();
+    if tip.kind == TipKind::Tour && ts.tour_step as usize >= tip.steps.len() {
+        return Verdict::Never;
+    }
+    if page.forced == Some(i) {
+        return Verdict::Show;
+    }
+    let now = page.now;
+    let since = state.since_signup(now);
+    if ts.dismissed.is_some() || since >= tip.window.until_ms || page.skip.contains(&i) {
+        return Verdict::Never;
+    }
+    let this_session = shown_this_session(state, tip);
+    // A tour under way follows its steps' targets from page to page; its trigger only starts it.
+    let started_tour = tip.kind == TipKind::Tour && (ts.tour_step > 0 || this_session);
+    let t = &tip.trigger;
+    if !started_tour
+        && (t.path.as_ref().is_some_and(|p| !p.matches(page.path)) || t.hash.as_ref().is_some_and(|h| !h.matches(page.hash)))
+    {
+        return Verdict::Never;
+    }
+    let mut at = now + (tip.window.from_ms - since).max(0);
+    let mut from = page.route_since;
+    if let Some(event) = &t.after_event {
+        match page.seen.iter().filter(|(e, _)| e == event).map(|(_, at)| *at).max() {
+            Some(seen_at) => from = from.max(seen_at),
+            None if !this_session => return Verdict::Never,
+            None => {}
+        }
+    }
+    if !this_session {
+        at = at.max(from + t.delay_ms);
+        if let Some(until) = ts.snoozed_until {
+            at = at.max(until);
+        }
+        if ts.shown.total() >= tip.cap.max_shows || state.session.tips_shown.total() >= plan.caps.max_tips_per_session {
+            return Verdict::Never;
+        }
+        if let Some(last) = ts.last_shown {
+            at = at.max(last + tip.cap.min_gap_ms);
+        }
+        if let Some(last) = state.session.last_tip {
+            at = at.max(last + plan.caps.min_gap_ms);
+        }
+    } else if ts.snoozed_until.is_some_and(|u| u > now) {
+        // Snoozed in this session: back in a later one.
+        return Verdict::Never;
+    }
+    if at > now {
+        Verdict::At(at)
+    } else {
+        Verdict::Show
+    }
+}
+
+/// The tips to have on screen. `on_screen` tips keep their place while they may still show,
+/// so a higher-priority tip never pushes away the one the user is reading.
+pub fn pick(plan: &Plan, state: &UserState, page: &Page, on_screen: &[usize]) -> Pick {
+    let mut out = Pick::default();
+    let mut best: [Option<((u8, i32), usize)>; 2] = [None, None];
+    for (i, tip) in plan.tips.iter().enumerate() {
+        let lane = (tip.kind == TipKind::Checklist) as usize;
+        match verdict(plan, state, i, page) {
+            Verdict::Show => {
+                // The user's request first, then what is on screen, then what this session has
+                // already shown (it was there before a reload), then priority, then plan order.
+                let tier = if page.forced == Some(i) {
+                    3
+                } else if on_screen.contains(&i) {
+                    2
+                } else {
+                    shown_this_session(state, tip) as u8
+                };
+                let rank = (tier, tip.priority);
+                if best[lane].is_none_or(|(r, _)| rank > r) {
+                    best[lane] = Some((rank, i));
+                }
+            }
+            Verdict::At(t) => out.wake = Some(out.wake.map_or(t, |w| w.min(t))),
+            Verdict::Never => {}
+        }
+    }
+    out.focus = best[0].map(|(_, i)| i);
+    out.checklist = best[1].map(|(_, i)| i);
+    out
+}
+
+fn entry<'a>(state: &'a mut UserState, tip: &Tip) -> &'a mut TipState {
+    state.tips.entry(tip.id.clone()).or_default()
+}
+
+/// Records that `tip` is on screen. Returns true when this counts as a new showing (the first in
+/// this session): then `tip_shown` is reported and the caps are charged.
+pub fn record_shown(state: &mut UserState, tab: &str, tip: &Tip, now: i64) -> bool {
+    if shown_this_session(state, tip) {
+        return false;
+    }
+    let ts = entry(state, tip);
+    ts.shown.add(tab, 1);
+    ts.last_shown = Some(now);
+    state.session.tips_shown.add(tab, 1);
+    state.session.last_tip = Some(now);
+    true
+}
+
+/// Dismissed for good (the close button, Esc, skip, a CTA that did its job).
+pub fn record_dismissed(state: &mut UserState, tip: &Tip, now: i64) {
+    entry(state, tip).dismissed = Some(now);
+    state.session.last_tip = Some(now);
+}
+
+/// Hidden for the tip's snooze time ("Later").
+pub fn record_snoozed(state: &mut UserState, tip: &Tip, now: i64) {
+    entry(state, tip).snoozed_until = Some(now + tip.cap.snooze_ms);
+    state.session.last_tip = Some(now);
+}
+
+/// Moves a tour past `completed` (its 0-based step). Returns false when it was already past it.
+pub fn record_step(state: &mut UserState, tip: &Tip, completed: usize, now: i64) -> bool {
+    let ts = entry(state, tip);
+    if ts.tour_step as usize > completed {
+        return false;
+    }
+    ts.tour_step = completed as u32 + 1;
+    if ts.tour_step as usize >= tip.steps.len() {
+        state.session.last_tip = Some(now);
+    }
+    true
+}
+
+/// Tours whose current step waits for what just happened: the event `event`, or (with `None`) any
+/// milestone now reached. Returns `(tip, step)` for each step to complete, in order; a milestone
+/// reached earlier can complete several steps of one tour at once.
+pub fn steps_done(plan: &Plan, state: &UserState, event: Option<&str>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (i, tip) in plan.tips.iter().enumerate() {
+        if tip.kind != TipKind::Tour || tip_state(state, tip).is_some_and(|t| t.dismissed.is_some()) {
+            continue;
+        }
+        let mut s = step(state, tip);
+        while let Some(adv) = tip.steps.get(s).and_then(|st| st.advance_on.as_ref()) {
+            let done = match adv {
+                Advance::Event(e) => event == Some(e.as_str()) && out.iter().all(|(j, _)| *j != i),
+                Advance::Milestone(m) => state.reached.contains_key(m),
+            };
+            if !done {
+                break;
+            }
+            out.push((i, s));
+            s += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::SessionState;
+    use crate::core::plan::Plan;
+
+    const H: i64 = 3_600_000;
+    const SIGNUP: i64 = 1_700_000_000_000;
+
+    fn plan() -> Plan {
+        Plan::parse(
+            r##"{"version":"1","caps":{"maxTipsPerSession":3,"minGapBetweenTips":"1m"},
+            "milestones":[{"id":"made","title":"Make","condition":{"event":"made"}},
+                          {"id":"shared","title":"Share","value":true,"condition":{"event":"shared"}}],
+            "tips":[
+              {"id":"hello","kind":"modal","title":"Hi","body":"Welcome","priority":100,"cap":{"maxShows":1},
+               "trigger":{"afterEvent":"signed_up","delay":"1s"}},
+              {"id":"make","kind":"tooltip","milestone":"made","target":"#new","body":"Make one","priority":50,
+               "trigger":{"hash":"#/projects*"}},
+              {"id":"late","kind":"hotspot","milestone":"shared","target":"#share","body":"Share","window":{"from":"2h","until":"3d"}},
+              {"id":"tour","kind":"tour","milestone":"shared","trigger":{"hash":"#/files*"},"steps":[
+                {"target":"#a","body":"One"},
+                {"target":"#b","body":"Two","advanceOn":{"event":"clicked_b"}},
+                {"target":"#c","body":"Three","advanceOn":{"milestone":"shared"}}]},
+              {"id":"list","kind":"checklist","title":"Getting started","window":{"until":"14d"}}
+            ]}"##,
+        )
+        .expect("valid plan")
+    }
+
+    fn user(now: i64) -> UserState {
+        UserState {
+            signup: Some(SIGNUP),
+            session: SessionState { start: now - 1000, last: now, ..SessionState::default() },
+            ..UserState::default()
+        }
+    }
+
+    fn page(now: i64, hash: &str) -> Page<'_> {
+        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None }
+    }
+
+    fn idx(plan: &Plan, id: &str) -> usize {
+        plan.tips.iter().position(|t| t.id == id).expect("tip")
+    }
+
+    #[test]
+    fn the_first_day_tooltip_shows_on_its_page_until_its_milestone() {
+        let p = plan();
+        let now = SIGNUP + H;
+        let mut s = user(now);
+        let make = idx(&p, "make");
+        assert_eq!(verdict(&p, &s, make, &page(now, "#/projects")), Verdict::Show);
+        assert_eq!(verdict(&p, &s, make, &page(now, "#/team")), Verdict::Never, "other pages");
+        assert_eq!(pick(&p, &s, &page(now, "#/projects"), &[]).focus, Some(make));
+        s.reached.insert("made".into(), now);
+        assert_eq!(verdict(&p, &s, make, &page(now, "#/projects")), Verdict::Never, "gone once reached");
+    }
+
+    #[test]
+    fn a_user_who_signed_up_25_hours_ago_sees_none_of_the_24_hour_tips() {
+        let p = plan();
+        let now = SIGNUP + 25 * H;
+        let s = user(now);
+        let seen = [("signed_up".to_string(), now - 5000)];
+        for hash in ["#/projects", "#/files", "#/team"] {
+            let pg = Page { seen: &seen, ..page(now, hash) };
+            for id in ["hello", "make", "tour"] {
+                assert_eq!(verdict(&p, &s, idx(&p, id), &pg), Verdict::Never, "{id} on {hash}");
+            }
+            // Tips with longer windows still may.
+            assert_eq!(pick(&p, &s, &pg, &[]).checklist, Some(idx(&p, "list")));
+            assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(idx(&p, "late")));
+        }
+        // Exactly at 24 h the default window has closed; a second before it is open.
+        let edge = user(SIGNUP + 24 * H);
+        assert_eq!(verdict(&p, &edge, idx(&p, "make"), &page(SIGNUP + 24 * H, "#/projects")), Verdict::Never);
+        let before = user(SIGNUP + 24 * H - 1000);
+        assert_eq!(verdict(&p, &before, idx(&p, "make"), &page(SIGNUP + 24 * H - 1000, "#/projects")), Verdict::Show);
+    }
+
+    #[test]
+    fn windows_that_open_later_and_trigger_delays_wake_the_scheduler() {
+        let p = plan();
+        let now = SIGNUP + H;
+        let s = user(now);
+        assert_eq!(verdict(&p, &s, idx(&p, "late"), &page(now, "")), Verdict::At(SIGNUP + 2 * H));
+        let hello = idx(&p, "hello");
+        assert_eq!(verdict(&p, &s, hello, &page(now, "")), Verdict::Never, "waits for its event");
+        let seen = [("signed_up".to_string(), now - 200)];
+        let pg = Page { seen: &seen, ..page(now, "") };
+        assert_eq!(verdict(&p, &s, hello, &pg), Verdict::At(now + 800));
+        assert_eq!(pick(&p, &s, &pg, &[]).wake, Some(now + 800));
+    }
+
+    #[test]
+    fn one_session_cap_and_one_gap_cover_every_surface() {
+        let p = plan();
+        let mut now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        let seen = [("signed_up".to_string(), now - 5000)];
+        // Modal, then (a minute later) the tooltip, then the hotspot: three tips of three kinds.
+        for (id, hash) in [("hello", ""), ("make", "#/projects"), ("late", "")] {
+            let pg = Page { seen: &seen, ..page(now, hash) };
+            let picked = pick(&p, &s, &pg, &[]).focus;
+            assert_eq!(picked, Some(idx(&p, id)), "{id}");
+            assert!(record_shown(&mut s, "tab", &p.tips[idx(&p, id)], now));
+            record_dismissed(&mut s, &p.tips[idx(&p, id)], now + 1000);
+            // Within the gap nothing else may show, whatever its kind.
+            let pg = Page { seen: &seen, ..page(now + 30_000, "#/files") };
+            assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+            assert_eq!(pick(&p, &s, &pg, &[]).checklist, None, "the checklist shares the gap");
+            now += 61_001 + 1000;
+            s.session.last = now;
+        }
+        // The cap of 3 is spent: neither the tour nor the checklist shows this session.
+        let pg = page(now, "#/files");
+        assert_eq!(pick(&p, &s, &pg, &[]), Pick::default());
+        // A new session allows them again.
+        s.session = SessionState { start: now + 3 * H, last: now + 3 * H, ..SessionState::default() };
+        let later = page(now + 3 * H, "#/files");
+        assert_eq!(pick(&p, &s, &later, &[]).focus, Some(idx(&p, "tour")));
+    }
+
+    #[test]
+    fn dismiss_is_for_good_and_snooze_for_a_while() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        let late = idx(&p, "late");
+        record_shown(&mut s, "tab", &p.tips[late], now);
+        record_snoozed(&mut s, &p.tips[late], now);
+        assert_eq!(verdict(&p, &s, late, &page(now + 1000, "")), Verdict::Never, "not again this session");
+        // Next session: back after the snooze (1 day), within the tip's 3-day window.
+        let next = now + 2 * H;
+        s.session = SessionState { start: next, last: next, ..SessionState::default() };
+        assert_eq!(verdict(&p, &s, late, &page(next, "")), Verdict::At(now + 24 * H));
+        record_dismissed(&mut s, &p.tips[late], next);
+        assert_eq!(verdict(&p, &s, late, &page(now + 25 * H, "")), Verdict::Never);
+    }
+
+    #[test]
+    fn shown_tips_continue_without_counting_again_and_keep_their_place() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        let make = idx(&p, "make");
+        assert!(record_shown(&mut s, "tab", &p.tips[make], now));
+        assert!(!record_shown(&mut s, "tab", &p.tips[make], now + 5), "a reload is not a new showing");
+        assert_eq!(s.session.tips_shown.total(), 1);
+        // A higher-priority tip becoming due does not push it away.
+        let seen = [("signed_up".to_string(), now)];
+        let pg = Page { seen: &seen, ..page(now + 70_000, "#/projects") };
+        assert_eq!(pick(&p, &s, &pg, &[make]).focus, Some(make));
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(make), "shown this session: no gap for itself");
+    }
+
+    #[test]
+    fn tours_resume_at_their_step_and_advance_on_the_real_action() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        let tour = idx(&p, "tour");
+        let t = &p.tips[tour];
+        assert_eq!(verdict(&p, &s, tour, &page(now, "#/files")), Verdict::Show);
+        record_shown(&mut s, "tab", t, now);
+        assert!(record_step(&mut s, t, 0, now));
+        assert_eq!(step(&s, t), 1);
+        // Another route (a step's target may live there): the tour under way continues.
+        assert_eq!(verdict(&p, &s, tour, &page(now, "#/projects")), Verdict::Show);
+        assert_eq!(steps_done(&p, &s, Some("other")), vec![]);
+        assert_eq!(steps_done(&p, &s, Some("clicked_b")), vec![(tour, 1)]);
+        record_step(&mut s, t, 1, now);
+        assert!(!record_step(&mut s, t, 0, now), "never backwards");
+        s.reached.insert("shared".into(), now);
+        // Reaching the tour's own milestone ends it; its last step would have completed.
+        assert_eq!(steps_done(&p, &s, None), vec![(tour, 2)]);
+        assert_eq!(verdict(&p, &s, tour, &page(now, "#/files")), Verdict::Never);
+    }
+
+    #[test]
+    fn forced_tips_skip_caps_but_not_reached_milestones() {
+        let p = plan();
+        let now = SIGNUP + 30 * H;
+        let mut s = user(now);
+        let make = idx(&p, "make");
+        record_dismissed(&mut s, &p.tips[make], now - H);
+        let pg = Page { forced: Some(make), ..page(now, "#/team") };
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(make));
+        s.reached.insert("made".into(), now);
+        assert_eq!(verdict(&p, &s, make, &pg), Verdict::Never);
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(idx(&p, "late")), "the next tip instead");
+    }
+
+    #[test]
+    fn missing_targets_give_the_next_tip_its_turn() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let s = user(now);
+        let skip = [idx(&p, "late")];
+        let pg = Page { skip: &skip, ..page(now, "") };
+        assert_eq!(pick(&p, &s, &page(now, ""), &[]).focus, Some(idx(&p, "late")));
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+    }
+}
