@@ -1,10 +1,24 @@
-//! Collector configuration: which projects exist and where files live.
+//! Collector configuration: which projects exist, their limits, and where files live.
+//!
+//! Projects come from a JSON file (`--config FILE` or `ONRAMP_CONFIG`):
+//!
+//! ```json
+//! {"projects": [{"id": "acme", "writeKey": "wk_acme", "readToken": "rt_secret",
+//!                "allowedOrigins": ["https://app.acme.com"]}],
+//!  "rateLimit": {"perSecond": 50, "burst": 100}}
+//! ```
+//!
+//! With no file the demo project (`wk_demo` / `rt_demo`, any origin) is served, so the collector
+//! with no flags just works on a laptop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 /// A customer's product. The write key is public (it ships in the page) and is only honoured
 /// from the project's allowed origins; the read token is secret and opens the query API.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Project {
     pub id: String,
     pub write_key: String,
@@ -19,9 +33,35 @@ impl Project {
     }
 }
 
+/// Requests per write key: a token bucket refilled at `per_second`, holding at most `burst`.
+/// Over it the collector answers 429 with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    /// Generous: a browser sends about one batch a second; this only stops floods.
+    fn default() -> RateLimit {
+        RateLimit { per_second: 200.0, burst: 400.0 }
+    }
+}
+
+/// The file's shape.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfigFile {
+    projects: Vec<Project>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub projects: Vec<Project>,
+    pub rate_limit: RateLimit,
     /// The demo page and dashboard (`www/` in the repository).
     pub www_dir: PathBuf,
     /// The built SDK bundle (`dist/` after `cargo xtask build`).
@@ -50,6 +90,75 @@ impl Config {
     /// Paths relative to the repository this binary was built from: right for `cargo run`.
     pub fn for_repository() -> Config {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        Config { projects: vec![Config::demo_project()], www_dir: root.join("www"), dist_dir: root.join("dist") }
+        Config {
+            projects: vec![Config::demo_project()],
+            rate_limit: RateLimit::default(),
+            www_dir: root.join("www"),
+            dist_dir: root.join("dist"),
+        }
+    }
+
+    /// Replaces the projects (and the rate limit, if given) with those of a JSON config text.
+    pub fn apply_json(&mut self, text: &str) -> Result<(), String> {
+        let file: ConfigFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if file.projects.is_empty() {
+            return Err("projects: give at least one project".into());
+        }
+        for (i, p) in file.projects.iter().enumerate() {
+            if p.id.is_empty() || p.write_key.is_empty() || p.read_token.is_empty() {
+                return Err(format!("projects[{i}]: id, writeKey and readToken must not be empty"));
+            }
+            if file.projects[..i].iter().any(|q| q.write_key == p.write_key || q.read_token == p.read_token) {
+                return Err(format!("projects[{i}]: writeKey and readToken must be unique"));
+            }
+        }
+        if let Some(limit) = file.rate_limit {
+            if !(limit.per_second > 0.0 && limit.burst >= 1.0) {
+                return Err("rateLimit: perSecond must be > 0 and burst >= 1".into());
+            }
+            self.rate_limit = limit;
+        }
+        self.projects = file.projects;
+        Ok(())
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.apply_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Whether any project accepts this origin (for preflights, which carry no write key).
+    pub fn any_allows_origin(&self, origin: &str) -> bool {
+        self.projects.iter().any(|p| p.allows_origin(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_projects_and_limits_from_json() {
+        let mut c = Config::for_repository();
+        c.apply_json(
+            r#"{"projects":[{"id":"a","writeKey":"wk_a","readToken":"rt_a","allowedOrigins":["https://a.test"]}],
+                "rateLimit":{"perSecond":2,"burst":3}}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.projects.len(), 1);
+        assert!(c.project_by_write_key("wk_a").is_some_and(|p| p.allows_origin("https://a.test")));
+        assert!(!c.any_allows_origin("https://evil.test"));
+        assert_eq!(c.rate_limit, RateLimit { per_second: 2.0, burst: 3.0 });
+    }
+
+    #[test]
+    fn refuses_bad_files_with_a_reason() {
+        let mut c = Config::for_repository();
+        assert!(c.apply_json(r#"{"projects":[]}"#).expect_err("empty").contains("at least one"));
+        let dup = r#"{"projects":[{"id":"a","writeKey":"k","readToken":"r1","allowedOrigins":[]},
+                                  {"id":"b","writeKey":"k","readToken":"r2","allowedOrigins":[]}]}"#;
+        assert!(c.apply_json(dup).expect_err("dup").contains("unique"));
+        assert!(c.apply_json(r#"{"projects":[{"id":"a"}]}"#).is_err());
+        assert_eq!(c.projects, vec![Config::demo_project()], "unchanged after errors");
     }
 }

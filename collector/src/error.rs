@@ -18,8 +18,45 @@ pub enum ApiError {
     /// A valid key used from an origin the project does not allow.
     OriginNotAllowed(String),
     Unauthorized,
+    /// The body is over the batch limit (bytes).
     TooLarge(usize),
+    /// Events over the per-event limit, named like [`ApiError::BadBatch`], so the client drops
+    /// just those.
+    EventsTooLarge(Vec<WireError>),
+    /// Over the write key's rate limit; retry after this many seconds.
+    RateLimited(u64),
+    /// Shutting down: this request was not taken; retry (another instance, or after restart).
+    Draining,
     Store(StoreError),
+}
+
+impl ApiError {
+    /// The `reason` label in metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadBatch(errors) if errors.iter().any(|e| e.field == "ts") => "too_old",
+            ApiError::BadBatch(_) => "invalid",
+            ApiError::BadRequest(_) => "bad_body",
+            ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
+            ApiError::OriginNotAllowed(_) => "origin",
+            ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Draining => "draining",
+            ApiError::Store(_) => "unavailable",
+        }
+    }
+}
+
+fn error_list(errors: &[WireError]) -> Vec<serde_json::Value> {
+    errors.iter().map(|e| json!({"index": e.index, "field": e.field, "message": e.to_string()})).collect()
+}
+
+fn with_retry_after(status: StatusCode, body: serde_json::Value, seconds: u64) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -32,11 +69,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             ApiError::BadBatch(errors) => {
-                let list: Vec<_> = errors
-                    .iter()
-                    .map(|e| json!({"index": e.index, "field": e.field, "message": e.to_string()}))
-                    .collect();
-                (StatusCode::BAD_REQUEST, json!({"error": "invalid batch", "errors": list}))
+                (StatusCode::BAD_REQUEST, json!({"error": "invalid batch", "errors": error_list(&errors)}))
+            }
+            ApiError::EventsTooLarge(errors) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "events over the per-event size limit", "errors": error_list(&errors)}),
+            ),
+            ApiError::RateLimited(seconds) => {
+                let body = json!({"error": format!("too many requests for this write key; retry after {seconds} s")});
+                return with_retry_after(StatusCode::TOO_MANY_REQUESTS, body, seconds);
+            }
+            ApiError::Draining => {
+                let body = json!({"error": "the collector is shutting down, retry shortly"});
+                return with_retry_after(StatusCode::SERVICE_UNAVAILABLE, body, 1);
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({"error": message})),
             ApiError::UnknownWriteKey => (StatusCode::UNAUTHORIZED, json!({"error": "unknown write key"})),
@@ -52,11 +97,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::Store(e) => {
                 eprintln!("onramp-collector: {e}");
-                let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "storage unavailable, retry later"})))
-                        .into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return response;
+                let body = json!({"error": "storage unavailable, retry later"});
+                return with_retry_after(StatusCode::SERVICE_UNAVAILABLE, body, 5);
             }
         };
         (status, Json(body)).into_response()

@@ -1,19 +1,28 @@
-//! `POST /v1/batch`: authenticate, validate, correct clocks, store, acknowledge.
+//! `POST /v1/batch`: limit, parse, authenticate, rate-limit, validate, correct clocks, store,
+//! acknowledge.
 //!
 //! A 2xx is only sent after the store committed every event, so an acknowledged event is never
-//! lost. Any invalid event refuses the whole batch with a 400 listing each bad event's index and
-//! field; nothing of a refused request is stored, and the client can drop just those events and
-//! resend the rest.
+//! lost. Nothing of a refused request is stored. The answers, as the SDK reads them:
+//!
+//! | status | when | the SDK |
+//! |---|---|---|
+//! | 200 `{"accepted": n, "clamped": k}` | committed (`k` events dated in the future were clamped) | removes the events |
+//! | 400 `{"errors": [{"index", "field", "message"}]}` | malformed body, or events that are invalid or dated absurdly far in the past | drops the listed events, resends the rest |
+//! | 401 / 403 | unknown write key / origin not allowed for it | drops the batch, counts it |
+//! | 413 | body over 500 KB, or events over 32 KB (listed like a 400) | drops listed events, or splits the batch |
+//! | 429 + `Retry-After` | over the write key's rate limit | waits that long |
+//! | 503 + `Retry-After` | storage unavailable, or shutting down | waits, retries |
 
-use axum::body::Bytes;
+use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use onramp::core::wire::{Batch, MAX_BATCH_BYTES};
+use onramp::core::wire::{Batch, WireError, MAX_BATCH_BYTES};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::ops::BatchOutcome;
 use crate::store::StoredEvent;
 use crate::{AppState, Project};
 
@@ -21,8 +30,13 @@ use crate::{AppState, Project};
 /// clock correction cannot fix a client whose clock is simply wrong by days.
 pub const MAX_FUTURE_MS: i64 = 23 * 3600 * 1000;
 
+/// Events dated (after correction) further back than this are refused with a reason: the SDK
+/// gives up on events after 7 days, so anything this old is a broken client or a replay.
+pub const MAX_PAST_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// Client time corrected by the client's clock offset, measured as `received_at − sent_at`
-/// (PostHog's approach; the network delay is small against real skew).
+/// (PostHog's approach; the network delay is small against real skew), and clamped to receive
+/// time when it lands more than [`MAX_FUTURE_MS`] ahead.
 pub fn correct_timestamp(client_ts: i64, sent_at: i64, received_at: i64) -> i64 {
     let corrected = client_ts.saturating_add(received_at.saturating_sub(sent_at));
     if corrected > received_at.saturating_add(MAX_FUTURE_MS) {
@@ -32,6 +46,8 @@ pub fn correct_timestamp(client_ts: i64, sent_at: i64, received_at: i64) -> i64 
     }
 }
 
+/// Echoes the origin when it may read the answer (an allowed origin), so browsers see errors
+/// from their own project and nobody else's.
 fn cors_headers(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
     if let Some(origin) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -40,52 +56,104 @@ fn cors_headers(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
 }
 
 /// Preflight for clients that send `application/json` or a key header; the SDK itself sends
-/// `text/plain` and never needs one.
-pub async fn preflight(request_headers: HeaderMap) -> Response {
+/// `text/plain` and never needs one. Only origins some project allows get a yes.
+pub async fn preflight(State(state): State<AppState>, request_headers: HeaderMap) -> Response {
+    let origin = request_headers.get(header::ORIGIN).filter(|o| origin_allowed_somewhere(&state, o));
+    let Some(origin) = origin else { return StatusCode::FORBIDDEN.into_response() };
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
-    cors_headers(headers, request_headers.get(header::ORIGIN));
+    cors_headers(headers, Some(origin));
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-onramp-write-key"));
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     response
 }
 
-pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let origin = headers.get(header::ORIGIN).cloned();
-    let mut response = match accept(&state, &headers, &body).await {
-        Ok(accepted) => (StatusCode::OK, Json(json!({ "accepted": accepted }))).into_response(),
-        Err(e) => e.into_response(),
+fn origin_allowed_somewhere(state: &AppState, origin: &HeaderValue) -> bool {
+    origin.to_str().is_ok_and(|o| state.config.any_allows_origin(o))
+}
+
+pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let mut outcome = BatchOutcome::default();
+    let result = accept(&state, &headers, body, &mut outcome).await;
+    let mut response = match result {
+        Ok((accepted, clamped)) => {
+            state.metrics.accepted(accepted);
+            (StatusCode::OK, Json(json!({ "accepted": accepted, "clamped": clamped }))).into_response()
+        }
+        Err(e) => {
+            outcome.reason = Some(e.reason());
+            state.metrics.rejected(e.reason(), outcome.events);
+            e.into_response()
+        }
     };
-    cors_headers(response.headers_mut(), origin.as_ref());
+    let origin = headers.get(header::ORIGIN).filter(|o| origin_allowed_somewhere(&state, o));
+    cors_headers(response.headers_mut(), origin);
+    response.extensions_mut().insert(outcome);
     response
 }
 
-async fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<usize, ApiError> {
-    if body.len() > MAX_BATCH_BYTES {
-        return Err(ApiError::TooLarge(MAX_BATCH_BYTES));
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    outcome: &mut BatchOutcome,
+) -> Result<(usize, usize), ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Draining);
     }
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let (batch, errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
+    // Reading stops at the limit: a huge body is refused without being buffered whole.
+    let body = to_bytes(body, MAX_BATCH_BYTES).await.map_err(|_| ApiError::TooLarge(MAX_BATCH_BYTES))?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
+    outcome.events = batch.events.len() + errors.len();
     let project = authenticate(state, headers, &batch)?;
-    if !errors.is_empty() {
-        return Err(ApiError::BadBatch(errors));
-    }
+    outcome.project = Some(project.id.clone());
+    state.limiter.check(&project.write_key, std::time::Instant::now()).map_err(ApiError::RateLimited)?;
+
     let received_at = state.now();
-    let count = batch.events.len();
-    let stored = batch
-        .events
-        .into_iter()
-        .map(|event| StoredEvent {
-            project: project.id.clone(),
-            ts: correct_timestamp(event.ts, batch.sent_at, received_at),
-            event,
-            sent_at: batch.sent_at,
-            received_at,
-        })
-        .collect();
+    let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
+    let mut clamped = 0;
+    let mut stored = Vec::with_capacity(batch.events.len());
+    for (index, event) in batch.events.into_iter().enumerate() {
+        let ts = correct_timestamp(event.ts, batch.sent_at, received_at);
+        if ts < received_at - MAX_PAST_MS {
+            errors.push(WireError {
+                index: Some(original_index(index, &parse_bad)),
+                field: "ts",
+                message: "is more than 30 days before the collector's clock, even after correcting by sentAt; \
+                          refused as too old"
+                    .into(),
+            });
+            continue;
+        }
+        clamped += usize::from(ts != event.ts.saturating_add(received_at.saturating_sub(batch.sent_at)));
+        stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.index);
+        return Err(match errors.iter().all(WireError::is_too_large) {
+            true => ApiError::EventsTooLarge(errors),
+            false => ApiError::BadBatch(errors),
+        });
+    }
+    let count = stored.len();
     state.store.insert(stored).await?;
-    Ok(count)
+    Ok((count, clamped))
+}
+
+/// `parse_lenient` returns the good events without their positions; the `n`th good event's
+/// position in the batch is `n` plus the number of bad events before it.
+fn original_index(n: usize, bad: &[usize]) -> usize {
+    let mut bad = bad.to_vec();
+    bad.sort_unstable();
+    let mut index = n;
+    for b in bad {
+        if b <= index {
+            index += 1;
+        }
+    }
+    index
 }
 
 fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap, batch: &Batch) -> Result<&'a Project, ApiError> {
@@ -111,6 +179,12 @@ mod tests {
     fn corrects_skew_by_the_send_offset() {
         // Client clock 10 s behind: sent_at reads 10 s earlier than the collector's clock.
         assert_eq!(correct_timestamp(1_000, 5_000, 15_000), 11_000);
+    }
+
+    #[test]
+    fn positions_of_good_events_skip_the_bad_ones() {
+        // Events 0 and 2 were bad: good events 0, 1, 2 sat at 1, 3, 4.
+        assert_eq!([0, 1, 2].map(|n| original_index(n, &[2, 0])), [1, 3, 4]);
     }
 
     #[test]

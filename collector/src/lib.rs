@@ -10,6 +10,7 @@
 //! - [`analytics`]: the pure math behind it, shared by every store.
 //! - [`store`]: storage backends behind one trait; SQLite is the default.
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
+//! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -18,12 +19,17 @@ pub mod analytics;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod ops;
 pub mod query;
 pub mod store;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
@@ -37,14 +43,31 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    pub metrics: Arc<ops::Metrics>,
+    pub limiter: Arc<ops::RateLimiter>,
+    /// Set when shutdown begins: new batches get 503, `/readyz` says not ready.
+    pub draining: Arc<AtomicBool>,
+    /// One JSON line per request on stderr.
+    pub log_requests: bool,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> AppState {
-        AppState { config: Arc::new(config), store, clock: Arc::new(system_now_ms) }
+        AppState {
+            limiter: Arc::new(ops::RateLimiter::new(config.rate_limit)),
+            config: Arc::new(config),
+            store,
+            clock: Arc::new(system_now_ms),
+            metrics: Arc::default(),
+            draining: Arc::default(),
+            log_requests: false,
+        }
     }
     pub fn now(&self) -> i64 {
         (self.clock)()
+    }
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 
@@ -68,18 +91,43 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/stalled", get(query::stalled))
         .route("/v1/report", get(query::report))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .nest_service("/sdk/v1", ServeDir::new(dist))
         .nest_service("/demo", ServeDir::new(www.join("demo")))
         .nest_service("/dashboard", ServeDir::new(www.join("dashboard")))
         .route_service("/", ServeFile::new(www.join("index.html")))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::log_requests))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes requests in flight.
+/// Ready to take traffic: not shutting down, and the store's writer is keeping up.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.metrics.render(state.store.queue_depth(), state.is_draining());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting connections, answers requests already
+/// in flight (each batch among them only after its commit) and returns. So after a SIGTERM
+/// every acknowledged batch is in the store, and every unacknowledged one is the client's to
+/// resend.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let draining = state.draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.store(true, Ordering::Relaxed);
+    };
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }

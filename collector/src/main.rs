@@ -3,8 +3,17 @@
 //! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
 //! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
 //! clickhouse://HOST:PORT/DB` stores them in ClickHouse instead (docs/SCALING.md); `--store
-//! sqlite:FILE` is the same as `--db FILE`. Each flag may also be given as an environment
-//! variable: ONRAMP_LISTEN, ONRAMP_DB, ONRAMP_STORE, ONRAMP_WWW, ONRAMP_DIST.
+//! sqlite:FILE` is the same as `--db FILE`.
+//!
+//! Projects: `--config FILE` (JSON, see `config`) and/or `--project ID:WRITE_KEY:READ_TOKEN:ORIGINS`
+//! (repeatable; ORIGINS comma-separated, `*` for any); without either, the demo project.
+//! `--rate-limit N`: requests per second per write key (burst 2N). `--quiet`: no request log
+//! (one JSON line per request on stderr otherwise).
+//!
+//! Each flag may also be given as an environment variable: ONRAMP_LISTEN, ONRAMP_DB,
+//! ONRAMP_STORE, ONRAMP_WWW, ONRAMP_DIST, ONRAMP_CONFIG, ONRAMP_PROJECTS (projects separated by
+//! `;`), ONRAMP_RATE_LIMIT, ONRAMP_QUIET=1. Flags override the environment; the file is read
+//! first, so `--project` adds to it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +22,8 @@ use std::sync::Arc;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
-use onramp_collector::{AppState, Config};
+use onramp_collector::config::RateLimit;
+use onramp_collector::{AppState, Config, Project};
 
 /// Where events are stored.
 enum StoreChoice {
@@ -55,6 +65,21 @@ struct Args {
     listen: String,
     store: StoreChoice,
     config: Config,
+    quiet: bool,
+}
+
+/// `ID:WRITE_KEY:READ_TOKEN:ORIGINS`.
+fn parse_project(spec: &str) -> Result<Project, String> {
+    let parts: Vec<&str> = spec.splitn(4, ':').collect();
+    match parts.as_slice() {
+        [id, wk, rt, origins] if !id.is_empty() && !wk.is_empty() && !rt.is_empty() => Ok(Project {
+            id: (*id).into(),
+            write_key: (*wk).into(),
+            read_token: (*rt).into(),
+            allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+        }),
+        _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -71,10 +96,21 @@ fn parse_args() -> Result<Args, String> {
     if let Some(dir) = env("ONRAMP_DIST") {
         config.dist_dir = dir.into();
     }
+    let mut config_file = env("ONRAMP_CONFIG").map(PathBuf::from);
+    let mut projects: Vec<Project> = Vec::new();
+    for spec in env("ONRAMP_PROJECTS").unwrap_or_default().split(';').filter(|s| !s.is_empty()) {
+        projects.push(parse_project(spec)?);
+    }
+    let mut rate_limit = env("ONRAMP_RATE_LIMIT");
+    let mut quiet = env("ONRAMP_QUIET").is_some_and(|v| v == "1");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
+            "--config" => config_file = Some(value()?.into()),
+            "--project" => projects.push(parse_project(&value()?)?),
+            "--rate-limit" => rate_limit = Some(value()?),
+            "--quiet" => quiet = true,
             "--listen" => listen = value()?,
             "--db" => store = StoreChoice::Sqlite(value()?.into()),
             "--store" => store = StoreChoice::parse(&value()?),
@@ -84,11 +120,25 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    Ok(Args { listen, store, config })
+    if let Some(path) = config_file {
+        config.load_file(&path)?;
+    }
+    if !projects.is_empty() {
+        // Flags add to the file's projects, or replace the demo project when there is no file.
+        if config.projects == vec![Config::demo_project()] {
+            config.projects.clear();
+        }
+        config.projects.extend(projects);
+    }
+    if let Some(n) = rate_limit {
+        let n: f64 = n.parse().ok().filter(|n: &f64| *n > 0.0).ok_or(format!("--rate-limit {n}: expected a positive number"))?;
+        config.rate_limit = RateLimit { per_second: n, burst: (2.0 * n).max(1.0) };
+    }
+    Ok(Args { listen, store, config, quiet })
 }
 
-const USAGE: &str =
-    "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] [--www DIR] [--dist DIR]";
+const USAGE: &str = "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] \
+[--www DIR] [--dist DIR] [--config FILE] [--project ID:WRITE_KEY:READ_TOKEN:ORIGINS]... [--rate-limit N] [--quiet]";
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -129,7 +179,8 @@ async fn main() -> ExitCode {
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen);
     println!("onramp-collector listening on http://{addr} ({})", args.store.describe());
-    let state = AppState::new(args.config, store);
+    let mut state = AppState::new(args.config, store);
+    state.log_requests = !args.quiet;
     match onramp_collector::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -500,13 +500,18 @@ impl<S: KeyValue> Outbox<S> {
                 self.in_flight = 0;
                 self.send_rest()
             }
-            413 if self.in_flight > 1 => {
-                self.batch_limit = (self.in_flight / 2).max(1);
-                self.in_flight = 0;
-                Next::SendNow
-            }
+            // The collector names events over the per-event limit; otherwise the body was too
+            // big as a whole and the batch is halved (down to one event, which is then dropped).
             413 => {
-                self.drop_items(&batch, DropReason::TooLarge);
+                let big = bad_indices(body, self.in_flight);
+                if !big.is_empty() {
+                    self.drop_items(&big, DropReason::TooLarge);
+                } else if self.in_flight > 1 {
+                    self.batch_limit = (self.in_flight / 2).max(1);
+                } else {
+                    self.drop_items(&batch, DropReason::TooLarge);
+                }
+                self.in_flight = 0;
                 self.send_rest()
             }
             0 | 408 | 429 | 500..=599 => {
@@ -760,6 +765,19 @@ mod tests {
         o.settle(413, None, "", 0, &mut Counter(0));
         assert_eq!(o.len(), 1, "a single event too large is dropped");
         assert_eq!(o.unreported()[1], (DropReason::TooLarge, 1));
+    }
+
+    #[test]
+    fn a_413_naming_events_drops_just_those() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for n in ["a", "b", "c"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        o.next_batch(0, true).expect("batch");
+        assert_eq!(o.settle(413, None, r#"{"errors":[{"index":2}]}"#, 0, &mut Counter(0)), Next::SendNow);
+        assert_eq!(names(&o.next_batch(0, true).expect("rest")), ["a", "b"]);
+        assert_eq!(o.unreported(), &[(DropReason::TooLarge, 1)]);
     }
 
     #[test]

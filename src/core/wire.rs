@@ -85,6 +85,13 @@ pub struct WireError {
     pub message: String,
 }
 
+impl WireError {
+    /// An event refused for its size alone (the collector answers 413 when all errors are).
+    pub fn is_too_large(&self) -> bool {
+        self.field == "(event)" && self.message.starts_with("is larger than")
+    }
+}
+
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.index {

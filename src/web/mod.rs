@@ -24,7 +24,8 @@ struct Sdk {
     batch_url: String,
     /// Made once and reused by every request, so no closure is created or leaked per send.
     on_response: Closure<dyn FnMut(JsValue)>,
-    on_error_body: Closure<dyn FnMut(JsValue)>,
+    on_400_body: Closure<dyn FnMut(JsValue)>,
+    on_413_body: Closure<dyn FnMut(JsValue)>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
 }
 
@@ -146,7 +147,8 @@ pub fn init(config: JsValue) {
         outbox,
         batch_url,
         on_response: Closure::new(on_response),
-        on_error_body: Closure::new(|text: JsValue| settle(400, None, &text.as_string().unwrap_or_default())),
+        on_400_body: Closure::new(|text: JsValue| settle(400, None, &text.as_string().unwrap_or_default())),
+        on_413_body: Closure::new(|text: JsValue| settle(413, None, &text.as_string().unwrap_or_default())),
         on_network_error: Closure::new(|_: JsValue| settle(0, None, "")),
     };
     // A second init replaces the SDK but must not add a second ticker and listeners.
@@ -211,12 +213,12 @@ fn post(sdk: &Sdk, body: &str) {
 fn on_response(response: JsValue) {
     let Some(response) = response.dyn_ref::<web_sys::Response>() else { return settle(0, None, "") };
     let status = response.status();
-    if status == 400 {
+    if status == 400 || status == 413 {
         // The body lists the bad events; read it, then settle.
         let read = response.text().ok();
         SDK.with(|cell| {
             if let (Some(sdk), Some(text)) = (cell.borrow().as_ref(), read) {
-                let _ = text.then2(&sdk.on_error_body, &sdk.on_network_error);
+                let _ = text.then2(if status == 400 { &sdk.on_400_body } else { &sdk.on_413_body }, &sdk.on_network_error);
             }
         });
         return;

@@ -135,4 +135,9 @@ pub trait Store: Send + Sync + 'static {
     /// The events of `project` that pass `filter`, grouped by user key, each user's sorted by
     /// `ts` then event id. Users with no matching event are left out.
     fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>>;
+
+    /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).
+    fn queue_depth(&self) -> usize {
+        0
+    }
 }

@@ -6,7 +6,8 @@
 //! Reads open their own connections; WAL lets them run beside the writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -29,6 +30,8 @@ type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::SyncSender<WriteRequest>,
+    /// Requests sent to the writer and not yet answered.
+    depth: Arc<AtomicUsize>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -63,11 +66,13 @@ impl SqliteStore {
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         let (writer, requests) = mpsc::sync_channel::<WriteRequest>(4096);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer_depth = depth.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, requests))
+            .spawn(move || write_loop(conn, requests, &writer_depth))
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer })
+        Ok(SqliteStore { path, writer, depth })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -78,7 +83,7 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>) {
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
@@ -88,6 +93,7 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>) {
             }
         }
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
+        depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| unavailable(e)));
         }
@@ -135,6 +141,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
             let writer = self.writer.clone();
+            self.depth.fetch_add(1, Ordering::Relaxed);
             // A full channel means the writer is far behind; wait off the async threads.
             tokio::task::spawn_blocking(move || writer.send((events, reply)))
                 .await
@@ -142,6 +149,10 @@ impl Store for SqliteStore {
                 .map_err(|_| unavailable("writer stopped"))?;
             answer.await.map_err(|_| unavailable("writer stopped"))?
         })
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
