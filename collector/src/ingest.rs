@@ -138,7 +138,12 @@ async fn accept(
         });
     }
     let count = stored.len();
+    // Kept only when a webhook wants to hear about committed events.
+    let committed = state.webhook.as_ref().map(|_| stored.clone());
     state.store.insert(stored).await?;
+    if let (Some(hook), Some(events)) = (&state.webhook, committed) {
+        hook.after_commit(&events);
+    }
     Ok((count, clamped))
 }
 

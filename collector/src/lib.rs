@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod ops;
 pub mod query;
 pub mod store;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// One JSON line per request on stderr.
     pub log_requests: bool,
+    /// Told when a user reaches value (see [`webhook`]); `None` without `--webhook`.
+    pub webhook: Option<Arc<webhook::Webhook>>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             metrics: Arc::default(),
             draining: Arc::default(),
             log_requests: false,
+            webhook: None,
         }
     }
     pub fn now(&self) -> i64 {

@@ -1,4 +1,5 @@
-//! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]`
+//! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]
+//!                   [--webhook URL [--due m:24h,…] [--stall-scan 60s]]`
 //!
 //! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
 //! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
@@ -19,10 +20,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use onramp_collector::analytics::stalled::parse_due;
+use onramp_collector::analytics::time::parse_duration;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
 use onramp_collector::config::RateLimit;
+use onramp_collector::webhook::Webhook;
 use onramp_collector::{AppState, Config, Project};
 
 /// Where events are stored.
@@ -62,6 +66,7 @@ impl StoreChoice {
 }
 
 struct Args {
+    webhook: Option<Webhook>,
     listen: String,
     store: StoreChoice,
     config: Config,
@@ -103,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
     }
     let mut rate_limit = env("ONRAMP_RATE_LIMIT");
     let mut quiet = env("ONRAMP_QUIET").is_some_and(|v| v == "1");
+    let (mut webhook, mut due, mut scan) = (None, Vec::new(), std::time::Duration::from_secs(60));
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -116,6 +122,13 @@ fn parse_args() -> Result<Args, String> {
             "--store" => store = StoreChoice::parse(&value()?),
             "--www" => config.www_dir = value()?.into(),
             "--dist" => config.dist_dir = value()?.into(),
+            "--webhook" => webhook = Some(value()?),
+            "--due" => due = parse_due(&value()?).map_err(|e| format!("--due: {e}"))?,
+            "--stall-scan" => {
+                let text = value()?;
+                let ms = parse_duration(&text).filter(|ms| *ms > 0).ok_or(format!("--stall-scan: {text:?} is not a duration such as 60s"))?;
+                scan = std::time::Duration::from_millis(ms as u64);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -134,11 +147,13 @@ fn parse_args() -> Result<Args, String> {
         let n: f64 = n.parse().ok().filter(|n: &f64| *n > 0.0).ok_or(format!("--rate-limit {n}: expected a positive number"))?;
         config.rate_limit = RateLimit { per_second: n, burst: (2.0 * n).max(1.0) };
     }
-    Ok(Args { listen, store, config, quiet })
+    let webhook = webhook.map(|url| Webhook::new(&url, due, scan)).transpose()?;
+    Ok(Args { webhook, listen, store, config, quiet })
 }
 
 const USAGE: &str = "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] \
-[--www DIR] [--dist DIR] [--config FILE] [--project ID:WRITE_KEY:READ_TOKEN:ORIGINS]... [--rate-limit N] [--quiet]";
+[--www DIR] [--dist DIR] [--config FILE] [--project ID:WRITE_KEY:READ_TOKEN:ORIGINS]... [--rate-limit N] [--quiet] \
+[--webhook http://HOST/PATH [--due milestone:24h,…] [--stall-scan 60s]]";
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -181,6 +196,10 @@ async fn main() -> ExitCode {
     println!("onramp-collector listening on http://{addr} ({})", args.store.describe());
     let mut state = AppState::new(args.config, store);
     state.log_requests = !args.quiet;
+    if let Some(hook) = args.webhook {
+        tokio::spawn(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
+        state.webhook = Some(Arc::new(hook));
+    }
     match onramp_collector::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,7 +26,7 @@ use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
 use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, User};
 use crate::error::ApiError;
-use crate::store::{EventFilter, UserEvents};
+use crate::store::{EventFilter, StoreError, UserEvents};
 use crate::{AppState, Project};
 
 /// The read token, from `Authorization: Bearer …` (or `?token=` for CSV links and the like).
@@ -130,8 +130,15 @@ pub struct PlanDefaults {
 
 /// The plan's milestones, value milestone and due windows for `project`. Without a stored plan
 /// every report needs its `steps` (and stalls their `due`) spelled out in the request.
-async fn plan_defaults(_state: &AppState, _project: &Project) -> PlanDefaults {
+pub async fn plan_defaults(_state: &AppState, _project: &Project) -> PlanDefaults {
     PlanDefaults::default()
+}
+
+/// Every user of `project` with sign-up time and traits resolved.
+pub async fn load_users(state: &AppState, project: &Project) -> Result<Vec<User>, StoreError> {
+    let seen = state.store.users(&project.id).await?;
+    let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
+    Ok(a::resolve_users(seen, &identifies))
 }
 
 /// The selected users of one request, with what every report needs.
@@ -156,9 +163,7 @@ impl<'a> Ctx<'a> {
         let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
-        let seen = state.store.users(&project.id).await?;
-        let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
-        let all = a::resolve_users(seen, &identifies);
+        let all = load_users(state, project).await?;
         let users = all.iter().filter(|u| selection.admits(u)).cloned().collect();
         let plan = plan_defaults(state, project).await;
         Ok(Ctx { state, project, params, plan, all, users, now: state.now() })
@@ -182,17 +187,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn due(&self) -> Result<Vec<Due>, ApiError> {
-        let Some(list) = self.params.list("due") else { return Ok(self.plan.due.clone()) };
-        list.iter()
-            .map(|item| {
-                let (milestone, within) = item
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("due", format!("expected milestone:duration such as project_created:24h, found {item:?}")))?;
-                let within_ms = time::parse_duration(within)
-                    .ok_or_else(|| bad("due", format!("{within:?} is not a duration such as 24h or 7d")))?;
-                Ok(Due { milestone: milestone.into(), within_ms })
-            })
-            .collect()
+        match self.params.get("due") {
+            Some(text) => a::stalled::parse_due(text).map_err(|e| bad("due", e)),
+            None => Ok(self.plan.due.clone()),
+        }
     }
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<UserEvents>, ApiError> {

@@ -101,3 +101,48 @@ async fn rejects_unknown_keys_and_unauthorised_reads() {
     let r = reqwest::get(format!("{}/v1/funnel?steps=a", s.url)).await.expect("get");
     assert_eq!(r.status(), 401);
 }
+
+async fn read(url: &str) -> (u16, String) {
+    let r = reqwest::Client::new().get(url).bearer_auth("rt_demo").send().await.expect("get");
+    (r.status().as_u16(), r.text().await.expect("text"))
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_named_in_a_400() {
+    let s = start().await;
+    for (query, named) in [
+        ("/v1/funnel?steps=a&window=soon", "window"),
+        ("/v1/funnel?step=a", "step"),
+        ("/v1/funnel?steps=", "steps"),
+        ("/v1/ttv?steps=a&from=2026-02-30", "from"),
+        ("/v1/cohorts?steps=a&by=month", "by"),
+        ("/v1/stalled?due=project_created", "due"),
+        ("/v1/stalled?due=a:1h&format=xml", "format"),
+        ("/v1/funnel?steps=a&from=2026-11-20&to=2026-11-01", "to"),
+    ] {
+        let (status, body) = read(&format!("{}{query}", s.url)).await;
+        assert_eq!(status, 400, "{query}");
+        let error: Value = serde_json::from_str(&body).expect("json");
+        assert!(error["error"].as_str().expect("message").starts_with(&format!("{named}:")), "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn stalled_users_export_as_csv_with_a_token_link() {
+    let s = start().await;
+    let batch = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [
+        {"id": "i1", "type": "identify", "name": "identify", "anonymousId": "x", "userId": "dana", "ts": 1_000, "props": {"signedUpAt": 1_000, "plan": "pro"}},
+    ]});
+    assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
+    let r = reqwest::get(format!("{}/v1/stalled?due=project_created:1h&format=csv&token=rt_demo&trait.plan=pro", s.url))
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "user,milestone,signed_up_at,due_at,last_seen,overdue_hours");
+    assert!(lines[1].starts_with("dana,project_created,1970-01-01T00:00:01Z,1970-01-01T01:00:01Z,"), "{csv}");
+    let (_, other_plan) = read(&format!("{}/v1/stalled?due=project_created:1h&trait.plan=trial", s.url)).await;
+    assert_eq!(serde_json::from_str::<Value>(&other_plan).expect("json")["total"], 0);
+}

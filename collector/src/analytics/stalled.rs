@@ -1,7 +1,7 @@
 //! Stalled users: past a milestone's due window without having reached it. The list a
 //! customer-success manager works through, longest overdue first.
 
-use super::time::iso;
+use super::time::{iso, parse_duration};
 use super::{FirstReach, User};
 
 /// A milestone and how long after sign-up it is due.
@@ -9,6 +9,22 @@ use super::{FirstReach, User};
 pub struct Due {
     pub milestone: String,
     pub within_ms: i64,
+}
+
+/// `project_created:24h,teammate_invited:7d`, as the API's `due=` and the `--due` flag take it.
+pub fn parse_due(text: &str) -> Result<Vec<Due>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (milestone, within) = item
+                .rsplit_once(':')
+                .ok_or_else(|| format!("expected milestone:duration such as project_created:24h, found {item:?}"))?;
+            let within_ms =
+                parse_duration(within).ok_or_else(|| format!("{within:?} is not a duration such as 24h or 7d"))?;
+            Ok(Due { milestone: milestone.into(), within_ms })
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +110,13 @@ mod tests {
         assert_eq!(list[0].due_at, DAY);
         assert_eq!(newly_stalled(list.clone(), DAY - 1, DAY).len(), 1);
         assert_eq!(newly_stalled(list, DAY, 2 * DAY).len(), 0, "announced by the earlier scan");
+    }
+
+    #[test]
+    fn parses_due_lists() {
+        assert_eq!(parse_due("a:24h, b:7d"), Ok(vec![Due { milestone: "a".into(), within_ms: DAY }, Due { milestone: "b".into(), within_ms: 7 * DAY }]));
+        assert!(parse_due("a").is_err());
+        assert!(parse_due("a:soon").expect_err("bad").contains("soon"));
     }
 
     #[test]
