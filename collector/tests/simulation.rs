@@ -5,6 +5,7 @@
 //! scan, counting instead of ranking, plain division instead of the calendar module).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use onramp_collector::store::sqlite::SqliteStore;
@@ -215,18 +216,20 @@ struct Server {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start() -> Server {
+async fn start() -> (Server, Arc<AtomicI64>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path().join("sim.db")).expect("open store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut state = AppState::new(Config::for_repository(), Arc::new(store));
-    state.clock = Arc::new(|| NOW);
+    let now = Arc::new(AtomicI64::new(NOW));
+    let clock = now.clone();
+    state.clock = Arc::new(move || clock.load(Ordering::SeqCst));
     tokio::spawn(onramp_collector::run(listener, state, async move {
         let _ = stopped.await;
     }));
-    Server { url, _dir: dir, _stop: stop }
+    (Server { url, _dir: dir, _stop: stop }, now)
 }
 
 async fn get(s: &Server, path: &str) -> Value {
@@ -245,15 +248,21 @@ fn check_quantiles(what: &str, answer: &Value, values: &[i64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_users_match_ground_truth() {
     let users = simulate();
-    let events = wire_events(&users);
+    let mut events = wire_events(&users);
     assert!(events.len() > 150_000, "a sizeable simulation: {} events", events.len());
-    let s = start().await;
+    // Sent as they happened: in time order, each batch received when its last event happened
+    // (the collector refuses events older than 30 days, and the simulation spans 60).
+    events.sort_by_key(|e| e["ts"].as_i64());
+    let (s, clock) = start().await;
     let client = reqwest::Client::new();
     for chunk in events.chunks(1000) {
-        let body = json!({"writeKey": "wk_demo", "sentAt": NOW, "events": chunk}).to_string();
+        let sent_at = chunk.last().and_then(|e| e["ts"].as_i64()).expect("ts");
+        clock.store(sent_at, Ordering::SeqCst);
+        let body = json!({"writeKey": "wk_demo", "sentAt": sent_at, "events": chunk}).to_string();
         let r = client.post(format!("{}/v1/batch", s.url)).body(body).send().await.expect("post");
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+        assert_eq!(r.status(), 200, "{:.300}", r.text().await.unwrap_or_default());
     }
+    clock.store(NOW, Ordering::SeqCst);
 
     // Whole population, and two filtered ones: by trait (the upgraded plan wins) and by date.
     let from = NOW - 30 * D;
