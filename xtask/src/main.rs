@@ -12,6 +12,8 @@
 //!   Chromium against the shipped bundle.
 //! - `bench`: size and speed figures beside the peers' (see BENCHMARKS.md).
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -216,7 +218,8 @@ fn main() -> ExitCode {
         "build" => build(),
         "demo" => demo(),
         "test" => test(),
-        _ => Err("usage: cargo xtask setup|build|demo|test".into()),
+        "bench" => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        _ => Err("usage: cargo xtask setup|build|demo|test|bench".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

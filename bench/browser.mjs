@@ -1,0 +1,223 @@
+// Browser figures for `cargo xtask bench` (a benchmark, not a test: it measures and prints).
+//
+// Loads the demo page from a real collector in Debian's headless Chromium, exactly as a
+// customer's page loads onramp (the snippet, then the loader, the ES module, the glue and the
+// wasm), and prints `key=value` lines:
+//   ready_ms          loader script starts executing → SDK ready (median of RUNS cold loads)
+//   nav_ready_ms      navigation start → SDK ready
+//   tip_ms            navigation start → first tip visible, or n/a
+//   longtasks_*       long tasks (> 50 ms) from navigation until 1 s after ready
+//   track_us          median cost of one onramp.track() (batches of 500, 10 000 calls)
+//   posthog_us        the same for posthog.capture() in the same page, interleaved
+//   posthog_memory_us the same for a posthog instance with persistence: "memory"
+//   heap_kb           JS heap the SDK adds (page with the SDK minus the page with it blocked)
+//   wasm_kb           the SDK's wasm linear memory after init, and after 10 000 tracks
+//
+// Env: BENCH_COLLECTOR (base URL), BENCH_POSTHOG (posthog-js bundled as an IIFE),
+// BENCH_RUNS (default 7).
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { launchBrowser } from "../tests/e2e/harness.mjs";
+
+const BASE = process.env.BENCH_COLLECTOR;
+const POSTHOG = process.env.BENCH_POSTHOG;
+const RUNS = Number(process.env.BENCH_RUNS || 7);
+const DEMO = BASE + "/demo/";
+const TRACK_BATCHES = 20;
+const TRACK_PER_BATCH = 500;
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const out = (key, value) => console.log(key + "=" + value);
+
+// Runs in the page before any of its scripts: records when the loader starts (it sets
+// `onramp.loaded`) and when the SDK is ready (it sets `onramp.ready` to a promise), and
+// observes long tasks and long animation frames (which name the scripts that ran).
+function instrument() {
+  const m = (window.__bench = { longtasks: [], loafs: [] });
+  const q = [];
+  let loaded, ready;
+  Object.defineProperty(q, "loaded", {
+    configurable: true,
+    get: () => loaded,
+    set(v) { loaded = v; m.loaderStart = performance.now(); },
+  });
+  Object.defineProperty(q, "ready", {
+    configurable: true,
+    get: () => ready,
+    set(p) { ready = p; Promise.resolve(p).then((ok) => { m.readyAt = performance.now(); m.ok = ok; }); },
+  });
+  window.onramp = q;
+  const observe = (type, push) => {
+    try { new PerformanceObserver((l) => l.getEntries().forEach(push)).observe({ type, buffered: true }); } catch {}
+  };
+  observe("longtask", (e) => m.longtasks.push({ start: e.startTime, duration: e.duration }));
+  observe("long-animation-frame", (e) => m.loafs.push({
+    start: e.startTime,
+    duration: e.duration,
+    blocking: e.blockingDuration,
+    scripts: e.scripts.map((s) => ({ url: s.sourceURL, duration: s.duration })),
+  }));
+}
+
+// Tips render inside a shadow root; the first visible element in any open shadow root counts.
+function tipVisible() {
+  for (const host of document.querySelectorAll("*")) {
+    const root = host.shadowRoot;
+    if (!root) continue;
+    for (const el of root.querySelectorAll("[role=dialog],[role=tooltip],[role=status],[role=alert],button,p")) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden") return true;
+    }
+  }
+  return false;
+}
+
+async function heapUsed(cdp) {
+  await cdp.send("HeapProfiler.collectGarbage");
+  return (await cdp.send("Runtime.getHeapUsage")).usedSize;
+}
+
+async function wasmMemory(page) {
+  return page.evaluate(async () => (await (await import("/sdk/v1/onramp.js")).default()).memory.buffer.byteLength);
+}
+
+async function closedPort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function coldLoad(browser, { blockSdk = false } = {}) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  if (blockSdk) await page.route("**/sdk/v1/**", (r) => r.abort());
+  await page.addInitScript(instrument);
+  await page.goto(DEMO, { waitUntil: "load" });
+  if (!blockSdk) {
+    await page.waitForFunction(() => window.__bench.readyAt !== undefined, null, { timeout: 15000 });
+  }
+  return { context, page, errors };
+}
+
+async function main() {
+  const browser = await launchBrowser();
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) {
+    const { context, page, errors } = await coldLoad(browser);
+    // A tip needs a plan with tips on the demo page; wait up to 3 s for one to show.
+    const tipAt = await page
+      .waitForFunction(tipVisible, null, { timeout: 3000, polling: "raf" })
+      .then(() => page.evaluate(() => performance.now()), () => null);
+    await page.waitForTimeout(1000); // let long tasks after ready show up
+    const m = await page.evaluate(() => {
+      // Where the time to ready goes: each SDK file's fetch, relative to the loader's start.
+      const files = {};
+      for (const e of performance.getEntriesByType("resource")) {
+        const name = e.name.split("/").pop();
+        if (/^(index\.mjs|onramp\.js|onramp_bg\.wasm)$/.test(name)) files[name] = e.responseEnd;
+      }
+      return { ...window.__bench, files };
+    });
+    runs.push({ ...m, tipAt, errors });
+    await context.close();
+  }
+  const ready = runs.map((r) => r.readyAt - r.loaderStart);
+  out("runs", RUNS);
+  out("ready_ms", median(ready).toFixed(1));
+  out("ready_min_ms", Math.min(...ready).toFixed(1));
+  out("ready_max_ms", Math.max(...ready).toFixed(1));
+  for (const f of ["index.mjs", "onramp.js", "onramp_bg.wasm"]) {
+    out("fetched_" + f.split(".")[0] + "_ms", median(runs.map((r) => r.files[f] - r.loaderStart)).toFixed(1));
+  }
+  out("nav_ready_ms", median(runs.map((r) => r.readyAt)).toFixed(1));
+  const tips = runs.map((r) => r.tipAt).filter((t) => t !== null);
+  out("tip_ms", tips.length ? median(tips).toFixed(1) : "n/a");
+  const all = runs.flatMap((r) => r.longtasks);
+  out("longtasks_per_load", (all.length / RUNS).toFixed(1));
+  out("longtask_max_ms", all.length ? Math.max(...all.map((t) => t.duration)).toFixed(0) : 0);
+  // Long animation frames attribute time to script URLs: the SDK's share of the worst frame.
+  const sdkScript = (s) => /\/sdk\/v1\//.test(s.url);
+  const sdkInLoafs = runs.flatMap((r) => r.loafs).map((f) => f.scripts.filter(sdkScript).reduce((a, s) => a + s.duration, 0));
+  out("sdk_longest_script_in_frame_ms", sdkInLoafs.length ? Math.max(...sdkInLoafs).toFixed(0) : 0);
+  out("sdk_longtasks_over_50ms", runs.flatMap((r) => r.loafs).filter((f) => f.scripts.some(sdkScript) && f.scripts.filter(sdkScript).reduce((a, s) => a + s.duration, 0) > 50).length);
+  out("page_errors", runs.reduce((a, r) => a + r.errors.length, 0));
+
+  // Memory: the same page with the SDK blocked, then with it.
+  const blocked = await coldLoad(browser, { blockSdk: true });
+  const cdpBlocked = await blocked.page.context().newCDPSession(blocked.page);
+  const heapWithout = await heapUsed(cdpBlocked);
+  await blocked.context.close();
+
+  const { context, page } = await coldLoad(browser);
+  const cdp = await context.newCDPSession(page);
+  const heapWith = await heapUsed(cdp);
+  out("heap_kb", ((heapWith - heapWithout) / 1024).toFixed(0));
+  out("wasm_kb", ((await wasmMemory(page)) / 1024).toFixed(0));
+
+  // posthog-js in the same page, initialised as its docs say, with a dummy key pointing at a
+  // closed local port (nothing is sent anywhere) and autocapture off. It drops events from
+  // headless and automated browsers (user agent, navigator.webdriver) before doing any work;
+  // `opt_out_useragent_filter` makes it do for this page what it does for a person's browser.
+  // Its client rate limit (10 events/s, bursts of 100) would drop all but the first 100 calls,
+  // each with a console message: raised, so every call does a real capture.
+  const port = await closedPort();
+  const heapBeforePosthog = await heapUsed(cdp);
+  await page.addScriptTag({ content: readFileSync(POSTHOG, "utf8") });
+  await page.evaluate((port) => {
+    const config = {
+      api_host: "http://127.0.0.1:" + port,
+      autocapture: false,
+      opt_out_useragent_filter: true,
+      rate_limiting: { events_per_second: 1e9, events_burst_limit: 1e9 },
+    };
+    window.posthog.init("phc_bench_dummy_key", config);
+    // A second instance without its default cookie persistence, which dominates its profile.
+    window.posthogMemory = window.posthog.init("phc_bench_dummy_key", { ...config, persistence: "memory" }, "memory");
+  }, port);
+  // posthog.capture returns the event it queued, or nothing when it dropped it.
+  if (!(await page.evaluate(() => !!window.posthog.capture("bench_probe")))) throw new Error("posthog dropped the probe event");
+  out("posthog_heap_kb", (((await heapUsed(cdp)) - heapBeforePosthog) / 1024).toFixed(0));
+
+  // Interleaved batches, so GC and frequency changes hit both alike; per-call time is each
+  // batch's time over its calls (performance.now() is coarsened to 100 µs on this page).
+  const costs = await page.evaluate(({ batches, per }) => {
+    const onramp = [];
+    const posthog = [];
+    const posthogMemory = [];
+    for (let b = 0; b < batches; b++) {
+      let t = performance.now();
+      for (let i = 0; i < per; i++) window.onramp.track("bench_event", { i, plan: "trial" });
+      onramp.push((performance.now() - t) / per);
+      t = performance.now();
+      for (let i = 0; i < per; i++) window.posthog.capture("bench_event", { i, plan: "trial" });
+      posthog.push((performance.now() - t) / per);
+      t = performance.now();
+      for (let i = 0; i < per; i++) window.posthogMemory.capture("bench_event", { i, plan: "trial" });
+      posthogMemory.push((performance.now() - t) / per);
+    }
+    return { onramp, posthog, posthogMemory };
+  }, { batches: TRACK_BATCHES, per: TRACK_PER_BATCH });
+  if (!(await page.evaluate(() => !!window.posthog.capture("bench_probe") && !!window.posthogMemory.capture("bench_probe")))) {
+    throw new Error("posthog dropped events");
+  }
+  out("track_calls", TRACK_BATCHES * TRACK_PER_BATCH);
+  out("track_us", (median(costs.onramp) * 1000).toFixed(2));
+  out("posthog_us", (median(costs.posthog) * 1000).toFixed(2));
+  out("posthog_memory_us", (median(costs.posthogMemory) * 1000).toFixed(2));
+  out("wasm_after_track_kb", ((await wasmMemory(page)) / 1024).toFixed(0));
+  await context.close();
+  await browser.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

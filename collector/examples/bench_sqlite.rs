@@ -1,0 +1,199 @@
+//! SQLite figures for `cargo xtask bench` (a benchmark, not a test: it measures and prints).
+//!
+//! ```text
+//! bench_sqlite insert DB EVENTS COMMIT_BATCHES   raw insert rate: the same rows the load
+//!                                                generator posts, straight into SQLite by one
+//!                                                process, COMMIT_BATCHES batches of 50 per commit
+//! bench_sqlite generate DB EVENTS                synthetic product data for the query benchmark
+//! ```
+//!
+//! Both open the file through [`SqliteStore::open`] first, so the schema, indexes and migrations
+//! are exactly the collector's, then write with the collector's pragmas (`insert`) or with
+//! durability off (`generate`: loading test data is not what is measured). Results are printed as
+//! `key=value` lines for xtask to read.
+
+use std::path::Path;
+use std::time::Instant;
+
+use onramp_collector::store::sqlite::SqliteStore;
+use rusqlite::{params, Connection};
+
+/// Events per request, as the SDK sends them (`core::client::BATCH_SIZE`).
+const BATCH: usize = 50;
+
+/// The funnel the query benchmark asks for, in order; `xtask bench` uses the same names.
+const STEPS: [&str; 5] = ["signed_up", "project_created", "teammate_invited", "file_uploaded", "report_shared"];
+/// Other product events, so the funnel query has to skip most rows, as in real data.
+const NOISE: [&str; 6] = ["page_viewed", "search_used", "task_created", "task_done", "comment_added", "settings_opened"];
+/// Average events per user in generated data.
+const EVENTS_PER_USER: u64 = 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let number = |i: usize| arg(i).parse::<u64>().unwrap_or_else(|_| usage());
+    let result = match arg(0) {
+        "insert" => insert(Path::new(arg(1)), number(2), number(3) as usize),
+        "generate" => generate(Path::new(arg(1)), number(2)),
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("bench_sqlite: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bench_sqlite insert DB EVENTS COMMIT_BATCHES | generate DB EVENTS");
+    std::process::exit(2)
+}
+
+/// Creates and migrates the file exactly as the collector does, then closes the store.
+fn create(db: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(db);
+    drop(SqliteStore::open(db).map_err(|e| e.to_string())?);
+    // The store's writer thread owns its connection; give it a moment to close.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    Ok(())
+}
+
+const INSERT: &str = "INSERT OR IGNORE INTO events
+    (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
+    create(db)?;
+    let mut conn = Connection::open(db).map_err(|e| e.to_string())?;
+    // The collector's pragmas (store/sqlite.rs): WAL, and a commit is durable.
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
+    // The rows the load generator posts (bench/ingest.lua): unique ids, one user per batch.
+    let rows: Vec<(String, String, i64)> = (0..events)
+        .map(|i| (format!("raw-{i:012}"), format!("anon-{}", i / BATCH as u64), 1_700_000_000_000 + i as i64))
+        .collect();
+    let props = r#"{"plan":"trial","n":1}"#;
+    let per_commit = BATCH * commit_batches.max(1);
+    let started = Instant::now();
+    for chunk in rows.chunks(per_commit) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT).map_err(|e| e.to_string())?;
+            for (id, anon, ts) in chunk {
+                stmt.execute(params![id, "demo", "track", "task_created", anon, None::<String>, ts, ts, ts, ts, props])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("events={events}");
+    println!("rows_per_commit={per_commit}");
+    println!("seconds={secs:.3}");
+    println!("events_per_s={:.0}", events as f64 / secs);
+    Ok(())
+}
+
+/// xorshift64*: reproducible data without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Users sign up over 30 days; each reaches the next funnel step with 70 % probability, within
+/// hours to days, and does product things in between. Browsing before sign-up is anonymous,
+/// so the query has to resolve identities as in production.
+fn generate(db: &Path, events: u64) -> Result<(), String> {
+    create(db)?;
+    let mut conn = Connection::open(db).map_err(|e| e.to_string())?;
+    for (k, v) in [("journal_mode", "WAL"), ("synchronous", "OFF"), ("cache_size", "-1000000")] {
+        conn.pragma_update(None, k, v).map_err(|e| e.to_string())?;
+    }
+    // Building the indexes once at the end is much faster than updating them per row; they are
+    // recreated from the collector's own definitions.
+    let indexes: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = 'events'")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| e.to_string())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| e.to_string())?
+    };
+    for (name, _) in &indexes {
+        conn.execute_batch(&format!("DROP INDEX {name}")).map_err(|e| e.to_string())?;
+    }
+    let started = Instant::now();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let start_ms: i64 = 1_700_000_000_000;
+    let day: i64 = 86_400_000;
+    let mut written = 0u64;
+    let mut user = 0u64;
+    let mut seq = 0u64;
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    {
+        let mut ev = tx.prepare(INSERT).map_err(|e| e.to_string())?;
+        let mut link = tx
+            .prepare("INSERT OR REPLACE INTO identities (project, anonymous_id, user_id) VALUES (?1, ?2, ?3)")
+            .map_err(|e| e.to_string())?;
+        while written < events {
+            user += 1;
+            let anon = format!("anon-{user}");
+            let uid = format!("user-{user}");
+            let mut ts = start_ms + rng.below(30 * day as u64) as i64;
+            let mut put = |name: &str, kind: &str, ts: i64, identified: bool| -> Result<(), String> {
+                seq += 1;
+                let id = format!("{ts:013x}-{seq:012x}");
+                let user_id = identified.then_some(uid.as_str());
+                ev.execute(params![id, "demo", kind, name, anon, user_id, ts, ts, ts, ts, "{}"])
+                    .map_err(|e| e.to_string())?;
+                written += 1;
+                Ok(())
+            };
+            // Anonymous browsing before sign-up.
+            for _ in 0..rng.below(4) {
+                put(NOISE[0], "track", ts, false)?;
+                ts += rng.below(600_000) as i64;
+            }
+            put("identify", "identify", ts, true)?;
+            link.execute(params!["demo", anon, uid]).map_err(|e| e.to_string())?;
+            put(STEPS[0], "track", ts, true)?;
+            let mut step = 1;
+            let budget = EVENTS_PER_USER + rng.below(EVENTS_PER_USER) - EVENTS_PER_USER / 2;
+            for _ in 0..budget {
+                ts += rng.below(6 * 3_600_000) as i64;
+                if step < STEPS.len() && rng.chance(25) {
+                    if !rng.chance(70) {
+                        step = STEPS.len(); // dropped off
+                        continue;
+                    }
+                    put(STEPS[step], "track", ts, true)?;
+                    step += 1;
+                } else {
+                    put(NOISE[rng.below(NOISE.len() as u64) as usize], "track", ts, true)?;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(|e| e.to_string())?;
+    let loaded = started.elapsed().as_secs_f64();
+    for (_, sql) in &indexes {
+        conn.execute_batch(sql).map_err(|e| e.to_string())?;
+    }
+    conn.execute_batch("ANALYZE").map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(|e| e.to_string())?;
+    println!("events={written}");
+    println!("users={user}");
+    println!("load_seconds={loaded:.1}");
+    println!("seconds={:.1}", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! `cargo xtask bench [--10m] [--runs N]`: size and speed, side by side with the peers.
+//!
+//! A benchmark, not a test: it measures, prints one table and writes `BENCHMARKS.md` (date,
+//! machine, load, the commands used); targets are reported, never asserted. Everything is
+//! measured in the same run on the same machine:
+//!
+//! 1. bytes on the wire: our loader, glue and wasm next to each peer from npm bundled with
+//!    esbuild (`bench/package.json` pins them; installed into `bench/node_modules`);
+//! 2. the demo page in headless Chromium (`bench/browser.mjs`): time to ready, long tasks,
+//!    `track()` beside `posthog.capture()` in the same page, memory;
+//! 3. collector ingest under `wrk` (`bench/ingest.lua`) next to the raw SQLite insert rate of the
+//!    same rows (`collector/examples/bench_sqlite.rs`), and its RSS;
+//! 4. funnel queries over generated data at 100 k, 1 M (and with `--10m`, 10 M) events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use super::{apt_install, build, collector_binary, output, root, run, setup, sizes, Result};
+
+/// Peers as (label, npm package, version, entry that keeps the package's public API alive).
+/// Versions must match `bench/package.json`.
+const TOURS: [(&str, &str, &str, &str); 3] = [
+    ("driver.js", "driver.js", "1.8.0", r#"export { driver } from "driver.js";"#),
+    ("shepherd.js", "shepherd.js", "15.3.0", r#"export { default } from "shepherd.js";"#),
+    ("intro.js", "intro.js", "8.6.0", r#"export { default } from "intro.js";"#),
+];
+const ANALYTICS: [(&str, &str, &str, &str); 3] = [
+    ("posthog-js", "posthog-js", "1.449.2", r#"export { default } from "posthog-js";"#),
+    ("@segment/analytics-next", "@segment/analytics-next", "1.84.3", r#"export { AnalyticsBrowser } from "@segment/analytics-next";"#),
+    ("@rudderstack/analytics-js", "@rudderstack/analytics-js", "3.34.1", r#"export { RudderAnalytics } from "@rudderstack/analytics-js";"#),
+];
+/// The stylesheet each tour library needs on the page (its JS does not inject one).
+const TOUR_CSS: [(&str, &str); 3] = [
+    ("driver.js", "driver.js/dist/driver.css"),
+    ("shepherd.js", "shepherd.js/dist/css/shepherd.css"),
+    ("intro.js", "intro.js/introjs.css"),
+];
+/// The funnel asked of the generated data (the names `bench_sqlite generate` writes).
+const FUNNEL: &str = "signed_up,project_created,teammate_invited,file_uploaded,report_shared";
+const QUERY_RUNS: usize = 5;
+const INGEST_SECONDS: u32 = 10;
+const INGEST_CONNECTIONS: u32 = 32;
+
+struct Opts {
+    ten_million: bool,
+    runs: u32,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut opts = Opts { ten_million: false, runs: 7 };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--10m" => opts.ten_million = true,
+            "--runs" => opts.runs = it.next().and_then(|n| n.parse().ok()).ok_or("--runs needs a number")?,
+            other => return Err(format!("bench: unknown argument {other} (use --10m, --runs N)")),
+        }
+    }
+    Ok(opts)
+}
+
+/// One row of the table.
+struct Row {
+    measure: String,
+    onramp: String,
+    beside: String,
+    target: String,
+    met: &'static str,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+    /// `uptime`-style load averages, sampled as each section starts.
+    load: Vec<(String, String)>,
+    commands: Vec<String>,
+}
+
+impl Table {
+    fn section(&mut self, name: &str) {
+        eprintln!("== bench: {name}");
+        self.load.push((name.into(), load_average()));
+        self.row(&format!("**{name}**"), "", "", "", None);
+    }
+    fn row(&mut self, measure: &str, onramp: &str, beside: &str, target: &str, met: Option<bool>) {
+        self.rows.push(Row {
+            measure: measure.into(),
+            onramp: onramp.into(),
+            beside: beside.into(),
+            target: target.into(),
+            met: match met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "",
+            },
+        });
+    }
+    fn markdown(&self) -> String {
+        let mut s = String::from("| measure | onramp | beside it (peers, limit) | target | met |\n|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let _ = writeln!(s, "| {} | {} | {} | {} | {} |", r.measure, r.onramp, r.beside, r.target, r.met);
+        }
+        s
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// `key=value` lines, as the bench scripts print them.
+fn key_values(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().into(), v.trim().into())).collect()
+}
+
+fn num(kv: &BTreeMap<String, String>, key: &str) -> Option<f64> {
+    kv.get(key).and_then(|v| v.parse().ok())
+}
+
+/// Runs a command, records it for BENCHMARKS.md, and returns its stdout.
+fn capture(table: &mut Table, cmd: &mut Command) -> Result<String> {
+    let shown = super::describe(cmd).replace(&root().display().to_string(), ".");
+    eprintln!("$ {shown}");
+    table.commands.push(shown.clone());
+    let out = cmd.stderr(Stdio::inherit()).output().map_err(|e| format!("{shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{shown} failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn kb(bytes: f64) -> String {
+    format!("{:.1} KB", bytes / 1024.0)
+}
+
+/// "12.3 KB gz (raw 40.1 KB, br 10.9 KB)".
+fn size_cell((raw, gz, br): (usize, usize, usize)) -> String {
+    format!("{} gz ({} raw, {} br)", kb(gz as f64), kb(raw as f64), kb(br as f64))
+}
+
+fn wire_size(path: &Path) -> (usize, usize, usize) {
+    let (raw, gz, br) = sizes(path);
+    (raw, gz.unwrap_or(0), br.unwrap_or(0))
+}
+
+fn add(a: (usize, usize, usize), b: (usize, usize, usize)) -> (usize, usize, usize) {
+    (a.0 + b.0, a.1 + b.1, a.2 + b.2)
+}
+
+fn bench_dir() -> PathBuf {
+    root().join("bench")
+}
+
+fn work_dir() -> PathBuf {
+    root().join("target/bench")
+}
+
+/// The peers (exact versions from bench/package-lock.json) and wrk; nothing is installed into
+/// the project's own node_modules.
+fn install_tools() -> Result {
+    let modules = bench_dir().join("node_modules");
+    let lock = bench_dir().join("package-lock.json");
+    let stamp = modules.join(".package-lock.json");
+    let stale = |m: &Path| std::fs::metadata(m).and_then(|m| m.modified()).ok();
+    if !modules.exists() || stale(&stamp) < stale(&lock) {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(bench_dir()))?;
+    }
+    if output(Command::new("wrk").arg("-v")).is_none() && !Path::new("/usr/bin/wrk").exists() {
+        apt_install(&["wrk"])?;
+    }
+    Ok(())
+}
+
+fn esbuild(table: &mut Table, entry: &Path, out: &Path, format: &str) -> Result {
+    let mut cmd = Command::new(root().join("node_modules/.bin/esbuild"));
+    cmd.arg(entry)
+        .args(["--bundle", "--minify", "--log-level=error", "--loader:.css=empty"])
+        .arg(format!("--format={format}"))
+        .arg(format!("--outfile={}", out.display()))
+        .current_dir(bench_dir());
+    capture(table, &mut cmd).map(drop)
+}
+
+/// Bundles one peer from an entry file inside bench/ (so its node_modules resolve).
+fn bundle_peer(table: &mut Table, name: &str, entry_js: &str) -> Result<PathBuf> {
+    let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let entry = bench_dir().join(format!(".entry-{slug}.mjs"));
+    std::fs::write(&entry, entry_js).map_err(|e| e.to_string())?;
+    let out = work_dir().join(format!("{slug}.min.js"));
+    let result = esbuild(table, &entry, &out, "esm");
+    let _ = std::fs::remove_file(&entry);
+    result.map(|()| out)
+}
+
+fn sizes_section(table: &mut Table) -> Result {
+    table.section("1. Size on the wire (each file compressed on its own, as served)");
+    let dist = root().join("dist");
+    let loader = wire_size(&dist.join("loader.js"));
+    let module = wire_size(&dist.join("index.mjs"));
+    let glue = wire_size(&dist.join("onramp.js"));
+    let wasm = wire_size(&dist.join("onramp_bg.wasm"));
+    table.row("onramp loader.js (the script tag)", &size_cell(loader), "", "≤ 1 KB gz", Some(loader.1 <= 1024));
+    table.row("onramp index.mjs (ES module: queue, replay)", &size_cell(module), "", "", None);
+    table.row("onramp onramp.js (wasm-bindgen glue)", &size_cell(glue), "", "", None);
+    table.row("onramp onramp_bg.wasm", &size_cell(wasm), "", "", None);
+    let sdk = add(add(module, glue), wasm);
+    table.row("onramp glue + wasm (index.mjs + onramp.js + wasm)", &size_cell(sdk), "", "≤ 40 KB gz", Some(sdk.1 <= 40 * 1024));
+    let total = add(sdk, loader);
+    table.row("onramp total: tours and tips **and** analytics", &size_cell(total), "", "", None);
+
+    let mut tours = Vec::new();
+    for ((label, _, version, entry), (_, css)) in TOURS.iter().zip(TOUR_CSS) {
+        let js = wire_size(&bundle_peer(table, label, entry)?);
+        let css = wire_size(&bench_dir().join("node_modules").join(css));
+        table.row(&format!("{label} {version} (tour) JS + its CSS"), "", &format!("{} + CSS {}", size_cell(js), kb(css.1 as f64)), "", None);
+        tours.push((*label, add(js, css)));
+    }
+    let mut analytics = Vec::new();
+    for (label, _, version, entry) in ANALYTICS {
+        let js = wire_size(&bundle_peer(table, label, entry)?);
+        table.row(&format!("{label} {version} (analytics)"), "", &size_cell(js), "", None);
+        analytics.push((label, js));
+    }
+    let mut pairs: Vec<(String, (usize, usize, usize))> = tours
+        .iter()
+        .flat_map(|(t, ts)| analytics.iter().map(move |(a, as_)| (format!("{t} + {a}"), add(*ts, *as_))))
+        .collect();
+    pairs.sort_by_key(|(_, s)| s.1);
+    if let (Some(small), Some(large)) = (pairs.first(), pairs.last()) {
+        let vs = |pair: &(String, (usize, usize, usize))| {
+            format!("{}: {}", pair.0, size_cell(pair.1))
+        };
+        table.row("a tour library + an analytics SDK: smallest pair", &size_cell(total), &vs(small), "below the smallest pair", Some(total.1 < small.1 .1));
+        table.row("… largest pair", "", &vs(large), "", None);
+    }
+    Ok(())
+}
+
+/// A collector process on a free loopback port, stopped when dropped.
+struct Collector {
+    child: Child,
+    url: String,
+}
+
+impl Collector {
+    fn start(db: &Path) -> Result<Collector> {
+        let mut child = Command::new(collector_binary())
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("onramp-collector: {e}"))?;
+        let stdout = child.stdout.take().ok_or("onramp-collector: no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        break rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    return Err("onramp-collector exited before listening".into());
+                }
+            }
+        };
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Collector { child, url })
+    }
+
+    /// Peak resident set size so far (VmHWM), in bytes.
+    fn peak_rss(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024.0)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // SIGTERM first: the collector finishes in-flight requests and closes SQLite cleanly.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn fresh_db(name: &str) -> Result<PathBuf> {
+    let dir = work_dir().join("db");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join(name);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    Ok(db)
+}
+
+fn browser_section(table: &mut Table, runs: u32) -> Result {
+    table.section("2. Demo page in headless Chromium (median of cold loads)");
+    let posthog = work_dir().join("posthog.iife.js");
+    let entry = bench_dir().join(".entry-posthog-iife.mjs");
+    std::fs::write(&entry, "import posthog from \"posthog-js\";\nwindow.posthog = posthog;\n").map_err(|e| e.to_string())?;
+    let bundled = esbuild(table, &entry, &posthog, "iife");
+    let _ = std::fs::remove_file(&entry);
+    bundled?;
+    let collector = Collector::start(&fresh_db("browser.db")?)?;
+    let mut node = Command::new("node");
+    node.arg(bench_dir().join("browser.mjs"))
+        .env("BENCH_COLLECTOR", &collector.url)
+        .env("BENCH_POSTHOG", &posthog)
+        .env("BENCH_RUNS", runs.to_string())
+        .current_dir(root());
+    let kv = key_values(&capture(table, &mut node)?);
+    drop(collector);
+    let get = |k: &str| kv.get(k).cloned().unwrap_or_else(|| "?".into());
+    let ready = num(&kv, "ready_ms");
+    table.row(
+        &format!("loader starts → SDK ready ({runs} cold loads; min–max)"),
+        &format!("{} ms ({}–{})", get("ready_ms"), get("ready_min_ms"), get("ready_max_ms")),
+        &format!(
+            "fetched after loader start: index.mjs {} ms, onramp.js {} ms, wasm {} ms; navigation → ready {} ms",
+            get("fetched_index_ms"),
+            get("fetched_onramp_ms"),
+            get("fetched_onramp_bg_ms"),
+            get("nav_ready_ms")
+        ),
+        "≤ 20 ms",
+        ready.map(|r| r <= 20.0),
+    );
+    let tip = get("tip_ms");
+    if tip == "n/a" {
+        table.row("navigation → first tip visible", "n/a — no tip shown on the demo page yet", "", "", None);
+    } else {
+        table.row("navigation → first tip visible", &format!("{tip} ms"), "", "", None);
+    }
+    let sdk_long = num(&kv, "sdk_longtasks_over_50ms").unwrap_or(0.0);
+    table.row(
+        "long tasks > 50 ms caused by the SDK",
+        &format!("{sdk_long} (longest SDK script in one frame: {} ms)", get("sdk_longest_script_in_frame_ms")),
+        &format!("all long tasks on the page: {} per load, longest {} ms", get("longtasks_per_load"), get("longtask_max_ms")),
+        "none",
+        Some(sdk_long == 0.0),
+    );
+    let track = num(&kv, "track_us");
+    let posthog_us = num(&kv, "posthog_us");
+    let posthog_mem = num(&kv, "posthog_memory_us");
+    table.row(
+        &format!("one `track()` (median, {} calls)", get("track_calls")),
+        &format!("{} µs", get("track_us")),
+        &format!("posthog.capture(): {} µs (default persistence: cookie); {} µs with persistence: \"memory\"", get("posthog_us"), get("posthog_memory_us")),
+        "≤ 5 µs and ≤ ¼ of posthog",
+        match (track, posthog_us) {
+            (Some(t), Some(p)) => Some(t <= 5.0 && t <= p / 4.0),
+            _ => None,
+        },
+    );
+    if let (Some(t), Some(p)) = (track, posthog_mem) {
+        table.row("… `track()` against posthog with in-memory persistence", &format!("{:.2}× its cost", t / p), "", "", None);
+    }
+    table.row(
+        "JS heap added by the SDK (page with it − page without)",
+        &format!("{} KB", get("heap_kb")),
+        &format!("posthog-js after init: {} KB", get("posthog_heap_kb")),
+        "",
+        None,
+    );
+    table.row(
+        "wasm linear memory",
+        &format!("{} KB after init; {} KB after the 10 000 tracks", get("wasm_kb"), get("wasm_after_track_kb")),
+        "",
+        "",
+        None,
+    );
+    table.row("page errors during the runs", &get("page_errors"), "", "0", Some(get("page_errors") == "0"));
+    Ok(())
+}
+
+fn bench_sqlite() -> PathBuf {
+    root().join("target/release/examples/bench_sqlite")
+}
+
+fn ingest_section(table: &mut Table) -> Result {
+    table.section("3. Collector ingest over loopback (SQLite, batches of 50 events)");
+    let collector = Collector::start(&fresh_db("ingest.db")?)?;
+    let mut wrk = Command::new("wrk");
+    wrk.args(["-t1", &format!("-c{INGEST_CONNECTIONS}"), &format!("-d{INGEST_SECONDS}s"), "-s"])
+        .arg(bench_dir().join("ingest.lua"))
+        .arg(&collector.url)
+        .current_dir(root());
+    let kv = key_values(&capture(table, &mut wrk)?);
+    let rss = collector.peak_rss();
+    drop(collector);
+    let requests = num(&kv, "requests").unwrap_or(0.0);
+    let seconds = num(&kv, "seconds").unwrap_or(1.0);
+    let events_per_s = requests * 50.0 / seconds;
+    // The physical limit: the same number of rows, straight into SQLite by one process, with
+    // the collector's pragmas; once with commits as large as the collector's largest group
+    // commit (256 requests), once with one commit per batch of 50.
+    let events = (requests as u64 * 50).clamp(100_000, 2_000_000);
+    let raw_db = fresh_db("raw.db")?;
+    let grouped = key_values(&capture(
+        table,
+        Command::new(bench_sqlite()).arg("insert").arg(&raw_db).args([events.to_string(), "256".into()]),
+    )?);
+    let single = key_values(&capture(
+        table,
+        Command::new(bench_sqlite()).arg("insert").arg(&raw_db).args(["20000", "1"]),
+    )?);
+    let limit = num(&grouped, "events_per_s").unwrap_or(f64::NAN);
+    let ratio = events_per_s / limit;
+    let non2xx = num(&kv, "non2xx").unwrap_or(0.0) + num(&kv, "socket_errors").unwrap_or(0.0);
+    table.row(
+        &format!("ingest throughput ({INGEST_CONNECTIONS} connections, {INGEST_SECONDS} s, wrk)"),
+        &format!("{events_per_s:.0} events/s ({:.0} requests/s; {non2xx} errors)", requests / seconds),
+        &format!(
+            "raw SQLite insert: {limit:.0} events/s (12 800 rows per commit), {:.0} events/s (50 rows per commit); collector at {:.0} % of the limit",
+            num(&single, "events_per_s").unwrap_or(f64::NAN),
+            ratio * 100.0
+        ),
+        "≥ 50 % of raw insert",
+        Some(ratio >= 0.5),
+    );
+    let p99 = num(&kv, "p99_ms");
+    table.row(
+        "request latency p50 / p99 (under that load)",
+        &format!("{} / {} ms (max {} ms)", kv.get("p50_ms").map_or("?", String::as_str), kv.get("p99_ms").map_or("?", String::as_str), kv.get("max_ms").map_or("?", String::as_str)),
+        "",
+        "p99 ≤ 20 ms",
+        p99.map(|p| p <= 20.0),
+    );
+    table.row(
+        "collector peak RSS (VmHWM) under load",
+        &rss.map_or("?".into(), |r| format!("{:.1} MB", r / 1048576.0)),
+        "",
+        "≤ 100 MB",
+        rss.map(|r| r <= 100.0 * 1048576.0),
+    );
+    Ok(())
+}
+
+/// Generated data is kept between runs (it is deterministic); `GENERATOR` names its version.
+const GENERATOR: &str = "v1";
+
+fn dataset(table: &mut Table, events: u64) -> Result<(PathBuf, String)> {
+    let dir = work_dir().join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join(format!("events-{GENERATOR}-{events}.db"));
+    if db.exists() {
+        return Ok((db, "reused".into()));
+    }
+    let partial = dir.join(format!("partial-{events}.db"));
+    let kv = key_values(&capture(
+        table,
+        Command::new(bench_sqlite()).arg("generate").arg(&partial).arg(events.to_string()),
+    )?);
+    std::fs::rename(&partial, &db).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(format!("{}-wal", partial.display()));
+    let _ = std::fs::remove_file(format!("{}-shm", partial.display()));
+    Ok((db, format!("generated in {} s, {} users", kv.get("seconds").map_or("?", String::as_str), kv.get("users").map_or("?", String::as_str))))
+}
+
+/// One HTTP GET with curl; returns (status, seconds).
+fn timed_get(url: &str) -> Result<(String, f64)> {
+    let out = output(Command::new("curl").args(["-s", "-o", "/dev/null", "-H", "Authorization: Bearer rt_demo", "-w", "%{http_code} %{time_total}", url]))
+        .ok_or_else(|| format!("curl {url} failed"))?;
+    let (code, secs) = out.split_once(' ').ok_or("curl: unexpected output")?;
+    Ok((code.into(), secs.parse().map_err(|_| "curl: bad time")?))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 { xs[m] } else { (xs[m - 1] + xs[m]) / 2.0 }
+}
+
+/// Median latency of a query route, or why there is none ("404" when the route does not exist).
+fn query_latency(url: &str) -> Result<std::result::Result<f64, String>> {
+    let (code, _) = timed_get(url)?; // warm the page cache once
+    if code != "200" {
+        return Ok(Err(format!("HTTP {code}")));
+    }
+    let mut times = Vec::new();
+    for _ in 0..QUERY_RUNS {
+        times.push(timed_get(url)?.1);
+    }
+    Ok(Ok(median(times)))
+}
+
+fn queries_section(table: &mut Table, ten_million: bool) -> Result {
+    table.section("4. Queries over generated data (SQLite, median of 5 after one warm-up)");
+    let mut scales = vec![100_000u64, 1_000_000];
+    if ten_million {
+        scales.push(10_000_000);
+    }
+    for events in scales {
+        let started = Instant::now();
+        let (db, how) = dataset(table, events)?;
+        let collector = Collector::start(&db)?;
+        let funnel = query_latency(&format!("{}/v1/funnel?steps={FUNNEL}", collector.url))?;
+        let ttv = query_latency(&format!("{}/v1/ttv?signup=signed_up&value=report_shared", collector.url))?;
+        drop(collector);
+        let label = match events {
+            100_000 => "100 k",
+            1_000_000 => "1 M",
+            _ => "10 M",
+        };
+        let cell = |r: &std::result::Result<f64, String>| match r {
+            Ok(s) => format!("{:.0} ms", s * 1000.0),
+            Err(why) => format!("n/a ({why})"),
+        };
+        let target = if events == 10_000_000 { "≤ 1 s" } else { "" };
+        table.row(
+            &format!("5-step funnel, {label} events"),
+            &cell(&funnel),
+            &format!("ClickHouse: not yet; data {how} ({:.0} s)", started.elapsed().as_secs_f64()),
+            target,
+            (events == 10_000_000).then(|| funnel.as_ref().is_ok_and(|s| *s <= 1.0)),
+        );
+        table.row(&format!("time-to-value, {label} events"), &cell(&ttv), "", "", None);
+    }
+    if !ten_million {
+        table.row("5-step funnel, 10 M events", "not run (add `--10m`)", "", "≤ 1 s", None);
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map_or("?".into(), |k| format!("{:.1} GiB", k / 1048576.0));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let chromium = output(Command::new("/usr/bin/chromium").arg("--version")).unwrap_or_default();
+    let rustc = output(Command::new("rustc").arg("--version")).unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} memory; {chromium}; {rustc}")
+}
+
+pub fn bench(args: &[String]) -> Result {
+    let opts = parse(args)?;
+    let started = Instant::now();
+    setup()?;
+    install_tools()?;
+    build()?;
+    run(super::cargo().args(["build", "--release", "-p", "onramp-collector", "--example", "bench_sqlite"]))?;
+    std::fs::create_dir_all(work_dir()).map_err(|e| e.to_string())?;
+    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
+    let commit = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(root())).unwrap_or_default();
+
+    let mut table = Table::default();
+    sizes_section(&mut table)?;
+    browser_section(&mut table, opts.runs)?;
+    ingest_section(&mut table)?;
+    queries_section(&mut table, opts.ten_million)?;
+    table.load.push(("end".into(), load_average()));
+
+    let rows = table.markdown();
+    println!("\n{rows}");
+    let load: Vec<String> = table.load.iter().map(|(s, l)| format!("{} → {l}", s.split(' ').next().unwrap_or(s))).collect();
+    let invocation = if args.is_empty() { "cargo xtask bench".to_owned() } else { format!("cargo xtask bench {}", args.join(" ")) };
+    let mut md = String::new();
+    let _ = writeln!(md, "# onramp benchmarks\n");
+    let _ = writeln!(md, "Written by `{invocation}` on {date} at commit `{commit}` in {:.0} s. Benchmarks measure; they are", started.elapsed().as_secs_f64());
+    let _ = writeln!(md, "not tests, and the targets are goals. Re-run the command to refresh this file.\n");
+    let _ = writeln!(md, "- **Machine**: {}", machine());
+    let _ = writeln!(md, "- **Load average** (1, 5, 15 min) as each section started: {}.", load.join("; "));
+    let _ = writeln!(md, "  The machine is shared; figures taken under load are noisy, so medians are reported.\n");
+    md.push_str(&rows);
+    md.push_str(NOTES);
+    let _ = writeln!(md, "\n## Commands used\n\n```sh\n{invocation}");
+    for c in &table.commands {
+        let _ = writeln!(md, "{c}");
+    }
+    md.push_str("```\n");
+    std::fs::write(root().join("BENCHMARKS.md"), md).map_err(|e| e.to_string())?;
+    println!("wrote BENCHMARKS.md ({:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+const NOTES: &str = r#"
+## How each figure is taken
+
+- **Sizes**: `dist/` exactly as `cargo xtask build` ships it (wasm after `wasm-opt -Oz`), each
+  file compressed on its own with `gzip -9` and `brotli -q 11`, as a server would serve it. Each
+  peer is bundled from an entry file that re-exports its public API with
+  `esbuild --bundle --minify --format=esm` (CSS imports emptied); the tour libraries' own
+  stylesheets are measured beside them and counted in the pair sums. Dynamic imports are
+  bundled in, so Segment's and RudderStack's lazily loaded parts count; neither counts what
+  they fetch from their CDNs at run time (destinations, plugins). onramp's total is the
+  loader, the ES module, the glue and the wasm: tips and analytics in one.
+- **Ready**: the demo page, cold (a new browser context per load), served by the collector over
+  loopback. An init script observes the snippet's queue: the loader setting `onramp.loaded`
+  marks its start, the ES module setting `onramp.ready` gives the promise that resolves when
+  the wasm is running and the queued calls are replayed.
+- **Long tasks**: `PerformanceObserver` for `longtask` (the page's) and `long-animation-frame`,
+  whose script attribution tells the SDK's scripts (`/sdk/v1/`) from the page's.
+- **track() vs posthog.capture()**: 20 interleaved batches of 500 calls each
+  (`track("bench_event", {i, plan})`), per-call cost = batch time / 500, median over batches
+  (`performance.now()` is coarsened to 100 µs here). posthog-js is bundled with esbuild, added to
+  the same page and initialised with a dummy key whose `api_host` is a closed loopback port,
+  `autocapture: false`, `opt_out_useragent_filter: true` (it otherwise drops every event from
+  an automated browser before doing any work) and its client rate limit raised (it otherwise
+  drops all but 100 of the calls). A second instance with `persistence: "memory"` shows the
+  cost without its default cookie persistence, which dominates its profile.
+- **Memory**: `Runtime.getHeapUsage` after a forced GC, the demo page with the SDK minus the
+  same page with `/sdk/v1/` blocked; the wasm memory is the instance's `memory.buffer`.
+- **Ingest**: `wrk` with `bench/ingest.lua` (every event id unique, so every row is a real
+  insert), against a fresh database. The raw limit is `bench_sqlite insert`: the same rows,
+  the collector's schema (opened through `SqliteStore::open`) and pragmas (WAL,
+  `synchronous=FULL`), one process, no HTTP, no JSON. RSS is the collector's `VmHWM`.
+- **Queries**: `bench_sqlite generate` writes users who sign up over 30 days, pass each funnel
+  step with 70 % probability and do product events between (≈ 20 events a user); anonymous
+  browsing before sign-up is linked by an identify event. The route is timed over HTTP with curl
+  (`/v1/funnel` with 5 steps), the data kept in `target/bench/data/` between runs.
+"#;
