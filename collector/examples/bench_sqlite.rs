@@ -50,7 +50,9 @@ fn usage() -> ! {
 
 /// Creates and migrates the file exactly as the collector does, then closes the store.
 fn create(db: &Path) -> Result<(), String> {
-    let _ = std::fs::remove_file(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
     drop(SqliteStore::open(db).map_err(|e| e.to_string())?);
     // The store's writer thread owns its connection; give it a moment to close.
     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -149,11 +151,13 @@ fn generate(db: &Path, events: u64) -> Result<(), String> {
             let anon = format!("anon-{user}");
             let uid = format!("user-{user}");
             let mut ts = start_ms + rng.below(30 * day as u64) as i64;
+            let signed_up = format!(r#"{{"signedUpAt":{ts},"plan":"trial"}}"#);
             let mut put = |name: &str, kind: &str, ts: i64, identified: bool| -> Result<(), String> {
                 seq += 1;
                 let id = format!("{ts:013x}-{seq:012x}");
                 let user_id = identified.then_some(uid.as_str());
-                ev.execute(params![id, "demo", kind, name, anon, user_id, ts, ts, ts, ts, "{}"])
+                let props = if kind == "identify" { signed_up.as_str() } else { "{}" };
+                ev.execute(params![id, "demo", kind, name, anon, user_id, ts, ts, ts, ts, props])
                     .map_err(|e| e.to_string())?;
                 written += 1;
                 Ok(())
