@@ -612,7 +612,7 @@ fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
             (None, ')') => depth[0] -= 1,
             (None, '[') => depth[1] += 1,
             (None, ']') => depth[1] -= 1,
-            (None, '{' | '}' | ';') => return err(ptr, format!("{} contains '{c}'", found(v)), SELECTOR_EXPECTED),
+            (None, '{' | '}' | ';') => return err(ptr, format!("'{c}' in the selector"), SELECTOR_EXPECTED),
             _ => {}
         }
         if depth[0] < 0 || depth[1] < 0 {
@@ -620,7 +620,7 @@ fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
         }
     }
     if quote.is_some() || depth != [0, 0] {
-        return err(ptr, format!("{} has unbalanced brackets or quotes", found(v)), SELECTOR_EXPECTED);
+        return err(ptr, "unbalanced brackets or quotes", SELECTOR_EXPECTED);
     }
     Ok(s)
 }
