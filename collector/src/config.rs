@@ -66,6 +66,8 @@ pub struct Config {
     pub www_dir: PathBuf,
     /// The built SDK bundle (`dist/` after `cargo xtask build`).
     pub dist_dir: PathBuf,
+    /// Plan files read at start (project id, path): each project's plan until one is stored.
+    pub plan_files: Vec<(String, PathBuf)>,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             rate_limit: RateLimit::default(),
             www_dir: root.join("www"),
             dist_dir: root.join("dist"),
+            plan_files: vec![("demo".into(), root.join("pkg-config/plans/trackly.json"))],
         }
     }
 

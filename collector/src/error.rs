@@ -14,6 +14,8 @@ pub enum ApiError {
     /// Malformed body or events; each error names the event index and field.
     BadBatch(Vec<WireError>),
     BadRequest(String),
+    /// A plan that does not validate: where, what is wrong, what was expected.
+    BadPlan(onramp::core::plan::PlanError),
     UnknownWriteKey,
     /// A valid key used from an origin the project does not allow.
     OriginNotAllowed(String),
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::BadBatch(errors) if errors.iter().any(|e| e.field == "ts") => "too_old",
             ApiError::BadBatch(_) => "invalid",
             ApiError::BadRequest(_) => "bad_body",
+            ApiError::BadPlan(_) => "invalid_plan",
             ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
@@ -84,6 +87,10 @@ impl IntoResponse for ApiError {
                 return with_retry_after(StatusCode::SERVICE_UNAVAILABLE, body, 1);
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            ApiError::BadPlan(e) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string(), "pointer": e.pointer, "problem": e.problem, "expected": e.expected}),
+            ),
             ApiError::UnknownWriteKey => (StatusCode::UNAUTHORIZED, json!({"error": "unknown write key"})),
             ApiError::OriginNotAllowed(origin) => (
                 StatusCode::FORBIDDEN,

@@ -48,7 +48,7 @@ pub fn correct_timestamp(client_ts: i64, sent_at: i64, received_at: i64) -> i64 
 
 /// Echoes the origin when it may read the answer (an allowed origin), so browsers see errors
 /// from their own project and nobody else's.
-fn cors_headers(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
+pub(crate) fn cors_headers(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
     if let Some(origin) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));

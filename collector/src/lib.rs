@@ -20,10 +20,12 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod ops;
+pub mod plans;
 pub mod query;
 pub mod store;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,10 +54,24 @@ pub struct AppState {
     pub log_requests: bool,
     /// Told when a user reaches value (see [`webhook`]); `None` without `--webhook`.
     pub webhook: Option<Arc<webhook::Webhook>>,
+    /// Plans from the plan files, by project id: served while a project has no stored plan.
+    pub plans: Arc<HashMap<String, plans::ServedPlan>>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> AppState {
+        // A bad file is reported and skipped here; `main` refuses to start on one first.
+        let plans = config
+            .plan_files
+            .iter()
+            .filter_map(|(project, path)| match plans::load_file(path) {
+                Ok(plan) => Some((project.clone(), plan)),
+                Err(e) => {
+                    eprintln!("onramp-collector: {e}");
+                    None
+                }
+            })
+            .collect();
         AppState {
             limiter: Arc::new(ops::RateLimiter::new(config.rate_limit)),
             config: Arc::new(config),
@@ -65,7 +81,9 @@ impl AppState {
             draining: Arc::default(),
             log_requests: false,
             webhook: None,
+            plans: Arc::new(plans),
         }
+
     }
     pub fn now(&self) -> i64 {
         (self.clock)()
@@ -87,6 +105,7 @@ pub fn app(state: AppState) -> Router {
     let dist = state.config.dist_dir.clone();
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
+        .route("/v1/plan", get(plans::get).put(plans::put))
         .route("/v1/funnel", get(query::funnel))
         .route("/v1/ttv", get(query::time_to_value))
         .route("/v1/cohorts", get(query::cohorts))

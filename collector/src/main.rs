@@ -1,5 +1,6 @@
 //! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]
-//!                   [--webhook URL [--due m:24h,…] [--stall-scan 60s]]`
+//!                   [--webhook URL [--due m:24h,…] [--stall-scan 60s]] [--plan [PROJECT=]FILE]...`
+//! `onramp-collector plan check FILE…`
 //!
 //! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
 //! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
@@ -15,6 +16,14 @@
 //! ONRAMP_STORE, ONRAMP_WWW, ONRAMP_DIST, ONRAMP_CONFIG, ONRAMP_PROJECTS (projects separated by
 //! `;`), ONRAMP_RATE_LIMIT, ONRAMP_QUIET=1. Flags override the environment; the file is read
 //! first, so `--project` adds to it.
+//!
+//! `--plan [PROJECT=]FILE` (repeatable; PROJECT defaults to the first project) is a project's
+//! onboarding plan: validated and stored at start, so it replaces a stored plan (a bad plan stops
+//! the collector with its error). Without it the demo project is served the repository's demo plan
+//! until a plan is stored with `PUT /v1/plan`. Environment: ONRAMP_PLAN (one FILE).
+//!
+//! `onramp-collector plan check FILE…` validates plan files with the SDK's own validator and exits
+//! non-zero if any is invalid.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +80,8 @@ struct Args {
     store: StoreChoice,
     config: Config,
     quiet: bool,
+    /// Plan files given explicitly (project id, path): stored at start.
+    plans: Vec<(String, PathBuf)>,
 }
 
 /// `ID:WRITE_KEY:READ_TOKEN:ORIGINS`.
@@ -109,6 +120,7 @@ fn parse_args() -> Result<Args, String> {
     let mut rate_limit = env("ONRAMP_RATE_LIMIT");
     let mut quiet = env("ONRAMP_QUIET").is_some_and(|v| v == "1");
     let (mut webhook, mut due, mut scan) = (None, Vec::new(), std::time::Duration::from_secs(60));
+    let mut plan_specs: Vec<String> = env("ONRAMP_PLAN").into_iter().collect();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -129,6 +141,7 @@ fn parse_args() -> Result<Args, String> {
                 let ms = parse_duration(&text).filter(|ms| *ms > 0).ok_or(format!("--stall-scan: {text:?} is not a duration such as 60s"))?;
                 scan = std::time::Duration::from_millis(ms as u64);
             }
+            "--plan" => plan_specs.push(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -148,12 +161,26 @@ fn parse_args() -> Result<Args, String> {
         config.rate_limit = RateLimit { per_second: n, burst: (2.0 * n).max(1.0) };
     }
     let webhook = webhook.map(|url| Webhook::new(&url, due, scan)).transpose()?;
-    Ok(Args { webhook, listen, store, config, quiet })
+    let mut plans = Vec::new();
+    for spec in plan_specs {
+        let (project, path) = match spec.split_once('=') {
+            Some((project, path)) => (project.to_string(), path),
+            None => (config.projects.first().map(|p| p.id.clone()).unwrap_or_default(), spec.as_str()),
+        };
+        if !config.projects.iter().any(|p| p.id == project) {
+            return Err(format!("--plan {spec}: no project {project:?}"));
+        }
+        config.plan_files.retain(|(p, _)| *p != project);
+        config.plan_files.push((project.clone(), path.into()));
+        plans.push((project, PathBuf::from(path)));
+    }
+    Ok(Args { webhook, listen, store, config, quiet, plans })
 }
 
 const USAGE: &str = "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] \
 [--www DIR] [--dist DIR] [--config FILE] [--project ID:WRITE_KEY:READ_TOKEN:ORIGINS]... [--rate-limit N] [--quiet] \
-[--webhook http://HOST/PATH [--due milestone:24h,…] [--stall-scan 60s]]";
+[--webhook http://HOST/PATH [--due milestone:24h,…] [--stall-scan 60s]] [--plan [PROJECT=]FILE]...
+       onramp-collector plan check FILE...";
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -171,6 +198,17 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("plan") {
+        return match argv.get(1).map(String::as_str) {
+            Some("check") if onramp_collector::plans::check_files(&argv[2..]) => ExitCode::SUCCESS,
+            Some("check") => ExitCode::FAILURE,
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(message) => {
@@ -185,6 +223,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A bad plan stops the start, before anything listens.
+    for (_, path) in &args.config.plan_files {
+        if let Err(e) = onramp_collector::plans::load_file(path) {
+            eprintln!("onramp-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -199,6 +244,13 @@ async fn main() -> ExitCode {
     if let Some(hook) = args.webhook {
         tokio::spawn(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
         state.webhook = Some(Arc::new(hook));
+    }
+    for (project, path) in &args.plans {
+        let Some(plan) = state.plans.get(project) else { continue };
+        // A store that keeps no plans still serves the file (the fallback); say so, go on.
+        if let Err(e) = state.store.put_plan(project, plan.text.clone(), &plan.plan.version, state.now()).await {
+            eprintln!("onramp-collector: plan {} not stored ({e}); serving it from the file", path.display());
+        }
     }
     match onramp_collector::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -130,8 +130,20 @@ pub struct PlanDefaults {
 
 /// The plan's milestones, value milestone and due windows for `project`. Without a stored plan
 /// every report needs its `steps` (and stalls their `due`) spelled out in the request.
-pub async fn plan_defaults(_state: &AppState, _project: &Project) -> PlanDefaults {
-    PlanDefaults::default()
+pub async fn plan_defaults(state: &AppState, project: &Project) -> PlanDefaults {
+    // An unreadable store here only costs the defaults; the report's own reads will say 503.
+    let Ok(Some(served)) = crate::plans::current(state, &project.id).await else { return PlanDefaults::default() };
+    let plan = &served.plan;
+    PlanDefaults {
+        // The funnel of the required path; optional milestones would read as drop-off.
+        milestones: plan.milestones.iter().filter(|m| m.required).map(|m| m.id.clone()).collect(),
+        value: plan.value_milestone().map(|m| m.id.clone()),
+        due: plan
+            .milestones
+            .iter()
+            .filter_map(|m| m.due_ms.map(|within_ms| Due { milestone: m.id.clone(), within_ms }))
+            .collect(),
+    }
 }
 
 /// Every user of `project` with sign-up time and traits resolved.
@@ -172,6 +184,8 @@ impl<'a> Ctx<'a> {
     fn steps(&self) -> Result<Vec<String>, ApiError> {
         match self.params.list("steps") {
             Some(steps) if !steps.is_empty() => Ok(steps),
+            // Given but empty is a mistake in the request, not a wish for the plan's steps.
+            Some(_) => Err(bad("steps", "empty; give the steps in order, e.g. steps=signed_up,project_created, or leave it out for the plan's")),
             _ if !self.plan.milestones.is_empty() => Ok(self.plan.milestones.clone()),
             _ => Err(bad("steps", "give the steps in order, e.g. steps=signed_up,project_created (this project has no plan to take them from)")),
         }

@@ -140,4 +140,15 @@ pub trait Store: Send + Sync + 'static {
     fn queue_depth(&self) -> usize {
         0
     }
+
+    /// The project's stored plan (validated JSON text), if any. Stores that keep no plans say
+    /// none, and the collector serves the plan file it was started with.
+    fn plan(&self, _project: &str) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Replaces the project's plan; `text` has been validated by the caller.
+    fn put_plan(&self, _project: &str, _text: String, _version: &str, _now: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no plans; start the collector with --plan FILE".into())) })
+    }
 }

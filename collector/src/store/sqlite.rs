@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use onramp::core::wire::EventType;
@@ -20,6 +20,7 @@ use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent,
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_events.sql"),
     include_str!("../../migrations/0002_analytics.sql"),
+    include_str!("../../migrations/0003_plans.sql"),
 ];
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
@@ -137,6 +138,39 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
 }
 
 impl Store for SqliteStore {
+    fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
+        let project = project.to_owned();
+        Box::pin(async move {
+            let conn = self.reader()?;
+            tokio::task::spawn_blocking(move || {
+                conn.query_row("SELECT body FROM plans WHERE project = ?1", params![project], |r| r.get(0))
+                    .optional()
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+        })
+    }
+
+    fn put_plan(&self, project: &str, text: String, version: &str, now: i64) -> StoreFuture<'_, ()> {
+        let (project, version, path) = (project.to_owned(), version.to_owned(), self.path.clone());
+        // Rare and small: its own connection beside the event writer (WAL + busy timeout).
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
+                open(&path)?.execute(
+                    "INSERT INTO plans (project, body, version, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (project) DO UPDATE SET body = excluded.body, version = excluded.version,
+                     updated_at = excluded.updated_at",
+                    params![project, text, version, now],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+        })
+    }
+
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
