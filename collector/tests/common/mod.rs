@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod history;
+
 use std::sync::Arc;
 
 use onramp_collector::store::clickhouse::server::LocalServer;
@@ -15,10 +17,6 @@ pub struct Collector {
     pub url: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
-
-/// The collector clock in tests that compare stores: batches sent "now" by this clock get no
-/// skew correction, so both collectors store the same times.
-pub const NOW: i64 = 1_800_000_000_000;
 
 pub async fn serve(store: Arc<dyn Store>) -> Collector {
     serve_with_clock(store, None).await
