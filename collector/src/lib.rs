@@ -8,7 +8,8 @@
 //! - [`query`]: the read API behind the dashboard (`/v1/funnel`, `/v1/ttv`, `/v1/cohorts`,
 //!   `/v1/tips`, `/v1/metrics`, `/v1/stalled`, `/v1/report`).
 //! - [`analytics`]: the pure math behind it, shared by every store.
-//! - [`store`]: storage backends behind one trait; SQLite is the default.
+//! - [`store`]: storage backends behind one trait; SQLite is the default, ClickHouse the one
+//!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
 //!
