@@ -1,11 +1,35 @@
-// The PM dashboard: reads the collector's query API with a read token and draws SVG charts.
+// The PM dashboard: one GET /v1/report with the read token, drawn as SVG charts and tables.
+// No libraries: the page must load from the collector alone.
 (function () {
+  "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var SVG = "http://www.w3.org/2000/svg";
-  var fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-  $("token").value = fromHash || localStorage.getItem("onramp.readToken") || "";
+  // Used when the project has no plan to take its milestones from (the demo's own events).
+  var DEMO_STEPS = "signed_up,project_created,teammate_invited,file_uploaded";
+  var FIELDS = ["from", "to", "steps", "value", "window", "by", "due"];
+  var H = 3600000, D = 24 * H;
 
-  function pct(x) { return (x * 100).toFixed(0) + "%"; }
+  // The form's state lives in the URL hash, so a view can be bookmarked or shared.
+  var hash = new URLSearchParams(location.hash.slice(1));
+  $("token").value = hash.get("token") || localStorage.getItem("onramp.readToken") || "";
+  FIELDS.forEach(function (f) { if (hash.get(f)) $(f).value = hash.get(f); });
+  var traitChoice = {};
+  hash.forEach(function (v, k) { if (k.indexOf("trait.") === 0) traitChoice[k.slice(6)] = v; });
+
+  function pct(x) { return x == null ? "–" : (x * 100).toFixed(x > 0 && x < 0.1 ? 1 : 0) + "%"; }
+  function num(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+  function fixed(x, digits) { return x.toFixed(digits).replace(/\.0$/, ""); }
+  function dur(ms) {
+    if (ms == null) return "–";
+    if (ms < 60000) return Math.round(ms / 1000) + " s";
+    if (ms < H) return Math.round(ms / 60000) + " min";
+    if (ms < D) return fixed(ms / H, ms < 10 * H ? 1 : 0) + " h";
+    return fixed(ms / D, ms < 10 * D ? 1 : 0) + " d";
+  }
+  // Bucket edges are round numbers: 1h, 4h, 1d, 7d.
+  function short(ms) { return ms % D === 0 ? ms / D + "d" : ms % H === 0 ? ms / H + "h" : Math.round(ms / 60000) + "m"; }
+  function day(ts) { return new Date(ts).toISOString().slice(0, 10); }
+  function when(ts) { return new Date(ts).toISOString().slice(0, 16).replace("T", " "); }
 
   function el(name, attrs, text) {
     var node = document.createElementNS(SVG, name);
@@ -14,44 +38,201 @@
     return node;
   }
 
-  function draw(steps) {
-    var svg = $("funnel");
-    svg.textContent = "";
-    var width = svg.clientWidth || 800, height = 320, top = 20, bottom = 60;
-    var max = Math.max(1, steps[0] ? steps[0].users : 1);
-    var slot = width / Math.max(steps.length, 1);
-    steps.forEach(function (s, i) {
-      var h = (height - top - bottom) * s.users / max;
-      var x = i * slot + slot * 0.15, w = slot * 0.7, y = height - bottom - h;
-      svg.appendChild(el("rect", { x: x, y: y, width: w, height: Math.max(h, 1), rx: 4, fill: "#3b5bdb" }));
-      svg.appendChild(el("text", { x: x + w / 2, y: y - 6, "text-anchor": "middle", "font-size": 14 }, s.users));
-      svg.appendChild(el("text", { x: x + w / 2, y: height - bottom + 20, "text-anchor": "middle", "font-size": 13 }, s.name));
-      if (i > 0) svg.appendChild(el("text", { x: x + w / 2, y: height - bottom + 40, "text-anchor": "middle", "font-size": 12, fill: "#6b7486" }, pct(s.conversionFromPrevious) + " of previous"));
-    });
-    var body = $("funnel-table").tBodies[0];
+  function fillTable(table, rows) {
+    var body = table.tBodies[0];
     body.textContent = "";
-    steps.forEach(function (s) {
+    rows.forEach(function (cells) {
       var tr = body.insertRow();
-      [s.name, s.users, pct(s.conversionFromPrevious), pct(s.conversionFromFirst)].forEach(function (v) { tr.insertCell().textContent = v; });
+      cells.forEach(function (c) {
+        var td = tr.insertCell();
+        if (c && typeof c === "object") {
+          td.textContent = c.text;
+          if (c.cls) td.className = c.cls;
+          if (c.bg) td.style.background = c.bg;
+          if (c.title) td.title = c.title;
+        } else td.textContent = c;
+      });
     });
   }
 
+  // Horizontal bars, one row per step, widths relative to the first step.
+  function drawFunnel(steps) {
+    var svg = $("funnel"), width = svg.clientWidth || 560, row = 44, label = 150, right = 120;
+    svg.textContent = "";
+    svg.setAttribute("height", Math.max(row * steps.length + 8, 40));
+    var first = Math.max(1, steps.length ? steps[0].users : 1);
+    steps.forEach(function (s, i) {
+      var y = i * row + 4, w = Math.max((width - label - right) * s.users / first, 2);
+      svg.appendChild(el("text", { x: 0, y: y + 24, "font-size": 13, fill: "#1d2433" }, s.name));
+      svg.appendChild(el("rect", { x: label, y: y + 6, width: width - label - right, height: 28, rx: 4, fill: "#eef1f7" }));
+      svg.appendChild(el("rect", { x: label, y: y + 6, width: w, height: 28, rx: 4, fill: "#3b5bdb" }));
+      svg.appendChild(el("text", { x: label + w + 8, y: y + 25, "font-size": 13, "font-weight": 600, fill: "#1d2433" },
+        num(s.users) + "  ·  " + pct(s.conversionFromFirst)));
+    });
+    fillTable($("funnel-table"), steps.map(function (s, i) {
+      return [s.name, num(s.users), i ? pct(s.conversionFromPrevious) : "", pct(s.conversionFromFirst),
+        i ? num(s.dropOff) : "", dur(s.medianMsFromPrevious)];
+    }));
+  }
+
+  // Vertical bars with a label under each and the count above.
+  function drawBars(svg, labels, counts, color) {
+    var width = svg.clientWidth || 560, height = Number(svg.getAttribute("height")), top = 18, bottom = 22;
+    svg.textContent = "";
+    var max = Math.max.apply(null, counts.concat([1])), slot = width / counts.length;
+    counts.forEach(function (c, i) {
+      var h = (height - top - bottom) * c / max, x = i * slot + slot * 0.12, w = slot * 0.76;
+      svg.appendChild(el("rect", { x: x, y: height - bottom - h, width: w, height: Math.max(h, 1), rx: 3, fill: color }));
+      svg.appendChild(el("text", { x: x + w / 2, y: height - bottom - h - 4, "text-anchor": "middle", "font-size": 12 }, num(c)));
+      svg.appendChild(el("text", { x: x + w / 2, y: height - 6, "text-anchor": "middle", "font-size": 11, fill: "#6b7486" }, labels[i]));
+    });
+  }
+
+  function bucketLabels(edges) {
+    var labels = ["< " + short(edges[0])];
+    for (var i = 1; i < edges.length; i++) labels.push(short(edges[i - 1]) + "–" + short(edges[i]));
+    labels.push("≥ " + short(edges[edges.length - 1]));
+    return labels;
+  }
+
+  function drawTtv(ttv) {
+    $("ttv-value").textContent = ttv.value.name;
+    drawBars($("ttv"), bucketLabels(ttv.histogram.edgesMs), ttv.histogram.counts, "#5c7cfa");
+    // The value milestone is marked in place when it is one of the steps, else added last.
+    var list = ttv.milestones.some(function (m) { return m.name === ttv.value.name; }) ? ttv.milestones : ttv.milestones.concat([ttv.value]);
+    var rows = list.map(function (m) {
+      var name = m.name === ttv.value.name ? { text: m.name + " (value)", cls: "better" } : m.name;
+      return [name, num(m.reached), dur(m.ms.p50), dur(m.ms.p75), dur(m.ms.p90)];
+    });
+    fillTable($("ttv-table"), rows);
+  }
+
+  function heat(share) { return "rgba(59, 91, 219, " + (0.08 + 0.5 * share).toFixed(2) + ")"; }
+
+  function drawCohorts(c) {
+    $("cohort-by").textContent = c.by;
+    var head = $("cohorts").tHead;
+    head.textContent = "";
+    var tr = head.insertRow();
+    ["Cohort", "Users"].concat(c.steps, [c.valueMilestone + " (value)", "First-day activation", "Median TTV"])
+      .forEach(function (h) { var th = document.createElement("th"); th.textContent = h; tr.appendChild(th); });
+    // Newest first: the cohorts a PM is watching.
+    fillTable($("cohorts"), c.cohorts.slice().reverse().map(function (row) {
+      var share = function (n) { var s = row.users ? n / row.users : 0; return { text: pct(s), bg: heat(s), cls: "heat", title: num(n) + " of " + num(row.users) }; };
+      return [(c.by === "week" ? "week of " : "") + row.label, num(row.users)]
+        .concat(row.reached.map(share), [share(row.value.reached),
+          row.firstDay.eligible
+            ? { text: pct(row.firstDay.rate), bg: heat(row.firstDay.rate), cls: "heat", title: num(row.firstDay.activated) + " of " + num(row.firstDay.eligible) + " at least a day old" }
+            : { text: "too new", cls: "muted" },
+          dur(row.value.ms.p50)]);
+    }));
+  }
+
+  function drawTips(t) {
+    fillTable($("tips"), t.tips.map(function (tip) {
+      var s = tip.saw, n = tip.didNotSee;
+      var cls = s.completionRate > n.completionRate ? "better" : s.completionRate < n.completionRate ? "worse" : "";
+      return [tip.tipId, tip.milestone || "–", num(s.users),
+        { text: pct(s.completionRate) + " / " + pct(n.completionRate), cls: cls },
+        dur(s.medianMs) + " / " + dur(n.medianMs), pct(tip.dismissRate)];
+    }));
+    if (!t.tips.length) fillTable($("tips"), [[{ text: "No tip events yet", cls: "muted" }, "", "", "", "", ""]]);
+  }
+
+  function drawMetrics(m) {
+    fillTable($("metrics"), [
+      ["Core-task completion", num(m.coreTaskCompletion.users), pct(m.coreTaskCompletion.rate), ""],
+      ["First-session length", num(m.firstSessionLength.users), dur(m.firstSessionLength.ms.p50), dur(m.firstSessionLength.ms.p90)],
+      ["Return interval", num(m.returnInterval.users), dur(m.returnInterval.ms.p50), dur(m.returnInterval.ms.p90)],
+    ]);
+    drawBars($("returns"), bucketLabels(m.returnInterval.histogram.edgesMs), m.returnInterval.histogram.counts, "#74b816");
+  }
+
+  function drawStalled(s, now) {
+    fillTable($("stalled"), s.stalled.slice(0, 200).map(function (r) {
+      return [r.user, r.milestone, day(r.signedUpAt), when(r.dueAt), when(r.lastSeen), dur(now - r.dueAt)];
+    }));
+    if (!s.stalled.length) {
+      var why = s.due.length ? "Nobody is stalled" : "Give due windows (e.g. project_created:24h) to list stalled users";
+      fillTable($("stalled"), [[{ text: why, cls: "muted" }, "", "", "", "", ""]]);
+    }
+    $("csv").textContent = "Download CSV (" + num(s.total) + ")";
+  }
+
+  function drawTraitFilters(traits) {
+    var box = $("trait-filters");
+    box.textContent = "";
+    Object.keys(traits).forEach(function (key) {
+      var label = document.createElement("label"), select = document.createElement("select");
+      label.textContent = key;
+      select.dataset.trait = key;
+      select.appendChild(new Option("any", ""));
+      traits[key].forEach(function (v) { select.appendChild(new Option(v.value + " (" + num(v.users) + ")", v.value)); });
+      select.value = traitChoice[key] || "";
+      select.addEventListener("change", function () { traitChoice[key] = select.value; load(); });
+      label.appendChild(select);
+      box.appendChild(label);
+    });
+  }
+
+  function query() {
+    var q = new URLSearchParams();
+    FIELDS.forEach(function (f) { var v = $(f).value.trim(); if (v) q.set(f, v); });
+    Object.keys(traitChoice).forEach(function (k) { if (traitChoice[k]) q.set("trait." + k, traitChoice[k]); });
+    return q;
+  }
+
+  function render(r) {
+    var t = r.ttv;
+    $("kpi-users").textContent = num(t.users);
+    $("kpi-value").textContent = t.users ? pct(t.value.reached / t.users) : "–";
+    $("kpi-ttv").textContent = dur(t.value.ms.p50);
+    $("kpi-activation").textContent = t.firstDay.eligible ? pct(t.firstDay.rate) : "–";
+    $("funnel-window").textContent = r.funnel.windowMs ? ", within " + dur(r.funnel.windowMs) + " of the first" : "";
+    drawFunnel(r.funnel.steps);
+    drawTtv(t);
+    drawCohorts(r.cohorts);
+    drawTips(r.tips);
+    drawMetrics(r.metrics);
+    drawStalled(r.stalled, r.now);
+    drawTraitFilters(r.traits);
+  }
+
+  var loading = false;
   function load() {
     var token = $("token").value.trim();
     if (!token) { $("status").textContent = "Enter the project's read token."; return; }
+    if (loading) return;
+    loading = true;
     localStorage.setItem("onramp.readToken", token);
-    var url = "/v1/funnel?steps=" + encodeURIComponent($("steps").value);
-    fetch(url, { headers: { Authorization: "Bearer " + token } })
+    var q = query();
+    var shown = new URLSearchParams(q);
+    shown.set("token", token);
+    history.replaceState(null, "", "#" + shown.toString());
+    var csv = new URLSearchParams(q);
+    csv.set("format", "csv");
+    csv.set("token", token);
+    ["steps", "value", "window", "by"].forEach(function (k) { csv.delete(k); });
+    $("csv").href = "/v1/stalled?" + csv.toString();
+    fetch("/v1/report?" + q.toString(), { headers: { Authorization: "Bearer " + token } })
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
-        if (!r.ok) { $("status").textContent = r.body.error || "Request failed"; return; }
-        $("status").textContent = "Updated " + new Date().toLocaleTimeString();
-        draw(r.body.steps);
+        loading = false;
+        if (!r.ok) {
+          var error = r.body.error || "Request failed";
+          // No plan and no steps given: show the demo's own events rather than an empty page.
+          if (error.indexOf("steps:") === 0 && !$("steps").value) { $("steps").value = DEMO_STEPS; return load(); }
+          $("status").textContent = error;
+          return;
+        }
+        $("status").textContent = "Project " + r.body.project + " · updated " + new Date().toLocaleTimeString();
+        document.body.dataset.loaded = "true";
+        render(r.body);
       })
-      .catch(function (e) { $("status").textContent = "Collector unreachable: " + e; });
+      .catch(function (e) { loading = false; $("status").textContent = "Collector unreachable: " + e; });
   }
 
   $("controls").addEventListener("submit", function (e) { e.preventDefault(); load(); });
   load();
-  setInterval(load, 5000);
+  setInterval(function () { if (!document.hidden) load(); }, 15000);
 })();

@@ -1,0 +1,139 @@
+// The PM dashboard in real headless Chromium, against a real collector: two users click through
+// the demo (the shipped SDK), a few hundred more arrive as seeded batches with tips and metrics,
+// and every number the page shows must be the collector's answer. Screenshots are kept in
+// tests/e2e/artifacts/ to be looked at.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCollector, launchBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
+
+const STEPS = "signed_up,project_created,teammate_invited,file_uploaded";
+const VIEW = "value=file_uploaded&window=7d&due=project_created:24h,teammate_invited:3d&steps=" + STEPS;
+const H = 3600000, D = 24 * H;
+let collector, browser;
+
+before(async () => {
+  collector = await startCollector();
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+// mulberry32: a seeded generator, so the seeded users are the same on every run.
+function rng(seed) {
+  return () => {
+    seed |= 0; seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Users who signed up over the last two weeks, behaving as the demo's users would. */
+function seededEvents(now, count) {
+  const r = rng(42), events = [];
+  const plans = ["trial", "pro", "team"], roles = ["admin", "member"];
+  for (let i = 0; i < count; i++) {
+    const user = `seed${String(i).padStart(3, "0")}@example.com`, anon = `anon-seed-${i}`;
+    const signup = now - Math.floor(r() * 14 * D) - H;
+    const plan = plans[Math.floor(r() * 3)], role = roles[Math.floor(r() * 2)];
+    let n = 0, t = signup;
+    const push = (type, name, ts, props = {}) => {
+      if (ts < now) events.push({ id: `${user}-${n++}`, type, name, anonymousId: anon, userId: user, ts, props });
+    };
+    push("identify", "identify", t, { signedUpAt: signup, plan, role });
+    push("track", "signed_up", t + 1000);
+    const sawTip = r() < 0.6;
+    if (sawTip) {
+      const tip = { tipId: "create-first-project", milestone: "project_created", sinceSignupMs: 5000 };
+      push("tip", "tip_shown", t + 5000, tip);
+      if (r() < 0.25) push("tip", "tip_dismissed", t + 9000, tip);
+    }
+    push("metric", "first_session_length", t + 20 * 60000, { valueMs: Math.floor(2 * 60000 + r() * 40 * 60000) });
+    if (r() < 0.7) push("metric", "return_interval", t + D, { valueMs: Math.floor(r() * r() * 6 * D) });
+    const steps = [["project_created", sawTip ? 0.85 : 0.65, 3 * H], ["teammate_invited", 0.6, 20 * H], ["file_uploaded", 0.7, 30 * H]];
+    for (const [name, p, scale] of steps) {
+      if (r() > p) break;
+      t += Math.floor(-Math.log(1 - r()) * scale) + 1000;
+      push("track", name, t);
+      if (name === "file_uploaded") push("milestone", "time_to_value", t + 1, { milestone: name, sinceSignupMs: t - signup });
+    }
+  }
+  return events;
+}
+
+async function signUp(page, name, email) {
+  await page.goto(collector.url + "/demo/");
+  await page.fill("#signup-name", name);
+  await page.fill("#signup-email", email);
+  await page.click("#signup-submit");
+}
+
+test("the dashboard shows the demo's users and the collector's numbers", async () => {
+  // Two real visitors through the demo page and the shipped SDK.
+  const ada = await (await browser.newContext()).newPage();
+  await signUp(ada, "Ada", "ada@example.com");
+  await ada.click("#new-project");
+  await ada.fill("#project-name", "Launch plan");
+  await ada.click("#project-create");
+  await ada.evaluate(() => window.onramp.flush());
+  const bo = await (await browser.newContext()).newPage();
+  await signUp(bo, "Bo", "bo@example.com");
+  await bo.evaluate(() => window.onramp.flush());
+  const demoUsers = await eventually(async () => {
+    const { body } = await getJson(collector.url + "/v1/funnel?users=true&steps=" + STEPS);
+    const ids = body.steps[0].userIds;
+    return ids.includes("ada@example.com") && ids.includes("bo@example.com") ? body : null;
+  });
+  assert.ok(demoUsers, "the demo's users reached the collector");
+
+  // A few hundred more, so every chart has something to show.
+  const events = seededEvents(Date.now(), 400);
+  for (let i = 0; i < events.length; i += 500) {
+    const r = await fetch(collector.url + "/v1/batch", {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: JSON.stringify({ writeKey: "wk_demo", sentAt: Date.now(), events: events.slice(i, i + 500) }),
+    });
+    assert.equal(r.status, 200, await r.text());
+  }
+
+  const page = await (await browser.newContext({ viewport: { width: 1360, height: 900 } })).newPage();
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/dashboard/#token=rt_demo&" + VIEW);
+  await page.waitForSelector("body[data-loaded=true]");
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview.png"), fullPage: true });
+
+  // The page's numbers are the API's numbers.
+  const api = (await getJson(collector.url + "/v1/report?" + VIEW)).body;
+  const funnelRows = await page.$$eval("#funnel-table tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  assert.deepEqual(funnelRows.map((r) => r[0]), STEPS.split(","));
+  assert.deepEqual(funnelRows.map((r) => Number(r[1].replace(/,/g, ""))), api.funnel.steps.map((s) => s.users));
+  assert.ok(api.funnel.steps[0].users >= 402, "demo and seeded users are in the funnel");
+  assert.equal(await page.textContent("#kpi-users"), api.ttv.users.toLocaleString("en-US"));
+  const cohortRows = await page.$$eval("#cohorts tbody tr", (rows) => rows.length);
+  assert.equal(cohortRows, api.cohorts.cohorts.length);
+  assert.equal(await page.$$eval("#funnel rect", (r) => r.length), 2 * 4, "one bar and its track per step");
+  assert.equal(await page.$$eval("#ttv rect", (r) => r.length), api.ttv.histogram.counts.length);
+  const tipRow = await page.$$eval("#tips tbody tr td", (cells) => cells.map((c) => c.textContent));
+  assert.equal(tipRow[0], "create-first-project");
+  assert.equal(await page.textContent("#csv"), `Download CSV (${api.stalled.total.toLocaleString("en-US")})`);
+
+  // The CSV link downloads the same stalled list.
+  const csv = await (await fetch(collector.url + (await page.getAttribute("#csv", "href")))).text();
+  assert.equal(csv.trim().split("\n").length, api.stalled.total + 1, "header plus one line per stall");
+
+  // A trait filter: only teams.
+  await page.selectOption("select[data-trait=plan]", "team");
+  await page.waitForFunction(() => location.hash.includes("trait.plan=team"));
+  const team = (await getJson(collector.url + "/v1/report?" + VIEW + "&trait.plan=team")).body;
+  await eventually(async () => (await page.textContent("#kpi-users")) === team.ttv.users.toLocaleString("en-US"));
+  assert.equal(await page.textContent("#kpi-users"), team.ttv.users.toLocaleString("en-US"));
+  assert.ok(team.ttv.users < api.ttv.users);
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-filtered-team.png"), fullPage: true });
+
+  const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
+  assert.deepEqual(bad, [], "no errors in the page");
+});
