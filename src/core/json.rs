@@ -6,7 +6,6 @@
 //! parser, so all three agree on what is valid. Hostile input is bounded: nesting depth is
 //! limited and every error names its byte offset.
 
-use std::fmt::Write as _;
 
 /// Deepest nesting accepted; deeper documents are rejected rather than risking the stack.
 pub const MAX_DEPTH: usize = 64;
@@ -122,15 +121,7 @@ impl Value {
 }
 
 /// Writes a number; integers (the common case: timestamps, counts) without a fraction.
-pub fn write_num(out: &mut String, n: f64) {
-    if !n.is_finite() {
-        out.push_str("null");
-    } else if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-        let _ = write!(out, "{}", n as i64);
-    } else {
-        let _ = write!(out, "{n}");
-    }
-}
+pub use super::num::write_f64 as write_num;
 
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
@@ -142,7 +133,10 @@ pub fn write_str(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 0xf] as char);
             }
             c => out.push(c),
         }
@@ -278,7 +272,7 @@ impl Parser<'_> {
         }
         // from_utf8 cannot fail: only ASCII bytes were consumed.
         let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or("x");
-        text.parse::<f64>().map(Value::Num).map_err(|_| ParseError {
+        super::num::parse_f64(text).map(Value::Num).ok_or(ParseError {
             offset: start,
             message: "malformed number",
         })

@@ -11,6 +11,7 @@ pub mod funnel;
 pub mod ids;
 pub mod json;
 pub mod markup;
+pub mod num;
 pub mod placement;
 pub mod plan;
 pub mod storage;
