@@ -169,56 +169,46 @@ async fn resend_all(url: &str, batches: &[Vec<String>]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_mid_load_loses_no_acknowledged_event() {
+/// Loads the collector, sends it `signal` once `after` events are acknowledged, checks that
+/// every acknowledged event is in the file and how the process ended, then restarts it on the
+/// same file, resends what was not acknowledged, and prints the table row.
+async fn signal_mid_load(signal: &'static str, after: usize, clean_exit: bool, scenario: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("events.db");
     let mut collector = Collector::start(&db, "127.0.0.1:0");
-    let pid = collector.child.id();
-    let (ok, failed) = load_with_fault(&collector.url, 1500, move || {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let pid = collector.child.id().to_string();
+    let (ok, failed) = load_with_fault(&collector.url, after, move || {
+        let _ = Command::new("kill").args(["-s", signal, &pid]).status();
     })
     .await;
-    assert!(!collector.wait(), "killed, not exited");
-    let acked: BTreeSet<String> = ok.iter().flatten().cloned().collect();
-    assert!(!failed.is_empty(), "the kill hit mid-load");
+    assert_eq!(collector.wait(), clean_exit, "{signal}: exit status");
+    assert!(!failed.is_empty(), "the {signal} hit mid-load");
 
-    // Right after the kill: every acknowledged event is in the file.
-    let (_, after_kill) = stored(&db);
-    let lost: Vec<_> = acked.difference(&after_kill).collect();
+    // Right after the process ended: every acknowledged event is in the file.
+    let acked: BTreeSet<String> = ok.iter().flatten().cloned().collect();
+    let (_, after_fault) = stored(&db);
+    let lost: Vec<_> = acked.difference(&after_fault).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    println!("{signal}: {} events acknowledged before the process ended, all in the file", acked.len());
 
     // Restart on the same file; the clients resend what was not acknowledged.
     let restarted = Collector::start(&db, "127.0.0.1:0");
     resend_all(&restarted.url, &failed).await;
     let sent = (ok.len() + failed.len()) * 20;
     let (rows, distinct) = stored(&db);
-    println!("kill -9: {} events acknowledged before the kill, all {} in the file after it", acked.len(), acked.len());
-    row("collector killed -9 mid-load, restarted", sent, rows, distinct.len());
+    row(scenario, sent, rows, distinct.len());
     assert_eq!((rows, distinct.len()), (sent, sent));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigterm_drains_in_flight_batches_and_exits() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("events.db");
-    let mut collector = Collector::start(&db, "127.0.0.1:0");
-    let pid = collector.child.id();
-    let (ok, failed) = load_with_fault(&collector.url, 1000, move || {
-        let _ = Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
-    })
-    .await;
-    assert!(collector.wait(), "SIGTERM: clean exit");
-    let acked: BTreeSet<String> = ok.iter().flatten().cloned().collect();
-    let (_, after_stop) = stored(&db);
-    assert!(acked.is_subset(&after_stop), "every acknowledged batch was committed before exit");
+async fn kill_9_mid_load_loses_no_acknowledged_event() {
+    signal_mid_load("KILL", 1500, false, "collector killed -9 mid-load, restarted").await;
+}
 
-    let restarted = Collector::start(&db, "127.0.0.1:0");
-    resend_all(&restarted.url, &failed).await;
-    let sent = (ok.len() + failed.len()) * 20;
-    let (rows, distinct) = stored(&db);
-    row("collector SIGTERM mid-load (drain), restarted", sent, rows, distinct.len());
-    assert_eq!((rows, distinct.len()), (sent, sent));
+/// SIGTERM: stop accepting, answer what is in flight (each only after its commit), exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_in_flight_batches_and_exits() {
+    signal_mid_load("TERM", 1000, true, "collector SIGTERM mid-load (drain), restarted").await;
 }
 
 struct Rng(u64);
