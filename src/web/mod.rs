@@ -10,9 +10,13 @@ use wasm_bindgen::JsCast;
 
 use crate::core::client::{Client, Entropy};
 use crate::core::delivery::{Next, Outbox, Policy};
+use crate::core::engine::{self, Emit, Engine};
 use crate::core::json::{self, Value};
+use crate::core::plan::Plan;
 use crate::core::storage::KeyValue;
 use crate::core::wire::EventType;
+
+mod tips;
 
 /// The outbox's clock tick: heartbeat, adoption of dead tabs, batching by time, retries.
 const TICK_MS: i32 = 1000;
@@ -20,6 +24,8 @@ const ANON_KEY: &str = "onramp.anonymousId";
 
 struct Sdk {
     client: Client,
+    /// The plan's milestone engine; `None` without a (valid) plan.
+    engine: Option<Engine>,
     outbox: Outbox<BrowserStorage>,
     batch_url: String,
     /// Made once and reused by every request, so no closure is created or leaked per send.
@@ -102,7 +108,8 @@ fn object_entries(value: Value) -> Vec<(String, Value)> {
 /// smaller ones on the next tick.
 fn with_sdk(f: impl FnOnce(&mut Sdk)) {
     let send = SDK.with(|cell| {
-        let mut guard = cell.borrow_mut();
+        // Busy means a host handler called back into onramp from inside it: drop, never panic.
+        let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         f(sdk);
         let now = now_ms();
@@ -115,6 +122,25 @@ fn with_sdk(f: impl FnOnce(&mut Sdk)) {
     if send {
         send_batch(false);
     }
+}
+
+fn record(client: &mut Client, emits: Vec<Emit>) {
+    for e in emits {
+        client.record(e.kind, &e.name, e.props, now_ms(), &mut BrowserEntropy);
+    }
+}
+
+/// Runs `f` with the engine and storage, and records the events it returns: the tips layer's
+/// way in. `None` when there is no plan.
+fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R) -> Option<R> {
+    let mut result = None;
+    with_sdk(|sdk| {
+        let Some(engine) = sdk.engine.as_mut() else { return };
+        let mut out = Vec::new();
+        result = Some(f(engine, &mut BrowserStorage(local_storage()), &mut out));
+        record(&mut sdk.client, out);
+    });
+    result
 }
 
 /// Starts the SDK. `config` is `{ writeKey, collector }`; `collector` defaults to this page's
@@ -141,9 +167,22 @@ pub fn init(config: JsValue) {
     });
 
     let tab = Client::new_id(now_ms(), &mut BrowserEntropy);
+    // An inline plan (`init({ plan: {…} })`). A broken plan is one console error; events still flow.
+    let plan = config.get("plan").filter(|p| p.as_object().is_some()).and_then(|p| {
+        Plan::from_value(p).map_err(|e| console_error(&("onramp: ".to_owned() + &e.to_string() + "; tips are off"))).ok()
+    });
+    let mut engine = plan.map(|plan| Engine::new(plan, tab.clone(), &anonymous_id, &BrowserStorage(local_storage())));
+    let mut first_emits = Vec::new();
+    if let Some(e) = engine.as_mut() {
+        first_emits = e.touch(&mut BrowserStorage(local_storage()), now_ms());
+    }
+    let default_locale = engine.as_ref().map(|e| e.plan().default_locale.clone());
     let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, Policy::default(), now_ms());
+    let mut client = Client::new(write_key.into(), anonymous_id);
+    record(&mut client, first_emits);
     let sdk = Sdk {
-        client: Client::new(write_key.into(), anonymous_id),
+        client,
+        engine,
         outbox,
         batch_url,
         on_response: Closure::new(on_response),
@@ -156,21 +195,39 @@ pub fn init(config: JsValue) {
     if first {
         listen();
     }
+    if let Some(locale) = default_locale {
+        tips::start(config.get("tips").unwrap_or(&Value::Null), &locale);
+    }
 }
 
 /// Names the user. `traits` may carry `signedUpAt` (ms or ISO string) and anything else.
 #[wasm_bindgen]
 pub fn identify(user_id: &str, traits: JsValue) {
     let traits = object_entries(to_value(&traits));
-    with_sdk(|sdk| sdk.client.identify(user_id, traits, now_ms(), &mut BrowserEntropy));
+    let signed_up = traits.iter().find(|(k, _)| k == "signedUpAt").and_then(|(_, v)| engine::parse_time(v));
+    with_sdk(|sdk| {
+        sdk.client.identify(user_id, traits, now_ms(), &mut BrowserEntropy);
+        if let Some(e) = sdk.engine.as_mut() {
+            let out = e.identify(&mut BrowserStorage(local_storage()), user_id, signed_up, now_ms());
+            record(&mut sdk.client, out);
+        }
+    });
+    tips::refresh();
 }
 
 #[wasm_bindgen]
 pub fn track(name: &str, props: JsValue) {
     let props = object_entries(to_value(&props));
     with_sdk(|sdk| {
-        sdk.client.record(EventType::Track, name, props, now_ms(), &mut BrowserEntropy);
+        if let Some(e) = sdk.engine.as_mut() {
+            let out = e.observe(&mut BrowserStorage(local_storage()), name, &props, now_ms());
+            sdk.client.record(EventType::Track, name, props, now_ms(), &mut BrowserEntropy);
+            record(&mut sdk.client, out);
+        } else {
+            sdk.client.record(EventType::Track, name, props, now_ms(), &mut BrowserEntropy);
+        }
     });
+    tips::on_event(name);
 }
 
 /// Log-out: forget the user and start a new anonymous identity.
@@ -180,7 +237,13 @@ pub fn reset() {
     if let Some(s) = local_storage() {
         let _ = s.set_item(ANON_KEY, &id);
     }
-    with_sdk(|sdk| sdk.client.reset(id));
+    with_sdk(|sdk| {
+        if let Some(e) = sdk.engine.as_mut() {
+            e.reset(&BrowserStorage(local_storage()), &id);
+        }
+        sdk.client.reset(id);
+    });
+    tips::refresh();
 }
 
 /// Sends what is queued now, without waiting for the batch interval or a backoff.

@@ -1,0 +1,797 @@
+//! Tips in the page: tooltips, hotspots, modals, tours and the checklist, rendered inside one
+//! shadow root so the host page's CSS cannot reach them and theirs cannot leak out.
+//!
+//! [`crate::core::tips`] decides which tips may show; this module renders its answer, keeps
+//! anchored tips beside their targets, and reports what the user does. Each [`Surface`] owns its
+//! DOM, listeners, observers and timers: dropping it removes them all.
+//!
+//! Re-entrancy: rendering runs with the UI state and the engine borrowed, so nothing in here
+//! calls code that may run the host page's handlers (which may call onramp) while they are held.
+//! Focus moves, which fire focus events, wait until both are released ([`FOCUS`]).
+
+mod dom;
+mod render;
+
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, Event, HtmlElement, KeyboardEvent, ShadowRoot};
+
+use crate::core::engine::{Emit, Engine};
+use crate::core::json::Value;
+use crate::core::placement::{self, Side};
+use crate::core::plan::{CtaAction, Tip, TipKind};
+use crate::core::storage::KeyValue;
+use crate::core::tips::{self as sched, Page};
+use crate::core::wire::EventType;
+use dom::{Found, Listener, Observer, Timeout};
+use render::Ctx;
+
+/// How long a tip waits for its target to appear before reporting `tip_target_missing`.
+const TARGET_WAIT_MS: i64 = 5000;
+const BEACON: f64 = 24.0;
+/// Events remembered for `afterEvent` triggers in one page view.
+const MAX_SEEN: usize = 64;
+const CSS: &str = include_str!("tips.css");
+/// The host element resists the page's CSS: inline `!important` beats any stylesheet rule, and
+/// `all: initial` stops inherited fonts, colours and transforms (custom properties, which
+/// theme the tips, still inherit).
+const HOST_CSS: &str = "all:initial!important;display:block!important;position:fixed!important;top:0!important;left:0!important;width:0!important;height:0!important;overflow:visible!important;visibility:visible!important;opacity:1!important;pointer-events:auto!important;z-index:var(--onramp-z,2147483000)!important;direction:";
+
+thread_local! {
+    static UI: RefCell<Option<Ui>> = const { RefCell::new(None) };
+    /// Focus to move once nothing is borrowed.
+    static FOCUS: RefCell<Option<HtmlElement>> = const { RefCell::new(None) };
+}
+
+struct Ui {
+    root: ShadowRoot,
+    locale: String,
+    labels: Value,
+    rtl: bool,
+    surfaces: Vec<Surface>,
+    href: String,
+    route_since: i64,
+    seen: Vec<(String, i64)>,
+    /// Tips whose target is missing on this route.
+    skip: Vec<usize>,
+    /// `(tip, step)` already reported missing in this page view.
+    reported: Vec<(usize, usize)>,
+    forced: Option<usize>,
+    /// Open the checklist when it is next rendered (a CTA asked for it).
+    open_checklist: bool,
+    /// The user is working in this tip: focus its main button after rendering.
+    focus_tip: Option<usize>,
+    wake: Option<Timeout>,
+    _route: Vec<Listener>,
+}
+
+struct Surface {
+    tip: usize,
+    kind: TipKind,
+    /// The tour step on screen; Back shows earlier ones, the state keeps the furthest.
+    step: usize,
+    /// What the DOM was built for: the tour's stored step, or the checklist's milestones reached.
+    built_for: usize,
+    open: bool,
+    wrap: HtmlElement,
+    /// Beside the target: the card of a tooltip or tour, the beacon of a hotspot.
+    float: Option<HtmlElement>,
+    /// A hotspot's opened card, or the checklist's panel.
+    card: Option<HtmlElement>,
+    target: Option<Found>,
+    /// The side of the target the plan asks for.
+    side: Side,
+    counted: bool,
+    restore: Option<HtmlElement>,
+    _events: [Listener; 2],
+    follow: Vec<Listener>,
+    watch: Vec<Observer>,
+    watch_root: Option<web_sys::Node>,
+    timer: Option<Timeout>,
+}
+
+impl Drop for Surface {
+    fn drop(&mut self) {
+        self.wrap.remove();
+    }
+}
+
+fn now() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// Runs `f` later, from an empty stack (used when the UI is busy: a host handler called back).
+fn defer(f: fn()) {
+    if let Some(w) = dom::window() {
+        let cb = Closure::once_into_js(f);
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
+    }
+}
+
+fn flush_focus() {
+    if let Some(el) = FOCUS.with(|f| f.borrow_mut().take()) {
+        let _ = el.focus();
+    }
+}
+
+fn focus_later(el: Option<HtmlElement>) {
+    if let Some(el) = el {
+        FOCUS.with(|f| *f.borrow_mut() = Some(el));
+    }
+}
+
+/// Runs `f` on the UI and the engine; false when the UI was busy (the caller defers).
+fn with_both(f: impl FnOnce(&mut Ui, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) -> bool {
+    let done = UI.with(|cell| {
+        let Ok(mut guard) = cell.try_borrow_mut() else { return false };
+        if let Some(ui) = guard.as_mut() {
+            super::with_engine(|engine, store, out| f(ui, engine, store, out));
+        }
+        true
+    });
+    flush_focus();
+    done
+}
+
+fn location() -> (String, String, String) {
+    let Some(l) = dom::window().map(|w| w.location()) else { return Default::default() };
+    (l.href().unwrap_or_default(), l.pathname().unwrap_or_default(), l.hash().unwrap_or_default())
+}
+
+/// Starts rendering tips. `options` is init's `tips` object: `{ locale, dir, theme, labels }`,
+/// all optional (the page's `lang` and `dir`, and the system's colour scheme, by default).
+pub fn start(options: &Value, default_locale: &str) {
+    let Some(doc) = dom::document() else { return };
+    let Some(html) = doc.document_element() else { return };
+    let opt = |k: &str| options.get(k).and_then(Value::as_str).map(str::to_owned);
+    let attr = |k: &str| html.get_attribute(k).filter(|v| !v.is_empty());
+    let locale = opt("locale")
+        .or_else(|| attr("lang"))
+        .or_else(|| dom::window().and_then(|w| w.navigator().language()))
+        .unwrap_or_else(|| default_locale.to_owned());
+    let rtl = opt("dir").or_else(|| attr("dir")).is_some_and(|d| d.eq_ignore_ascii_case("rtl"));
+
+    let Some(host) = dom::el("onramp-tips", "") else { return };
+    dom::style(&host, &(String::from(HOST_CSS) + if rtl { "rtl!important" } else { "ltr!important" }));
+    dom::set(&host, "dir", if rtl { "rtl" } else { "ltr" });
+    if let Some(theme) = opt("theme") {
+        dom::set(&host, "data-theme", &theme);
+    }
+    let Ok(root) = host.attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open)) else { return };
+    // A constructed stylesheet is not subject to a strict `style-src` CSP; a <style> element is
+    // the fallback for browsers without them.
+    let adopted = web_sys::CssStyleSheet::new().ok().filter(|s| s.replace_sync(CSS).is_ok()).is_some_and(|sheet| {
+        js_sys::Reflect::set(&root, &"adoptedStyleSheets".into(), &js_sys::Array::of1(&sheet)).unwrap_or(false)
+    });
+    if !adopted {
+        dom::child(root.unchecked_ref(), "style", "", CSS);
+    }
+    if html.append_child(&host).is_err() {
+        return;
+    }
+    let w: web_sys::EventTarget = match dom::window() {
+        Some(w) => w.into(),
+        None => return,
+    };
+    let mut route = vec![Listener::new(&w, "popstate", false, |_| on_route()), Listener::new(&w, "hashchange", false, |_| on_route())];
+    // SPA navigations by pushState fire no event of their own; the Navigation API reports them.
+    if let Ok(nav) = js_sys::Reflect::get(&w, &"navigation".into()) {
+        if let Some(nav) = nav.dyn_ref::<web_sys::EventTarget>() {
+            route.push(Listener::new(nav, "currententrychange", false, |_| on_route()));
+        }
+    }
+    let ui = Ui {
+        root,
+        locale,
+        labels: options.get("labels").cloned().unwrap_or(Value::Null),
+        rtl,
+        surfaces: Vec::new(),
+        href: location().0,
+        route_since: now(),
+        seen: Vec::new(),
+        skip: Vec::new(),
+        reported: Vec::new(),
+        forced: None,
+        open_checklist: false,
+        focus_tip: None,
+        wake: None,
+        _route: route,
+    };
+    UI.with(|cell| {
+        if let Ok(mut g) = cell.try_borrow_mut() {
+            *g = Some(ui);
+        }
+    });
+    refresh();
+}
+
+/// Re-decides what is on screen: after an event, a milestone, identify, a route change, a timer.
+pub fn refresh() {
+    if !with_both(|ui, engine, store, out| ui.reconcile(engine, store, out)) {
+        defer(refresh);
+    }
+}
+
+/// An event happened (tracked or auto-captured): `afterEvent` triggers, and tour steps that
+/// advance on it.
+pub fn on_event(name: &str) {
+    let name = name.to_owned();
+    let ok = with_both(|ui, engine, store, out| {
+        let t = now();
+        if ui.seen.len() >= MAX_SEEN {
+            ui.seen.remove(0);
+        }
+        ui.seen.push((name.clone(), t));
+        for (i, step) in sched::steps_done(engine.plan(), &engine.state, Some(&name)) {
+            ui.complete_step(engine, store, out, i, step, t);
+        }
+        ui.reconcile(engine, store, out);
+    });
+    if !ok {
+        defer(refresh);
+    }
+}
+
+fn on_route() {
+    let ok = with_both(|ui, engine, store, out| {
+        let href = location().0;
+        if href != ui.href {
+            ui.href = href;
+            ui.route_since = now();
+            ui.skip.clear();
+        }
+        ui.reconcile(engine, store, out);
+    });
+    if !ok {
+        defer(on_route);
+    }
+}
+
+fn with_surface(i: usize, f: impl FnOnce(&mut Ui, usize, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) {
+    with_both(|ui, engine, store, out| {
+        if let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i) {
+            f(ui, pos, engine, store, out);
+        }
+    });
+}
+
+/// The page changed (a DOM mutation, a scroll, a resize, an iframe load): follow the target,
+/// find it if it was missing, notice if it went away.
+fn track_target(i: usize) {
+    with_surface(i, |ui, pos, engine, store, out| ui.follow(pos, engine, store, out));
+}
+
+/// The target did not appear in time: report it once and let the next tip have its turn.
+fn target_timeout(i: usize) {
+    with_both(|ui, engine, store, out| {
+        let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i && s.target.is_none()) else { return };
+        let step = ui.surfaces[pos].step;
+        if let Some(tip) = engine.plan().tips.get(i) {
+            if !ui.reported.contains(&(i, step)) {
+                ui.reported.push((i, step));
+                let selector = Value::Str(selector(tip, step).to_owned());
+                out.push(emit(engine, tip, "tip_target_missing", (tip.kind == TipKind::Tour).then_some(step), Some(("selector", selector))));
+            }
+        }
+        ui.skip.push(i);
+        if ui.forced == Some(i) {
+            ui.forced = None;
+        }
+        ui.surfaces.remove(pos);
+        ui.reconcile(engine, store, out);
+    });
+}
+
+fn on_click(i: usize, e: Event) {
+    let action = e.target().and_then(|t| t.dyn_into::<Element>().ok()).and_then(|t| t.closest("[data-a]").ok().flatten()).and_then(|a| a.get_attribute("data-a"));
+    if let Some(action) = action {
+        act(i, &action);
+    }
+}
+
+fn on_key(i: usize, e: Event) {
+    let Some(k) = e.dyn_ref::<KeyboardEvent>() else { return };
+    match k.key().as_str() {
+        "Escape" => {
+            // The key was for the tip: the host page should not also act on it.
+            e.prevent_default();
+            e.stop_propagation();
+            act(i, "esc");
+        }
+        "Tab" => with_surface(i, |ui, pos, _, _, _| ui.trap(pos, k)),
+        _ => {}
+    }
+}
+
+fn act(i: usize, action: &str) {
+    with_surface(i, |ui, pos, engine, store, out| {
+        ui.act(pos, action, engine, store, out);
+        ui.reconcile(engine, store, out);
+    });
+}
+
+/// The selector of a tip's target at a tour step.
+fn selector(tip: &Tip, step: usize) -> &str {
+    match tip.kind {
+        TipKind::Tour => tip.steps.get(step).map_or("", |s| s.target.as_str()),
+        _ => tip.target.as_deref().unwrap_or(""),
+    }
+}
+
+/// A `tip` event per docs/EVENTS.md.
+fn emit(engine: &Engine, tip: &Tip, name: &str, step: Option<usize>, extra: Option<(&str, Value)>) -> Emit {
+    let mut props = vec![("tipId".to_owned(), Value::Str(tip.id.clone()))];
+    if let Some(m) = &tip.milestone {
+        props.push(("milestone".into(), Value::Str(m.clone())));
+    }
+    props.push(("sinceSignupMs".into(), Value::Num(engine.state.since_signup(now()) as f64)));
+    if let Some(s) = step {
+        props.push(("step".into(), Value::Num(s as f64)));
+    }
+    if let Some((k, v)) = extra {
+        props.push((k.into(), v));
+    }
+    Emit { kind: EventType::Tip, name: name.into(), props }
+}
+
+fn first_button(el: &Element) -> Option<HtmlElement> {
+    // The primary action when there is one, else the first control.
+    el.query_selector(".pr").ok().flatten().or_else(|| el.query_selector("[data-a]").ok().flatten())?.dyn_into().ok()
+}
+
+impl Ui {
+    fn ctx<'a>(&'a self, engine: &'a Engine) -> Ctx<'a> {
+        Ctx { locale: &self.locale, default_locale: &engine.plan().default_locale, labels: &self.labels }
+    }
+
+    fn reconcile(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let t = now();
+        for (i, step) in sched::steps_done(engine.plan(), &engine.state, None) {
+            self.complete_step(engine, store, out, i, step, t);
+        }
+        let (_, path, hash) = location();
+        let on_screen: Vec<usize> = self.surfaces.iter().map(|s| s.tip).collect();
+        let page = Page { now: t, path: &path, hash: &hash, route_since: self.route_since, seen: &self.seen, skip: &self.skip, forced: self.forced };
+        let pick = sched::pick(engine.plan(), &engine.state, &page, &on_screen);
+        let want = [pick.focus, pick.checklist];
+        let mut k = 0;
+        while k < self.surfaces.len() {
+            if want.contains(&Some(self.surfaces[k].tip)) {
+                k += 1;
+            } else {
+                let gone = self.surfaces.remove(k);
+                self.give_back_focus(&gone);
+            }
+        }
+        for i in want.into_iter().flatten() {
+            match self.surfaces.iter().position(|s| s.tip == i) {
+                None => self.mount(i, engine, store, out),
+                Some(pos) => self.update(pos, engine, store, out),
+            }
+        }
+        if let Some(i) = self.focus_tip.take() {
+            if let Some(s) = self.surfaces.iter().find(|s| s.tip == i) {
+                focus_later(match (s.kind, s.open) {
+                    // The checklist's panel itself, so a screen reader announces the dialog.
+                    (TipKind::Checklist, true) => s.card.clone(),
+                    (_, true) => s.card.as_ref().and_then(|c| first_button(c)),
+                    _ => s.float.as_ref().and_then(|c| first_button(c)),
+                });
+            }
+        }
+        self.wake = pick.wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+    }
+
+    /// Focus inside a tip that goes away returns to where it came from (or the tip's target).
+    fn give_back_focus(&self, gone: &Surface) {
+        let inside = self.root.active_element().is_some_and(|a| gone.wrap.contains(Some(&a)));
+        if inside {
+            let target = gone.target.as_ref().and_then(|t| t.el.clone().dyn_into::<HtmlElement>().ok());
+            focus_later(gone.restore.clone().or(target));
+        }
+    }
+
+    fn mount(&mut self, i: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let Some(tip) = engine.plan().tips.get(i) else { return };
+        let Some(wrap) = dom::child(self.root.unchecked_ref(), "div", "", "") else { return };
+        let events = [Listener::new(&wrap, "click", false, move |e| on_click(i, e)), Listener::new(&wrap, "keydown", false, move |e| on_key(i, e))];
+        let kind = tip.kind;
+        let mut s = Surface {
+            tip: i,
+            kind,
+            step: sched::step(&engine.state, tip),
+            built_for: 0,
+            open: false,
+            wrap,
+            float: None,
+            card: None,
+            target: None,
+            side: Side::Auto,
+            counted: false,
+            restore: None,
+            _events: events,
+            follow: Vec::new(),
+            watch: Vec::new(),
+            watch_root: None,
+            timer: None,
+        };
+        s.built_for = s.step;
+        match kind {
+            TipKind::Modal => {
+                s.restore = dom::document().and_then(|d| d.active_element()).and_then(|a| a.dyn_into().ok());
+                s.float = render::modal(&s.wrap, tip, i, &self.ctx(engine));
+                focus_later(s.float.as_ref().and_then(|m| first_button(m)));
+                self.shown(&mut s, engine, store, out);
+            }
+            TipKind::Checklist => {
+                s.open = std::mem::take(&mut self.open_checklist);
+                self.build_checklist(&mut s, engine, out);
+                self.shown(&mut s, engine, store, out);
+            }
+            _ => match dom::find(selector(tip, s.step)) {
+                Ok(found) => self.attach(&mut s, found, engine, store, out),
+                Err(partial) => self.wait(&mut s, partial),
+            },
+        }
+        self.surfaces.push(s);
+    }
+
+    /// A surface already on screen: rebuild what changed (a tour's step, the checklist's progress).
+    fn update(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let s = &self.surfaces[pos];
+        let Some(tip) = engine.plan().tips.get(s.tip) else { return };
+        match s.kind {
+            TipKind::Checklist => {
+                let done = engine.state.reached.len();
+                let open_now = std::mem::take(&mut self.open_checklist);
+                if done != s.built_for || open_now {
+                    let mut s = self.surfaces.remove(pos);
+                    let had_focus = self.root.active_element().is_some_and(|a| s.wrap.contains(Some(&a)));
+                    s.open |= open_now || had_focus;
+                    self.build_checklist(&mut s, engine, out);
+                    if had_focus {
+                        focus_later(s.card.clone());
+                    }
+                    self.surfaces.insert(pos, s);
+                }
+            }
+            TipKind::Tour => {
+                let stored = sched::step(&engine.state, tip);
+                if stored != s.built_for {
+                    let mut s = self.surfaces.remove(pos);
+                    s.step = stored;
+                    s.built_for = stored;
+                    self.rebuild_anchor(&mut s, engine, store, out);
+                    self.surfaces.insert(pos, s);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn build_checklist(&self, s: &mut Surface, engine: &Engine, out: &mut Vec<Emit>) {
+        let Some(tip) = engine.plan().tips.get(s.tip) else { return };
+        s.wrap.set_text_content(None);
+        s.built_for = engine.state.reached.len();
+        if let Some((launcher, panel)) = render::checklist(&s.wrap, engine.plan(), &engine.state, tip, s.open, &self.ctx(engine)) {
+            s.float = Some(launcher);
+            s.card = Some(panel);
+        }
+        let _ = out;
+    }
+
+    /// A tour moved to another step, or Back was pressed: find that step's target.
+    fn rebuild_anchor(&self, s: &mut Surface, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        s.float = None;
+        s.card = None;
+        s.target = None;
+        s.follow.clear();
+        s.wrap.set_text_content(None);
+        let Some(tip) = engine.plan().tips.get(s.tip) else { return };
+        match dom::find(selector(tip, s.step)) {
+            Ok(found) => self.attach(s, found, engine, store, out),
+            Err(partial) => self.wait(s, partial),
+        }
+    }
+
+    /// Waits for the target: observes the page (and the shadow root or iframe the search stopped
+    /// in) for changes, and gives up after [`TARGET_WAIT_MS`].
+    fn wait(&self, s: &mut Surface, partial: dom::Partial) {
+        let i = s.tip;
+        if s.watch.is_empty() {
+            if let Some(doc) = dom::document() {
+                s.watch.extend(Observer::new(&doc, move || track_target(i)));
+            }
+        }
+        if partial.root != s.watch_root {
+            s.watch.truncate(1);
+            if let Some(root) = &partial.root {
+                s.watch.extend(Observer::new(root, move || track_target(i)));
+            }
+            s.watch_root = partial.root;
+        }
+        s.follow.clear();
+        if let Some(frame) = partial.frame {
+            s.follow.push(Listener::new(&frame, "load", false, move |_| track_target(i)));
+        }
+        if s.timer.is_none() {
+            s.timer = Timeout::new(TARGET_WAIT_MS, move || target_timeout(i));
+        }
+    }
+
+    /// The target is there: render beside it and follow it.
+    fn attach(&self, s: &mut Surface, found: Found, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let i = s.tip;
+        s.timer = None;
+        let Some(tip) = engine.plan().tips.get(i) else { return };
+        let ctx = self.ctx(engine);
+        if s.kind != TipKind::Hotspot {
+            let r = dom::rect(&found.el, &found.frames);
+            let (vw, vh) = dom::viewport();
+            if !r.visible_in(vw, vh) {
+                let opts = web_sys::ScrollIntoViewOptions::new();
+                opts.set_block(web_sys::ScrollLogicalPosition::Center);
+                found.el.scroll_into_view_with_scroll_into_view_options(&opts);
+            }
+        }
+        // Scroll in the capture phase: scrolls of any container reach the window that way.
+        let mut follow = Vec::new();
+        let mut windows: Vec<web_sys::EventTarget> = dom::window().into_iter().map(Into::into).collect();
+        for f in &found.frames {
+            if let Some(w) = f.dyn_ref::<web_sys::HtmlIFrameElement>().and_then(|f| f.content_window()) {
+                windows.push(w.into());
+            }
+        }
+        for w in &windows {
+            follow.push(Listener::new(w, "scroll", true, move |_| track_target(i)));
+        }
+        follow.push(Listener::new(&windows[0], "resize", false, move |_| track_target(i)));
+        if s.kind != TipKind::Hotspot {
+            // Esc on the target itself closes its tip, as it would from inside the tip.
+            follow.push(Listener::new(&found.el, "keydown", false, move |e| {
+                if e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Escape") {
+                    act(i, "esc");
+                }
+            }));
+        }
+        s.follow = follow;
+        s.float = match s.kind {
+            TipKind::Hotspot => render::beacon(&s.wrap, tip, s.open, &ctx),
+            _ => render::card(&s.wrap, tip, s.step, i, &ctx),
+        };
+        if s.kind == TipKind::Hotspot && s.open {
+            s.card = render::card(&s.wrap, tip, 0, i, &ctx);
+        }
+        s.side = match (s.kind, tip.steps.get(s.step)) {
+            (TipKind::Tour, Some(step)) => step.placement,
+            _ => tip.placement,
+        };
+        s.target = Some(found);
+        self.position(s);
+        if s.watch.is_empty() {
+            if let Some(doc) = dom::document() {
+                s.watch.extend(Observer::new(&doc, move || track_target(i)));
+            }
+        }
+        self.shown(s, engine, store, out);
+    }
+
+    fn shown(&self, s: &mut Surface, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        if s.counted {
+            return;
+        }
+        s.counted = true;
+        let Some(tip) = engine.plan().tips.get(s.tip).cloned() else { return };
+        let t = now();
+        if engine.update(store, |state, tab| sched::record_shown(state, tab, &tip, t)) {
+            out.push(emit(engine, &tip, "tip_shown", (tip.kind == TipKind::Tour).then_some(s.step), None));
+        }
+    }
+
+    /// Re-finds, re-positions or loses the target after a change in the page.
+    fn follow(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let mut s = self.surfaces.remove(pos);
+        let lost = s.target.as_ref().is_some_and(|t| !t.el.is_connected());
+        if lost {
+            self.rebuild_anchor(&mut s, engine, store, out);
+        } else if s.target.is_some() {
+            self.position(&s);
+        } else if let Some(tip) = engine.plan().tips.get(s.tip) {
+            match dom::find(selector(tip, s.step)) {
+                Ok(found) => self.attach(&mut s, found, engine, store, out),
+                Err(partial) => self.wait(&mut s, partial),
+            }
+        }
+        self.surfaces.insert(pos, s);
+    }
+
+    fn position(&self, s: &Surface) {
+        let Some(t) = &s.target else { return };
+        let r = dom::rect(&t.el, &t.frames);
+        let (vw, vh) = dom::viewport();
+        let visible = r.visible_in(vw, vh) && (r.w > 0.0 || r.h > 0.0);
+        for el in [&s.float, &s.card].into_iter().flatten() {
+            el.set_hidden(!visible);
+        }
+        if !visible {
+            return;
+        }
+        let side = s.side;
+        let mut css = String::new();
+        match (&s.kind, &s.float) {
+            (TipKind::Hotspot, Some(b)) => {
+                let (x, y) = placement::beacon(r, BEACON, vw, vh, self.rtl);
+                dom::px(&mut css, "left", x);
+                dom::px(&mut css, "top", y);
+                dom::style(b, &css);
+                if let Some(card) = &s.card {
+                    place(card, r, side, vw, vh);
+                }
+            }
+            (_, Some(card)) => place(card, r, side, vw, vh),
+            _ => {}
+        }
+    }
+
+    fn complete_step(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, i: usize, step: usize, t: i64) {
+        let Some(tip) = engine.plan().tips.get(i).cloned() else { return };
+        if engine.update(store, |state, _| sched::record_step(state, &tip, step, t)) {
+            out.push(emit(engine, &tip, "tour_step_completed", Some(step), None));
+        }
+    }
+
+    /// The tip goes away for good (`tip_dismissed`, `tip_cta_clicked`) or for a while
+    /// (`tip_snoozed`).
+    fn close(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, tip: &Tip, event: &str) {
+        let t = now();
+        engine.update(store, |state, _| {
+            if event == "tip_snoozed" {
+                sched::record_snoozed(state, tip, t)
+            } else {
+                sched::record_dismissed(state, tip, t)
+            }
+        });
+        let s = self.surfaces.remove(pos);
+        out.push(emit(engine, tip, event, (s.kind == TipKind::Tour).then_some(s.step), None));
+        if self.forced == Some(s.tip) {
+            self.forced = None;
+        }
+        self.give_back_focus(&s);
+    }
+
+    fn act(&mut self, pos: usize, action: &str, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let i = self.surfaces[pos].tip;
+        let Some(tip) = engine.plan().tips.get(i).cloned() else { return };
+        let (kind, open) = (tip.kind, self.surfaces[pos].open);
+        let action = match action {
+            // Esc closes what is open: a hotspot's card or the checklist's panel, else the tip.
+            "esc" if matches!(kind, TipKind::Hotspot | TipKind::Checklist) => {
+                if !open {
+                    return;
+                }
+                "o"
+            }
+            "esc" => "x",
+            "x" if kind == TipKind::Checklist => "o",
+            a => a,
+        };
+        let t = now();
+        match action {
+            "x" => self.close(pos, engine, store, out, &tip, "tip_dismissed"),
+            "l" => self.close(pos, engine, store, out, &tip, "tip_snoozed"),
+            "n" => self.next(pos, engine, store, out),
+            "b" => {
+                let mut s = self.surfaces.remove(pos);
+                s.step = s.step.saturating_sub(1);
+                self.rebuild_anchor(&mut s, engine, store, out);
+                self.surfaces.insert(pos, s);
+                self.focus_tip = Some(i);
+            }
+            "c" => {
+                let Some(cta) = &tip.cta else { return };
+                out.push(emit(engine, &tip, "tip_cta_clicked", (kind == TipKind::Tour).then_some(self.surfaces[pos].step), None));
+                match &cta.action {
+                    CtaAction::Action(a) if a == "next" => return self.next(pos, engine, store, out),
+                    CtaAction::Action(a) if a == "open_checklist" => {
+                        self.open_checklist = true;
+                        self.forced = engine.plan().tips.iter().position(|t| t.kind == TipKind::Checklist);
+                        self.focus_tip = self.forced;
+                    }
+                    CtaAction::Action(a) if a == "mark_done" => {
+                        if let Some(m) = &tip.milestone {
+                            out.extend(engine.mark_done(store, m, t));
+                        }
+                    }
+                    // A URL navigates by itself (the link's default action); "dismiss" just closes.
+                    _ => {}
+                }
+                // The call to action did the tip's job: it is not shown again.
+                let t = now();
+                engine.update(store, |state, _| sched::record_dismissed(state, &tip, t));
+                let s = self.surfaces.remove(pos);
+                self.give_back_focus(&s);
+            }
+            "o" => {
+                let mut s = self.surfaces.remove(pos);
+                s.open = !s.open;
+                if kind == TipKind::Checklist {
+                    if s.open {
+                        out.push(emit(engine, &tip, "checklist_opened", None, None));
+                    }
+                    self.build_checklist(&mut s, engine, out);
+                    focus_later(if s.open { s.card.clone() } else { s.float.clone() });
+                } else {
+                    let ctx = self.ctx(engine);
+                    s.wrap.set_text_content(None);
+                    s.float = render::beacon(&s.wrap, &tip, s.open, &ctx);
+                    s.card = if s.open { render::card(&s.wrap, &tip, 0, i, &ctx) } else { None };
+                    self.position(&s);
+                    focus_later(if s.open { s.card.as_ref().and_then(|c| first_button(c)) } else { s.float.clone() });
+                }
+                self.surfaces.insert(pos, s);
+            }
+            a => {
+                if let Some(m) = a.strip_prefix("m:") {
+                    out.extend(engine.mark_done(store, m, t));
+                    out.push(emit(engine, &tip, "customer_milestone_marked", None, Some(("milestone", Value::Str(m.to_owned())))));
+                } else if let Some(n) = a.strip_prefix("s:").and_then(|n| n.parse::<usize>().ok()) {
+                    self.forced = Some(n);
+                    self.focus_tip = Some(n);
+                    let mut s = self.surfaces.remove(pos);
+                    s.open = false;
+                    self.build_checklist(&mut s, engine, out);
+                    self.surfaces.insert(pos, s);
+                }
+            }
+        }
+    }
+
+    /// Next: forward through steps seen before (after Back), else the current step is completed.
+    fn next(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        let i = self.surfaces[pos].tip;
+        let Some(tip) = engine.plan().tips.get(i) else { return };
+        let stored = sched::step(&engine.state, tip);
+        self.focus_tip = Some(i);
+        let mut s = self.surfaces.remove(pos);
+        if s.step < stored {
+            s.step += 1;
+            self.rebuild_anchor(&mut s, engine, store, out);
+        } else {
+            self.complete_step(engine, store, out, i, s.step, now());
+        }
+        self.surfaces.insert(pos, s);
+    }
+
+    /// Tab stays inside an open modal.
+    fn trap(&self, pos: usize, k: &KeyboardEvent) {
+        let s = &self.surfaces[pos];
+        let Some(m) = s.float.as_ref().filter(|_| s.kind == TipKind::Modal) else { return };
+        let (Some(first), Some(last)) = (m.query_selector("[data-a]").ok().flatten(), m.last_element_child()) else { return };
+        let active = self.root.active_element();
+        let wrap_to = if k.shift_key() && active.as_ref() == Some(&first) {
+            last
+        } else if !k.shift_key() && active.as_ref() == Some(&last) {
+            first
+        } else {
+            return;
+        };
+        k.prevent_default();
+        if let Ok(el) = wrap_to.dyn_into::<HtmlElement>() {
+            // Focus within our own shadow root: no host handler runs for it.
+            let _ = el.focus();
+        }
+    }
+}
+
+fn place(card: &HtmlElement, r: placement::Rect, side: Side, vw: f64, vh: f64) {
+    let b = card.get_bounding_client_rect();
+    let p = placement::place(r, b.width(), b.height(), vw, vh, side);
+    let mut css = String::new();
+    dom::px(&mut css, "left", p.x);
+    dom::px(&mut css, "top", p.y);
+    dom::px(&mut css, "--a", p.arrow);
+    dom::style(card, &css);
+    dom::set(card, "data-side", p.side.as_str());
+}
