@@ -204,7 +204,9 @@ pub fn start(options: &Value, default_locale: &str) {
             *g = Some(ui);
         }
     });
-    refresh();
+    // After the calls queued with init (identify, typically) have run: a tip shown to the
+    // anonymous visitor a moment before `identify` would not count for the user.
+    defer(refresh);
 }
 
 /// Re-decides what is on screen: after an event, a milestone, identify, a route change, a timer.
