@@ -165,6 +165,11 @@ fn build() -> Result {
             std::fs::copy(&src, dist.join(file)).map_err(|e| e.to_string())?;
         }
     }
+    if esbuild.exists() {
+        // wasm-bindgen's glue is readable source: minified it is 1.4 KB smaller gzipped.
+        let glue = dist.join("onramp.js");
+        run(Command::new(&esbuild).arg(&glue).args(["--minify", "--allow-overwrite"]).arg(format!("--outfile={}", glue.display())))?;
+    }
     std::fs::copy(root.join("www/sdk/index.d.ts"), dist.join("index.d.ts")).map_err(|e| e.to_string())?;
     std::fs::copy(root.join("pkg-config/package.json"), dist.join("package.json")).map_err(|e| e.to_string())?;
     println!("built dist/ in {:.1}s", started.elapsed().as_secs_f64());
