@@ -214,6 +214,17 @@ impl<'a> Ctx<'a> {
     async fn named(&self, names: &[String]) -> Result<Vec<UserEvents>, ApiError> {
         self.events(EventFilter::names(names)).await
     }
+
+    /// The steps, the value milestone, and every user's events named by either.
+    async fn milestones(&self) -> Result<(Vec<String>, String, Vec<UserEvents>), ApiError> {
+        let (steps, value) = (self.steps()?, self.value());
+        let mut names = steps.clone();
+        if !names.contains(&value) {
+            names.push(value.clone());
+        }
+        let events = self.named(&names).await?;
+        Ok((steps, value, events))
+    }
 }
 
 fn quantiles_json(q: &Quantiles) -> Value {
@@ -390,8 +401,7 @@ pub async fn time_to_value(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value"]).await?;
-    let (steps, value) = (ctx.steps()?, ctx.value());
-    let events = ctx.named(&with_value(&steps, &value)).await?;
+    let (steps, value, events) = ctx.milestones().await?;
     Ok(Json(ttv_report(&ctx, &FirstReach::new(&events), &steps, &value)))
 }
 
@@ -401,8 +411,7 @@ pub async fn cohorts(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "by"]).await?;
-    let (steps, value) = (ctx.steps()?, ctx.value());
-    let events = ctx.named(&with_value(&steps, &value)).await?;
+    let (steps, value, events) = ctx.milestones().await?;
     Ok(Json(cohort_report(&ctx, &FirstReach::new(&events), &steps, &value)?))
 }
 
@@ -454,8 +463,7 @@ pub async fn report(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
-    let (steps, value) = (ctx.steps()?, ctx.value());
-    let events = ctx.named(&with_value(&steps, &value)).await?;
+    let (steps, value, events) = ctx.milestones().await?;
     let reach = FirstReach::new(&events);
     let (due, stall_list) = stalls(&ctx).await?;
     Ok(Json(json!({
@@ -472,12 +480,4 @@ pub async fn report(
         // Filter choices come from every user, so a filter can be undone.
         "traits": traits_report(&ctx.all),
     })))
-}
-
-fn with_value(steps: &[String], value: &str) -> Vec<String> {
-    let mut names = steps.to_vec();
-    if !names.iter().any(|n| n == value) {
-        names.push(value.into());
-    }
-    names
 }
