@@ -222,7 +222,7 @@ async fn start() -> (Server, Arc<AtomicI64>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut state = AppState::new(Config::for_repository(), Arc::new(store));
+    let mut state = AppState::new(no_plan(), Arc::new(store));
     let now = Arc::new(AtomicI64::new(NOW));
     let clock = now.clone();
     state.clock = Arc::new(move || clock.load(Ordering::SeqCst));
@@ -353,4 +353,12 @@ async fn simulated_users_match_ground_truth() {
         let u = by_key[row["user"].as_str().expect("user")];
         assert_eq!(row["lastSeen"], json!(u.events.iter().map(|e| e.0).max()));
     }
+}
+
+/// The repository's config without the demo plan: the requests here name their steps, value
+/// milestone and due windows, and the answers must not depend on the plan file.
+fn no_plan() -> Config {
+    let mut config = Config::for_repository();
+    config.plan_files.clear();
+    config
 }

@@ -55,7 +55,7 @@ async fn announces_value_and_stalls_to_a_real_receiver() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path().join("hook.db")).expect("store");
     let now = Arc::new(AtomicI64::new(T0 + 2000));
-    let mut state = AppState::new(Config::for_repository(), Arc::new(store));
+    let mut state = AppState::new(no_plan(), Arc::new(store));
     let clock = now.clone();
     state.clock = Arc::new(move || clock.load(Ordering::SeqCst));
     let hook = Webhook::new(&hook_url, parse_due("project_created:1h").expect("due"), Duration::from_millis(50)).expect("hook");
@@ -91,4 +91,12 @@ async fn announces_value_and_stalls_to_a_real_receiver() {
     // Later scans do not announce it again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(calls.try_recv().is_err(), "a stall is announced once");
+}
+
+/// The repository's config without the demo plan: the requests here name their steps, value
+/// milestone and due windows, and the answers must not depend on the plan file.
+fn no_plan() -> Config {
+    let mut config = Config::for_repository();
+    config.plan_files.clear();
+    config
 }
