@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_events.sql"),
     include_str!("../../migrations/0002_analytics.sql"),
     include_str!("../../migrations/0003_plans.sql"),
+    include_str!("../../migrations/0004_analytics_covering.sql"),
 ];
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
