@@ -2,58 +2,23 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use common::{event, funnel, post, serve, Collector};
 use onramp_collector::store::sqlite::SqliteStore;
-use onramp_collector::{AppState, Config};
 use serde_json::{json, Value};
 
 struct Server {
     url: String,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _collector: Collector,
 }
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path().join("events.db")).expect("open store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(Config::for_repository(), Arc::new(store));
-    tokio::spawn(onramp_collector::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Server { url, _dir: dir, _stop: stop }
-}
-
-fn event(id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64) -> Value {
-    let mut e = json!({"id": id, "type": "track", "name": name, "anonymousId": anon, "ts": ts, "props": {}});
-    if let Some(u) = user {
-        e["userId"] = json!(u);
-    }
-    e
-}
-
-async fn post(url: &str, body: String) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/v1/batch"))
-        .header("content-type", "text/plain")
-        .header("origin", "http://localhost:3000")
-        .body(body)
-        .send()
-        .await
-        .expect("post")
-}
-
-async fn funnel(url: &str, steps: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{url}/v1/funnel?steps={steps}&users=true"))
-        .bearer_auth("rt_demo")
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
+    let collector = serve(Arc::new(store)).await;
+    Server { url: collector.url.clone(), _dir: dir, _collector: collector }
 }
 
 #[tokio::test]
