@@ -16,6 +16,10 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
         event("e3", "project_created", "anon-a", Some("alice"), 1_000_002),
         event("e4", "signed_up", "anon-b", Some("bob"), 1_000_003),
         event("e5", "it's", "anon-q", Some("quote\\'d"), 1_000_004),
+        // Relinked within one insert: the later link wins, as in SQLite's commit order.
+        event("e6", "identify", "anon-r", Some("ron-old"), 1_000_005),
+        event("e7", "identify", "anon-r", Some("ron"), 1_000_006),
+        event("e8", "opened", "anon-r", None, 1_000_007),
     ]);
     assert_eq!(post(&c.url, body.clone()).await.status(), 200);
     // A resend of the same events (lost acknowledgement) is stored once.
@@ -28,7 +32,8 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
     // Names and ids with quotes and backslashes survive the round trip.
     assert_eq!(funnel(&c.url, "it's").await["steps"][0]["userIds"], json!(["quote\\'d"]));
     let (rows, distinct) = store.event_counts().await.expect("counts");
-    assert_eq!((rows, distinct), (10, 5), "the resend is stored, and folded by FINAL");
+    assert_eq!((rows, distinct), (16, 8), "the resend is stored, and folded by FINAL");
+    assert_eq!(funnel(&c.url, "opened").await["steps"][0]["userIds"], json!(["ron"]));
     assert_eq!(
         store.window_funnel_counts("demo", &["signed_up".into(), "project_created".into()], None).await.expect("windowFunnel"),
         vec![2, 1]

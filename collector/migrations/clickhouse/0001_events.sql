@@ -19,17 +19,17 @@ CREATE TABLE IF NOT EXISTS {db}.{events} (
     sent_at      Int64,   -- the batch's client send time
     received_at  Int64,   -- collector clock
     props        String,  -- JSON object, verbatim
-    first_seen   UInt64   -- 2^64-1 - received_at: the highest version survives, so the first arrival wins, as in SQLite
+    first_seen   UInt64   -- 2^64-1 - arrival (receive ms << 20 | row in insert): the highest version survives, so the first arrival wins, as in SQLite
 ) ENGINE = ReplacingMergeTree(first_seen)
 PARTITION BY toYYYYMM(toDateTime(intDiv(client_ts, 1000)))
 ORDER BY (project, anonymous_id, id);
 
--- Which user each anonymous id belongs to. The latest link wins (the version is the receive
--- time; equal versions keep the last row inserted, i.e. the last event in commit order).
+-- Which user each anonymous id belongs to. The latest link wins, as in SQLite: the version is
+-- the arrival (receive ms << 20 | row in insert), i.e. commit order.
 CREATE TABLE IF NOT EXISTS {db}.{identities} (
     project      String,
     anonymous_id String,
     user_id      String,
-    linked_at    UInt64  -- receive time, Unix ms (a version column must be unsigned)
+    linked_at    UInt64  -- arrival, as above (a version column must be unsigned)
 ) ENGINE = ReplacingMergeTree(linked_at)
 ORDER BY (project, anonymous_id);

@@ -360,8 +360,12 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
 async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
     let mut rows = Vec::new();
     let mut links = Vec::new();
-    for s in events {
+    for (i, s) in events.enumerate() {
         let e = &s.event;
+        // Versions order rows by receive time, then by position in this insert, so that equal
+        // receive times still resolve as SQLite's commit order does (first copy of an event,
+        // last identity link) whatever order ClickHouse sorts a block's rows in.
+        let arrival = ((s.received_at.max(0) as u64) << 20) | (i as u64 & 0xF_FFFF);
         put_str(&mut rows, &s.project);
         put_str(&mut rows, &e.anonymous_id);
         put_str(&mut rows, &e.id);
@@ -373,12 +377,12 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         put_i64(&mut rows, s.sent_at);
         put_i64(&mut rows, s.received_at);
         put_str(&mut rows, &onramp::core::json::Value::Obj(e.props.clone()).to_json());
-        put_u64(&mut rows, u64::MAX - s.received_at.max(0) as u64);
+        put_u64(&mut rows, u64::MAX - arrival);
         if let Some(user) = &e.user_id {
             put_str(&mut links, &s.project);
             put_str(&mut links, &e.anonymous_id);
             put_str(&mut links, user);
-            put_u64(&mut links, s.received_at.max(0) as u64);
+            put_u64(&mut links, arrival);
         }
     }
     if rows.is_empty() {
