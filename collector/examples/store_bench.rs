@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p onramp-collector --example store_bench -- --events 1000000
-//! cargo run --release -p onramp-collector --example store_bench -- --events 10000000 --store clickhouse
+//! cargo run --release -p onramp-collector --example store_bench -- --events 10000000 --runs 3
 //! ```
 //!
 //! Each store gets a fresh collector (in this process, on a loopback port) and a fresh database:
@@ -29,16 +29,17 @@ use serde_json::{json, Value};
 
 const USERS_PER_CLAIM: usize = 200;
 const EVENTS_PER_POST: usize = 500;
-const RUNS: usize = 5;
 
 struct Options {
     events: usize,
+    /// Timings per query; the median is printed.
+    runs: usize,
     clients: usize,
     stores: Vec<String>,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { events: 1_000_000, clients: 64, stores: vec!["sqlite".into(), "clickhouse".into()] };
+    let mut o = Options { events: 1_000_000, runs: 5, clients: 64, stores: vec!["sqlite".into(), "clickhouse".into()] };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -46,9 +47,10 @@ fn options() -> Result<Options, String> {
         match flag.as_str() {
             "--events" => o.events = number()?,
             "--clients" => o.clients = number()?.max(1),
+            "--runs" => o.runs = number()?.max(1),
             "--store" if value == "both" => {}
             "--store" => o.stores = vec![value],
-            _ => return Err(format!("unknown flag {flag}; use --events N --clients N --store sqlite|clickhouse|both")),
+            _ => return Err(format!("unknown flag {flag}; use --events N --clients N --runs N --store sqlite|clickhouse|both")),
         }
     }
     Ok(o)
@@ -94,20 +96,20 @@ async fn ingest(url: &str, target: usize, clients: usize) -> usize {
     sent.load(Ordering::Relaxed)
 }
 
-/// The median of `RUNS` timings of `f`.
-async fn time<F, Fut>(mut f: F) -> Duration
+/// The median of `runs` timings of `f`.
+async fn time<F, Fut>(runs: usize, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
+    let mut times = Vec::new();
+    for _ in 0..runs {
         let started = Instant::now();
         f().await;
-        runs.push(started.elapsed());
+        times.push(started.elapsed());
     }
-    runs.sort();
-    runs[RUNS / 2]
+    times.sort();
+    times[runs / 2]
 }
 
 async fn get(url: &str, path: &str) {
@@ -156,13 +158,13 @@ async fn main() {
         let started = Instant::now();
         let sent = ingest(&url, o.events, o.clients).await;
         let took = started.elapsed();
-        let funnel_ms = time(|| get(&url, &funnel)).await;
-        let ttv_ms = time(|| get(&url, &ttv)).await;
-        let report_ms = time(|| get(&url, &report)).await;
+        let funnel_ms = time(o.runs, || get(&url, &funnel)).await;
+        let ttv_ms = time(o.runs, || get(&url, &ttv)).await;
+        let report_ms = time(o.runs, || get(&url, &report)).await;
         let window_funnel = match &clickhouse {
             Some(store) => {
                 let steps: Vec<String> = history::STEPS.map(String::from).to_vec();
-                ms(time(|| async {
+                ms(time(o.runs, || async {
                     store.window_funnel_counts("demo", &steps, None).await.expect("windowFunnel");
                 })
                 .await)
