@@ -606,6 +606,14 @@ impl Engine {
         r
     }
 
+    /// [`Engine::update`] with the plan at hand: tip scheduling reads a tip while it records.
+    pub fn update_with_plan<R>(&mut self, store: &mut dyn KeyValue, f: impl FnOnce(&Plan, &mut UserState, &str) -> R) -> R {
+        self.sync(store);
+        let r = f(&self.plan, &mut self.state, &self.tab);
+        self.save(store);
+        r
+    }
+
     /// Whether `milestone` has been reached, and when.
     pub fn reached(&self, milestone: &str) -> Option<i64> {
         self.state.reached.get(milestone).copied()

@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, Event, HtmlElement, KeyboardEvent, ShadowRoot};
 
-use crate::core::engine::{Emit, Engine};
+use crate::core::engine::{Emit, Engine, UserState};
 use crate::core::json::Value;
 use crate::core::placement::{self, Side};
 use crate::core::plan::{CtaAction, Tip, TipKind};
@@ -274,7 +274,7 @@ fn target_timeout(i: usize) {
             if !ui.reported.contains(&(i, step)) {
                 ui.reported.push((i, step));
                 let selector = Value::Str(selector(tip, step).to_owned());
-                out.push(emit(engine, tip, "tip_target_missing", (tip.kind == TipKind::Tour).then_some(step), Some(("selector", selector))));
+                emit(out, engine, i, "tip_target_missing", Some(step), Some(("selector", selector)));
             }
         }
         ui.skip.push(i);
@@ -322,8 +322,15 @@ fn selector(tip: &Tip, step: usize) -> &str {
     }
 }
 
-/// A `tip` event per docs/EVENTS.md.
-fn emit(engine: &Engine, tip: &Tip, name: &str, step: Option<usize>, extra: Option<(&str, Value)>) -> Emit {
+/// Records a change to tip `i`'s state, persisted and merged across tabs like the engine's own.
+fn record(engine: &mut Engine, store: &mut dyn KeyValue, i: usize, f: impl FnOnce(&mut UserState, &Tip, &str) -> bool) -> bool {
+    engine.update_with_plan(store, |plan, state, tab| plan.tips.get(i).is_some_and(|tip| f(state, tip, tab)))
+}
+
+/// Queues a `tip` event about tip `i`, per docs/EVENTS.md.
+fn emit(out: &mut Vec<Emit>, engine: &Engine, i: usize, name: &str, step: Option<usize>, extra: Option<(&str, Value)>) {
+    let Some(tip) = engine.plan().tips.get(i) else { return };
+    let step = step.filter(|_| tip.kind == TipKind::Tour);
     let mut props = vec![("tipId".to_owned(), Value::Str(tip.id.clone()))];
     if let Some(m) = &tip.milestone {
         props.push(("milestone".into(), Value::Str(m.clone())));
@@ -335,7 +342,7 @@ fn emit(engine: &Engine, tip: &Tip, name: &str, step: Option<usize>, extra: Opti
     if let Some((k, v)) = extra {
         props.push((k.into(), v));
     }
-    Emit { kind: EventType::Tip, name: name.into(), props }
+    out.push(Emit { kind: EventType::Tip, name: name.into(), props });
 }
 
 fn first_button(el: &Element) -> Option<HtmlElement> {
@@ -429,7 +436,7 @@ impl Ui {
             }
             TipKind::Checklist => {
                 s.open = std::mem::take(&mut self.open_checklist);
-                self.build_checklist(&mut s, engine, out);
+                self.build_checklist(&mut s, engine);
                 self.shown(&mut s, engine, store, out);
             }
             _ => match dom::find(selector(tip, s.step)) {
@@ -452,7 +459,7 @@ impl Ui {
                     let mut s = self.surfaces.remove(pos);
                     let had_focus = self.root.active_element().is_some_and(|a| s.wrap.contains(Some(&a)));
                     s.open |= open_now || had_focus;
-                    self.build_checklist(&mut s, engine, out);
+                    self.build_checklist(&mut s, engine);
                     if had_focus {
                         focus_later(s.card.clone());
                     }
@@ -473,7 +480,7 @@ impl Ui {
         }
     }
 
-    fn build_checklist(&self, s: &mut Surface, engine: &Engine, out: &mut Vec<Emit>) {
+    fn build_checklist(&self, s: &mut Surface, engine: &Engine) {
         let Some(tip) = engine.plan().tips.get(s.tip) else { return };
         s.wrap.set_text_content(None);
         s.built_for = engine.state.reached.len();
@@ -481,7 +488,6 @@ impl Ui {
             s.float = Some(launcher);
             s.card = Some(panel);
         }
-        let _ = out;
     }
 
     /// A tour moved to another step, or Back was pressed: find that step's target.
@@ -585,10 +591,9 @@ impl Ui {
             return;
         }
         s.counted = true;
-        let Some(tip) = engine.plan().tips.get(s.tip).cloned() else { return };
         let t = now();
-        if engine.update(store, |state, tab| sched::record_shown(state, tab, &tip, t)) {
-            out.push(emit(engine, &tip, "tip_shown", (tip.kind == TipKind::Tour).then_some(s.step), None));
+        if record(engine, store, s.tip, |state, tip, tab| sched::record_shown(state, tab, tip, t)) {
+            emit(out, engine, s.tip, "tip_shown", Some(s.step), None);
         }
     }
 
@@ -638,25 +643,25 @@ impl Ui {
     }
 
     fn complete_step(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, i: usize, step: usize, t: i64) {
-        let Some(tip) = engine.plan().tips.get(i).cloned() else { return };
-        if engine.update(store, |state, _| sched::record_step(state, &tip, step, t)) {
-            out.push(emit(engine, &tip, "tour_step_completed", Some(step), None));
+        if record(engine, store, i, |state, tip, _| sched::record_step(state, tip, step, t)) {
+            emit(out, engine, i, "tour_step_completed", Some(step), None);
         }
     }
 
     /// The tip goes away for good (`tip_dismissed`, `tip_cta_clicked`) or for a while
     /// (`tip_snoozed`).
-    fn close(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, tip: &Tip, event: &str) {
+    fn close(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, event: &str) {
         let t = now();
-        engine.update(store, |state, _| {
+        let s = self.surfaces.remove(pos);
+        record(engine, store, s.tip, |state, tip, _| {
             if event == "tip_snoozed" {
                 sched::record_snoozed(state, tip, t)
             } else {
                 sched::record_dismissed(state, tip, t)
             }
+            true
         });
-        let s = self.surfaces.remove(pos);
-        out.push(emit(engine, tip, event, (s.kind == TipKind::Tour).then_some(s.step), None));
+        emit(out, engine, s.tip, event, Some(s.step), None);
         if self.forced == Some(s.tip) {
             self.forced = None;
         }
@@ -665,8 +670,10 @@ impl Ui {
 
     fn act(&mut self, pos: usize, action: &str, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
         let i = self.surfaces[pos].tip;
-        let Some(tip) = engine.plan().tips.get(i).cloned() else { return };
-        let (kind, open) = (tip.kind, self.surfaces[pos].open);
+        let Some(tip) = engine.plan().tips.get(i) else { return };
+        let (kind, open, step) = (tip.kind, self.surfaces[pos].open, self.surfaces[pos].step);
+        let cta = tip.cta.as_ref().map(|c| c.action.clone());
+        let milestone = tip.milestone.clone();
         let action = match action {
             // Esc closes what is open: a hotspot's card or the checklist's panel, else the tip.
             "esc" if matches!(kind, TipKind::Hotspot | TipKind::Checklist) => {
@@ -681,8 +688,8 @@ impl Ui {
         };
         let t = now();
         match action {
-            "x" => self.close(pos, engine, store, out, &tip, "tip_dismissed"),
-            "l" => self.close(pos, engine, store, out, &tip, "tip_snoozed"),
+            "x" => self.close(pos, engine, store, out, "tip_dismissed"),
+            "l" => self.close(pos, engine, store, out, "tip_snoozed"),
             "n" => self.next(pos, engine, store, out),
             "b" => {
                 let mut s = self.surfaces.remove(pos);
@@ -692,9 +699,9 @@ impl Ui {
                 self.focus_tip = Some(i);
             }
             "c" => {
-                let Some(cta) = &tip.cta else { return };
-                out.push(emit(engine, &tip, "tip_cta_clicked", (kind == TipKind::Tour).then_some(self.surfaces[pos].step), None));
-                match &cta.action {
+                let Some(cta) = cta else { return };
+                emit(out, engine, i, "tip_cta_clicked", Some(step), None);
+                match cta {
                     CtaAction::Action(a) if a == "next" => return self.next(pos, engine, store, out),
                     CtaAction::Action(a) if a == "open_checklist" => {
                         self.open_checklist = true;
@@ -702,7 +709,7 @@ impl Ui {
                         self.focus_tip = self.forced;
                     }
                     CtaAction::Action(a) if a == "mark_done" => {
-                        if let Some(m) = &tip.milestone {
+                        if let Some(m) = &milestone {
                             out.extend(engine.mark_done(store, m, t));
                         }
                     }
@@ -710,8 +717,10 @@ impl Ui {
                     _ => {}
                 }
                 // The call to action did the tip's job: it is not shown again.
-                let t = now();
-                engine.update(store, |state, _| sched::record_dismissed(state, &tip, t));
+                record(engine, store, i, |state, tip, _| {
+                    sched::record_dismissed(state, tip, t);
+                    true
+                });
                 let s = self.surfaces.remove(pos);
                 self.give_back_focus(&s);
             }
@@ -720,15 +729,15 @@ impl Ui {
                 s.open = !s.open;
                 if kind == TipKind::Checklist {
                     if s.open {
-                        out.push(emit(engine, &tip, "checklist_opened", None, None));
+                        emit(out, engine, i, "checklist_opened", None, None);
                     }
-                    self.build_checklist(&mut s, engine, out);
+                    self.build_checklist(&mut s, engine);
                     focus_later(if s.open { s.card.clone() } else { s.float.clone() });
-                } else {
+                } else if let Some(tip) = engine.plan().tips.get(i) {
                     let ctx = self.ctx(engine);
                     s.wrap.set_text_content(None);
-                    s.float = render::beacon(&s.wrap, &tip, s.open, &ctx);
-                    s.card = if s.open { render::card(&s.wrap, &tip, 0, i, &ctx) } else { None };
+                    s.float = render::beacon(&s.wrap, tip, s.open, &ctx);
+                    s.card = if s.open { render::card(&s.wrap, tip, 0, i, &ctx) } else { None };
                     self.position(&s);
                     focus_later(if s.open { s.card.as_ref().and_then(|c| first_button(c)) } else { s.float.clone() });
                 }
@@ -737,13 +746,13 @@ impl Ui {
             a => {
                 if let Some(m) = a.strip_prefix("m:") {
                     out.extend(engine.mark_done(store, m, t));
-                    out.push(emit(engine, &tip, "customer_milestone_marked", None, Some(("milestone", Value::Str(m.to_owned())))));
+                    emit(out, engine, i, "customer_milestone_marked", None, Some(("milestone", Value::Str(m.to_owned()))));
                 } else if let Some(n) = a.strip_prefix("s:").and_then(|n| n.parse::<usize>().ok()) {
                     self.forced = Some(n);
                     self.focus_tip = Some(n);
                     let mut s = self.surfaces.remove(pos);
                     s.open = false;
-                    self.build_checklist(&mut s, engine, out);
+                    self.build_checklist(&mut s, engine);
                     self.surfaces.insert(pos, s);
                 }
             }
