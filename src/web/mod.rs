@@ -112,12 +112,7 @@ fn with_sdk(f: impl FnOnce(&mut Sdk)) {
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         f(sdk);
-        let now = now_ms();
-        for event in sdk.client.take_recorded() {
-            sdk.outbox.push(&event, now);
-        }
-        sdk.outbox.report_drops(&mut sdk.client, now, &mut BrowserEntropy);
-        sdk.outbox.due(now, false)
+        enqueue_recorded(sdk)
     });
     if send {
         send_batch(false);
@@ -141,6 +136,17 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
         record(&mut sdk.client, out);
     });
     result
+}
+
+/// Moves what the client recorded into the persistent outbox (persisted at once), reports
+/// drops, and says whether a batch is due.
+fn enqueue_recorded(sdk: &mut Sdk) -> bool {
+    let now = now_ms();
+    for event in sdk.client.take_recorded() {
+        sdk.outbox.push(&event, now);
+    }
+    sdk.outbox.report_drops(&mut sdk.client, now, &mut BrowserEntropy);
+    sdk.outbox.due(now, false)
 }
 
 /// Starts the SDK. `config` is `{ writeKey, collector }`; `collector` defaults to this page's
@@ -304,11 +310,13 @@ fn settle(status: u16, retry_after: Option<&str>, body: &str) {
     }
 }
 
-/// Every second: heartbeat, adopt dead tabs' queues, send what is due.
+/// Every second: heartbeat, adopt dead tabs' queues, pick up events recorded outside an
+/// exported call (timers, DOM listeners), send what is due.
 fn tick() {
     SDK.with(|cell| {
         if let Some(sdk) = cell.borrow_mut().as_mut() {
             sdk.outbox.tick(now_ms());
+            enqueue_recorded(sdk);
         }
     });
     send_batch(false);
@@ -320,6 +328,7 @@ fn beacon(retire: bool) {
     SDK.with(|cell| {
         let mut guard = cell.borrow_mut();
         let Some(sdk) = guard.as_mut() else { return };
+        enqueue_recorded(sdk);
         if let Some(w) = web_sys::window() {
             for body in sdk.outbox.beacon_bodies(now_ms()) {
                 let _ = w.navigator().send_beacon_with_opt_str(&sdk.batch_url, Some(&body));

@@ -91,7 +91,7 @@ fn setup() -> Result {
         let npm_cmd = if root().join("package-lock.json").exists() { "ci" } else { "install" };
         run(Command::new("npm").arg(npm_cmd).current_dir(root()))?;
     }
-    let missing: Vec<&str> = [("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver"), ("brotli", "/usr/bin/brotli"), ("clickhouse-server", "/usr/sbin/clickhouse-server")]
+    let missing: Vec<&str> = [("chromium", "/usr/bin/chromium"), ("chromium-driver", "/usr/bin/chromedriver"), ("brotli", "/usr/bin/brotli"), ("sqlite3", "/usr/bin/sqlite3"), ("clickhouse-server", "/usr/sbin/clickhouse-server")]
         .into_iter()
         .filter(|(_, path)| !Path::new(path).exists())
         .map(|(pkg, _)| pkg)
