@@ -260,7 +260,8 @@ pub fn flush() {
 
 fn send_batch(force: bool) {
     SDK.with(|cell| {
-        let mut guard = cell.borrow_mut();
+        // Busy (re-entered from a host callback): skip; the next tick catches up.
+        let Ok(mut guard) = cell.try_borrow_mut() else { return };
         let Some(sdk) = guard.as_mut() else { return };
         if let Some(body) = sdk.outbox.next_batch(now_ms(), force) {
             post(sdk, &body);
@@ -286,7 +287,7 @@ fn on_response(response: JsValue) {
         // The body lists the bad events; read it, then settle.
         let read = response.text().ok();
         SDK.with(|cell| {
-            if let (Some(sdk), Some(text)) = (cell.borrow().as_ref(), read) {
+            if let (Some(sdk), Some(text)) = (cell.try_borrow().ok().as_ref().and_then(|g| g.as_ref()), read) {
                 let _ = text.then2(if status == 400 { &sdk.on_400_body } else { &sdk.on_413_body }, &sdk.on_network_error);
             }
         });
@@ -298,7 +299,7 @@ fn on_response(response: JsValue) {
 
 fn settle(status: u16, retry_after: Option<&str>, body: &str) {
     let again = SDK.with(|cell| {
-        let mut guard = cell.borrow_mut();
+        let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         let now = now_ms();
         let next = sdk.outbox.settle(status, retry_after, body, now, &mut BrowserEntropy);
@@ -314,7 +315,7 @@ fn settle(status: u16, retry_after: Option<&str>, body: &str) {
 /// exported call (timers, DOM listeners), send what is due.
 fn tick() {
     SDK.with(|cell| {
-        if let Some(sdk) = cell.borrow_mut().as_mut() {
+        if let Some(sdk) = cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
             sdk.outbox.tick(now_ms());
             enqueue_recorded(sdk);
         }
@@ -326,7 +327,8 @@ fn tick() {
 /// events stay queued (and stored) until acknowledged.
 fn beacon(retire: bool) {
     SDK.with(|cell| {
-        let mut guard = cell.borrow_mut();
+        // Busy (re-entered from a host callback): skip; the next tick catches up.
+        let Ok(mut guard) = cell.try_borrow_mut() else { return };
         let Some(sdk) = guard.as_mut() else { return };
         enqueue_recorded(sdk);
         if let Some(w) = web_sys::window() {
@@ -372,7 +374,7 @@ fn listen() {
         "online",
         Closure::new(|| {
             SDK.with(|cell| {
-                if let Some(sdk) = cell.borrow_mut().as_mut() {
+                if let Some(sdk) = cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
                     sdk.outbox.online();
                 }
             });
