@@ -3,6 +3,8 @@
 //! [`crate::core`]. Every export catches its own failures: the host page must never see an
 //! exception from onramp.
 
+mod capture;
+
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
@@ -12,7 +14,7 @@ use crate::core::client::{Client, Entropy};
 use crate::core::delivery::{Next, Outbox, Policy};
 use crate::core::engine::{self, Emit, Engine};
 use crate::core::json::{self, Value};
-use crate::core::plan::Plan;
+use crate::core::plan::{Plan, PlanError};
 use crate::core::storage::KeyValue;
 use crate::core::wire::EventType;
 
@@ -21,11 +23,13 @@ mod tips;
 /// The outbox's clock tick: heartbeat, adoption of dead tabs, batching by time, retries.
 const TICK_MS: i32 = 1000;
 const ANON_KEY: &str = "onramp.anonymousId";
+type Props = Vec<(String, Value)>;
+
+/// Product events kept while the plan loads, replayed into the engine when it arrives.
+const MAX_EARLY: usize = 200;
 
 struct Sdk {
     client: Client,
-    /// The plan's milestone engine; `None` without a (valid) plan.
-    engine: Option<Engine>,
     outbox: Outbox<BrowserStorage>,
     batch_url: String,
     /// Made once and reused by every request, so no closure is created or leaked per send.
@@ -33,6 +37,18 @@ struct Sdk {
     on_400_body: Closure<dyn FnMut(JsValue)>,
     on_413_body: Closure<dyn FnMut(JsValue)>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
+    /// This page's id: the outbox's tab, and the engine's entry in its per-tab counters.
+    tab: String,
+    /// Where the engine keeps the user's milestone state (`localStorage`, or nothing).
+    kv: BrowserStorage,
+    /// The milestone engine, once the plan has loaded; `None` before, or with no plan.
+    engine: Option<Engine>,
+    /// Product events seen before the plan arrived (at most [`MAX_EARLY`]).
+    early: Vec<(String, Props, i64)>,
+    /// Sign-up time from `identify`, for an engine that starts after it.
+    signup: Option<i64>,
+    /// `init`'s `tips` options, for the tips layer once the plan has loaded.
+    tips_options: Value,
 }
 
 /// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
@@ -119,9 +135,9 @@ fn with_sdk(f: impl FnOnce(&mut Sdk)) {
     }
 }
 
-fn record(client: &mut Client, emits: Vec<Emit>) {
+fn record(client: &mut Client, emits: Vec<Emit>, now: i64) {
     for e in emits {
-        client.record(e.kind, &e.name, e.props, now_ms(), &mut BrowserEntropy);
+        client.record(e.kind, &e.name, e.props, now, &mut BrowserEntropy);
     }
 }
 
@@ -132,8 +148,8 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
     with_sdk(|sdk| {
         let Some(engine) = sdk.engine.as_mut() else { return };
         let mut out = Vec::new();
-        result = Some(f(engine, &mut BrowserStorage(local_storage()), &mut out));
-        record(&mut sdk.client, out);
+        result = Some(f(engine, &mut sdk.kv, &mut out));
+        record(&mut sdk.client, out, now_ms());
     });
     result
 }
@@ -173,49 +189,168 @@ pub fn init(config: JsValue) {
     });
 
     let tab = Client::new_id(now_ms(), &mut BrowserEntropy);
-    // An inline plan (`init({ plan: {…} })`). A broken plan is one console error; events still flow.
-    let plan = config.get("plan").filter(|p| p.as_object().is_some()).and_then(|p| {
-        Plan::from_value(p).map_err(|e| console_error(&("onramp: ".to_owned() + &e.to_string() + "; tips are off"))).ok()
-    });
-    let mut engine = plan.map(|plan| Engine::new(plan, tab.clone(), &anonymous_id, &BrowserStorage(local_storage())));
-    let mut first_emits = Vec::new();
-    if let Some(e) = engine.as_mut() {
-        first_emits = e.touch(&mut BrowserStorage(local_storage()), now_ms());
-    }
-    let default_locale = engine.as_ref().map(|e| e.plan().default_locale.clone());
+    let kv = BrowserStorage(storage.clone());
     let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, Policy::default(), now_ms());
-    let mut client = Client::new(write_key.into(), anonymous_id);
-    record(&mut client, first_emits);
     let sdk = Sdk {
-        client,
-        engine,
+        client: Client::new(write_key.into(), anonymous_id),
         outbox,
         batch_url,
         on_response: Closure::new(on_response),
         on_400_body: Closure::new(|text: JsValue| settle(400, None, &text.as_string().unwrap_or_default())),
         on_413_body: Closure::new(|text: JsValue| settle(413, None, &text.as_string().unwrap_or_default())),
         on_network_error: Closure::new(|_: JsValue| settle(0, None, "")),
+        tab,
+        kv,
+        engine: None,
+        early: Vec::new(),
+        signup: None,
+        tips_options: config.get("tips").cloned().unwrap_or(Value::Null),
     };
     // A second init replaces the SDK but must not add a second ticker and listeners.
     let first = SDK.with(|cell| cell.borrow_mut().replace(sdk).is_none());
     if first {
         listen();
     }
-    if let Some(locale) = default_locale {
-        tips::start(config.get("tips").unwrap_or(&Value::Null), &locale);
+    match config.get("plan") {
+        Some(Value::Bool(false)) => {} // the page opted out: events only, no milestones
+        Some(plan @ Value::Obj(_)) => start_plan(Plan::from_value(plan)),
+        Some(Value::Str(url)) => fetch_plan(url),
+        None | Some(Value::Null) => {
+            let mut url = String::with_capacity(collector.len() + 32 + write_key.len());
+            url.push_str(collector.trim_end_matches('/'));
+            url.push_str("/v1/plan?writeKey=");
+            url.push_str(&String::from(js_sys::encode_uri_component(write_key)));
+            fetch_plan(&url);
+        }
+        Some(other) => disable(&PlanError {
+            pointer: String::new(),
+            problem: String::from("init: `plan` is ") + other.kind(),
+            expected: "a plan object, the URL of one, or false".into(),
+        }),
     }
 }
 
-/// Names the user. `traits` may carry `signedUpAt` (ms or ISO string) and anything else.
+/// Fetches the plan. The collector answers with an ETag and `no-cache`, so the browser's cache
+/// revalidates it and a 304 costs no download. A network failure or a project without a plan
+/// (404) is not the plan being wrong: onramp goes on without milestones.
+fn fetch_plan(url: &str) {
+    let Some(window) = web_sys::window() else { return };
+    let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| {
+        start_plan(Plan::parse(&text.as_string().unwrap_or_default()));
+    });
+    let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
+        let Some(response) = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok()) else { return };
+        if let Ok(text) = response.text() {
+            IGNORE.with(|ignore| {
+                let _ = text.then2(&on_text, ignore);
+            });
+        }
+    });
+    IGNORE.with(|ignore| {
+        let _ = window.fetch_with_str(url).then2(&on_response, ignore);
+    });
+    on_response.forget(); // once per page
+}
+
+thread_local! {
+    /// A rejection handler that does nothing, so a failed fetch is never an unhandled rejection.
+    static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
+}
+
+/// One console error naming the field, and onramp steps aside: the page keeps working, events
+/// already queued stay stored for a page with a good plan.
+fn disable(error: &PlanError) {
+    let mut message = String::from("onramp: ");
+    message.push_str(&error.to_string());
+    message.push_str(". onramp is disabled; the page is unaffected.");
+    console_error(&message);
+    SDK.with(|cell| cell.borrow_mut().take());
+}
+
+/// Checks the plan's selectors with the browser's own CSS parser (the core only checks their
+/// shape), then starts the engine and auto-capture.
+fn start_plan(plan: Result<Plan, PlanError>) {
+    let plan = plan.and_then(|plan| {
+        let document = web_sys::window().and_then(|w| w.document());
+        if let Some(document) = document {
+            for (pointer, selector) in plan.selectors() {
+                if document.query_selector(selector).is_err() {
+                    return Err(PlanError {
+                        pointer,
+                        problem: String::from("the browser cannot parse the selector ") + selector,
+                        expected: "a valid CSS selector".into(),
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => return disable(&e),
+    };
+    let rules = plan.capture.clone();
+    let locale = plan.default_locale.clone();
+    let mut tips_options = Value::Null;
+    with_sdk(|sdk| {
+        let now = now_ms();
+        let mut engine = Engine::new(plan, sdk.tab.clone(), &sdk.client.anonymous_id, &sdk.kv);
+        let mut emits = engine.touch(&mut sdk.kv, now);
+        if let Some(user) = sdk.client.user_id.clone() {
+            emits.extend(engine.identify(&mut sdk.kv, &user, sdk.signup, now));
+        }
+        for (name, props, ts) in std::mem::take(&mut sdk.early) {
+            emits.extend(engine.observe(&mut sdk.kv, &name, &props, ts));
+        }
+        sdk.engine = Some(engine);
+        record(&mut sdk.client, emits, now);
+        tips_options = std::mem::replace(&mut sdk.tips_options, Value::Null);
+    });
+    capture::install(rules);
+    tips::start(&tips_options, &locale);
+}
+
+/// A product event, from `track` or auto-capture: recorded, and shown to the engine.
+fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
+    with_sdk(|sdk| {
+        match sdk.engine.as_mut() {
+            Some(engine) => {
+                let emits = engine.observe(&mut sdk.kv, name, &props, ts);
+                sdk.client.record(EventType::Track, name, props, ts, &mut BrowserEntropy);
+                record(&mut sdk.client, emits, ts);
+            }
+            None => {
+                if sdk.early.len() < MAX_EARLY {
+                    sdk.early.push((name.into(), props.clone(), ts));
+                }
+                sdk.client.record(EventType::Track, name, props, ts, &mut BrowserEntropy);
+            }
+        }
+    });
+    tips::on_event(name);
+}
+
+/// Names the user. `traits` may carry `signedUpAt` (ms or ISO string, sent on as ms) and
+/// anything else.
 #[wasm_bindgen]
 pub fn identify(user_id: &str, traits: JsValue) {
-    let traits = object_entries(to_value(&traits));
-    let signed_up = traits.iter().find(|(k, _)| k == "signedUpAt").and_then(|(_, v)| engine::parse_time(v));
+    let mut traits = object_entries(to_value(&traits));
+    let mut signup = None;
+    for (k, v) in traits.iter_mut() {
+        if k == "signedUpAt" {
+            signup = engine::parse_time(v);
+            if let Some(ms) = signup {
+                *v = Value::Num(ms as f64);
+            }
+        }
+    }
     with_sdk(|sdk| {
-        sdk.client.identify(user_id, traits, now_ms(), &mut BrowserEntropy);
-        if let Some(e) = sdk.engine.as_mut() {
-            let out = e.identify(&mut BrowserStorage(local_storage()), user_id, signed_up, now_ms());
-            record(&mut sdk.client, out);
+        let now = now_ms();
+        sdk.client.identify(user_id, traits, now, &mut BrowserEntropy);
+        sdk.signup = signup.or(sdk.signup);
+        if let Some(engine) = sdk.engine.as_mut() {
+            let emits = engine.identify(&mut sdk.kv, user_id, signup, now);
+            record(&mut sdk.client, emits, now);
         }
     });
     tips::refresh();
@@ -223,17 +358,20 @@ pub fn identify(user_id: &str, traits: JsValue) {
 
 #[wasm_bindgen]
 pub fn track(name: &str, props: JsValue) {
-    let props = object_entries(to_value(&props));
+    record_track(name, object_entries(to_value(&props)), now_ms());
+}
+
+/// The user (or the page, relaying a server) confirms a customer milestone of the plan.
+#[wasm_bindgen]
+pub fn complete(milestone: &str) {
     with_sdk(|sdk| {
-        if let Some(e) = sdk.engine.as_mut() {
-            let out = e.observe(&mut BrowserStorage(local_storage()), name, &props, now_ms());
-            sdk.client.record(EventType::Track, name, props, now_ms(), &mut BrowserEntropy);
-            record(&mut sdk.client, out);
-        } else {
-            sdk.client.record(EventType::Track, name, props, now_ms(), &mut BrowserEntropy);
+        let now = now_ms();
+        if let Some(engine) = sdk.engine.as_mut() {
+            let emits = engine.mark_done(&mut sdk.kv, milestone, now);
+            record(&mut sdk.client, emits, now);
         }
     });
-    tips::on_event(name);
+    tips::refresh();
 }
 
 /// Log-out: forget the user and start a new anonymous identity.
@@ -244,9 +382,10 @@ pub fn reset() {
         let _ = s.set_item(ANON_KEY, &id);
     }
     with_sdk(|sdk| {
-        if let Some(e) = sdk.engine.as_mut() {
-            e.reset(&BrowserStorage(local_storage()), &id);
+        if let Some(engine) = sdk.engine.as_mut() {
+            engine.reset(&sdk.kv, &id);
         }
+        sdk.signup = None;
         sdk.client.reset(id);
     });
     tips::refresh();
@@ -314,6 +453,8 @@ fn settle(status: u16, retry_after: Option<&str>, body: &str) {
 /// Every second: heartbeat, adopt dead tabs' queues, pick up events recorded outside an
 /// exported call (timers, DOM listeners), send what is due.
 fn tick() {
+    // Routers that kept the original pushState are still seen, a tick late.
+    capture::check_view();
     SDK.with(|cell| {
         if let Some(sdk) = cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
             sdk.outbox.tick(now_ms());
@@ -326,6 +467,8 @@ fn tick() {
 /// Hands the whole queue to `sendBeacon`, which the browser delivers even after unload. The
 /// events stay queued (and stored) until acknowledged.
 fn beacon(retire: bool) {
+    // Events the page just produced go first: this may be the page's last moment.
+    capture::drain();
     SDK.with(|cell| {
         // Busy (re-entered from a host callback): skip; the next tick catches up.
         let Ok(mut guard) = cell.try_borrow_mut() else { return };

@@ -1,5 +1,7 @@
 // Trackly: a small project tracker that embeds onramp exactly as a customer would.
 // Its own state lives in localStorage; onramp only observes and is told who the user is.
+// There are no track() calls: the plan (pkg-config/plans/trackly.json, served by the collector)
+// names the clicks, submits and routes that matter, and onramp captures them itself.
 (function () {
   var $ = function (id) { return document.getElementById(id); };
   var KEY = "trackly.state";
@@ -41,7 +43,6 @@
     state = { user: { id: email, name: $("signup-name").value.trim(), signedUpAt: Date.now() }, projects: [], team: [], files: [] };
     save();
     onramp.identify(state.user.id, { signedUpAt: state.user.signedUpAt, name: state.user.name, plan: "trial" });
-    onramp.track("signed_up");
     location.hash = "#/projects";
     render();
   });
@@ -52,7 +53,6 @@
     var name = $("project-name").value.trim();
     state.projects.push(name);
     save();
-    onramp.track("project_created", { projects: state.projects.length });
     $("project-form").hidden = true;
     $("project-name").value = "";
     render();
@@ -63,7 +63,6 @@
     e.preventDefault();
     state.team.push($("invite-email").value.trim());
     save();
-    onramp.track("teammate_invited", { teamSize: state.team.length + 1 });
     $("invite-form").hidden = true;
     $("invite-email").value = "";
     render();
@@ -73,7 +72,6 @@
     var name = "brief-" + (state.files.length + 1) + ".pdf";
     state.files.push(name);
     save();
-    onramp.track("file_uploaded", { kind: "pdf" });
     render();
   });
 

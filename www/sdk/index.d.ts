@@ -5,8 +5,10 @@ export interface InitOptions {
   writeKey: string;
   /** The collector's base URL; defaults to the page's origin. */
   collector?: string;
-  /** The onboarding plan: an object, or the URL it is served from. */
-  plan?: object | string;
+  /** The onboarding plan: an object, the URL it is served from, or false for none. Default: the
+   *  collector's plan for this write key (`GET /v1/plan`). A plan that does not validate disables
+   *  onramp with one console error naming the field. */
+  plan?: object | string | false;
 }
 
 export interface Traits {
@@ -23,6 +25,8 @@ export function init(options: InitOptions): void;
 export function identify(userId: string, traits?: Traits): void;
 /** Records a product event. */
 export function track(name: string, props?: Props): void;
+/** Marks a customer milestone of the plan as done (the user confirmed it, or your server did). */
+export function complete(milestone: string): void;
 /** Log-out: forgets the user and starts a new anonymous identity. */
 export function reset(): void;
 /** Sends queued events now. */

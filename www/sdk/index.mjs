@@ -2,7 +2,7 @@
 // directly; the script-tag loader calls `attach` to replay the calls queued before load.
 import initWasm, * as wasm from "./onramp.js";
 
-const METHODS = ["init", "identify", "track", "reset", "flush"];
+const METHODS = ["init", "identify", "track", "complete", "reset", "flush"];
 // Calls kept while the wasm loads; bounded so a page that never loads it cannot grow forever.
 const MAX_PENDING = 1000;
 let pending = [];
@@ -60,6 +60,7 @@ function enqueue(method, args) {
 export function init(config) { enqueue("init", [config]); }
 export function identify(userId, traits) { enqueue("identify", [String(userId), traits]); }
 export function track(name, props) { enqueue("track", [String(name), props]); }
+export function complete(milestone) { enqueue("complete", [String(milestone)]); }
 export function reset() { enqueue("reset", []); }
 export function flush() { enqueue("flush", []); }
 

@@ -1,0 +1,234 @@
+//! Auto-capture: turns page activity into the plan's named events, with no code in the page.
+//!
+//! - clicks and form submits: one listener each on `document`, in the capture phase, matching
+//!   the event's target with `closest(selector)`. Delegation means elements added later count,
+//!   and the capture phase means a page handler calling `stopPropagation` cannot hide them;
+//! - page and route views: `history.pushState`/`replaceState` are wrapped, `popstate` and
+//!   `hashchange` listened to, and the ticker re-checks the URL too (routers that kept a
+//!   reference to the original `pushState` are still seen, a second late);
+//! - elements appearing: one `MutationObserver` on the document; a rule fires when its selector
+//!   goes from matching nothing to matching something.
+//!
+//! Listeners only queue what they saw; the queue is drained on a zero-delay timer, after the
+//! page's own handlers have run. So a sign-up form's handler calls `identify` before the
+//! captured `signed_up` event reaches the engine, and the event counts for the user with their
+//! sign-up time. The event keeps the time it happened at. On page hide the queue is drained at
+//! once, before the last beacon.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::core::json::Value;
+use crate::core::plan::{Capture, CaptureRule};
+
+struct Captured {
+    name: String,
+    props: Vec<(String, Value)>,
+    ts: i64,
+}
+
+struct State {
+    rules: Vec<CaptureRule>,
+    queue: Vec<Captured>,
+    drain_scheduled: bool,
+    /// `pathname + hash` last seen, so a view is reported once per route change.
+    last_url: String,
+    /// Per rule: whether its selector matched at the last look (for "appear").
+    present: Vec<bool>,
+    drain: Closure<dyn FnMut()>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// Starts capturing for `rules`. Called once per page, when the plan has loaded.
+pub fn install(rules: Vec<CaptureRule>) {
+    let Some(window) = web_sys::window() else { return };
+    let Some(document) = window.document() else { return };
+    let needs = |kind: &str| rules.iter().any(|r| r.on.name() == kind);
+    let (clicks, submits, views, appears) = (needs("click"), needs("submit"), needs("view"), needs("appear"));
+    let present = vec![false; rules.len()];
+    let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present, drain: Closure::new(drain) };
+    if STATE.with(|s| s.borrow_mut().replace(state).is_some()) {
+        return; // listeners are in place already; they read the new rules
+    }
+    let on_document = |name: &str, f: fn(web_sys::Event)| {
+        let f = Closure::<dyn FnMut(web_sys::Event)>::new(f);
+        let _ = document.add_event_listener_with_callback_and_bool(name, f.as_ref().unchecked_ref(), true);
+        f.forget(); // lives as long as the page
+    };
+    if clicks {
+        on_document("click", |e| on_dom_event(&e, "click"));
+    }
+    if submits {
+        on_document("submit", |e| on_dom_event(&e, "submit"));
+    }
+    if views {
+        watch_history(&window);
+        check_view();
+    }
+    if appears {
+        observe_mutations(&document);
+        check_appear();
+    }
+}
+
+fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+fn enqueue(found: Vec<Captured>) {
+    if found.is_empty() {
+        return;
+    }
+    let schedule = STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let state = guard.as_mut()?;
+        state.queue.extend(found);
+        let first = !state.drain_scheduled;
+        state.drain_scheduled = true;
+        first.then(|| state.drain.as_ref().clone())
+    });
+    if let (Some(f), Some(w)) = (schedule, web_sys::window()) {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f.unchecked_ref(), 0);
+    }
+}
+
+/// Hands what was captured to the SDK as `track` events.
+pub fn drain() {
+    let queue = STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let Some(state) = guard.as_mut() else { return Vec::new() };
+        state.drain_scheduled = false;
+        std::mem::take(&mut state.queue)
+    });
+    for c in queue {
+        super::record_track(&c.name, c.props, c.ts);
+    }
+}
+
+fn props_with(rule: &CaptureRule, key: &str, value: &str) -> Vec<(String, Value)> {
+    let mut props = rule.props.clone();
+    props.push(("captured".into(), Value::Str(rule.on.name().into())));
+    props.push((key.into(), Value::Str(value.into())));
+    props
+}
+
+fn on_dom_event(event: &web_sys::Event, kind: &'static str) {
+    let Some(target) = event.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+    let ts = now_ms();
+    let found = STATE.with(|s| {
+        let guard = s.borrow();
+        let Some(state) = guard.as_ref() else { return Vec::new() };
+        state
+            .rules
+            .iter()
+            .filter(|r| r.on.name() == kind)
+            .filter_map(|r| {
+                let selector = r.on.selector()?;
+                // Selectors were checked by the browser at load; a failure here just means no match.
+                target.closest(selector).ok().flatten()?;
+                Some(Captured { name: r.event.clone(), props: props_with(r, "selector", selector), ts })
+            })
+            .collect()
+    });
+    enqueue(found);
+}
+
+/// Reports a view when the route changed to one a rule matches.
+pub fn check_view() {
+    let Some(location) = web_sys::window().map(|w| w.location()) else { return };
+    let path = location.pathname().unwrap_or_default();
+    let hash = location.hash().unwrap_or_default();
+    let ts = now_ms();
+    let found = STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let Some(state) = guard.as_mut() else { return Vec::new() };
+        let url = path.clone() + &hash;
+        if url == state.last_url {
+            return Vec::new();
+        }
+        state.last_url = url;
+        state
+            .rules
+            .iter()
+            .filter(|r| match &r.on {
+                Capture::View { path: p, hash: h } => {
+                    p.as_ref().is_none_or(|p| p.matches(&path)) && h.as_ref().is_none_or(|h| h.matches(&hash))
+                }
+                _ => false,
+            })
+            .map(|r| {
+                let mut props = props_with(r, "path", &path);
+                if !hash.is_empty() {
+                    props.push(("hash".into(), Value::Str(hash.clone())));
+                }
+                Captured { name: r.event.clone(), props, ts }
+            })
+            .collect()
+    });
+    enqueue(found);
+}
+
+/// Wraps `pushState` and `replaceState` so SPA navigations are seen as they happen. The
+/// original is called first and its result or exception passed on unchanged: the page must
+/// behave exactly as without onramp.
+fn watch_history(window: &web_sys::Window) {
+    let Ok(history) = window.history() else { return };
+    for name in ["pushState", "replaceState"] {
+        let key = JsValue::from_str(name);
+        let Some(original) = js_sys::Reflect::get(&history, &key).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()) else {
+            continue;
+        };
+        let this = history.clone();
+        let wrapper = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
+            move |state: JsValue, title: JsValue, url: JsValue| {
+                let result = original.call3(&this, &state, &title, &url);
+                check_view();
+                result
+            },
+        );
+        let _ = js_sys::Reflect::set(&history, &key, wrapper.as_ref());
+        wrapper.forget();
+    }
+    for name in ["popstate", "hashchange"] {
+        let f = Closure::<dyn FnMut()>::new(check_view);
+        let _ = window.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
+        f.forget();
+    }
+}
+
+fn observe_mutations(document: &web_sys::Document) {
+    let callback = Closure::<dyn FnMut()>::new(check_appear);
+    let Ok(observer) = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()) else { return };
+    callback.forget();
+    let options = web_sys::MutationObserverInit::new();
+    options.set_child_list(true);
+    options.set_subtree(true);
+    // Attributes too: an element can come to match by a class or data attribute changing.
+    options.set_attributes(true);
+    let _ = observer.observe_with_options(document, &options);
+}
+
+fn check_appear() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let ts = now_ms();
+    let found = STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let Some(state) = guard.as_mut() else { return Vec::new() };
+        let mut found = Vec::new();
+        for (i, r) in state.rules.iter().enumerate() {
+            let Capture::Appear { selector } = &r.on else { continue };
+            let now_present = document.query_selector(selector).ok().flatten().is_some();
+            if now_present && !state.present[i] {
+                found.push(Captured { name: r.event.clone(), props: props_with(r, "selector", selector), ts });
+            }
+            state.present[i] = now_present;
+        }
+        found
+    });
+    enqueue(found);
+}
