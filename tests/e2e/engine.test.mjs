@@ -1,0 +1,190 @@
+// The plan and the milestone engine in a real browser, on the shipped bundle: auto-capture with
+// no track() calls (delegated clicks on elements added later, SPA routes, submits, appearing
+// elements), milestone events with time-to-value, state surviving a reload, and a broken plan
+// giving exactly one console error while the page keeps working.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startCollector, launchBrowser, watchConsole, eventually } from "./harness.mjs";
+
+let collector, browser;
+
+before(async () => {
+  collector = await startCollector();
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await collector?.stop();
+});
+
+/** Every event the page sends to the collector (fetch or beacon), once each by id. */
+function watchEvents(page) {
+  const byId = new Map();
+  page.on("request", (r) => {
+    if (!r.url().includes("/v1/batch") || r.method() !== "POST") return;
+    try {
+      for (const e of JSON.parse(r.postData() || "{}").events || []) byId.set(e.id, e);
+    } catch {}
+  });
+  return () => [...byId.values()];
+}
+
+const named = (events, type, name) => events.filter((e) => e.type === type && e.name === name);
+
+/** A page at `path` on the collector's origin, loading the SDK by script tag with `plan`. */
+async function pageWithPlan(context, path, plan, body) {
+  const page = await context.newPage();
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>t</title>
+    <script>
+      !function(w,d){var o=w.onramp=w.onramp||[];if(o.loaded)return;["init","identify","track","complete","reset","flush"].forEach(function(m){o[m]=o[m]||function(){o.push([m].concat([].slice.call(arguments)))}});var s=d.createElement("script");s.async=1;s.src="/sdk/v1/loader.js";d.head.appendChild(s)}(window,document);
+      onramp.init({ writeKey: "wk_demo", plan: ${JSON.stringify(plan)} });
+    </script></head><body>${body}</body></html>`;
+  await page.route("**" + path, (route) => route.fulfill({ contentType: "text/html", body: html }));
+  return page;
+}
+
+test("the demo reaches its milestones from auto-capture alone, once each, across a reload", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const events = watchEvents(page);
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/demo/");
+  await page.evaluate(() => window.onramp.ready);
+  await page.fill("#signup-name", "Cy");
+  await page.fill("#signup-email", "cy@example.com");
+  await page.click("#signup-submit");
+  await page.click("#new-project");
+  await page.fill("#project-name", "Roadmap");
+  await page.click("#project-create");
+  await page.click("a[data-route=team]");
+  await page.click("#invite-teammate");
+  await page.fill("#invite-email", "dee@example.com");
+  await page.click("#invite-send");
+  // Reload between steps: progress is kept in localStorage, nothing is reported twice.
+  await page.evaluate(() => window.onramp.flush());
+  await page.reload();
+  await page.evaluate(() => window.onramp.ready);
+  await page.click("a[data-route=files]");
+  await page.click("#upload-file");
+  await page.click("#upload-file");
+  await page.evaluate(() => window.onramp.flush());
+
+  const done = await eventually(() => named(events(), "milestone", "onboarding_completed").length > 0);
+  assert.ok(done, "onboarding completed; events: " + JSON.stringify(events().map((e) => e.name)));
+  const all = events();
+  for (const m of ["signed_up", "project_created", "teammate_invited", "file_uploaded"]) {
+    const reached = named(all, "milestone", m);
+    assert.equal(reached.length, 1, m + " reported once");
+    assert.equal(reached[0].userId, "cy@example.com", m + " counts for the user");
+    assert.equal(reached[0].props.signupKnown, true);
+    assert.ok(reached[0].props.sinceSignupMs >= 0);
+    assert.equal(reached[0].props.planVersion, "trackly-2026-11-23.1");
+  }
+  const ttv = named(all, "milestone", "time_to_value");
+  assert.equal(ttv.length, 1);
+  assert.equal(ttv[0].props.milestone, "file_uploaded");
+  // The captured events themselves, with what captured them.
+  const submit = named(all, "track", "project_created")[0];
+  assert.deepEqual([submit.props.captured, submit.props.selector], ["submit", "#project-form"]);
+  assert.equal(named(all, "track", "file_uploaded").length, 2, "every click is captured");
+  assert.equal(named(all, "track", "file_uploaded")[0].props.kind, "pdf", "rule props are added");
+  const team = named(all, "track", "team_viewed");
+  assert.ok(team.length >= 1 && team[0].props.captured === "view" && team[0].props.hash === "#/team");
+  assert.ok(named(all, "track", "project_listed").length >= 1, "an element appearing is captured");
+  assert.ok(named(all, "metric", "core_task_completion").some((e) => e.props.value === 1));
+  assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
+  await context.close();
+});
+
+test("auto-capture sees SPA route changes, elements added later, submits and appearing elements", async () => {
+  const plan = {
+    version: "spa-1",
+    milestones: [{ id: "settings_seen", title: "Settings", value: true, condition: { event: "settings_viewed" } }],
+    capture: [
+      { event: "late_clicked", on: "click", selector: ".late button" },
+      { event: "settings_viewed", on: "view", path: "/spa/settings/*" },
+      { event: "team_viewed", on: "view", hash: "#/team*" },
+      { event: "form_sent", on: "submit", selector: "form#f" },
+      { event: "toast_shown", on: "appear", selector: ".toast.ok" },
+    ],
+  };
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/spa/home", plan, `<form id="f"><input name="q"><button id="go">Go</button></form>`);
+  const events = watchEvents(page);
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/spa/home");
+  await page.evaluate(() => window.onramp.ready);
+  await page.waitForFunction(() => localStorage.length > 0 && Object.keys(localStorage).some((k) => k.startsWith("onramp.state.")));
+  await page.evaluate(() => {
+    document.querySelector("form").addEventListener("submit", (e) => { e.preventDefault(); e.stopPropagation(); });
+    const div = document.createElement("div");
+    div.className = "late";
+    div.innerHTML = "<button>Later</button>";
+    document.body.appendChild(div);
+  });
+  await page.click(".late button");
+  await page.evaluate(() => history.pushState({}, "", "/spa/settings/profile"));
+  await page.evaluate(() => { location.hash = "#/team/members"; });
+  await page.click("#go");
+  await page.evaluate(() => {
+    const t = document.createElement("p");
+    t.className = "toast";
+    document.body.appendChild(t);
+    setTimeout(() => t.classList.add("ok"), 10);
+  });
+  const got = await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    const names = events().map((e) => e.name);
+    return ["late_clicked", "settings_viewed", "team_viewed", "form_sent", "toast_shown", "settings_seen", "time_to_value"]
+      .every((n) => names.includes(n)) ? events() : null;
+  }, { timeout: 8000 });
+  const all = got || events();
+  assert.ok(got, "all captured; got " + JSON.stringify(all.map((e) => e.name)));
+  assert.equal(named(all, "track", "settings_viewed")[0].props.path, "/spa/settings/profile");
+  assert.equal(named(all, "track", "team_viewed")[0].props.hash, "#/team/members");
+  assert.equal(named(all, "track", "toast_shown").length, 1, "appears once");
+  assert.equal(named(all, "track", "late_clicked")[0].props.selector, ".late button");
+  assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
+  await context.close();
+});
+
+test("a broken plan gives one console error naming the field, and the page keeps working", async () => {
+  const plan = {
+    version: "broken-1",
+    milestones: [{ id: "a", title: "A", value: true, condition: { event: "e", count: 0 } }],
+    capture: [{ event: "clicked", on: "click", selector: "#b" }],
+  };
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/broken/", plan, `<button id="b" onclick="this.textContent='clicked'">Click</button>`);
+  const events = watchEvents(page);
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/broken/");
+  await page.evaluate(() => window.onramp.ready);
+  await eventually(() => messages.some((m) => m.type === "error"));
+  // Calls after the SDK stepped aside do nothing and throw nothing.
+  await page.evaluate(() => { onramp.track("after"); onramp.identify("u"); onramp.complete("a"); onramp.flush(); });
+  await page.click("#b");
+  assert.equal(await page.textContent("#b"), "clicked", "the page's own handlers still run");
+  await new Promise((r) => setTimeout(r, 300));
+  const errors = messages.filter((m) => m.type === "error" || m.type === "pageerror");
+  assert.equal(errors.length, 1, JSON.stringify(messages));
+  assert.match(errors[0].text, /^onramp: plan \/milestones\/0\/condition\/count: found 0; expected a whole number from 1 to 1000000\. onramp is disabled/);
+  assert.deepEqual(events().filter((e) => e.name === "clicked" || e.name === "after"), [], "nothing captured or sent");
+  await context.close();
+});
+
+test("a selector the browser cannot parse is reported with its pointer", async () => {
+  const plan = {
+    version: "x",
+    milestones: [{ id: "a", title: "A", value: true, condition: { event: "e" } }],
+    capture: [{ event: "c", on: "click", selector: "#ok" }, { event: "d", on: "click", selector: "a:nonsense(1)" }],
+  };
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/badsel/", plan, "<p>hi</p>");
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/badsel/");
+  await page.evaluate(() => window.onramp.ready);
+  const error = await eventually(() => messages.find((m) => m.type === "error"));
+  assert.match(error.text, /^onramp: plan \/capture\/1\/selector: the browser cannot parse the selector a:nonsense\(1\)/);
+  await context.close();
+});
