@@ -69,7 +69,11 @@ test("the demo reaches its milestones from auto-capture alone, once each, across
   await page.click("#upload-file");
   await page.evaluate(() => window.onramp.flush());
 
-  const done = await eventually(() => named(events(), "milestone", "onboarding_completed").length > 0);
+  const done = await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    const all = events();
+    return named(all, "milestone", "onboarding_completed").length > 0 && named(all, "track", "file_uploaded").length === 2;
+  });
   assert.ok(done, "onboarding completed; events: " + JSON.stringify(events().map((e) => e.name)));
   const all = events();
   for (const m of ["signed_up", "project_created", "teammate_invited", "file_uploaded"]) {
