@@ -11,5 +11,9 @@
 
 pub mod core;
 
+// The core's tests also run in a real browser: the engine must behave the same compiled to wasm.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 #[cfg(target_arch = "wasm32")]
 mod web;

@@ -698,6 +698,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 pub(crate) mod tests {
     use super::*;
     use crate::core::storage::MemoryStorage;
+    // The same tests run in headless Chromium (`cargo test --target wasm32-unknown-unknown`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     pub const TRACKLY: &str = include_str!("../../pkg-config/plans/trackly.json");
     const ANON: &str = "0190d4c2-0000-7000-8000-000000000001";
@@ -955,7 +958,7 @@ pub(crate) mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod properties {
     use super::tests::trackly;
     use super::*;

@@ -1071,6 +1071,8 @@ impl Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     pub(crate) const MINIMAL: &str = r#"{"version":"1","milestones":[
         {"id":"a","title":"A","condition":{"event":"e"}},

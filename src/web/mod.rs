@@ -525,3 +525,35 @@ fn listen() {
         }),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use super::*;
+    use crate::core::engine::Engine;
+    use crate::core::plan::Plan;
+
+    const PLAN: &str = include_str!("../../pkg-config/plans/trackly.json");
+    const ANON: &str = "0190d4c2-0000-7000-8000-00000000beef";
+
+    /// The engine over the browser's real localStorage: progress survives a "reload" (a new
+    /// engine) and a second tab's write merges in.
+    #[wasm_bindgen_test]
+    fn engine_state_survives_in_local_storage() {
+        let Some(storage) = local_storage() else { panic!("localStorage in the test browser") };
+        let _ = storage.clear();
+        let plan = Plan::parse(PLAN).expect("demo plan");
+        let mut kv = BrowserStorage(Some(storage.clone()));
+        let mut first = Engine::new(plan.clone(), "tabA".into(), ANON, &kv);
+        first.identify(&mut kv, "wasm@example.com", Some(1_700_000_000_000), 1_700_000_000_000);
+        let out = first.observe(&mut kv, "signed_up", &[], 1_700_000_000_500);
+        assert_eq!(out[0].name, "signed_up");
+        let mut second = Engine::new(plan, "tabB".into(), ANON, &kv);
+        second.identify(&mut kv, "wasm@example.com", None, 1_700_000_001_000);
+        assert_eq!(second.reached("signed_up"), Some(1_700_000_000_500));
+        assert!(second.observe(&mut kv, "signed_up", &[], 1_700_000_002_000).is_empty(), "reached once");
+        assert!(storage.get_item("onramp.state.wasm@example.com").ok().flatten().is_some());
+        let _ = storage.clear();
+    }
+}

@@ -205,6 +205,11 @@ fn test() -> Result {
     setup()?;
     build()?;
     run(cargo().args(["test", "--workspace"]))?;
+    // The core's tests again, compiled to wasm and run in headless Chromium by
+    // wasm-bindgen-test-runner (the runner is set in .cargo/config.toml).
+    run(cargo()
+        .args(["test", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--lib"])
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver"))?;
     let tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/e2e"))
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
