@@ -4,6 +4,7 @@
 mod common;
 
 use common::{batch, clickhouse, event, funnel, post, serve};
+use onramp_collector::store::Store;
 use serde_json::json;
 
 #[tokio::test]
@@ -46,7 +47,7 @@ async fn migrations_are_idempotent_and_recorded() {
     // A second collector starting against the same database migrates nothing twice.
     let _again = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("reopen");
     let versions = server.query("SELECT count(), max(version) FROM onramp.onramp_migrations").expect("query");
-    assert_eq!(versions.trim(), "1\t1");
+    assert_eq!(versions.trim(), "2\t2");
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }
@@ -108,6 +109,7 @@ async fn outage_answers_503_and_loses_no_acknowledged_event() {
         acked.push(id);
     }
     assert!(refused > 0, "some requests must have met the outage");
+    assert_eq!(store.queue_depth(), 0, "every request was answered");
     assert_eq!(acked.len(), 4 * 30 * 10);
 
     let stored = server.query("SELECT id FROM onramp.events FINAL WHERE id != 'probe' ORDER BY id").expect("query");
@@ -155,6 +157,13 @@ async fn two_shard_cluster_behind_two_collectors() {
         let local: u64 = s.query("SELECT count() FROM onramp.events_local").expect("count").trim().parse().expect("number");
         assert!(local > 0, "both shards hold events");
     }
+    // A plan stored through one collector is served by the other (plans are sharded too).
+    let plan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg-config/plans/shopfront.json")).expect("plan");
+    let put = reqwest::Client::new().put(format!("{}/v1/plan", collectors[0].url)).bearer_auth("rt_demo").body(plan.clone());
+    assert_eq!(put.send().await.expect("put").status(), 200);
+    let served = reqwest::get(format!("{}/v1/plan?writeKey=wk_demo", collectors[1].url)).await.expect("get");
+    assert_eq!(served.text().await.expect("body"), plan);
+
     let expected = funnel(&sqlite.url, "signed_up,project_created").await;
     assert_eq!(expected["steps"][1]["users"], 20);
     for c in &collectors {

@@ -37,6 +37,10 @@ fn questions() -> Vec<String> {
         format!("/v1/stalled?due={due}&format=csv"),
         format!("/v1/report?steps={steps}&due={due}"),
         format!("/v1/report?steps={steps}&due={due}&window=1d&by=week&{from}&trait.plan=pro"),
+        // From the stored plan.
+        "/v1/funnel?users=true".to_string(),
+        "/v1/stalled".to_string(),
+        "/v1/report".to_string(),
     ];
     paths.dedup();
     paths
@@ -73,6 +77,15 @@ async fn sqlite_and_clickhouse_answer_every_question_identically() {
     for p in posts {
         p.await.expect("post task");
     }
+
+    // A plan stored through the API (the plan table on each store) supplies the default steps,
+    // value milestone and due windows of the questions that leave them out.
+    let plan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg-config/plans/trackly.json")).expect("plan");
+    for c in [&sqlite, &ch] {
+        let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("rt_demo").body(plan.clone()).send().await.expect("put");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(ask(&ch, "/v1/plan?writeKey=wk_demo").await, plan, "ClickHouse serves the stored plan");
 
     // The trait's own answers first: every event with its props, each user's in the same order
     // (same-millisecond ties broken by event id), and the same users.

@@ -17,6 +17,7 @@
 mod rowbinary;
 pub mod server;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +37,28 @@ pub const MAX_ROWS_PER_INSERT: usize = 100_000;
 /// Requests waiting for the writer; beyond this, `insert` waits (back-pressure on ingest).
 const QUEUE_REQUESTS: usize = 4096;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/clickhouse/0001_events.sql")];
+/// One schema version: its statements (`{db}` and `{TABLE}` stand for the database and each
+/// sharded table's local name) and, for a cluster, the tables that get a Distributed table over
+/// their local ones, with the sharding key.
+struct Migration {
+    sql: &'static str,
+    sharded: &'static [(&'static str, &'static str)],
+}
+
+/// Sharded by device, so one device's events and its identity link live together and every
+/// copy of a resent event reaches the same shard to be folded.
+const BY_DEVICE: &str = "cityHash64(project, anonymous_id)";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0001_events.sql"),
+        sharded: &[("events", BY_DEVICE), ("identities", BY_DEVICE)],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0002_plans.sql"),
+        sharded: &[("plans", "cityHash64(project)")],
+    },
+];
 
 type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
 
@@ -167,6 +189,8 @@ pub struct ClickHouseStore {
     target: Target,
     http: Http,
     writer: mpsc::Sender<WriteRequest>,
+    /// Insert requests accepted and not yet answered (the `/metrics` queue-depth gauge).
+    depth: AtomicUsize,
 }
 
 impl ClickHouseStore {
@@ -184,7 +208,7 @@ impl ClickHouseStore {
         let http = Http::new(&target.http, &settings)?;
         let (writer, requests) = mpsc::channel(QUEUE_REQUESTS);
         tokio::spawn(write_loop(http.clone(), requests));
-        Ok(ClickHouseStore { target, http, writer })
+        Ok(ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) })
     }
 
     pub fn target(&self) -> &Target {
@@ -301,19 +325,20 @@ async fn migrate(target: &Target) -> Result<(), StoreError> {
         .await?;
         let done = http.run(&format!("SELECT toUInt64(max(version)) FROM {db}.onramp_migrations FORMAT RowBinary"), Vec::new(), Duration::from_secs(60)).await?;
         let done = Reader::new(&done).u64()? as usize;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            let sql = sql.replace("{db}", db).replace("{events}", &target.local("events")).replace("{identities}", &target.local("identities"));
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+            let mut sql = migration.sql.replace("{db}", db);
+            for (table, _) in migration.sharded {
+                sql = sql.replace(&format!("{{{table}}}"), &target.local(table));
+            }
             for statement in statements(&sql) {
                 http.execute(statement).await?;
             }
             if let Some(cluster) = &target.cluster {
-                // The Distributed tables over the local ones. Sharded by device, so one
-                // device's events and its identity link live together and duplicates of an
-                // event always reach the same shard to be folded.
-                for table in ["events", "identities"] {
+                // On every node, so any node can take reads and writes for the whole cluster.
+                for (table, key) in migration.sharded {
                     http.execute(&format!(
                         "CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{table}_local
-                         ENGINE = Distributed({cluster}, '{db}', {table}_local, cityHash64(project, anonymous_id))"
+                         ENGINE = Distributed({cluster}, '{db}', {table}_local, {key})"
                     ))
                     .await?;
                 }
@@ -402,12 +427,62 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
     Ok(())
 }
 
+/// Holds one count in the queue-depth gauge for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(depth: &'a AtomicUsize) -> Waiting<'a> {
+        depth.fetch_add(1, Ordering::Relaxed);
+        Waiting(depth)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Store for ClickHouseStore {
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
+            // Counted until answered, even if the request is dropped while waiting.
+            let _waiting = Waiting::new(&self.depth);
             self.writer.send((events, reply)).await.map_err(|_| unavailable("writer stopped"))?;
             answer.await.map_err(|_| unavailable("writer stopped"))?
+        })
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
+        let sql = format!("SELECT body FROM plans FINAL WHERE project = {} ORDER BY updated_at DESC LIMIT 1", quote(project));
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            if r.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(r.str()?))
+            }
+        })
+    }
+
+    /// Written at once, not through the group-commit writer: plans change rarely.
+    fn put_plan(&self, project: &str, text: String, version: &str, now: i64) -> StoreFuture<'_, ()> {
+        let mut row = Vec::new();
+        put_str(&mut row, project);
+        put_str(&mut row, &text);
+        put_str(&mut row, version);
+        put_u64(&mut row, now.max(0) as u64);
+        Box::pin(async move {
+            self.http
+                .run("INSERT INTO plans (project, body, version, updated_at) FORMAT RowBinary", row, Duration::from_secs(30))
+                .await
+                .map(drop)
         })
     }
 
@@ -486,10 +561,15 @@ mod tests {
 
     #[test]
     fn splits_migrations_into_statements() {
-        for sql in MIGRATIONS {
-            let list = statements(sql);
-            assert_eq!(list.len(), 2);
-            assert!(list.iter().all(|s| s.contains("CREATE TABLE") && !s.ends_with(';')));
+        let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
+        assert_eq!(counts, vec![2, 1]);
+        for m in MIGRATIONS {
+            for statement in statements(m.sql) {
+                assert!(statement.contains("CREATE TABLE IF NOT EXISTS") && !statement.ends_with(';'));
+            }
+            for (table, _) in m.sharded {
+                assert!(m.sql.contains(&format!("{{db}}.{{{table}}}")), "{table} is created under its placeholder");
+            }
         }
     }
 }
