@@ -208,6 +208,9 @@ fn ttv(u: &SimUser, name: &str) -> Option<i64> {
     u.first(name).map(|t| (t - u.signup_time()).max(0))
 }
 
+/// Which simulated users a filtered request should cover.
+type Admits = Box<dyn Fn(&SimUser) -> bool>;
+
 // ---- the server ----
 
 struct Server {
@@ -266,7 +269,7 @@ async fn simulated_users_match_ground_truth() {
 
     // Whole population, and two filtered ones: by trait (the upgraded plan wins) and by date.
     let from = NOW - 30 * D;
-    let selections: Vec<(String, Box<dyn Fn(&SimUser) -> bool>)> = vec![
+    let selections: Vec<(String, Admits)> = vec![
         (String::new(), Box::new(|_: &SimUser| true)),
         ("&trait.plan=pro,team&trait.role=admin".into(), Box::new(|u: &SimUser| u.signup.is_some() && u.plan != "trial" && u.role == "admin")),
         (format!("&from={from}&to={}", NOW - 10 * D), Box::new(move |u: &SimUser| (from..NOW - 10 * D).contains(&u.signup_time()))),

@@ -41,7 +41,7 @@ pub fn seed_metrics(users: &[User], metric_events: &[UserEvents]) -> SeedMetrics
         let number = |name: &'static str, key: &'static str| {
             u.events.iter().filter(move |e| e.name == name).filter_map(move |e| e.prop(key).and_then(|v| v.as_f64()))
         };
-        if let Some(latest) = number("core_task_completion", "value").last() {
+        if let Some(latest) = number("core_task_completion", "value").next_back() {
             ratios.push(latest);
         }
         if let Some(first) = number("first_session_length", "valueMs").next() {
