@@ -117,7 +117,13 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        .nest_service("/sdk/v1", ServeDir::new(dist))
+        // Customers load the SDK from their own origin: the loader's `import()`, the ES module
+        // and the wasm fetch are all CORS requests, so the bundle is readable from anywhere.
+        .merge(
+            Router::new()
+                .nest_service("/sdk/v1", ServeDir::new(dist))
+                .layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any)),
+        )
         .nest_service("/demo", ServeDir::new(www.join("demo")))
         .nest_service("/dashboard", ServeDir::new(www.join("dashboard")))
         .route_service("/", ServeFile::new(www.join("index.html")))
