@@ -39,11 +39,11 @@
 //! sign-up are clamped at zero, so time-to-value is never negative. When the sign-up time is
 //! unknown, the first time the engine saw the user stands in and events say `signupKnown: false`.
 
-use std::collections::BTreeMap;
 
 use super::json::{self, Value};
 use super::plan::{MilestoneKind, Plan};
 use super::storage::KeyValue;
+use super::vecmap::VecMap;
 use super::wire::EventType;
 
 pub const STATE_PREFIX: &str = "onramp.state.";
@@ -66,7 +66,7 @@ pub struct Emit {
 
 /// A grow-only counter with one entry per tab (see the module docs for why).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GCounter(pub BTreeMap<String, u32>);
+pub struct GCounter(pub VecMap<u32>);
 
 impl GCounter {
     pub fn total(&self) -> u32 {
@@ -125,18 +125,18 @@ pub struct UserState {
     /// The latest time seen; the engine's clock never goes below it.
     pub last_ts: i64,
     /// Milestone id → when it was reached.
-    pub reached: BTreeMap<String, i64>,
+    pub reached: VecMap<i64>,
     /// Milestone id → matching events counted so far (until reached).
-    pub counts: BTreeMap<String, GCounter>,
+    pub counts: VecMap<GCounter>,
     /// Once-only events already emitted (onboarding_completed, seed metrics) → when.
-    pub done: BTreeMap<String, i64>,
+    pub done: VecMap<i64>,
     /// Sessions: first session's start and last activity, second session's start.
     pub first_start: Option<i64>,
     pub first_end: Option<i64>,
     pub second_start: Option<i64>,
     pub last_activity: Option<i64>,
     pub session: SessionState,
-    pub tips: BTreeMap<String, TipState>,
+    pub tips: VecMap<TipState>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -153,7 +153,7 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-fn union_min(into: &mut BTreeMap<String, i64>, from: &BTreeMap<String, i64>) {
+fn union_min(into: &mut VecMap<i64>, from: &VecMap<i64>) {
     for (k, t) in from {
         let e = into.entry(k.clone()).or_insert(*t);
         *e = (*e).min(*t);
@@ -223,7 +223,7 @@ impl UserState {
     pub fn to_json(&self) -> String {
         let num = |n: i64| Value::Num(n as f64);
         let opt = |n: Option<i64>| n.map_or(Value::Null, num);
-        let times = |m: &BTreeMap<String, i64>| Value::Obj(m.iter().map(|(k, t)| (k.clone(), num(*t))).collect());
+        let times = |m: &VecMap<i64>| Value::Obj(m.iter().map(|(k, t)| (k.clone(), num(*t))).collect());
         let counter = |c: &GCounter| Value::Obj(c.0.iter().map(|(k, n)| (k.clone(), Value::Num(*n as f64))).collect());
         let tips = self
             .tips
@@ -270,7 +270,7 @@ impl UserState {
     pub fn from_json(text: &str) -> UserState {
         let Ok(doc) = json::parse(text) else { return UserState::default() };
         let int = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|n| n.is_finite()).map(|n| n as i64);
-        let times = |v: Option<&Value>| -> BTreeMap<String, i64> {
+        let times = |v: Option<&Value>| -> VecMap<i64> {
             v.and_then(Value::as_object)
                 .map(|e| e.iter().filter_map(|(k, t)| int(Some(t)).map(|t| (k.clone(), t))).collect())
                 .unwrap_or_default()
@@ -1001,7 +1001,7 @@ mod properties {
     }
 
     /// The state with per-tab detail folded away: what must not depend on how events were split.
-    type Logical = (BTreeMap<String, i64>, BTreeMap<String, u32>, Vec<String>, Option<i64>);
+    type Logical = (VecMap<i64>, Vec<(String, u32)>, Vec<String>, Option<i64>);
     fn logical(s: &UserState) -> Logical {
         (
             s.reached.clone(),

@@ -16,4 +16,5 @@ pub mod placement;
 pub mod plan;
 pub mod storage;
 pub mod tips;
+pub mod vecmap;
 pub mod wire;
