@@ -123,7 +123,8 @@ fn focus_later(el: Option<HtmlElement>) {
 }
 
 /// Runs `f` on the UI and the engine; false when the UI was busy (the caller defers).
-fn with_both(f: impl FnOnce(&mut Ui, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) -> bool {
+/// (A `dyn` closure: one copy of this and of the engine access, not one per caller.)
+fn with_both(f: &mut dyn FnMut(&mut Ui, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) -> bool {
     let done = UI.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         if let Some(ui) = guard.as_mut() {
@@ -211,7 +212,7 @@ pub fn start(options: &Value, default_locale: &str) {
 
 /// Re-decides what is on screen: after an event, a milestone, identify, a route change, a timer.
 pub fn refresh() {
-    if !with_both(|ui, engine, store, out| ui.reconcile(engine, store, out)) {
+    if !with_both(&mut |ui, engine, store, out| ui.reconcile(engine, store, out)) {
         defer(refresh);
     }
 }
@@ -220,7 +221,7 @@ pub fn refresh() {
 /// advance on it.
 pub fn on_event(name: &str) {
     let name = name.to_owned();
-    let ok = with_both(|ui, engine, store, out| {
+    let ok = with_both(&mut |ui, engine, store, out| {
         let t = now();
         if ui.seen.len() >= MAX_SEEN {
             ui.seen.remove(0);
@@ -237,7 +238,7 @@ pub fn on_event(name: &str) {
 }
 
 fn on_route() {
-    let ok = with_both(|ui, engine, store, out| {
+    let ok = with_both(&mut |ui, engine, store, out| {
         let href = location().0;
         if href != ui.href {
             ui.href = href;
@@ -251,8 +252,8 @@ fn on_route() {
     }
 }
 
-fn with_surface(i: usize, f: impl FnOnce(&mut Ui, usize, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) {
-    with_both(|ui, engine, store, out| {
+fn with_surface(i: usize, f: &mut dyn FnMut(&mut Ui, usize, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) {
+    with_both(&mut |ui, engine, store, out| {
         if let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i) {
             f(ui, pos, engine, store, out);
         }
@@ -262,12 +263,12 @@ fn with_surface(i: usize, f: impl FnOnce(&mut Ui, usize, &mut Engine, &mut dyn K
 /// The page changed (a DOM mutation, a scroll, a resize, an iframe load): follow the target,
 /// find it if it was missing, notice if it went away.
 fn track_target(i: usize) {
-    with_surface(i, |ui, pos, engine, store, out| ui.follow(pos, engine, store, out));
+    with_surface(i, &mut |ui, pos, engine, store, out| ui.follow(pos, engine, store, out));
 }
 
 /// The target did not appear in time: report it once and let the next tip have its turn.
 fn target_timeout(i: usize) {
-    with_both(|ui, engine, store, out| {
+    with_both(&mut |ui, engine, store, out| {
         let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i && s.target.is_none()) else { return };
         let step = ui.surfaces[pos].step;
         if let Some(tip) = engine.plan().tips.get(i) {
@@ -302,13 +303,13 @@ fn on_key(i: usize, e: Event) {
             e.stop_propagation();
             act(i, "esc");
         }
-        "Tab" => with_surface(i, |ui, pos, _, _, _| ui.trap(pos, k)),
+        "Tab" => with_surface(i, &mut |ui, pos, _, _, _| ui.trap(pos, k)),
         _ => {}
     }
 }
 
 fn act(i: usize, action: &str) {
-    with_surface(i, |ui, pos, engine, store, out| {
+    with_surface(i, &mut |ui, pos, engine, store, out| {
         ui.act(pos, action, engine, store, out);
         ui.reconcile(engine, store, out);
     });
