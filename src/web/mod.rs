@@ -274,7 +274,9 @@ fn start_plan(plan: Result<Plan, PlanError>) {
         let document = web_sys::window().and_then(|w| w.document());
         if let Some(document) = document {
             for (pointer, selector) in plan.selectors() {
-                if document.query_selector(selector).is_err() {
+                // Tip targets may descend into shadow roots and iframes with `>>>` (docs/TIPS.md):
+                // each segment is a selector of its own.
+                if selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err()) {
                     return Err(PlanError {
                         pointer,
                         problem: String::from("the browser cannot parse the selector ") + selector,
