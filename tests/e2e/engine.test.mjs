@@ -192,3 +192,42 @@ test("a selector the browser cannot parse is reported with its pointer", async (
   assert.match(error.text, /^onramp: plan \/capture\/1\/selector: the browser cannot parse the selector a:nonsense\(1\)/);
   await context.close();
 });
+
+test("a plan given as a URL is fetched, and a plan PUT to the collector reaches the next page load", async () => {
+  const plan = (event) => ({
+    version: "url-" + event,
+    milestones: [{ id: "m", title: "M", value: true, condition: { event } }],
+    capture: [{ event, on: "click", selector: "#b" }],
+  });
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/by-url/", "/plans/custom.json", `<button id="b">B</button>`);
+  await page.route("**/plans/custom.json", (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(plan("from_url")) }));
+  const events = watchEvents(page);
+  await page.goto(collector.url + "/by-url/");
+  await page.evaluate(() => window.onramp.ready);
+  await page.waitForFunction(() => Object.keys(localStorage).some((k) => k.startsWith("onramp.state.")));
+  await page.click("#b");
+  assert.ok(await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    return named(events(), "milestone", "m").length === 1 && named(events(), "track", "from_url").length === 1;
+  }), "the URL plan's rule and milestone work: " + JSON.stringify(events().map((e) => e.name)));
+
+  // The default: the collector's plan for the write key. A PM replaces it; no redeploy.
+  const put = await fetch(collector.url + "/v1/plan", {
+    method: "PUT",
+    headers: { Authorization: "Bearer rt_demo" },
+    body: JSON.stringify(plan("from_collector")),
+  });
+  assert.equal(put.status, 200);
+  const served = await pageWithPlan(context, "/served/", null, `<button id="b">B</button>`);
+  const servedEvents = watchEvents(served);
+  await served.goto(collector.url + "/served/");
+  await served.evaluate(() => window.onramp.ready);
+  await served.waitForFunction(() => localStorage.getItem("onramp.state." + localStorage.getItem("onramp.anonymousId")) !== null);
+  await served.click("#b");
+  assert.ok(await eventually(async () => {
+    await served.evaluate(() => window.onramp.flush());
+    return named(servedEvents(), "track", "from_collector").length === 1;
+  }), "the stored plan is served: " + JSON.stringify(servedEvents().map((e) => e.name)));
+  await context.close();
+});
