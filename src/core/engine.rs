@@ -44,6 +44,8 @@ use super::json::{self, Value};
 use super::plan::{MilestoneKind, Plan};
 use super::storage::KeyValue;
 use super::vecmap::VecMap;
+
+pub use super::time::parse_time;
 use super::wire::EventType;
 
 pub const STATE_PREFIX: &str = "onramp.state.";
@@ -625,75 +627,6 @@ impl Engine {
     }
 }
 
-/// `signedUpAt` as Unix ms: a number (ms; values below 1e11 are taken as seconds, since ms
-/// timestamps have been above that since 1973) or an ISO 8601 date/time string.
-pub fn parse_time(v: &Value) -> Option<i64> {
-    match v {
-        Value::Num(n) if n.is_finite() && *n > 0.0 => Some(if *n < 1e11 { (*n * 1000.0) as i64 } else { *n as i64 }),
-        Value::Str(s) => parse_iso8601(s),
-        _ => None,
-    }
-}
-
-/// `YYYY-MM-DD`, optionally `THH:MM[:SS[.fff]]` and `Z` or `±HH:MM` (UTC when absent).
-pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |a, d| a * 10 + (d - b'0') as i64))
-    };
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut ms = days_from_civil(y, mo, d) * 86_400_000;
-    let mut i = 10;
-    if matches!(b.get(10), Some(b'T' | b't' | b' ')) {
-        let (h, mi) = (num(11, 2)?, num(14, 2)?);
-        if b.get(13) != Some(&b':') || h > 23 || mi > 59 {
-            return None;
-        }
-        ms += (h * 60 + mi) * 60_000;
-        i = 16;
-        if b.get(16) == Some(&b':') {
-            let sec = num(17, 2)?;
-            if sec > 60 {
-                return None;
-            }
-            ms += sec * 1000;
-            i = 19;
-            if b.get(19) == Some(&b'.') {
-                i = 20;
-                let mut scale = 100;
-                while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-                    ms += (c - b'0') as i64 * scale;
-                    scale /= 10;
-                    i += 1;
-                }
-            }
-        }
-    }
-    match b.get(i) {
-        None => Some(ms),
-        Some(b'Z' | b'z') if i + 1 == b.len() => Some(ms),
-        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
-            let offset = (num(i + 1, 2)? * 60 + num(i + 4, 2)?) * 60_000;
-            Some(if *sign == b'+' { ms - offset } else { ms + offset })
-        }
-        _ => None,
-    }
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -940,20 +873,6 @@ pub(crate) mod tests {
             let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
             e.identify(&mut store, "u", None, T0);
             e.observe(&mut store, "signed_up", &[], T0);
-        }
-    }
-
-    #[test]
-    fn signed_up_at_accepts_ms_seconds_and_iso_strings() {
-        assert_eq!(parse_time(&Value::Num(1_700_000_000_123.0)), Some(1_700_000_000_123));
-        assert_eq!(parse_time(&Value::Num(1_700_000_000.0)), Some(1_700_000_000_000));
-        assert_eq!(parse_iso8601("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(parse_iso8601("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
-        assert_eq!(parse_iso8601("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
-        assert_eq!(parse_iso8601("1970-01-01"), Some(0));
-        assert_eq!(parse_iso8601("2024-02-29T00:00"), Some(1_709_164_800_000));
-        for bad in ["", "2023-13-01", "2023-11-14T25:00", "yesterday", "2023-11-14Tx"] {
-            assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }
 }

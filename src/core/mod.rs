@@ -15,6 +15,7 @@ pub mod num;
 pub mod placement;
 pub mod plan;
 pub mod storage;
+pub mod time;
 pub mod tips;
 pub mod vecmap;
 pub mod wire;

@@ -13,6 +13,7 @@
 //! except keys starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
 
 use super::json::{self, Value};
+use super::time::{parse_duration, HOUR as HOUR_MS};
 
 /// Limits that keep a hostile or mistaken plan from costing the page much.
 const MAX_MILESTONES: usize = 100;
@@ -28,7 +29,6 @@ const MAX_COUNT: f64 = 1_000_000.0;
 /// Milestone event names the engine emits itself; a milestone may not take them as its id.
 pub const RESERVED_IDS: [&str; 2] = ["onboarding_completed", "time_to_value"];
 
-const HOUR_MS: i64 = 3_600_000;
 /// Tips are for a user's first hours: without a `window`, a tip may show in the first 24 h.
 pub const DEFAULT_TIP_WINDOW_MS: i64 = 24 * HOUR_MS;
 
@@ -571,27 +571,11 @@ fn text(v: &Value, ptr: &str) -> Result<Text, PlanError> {
     }
 }
 
-/// Milliseconds from `"90s"`, `"30m"`, `"24h"`, `"7d"`, `"2w"`, `"500ms"` or a plain number.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = s.split_at(split);
-    let n: i64 = digits.parse().ok()?;
-    let unit_ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => HOUR_MS,
-        "d" => 24 * HOUR_MS,
-        "w" => 7 * 24 * HOUR_MS,
-        _ => return None,
-    };
-    n.checked_mul(unit_ms).filter(|ms| *ms <= 3650 * 24 * HOUR_MS)
-}
-
 fn duration(v: &Value, ptr: &str) -> Result<i64, PlanError> {
     let ms = match v {
         Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= 3.2e11 => Some(*n as i64),
-        Value::Str(s) => parse_duration(s),
+        // Ten years is beyond any onboarding window; larger is a mistake (or an overflow).
+        Value::Str(s) => parse_duration(s).filter(|ms| *ms <= 3650 * 24 * HOUR_MS),
         _ => None,
     };
     ms.map_or_else(|| err(ptr, found(v), DURATION_EXPECTED), Ok)

@@ -1,24 +1,10 @@
 //! Calendar arithmetic in UTC, and the date and duration syntax the query API accepts.
 //!
-//! No date crate: the collector only needs days, ISO weeks and ISO-8601 output, and the civil
-//! calendar conversion is a few lines (Howard Hinnant's `days_from_civil`).
+//! No date crate: the collector only needs days, ISO weeks and ISO-8601 output. The civil
+//! calendar conversion and the duration syntax are the SDK's own ([`onramp::core::time`]), so a
+//! plan's `"7d"` and a query's `7d` are the same span.
 
-pub const SECOND: i64 = 1000;
-pub const MINUTE: i64 = 60 * SECOND;
-pub const HOUR: i64 = 60 * MINUTE;
-pub const DAY: i64 = 24 * HOUR;
-pub const WEEK: i64 = 7 * DAY;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use onramp::core::time::{days_from_civil, parse_duration, DAY, HOUR, MINUTE, SECOND, WEEK};
 
 /// The date of a day number from [`days_from_civil`].
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -71,21 +57,6 @@ pub fn parse_instant(text: &str) -> Option<i64> {
 fn days_in_month(y: i64, m: u32) -> u32 {
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     (days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)) as u32
-}
-
-/// `90s`, `30m`, `24h`, `7d`, `2w`, or plain milliseconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let unit = match text.as_bytes().last()? {
-        b's' => SECOND,
-        b'm' => MINUTE,
-        b'h' => HOUR,
-        b'd' => DAY,
-        b'w' => WEEK,
-        b'0'..=b'9' => return text.parse().ok().filter(|n: &i64| *n >= 0),
-        _ => return None,
-    };
-    let n: i64 = text[..text.len() - 1].parse().ok()?;
-    (n >= 0).then(|| n.checked_mul(unit)).flatten()
 }
 
 #[cfg(test)]
