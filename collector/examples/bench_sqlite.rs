@@ -5,6 +5,10 @@
 //!                                                generator posts, straight into SQLite by one
 //!                                                process, COMMIT_BATCHES batches of 50 per commit
 //! bench_sqlite generate DB EVENTS                synthetic product data for the query benchmark
+//! bench_sqlite clickhouse DB                     starts a local clickhouse-server, copies DB's
+//!                                                events into it through the collector's
+//!                                                ClickHouse store, prints `store=URL`, and
+//!                                                keeps the server until stdin closes
 //! ```
 //!
 //! Both open the file through [`SqliteStore::open`] first, so the schema, indexes and migrations
@@ -35,6 +39,7 @@ fn main() {
     let result = match arg(0) {
         "insert" => insert(Path::new(arg(1)), number(2), number(3) as usize),
         "generate" => generate(Path::new(arg(1)), number(2)),
+        "clickhouse" => clickhouse(Path::new(arg(1))),
         _ => usage(),
     };
     if let Err(e) = result {
@@ -44,7 +49,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_sqlite insert DB EVENTS COMMIT_BATCHES | generate DB EVENTS");
+    eprintln!("usage: bench_sqlite insert DB EVENTS COMMIT_BATCHES | generate DB EVENTS | clickhouse DB");
     std::process::exit(2)
 }
 
@@ -199,5 +204,65 @@ fn generate(db: &Path, events: u64) -> Result<(), String> {
     println!("users={user}");
     println!("load_seconds={loaded:.1}");
     println!("seconds={:.1}", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The same events in ClickHouse, so both stores answer the same queries over the same data.
+fn clickhouse(db: &Path) -> Result<(), String> {
+    use onramp::core::json::{self, Value};
+    use onramp::core::wire::{Event, EventType};
+    use onramp_collector::store::clickhouse::{server::LocalServer, ClickHouseStore};
+    use onramp_collector::store::{Store, StoredEvent};
+
+    let started = Instant::now();
+    let server = LocalServer::start().map_err(|e| format!("clickhouse-server: {e}"))?;
+    let url = server.store_url("onramp");
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props FROM events")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut copied = 0u64;
+    runtime.block_on(async {
+        let store = ClickHouseStore::open(&url).await.map_err(|e| e.to_string())?;
+        const CHUNK: usize = 100_000;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+            let get_str = |i: usize| r.get::<_, String>(i).map_err(|e| e.to_string());
+            let get_int = |i: usize| r.get::<_, i64>(i).map_err(|e| e.to_string());
+            let props = match json::parse(&get_str(10)?) {
+                Ok(Value::Obj(entries)) => entries,
+                _ => Vec::new(),
+            };
+            chunk.push(StoredEvent {
+                project: get_str(1)?,
+                event: Event {
+                    id: get_str(0)?,
+                    kind: EventType::parse(&get_str(2)?).unwrap_or(EventType::Track),
+                    name: get_str(3)?,
+                    anonymous_id: get_str(4)?,
+                    user_id: r.get(5).map_err(|e| e.to_string())?,
+                    ts: get_int(7)?,
+                    props,
+                },
+                ts: get_int(6)?,
+                sent_at: get_int(8)?,
+                received_at: get_int(9)?,
+            });
+            if chunk.len() == CHUNK {
+                copied += CHUNK as u64;
+                store.insert(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).await.map_err(|e| e.to_string())?;
+            }
+        }
+        copied += chunk.len() as u64;
+        store.insert(chunk).await.map_err(|e| e.to_string())
+    })?;
+    println!("store={url}");
+    println!("events={copied}");
+    println!("seconds={:.1}", started.elapsed().as_secs_f64());
+    // Keep the server for the caller's queries until it closes our stdin.
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
+    drop(server);
     Ok(())
 }

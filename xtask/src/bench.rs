@@ -41,7 +41,14 @@ const TOUR_CSS: [(&str, &str); 3] = [
 ];
 /// The funnel asked of the generated data (the names `bench_sqlite generate` writes).
 const FUNNEL: &str = "signed_up,project_created,teammate_invited,file_uploaded,report_shared";
-const QUERY_RUNS: usize = 5;
+/// Timed runs per query after a warm-up, fewer as the data grows (a 10 M query takes minutes).
+fn query_runs(events: u64) -> usize {
+    match events {
+        0..=100_000 => 5,
+        100_001..=1_000_000 => 3,
+        _ => 1,
+    }
+}
 const INGEST_SECONDS: u32 = 10;
 const INGEST_CONNECTIONS: u32 = 32;
 
@@ -250,9 +257,14 @@ struct Collector {
 
 impl Collector {
     fn start(db: &Path) -> Result<Collector> {
+        Collector::start_with(&["--db".as_ref(), db.as_os_str()])
+    }
+
+    /// `args` choose the store and anything else beyond the listen address.
+    fn start_with(args: &[&std::ffi::OsStr]) -> Result<Collector> {
         let mut child = Command::new(collector_binary())
-            .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -398,7 +410,10 @@ fn bench_sqlite() -> PathBuf {
 
 fn ingest_section(table: &mut Table) -> Result {
     table.section("3. Collector ingest over loopback (SQLite, batches of 50 events)");
-    let collector = Collector::start(&fresh_db("ingest.db")?)?;
+    // One write key stands for many browsers here, so its rate limit (200 requests/s by
+    // default) is lifted.
+    let db = fresh_db("ingest.db")?;
+    let collector = Collector::start_with(&["--db".as_ref(), db.as_os_str(), "--rate-limit".as_ref(), "1000000".as_ref()])?;
     let mut wrk = Command::new("wrk");
     wrk.args(["-t1", &format!("-c{INGEST_CONNECTIONS}"), &format!("-d{INGEST_SECONDS}s"), "-s"])
         .arg(bench_dir().join("ingest.lua"))
@@ -478,7 +493,7 @@ fn dataset(table: &mut Table, events: u64) -> Result<(PathBuf, String)> {
 
 /// One HTTP GET with curl; returns (status, seconds).
 fn timed_get(url: &str) -> Result<(String, f64)> {
-    let out = output(Command::new("curl").args(["-s", "-o", "/dev/null", "-H", "Authorization: Bearer rt_demo", "-w", "%{http_code} %{time_total}", url]))
+    let out = output(Command::new("curl").args(["-s", "-m", "1800", "-o", "/dev/null", "-H", "Authorization: Bearer rt_demo", "-w", "%{http_code} %{time_total}", url]))
         .ok_or_else(|| format!("curl {url} failed"))?;
     let (code, secs) = out.split_once(' ').ok_or("curl: unexpected output")?;
     Ok((code.into(), secs.parse().map_err(|_| "curl: bad time")?))
@@ -491,49 +506,92 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// Median latency of a query route, or why there is none ("404" when the route does not exist).
-fn query_latency(url: &str) -> Result<std::result::Result<f64, String>> {
+fn query_latency(url: &str, runs: usize) -> Result<std::result::Result<f64, String>> {
     let (code, _) = timed_get(url)?; // warm the page cache once
     if code != "200" {
         return Ok(Err(format!("HTTP {code}")));
     }
     let mut times = Vec::new();
-    for _ in 0..QUERY_RUNS {
+    for _ in 0..runs {
         times.push(timed_get(url)?.1);
     }
     Ok(Ok(median(times)))
 }
 
+/// The funnel and time-to-value routes on one collector: (funnel, ttv) median latencies.
+type Latencies = (std::result::Result<f64, String>, std::result::Result<f64, String>);
+
+fn query_both(collector: &Collector, runs: usize) -> Result<Latencies> {
+    Ok((
+        query_latency(&format!("{}/v1/funnel?steps={FUNNEL}", collector.url), runs)?,
+        query_latency(&format!("{}/v1/ttv?steps={FUNNEL}&value=report_shared", collector.url), runs)?,
+    ))
+}
+
+/// The same data in a local clickhouse-server (kept by `bench_sqlite clickhouse` until its
+/// stdin closes), queried through a collector started with `--store`.
+fn clickhouse_latencies(table: &mut Table, db: &Path, runs: usize) -> Result<(Latencies, String)> {
+    let mut cmd = Command::new(bench_sqlite());
+    cmd.arg("clickhouse").arg(db).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    table.commands.push(super::describe(&cmd).replace(&root().display().to_string(), "."));
+    let mut loader = cmd.spawn().map_err(|e| format!("bench_sqlite clickhouse: {e}"))?;
+    let stdout = loader.stdout.take().ok_or("bench_sqlite: no stdout")?;
+    let mut kv = BTreeMap::new();
+    for line in BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
+        if let Some((k, v)) = line.split_once('=') {
+            kv.insert(k.to_owned(), v.to_owned());
+        }
+        if kv.contains_key("seconds") {
+            break;
+        }
+    }
+    let result = match kv.get("store") {
+        Some(url) => {
+            let collector = Collector::start_with(&["--store".as_ref(), url.as_ref()])?;
+            let latencies = query_both(&collector, runs)?;
+            Ok((latencies, format!("copied in {} s", kv.get("seconds").map_or("?", String::as_str))))
+        }
+        None => Err("bench_sqlite clickhouse did not start a server (is clickhouse-server installed?)".into()),
+    };
+    drop(loader.stdin.take()); // the loader stops its server and exits
+    let _ = loader.wait();
+    result
+}
+
 fn queries_section(table: &mut Table, ten_million: bool) -> Result {
-    table.section("4. Queries over generated data (SQLite, median of 5 after one warm-up)");
+    table.section("4. Queries over generated data (HTTP, curl; median of 5, 3 and 1 runs after a warm-up at 100 k, 1 M, 10 M)");
     let mut scales = vec![100_000u64, 1_000_000];
     if ten_million {
         scales.push(10_000_000);
     }
+    let cell = |r: &std::result::Result<f64, String>| match r {
+        Ok(s) => format!("{:.0} ms", s * 1000.0),
+        Err(why) => format!("n/a ({why})"),
+    };
     for events in scales {
-        let started = Instant::now();
         let (db, how) = dataset(table, events)?;
         let collector = Collector::start(&db)?;
-        let funnel = query_latency(&format!("{}/v1/funnel?steps={FUNNEL}", collector.url))?;
-        let ttv = query_latency(&format!("{}/v1/ttv?steps={FUNNEL}&value=report_shared", collector.url))?;
+        let runs = query_runs(events);
+        let (funnel, ttv) = query_both(&collector, runs)?;
         drop(collector);
+        let (clickhouse, copied) = match clickhouse_latencies(table, &db, runs) {
+            Ok((l, copied)) => (l, copied),
+            Err(why) => ((Err(why.clone()), Err(why)), String::new()),
+        };
         let label = match events {
             100_000 => "100 k",
             1_000_000 => "1 M",
             _ => "10 M",
         };
-        let cell = |r: &std::result::Result<f64, String>| match r {
-            Ok(s) => format!("{:.0} ms", s * 1000.0),
-            Err(why) => format!("n/a ({why})"),
-        };
-        let target = if events == 10_000_000 { "≤ 1 s" } else { "" };
+        let target = if events == 10_000_000 { "≤ 1 s (SQLite)" } else { "" };
         table.row(
-            &format!("5-step funnel, {label} events"),
+            &format!("5-step funnel, {label} events: SQLite"),
             &cell(&funnel),
-            &format!("ClickHouse: not yet; data {how} ({:.0} s)", started.elapsed().as_secs_f64()),
+            &format!("ClickHouse: {} (data {how}; ClickHouse {copied})", cell(&clickhouse.0)),
             target,
             (events == 10_000_000).then(|| funnel.as_ref().is_ok_and(|s| *s <= 1.0)),
         );
-        table.row(&format!("time-to-value, {label} events"), &cell(&ttv), "", "", None);
+        table.row(&format!("time-to-value, {label} events: SQLite"), &cell(&ttv), &format!("ClickHouse: {}", cell(&clickhouse.1)), "", None);
     }
     if !ten_million {
         table.row("5-step funnel, 10 M events", "not run (add `--10m`)", "", "≤ 1 s", None);
