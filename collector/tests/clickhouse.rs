@@ -98,6 +98,9 @@ async fn outage_answers_503_and_loses_no_acknowledged_event() {
     let r = post(&url, batch(1_000, vec![event("probe", "signed_up", "anon-probe", None, 1_000)])).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
+    let read = reqwest::Client::new().get(format!("{url}/v1/funnel?steps=signed_up")).bearer_auth("rt_demo").send().await.expect("get");
+    assert_eq!(read.status(), 503, "reads fail the same way, without details");
+    assert!(!read.text().await.expect("body").contains("127.0.0.1"), "the store's address is not leaked");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let server = tokio::task::spawn_blocking(move || server.restart().map(|()| server)).await.expect("join").expect("restart");
 
