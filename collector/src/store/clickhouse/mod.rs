@@ -232,7 +232,10 @@ impl ClickHouseStore {
     /// The events of `project` that pass `filter`, deduplicated, each with its user key (its
     /// user id, else the user its anonymous id was linked to, else the anonymous id): the same
     /// rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
-    fn resolved_events(&self, project: &str, filter: &EventFilter, columns: &str) -> String {
+    ///
+    /// `columns` are the event columns to return after the user key; only they (and the ones the
+    /// key and ordering need) are read, so a query without props never touches that column.
+    fn resolved_events(&self, project: &str, filter: &EventFilter, columns: &[&str]) -> String {
         let project = quote(project);
         let mut conditions = format!("project = {project}");
         let any_of = |conditions: &mut String, column: &str, values: Vec<String>| {
@@ -250,10 +253,12 @@ impl ClickHouseStore {
         }
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
-             FROM (SELECT anonymous_id, user_id, id, type, name, ts, props FROM events FINAL WHERE {conditions})
+             FROM (SELECT anonymous_id, user_id, id, {read} FROM events FINAL WHERE {conditions})
              {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
              USING anonymous_id",
             join = self.join(),
+            columns = columns.join(", "),
+            read = columns.iter().filter(|c| !["anonymous_id", "user_id", "id"].contains(c)).copied().collect::<Vec<_>>().join(", "),
         )
     }
 
@@ -273,7 +278,7 @@ impl ClickHouseStore {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = self.resolved_events(project, &EventFilter::names(steps), "ts, name");
+        let inner = self.resolved_events(project, &EventFilter::names(steps), &["ts", "name"]);
         let span = self.select(&format!("SELECT toInt64(min(ts)), toInt64(max(ts)) FROM ({inner})")).await?;
         let mut r = Reader::new(&span);
         let (min, max) = (r.i64()?, r.i64()?);
@@ -489,7 +494,7 @@ impl Store for ClickHouseStore {
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
         let sql = format!(
             "SELECT who, min(ts), max(ts) FROM ({}) GROUP BY who",
-            self.resolved_events(project, &EventFilter::default(), "ts")
+            self.resolved_events(project, &EventFilter::default(), &["ts"])
         );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
@@ -503,10 +508,12 @@ impl Store for ClickHouseStore {
     }
 
     fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
-        let props = if filter.with_props { "props" } else { "''" };
+        // Without props, an empty string stands in so every row has the same shape.
+        let (columns, props): (&[&str], &str) =
+            if filter.with_props { (&["id", "ts", "type", "name", "props"], "props") } else { (&["id", "ts", "type", "name"], "''") };
         let sql = format!(
-            "{}\nORDER BY who, ts, id",
-            self.resolved_events(project, filter, &format!("ts, type, name, {props}"))
+            "SELECT who, ts, type, name, {props} FROM ({}) ORDER BY who, ts, id",
+            self.resolved_events(project, filter, columns)
         );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
