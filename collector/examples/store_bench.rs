@@ -113,9 +113,11 @@ where
 }
 
 async fn get(url: &str, path: &str) {
+    let started = Instant::now();
     let r = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("get");
     assert_eq!(r.status(), 200, "{path}");
     r.bytes().await.expect("body");
+    eprintln!("  {path}: {} ms", ms(started.elapsed()));
 }
 
 fn ms(d: Duration) -> String {
@@ -158,6 +160,8 @@ async fn main() {
         let started = Instant::now();
         let sent = ingest(&url, o.events, o.clients).await;
         let took = started.elapsed();
+        // Progress on stderr, so a long run that is cut short still says what it measured.
+        eprintln!("{name}: ingested {sent} events in {:.1} s", took.as_secs_f64());
         let funnel_ms = time(o.runs, || get(&url, &funnel)).await;
         let ttv_ms = time(o.runs, || get(&url, &ttv)).await;
         let report_ms = time(o.runs, || get(&url, &report)).await;

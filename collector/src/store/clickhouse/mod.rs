@@ -251,14 +251,22 @@ impl ClickHouseStore {
         if let Some(until) = filter.until {
             conditions.push_str(&format!(" AND ts < {until}"));
         }
+        let read = columns.iter().filter(|c| !["anonymous_id", "user_id", "id"].contains(c)).copied().collect::<Vec<_>>();
+        let source = format!("SELECT anonymous_id, user_id, id, {} FROM events FINAL WHERE {conditions}", read.join(", "));
+        self.with_user_key(&project, &source, columns)
+    }
+
+    /// `source` (a query giving `anonymous_id`, `user_id` and `columns` of `project`) with each
+    /// row's user key as `who`: its user id, else the user its anonymous id was linked to, else
+    /// the anonymous id. `project` is already quoted.
+    fn with_user_key(&self, project: &str, source: &str, columns: &[&str]) -> String {
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
-             FROM (SELECT anonymous_id, user_id, id, {read} FROM events FINAL WHERE {conditions})
+             FROM ({source})
              {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
              USING anonymous_id",
             join = self.join(),
             columns = columns.join(", "),
-            read = columns.iter().filter(|c| !["anonymous_id", "user_id", "id"].contains(c)).copied().collect::<Vec<_>>().join(", "),
         )
     }
 
@@ -380,7 +388,7 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
         }
         let result = insert(&http, group.iter().flat_map(|(events, _)| events)).await;
         for (_, reply) in group {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| unavailable(e)));
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
         }
     }
 }
@@ -492,9 +500,16 @@ impl Store for ClickHouseStore {
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
+        // Per device first (rows are sorted by device, so this is one cheap pass), then joined
+        // to identities: the join sees one row per device and user id, not one per event.
+        let project = quote(project);
+        let devices = format!(
+            "SELECT anonymous_id, user_id, min(ts) AS first, max(ts) AS last FROM events FINAL
+             WHERE project = {project} GROUP BY anonymous_id, user_id"
+        );
         let sql = format!(
-            "SELECT who, min(ts), max(ts) FROM ({}) GROUP BY who",
-            self.resolved_events(project, &EventFilter::default(), &["ts"])
+            "SELECT who, min(first), max(last) FROM ({}) GROUP BY who",
+            self.with_user_key(&project, &devices, &["first", "last"])
         );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
