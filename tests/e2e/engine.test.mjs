@@ -219,7 +219,10 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
     body: JSON.stringify(plan("from_collector")),
   });
   assert.equal(put.status, 200);
-  const served = await pageWithPlan(context, "/served/", null, `<button id="b">B</button>`);
+  // A fresh visitor: tabs of one context share the delivery queue, and another tab may send.
+  await context.close();
+  const fresh = await browser.newContext();
+  const served = await pageWithPlan(fresh, "/served/", null, `<button id="b">B</button>`);
   const servedEvents = watchEvents(served);
   await served.goto(collector.url + "/served/");
   await served.evaluate(() => window.onramp.ready);
@@ -229,5 +232,5 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
     await served.evaluate(() => window.onramp.flush());
     return named(servedEvents(), "track", "from_collector").length === 1;
   }), "the stored plan is served: " + JSON.stringify(servedEvents().map((e) => e.name)));
-  await context.close();
+  await fresh.close();
 });
