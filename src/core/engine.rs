@@ -371,6 +371,11 @@ impl Engine {
         &self.plan
     }
 
+    /// True until `identify`: tips wait for a user (their windows count from sign-up).
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
+    }
+
     pub fn identity(&self) -> &str {
         &self.identity
     }

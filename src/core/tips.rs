@@ -8,12 +8,20 @@
 //! - only on pages matching its trigger, after its trigger event and delay,
 //! - never again once dismissed, not while snoozed, in at most `maxShows` sessions `minGap` apart;
 //!
-//! and across every surface together (tooltips, hotspots, modals, tours, the checklist) at most
+//! and across every surface together (tooltips, hotspots, modals, tours) at most
 //! `maxTipsPerSession` tips per session, `minGapBetweenTips` apart. One tip holds the user's
-//! attention at a time (a tooltip, hotspot, modal or tour), beside at most one checklist.
+//! attention at a time (a tooltip, hotspot, modal or tour), beside at most one checklist. The
+//! checklist itself is a launcher that waits to be opened, never a nudge: it is not charged to
+//! the plan-wide caps (its own `cap` still applies).
 //!
 //! A tip already shown in this session continues without counting again: a tour resumes at its
 //! step after a reload or a route change, a tooltip comes back when its page does.
+//!
+//! Tips are for users: an anonymous visitor (before `identify`) sees none. Once the plan's value
+//! milestone is reached the tips have done their job and stop, except the checklist, which stays
+//! (a launcher the user opens) until every required milestone is reached. A tip that is not on
+//! screen yet does not start when a more important one is due within [`SOON_MS`]: a hotspot
+//! must not take the place of the welcome a second before it.
 //!
 //! What the user asks for (a checklist's "Show me", a modal's "open checklist") is `forced`: it
 //! skips caps, gaps, windows and earlier dismissals, but never shows a tip whose milestone is
@@ -21,6 +29,9 @@
 
 use super::engine::{TipState, UserState};
 use super::plan::{Advance, Plan, Tip, TipKind};
+
+/// A more important tip due this soon keeps its place free.
+pub const SOON_MS: i64 = 5000;
 
 /// What the browser knows about this page view that the persisted state does not.
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +48,8 @@ pub struct Page<'a> {
     pub skip: &'a [usize],
     /// A tip the user asked for.
     pub forced: Option<usize>,
+    /// False before `identify`.
+    pub identified: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +87,16 @@ pub fn step(state: &UserState, tip: &Tip) -> usize {
 /// Whether tip `i` may show now.
 pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict {
     let Some(tip) = plan.tips.get(i) else { return Verdict::Never };
-    if tip.milestone.as_ref().is_some_and(|m| state.reached.contains_key(m)) {
+    let reached = |m: &String| state.reached.contains_key(m);
+    if !page.identified || tip.milestone.as_ref().is_some_and(reached) {
+        return Verdict::Never;
+    }
+    let done = if tip.kind == TipKind::Checklist {
+        plan.milestones.iter().filter(|m| m.required).all(|m| reached(&m.id))
+    } else {
+        page.forced != Some(i) && plan.value_milestone().is_some_and(|m| reached(&m.id))
+    };
+    if done {
         return Verdict::Never;
     }
     let ts = tip_state(state, tip).cloned().unwrap_or_default();
@@ -112,13 +134,14 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
         if let Some(until) = ts.snoozed_until {
             at = at.max(until);
         }
-        if ts.shown.total() >= tip.cap.max_shows || state.session.tips_shown.total() >= plan.caps.max_tips_per_session {
+        let nudge = tip.kind != TipKind::Checklist;
+        if ts.shown.total() >= tip.cap.max_shows || (nudge && state.session.tips_shown.total() >= plan.caps.max_tips_per_session) {
             return Verdict::Never;
         }
         if let Some(last) = ts.last_shown {
             at = at.max(last + tip.cap.min_gap_ms);
         }
-        if let Some(last) = state.session.last_tip {
+        if let Some(last) = state.session.last_tip.filter(|_| nudge) {
             at = at.max(last + plan.caps.min_gap_ms);
         }
     } else if ts.snoozed_until.is_some_and(|u| u > now) {
@@ -137,30 +160,40 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
 pub fn pick(plan: &Plan, state: &UserState, page: &Page, on_screen: &[usize]) -> Pick {
     let mut out = Pick::default();
     let mut best: [Option<((u8, i32), usize)>; 2] = [None, None];
+    // Per lane, the highest priority due within SOON_MS.
+    let mut soon: [Option<i32>; 2] = [None, None];
     for (i, tip) in plan.tips.iter().enumerate() {
         let lane = (tip.kind == TipKind::Checklist) as usize;
         match verdict(plan, state, i, page) {
             Verdict::Show => {
                 // The user's request first, then what is on screen, then what this session has
                 // already shown (it was there before a reload), then priority, then plan order.
+                // A hotspot's closed beacon is ambient: it keeps no place against a more
+                // important tip (the browser layer lists it in `on_screen` only while open).
                 let tier = if page.forced == Some(i) {
                     3
                 } else if on_screen.contains(&i) {
                     2
                 } else {
-                    shown_this_session(state, tip) as u8
+                    (tip.kind != TipKind::Hotspot && shown_this_session(state, tip)) as u8
                 };
                 let rank = (tier, tip.priority);
                 if best[lane].is_none_or(|(r, _)| rank > r) {
                     best[lane] = Some((rank, i));
                 }
             }
-            Verdict::At(t) => out.wake = Some(out.wake.map_or(t, |w| w.min(t))),
+            Verdict::At(t) => {
+                out.wake = Some(out.wake.map_or(t, |w| w.min(t)));
+                if t - page.now <= SOON_MS {
+                    soon[lane] = Some(soon[lane].map_or(tip.priority, |p| p.max(tip.priority)));
+                }
+            }
             Verdict::Never => {}
         }
     }
-    out.focus = best[0].map(|(_, i)| i);
-    out.checklist = best[1].map(|(_, i)| i);
+    let keep = |lane: usize| best[lane].filter(|((tier, priority), _)| *tier > 0 || soon[lane].is_none_or(|p| p <= *priority)).map(|(_, i)| i);
+    out.focus = keep(0);
+    out.checklist = keep(1);
     out
 }
 
@@ -177,8 +210,10 @@ pub fn record_shown(state: &mut UserState, tab: &str, tip: &Tip, now: i64) -> bo
     let ts = entry(state, tip);
     ts.shown.add(tab, 1);
     ts.last_shown = Some(now);
-    state.session.tips_shown.add(tab, 1);
-    state.session.last_tip = Some(now);
+    if tip.kind != TipKind::Checklist {
+        state.session.tips_shown.add(tab, 1);
+        state.session.last_tip = Some(now);
+    }
     true
 }
 
@@ -271,7 +306,7 @@ mod tests {
     }
 
     fn page(now: i64, hash: &str) -> Page<'_> {
-        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None }
+        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, identified: true }
     }
 
     fn idx(plan: &Plan, id: &str) -> usize {
@@ -340,16 +375,19 @@ mod tests {
             assert_eq!(picked, Some(idx(&p, id)), "{id}");
             assert!(record_shown(&mut s, "tab", &p.tips[idx(&p, id)], now));
             record_dismissed(&mut s, &p.tips[idx(&p, id)], now + 1000);
-            // Within the gap nothing else may show, whatever its kind.
+            // Within the gap nothing else may show, whatever its kind; the checklist's launcher
+            // is no nudge and stays available.
             let pg = Page { seen: &seen, ..page(now + 30_000, "#/files") };
             assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
-            assert_eq!(pick(&p, &s, &pg, &[]).checklist, None, "the checklist shares the gap");
+            assert_eq!(pick(&p, &s, &pg, &[]).checklist, Some(idx(&p, "list")));
             now += 61_001 + 1000;
             s.session.last = now;
         }
-        // The cap of 3 is spent: neither the tour nor the checklist shows this session.
+        // The cap of 3 is spent: the tour does not show this session.
         let pg = page(now, "#/files");
-        assert_eq!(pick(&p, &s, &pg, &[]), Pick::default());
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+        record_shown(&mut s, "tab", &p.tips[idx(&p, "list")], now);
+        assert_eq!(s.session.tips_shown.total(), 3, "the checklist is not charged");
         // A new session allows them again.
         s.session = SessionState { start: now + 3 * H, last: now + 3 * H, ..SessionState::default() };
         let later = page(now + 3 * H, "#/files");
@@ -424,6 +462,58 @@ mod tests {
         s.reached.insert("made".into(), now);
         assert_eq!(verdict(&p, &s, make, &pg), Verdict::Never);
         assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(idx(&p, "late")), "the next tip instead");
+    }
+
+    #[test]
+    fn anonymous_visitors_see_no_tips() {
+        let p = plan();
+        let now = SIGNUP + H;
+        let pg = Page { identified: false, ..page(now, "#/projects") };
+        assert_eq!(pick(&p, &user(now), &pg, &[]), Pick::default());
+    }
+
+    #[test]
+    fn tips_stop_once_the_value_milestone_is_reached_the_checklist_once_all_required_are() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        s.reached.insert("shared".into(), now);
+        let pg = page(now, "#/projects");
+        let picked = pick(&p, &s, &pg, &[]);
+        assert_eq!(picked.focus, None, "no tooltip for the unreached 'made' once value is reached");
+        assert_eq!(picked.checklist, Some(idx(&p, "list")), "the checklist stays while 'made' is open");
+        s.reached.insert("made".into(), now);
+        assert_eq!(pick(&p, &s, &pg, &[]).checklist, None);
+    }
+
+    #[test]
+    fn a_lesser_tip_does_not_start_just_before_a_more_important_one() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let s = user(now);
+        // The welcome (priority 100) is due in 800 ms; the hotspot (0) could show now.
+        let seen = [("signed_up".to_string(), now - 200)];
+        let pg = Page { seen: &seen, ..page(now, "") };
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+        assert_eq!(pick(&p, &s, &pg, &[]).wake, Some(now + 800));
+        // What is already on screen stays.
+        assert_eq!(pick(&p, &s, &pg, &[idx(&p, "late")]).focus, Some(idx(&p, "late")));
+        let later = Page { now: now + 800, ..pg };
+        assert_eq!(pick(&p, &s, &later, &[]).focus, Some(idx(&p, "hello")));
+    }
+
+    #[test]
+    fn a_closed_beacon_makes_way_for_a_more_important_tip() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let mut s = user(now);
+        let late = idx(&p, "late");
+        s.session.start = now - 200_000;
+        record_shown(&mut s, "tab", &p.tips[late], now - 120_000);
+        let seen = [("signed_up".to_string(), now - 5000)];
+        let pg = Page { seen: &seen, ..page(now, "") };
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(idx(&p, "hello")));
+        assert_eq!(pick(&p, &s, &pg, &[late]).focus, Some(late), "not while the user has it open");
     }
 
     #[test]

@@ -362,8 +362,17 @@ impl Ui {
             self.complete_step(engine, store, out, i, step, t);
         }
         let (_, path, hash) = location();
-        let on_screen: Vec<usize> = self.surfaces.iter().map(|s| s.tip).collect();
-        let page = Page { now: t, path: &path, hash: &hash, route_since: self.route_since, seen: &self.seen, skip: &self.skip, forced: self.forced };
+        let on_screen: Vec<usize> = self.surfaces.iter().filter(|s| s.kind != TipKind::Hotspot || s.open).map(|s| s.tip).collect();
+        let page = Page {
+            now: t,
+            path: &path,
+            hash: &hash,
+            route_since: self.route_since,
+            seen: &self.seen,
+            skip: &self.skip,
+            forced: self.forced,
+            identified: !engine.is_anonymous(),
+        };
         let pick = sched::pick(engine.plan(), &engine.state, &page, &on_screen);
         let want = [pick.focus, pick.checklist];
         let mut k = 0;
