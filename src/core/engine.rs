@@ -338,6 +338,10 @@ pub struct Engine {
     /// True until `identify`: an anonymous identity's state is handed to the user it turns into.
     anonymous: bool,
     pub state: UserState,
+    /// The text last written to (or read from) storage. Storage still holding it means no other
+    /// tab wrote since, and merging it again would change nothing (merge is idempotent), so the
+    /// per-event parse is skipped.
+    stored: String,
 }
 
 fn key(identity: &str) -> String {
@@ -361,7 +365,8 @@ fn emit(kind: EventType, name: &str, props: Vec<(String, Value)>) -> Emit {
 impl Engine {
     /// An engine for the anonymous identity `anonymous_id`, loading its state.
     pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
-        let mut engine = Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default() };
+        let mut engine =
+            Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default(), stored: String::new() };
         engine.sync(store);
         engine.apply_aliases();
         engine
@@ -383,13 +388,23 @@ impl Engine {
     /// Merges what other tabs (or earlier page loads) stored.
     pub fn sync(&mut self, store: &dyn KeyValue) {
         if let Some(text) = store.get(&key(&self.identity)) {
-            self.state.merge(&UserState::from_json(&text));
+            if text != self.stored {
+                self.state.merge(&UserState::from_json(&text));
+                self.stored = text;
+            }
         }
     }
 
     /// Stores the state; false when storage refused it (then it lives in memory only).
-    pub fn save(&self, store: &mut dyn KeyValue) -> bool {
-        store.set(&key(&self.identity), &self.state.to_json())
+    pub fn save(&mut self, store: &mut dyn KeyValue) -> bool {
+        let text = self.state.to_json();
+        if text == self.stored {
+            return true;
+        }
+        let ok = store.set(&key(&self.identity), &text);
+        // On failure the next sync must read storage again, not trust it.
+        self.stored = if ok { text } else { String::new() };
+        ok
     }
 
     /// A milestone renamed in a newer plan keeps what was reached under its former ids.
@@ -474,6 +489,8 @@ impl Engine {
         let t = self.clock(now);
         let mut out = Vec::new();
         self.activity(t, &mut out);
+        // A page load may bring a new plan version whose required milestones are all reached.
+        self.check_completion(t, &mut out);
         self.save(store);
         out
     }
@@ -575,6 +592,7 @@ impl Engine {
         if user_id != self.identity {
             let previous = std::mem::replace(&mut self.identity, user_id.into());
             let before = std::mem::take(&mut self.state);
+            self.stored.clear(); // another key: nothing of it has been read yet
             self.sync(store);
             // Only an anonymous identity is carried over: never one user's progress to another.
             if self.anonymous {
@@ -601,6 +619,7 @@ impl Engine {
         self.identity = anonymous_id.into();
         self.anonymous = true;
         self.state = UserState::default();
+        self.stored.clear();
         self.sync(store);
     }
 
@@ -814,6 +833,15 @@ pub(crate) mod tests {
         assert_eq!(names(&out), [ONBOARDING_COMPLETED]);
         let out = e.set_plan(v2, &mut store, T0 + 4);
         assert!(out.is_empty(), "completion is reported once");
+        // The same on a page load with the new version: the next engine's first touch.
+        let mut store2 = MemoryStorage::default();
+        let v1b = Plan::parse(r#"{"version":"1","milestones":[{"id":"a","title":"A","condition":{"event":"e"}},
+            {"id":"b","title":"B","value":true,"condition":{"event":"f"}}]}"#).expect("v1b");
+        let mut old = Engine::new(v1b, "t".into(), ANON, &store2);
+        assert!(!names(&old.observe(&mut store2, "e", &[], T0)).contains(&ONBOARDING_COMPLETED));
+        let v3 = Plan::parse(r#"{"version":"3","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e"}}]}"#).expect("v3");
+        let mut new = Engine::new(v3, "t2".into(), ANON, &store2);
+        assert_eq!(names(&new.touch(&mut store2, T0 + 5)), [ONBOARDING_COMPLETED]);
     }
 
     #[test]
