@@ -65,6 +65,7 @@ async function tipEvents(t, name) {
 }
 
 async function rect(locator) {
+  await locator.page().waitForTimeout(200); // past the entrance animation (a 4 px slide)
   return locator.evaluate((el) => { const r = el.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
 }
 
@@ -473,4 +474,120 @@ test("right-to-left, dark theme, locale texts with fallback, reduced motion", as
   await shot(t.page, "rtl-dark");
   await axe(t.page, "rtl dark");
   await t.context.close();
+});
+
+/** Shadow-root locator helper for the demo tests. */
+const tip = (page, css) => page.locator("onramp-tips " + css);
+
+test("Trackly demo, new user: the tips lead to the value milestone in the first 24 hours, then stop", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  const consoleMessages = watchConsole(page);
+  const sent = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
+      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
+    }
+  });
+  await page.goto(collector.url + "/demo/");
+  await page.evaluate(() => window.onramp.ready);
+  await page.waitForTimeout(500);
+  assert.equal(await tip(page, ".c, .m, .h, .l").count(), 0, "no tips for an anonymous visitor");
+  await page.fill("#signup-name", "Tia");
+  await page.fill("#signup-email", "tia@example.com");
+  await page.click("#signup-submit");
+
+  // 1. The welcome modal; its call to action opens the checklist.
+  const modal = tip(page, ".m");
+  await modal.waitFor();
+  await shot(page, "demo-welcome");
+  await modal.locator("[data-a=c]").click();
+  const panel = tip(page, ".p");
+  await panel.waitFor();
+  assert.match(await tip(page, ".l").textContent(), /1\/5/);
+  await shot(page, "demo-checklist");
+
+  // 2. "Show me" on "Create a project": a tooltip on the button; doing it removes the tooltip.
+  await panel.locator("li", { hasText: "Create a project" }).locator("button").click();
+  const card = tip(page, ".c");
+  await card.waitFor();
+  assertBeside(await rect(card), await targetRect(page, "#new-project"), { width: 1100, height: 720 }, "#new-project");
+  await shot(page, "demo-tooltip");
+  await page.click("#new-project");
+  await page.fill("#project-name", "Launch plan");
+  await page.click("#project-create");
+  await card.waitFor({ state: "detached", timeout: 2000 });
+  await eventually(async () => /2\/5/.test(await tip(page, ".l").textContent()));
+
+  // 3. "Show me" on "Invite a teammate": a hotspot on the Team link.
+  await tip(page, ".l").click();
+  await panel.locator("li", { hasText: "Invite a teammate" }).locator("button").click();
+  await tip(page, ".h").waitFor();
+  await shot(page, "demo-hotspot");
+  await page.click("a[data-route=team]");
+  await page.click("#invite-teammate");
+  await page.fill("#invite-email", "sam@example.com");
+  await page.click("#invite-send");
+  await tip(page, ".h").waitFor({ state: "detached", timeout: 2000 });
+
+  // 4. "Show me" on "Share a file": the tour points at Files, moves on when Files is opened,
+  //    then at the upload button; uploading reaches the value milestone.
+  await tip(page, ".l").click();
+  await panel.locator("li", { hasText: "Share a file" }).locator("button").click();
+  await eventually(async () => (await tip(page, ".c .n").textContent().catch(() => "")) === "1 of 2");
+  await shot(page, "demo-tour");
+  await page.click("a[data-route=files]");
+  await eventually(async () => (await tip(page, ".c .n").textContent().catch(() => "")) === "2 of 2");
+  assertBeside(await rect(tip(page, ".c")), await targetRect(page, "#upload-file"), { width: 1100, height: 720 }, "#upload-file");
+  await page.click("#upload-file");
+
+  // Value reached: every tip is gone, and stays gone after a reload.
+  await tip(page, ".c").waitFor({ state: "detached", timeout: 2000 });
+  await eventually(async () => (await tip(page, ".c, .m, .h, .l, .p:not([hidden])").count()) === 0);
+  await page.evaluate(() => window.onramp.flush());
+  const ttv = await eventually(() => sent.find((e) => e.type === "milestone" && e.name === "time_to_value"));
+  assert.ok(ttv && ttv.props.sinceSignupMs < 24 * H, "value within the first 24 hours");
+  assert.equal(ttv.props.milestone, "file_uploaded");
+  await page.reload();
+  await page.evaluate(() => window.onramp.ready);
+  await page.waitForTimeout(1500);
+  assert.equal(await tip(page, ".c, .m, .h, .l").count(), 0, "no tips once the value milestone is reached");
+  await shot(page, "demo-done");
+  const names = sent.filter((e) => e.type === "tip").map((e) => e.name + ":" + e.props.tipId);
+  for (const expected of ["tip_shown:welcome", "tip_cta_clicked:welcome", "checklist_opened:getting_started", "tip_shown:create_project", "tip_shown:invite_teammate", "tip_shown:files_tour", "tour_step_completed:files_tour"]) {
+    assert.ok(names.includes(expected), expected + " in " + names.join(", "));
+  }
+  noErrors(consoleMessages);
+  await context.close();
+});
+
+test("Trackly demo: a user who signed up 25 hours ago sees none of the 24-hour tips", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  const sent = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
+      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
+    }
+  });
+  // Trackly keeps its signed-in user in localStorage; this one signed up 25 hours ago.
+  await page.addInitScript((signedUpAt) => {
+    if (!localStorage.getItem("trackly.state")) {
+      localStorage.setItem("trackly.state", JSON.stringify({ user: { id: "old@example.com", name: "Old", signedUpAt }, projects: [], team: [], files: [] }));
+    }
+  }, Date.now() - 25 * H);
+  await page.goto(collector.url + "/demo/#/projects");
+  await page.evaluate(() => window.onramp.ready);
+  await page.waitForTimeout(2500);
+  await page.click("a[data-route=files]");
+  await page.waitForTimeout(1000);
+  await page.evaluate(() => window.onramp.flush());
+  await page.waitForTimeout(500);
+  const shown = sent.filter((e) => e.name === "tip_shown").map((e) => e.props.tipId);
+  for (const id of ["welcome", "create_project", "files_tour"]) {
+    assert.ok(!shown.includes(id), id + " is a 24-hour tip; shown: " + shown.join(", "));
+  }
+  assert.equal(await tip(page, ".m").count(), 0);
+  await shot(page, "demo-25h");
+  await context.close();
 });
