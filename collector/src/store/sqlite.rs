@@ -97,7 +97,7 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, dept
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| unavailable(e)));
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
         }
     }
 }
@@ -178,10 +178,12 @@ impl Store for SqliteStore {
             let writer = self.writer.clone();
             self.depth.fetch_add(1, Ordering::Relaxed);
             // A full channel means the writer is far behind; wait off the async threads.
-            tokio::task::spawn_blocking(move || writer.send((events, reply)))
-                .await
-                .map_err(unavailable)?
-                .map_err(|_| unavailable("writer stopped"))?;
+            let sent = tokio::task::spawn_blocking(move || writer.send((events, reply))).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                // Never reached the writer, so it will not count it down.
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(unavailable("writer stopped"));
+            }
             answer.await.map_err(|_| unavailable("writer stopped"))?
         })
     }
