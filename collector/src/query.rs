@@ -58,7 +58,8 @@ impl Params {
         for (key, _) in &pairs {
             let ok = COMMON.contains(&key.as_str()) || known.contains(&key.as_str()) || key.starts_with("trait.");
             if !ok {
-                return Err(bad(key, format!("unknown parameter; this route takes {}", known.join(", "))));
+                let takes: Vec<&str> = known.iter().copied().chain(["from", "to", "trait.KEY", "token"]).collect();
+                return Err(bad(key, format!("unknown parameter; this route takes {}", takes.join(", "))));
             }
         }
         Ok(Params(pairs))
@@ -380,7 +381,8 @@ fn traits_report(users: &[User]) -> Value {
     Value::Object(out)
 }
 
-const SELECTION: [&str; 0] = [];
+/// Routes that take only the shared parameters (sign-up range, traits, token).
+const SHARED_ONLY: [&str; 0] = [];
 
 pub async fn funnel(
     State(state): State<AppState>,
@@ -420,7 +422,7 @@ pub async fn tip_effect(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SELECTION).await?;
+    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     Ok(Json(tips_report(&ctx).await?))
 }
 
@@ -429,7 +431,7 @@ pub async fn seed_metrics(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SELECTION).await?;
+    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     Ok(Json(metrics_report(&ctx).await?))
 }
 
