@@ -16,9 +16,10 @@
 //! # Contract for implementations
 //!
 //! - [`Store::users`] returns one [`UserSeen`] per user key with at least one event, in any order.
-//! - [`Store::events`] returns one [`UserEvents`] per user key with at least one matching event;
-//!   each user's events are sorted by corrected time `ts`, ties broken by event id (ascending
-//!   bytes), so per-user processing is deterministic on every backend.
+//! - [`Store::events`] returns one [`UserEvents`] per user key with at least one matching event,
+//!   users in ascending key order (bytes); each user's events are sorted by corrected time `ts`,
+//!   ties broken by event id (ascending bytes), so per-user processing is deterministic on every
+//!   backend and answers compare one for one.
 //! - `props` is the event's JSON object as stored, parsed with `onramp::core::json` — only when
 //!   [`EventFilter::with_props`] asks for it (left empty otherwise: parsing is most of the cost).
 

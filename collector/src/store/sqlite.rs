@@ -311,6 +311,8 @@ fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
         });
         users[slot].1.push((ts, row.get(3)?, event));
     }
+    // Users in key order, as the contract asks (stores are compared answer for answer).
+    users.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(users
         .into_iter()
         .map(|(user, mut events)| {
