@@ -114,13 +114,16 @@
     var head = $("cohorts").tHead;
     head.textContent = "";
     var tr = head.insertRow();
-    ["Cohort", "Users"].concat(c.steps, [c.valueMilestone + " (value)", "First-day activation", "Median TTV"])
+    // The value milestone gets its own column only when it is not one of the steps.
+    var valueColumn = c.steps.indexOf(c.valueMilestone) < 0;
+    ["Cohort", "Users"].concat(c.steps.map(function (st) { return st === c.valueMilestone ? st + " (value)" : st; }),
+      valueColumn ? [c.valueMilestone + " (value)"] : [], ["First-day activation", "Median TTV"])
       .forEach(function (h) { var th = document.createElement("th"); th.textContent = h; tr.appendChild(th); });
     // Newest first: the cohorts a PM is watching.
     fillTable($("cohorts"), c.cohorts.slice().reverse().map(function (row) {
       var share = function (n) { var s = row.users ? n / row.users : 0; return { text: pct(s), bg: heat(s), cls: "heat", title: num(n) + " of " + num(row.users) }; };
       return [(c.by === "week" ? "week of " : "") + row.label, num(row.users)]
-        .concat(row.reached.map(share), [share(row.value.reached),
+        .concat(row.reached.map(share), valueColumn ? [share(row.value.reached)] : [], [
           row.firstDay.eligible
             ? { text: pct(row.firstDay.rate), bg: heat(row.firstDay.rate), cls: "heat", title: num(row.firstDay.activated) + " of " + num(row.firstDay.eligible) + " at least a day old" }
             : { text: "too new", cls: "muted" },
@@ -184,6 +187,10 @@
 
   function render(r) {
     var t = r.ttv;
+    // Empty fields show what the collector used (the plan's defaults).
+    $("steps").placeholder = r.steps.join(",");
+    $("value").placeholder = r.valueMilestone;
+    $("due").placeholder = r.stalled.due.map(function (d) { return d.milestone + ":" + short(d.withinMs); }).join(",") || "project_created:24h";
     $("kpi-users").textContent = num(t.users);
     $("kpi-value").textContent = t.users ? pct(t.value.reached / t.users) : "–";
     $("kpi-ttv").textContent = dur(t.value.ms.p50);
