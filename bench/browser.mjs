@@ -9,6 +9,7 @@
 //   tip_after_ready_ms  the same loads: navigation start → SDK ready
 //   longtasks_*       long tasks (> 50 ms) from navigation until 1 s after ready, every load
 //   track_us          median cost of one onramp.track() (batches of 500, 10 000 calls)
+//   first_track_us    mean cost of a fresh page's first 50 track() calls (median over loads)
 //   posthog_us        the same for posthog.capture() in the same page, interleaved
 //   posthog_memory_us the same for a posthog instance with persistence: "memory"
 //   heap_kb           JS heap the SDK adds (page with the SDK minus the page with it blocked)
@@ -26,6 +27,7 @@ const RUNS = Number(process.env.BENCH_RUNS || 7);
 const DEMO = BASE + "/demo/";
 const TRACK_BATCHES = 20;
 const TRACK_PER_BATCH = 500;
+const FIRST_TRACKS = 50;
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -123,7 +125,15 @@ async function main() {
   for (let i = 0; i < RUNS; i++) {
     const { context, page, errors } = await coldLoad(browser);
     await page.waitForTimeout(1000); // let long tasks after ready show up
-    runs.push({ ...(await page.evaluate(collect)), errors });
+    const data = await page.evaluate(collect);
+    // The cost of a page's first few events, while the SDK's queue is short (the interleaved
+    // 10 000-call run below measures it under a long queue).
+    data.firstTrackUs = await page.evaluate((n) => {
+      const t = performance.now();
+      for (let i = 0; i < n; i++) window.onramp.track("bench_event", { i, plan: "trial" });
+      return ((performance.now() - t) / n) * 1000;
+    }, FIRST_TRACKS);
+    runs.push({ ...data, errors });
     await context.close();
   }
   // A returning user who signed up a moment ago: their storage (Trackly's and onramp's) is kept
@@ -157,6 +167,8 @@ async function main() {
     out("fetched_" + f.split(".")[0] + "_ms", median(first.map((r) => r.files[f] - r.loaderStart)).toFixed(1));
   }
   out("nav_ready_ms", median(first.map((r) => r.readyAt)).toFixed(1));
+  out("first_track_us", median(first.map((r) => r.firstTrackUs)).toFixed(1));
+  out("first_tracks", FIRST_TRACKS);
   out("tip_ms", tips.length ? median(tips).toFixed(1) : "n/a");
   out("tip_runs", tips.length);
   if (tips.length) out("tip_after_ready_ms", median(runs.slice(RUNS).map((r) => r.readyAt)).toFixed(1));
