@@ -50,6 +50,7 @@ pub fn install(rules: Vec<CaptureRule>) {
     let Some(document) = window.document() else { return };
     let needs = |kind: &str| rules.iter().any(|r| r.on.name() == kind);
     let (clicks, submits, views, appears) = (needs("click"), needs("submit"), needs("view"), needs("appear"));
+    let attributes = attribute_names(&rules);
     let present = vec![false; rules.len()];
     let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present, drain: Closure::new(drain) };
     if STATE.with(|s| s.borrow_mut().replace(state).is_some()) {
@@ -71,7 +72,7 @@ pub fn install(rules: Vec<CaptureRule>) {
         check_view();
     }
     if appears {
-        observe_mutations(&document);
+        observe_mutations(&document, &attributes);
         check_appear();
     }
 }
@@ -201,7 +202,24 @@ fn watch_history(window: &web_sys::Window) {
     }
 }
 
-fn observe_mutations(document: &web_sys::Document) {
+/// The attributes an appear rule can come to match by: `class`, `id`, `hidden`, `open`, and
+/// those its selectors name in `[…]`. Watching only these spares the check on pages that animate
+/// `style` every frame.
+fn attribute_names(rules: &[CaptureRule]) -> Vec<String> {
+    let mut names: Vec<String> = ["class", "id", "hidden", "open"].map(String::from).to_vec();
+    for r in rules {
+        let Capture::Appear { selector } = &r.on else { continue };
+        for part in selector.split('[').skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+fn observe_mutations(document: &web_sys::Document, attributes: &[String]) {
     let callback = Closure::<dyn FnMut()>::new(check_appear);
     let Ok(observer) = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()) else { return };
     callback.forget();
@@ -209,7 +227,11 @@ fn observe_mutations(document: &web_sys::Document) {
     options.set_child_list(true);
     options.set_subtree(true);
     // Attributes too: an element can come to match by a class or data attribute changing.
-    options.set_attributes(true);
+    let filter = js_sys::Array::new();
+    for name in attributes {
+        filter.push(&JsValue::from_str(name));
+    }
+    options.set_attribute_filter(&filter);
     let _ = observer.observe_with_options(document, &options);
 }
 
