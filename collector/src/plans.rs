@@ -1,8 +1,9 @@
 //! Serving and storing each project's onboarding plan.
 //!
 //! - `GET /v1/plan?writeKey=…`: the plan the SDK runs on, with an `ETag` and `Cache-Control:
-//!   no-cache`, so browsers revalidate on every load and get a 304 while it is unchanged. The
-//!   write key is public, like the plan itself (it ships to every browser anyway).
+//!   no-cache`, so browsers revalidate on every load and get a 304 while it is unchanged; 204 when
+//!   the project has none. The write key is public, like the plan itself (it ships to every
+//!   browser anyway).
 //! - `PUT /v1/plan` with the read token: validates with the one validator in
 //!   [`onramp::core::plan`] and stores; a bad plan is answered 400 with its JSON pointer.
 //! - At start, plan files (`--plan FILE`, or the repository's demo plan for the demo project)
@@ -95,7 +96,11 @@ async fn serve(state: &AppState, q: PlanQuery, headers: &HeaderMap) -> Result<Re
         }
     }
     let Some(plan) = current(state, &project.id).await? else {
-        return Ok((StatusCode::NOT_FOUND, Json(json!({"error": "this project has no plan"}))).into_response());
+        // 204, not 404: browsers log every 4xx in the console, and a project without a plan is
+        // not an error on the customer's page. The SDK then runs without milestones.
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(r);
     };
     let etag = HeaderValue::from_str(&plan.etag).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let fresh = headers

@@ -54,6 +54,23 @@ async fn serves_the_demo_plan_with_etag_revalidation() {
 }
 
 #[tokio::test]
+async fn a_project_without_a_plan_gets_204_not_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("events.db")).expect("open store");
+    let mut config = onramp_collector::Config::for_repository();
+    config.plan_files.clear();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = onramp_collector::AppState::new(config, Arc::new(store));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(onramp_collector::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let r = get_plan(&url, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "a 4xx would be logged as an error in the customer's console");
+}
+
+#[tokio::test]
 async fn a_put_plan_is_validated_stored_and_served_next() {
     let (_dir, c) = sqlite().await;
     let old_etag = get_plan(&c.url, None).await.headers()["etag"].to_str().expect("etag").to_string();

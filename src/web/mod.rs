@@ -232,14 +232,15 @@ pub fn init(config: JsValue) {
 
 /// Fetches the plan. The collector answers with an ETag and `no-cache`, so the browser's cache
 /// revalidates it and a 304 costs no download. A network failure or a project without a plan
-/// (404) is not the plan being wrong: onramp goes on without milestones.
+/// (204) is not the plan being wrong: onramp goes on without milestones.
 fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
     let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| {
         start_plan(Plan::parse(&text.as_string().unwrap_or_default()));
     });
     let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
-        let Some(response) = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok()) else { return };
+        // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
+        let Some(response) = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok() && r.status() != 204) else { return };
         if let Ok(text) = response.text() {
             IGNORE.with(|ignore| {
                 let _ = text.then2(&on_text, ignore);
