@@ -57,6 +57,10 @@ pub struct Policy {
     /// A tab whose heartbeat is older than this is dead and its queue may be adopted.
     pub dead_after_ms: i64,
     pub lock_ms: i64,
+    /// Queues up to this long are written to storage on every push. Longer ones (a long
+    /// outage) are written on the next tick, before the next send and on page hide, so a
+    /// `track` call never pays for rewriting hundreds of kilobytes.
+    pub sync_persist_max: usize,
 }
 
 impl Default for Policy {
@@ -73,6 +77,7 @@ impl Default for Policy {
             max_age_ms: 7 * 24 * 3600 * 1000,
             dead_after_ms: 10_000,
             lock_ms: 2000,
+            sync_persist_max: 100,
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct Outbox<S: KeyValue> {
     batch_limit: usize,
     /// Drops not yet turned into a report.
     unreported: Vec<(DropReason, u32)>,
+    /// Pushed events not yet written (see [`Policy::sync_persist_max`]).
+    dirty: bool,
     write_key: String,
 }
 
@@ -170,6 +177,7 @@ impl<S: KeyValue> Outbox<S> {
             retry_at: 0,
             batch_limit,
             unreported: Vec::new(),
+            dirty: false,
             write_key,
         };
         outbox.tick(now);
@@ -188,7 +196,8 @@ impl<S: KeyValue> Outbox<S> {
         &self.storage
     }
 
-    /// Queues an event and persists the queue before anything is sent.
+    /// Queues an event and persists the queue (at once while it is short; in any case before
+    /// anything is sent).
     pub fn push(&mut self, event: &Event, now: i64) {
         let json = event.to_json();
         if json.len() > MAX_EVENT_BYTES {
@@ -198,7 +207,11 @@ impl<S: KeyValue> Outbox<S> {
         }
         self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None });
         self.enforce_bounds();
-        self.persist();
+        if self.items.len() <= self.policy.sync_persist_max {
+            self.persist();
+        } else {
+            self.dirty = true;
+        }
     }
 
     fn append(&mut self, item: Item) {
@@ -257,6 +270,7 @@ impl<S: KeyValue> Outbox<S> {
         if self.was_adopted() {
             return;
         }
+        self.dirty = false;
         if self.items.is_empty() {
             self.storage.remove(&self.queue_key);
             return;
@@ -295,6 +309,9 @@ impl<S: KeyValue> Outbox<S> {
 
     /// Called about once a second: beat, and adopt dead tabs' queues.
     pub fn tick(&mut self, now: i64) {
+        if self.dirty {
+            self.persist();
+        }
         self.was_adopted();
         self.beat(now);
         self.adopt_dead(now);
@@ -309,6 +326,9 @@ impl<S: KeyValue> Outbox<S> {
     /// The page is going away: mark this tab dead at once, so a reload adopts its queue
     /// without waiting for the heartbeat to lapse.
     pub fn retire(&mut self) {
+        if self.dirty {
+            self.persist();
+        }
         if !self.was_adopted() {
             self.storage.set(&self.beat_key, "gone");
         }
@@ -418,6 +438,13 @@ impl<S: KeyValue> Outbox<S> {
         self.expire(now);
         if !self.due(now, force) {
             return None;
+        }
+        if self.dirty {
+            // Persist before send: what goes out is in storage first.
+            self.persist();
+            if !self.due(now, force) {
+                return None; // adopted meanwhile
+            }
         }
         let (end, body) = self.body(0, self.batch_limit, now);
         self.in_flight = end;
@@ -685,6 +712,25 @@ mod tests {
         assert_eq!(o.settle(200, None, "", 3000, &mut Counter(0)), Next::Idle);
         assert!(o.is_empty());
         assert!(stored_names(o.storage(), "t1").is_empty());
+    }
+
+    #[test]
+    fn long_queues_are_written_on_the_tick_or_before_the_next_send() {
+        let mut c = client();
+        let policy = Policy { sync_persist_max: 2, ..Policy::default() };
+        let mut o = Outbox::open(MemoryStorage::default(), "wk".into(), "t", policy, 0);
+        for n in ["a", "b", "c"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        assert_eq!(stored_names(o.storage(), "t"), ["a", "b"], "the third push is deferred");
+        o.next_batch(0, true).expect("batch");
+        assert_eq!(stored_names(o.storage(), "t"), ["a", "b", "c"], "stored before it is sent");
+        push(&mut o, &mut c, "d", 0);
+        o.tick(1);
+        assert_eq!(stored_names(o.storage(), "t"), ["a", "b", "c", "d"], "stored on the tick");
+        push(&mut o, &mut c, "e", 2);
+        o.retire();
+        assert_eq!(stored_names(o.storage(), "t").len(), 5, "stored on page hide");
     }
 
     #[test]
