@@ -122,9 +122,14 @@ fn focus_later(el: Option<HtmlElement>) {
     }
 }
 
+/// Work on the UI with the engine, its storage and the events to record.
+type Work<'a> = dyn FnMut(&mut Ui, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) + 'a;
+/// The same, for the surface at an index of `Ui::surfaces`.
+type SurfaceWork<'a> = dyn FnMut(&mut Ui, usize, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) + 'a;
+
 /// Runs `f` on the UI and the engine; false when the UI was busy (the caller defers).
 /// (A `dyn` closure: one copy of this and of the engine access, not one per caller.)
-fn with_both(f: &mut dyn FnMut(&mut Ui, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) -> bool {
+fn with_both(f: &mut Work) -> bool {
     let done = UI.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         if let Some(ui) = guard.as_mut() {
@@ -252,7 +257,7 @@ fn on_route() {
     }
 }
 
-fn with_surface(i: usize, f: &mut dyn FnMut(&mut Ui, usize, &mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)) {
+fn with_surface(i: usize, f: &mut SurfaceWork) {
     with_both(&mut |ui, engine, store, out| {
         if let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i) {
             f(ui, pos, engine, store, out);
@@ -349,6 +354,16 @@ fn emit(out: &mut Vec<Emit>, engine: &Engine, i: usize, name: &str, step: Option
 fn first_button(el: &Element) -> Option<HtmlElement> {
     // The primary action when there is one, else the first control.
     el.query_selector(".pr").ok().flatten().or_else(|| el.query_selector("[data-a]").ok().flatten())?.dyn_into().ok()
+}
+
+/// Observes the page for the surface's target (kept while it is shown: the target may move or go).
+fn watch_page(s: &mut Surface) {
+    let i = s.tip;
+    if s.watch.is_empty() {
+        if let Some(doc) = dom::document() {
+            s.watch.extend(Observer::new(&doc, move || track_target(i)));
+        }
+    }
 }
 
 impl Ui {
@@ -449,10 +464,7 @@ impl Ui {
                 self.build_checklist(&mut s, engine);
                 self.shown(&mut s, engine, store, out);
             }
-            _ => match dom::find(selector(tip, s.step)) {
-                Ok(found) => self.attach(&mut s, found, engine, store, out),
-                Err(partial) => self.wait(&mut s, partial),
-            },
+            _ => self.anchor(&mut s, engine, store, out),
         }
         self.surfaces.push(s);
     }
@@ -507,6 +519,11 @@ impl Ui {
         s.target = None;
         s.follow.clear();
         s.wrap.set_text_content(None);
+        self.anchor(s, engine, store, out);
+    }
+
+    /// Finds the target of the surface's tip (at its step) and attaches to it, or waits for it.
+    fn anchor(&self, s: &mut Surface, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
         let Some(tip) = engine.plan().tips.get(s.tip) else { return };
         match dom::find(selector(tip, s.step)) {
             Ok(found) => self.attach(s, found, engine, store, out),
@@ -518,11 +535,7 @@ impl Ui {
     /// in) for changes, and gives up after [`TARGET_WAIT_MS`].
     fn wait(&self, s: &mut Surface, partial: dom::Partial) {
         let i = s.tip;
-        if s.watch.is_empty() {
-            if let Some(doc) = dom::document() {
-                s.watch.extend(Observer::new(&doc, move || track_target(i)));
-            }
-        }
+        watch_page(s);
         if partial.root != s.watch_root {
             s.watch.truncate(1);
             if let Some(root) = &partial.root {
@@ -588,11 +601,7 @@ impl Ui {
         };
         s.target = Some(found);
         self.position(s);
-        if s.watch.is_empty() {
-            if let Some(doc) = dom::document() {
-                s.watch.extend(Observer::new(&doc, move || track_target(i)));
-            }
-        }
+        watch_page(s);
         self.shown(s, engine, store, out);
     }
 
@@ -615,11 +624,8 @@ impl Ui {
             self.rebuild_anchor(&mut s, engine, store, out);
         } else if s.target.is_some() {
             self.position(&s);
-        } else if let Some(tip) = engine.plan().tips.get(s.tip) {
-            match dom::find(selector(tip, s.step)) {
-                Ok(found) => self.attach(&mut s, found, engine, store, out),
-                Err(partial) => self.wait(&mut s, partial),
-            }
+        } else {
+            self.anchor(&mut s, engine, store, out);
         }
         self.surfaces.insert(pos, s);
     }

@@ -155,13 +155,18 @@ pub fn card(parent: &Element, tip: &Tip, step: usize, n: usize, ctx: &Ctx) -> Op
         }
         button(&row, "b pr", "n", ctx.label(if last { "done" } else { "next" }));
     } else {
-        button(&row, "b", "l", ctx.label("later"));
-        if !cta(&row, tip, ctx) {
-            button(&row, "b pr", "x", ctx.label("gotIt"));
-        }
-        close(&c, ctx);
+        later_and_go(&row, &c, tip, ctx);
     }
     Some(c)
+}
+
+/// Later, then the call to action (or Got it), then the × in the corner.
+fn later_and_go(row: &Element, corner: &Element, tip: &Tip, ctx: &Ctx) {
+    button(row, "b", "l", ctx.label("later"));
+    if !cta(row, tip, ctx) {
+        button(row, "b pr", "x", ctx.label("gotIt"));
+    }
+    close(corner, ctx);
 }
 
 fn close(parent: &Element, ctx: &Ctx) {
@@ -179,11 +184,7 @@ pub fn modal(parent: &Element, tip: &Tip, n: usize, ctx: &Ctx) -> Option<HtmlEle
     let id = heading(&m, ctx.text(&tip.title), ctx.text(&tip.body), n);
     set(&m, "aria-labelledby", &id);
     let row = child(&m, "div", "r", "")?;
-    button(&row, "b", "l", ctx.label("later"));
-    if !cta(&row, tip, ctx) {
-        button(&row, "b pr", "x", ctx.label("gotIt"));
-    }
-    close(&m, ctx);
+    later_and_go(&row, &m, tip, ctx);
     Some(m)
 }
 
