@@ -138,6 +138,13 @@ test("tooltip: anchored beside its target, flips and shifts at the edges, tip_sh
   assert.equal(shown[0].props.tipId, "tt");
   assert.equal(shown[0].props.milestone, "made");
   assert.ok(shown[0].props.sinceSignupMs >= H - 60000 && shown[0].props.sinceSignupMs < H + 60000, "sinceSignupMs");
+  // The target stays reachable by Tab, and Esc there closes its tooltip.
+  await t.page.focus("#fixed-btn");
+  await t.page.keyboard.press("Tab");
+  assert.equal(await t.page.evaluate(() => document.activeElement.id), "new");
+  await t.page.keyboard.press("Escape");
+  await card.waitFor({ state: "detached" });
+  assert.equal((await tipEvents(t, "tip_dismissed"))[0].props.tipId, "tt");
   noErrors(t.consoleMessages);
   await t.context.close();
 });
@@ -428,6 +435,9 @@ test("a host page whose CSS tries to restyle everything does not reach the tips"
   const t = await open(plan([tooltip("#new", { placement: "bottom" })]), { query: "?hostile=1" });
   const card = t.page.locator("onramp-tips .c");
   await card.waitFor();
+  // Theming is the page's one way in: custom properties inherit into the shadow root.
+  await t.page.evaluate(() => document.documentElement.style.setProperty("--onramp-accent", "rgb(0, 90, 60)"));
+  assert.equal(await card.locator(".pr").evaluate((b) => getComputedStyle(b).backgroundColor), "rgb(0, 90, 60)");
   await t.page.waitForTimeout(200);
   const style = await card.evaluate((el) => {
     const s = getComputedStyle(el), h = getComputedStyle(el.getRootNode().host);
