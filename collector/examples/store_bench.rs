@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use onramp_collector::store::clickhouse::server::LocalServer;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
-use onramp_collector::store::Store;
+use onramp_collector::store::{EventFilter, Store};
 use onramp_collector::{AppState, Config};
 use serde_json::{json, Value};
 
@@ -138,8 +138,8 @@ async fn main() {
     let ttv = format!("/v1/ttv?steps={steps}");
     let report = format!("/v1/report?steps={steps}&due=project_created:24h");
     println!(
-        "{:<11} {:>10} {:>9} {:>10} {:>10} {:>8} {:>10} {:>13}",
-        "store", "events", "ingest s", "events/s", "funnel ms", "ttv ms", "report ms", "windowFunnel"
+        "{:<11} {:>10} {:>9} {:>10} {:>13} {:>10} {:>8} {:>10} {:>13}",
+        "store", "events", "ingest s", "events/s", "store reads", "funnel ms", "ttv ms", "report ms", "windowFunnel"
     );
     for name in &o.stores {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -156,29 +156,39 @@ async fn main() {
             }
             other => panic!("unknown store {other}"),
         };
-        let url = serve(store).await;
+        let url = serve(store.clone()).await;
         let started = Instant::now();
         let sent = ingest(&url, o.events, o.clients).await;
         let took = started.elapsed();
         // Progress on stderr, so a long run that is cut short still says what it measured.
         eprintln!("{name}: ingested {sent} events in {:.1} s", took.as_secs_f64());
+        // The store's part of a funnel request: every user, then the steps' events.
+        let step_names: Vec<String> = history::STEPS.map(String::from).to_vec();
+        let reads_ms = time(o.runs, || async {
+            let started = Instant::now();
+            let users = store.users("demo").await.expect("users").len();
+            let events = store.events("demo", &EventFilter::names(&step_names)).await.expect("events");
+            let count: usize = events.iter().map(|u| u.events.len()).sum();
+            eprintln!("  store reads: {users} users, {count} step events: {} ms", ms(started.elapsed()));
+        })
+        .await;
         let funnel_ms = time(o.runs, || get(&url, &funnel)).await;
         let ttv_ms = time(o.runs, || get(&url, &ttv)).await;
         let report_ms = time(o.runs, || get(&url, &report)).await;
         let window_funnel = match &clickhouse {
             Some(store) => {
-                let steps: Vec<String> = history::STEPS.map(String::from).to_vec();
                 ms(time(o.runs, || async {
-                    store.window_funnel_counts("demo", &steps, None).await.expect("windowFunnel");
+                    store.window_funnel_counts("demo", &step_names, None).await.expect("windowFunnel");
                 })
                 .await)
             }
             None => "-".into(),
         };
         println!(
-            "{name:<11} {sent:>10} {:>9.1} {:>10.0} {:>10} {:>8} {:>10} {:>13}",
+            "{name:<11} {sent:>10} {:>9.1} {:>10.0} {:>13} {:>10} {:>8} {:>10} {:>13}",
             took.as_secs_f64(),
             sent as f64 / took.as_secs_f64(),
+            ms(reads_ms),
             ms(funnel_ms),
             ms(ttv_ms),
             ms(report_ms),
