@@ -40,6 +40,21 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Runs `start` again with fresh ports if it fails: a port can be taken by another process
+/// between [`free_port`] and the server binding it (tests start servers in parallel).
+fn retry_ports<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Err(e) if attempt < 3 => {
+                eprintln!("clickhouse-server did not start ({e}); trying other ports");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 fn unique_dir() -> std::io::Result<PathBuf> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -82,14 +97,16 @@ pub fn cluster_config(name: &str, tcp_ports: &[u16]) -> String {
 impl LocalServer {
     /// Starts a single server and waits until it answers.
     pub fn start() -> std::io::Result<LocalServer> {
-        LocalServer::start_with(free_port()?, free_port()?, "")
+        retry_ports(|| LocalServer::start_with(free_port()?, free_port()?, ""))
     }
 
     /// Starts `n` servers that all know a cluster `name` with each of them as one shard.
     pub fn start_cluster(name: &str, n: usize) -> std::io::Result<Vec<LocalServer>> {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>()?;
-        let extra = cluster_config(name, &ports.iter().map(|p| p.1).collect::<Vec<_>>());
-        ports.into_iter().map(|(http, tcp)| LocalServer::start_with(http, tcp, &extra)).collect()
+        retry_ports(|| {
+            let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>()?;
+            let extra = cluster_config(name, &ports.iter().map(|p| p.1).collect::<Vec<_>>());
+            ports.into_iter().map(|(http, tcp)| LocalServer::start_with(http, tcp, &extra)).collect()
+        })
     }
 
     /// `extra` is XML placed inside `<yandex>` (e.g. [`cluster_config`]).
