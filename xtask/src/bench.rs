@@ -181,6 +181,9 @@ fn install_tools() -> Result {
     if output(Command::new("wrk").arg("-v")).is_none() && !Path::new("/usr/bin/wrk").exists() {
         apt_install(&["wrk"])?;
     }
+    if output(Command::new("twiggy").arg("--version")).is_none() {
+        run(super::cargo().args(["install", "twiggy", "--locked"]))?;
+    }
     Ok(())
 }
 
@@ -216,6 +219,9 @@ fn sizes_section(table: &mut Table) -> Result {
     table.row("onramp index.mjs (ES module: queue, replay)", &size_cell(module), "", "", None);
     table.row("onramp onramp.js (wasm-bindgen glue)", &size_cell(glue), "", "", None);
     table.row("onramp onramp_bg.wasm", &size_cell(wasm), "", "", None);
+    if let Some(parts) = wasm_parts(table) {
+        table.row("… onramp_bg.wasm by part (twiggy; raw bytes before compression)", &parts, "", "", None);
+    }
     let sdk = add(add(module, glue), wasm);
     table.row("onramp glue + wasm (index.mjs + onramp.js + wasm)", &size_cell(sdk), "", "≤ 40 KB gz", Some(sdk.1 <= 40 * 1024));
     let total = add(sdk, loader);
@@ -247,6 +253,76 @@ fn sizes_section(table: &mut Table) -> Result {
         table.row("… largest pair", "", &vs(large), "", None);
     }
     Ok(())
+}
+
+/// The shipped wasm's bytes by part: the same wasm-bindgen and `wasm-opt -Oz` as the build,
+/// with `-g` so function names survive for twiggy (the names section itself is not counted).
+fn wasm_parts(table: &mut Table) -> Option<String> {
+    let dir = work_dir().join("named");
+    let built = root().join("target/wasm32-unknown-unknown/wasm/onramp.wasm");
+    capture(table, Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&dir).arg(&built)).ok()?;
+    let named = dir.join("onramp_bg.wasm");
+    let mut opt = Command::new(root().join("node_modules/.bin/wasm-opt"));
+    opt.args(["-Oz", "-g", "--strip-target-features"]).arg(&named).arg("-o").arg(&named);
+    capture(table, &mut opt).ok()?;
+    let csv = capture(table, Command::new("twiggy").args(["top", "-n", "1000000", "-f", "csv"]).arg(&named)).ok()?;
+    let mut parts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in csv.lines().skip(1) {
+        // Name,ShallowSize,ShallowSizePercent,RetainedSize,RetainedSizePercent; names may
+        // contain commas (quoted), so the numbers are taken from the right.
+        let mut fields = line.rsplitn(5, ',');
+        let (_, _, _, size, name) = (fields.next(), fields.next(), fields.next(), fields.next()?, fields.next()?);
+        let size: usize = size.parse().ok()?;
+        let name = name.trim_matches('"').replace("\"\"", "\"");
+        if name.ends_with("names\" subsection") {
+            continue;
+        }
+        *parts.entry(wasm_part(&name)).or_default() += size;
+    }
+    let total: usize = parts.values().sum();
+    let mut parts: Vec<(String, usize)> = parts.into_iter().collect();
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let shown: Vec<String> = parts
+        .iter()
+        .take(12)
+        .map(|(part, size)| format!("{part} {} ({:.0} %)", kb(*size as f64), *size as f64 * 100.0 / total as f64))
+        .collect();
+    Some(shown.join("; "))
+}
+
+/// Which part of the SDK (or of Rust's runtime) a wasm item belongs to, from its name.
+fn wasm_part(name: &str) -> String {
+    if name.starts_with("data segment") {
+        return "data (strings, CSS, tables)".into();
+    }
+    if name.contains("dlmalloc") || name.contains("__rdl_") || name.contains("__rust_alloc") || name.contains("__rust_realloc") {
+        return "allocator".into();
+    }
+    if name.contains("::fmt") || name.contains("Formatter") {
+        return "core::fmt".into();
+    }
+    // The first path in the name is the item's own (`<onramp::web::X as onramp::core::T>`).
+    let first = ["onramp::core", "onramp::web"].into_iter().filter_map(|l| Some((name.find(&format!("{l}::"))?, l))).min();
+    if let Some((at, layer)) = first {
+        // `layer::module::Item…` names a module; `layer::function::h<hash>`, a closure or a
+        // type (upper case) belong to the layer's own mod.rs.
+        let mut segments = name[at + layer.len() + 2..].split("::");
+        let (first, next) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
+        let is_hash = next.len() == 17 && next.starts_with('h') && next[1..].chars().all(|c| c.is_ascii_hexdigit());
+        let lower = first.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        return if lower && !next.is_empty() && !is_hash && !next.starts_with('{') {
+            format!("{layer}::{}", first.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or(first))
+        } else {
+            layer.to_owned()
+        };
+    }
+    if name.contains("externref") || name.contains("wbindgen") || name.contains("wasm_bindgen") || name.starts_with("__wbg") {
+        return "wasm-bindgen glue".into();
+    }
+    if name.contains("core::") || name.contains("core[") || name.contains("alloc::") || name.contains("alloc[") || name.contains("std::") || name.contains("std[") {
+        return "std/core generics (iterators, str, Vec)".into();
+    }
+    "exports and other".into()
 }
 
 /// A collector process on a free loopback port, stopped when dropped.
@@ -705,3 +781,21 @@ const NOTES: &str = r#"
   browsing before sign-up is linked by an identify event. The route is timed over HTTP with curl
   (`/v1/funnel` with 5 steps), the data kept in `target/bench/data/` between runs.
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::wasm_part;
+
+    #[test]
+    fn wasm_items_are_grouped_by_module() {
+        assert_eq!(wasm_part("onramp::core::plan::Plan::from_value::h56d93c0f07cc5d53"), "onramp::core::plan");
+        assert_eq!(wasm_part("onramp::web::tips::Ui::reconcile::h99ad5430080bce32"), "onramp::web::tips");
+        assert_eq!(wasm_part("onramp::web::start_plan::h9af8b1b9ec164e83"), "onramp::web");
+        assert_eq!(wasm_part("onramp::web::init::{{closure}}::hdbddff7c750c5fa5"), "onramp::web");
+        assert_eq!(wasm_part("<onramp::web::BrowserStorage as onramp::core::storage::KeyValue>::keys::h5face9222302bb85"), "onramp::web");
+        assert_eq!(wasm_part("<onramp::core::delivery::Outbox<S>>::tick::h478b180a6f5d075b"), "onramp::core::delivery");
+        assert_eq!(wasm_part("<f64 as core[c5930c85a12de822]::fmt::Display>::fmt"), "core::fmt");
+        assert_eq!(wasm_part("data segment \".rodata.19\""), "data (strings, CSS, tables)");
+        assert_eq!(wasm_part("init externref shim"), "wasm-bindgen glue");
+    }
+}
