@@ -1,8 +1,11 @@
 //! Auto-capture: turns page activity into the plan's named events, with no code in the page.
 //!
-//! - clicks and form submits: one listener each on `document`, in the capture phase, matching
-//!   the event's target with `closest(selector)`. Delegation means elements added later count,
-//!   and the capture phase means a page handler calling `stopPropagation` cannot hide them;
+//! - clicks and form submits: one listener each on `document`, in the capture phase, added by the
+//!   ES module at `init` (`www/sdk/index.mjs`) and forwarded here with the other calls, in order;
+//!   targets are matched with `closest(selector)`. Delegation means elements added later count,
+//!   the capture phase means a page handler calling `stopPropagation` cannot hide them, and
+//!   listening from `init` means a click before the wasm or the plan has loaded still counts
+//!   (kept here, at most [`MAX_EARLY`], until the plan arrives);
 //! - page and route views: `history.pushState`/`replaceState` are wrapped, `popstate` and
 //!   `hashchange` listened to, and the ticker re-checks the URL too (routers that kept a
 //!   reference to the original `pushState` are still seen, a second late);
@@ -40,8 +43,33 @@ struct State {
     drain: Closure<dyn FnMut()>,
 }
 
+/// Clicks and submits seen before the plan arrived.
+const MAX_EARLY: usize = 100;
+
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    static EARLY: RefCell<Vec<(&'static str, web_sys::Element, i64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A click or submit from the page (see the module docs): matched now, or kept for the plan.
+#[wasm_bindgen]
+pub fn dom_event(kind: &str, target: JsValue, ts: f64) {
+    let kind = match kind {
+        "click" => "click",
+        "submit" => "submit",
+        _ => return,
+    };
+    let Ok(target) = target.dyn_into::<web_sys::Element>() else { return };
+    if STATE.with(|s| s.borrow().is_some()) {
+        enqueue(matches(kind, &target, ts as i64));
+    } else {
+        EARLY.with(|e| {
+            let mut early = e.borrow_mut();
+            if early.len() < MAX_EARLY {
+                early.push((kind, target, ts as i64));
+            }
+        });
+    }
 }
 
 /// Starts capturing for `rules`. Called once per page, when the plan has loaded.
@@ -49,23 +77,15 @@ pub fn install(rules: Vec<CaptureRule>) {
     let Some(window) = web_sys::window() else { return };
     let Some(document) = window.document() else { return };
     let needs = |kind: &str| rules.iter().any(|r| r.on.name() == kind);
-    let (clicks, submits, views, appears) = (needs("click"), needs("submit"), needs("view"), needs("appear"));
+    let (views, appears) = (needs("view"), needs("appear"));
     let attributes = attribute_names(&rules);
     let present = vec![false; rules.len()];
     let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present, drain: Closure::new(drain) };
     if STATE.with(|s| s.borrow_mut().replace(state).is_some()) {
         return; // listeners are in place already; they read the new rules
     }
-    let on_document = |name: &str, f: fn(web_sys::Event)| {
-        let f = Closure::<dyn FnMut(web_sys::Event)>::new(f);
-        let _ = document.add_event_listener_with_callback_and_bool(name, f.as_ref().unchecked_ref(), true);
-        f.forget(); // lives as long as the page
-    };
-    if clicks {
-        on_document("click", |e| on_dom_event(&e, "click"));
-    }
-    if submits {
-        on_document("submit", |e| on_dom_event(&e, "submit"));
+    for (kind, target, ts) in EARLY.with(|e| std::mem::take(&mut *e.borrow_mut())) {
+        enqueue(matches(kind, &target, ts));
     }
     if views {
         watch_history(&window);
@@ -118,10 +138,9 @@ fn props_with(rule: &CaptureRule, key: &str, value: &str) -> Vec<(String, Value)
     props
 }
 
-fn on_dom_event(event: &web_sys::Event, kind: &'static str) {
-    let Some(target) = event.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
-    let ts = now_ms();
-    let found = STATE.with(|s| {
+/// The rules of `kind` whose selector matches `target` or one of its ancestors.
+fn matches(kind: &str, target: &web_sys::Element, ts: i64) -> Vec<Captured> {
+    STATE.with(|s| {
         let guard = s.borrow();
         let Some(state) = guard.as_ref() else { return Vec::new() };
         state
@@ -135,8 +154,7 @@ fn on_dom_event(event: &web_sys::Event, kind: &'static str) {
                 Some(Captured { name: r.event.clone(), props: props_with(r, "selector", selector), ts })
             })
             .collect()
-    });
-    enqueue(found);
+    })
 }
 
 /// Reports a view when the route changed to one a rule matches.

@@ -29,6 +29,13 @@ function watchEvents(page) {
   return () => [...byId.values()];
 }
 
+/** Waits for the loader to hand over to the SDK (before that, `onramp.ready` is not there yet),
+ *  then for the wasm. */
+async function sdkReady(page) {
+  await page.waitForFunction(() => window.onramp && window.onramp.ready, null, { timeout: 15000 });
+  return page.evaluate(() => window.onramp.ready);
+}
+
 const named = (events, type, name) => events.filter((e) => e.type === type && e.name === name);
 
 /** A page at `path` on the collector's origin, loading the SDK by script tag with `plan`. */
@@ -36,7 +43,7 @@ async function pageWithPlan(context, path, plan, body) {
   const page = await context.newPage();
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>t</title>
     <script>
-      !function(w,d){var o=w.onramp=w.onramp||[];if(o.loaded)return;["init","identify","track","complete","reset","flush"].forEach(function(m){o[m]=o[m]||function(){o.push([m].concat([].slice.call(arguments)))}});var s=d.createElement("script");s.async=1;s.src="/sdk/v1/loader.js";d.head.appendChild(s)}(window,document);
+      !function(w,d){var o=w.onramp=w.onramp||[];if(o.loaded)return;["init","identify","track","complete","reset","flush"].forEach(function(m){o[m]=o[m]||function(){o.push([m].concat([].slice.call(arguments)))}});o.c||["click","submit"].forEach(function(t){d.addEventListener(t,function(e){o.c&&o.length<200&&o.push(["dom_event",e.type,e.target,Date.now()])},!0)}),o.c=1;var s=d.createElement("script");s.async=1;s.src="/sdk/v1/loader.js";d.head.appendChild(s)}(window,document);
       onramp.init({ writeKey: "wk_demo", plan: ${JSON.stringify(plan)} });
     </script></head><body>${body}</body></html>`;
   await page.route("**" + path, (route) => route.fulfill({ contentType: "text/html", body: html }));
@@ -49,7 +56,7 @@ test("the demo reaches its milestones from auto-capture alone, once each, across
   const events = watchEvents(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/demo/");
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   await page.fill("#signup-name", "Cy");
   await page.fill("#signup-email", "cy@example.com");
   await page.click("#signup-submit");
@@ -63,7 +70,7 @@ test("the demo reaches its milestones from auto-capture alone, once each, across
   // Reload between steps: progress is kept in localStorage, nothing is reported twice.
   await page.evaluate(() => window.onramp.flush());
   await page.reload();
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   await page.click("a[data-route=files]");
   await page.click("#upload-file");
   await page.click("#upload-file");
@@ -117,7 +124,7 @@ test("auto-capture sees SPA route changes, elements added later, submits and app
   const events = watchEvents(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/spa/home");
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   await page.waitForFunction(() => localStorage.length > 0 && Object.keys(localStorage).some((k) => k.startsWith("onramp.state.")));
   await page.evaluate(() => {
     document.querySelector("form").addEventListener("submit", (e) => { e.preventDefault(); e.stopPropagation(); });
@@ -163,7 +170,7 @@ test("a broken plan gives one console error naming the field, and the page keeps
   const events = watchEvents(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/broken/");
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   await eventually(() => messages.some((m) => m.type === "error"));
   // Calls after the SDK stepped aside do nothing and throw nothing.
   await page.evaluate(() => { onramp.track("after"); onramp.identify("u"); onramp.complete("a"); onramp.flush(); });
@@ -187,7 +194,7 @@ test("a selector the browser cannot parse is reported with its pointer", async (
   const page = await pageWithPlan(context, "/badsel/", plan, "<p>hi</p>");
   const messages = watchConsole(page);
   await page.goto(collector.url + "/badsel/");
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   const error = await eventually(() => messages.find((m) => m.type === "error"));
   assert.match(error.text, /^onramp: plan \/capture\/1\/selector: the browser cannot parse the selector a:nonsense\(1\)/);
   await context.close();
@@ -204,7 +211,7 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
   await page.route("**/plans/custom.json", (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(plan("from_url")) }));
   const events = watchEvents(page);
   await page.goto(collector.url + "/by-url/");
-  await page.evaluate(() => window.onramp.ready);
+  await sdkReady(page);
   await page.waitForFunction(() => Object.keys(localStorage).some((k) => k.startsWith("onramp.state.")));
   await page.click("#b");
   assert.ok(await eventually(async () => {
@@ -225,7 +232,7 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
   const served = await pageWithPlan(fresh, "/served/", null, `<button id="b">B</button>`);
   const servedEvents = watchEvents(served);
   await served.goto(collector.url + "/served/");
-  await served.evaluate(() => window.onramp.ready);
+  await sdkReady(served);
   await served.waitForFunction(() => localStorage.getItem("onramp.state." + localStorage.getItem("onramp.anonymousId")) !== null);
   await served.click("#b");
   assert.ok(await eventually(async () => {
@@ -233,4 +240,56 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
     return named(servedEvents(), "track", "from_collector").length === 1;
   }), "the stored plan is served: " + JSON.stringify(servedEvents().map((e) => e.name)));
   await fresh.close();
+});
+
+test("a click made before the plan has loaded still counts", async () => {
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/early/", "/early-plan.json", `<button id="upload-file">Upload</button>`);
+  let release;
+  const held = new Promise((r) => (release = r));
+  const plan = {
+    version: "early-1",
+    milestones: [{ id: "uploaded", title: "Upload", value: true, condition: { event: "file_uploaded" } }],
+    capture: [{ event: "file_uploaded", on: "click", selector: "#upload-file" }],
+  };
+  await page.route("**/early-plan.json", async (route) => {
+    await held;
+    await route.fulfill({ contentType: "application/json", body: JSON.stringify(plan) });
+  });
+  const events = watchEvents(page);
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/early/");
+  await sdkReady(page);
+  await page.click("#upload-file");
+  release();
+  assert.ok(await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    return named(events(), "track", "file_uploaded").length === 1 && named(events(), "milestone", "uploaded").length === 1;
+  }), "captured once the plan arrived: " + JSON.stringify(events().map((e) => e.name)) + JSON.stringify(messages));
+  await context.close();
+});
+
+test("a click made before the SDK's script has loaded is kept by the snippet and counts", async () => {
+  const context = await browser.newContext();
+  const plan = {
+    version: "early-2",
+    milestones: [{ id: "uploaded", title: "Upload", value: true, condition: { event: "file_uploaded" } }],
+    capture: [{ event: "file_uploaded", on: "click", selector: "#upload-file" }],
+  };
+  const page = await pageWithPlan(context, "/earlier/", plan, `<button id="upload-file">Upload</button>`);
+  let release;
+  const held = new Promise((r) => (release = r));
+  await page.route("**/sdk/v1/loader.js", async (route) => { await held; await route.continue(); });
+  const events = watchEvents(page);
+  // The held script delays the load event; the page is usable at DOMContentLoaded.
+  await page.goto(collector.url + "/earlier/", { waitUntil: "domcontentloaded" });
+  await page.click("#upload-file");
+  assert.equal(await page.evaluate(() => window.onramp.filter((c) => c[0] === "dom_event").length), 1, "queued by the snippet");
+  release();
+  await sdkReady(page);
+  assert.ok(await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    return named(events(), "track", "file_uploaded").length === 1 && named(events(), "milestone", "uploaded").length === 1;
+  }), "captured once the SDK arrived: " + JSON.stringify(events().map((e) => e.name)));
+  await context.close();
 });

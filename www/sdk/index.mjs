@@ -51,10 +51,25 @@ export function load(base = new URL(".", import.meta.url).href) {
 }
 
 function enqueue(method, args) {
+  if (method === "init") watchDom(); // whether called here or replayed from the loader's queue
   if (state === "ready") return call(method, args);
   if (state === "failed") return;
   if (pending.length < MAX_PENDING) pending.push([method, args]);
   if (state === "idle") load();
+}
+
+// Clicks and submits are watched here from the first init on, in the capture phase, and handed
+// to the wasm in call order with the rest: a click made before the SDK or its plan has loaded
+// still counts for the plan's auto-capture rules (the wasm matches them once the plan is in).
+// The paste-in snippet starts the same watch before anything has loaded (`queue.c`); then its
+// listeners feed this module through the queue and no second pair is added.
+let watching = false;
+function watchDom() {
+  if (watching || typeof document === "undefined") return;
+  watching = true;
+  const forward = (e) => enqueue("dom_event", [e.type, e.target, Date.now()]);
+  document.addEventListener("click", forward, true);
+  document.addEventListener("submit", forward, true);
 }
 
 export function init(config) { enqueue("init", [config]); }
@@ -66,8 +81,9 @@ export function flush() { enqueue("flush", []); }
 
 /** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
 export function attach(queue, base) {
+  if (queue.c) watching = true;
   for (const entry of queue.splice(0)) {
-    if (METHODS.includes(entry[0])) enqueue(entry[0], entry.slice(1));
+    if (METHODS.includes(entry[0]) || entry[0] === "dom_event") enqueue(entry[0], entry.slice(1));
   }
   for (const m of METHODS) queue[m] = (...args) => enqueue(m, args);
   queue.push = (entry) => enqueue(entry[0], entry.slice(1));

@@ -19,6 +19,6 @@
   var base = (script && script.src ? script.src : "").replace(/[^/]*$/, "");
   import(base + "index.mjs").then(
     function (m) { m.attach(q, base); },
-    function (e) { q.length = 0; console.warn("onramp: could not load the SDK (" + e + "); your page is unaffected"); }
+    function (e) { q.length = 0; q.c = 0; console.warn("onramp: could not load the SDK (" + e + "); your page is unaffected"); }
   );
 })(window, document);
