@@ -51,6 +51,8 @@ fn query_runs(events: u64) -> usize {
 }
 const INGEST_SECONDS: u32 = 10;
 const INGEST_CONNECTIONS: u32 = 32;
+const LIGHT_CONNECTIONS: u32 = 4;
+const LIGHT_SECONDS: u32 = 5;
 
 struct Opts {
     ten_million: bool,
@@ -494,6 +496,16 @@ fn browser_section(table: &mut Table, runs: u32) -> Result {
     Ok(())
 }
 
+/// `wrk` posting `bench/ingest.lua`'s batches; its `key=value` summary.
+fn wrk(table: &mut Table, url: &str, connections: u32, seconds: u32) -> Result<BTreeMap<String, String>> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        .arg(bench_dir().join("ingest.lua"))
+        .arg(url)
+        .current_dir(root());
+    Ok(key_values(&capture(table, &mut cmd)?))
+}
+
 fn bench_sqlite() -> PathBuf {
     root().join("target/release/examples/bench_sqlite")
 }
@@ -504,13 +516,10 @@ fn ingest_section(table: &mut Table) -> Result {
     // default) is lifted.
     let db = fresh_db("ingest.db")?;
     let collector = Collector::start_with(&["--db".as_ref(), db.as_os_str(), "--rate-limit".as_ref(), "1000000".as_ref()])?;
-    let mut wrk = Command::new("wrk");
-    wrk.args(["-t1", &format!("-c{INGEST_CONNECTIONS}"), &format!("-d{INGEST_SECONDS}s"), "-s"])
-        .arg(bench_dir().join("ingest.lua"))
-        .arg(&collector.url)
-        .current_dir(root());
-    let kv = key_values(&capture(table, &mut wrk)?);
+    let kv = wrk(table, &collector.url, INGEST_CONNECTIONS, INGEST_SECONDS)?;
     let rss = collector.peak_rss();
+    // Latency when the collector is not saturated: a few senders at once.
+    let light = wrk(table, &collector.url, LIGHT_CONNECTIONS, LIGHT_SECONDS)?;
     drop(collector);
     let requests = num(&kv, "requests").unwrap_or(0.0);
     let seconds = num(&kv, "seconds").unwrap_or(1.0);
@@ -549,6 +558,19 @@ fn ingest_section(table: &mut Table) -> Result {
         "",
         "p99 ≤ 20 ms",
         p99.map(|p| p <= 20.0),
+    );
+    let light_events = num(&light, "requests").unwrap_or(0.0) * 50.0 / num(&light, "seconds").unwrap_or(1.0);
+    table.row(
+        &format!("… latency p50 / p99 with {LIGHT_CONNECTIONS} connections ({LIGHT_SECONDS} s)"),
+        &format!(
+            "{} / {} ms (max {} ms) at {light_events:.0} events/s",
+            light.get("p50_ms").map_or("?", String::as_str),
+            light.get("p99_ms").map_or("?", String::as_str),
+            light.get("max_ms").map_or("?", String::as_str)
+        ),
+        "",
+        "p99 ≤ 20 ms",
+        num(&light, "p99_ms").map(|p| p <= 20.0),
     );
     table.row(
         "collector peak RSS (VmHWM) under load",
