@@ -92,6 +92,13 @@ struct Surface {
     timer: Option<Timeout>,
 }
 
+/// A second `init` replaces the UI: the old host element goes with it.
+impl Drop for Ui {
+    fn drop(&mut self) {
+        self.root.host().remove();
+    }
+}
+
 impl Drop for Surface {
     fn drop(&mut self) {
         self.wrap.remove();
