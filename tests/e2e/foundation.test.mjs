@@ -73,28 +73,29 @@ test("two users' different steps reach the funnel exactly", async () => {
   }
 });
 
-test("calls made before the wasm loads are replayed in order", async () => {
+test("calls made before the SDK loads are replayed in order", async () => {
   const page = await (await browser.newContext()).newPage();
-  // Hold the wasm back so the page's calls certainly happen before it arrives.
+  // Hold the loader back so the page's calls certainly happen before any SDK code runs.
   let release;
   const held = new Promise((r) => (release = r));
-  await page.route("**/onramp_bg.wasm", async (route) => { await held; await route.continue(); });
-  await page.goto(collector.url + "/demo/");
+  await page.route("**/sdk/v1/loader.js", async (route) => { await held; await route.continue(); });
+  await page.goto(collector.url + "/demo/", { waitUntil: "domcontentloaded" });
   await page.evaluate(() => {
     onramp.identify("early@example.com", { signedUpAt: Date.now() });
     onramp.track("signed_up");
     onramp.track("project_created");
   });
-  const queued = await page.evaluate(() => Array.isArray(window.onramp) && window.onramp.length >= 2);
-  assert.ok(queued, "calls are queued while the SDK loads");
+  const queued = await page.evaluate(() => window.onramp.filter((call) => Array.isArray(call)).map((call) => call[0]));
+  assert.deepEqual(queued.slice(-3), ["identify", "track", "track"], "calls are queued while the SDK loads");
   release();
-  await page.evaluate(() => window.onramp.ready);
+  await page.waitForFunction(() => window.onramp.ready);
+  assert.equal(await page.evaluate(() => window.onramp.ready), true, "the SDK started");
   await page.evaluate(() => window.onramp.flush());
   const report = await eventually(async () => {
     const { body } = await getJson(collector.url + "/v1/funnel?users=true&steps=signed_up,project_created");
     return body.steps[1].userIds.includes("early@example.com") ? body : null;
   });
-  assert.ok(report, "early calls reached the collector attributed to the user");
+  assert.ok(report, "early calls reached the collector attributed to the user, in order");
 });
 
 test("the collector serves the bundle at stable URLs with the right types", async () => {
