@@ -2,10 +2,10 @@
 // the demo (the shipped SDK), a few hundred more arrive as seeded batches with tips and metrics,
 // and every number the page shows must be the collector's answer. Screenshots are kept in
 // tests/e2e/artifacts/ to be looked at.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startCollector, launchBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
 
 // The demo project runs on pkg-config/plans/trackly.json: the dashboard takes its milestones,
 // value milestone (file_uploaded) and due windows from the plan, so the page is opened with
@@ -14,15 +14,7 @@ const STEPS = "signed_up,project_created,teammate_invited,file_uploaded";
 const VIEW = "window=7d";
 const H = 3600000, D = 24 * H;
 let collector, browser;
-
-before(async () => {
-  collector = await startCollector();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await collector?.stop();
-});
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
 
 // mulberry32: a seeded generator, so the seeded users are the same on every run.
 function rng(seed) {

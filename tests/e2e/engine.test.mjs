@@ -2,20 +2,12 @@
 // no track() calls (delegated clicks on elements added later, SPA routes, submits, appearing
 // elements), milestone events with time-to-value, state surviving a reload, and a broken plan
 // giving exactly one console error while the page keeps working.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startCollector, launchBrowser, watchConsole, eventually } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually } from "./harness.mjs";
 
 let collector, browser;
-
-before(async () => {
-  collector = await startCollector();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await collector?.stop();
-});
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
 
 /** Every event the page sends to the collector (fetch or beacon), once each by id. */
 function watchEvents(page) {

@@ -1,21 +1,13 @@
 // The whole path in a real browser: the demo page (served by the collector, loading the shipped
 // optimised bundle by script tag) → wasm SDK → POST /v1/batch → SQLite → funnel endpoint.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startCollector, launchBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
 import { join } from "node:path";
 
 const STEPS = "signed_up,project_created,teammate_invited,file_uploaded";
 let collector, browser;
-
-before(async () => {
-  collector = await startCollector();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await collector?.stop();
-});
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
 
 async function signUp(page, name, email) {
   await page.goto(collector.url + "/demo/");

@@ -5,6 +5,7 @@ import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -76,4 +77,18 @@ export async function eventually(fn, { timeout = 10000, interval = 100 } = {}) {
 export async function getJson(url, token = "rt_demo") {
   const r = await fetch(url, { headers: { Authorization: "Bearer " + token } });
   return { status: r.status, body: await r.json() };
+}
+
+/** For a test file: starts one collector and one browser before its tests, stops them after. */
+export function useCollectorAndBrowser(ready, options) {
+  let collector, browser;
+  before(async () => {
+    collector = await startCollector(options);
+    browser = await launchBrowser();
+    ready(collector, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await collector?.stop();
+  });
 }

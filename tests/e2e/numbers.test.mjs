@@ -2,20 +2,12 @@
 // and writes fractions and exponents with JavaScript's own conversions (src/core/num.rs), not
 // Rust's float formatting, so this checks the real bundle: what it sends parses back to the
 // same values, and the collector accepts JavaScript's exponent notation.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startCollector, launchBrowser, watchConsole, eventually } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually } from "./harness.mjs";
 
 let collector, browser;
-
-before(async () => {
-  collector = await startCollector();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await collector?.stop();
-});
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
 
 test("integers, fractions and exponents in props reach the collector unchanged", async () => {
   const page = await (await browser.newContext()).newPage();

@@ -3,23 +3,15 @@
 // screenshot in tests/e2e/artifacts/tips-*.png (to be looked at). The host pages are
 // www/demo/fixtures/tips.html (targets in shadow roots, iframes, scroll containers, fixed and
 // sticky parents; hostile CSS; RTL; SPA routes) and the Trackly demo.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startCollector, launchBrowser, watchConsole, eventually, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, ARTIFACTS, ROOT } from "./harness.mjs";
 
 const H = 3600000;
 const AXE = join(ROOT, "node_modules", "axe-core", "axe.min.js");
 let collector, browser;
-
-before(async () => {
-  collector = await startCollector();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await collector?.stop();
-});
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
 
 const MILESTONES = [
   { id: "made", title: { en: "Create a project", de: "Projekt anlegen", ar: "أنشئ مشروعًا" }, condition: { event: "made" } },
