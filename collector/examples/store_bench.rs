@@ -24,6 +24,7 @@ use onramp_collector::store::clickhouse::server::LocalServer;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::{EventFilter, Store};
+use onramp_collector::config::RateLimit;
 use onramp_collector::{AppState, Config};
 use serde_json::{json, Value};
 
@@ -59,7 +60,11 @@ fn options() -> Result<Options, String> {
 async fn serve(store: Arc<dyn Store>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut state = AppState::new(Config::for_repository(), store);
+    let mut config = Config::for_repository();
+    // The per-key rate limit protects a collector from one noisy site; here it would measure
+    // the limiter, not the store.
+    config.rate_limit = RateLimit { per_second: 1e9, burst: 1e9 };
+    let mut state = AppState::new(config, store);
     state.clock = Arc::new(|| history::NOW);
     tokio::spawn(onramp_collector::run(listener, state, std::future::pending()));
     url
