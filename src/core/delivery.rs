@@ -59,7 +59,9 @@ pub struct Policy {
     pub lock_ms: i64,
     /// Queues up to this long are written to storage on every push. Longer ones (a long
     /// outage) are written on the next tick, before the next send and on page hide, so a
-    /// `track` call never pays for rewriting hundreds of kilobytes.
+    /// `track` call never pays for rewriting hundreds of kilobytes. The browser layer sets 0
+    /// and calls [`Outbox::persist_pending`] at the end of the task instead: one write for a
+    /// burst of events.
     pub sync_persist_max: usize,
 }
 
@@ -207,6 +209,12 @@ impl<S: KeyValue> Outbox<S> {
         }
         self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None });
         self.enforce_bounds();
+        self.persist_or_defer();
+    }
+
+    /// Writes the queue now while it is short, else marks it for the next write (see
+    /// [`Policy::sync_persist_max`]).
+    fn persist_or_defer(&mut self) {
         if self.items.len() <= self.policy.sync_persist_max {
             self.persist();
         } else {
@@ -307,11 +315,21 @@ impl<S: KeyValue> Outbox<S> {
         true
     }
 
-    /// Called about once a second: beat, and adopt dead tabs' queues.
-    pub fn tick(&mut self, now: i64) {
+    /// Writes pushed events that wait for a later write (see [`Policy::sync_persist_max`]).
+    pub fn persist_pending(&mut self) {
         if self.dirty {
             self.persist();
         }
+    }
+
+    /// Whether pushed events wait to be written.
+    pub fn has_unwritten(&self) -> bool {
+        self.dirty
+    }
+
+    /// Called about once a second: beat, and adopt dead tabs' queues.
+    pub fn tick(&mut self, now: i64) {
+        self.persist_pending();
         self.was_adopted();
         self.beat(now);
         self.adopt_dead(now);
@@ -326,9 +344,7 @@ impl<S: KeyValue> Outbox<S> {
     /// The page is going away: mark this tab dead at once, so a reload adopts its queue
     /// without waiting for the heartbeat to lapse.
     pub fn retire(&mut self) {
-        if self.dirty {
-            self.persist();
-        }
+        self.persist_pending();
         if !self.was_adopted() {
             self.storage.set(&self.beat_key, "gone");
         }
@@ -617,7 +633,7 @@ impl<S: KeyValue> Outbox<S> {
             let event = client.event(EventType::Metric, "events_dropped", props, now, rng);
             self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)) });
         }
-        self.persist();
+        self.persist_or_defer();
     }
 
     /// Drops counted and not yet reported, by reason (for tests and diagnostics).

@@ -52,6 +52,74 @@ impl KeyValue for MemoryStorage {
     }
 }
 
+/// Holds writes until [`WriteBehind::flush`], so a burst of changes in one task (a page's
+/// `track` calls, say) costs one storage write per key instead of one per change: in the
+/// browser `localStorage.setItem` is by far the dearest part of recording an event. Reads see
+/// the pending values, so the owner never notices the delay; other tabs see them after the
+/// flush, which the browser layer runs at the end of the task.
+pub struct WriteBehind<S> {
+    pub inner: S,
+    /// Key and value, or `None` for a removal; at most one entry per key.
+    pending: Vec<(String, Option<String>)>,
+}
+
+impl<S: KeyValue> WriteBehind<S> {
+    pub fn new(inner: S) -> WriteBehind<S> {
+        WriteBehind { inner, pending: Vec::new() }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes everything pending. A write the storage refuses is dropped here: its owner keeps
+    /// the state in memory and writes it again with its next change.
+    pub fn flush(&mut self) {
+        for (key, value) in std::mem::take(&mut self.pending) {
+            match value {
+                Some(value) => {
+                    self.inner.set(&key, &value);
+                }
+                None => self.inner.remove(&key),
+            }
+        }
+    }
+
+    fn stage(&mut self, key: &str, value: Option<String>) {
+        match self.pending.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.pending.push((key.into(), value)),
+        }
+    }
+}
+
+impl<S: KeyValue> KeyValue for WriteBehind<S> {
+    fn get(&self, key: &str) -> Option<String> {
+        match self.pending.iter().find(|(k, _)| k == key) {
+            Some((_, value)) => value.clone(),
+            None => self.inner.get(key),
+        }
+    }
+    fn set(&mut self, key: &str, value: &str) -> bool {
+        self.stage(key, Some(value.into()));
+        true
+    }
+    fn remove(&mut self, key: &str) {
+        self.stage(key, None);
+    }
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut keys = self.inner.keys_with_prefix(prefix);
+        for (key, value) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            match value {
+                Some(_) if !keys.contains(key) => keys.push(key.clone()),
+                None => keys.retain(|k| k != key),
+                _ => {}
+            }
+        }
+        keys
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +131,27 @@ mod tests {
         assert!(!s.set("b", "123456789"));
         assert!(s.set("a", "123456789"), "replacing a value frees its old bytes");
         assert_eq!(s.keys_with_prefix("a"), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn write_behind_reads_its_own_writes_and_stores_them_on_flush() {
+        let mut inner = MemoryStorage::default();
+        inner.set("old", "1");
+        inner.set("gone", "2");
+        let mut s = WriteBehind::new(inner);
+        s.set("k", "a");
+        s.set("k", "b");
+        s.remove("gone");
+        assert_eq!(s.get("k").as_deref(), Some("b"));
+        assert_eq!(s.get("gone"), None);
+        assert_eq!(s.inner.get("k"), None, "nothing written before the flush");
+        let mut keys = s.keys_with_prefix("");
+        keys.sort();
+        assert_eq!(keys, vec!["k".to_string(), "old".to_string()]);
+        s.flush();
+        assert!(!s.has_pending());
+        assert_eq!(s.inner.get("k").as_deref(), Some("b"));
+        assert_eq!(s.inner.get("gone"), None);
+        assert_eq!(s.inner.get("old").as_deref(), Some("1"));
     }
 }

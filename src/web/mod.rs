@@ -15,7 +15,7 @@ use crate::core::delivery::{Next, Outbox, Policy};
 use crate::core::engine::{self, Emit, Engine};
 use crate::core::json::{self, Value};
 use crate::core::plan::{Plan, PlanError};
-use crate::core::storage::KeyValue;
+use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
 mod tips;
@@ -39,8 +39,9 @@ struct Sdk {
     on_network_error: Closure<dyn FnMut(JsValue)>,
     /// This page's id: the outbox's tab, and the engine's entry in its per-tab counters.
     tab: String,
-    /// Where the engine keeps the user's milestone state (`localStorage`, or nothing).
-    kv: BrowserStorage,
+    /// Where the engine keeps the user's milestone state (`localStorage`, or nothing), written
+    /// at the end of the task like the outbox (see [`schedule_write`]).
+    kv: WriteBehind<BrowserStorage>,
     /// The milestone engine, once the plan has loaded; `None` before, or with no plan.
     engine: Option<Engine>,
     /// Product events seen before the plan arrived (at most [`MAX_EARLY`]).
@@ -128,11 +129,49 @@ fn with_sdk(f: impl FnOnce(&mut Sdk)) {
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         f(sdk);
-        enqueue_recorded(sdk)
+        let send = enqueue_recorded(sdk);
+        if sdk.kv.has_pending() || sdk.outbox.has_unwritten() {
+            schedule_write();
+        }
+        send
     });
     if send {
         send_batch(false);
     }
+}
+
+thread_local! {
+    static WRITE_SCHEDULED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Storage writes wait for the end of the task (a 0 ms timer): a burst of `track` calls then
+/// costs one `localStorage` write per key, not one per call, and `setItem` is by far the
+/// dearest part of recording an event. Sends, the tick and page hide write first.
+fn schedule_write() {
+    if WRITE_SCHEDULED.with(|s| s.replace(true)) {
+        return;
+    }
+    let Some(window) = web_sys::window() else { return };
+    let cb = Closure::once_into_js(write_now);
+    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
+}
+
+fn write_now() {
+    WRITE_SCHEDULED.with(|s| s.set(false));
+    SDK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut guard) => {
+            if let Some(sdk) = guard.as_mut() {
+                write_storage(sdk);
+            }
+        }
+        // Re-entered from a host callback: try again after it.
+        Err(_) => schedule_write(),
+    });
+}
+
+fn write_storage(sdk: &mut Sdk) {
+    sdk.kv.flush();
+    sdk.outbox.persist_pending();
 }
 
 fn record(client: &mut Client, emits: Vec<Emit>, now: i64) {
@@ -189,8 +228,10 @@ pub fn init(config: JsValue) {
     });
 
     let tab = Client::new_id(now_ms(), &mut BrowserEntropy);
-    let kv = BrowserStorage(storage.clone());
-    let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, Policy::default(), now_ms());
+    let kv = WriteBehind::new(BrowserStorage(storage.clone()));
+    // The queue is written at the end of the task, not on every push (see `schedule_write`).
+    let policy = Policy { sync_persist_max: 0, ..Policy::default() };
+    let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, policy, now_ms());
     let sdk = Sdk {
         client: Client::new(write_key.into(), anonymous_id),
         outbox,
@@ -462,6 +503,7 @@ fn tick() {
         if let Some(sdk) = cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
             sdk.outbox.tick(now_ms());
             enqueue_recorded(sdk);
+            write_storage(sdk);
         }
     });
     send_batch(false);
@@ -477,6 +519,8 @@ fn beacon(retire: bool) {
         let Ok(mut guard) = cell.try_borrow_mut() else { return };
         let Some(sdk) = guard.as_mut() else { return };
         enqueue_recorded(sdk);
+        // Persist before send, here too: the next page adopts what is stored.
+        write_storage(sdk);
         if let Some(w) = web_sys::window() {
             for body in sdk.outbox.beacon_bodies(now_ms()) {
                 let _ = w.navigator().send_beacon_with_opt_str(&sdk.batch_url, Some(&body));
