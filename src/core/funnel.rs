@@ -10,6 +10,9 @@
 pub struct StepEvent {
     pub ts: i64,
     pub step: usize,
+    /// Which of the user's events this is: one event counts for one step only, even when a
+    /// funnel repeats a step (`steps=a,a` needs two `a`s, as in ClickHouse's windowFunnel).
+    pub event: usize,
 }
 
 /// Finds how far through `steps` ordered steps a user got, and when.
@@ -29,12 +32,14 @@ pub fn reach(steps: usize, events: &[StepEvent], window_ms: Option<i64>) -> Vec<
         tried_start = first.ts;
         let deadline = window_ms.map_or(i64::MAX, |w| first.ts.saturating_add(w));
         let mut chain = vec![first.ts];
+        let mut last_event = first.event;
         for e in &events[start_index + 1..] {
             if e.ts > deadline || chain.len() == steps {
                 break;
             }
-            if e.step == chain.len() {
+            if e.step == chain.len() && e.event != last_event {
                 chain.push(e.ts);
+                last_event = e.event;
             }
         }
         if chain.len() > best.len() {
@@ -60,7 +65,21 @@ mod tests {
     use super::*;
 
     fn ev(list: &[(i64, usize)]) -> Vec<StepEvent> {
-        list.iter().map(|&(ts, step)| StepEvent { ts, step }).collect()
+        list.iter().enumerate().map(|(event, &(ts, step))| StepEvent { ts, step, event }).collect()
+    }
+
+    #[test]
+    fn one_event_counts_for_one_step_of_a_repeated_step() {
+        // steps = [a, a]: each `a` event stands for both steps.
+        let once = [StepEvent { ts: 5, step: 0, event: 0 }, StepEvent { ts: 5, step: 1, event: 0 }];
+        assert_eq!(reach(2, &once, None), vec![5]);
+        let twice = [
+            StepEvent { ts: 5, step: 0, event: 0 },
+            StepEvent { ts: 5, step: 1, event: 0 },
+            StepEvent { ts: 9, step: 0, event: 1 },
+            StepEvent { ts: 9, step: 1, event: 1 },
+        ];
+        assert_eq!(reach(2, &twice, None), vec![5, 9]);
     }
 
     #[test]

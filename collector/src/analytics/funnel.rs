@@ -31,10 +31,10 @@ pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms
     let mut step_events = Vec::new();
     for user in events.iter().filter(|u| selected.contains(u.user.as_str())) {
         step_events.clear();
-        for e in &user.events {
+        for (event, e) in user.events.iter().enumerate() {
             // An event name may stand for several steps (a funnel that repeats an action).
             for (step, _) in steps.iter().enumerate().filter(|(_, s)| **s == e.name) {
-                step_events.push(StepEvent { ts: e.ts, step });
+                step_events.push(StepEvent { ts: e.ts, step, event });
             }
         }
         let times = funnel::reach(steps.len(), &step_events, window_ms);
