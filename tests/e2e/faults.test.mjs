@@ -115,7 +115,8 @@ test("page closed in the middle of a batch (beacon)", async () => {
   const { page, sent } = await openPage(context);
   // 120 events: a full batch goes by fetch at once, the rest wait for the next tick.
   await track(page, "f_close", 120);
-  assert.ok(sent.length >= 1, "a batch was in flight when the page closed");
+  // The request event reaches the test asynchronously: wait (bounded) until the fetch is seen.
+  assert.ok(await eventually(() => sent.length >= 1, { timeout: 5000, interval: 5 }), "a batch was in flight when the page closed");
   await page.close({ runBeforeUnload: true });
   await expectStored("page closed mid-batch (fetch keepalive + beacon)", "f_close", 120);
   await context.close();
