@@ -22,7 +22,7 @@ use std::time::Instant;
 use onramp_collector::store::sqlite::SqliteStore;
 use rusqlite::{params, Connection};
 
-/// Events per request, as the SDK sends them (`core::client::BATCH_SIZE`).
+/// Events per request, as the SDK sends them (`core::delivery::Policy::batch_size`).
 const BATCH: usize = 50;
 
 /// The funnel the query benchmark asks for, in order; `xtask bench` uses the same names.

@@ -235,7 +235,7 @@ async fn sdk_outbox_rides_out_a_collector_outage() {
     let url = format!("http://{addr}");
     let policy = Policy { flush_interval_ms: 0, base_backoff_ms: 20, max_backoff_ms: 200, ..Policy::default() };
     let mut outbox = Outbox::open(MemoryStorage::default(), "wk_demo".into(), "tab", policy, now_ms());
-    let mut client = Client::new("wk_demo".into(), "anon".into());
+    let mut client = Client::new("anon".into());
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let http = reqwest::Client::new();
     const TOTAL: usize = 300;

@@ -14,7 +14,6 @@ pub trait Entropy {
 }
 
 pub struct Client {
-    pub write_key: String,
     pub anonymous_id: String,
     pub user_id: Option<String>,
     /// Events recorded and not yet handed to the delivery outbox, oldest first.
@@ -25,8 +24,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(write_key: String, anonymous_id: String) -> Client {
-        Client { write_key, anonymous_id, user_id: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
+    pub fn new(anonymous_id: String) -> Client {
+        Client { anonymous_id, user_id: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
     }
 
     /// A fresh random id, used for anonymous ids.
@@ -104,11 +103,6 @@ impl Client {
         self.anonymous_id = new_anonymous_id;
     }
 
-    /// Events recorded and not yet taken by the outbox.
-    pub fn pending(&self) -> usize {
-        self.outbox.len()
-    }
-
     /// The events recorded since the last call, oldest first, for the delivery outbox
     /// ([`super::delivery::Outbox`]), which persists, batches and retries them.
     pub fn take_recorded(&mut self) -> Vec<Event> {
@@ -133,7 +127,7 @@ pub(crate) mod tests {
 
     #[test]
     fn events_before_identify_carry_the_anonymous_id_only() {
-        let mut c = Client::new("wk".into(), "anon".into());
+        let mut c = Client::new("anon".into());
         let mut rng = Counter(0);
         c.record(EventType::Track, "opened", vec![], 10, &mut rng);
         c.identify("u1", vec![], 20, &mut rng);
@@ -146,17 +140,16 @@ pub(crate) mod tests {
 
     #[test]
     fn recorded_events_are_taken_once() {
-        let mut c = Client::new("wk".into(), "anon".into());
+        let mut c = Client::new("anon".into());
         let mut rng = Counter(0);
         c.record(EventType::Track, "a", vec![], 1, &mut rng);
-        assert_eq!(c.pending(), 1);
         assert_eq!(c.take_recorded().len(), 1);
         assert!(c.take_recorded().is_empty());
     }
 
     #[test]
     fn ids_keep_call_order_within_a_millisecond_and_across_clock_steps() {
-        let mut c = Client::new("wk".into(), "anon".into());
+        let mut c = Client::new("anon".into());
         let mut rng = Counter(200);
         for ts in [5, 5, 5, 4, 6] {
             c.record(EventType::Track, "e", vec![], ts, &mut rng);
@@ -169,7 +162,7 @@ pub(crate) mod tests {
 
     #[test]
     fn reset_starts_a_new_anonymous_identity() {
-        let mut c = Client::new("wk".into(), "anon".into());
+        let mut c = Client::new("anon".into());
         let mut rng = Counter(0);
         c.identify("u1", vec![], 1, &mut rng);
         c.reset("anon2".into());

@@ -682,7 +682,7 @@ mod tests {
     use crate::core::storage::MemoryStorage;
 
     fn client() -> Client {
-        Client::new("wk".into(), "anon".into())
+        Client::new("anon".into())
     }
 
     fn outbox(storage: MemoryStorage, tab: &str, now: i64) -> Outbox<MemoryStorage> {

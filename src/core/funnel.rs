@@ -49,17 +49,6 @@ pub fn reach(steps: usize, events: &[StepEvent], window_ms: Option<i64>) -> Vec<
     best
 }
 
-/// Users reaching each step, from per-user results of [`reach`].
-pub fn step_counts(steps: usize, reached: impl IntoIterator<Item = usize>) -> Vec<u64> {
-    let mut counts = vec![0u64; steps];
-    for depth in reached {
-        for c in counts.iter_mut().take(depth) {
-            *c += 1;
-        }
-    }
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,10 +82,5 @@ mod tests {
         let events = ev(&[(0, 0), (100, 0), (150, 1), (160, 2)]);
         assert_eq!(reach(3, &events, Some(60)), vec![100, 150, 160]);
         assert_eq!(reach(3, &events, None), vec![0, 150, 160]);
-    }
-
-    #[test]
-    fn counts_are_cumulative() {
-        assert_eq!(step_counts(3, [3, 1, 0, 2]), vec![3, 2, 1]);
     }
 }

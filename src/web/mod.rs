@@ -233,7 +233,7 @@ pub fn init(config: JsValue) {
     let policy = Policy { sync_persist_max: 0, ..Policy::default() };
     let outbox = Outbox::open(BrowserStorage(storage), write_key.into(), &tab, policy, now_ms());
     let sdk = Sdk {
-        client: Client::new(write_key.into(), anonymous_id),
+        client: Client::new(anonymous_id),
         outbox,
         batch_url,
         on_response: Closure::new(on_response),
