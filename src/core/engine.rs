@@ -673,7 +673,7 @@ pub(crate) mod tests {
     }
 
     fn prop<'a>(e: &'a Emit, key: &str) -> Option<&'a Value> {
-        e.props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        crate::core::json::field(&e.props, key)
     }
 
     fn find<'a>(out: &'a [Emit], name: &str) -> &'a Emit {

@@ -33,10 +33,15 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+/// The value under `key` in an object's entries (event props, user traits).
+pub fn field<'a>(entries: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
 impl Value {
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Obj(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Value::Obj(entries) => field(entries, key),
             _ => None,
         }
     }

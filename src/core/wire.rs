@@ -139,7 +139,7 @@ impl Event {
     }
 
     pub fn prop(&self, key: &str) -> Option<&Value> {
-        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        json::field(&self.props, key)
     }
 
     /// Reads one event; `index` is only used to label errors.

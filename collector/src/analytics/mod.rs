@@ -50,7 +50,7 @@ pub struct User {
 
 impl User {
     pub fn trait_value(&self, key: &str) -> Option<&Value> {
-        self.traits.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        onramp::core::json::field(&self.traits, key)
     }
 }
 

@@ -65,7 +65,7 @@ pub struct UserEvent {
 
 impl UserEvent {
     pub fn prop(&self, key: &str) -> Option<&Value> {
-        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        onramp::core::json::field(&self.props, key)
     }
 }
 
