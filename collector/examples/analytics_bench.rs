@@ -106,7 +106,7 @@ async fn main() {
         let (users, events) = fill(&store, target).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let mut config = Config::for_repository();
+        let mut config = Config::default();
         config.plan_files.clear();
         let mut state = AppState::new(config, Arc::new(store));
         state.clock = Arc::new(|| history::NOW);

@@ -60,7 +60,7 @@ fn options() -> Result<Options, String> {
 async fn serve(store: Arc<dyn Store>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut config = Config::for_repository();
+    let mut config = Config::default();
     // The per-key rate limit protects a collector from one noisy site; here it would measure
     // the limiter, not the store.
     config.rate_limit = RateLimit { per_second: 1e9, burst: 1e9 };

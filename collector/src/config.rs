@@ -10,6 +10,15 @@
 //!
 //! With no file the demo project (`wk_demo` / `rt_demo`, any origin) is served, so the collector
 //! with no flags just works on a laptop.
+//!
+//! # Admin tokens
+//!
+//! Operations that change or reveal more than reports do (privacy erasure and export, imports,
+//! backups, `/metrics` on the public address) need an **admin token**, never the read token a
+//! dashboard link carries. A global one (`"adminToken"` at the top of the file, `--admin-token`,
+//! `ONRAMP_ADMIN_TOKEN`) is good for every project; a project's own `"adminToken"` only for that
+//! project. [`Config::project_for_admin`] and [`Config::is_global_admin`] are the checks every
+//! admin route uses.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +34,9 @@ pub struct Project {
     pub read_token: String,
     /// Exact origins such as `https://app.example.com`, or `*` for any.
     pub allowed_origins: Vec<String>,
+    /// Opens this project's admin operations (see the module docs); optional.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 impl Project {
@@ -56,18 +68,46 @@ struct ConfigFile {
     projects: Vec<Project>,
     #[serde(default)]
     rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    admin_token: Option<String>,
+}
+
+/// Where a project's start-up plan comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanSource {
+    /// `--plan [PROJECT=]FILE`.
+    File(PathBuf),
+    /// The demo plan compiled into the binary ([`crate::assets::DEMO_PLAN`]), for the demo project.
+    Demo,
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub projects: Vec<Project>,
     pub rate_limit: RateLimit,
-    /// The demo page and dashboard (`www/` in the repository).
-    pub www_dir: PathBuf,
-    /// The built SDK bundle (`dist/` after `cargo xtask build`).
-    pub dist_dir: PathBuf,
-    /// Plan files read at start (project id, path): each project's plan until one is stored.
-    pub plan_files: Vec<(String, PathBuf)>,
+    /// Serve the demo page and dashboard from this directory (`www/` layout) instead of the
+    /// copies embedded in the binary.
+    pub www_dir: Option<PathBuf>,
+    /// Serve the SDK bundle from this directory (`dist/` layout) instead of the embedded one.
+    pub dist_dir: Option<PathBuf>,
+    /// Plans read at start (project id, source): each project's plan until one is stored.
+    pub plan_files: Vec<(String, PlanSource)>,
+    /// The global admin token (see the module docs).
+    pub admin_token: Option<String>,
+}
+
+impl Default for Config {
+    /// The demo project with its plan, and every file served from the binary.
+    fn default() -> Config {
+        Config {
+            projects: vec![Config::demo_project()],
+            rate_limit: RateLimit::default(),
+            www_dir: None,
+            dist_dir: None,
+            plan_files: vec![("demo".into(), PlanSource::Demo)],
+            admin_token: None,
+        }
+    }
 }
 
 impl Config {
@@ -86,19 +126,21 @@ impl Config {
             write_key: "wk_demo".into(),
             read_token: "rt_demo".into(),
             allowed_origins: vec!["*".into()],
+            admin_token: None,
         }
     }
 
-    /// Paths relative to the repository this binary was built from: right for `cargo run`.
-    pub fn for_repository() -> Config {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        Config {
-            projects: vec![Config::demo_project()],
-            rate_limit: RateLimit::default(),
-            www_dir: root.join("www"),
-            dist_dir: root.join("dist"),
-            plan_files: vec![("demo".into(), root.join("pkg-config/plans/trackly.json"))],
-        }
+    /// Whether `token` is the global admin token.
+    pub fn is_global_admin(&self, token: &str) -> bool {
+        self.admin_token.as_deref().is_some_and(|t| !t.is_empty() && t == token)
+    }
+
+    /// The project `id` if `token` opens its admin operations (its own admin token, or the
+    /// global one).
+    pub fn project_for_admin(&self, id: &str, token: &str) -> Option<&Project> {
+        let project = self.projects.iter().find(|p| p.id == id)?;
+        let own = project.admin_token.as_deref().is_some_and(|t| !t.is_empty() && t == token);
+        (own || self.is_global_admin(token)).then_some(project)
     }
 
     /// Replaces the projects (and the rate limit, if given) with those of a JSON config text.
@@ -121,6 +163,9 @@ impl Config {
             }
             self.rate_limit = limit;
         }
+        if file.admin_token.is_some() {
+            self.admin_token = file.admin_token;
+        }
         self.projects = file.projects;
         Ok(())
     }
@@ -142,7 +187,7 @@ mod tests {
 
     #[test]
     fn reads_projects_and_limits_from_json() {
-        let mut c = Config::for_repository();
+        let mut c = Config::default();
         c.apply_json(
             r#"{"projects":[{"id":"a","writeKey":"wk_a","readToken":"rt_a","allowedOrigins":["https://a.test"]}],
                 "rateLimit":{"perSecond":2,"burst":3}}"#,
@@ -156,7 +201,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_files_with_a_reason() {
-        let mut c = Config::for_repository();
+        let mut c = Config::default();
         assert!(c.apply_json(r#"{"projects":[]}"#).expect_err("empty").contains("at least one"));
         let dup = r#"{"projects":[{"id":"a","writeKey":"k","readToken":"r1","allowedOrigins":[]},
                                   {"id":"b","writeKey":"k","readToken":"r2","allowedOrigins":[]}]}"#;

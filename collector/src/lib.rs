@@ -17,6 +17,7 @@
 //! [`run`] serves it on a listener until the shutdown future resolves.
 
 pub mod analytics;
+pub mod assets;
 pub mod config;
 pub mod error;
 pub mod ingest;
@@ -65,7 +66,7 @@ impl AppState {
         let plans = config
             .plan_files
             .iter()
-            .filter_map(|(project, path)| match plans::load_file(path) {
+            .filter_map(|(project, source)| match plans::load(source) {
                 Ok(plan) => Some((project.clone(), plan)),
                 Err(e) => {
                     eprintln!("onramp-collector: {e}");
@@ -102,8 +103,6 @@ pub fn system_now_ms() -> i64 {
 }
 
 pub fn app(state: AppState) -> Router {
-    let www = state.config.www_dir.clone();
-    let dist = state.config.dist_dir.clone();
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
         .route("/v1/plan", get(plans::get).put(plans::put))
@@ -117,18 +116,36 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        // Customers load the SDK from their own origin: the loader's `import()`, the ES module
-        // and the wasm fetch are all CORS requests, so the bundle is readable from anywhere.
-        .merge(
-            Router::new()
-                .nest_service("/sdk/v1", ServeDir::new(dist))
-                .layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any)),
-        )
-        .nest_service("/demo", ServeDir::new(www.join("demo")))
-        .nest_service("/dashboard", ServeDir::new(www.join("dashboard")))
-        .route_service("/", ServeFile::new(www.join("index.html")))
+        .merge(static_files(&state.config))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::log_requests))
         .with_state(state)
+}
+
+/// The SDK bundle, the demo page, the dashboard and the landing page: from the binary (see
+/// [`assets`]), or from the directories `--dist` / `--www` name.
+fn static_files(config: &Config) -> Router<AppState> {
+    let sdk = match &config.dist_dir {
+        Some(dir) => Router::new().nest_service("/sdk/v1", ServeDir::new(dir)),
+        None => Router::new().nest_service("/sdk/v1", get(assets::serve::<assets::Sdk>)),
+    };
+    // Customers load the SDK from their own origin: the loader's `import()`, the ES module
+    // and the wasm fetch are all CORS requests, so the bundle is readable from anywhere.
+    let sdk = sdk.layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any));
+    let www = match &config.www_dir {
+        Some(www) => Router::new()
+            .nest_service("/demo", ServeDir::new(www.join("demo")))
+            .nest_service("/dashboard", ServeDir::new(www.join("dashboard")))
+            .route_service("/", ServeFile::new(www.join("index.html"))),
+        None => Router::new()
+            .route("/", get(assets::serve::<assets::Www>))
+            .route("/demo", get(|| async { axum::response::Redirect::permanent("/demo/") }))
+            .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
+            .route("/demo/", get(assets::serve::<assets::Www>))
+            .route("/demo/{*path}", get(assets::serve::<assets::Www>))
+            .route("/dashboard/", get(assets::serve::<assets::Www>))
+            .route("/dashboard/{*path}", get(assets::serve::<assets::Www>)),
+    };
+    sdk.merge(www)
 }
 
 /// Ready to take traffic: not shutting down, and the store's writer is keeping up.

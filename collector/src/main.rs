@@ -1,42 +1,123 @@
-//! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]
-//!                   [--webhook URL [--due m:24h,…] [--stall-scan 60s]] [--plan [PROJECT=]FILE]...`
-//! `onramp-collector plan check FILE…`
+//! The `onramp-collector` binary: parses flags (each with an environment fallback; a flag wins
+//! over its variable), then serves, or runs one of the subcommands. `onramp-collector --help`
+//! lists everything; the README's operator section explains it.
 //!
-//! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
-//! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
-//! clickhouse://HOST:PORT/DB` stores them in ClickHouse instead (docs/SCALING.md); `--store
-//! sqlite:FILE` is the same as `--db FILE`.
-//!
-//! Projects: `--config FILE` (JSON, see `config`) and/or `--project ID:WRITE_KEY:READ_TOKEN:ORIGINS`
-//! (repeatable; ORIGINS comma-separated, `*` for any); without either, the demo project.
-//! `--rate-limit N`: requests per second per write key (burst 2N). `--quiet`: no request log
-//! (one JSON line per request on stderr otherwise).
-//!
-//! Each flag may also be given as an environment variable: ONRAMP_LISTEN, ONRAMP_DB,
-//! ONRAMP_STORE, ONRAMP_WWW, ONRAMP_DIST, ONRAMP_CONFIG, ONRAMP_PROJECTS (projects separated by
-//! `;`), ONRAMP_RATE_LIMIT, ONRAMP_QUIET=1. Flags override the environment; the file is read
-//! first, so `--project` adds to it.
-//!
-//! `--plan [PROJECT=]FILE` (repeatable; PROJECT defaults to the first project) is a project's
-//! onboarding plan: validated and stored at start, so it replaces a stored plan (a bad plan stops
-//! the collector with its error). Without it the demo project is served the repository's demo plan
-//! until a plan is stored with `PUT /v1/plan`. Environment: ONRAMP_PLAN (one FILE).
-//!
-//! `onramp-collector plan check FILE…` validates plan files with the SDK's own validator and exits
-//! non-zero if any is invalid.
+//! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), serves the
+//! demo project (write key `wk_demo`, read token `rt_demo`) with its plan, and serves the SDK
+//! bundle, dashboard and demo page compiled into the binary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use onramp_collector::analytics::stalled::parse_due;
+use clap::{Args, Parser, Subcommand};
+use onramp_collector::analytics::stalled::{parse_due, Due};
 use onramp_collector::analytics::time::parse_duration;
+use onramp_collector::config::{PlanSource, RateLimit};
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
-use onramp_collector::config::RateLimit;
 use onramp_collector::webhook::Webhook;
 use onramp_collector::{AppState, Config, Project};
+
+#[derive(Parser)]
+#[command(name = "onramp-collector", version, about = "Receives onramp event batches, stores them, and answers milestone-funnel queries.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// Without a subcommand the collector serves. Subcommands are one-off operations.
+#[derive(Subcommand)]
+enum Command {
+    /// Onboarding plan files.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Validate plan files with the SDK's own validator; exits non-zero if any is invalid.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Where events are stored; shared by serving and the subcommands that open the store.
+#[derive(Args)]
+struct StoreArgs {
+    /// SQLite database file.
+    #[arg(long, global = true, env = "ONRAMP_DB", value_name = "FILE", default_value = "onramp.db")]
+    db: PathBuf,
+    /// Store URL instead of --db: `clickhouse://HOST:PORT/DB[?cluster=NAME&nodes=HOST:PORT,…]`
+    /// (docs/SCALING.md) or `sqlite:FILE`. Wins over --db.
+    #[arg(long, global = true, env = "ONRAMP_STORE", value_name = "URL")]
+    store: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to serve the API, SDK, dashboard and demo on.
+    #[arg(long, env = "ONRAMP_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Projects file (JSON: projects with write keys, read tokens, allowed origins; rate limit;
+    /// admin token). Without it and without --project, the demo project.
+    #[arg(long, env = "ONRAMP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A project, added to the file's (repeatable; ORIGINS comma-separated, `*` for any). In the
+    /// environment, several separated by `;`.
+    #[arg(long = "project", env = "ONRAMP_PROJECTS", value_name = "ID:WRITE_KEY:READ_TOKEN:ORIGINS", value_delimiter = ';')]
+    projects: Vec<String>,
+    /// A project's onboarding plan (repeatable; PROJECT defaults to the first project), validated
+    /// and stored at start. Without a plan `GET /v1/plan` answers 204 and the SDK shows nothing.
+    #[arg(long = "plan", env = "ONRAMP_PLAN", value_name = "[PROJECT=]FILE")]
+    plans: Vec<String>,
+    /// Requests per second per write key (burst twice that); default 200.
+    #[arg(long, env = "ONRAMP_RATE_LIMIT", value_name = "N")]
+    rate_limit: Option<f64>,
+    /// The global admin token: privacy operations, imports, and /metrics (see the README).
+    #[arg(long, env = "ONRAMP_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// No request log (one JSON line per request on stderr otherwise).
+    #[arg(long, env = "ONRAMP_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
+    quiet: bool,
+    /// Serve the SDK bundle from this directory instead of the copy in the binary.
+    #[arg(long, env = "ONRAMP_DIST", value_name = "DIR")]
+    dist: Option<PathBuf>,
+    /// Serve the dashboard and demo (a `www/` directory) from here instead of the binary.
+    #[arg(long, env = "ONRAMP_WWW", value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// POST `value_reached` and `user_stalled` events to this URL.
+    #[arg(long, env = "ONRAMP_WEBHOOK", value_name = "URL")]
+    webhook: Option<String>,
+    /// Due windows for stall alerts in projects whose plan gives none, e.g. `invited:24h,upload:3d`.
+    #[arg(long, env = "ONRAMP_DUE", value_name = "MILESTONE:DURATION,…", value_parser = due_list)]
+    due: Option<DueList>,
+    /// How often to scan for newly stalled users.
+    #[arg(long, env = "ONRAMP_STALL_SCAN", value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    stall_scan: Duration,
+}
+
+/// `60s`, `5m`, `2h`, `7d`, `500ms`.
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .filter(|ms| *ms > 0)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .ok_or(format!("{text:?} is not a duration such as 60s"))
+}
+
+#[derive(Clone)]
+struct DueList(Vec<Due>);
+
+fn due_list(text: &str) -> Result<DueList, String> {
+    parse_due(text).map(DueList)
+}
 
 /// Where events are stored.
 enum StoreChoice {
@@ -45,11 +126,11 @@ enum StoreChoice {
 }
 
 impl StoreChoice {
-    fn parse(url: &str) -> StoreChoice {
-        if url.starts_with("clickhouse://") {
-            StoreChoice::ClickHouse(url.into())
-        } else {
-            StoreChoice::Sqlite(url.strip_prefix("sqlite:").unwrap_or(url).into())
+    fn from_args(args: &StoreArgs) -> StoreChoice {
+        match &args.store {
+            Some(url) if url.starts_with("clickhouse://") => StoreChoice::ClickHouse(url.clone()),
+            Some(url) => StoreChoice::Sqlite(url.strip_prefix("sqlite:").unwrap_or(url).into()),
+            None => StoreChoice::Sqlite(args.db.clone()),
         }
     }
 
@@ -74,16 +155,6 @@ impl StoreChoice {
     }
 }
 
-struct Args {
-    webhook: Option<Webhook>,
-    listen: String,
-    store: StoreChoice,
-    config: Config,
-    quiet: bool,
-    /// Plan files given explicitly (project id, path): stored at start.
-    plans: Vec<(String, PathBuf)>,
-}
-
 /// `ID:WRITE_KEY:READ_TOKEN:ORIGINS`.
 fn parse_project(spec: &str) -> Result<Project, String> {
     let parts: Vec<&str> = spec.splitn(4, ':').collect();
@@ -93,76 +164,41 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             write_key: (*wk).into(),
             read_token: (*rt).into(),
             allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+            admin_token: None,
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
 }
 
-fn parse_args() -> Result<Args, String> {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut config = Config::for_repository();
-    let mut listen = env("ONRAMP_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-    let mut store = match env("ONRAMP_STORE") {
-        Some(url) => StoreChoice::parse(&url),
-        None => StoreChoice::Sqlite(env("ONRAMP_DB").unwrap_or_else(|| "onramp.db".into()).into()),
-    };
-    if let Some(dir) = env("ONRAMP_WWW") {
-        config.www_dir = dir.into();
+/// The configuration the flags describe: the file first, then the flags on top.
+fn config(args: &ServeArgs) -> Result<Config, String> {
+    let mut config = Config::default();
+    config.www_dir = args.www.clone();
+    config.dist_dir = args.dist.clone();
+    if let Some(path) = &args.config {
+        config.load_file(path)?;
+        // A configured collector serves its own projects, not the demo's plan.
+        config.plan_files.clear();
     }
-    if let Some(dir) = env("ONRAMP_DIST") {
-        config.dist_dir = dir.into();
-    }
-    let mut config_file = env("ONRAMP_CONFIG").map(PathBuf::from);
-    let mut projects: Vec<Project> = Vec::new();
-    for spec in env("ONRAMP_PROJECTS").unwrap_or_default().split(';').filter(|s| !s.is_empty()) {
-        projects.push(parse_project(spec)?);
-    }
-    let mut rate_limit = env("ONRAMP_RATE_LIMIT");
-    let mut quiet = env("ONRAMP_QUIET").is_some_and(|v| v == "1");
-    let (mut webhook, mut due, mut scan) = (None, Vec::new(), std::time::Duration::from_secs(60));
-    let mut plan_specs: Vec<String> = env("ONRAMP_PLAN").into_iter().collect();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => config_file = Some(value()?.into()),
-            "--project" => projects.push(parse_project(&value()?)?),
-            "--rate-limit" => rate_limit = Some(value()?),
-            "--quiet" => quiet = true,
-            "--listen" => listen = value()?,
-            "--db" => store = StoreChoice::Sqlite(value()?.into()),
-            "--store" => store = StoreChoice::parse(&value()?),
-            "--www" => config.www_dir = value()?.into(),
-            "--dist" => config.dist_dir = value()?.into(),
-            "--webhook" => webhook = Some(value()?),
-            "--due" => due = parse_due(&value()?).map_err(|e| format!("--due: {e}"))?,
-            "--stall-scan" => {
-                let text = value()?;
-                let ms = parse_duration(&text).filter(|ms| *ms > 0).ok_or(format!("--stall-scan: {text:?} is not a duration such as 60s"))?;
-                scan = std::time::Duration::from_millis(ms as u64);
-            }
-            "--plan" => plan_specs.push(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    if let Some(path) = config_file {
-        config.load_file(&path)?;
-    }
+    let projects = args.projects.iter().filter(|s| !s.is_empty()).map(|s| parse_project(s)).collect::<Result<Vec<_>, _>>()?;
     if !projects.is_empty() {
         // Flags add to the file's projects, or replace the demo project when there is no file.
         if config.projects == vec![Config::demo_project()] {
             config.projects.clear();
+            config.plan_files.clear();
         }
         config.projects.extend(projects);
     }
-    if let Some(n) = rate_limit {
-        let n: f64 = n.parse().ok().filter(|n: &f64| *n > 0.0).ok_or(format!("--rate-limit {n}: expected a positive number"))?;
+    if let Some(n) = args.rate_limit {
+        if !(n > 0.0) {
+            return Err(format!("--rate-limit {n}: expected a positive number"));
+        }
         config.rate_limit = RateLimit { per_second: n, burst: (2.0 * n).max(1.0) };
     }
-    let webhook = webhook.map(|url| Webhook::new(&url, due, scan)).transpose()?;
-    let mut plans = Vec::new();
-    for spec in plan_specs {
+    if args.admin_token.is_some() {
+        config.admin_token = args.admin_token.clone();
+    }
+    for spec in &args.plans {
         let (project, path) = match spec.split_once('=') {
             Some((project, path)) => (project.to_string(), path),
             None => (config.projects.first().map(|p| p.id.clone()).unwrap_or_default(), spec.as_str()),
@@ -171,16 +207,10 @@ fn parse_args() -> Result<Args, String> {
             return Err(format!("--plan {spec}: no project {project:?}"));
         }
         config.plan_files.retain(|(p, _)| *p != project);
-        config.plan_files.push((project.clone(), path.into()));
-        plans.push((project, PathBuf::from(path)));
+        config.plan_files.push((project, PlanSource::File(path.into())));
     }
-    Ok(Args { webhook, listen, store, config, quiet, plans })
+    Ok(config)
 }
-
-const USAGE: &str = "usage: onramp-collector [--listen ADDR] [--db FILE | --store clickhouse://HOST:PORT/DB] \
-[--www DIR] [--dist DIR] [--config FILE] [--project ID:WRITE_KEY:READ_TOKEN:ORIGINS]... [--rate-limit N] [--quiet] \
-[--webhook http://HOST/PATH [--due milestone:24h,…] [--stall-scan 60s]] [--plan [PROJECT=]FILE]...
-       onramp-collector plan check FILE...";
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -198,38 +228,49 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("plan") {
-        return match argv.get(1).map(String::as_str) {
-            Some("check") if onramp_collector::plans::check_files(&argv[2..]) => ExitCode::SUCCESS,
-            Some("check") => ExitCode::FAILURE,
-            _ => {
-                eprintln!("{USAGE}");
-                ExitCode::from(2)
-            }
-        };
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Plan(PlanCommand::Check { files })) => match onramp_collector::plans::check_files(&files) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        },
+        None => serve(cli.store, cli.serve).await,
     }
-    let args = match parse_args() {
-        Ok(a) => a,
+}
+
+async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
+    let config = match config(&args) {
+        Ok(c) => c,
         Err(message) => {
-            eprintln!("{message}");
+            eprintln!("onramp-collector: {message}");
             return ExitCode::from(2);
         }
     };
-    let store = match args.store.open().await {
+    let webhook = match &args.webhook {
+        Some(url) => match Webhook::new(url, args.due.clone().map(|d| d.0).unwrap_or_default(), args.stall_scan) {
+            Ok(hook) => Some(hook),
+            Err(e) => {
+                eprintln!("onramp-collector: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    // A bad plan stops the start, before anything listens.
+    for (_, source) in &config.plan_files {
+        if let Err(e) = onramp_collector::plans::load(source) {
+            eprintln!("onramp-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let choice = StoreChoice::from_args(&store_args);
+    let store = match choice.open().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("onramp-collector: {e}");
             return ExitCode::FAILURE;
         }
     };
-    // A bad plan stops the start, before anything listens.
-    for (_, path) in &args.config.plan_files {
-        if let Err(e) = onramp_collector::plans::load_file(path) {
-            eprintln!("onramp-collector: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -237,26 +278,55 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen);
-    println!("onramp-collector listening on http://{addr} ({})", args.store.describe());
-    let mut state = AppState::new(args.config, store);
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());
+    let explicit_plans: Vec<(String, PathBuf)> = config
+        .plan_files
+        .iter()
+        .filter_map(|(p, s)| match s {
+            PlanSource::File(path) => Some((p.clone(), path.clone())),
+            PlanSource::Demo => None,
+        })
+        .collect();
+    let mut state = AppState::new(config, store);
     state.log_requests = !args.quiet;
-    if let Some(hook) = args.webhook {
+    if let Some(hook) = webhook {
         tokio::spawn(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
         state.webhook = Some(Arc::new(hook));
     }
-    for (project, path) in &args.plans {
+    for (project, path) in &explicit_plans {
         let Some(plan) = state.plans.get(project) else { continue };
         // A store that keeps no plans still serves the file (the fallback); say so, go on.
         if let Err(e) = state.store.put_plan(project, plan.text.clone(), &plan.plan.version, state.now()).await {
             eprintln!("onramp-collector: plan {} not stored ({e}); serving it from the file", path.display());
         }
     }
+    startup_warnings(&state).await;
+    println!("onramp-collector listening on http://{addr} ({})", choice.describe());
     match onramp_collector::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("onramp-collector: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What a new operator would otherwise find out from a silent page.
+async fn startup_warnings(state: &AppState) {
+    for project in &state.config.projects {
+        let stored = state.store.plan(&project.id).await.ok().flatten().is_some();
+        if !stored && !state.plans.contains_key(&project.id) {
+            eprintln!(
+                "onramp-collector: project {:?} has no plan: GET /v1/plan answers 204 and the SDK shows no tips \
+                 and detects no milestones. Start with --plan {}=FILE (see docs/PLANS.md) or PUT /v1/plan.",
+                project.id, project.id
+            );
+        }
+    }
+    if state.config.dist_dir.is_none() && !onramp_collector::assets::sdk_embedded() {
+        eprintln!(
+            "onramp-collector: this binary was built without the SDK bundle, so /sdk/v1/ answers 404; \
+             build it with `cargo xtask build` (or serve a bundle with --dist DIR)."
+        );
     }
 }

@@ -53,6 +53,16 @@ pub fn etag(text: &str) -> String {
     format!("\"p{h:016x}\"")
 }
 
+/// Reads and validates a start-up plan; the error names the file and the field.
+pub fn load(source: &crate::config::PlanSource) -> Result<ServedPlan, String> {
+    match source {
+        crate::config::PlanSource::File(path) => load_file(path),
+        crate::config::PlanSource::Demo => {
+            ServedPlan::parse(crate::assets::DEMO_PLAN.into()).map_err(|e| format!("the demo plan: {e}"))
+        }
+    }
+}
+
 /// Reads and validates a plan file; the error names the file and the field.
 pub fn load_file(path: &std::path::Path) -> Result<ServedPlan, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -139,15 +149,13 @@ pub async fn put(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 
 /// `onramp-collector plan check FILE…`: validates each file with the SDK's own validator.
 /// Returns whether all were valid, after printing one line per file.
-pub fn check_files(paths: &[String]) -> bool {
+pub fn check_files(paths: &[std::path::PathBuf]) -> bool {
     let mut ok = !paths.is_empty();
-    if paths.is_empty() {
-        eprintln!("usage: onramp-collector plan check FILE…");
-    }
     for path in paths {
-        match load_file(std::path::Path::new(path)) {
+        match load_file(path) {
             Ok(p) => println!(
-                "{path}: ok (version {}, {} milestones, {} capture rules, {} tips)",
+                "{}: ok (version {}, {} milestones, {} capture rules, {} tips)",
+                path.display(),
                 p.plan.version,
                 p.plan.milestones.len(),
                 p.plan.capture.len(),

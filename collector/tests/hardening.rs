@@ -25,6 +25,7 @@ fn project(id: &str, origins: &[&str]) -> Project {
         write_key: format!("wk_{id}"),
         read_token: format!("rt_{id}"),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+        admin_token: None,
     }
 }
 
@@ -34,7 +35,7 @@ async fn start(rate_limit: RateLimit) -> Server {
     let store = SqliteStore::open(&db).expect("open store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut config = Config::for_repository();
+    let mut config = Config::default();
     config.projects = vec![project("acme", &["https://app.acme.test"]), project("globex", &["*"])];
     config.rate_limit = rate_limit;
     let mut state = AppState::new(config, Arc::new(store));

@@ -57,7 +57,7 @@ async fn serves_the_demo_plan_with_etag_revalidation() {
 async fn a_project_without_a_plan_gets_204_not_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path().join("events.db")).expect("open store");
-    let mut config = onramp_collector::Config::for_repository();
+    let mut config = onramp_collector::Config::default();
     config.plan_files.clear();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));

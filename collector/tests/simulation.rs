@@ -361,7 +361,7 @@ async fn simulated_users_match_ground_truth() {
 /// The repository's config without the demo plan: the requests here name their steps, value
 /// milestone and due windows, and the answers must not depend on the plan file.
 fn no_plan() -> Config {
-    let mut config = Config::for_repository();
+    let mut config = Config::default();
     config.plan_files.clear();
     config
 }

@@ -96,7 +96,7 @@ async fn announces_value_and_stalls_to_a_real_receiver() {
 /// The repository's config without the demo plan: the requests here name their steps, value
 /// milestone and due windows, and the answers must not depend on the plan file.
 fn no_plan() -> Config {
-    let mut config = Config::for_repository();
+    let mut config = Config::default();
     config.plan_files.clear();
     config
 }

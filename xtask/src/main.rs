@@ -5,8 +5,8 @@
 //!   playwright-core, axe-core), Debian's Chromium and ChromeDriver, and Debian's
 //!   clickhouse-server (the collector's tests start their own instances of it). Idempotent and
 //!   quick when everything is present.
-//! - `build`: the SDK bundle in `dist/` (wasm, JS glue, loader, ES module, types) and the
-//!   collector binary; prints the bundle's sizes.
+//! - `build`: the SDK bundle in `dist/` (wasm, JS glue, loader, ES module, types), then the
+//!   collector binary, which embeds it; prints the bundle's sizes.
 //! - `demo`: builds, then runs the collector with SQLite and prints the URLs to open.
 //! - `test`: builds, then runs every test: Rust (native), and the browser tests in headless
 //!   Chromium against the shipped bundle.
@@ -142,7 +142,6 @@ fn build() -> Result {
     let root = root();
     let dist = root.join("dist");
     run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp"]))?;
-    run(cargo().args(["build", "--release", "-p", "onramp-collector"]))?;
     std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
     run(Command::new("wasm-bindgen")
         .args(["--target", "web", "--out-dir"])
@@ -172,7 +171,9 @@ fn build() -> Result {
     }
     std::fs::copy(root.join("www/sdk/index.d.ts"), dist.join("index.d.ts")).map_err(|e| e.to_string())?;
     std::fs::copy(root.join("pkg-config/package.json"), dist.join("package.json")).map_err(|e| e.to_string())?;
-    println!("built dist/ in {:.1}s", started.elapsed().as_secs_f64());
+    // After dist/: the collector embeds the bundle (collector/src/assets.rs).
+    run(cargo().args(["build", "--release", "-p", "onramp-collector"]))?;
+    println!("built dist/ and the collector in {:.1}s", started.elapsed().as_secs_f64());
     println!("{:<16} {:>9} {:>9} {:>9}", "file", "raw", "gzip -9", "brotli");
     for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm"] {
         let (raw, gz, br) = sizes(&dist.join(file));

@@ -27,7 +27,7 @@ pub async fn serve_with_clock(store: Arc<dyn Store>, clock: Option<i64>) -> Coll
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut state = AppState::new(Config::for_repository(), store);
+    let mut state = AppState::new(Config::default(), store);
     if let Some(now) = clock {
         state.clock = Arc::new(move || now);
     }
