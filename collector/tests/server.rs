@@ -36,7 +36,7 @@ async fn stores_batches_once_and_reports_the_funnel() {
     // A resend of the same events (lost acknowledgement) is stored once.
     assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
 
-    let report = funnel(&s.url, "signed_up,project_created").await;
+    let report = funnel(&s.url, "event:signed_up,event:project_created").await;
     assert_eq!(report["steps"][0]["users"], 2);
     assert_eq!(report["steps"][0]["userIds"], json!(["alice", "bob"]), "anon-a's early event counts for alice");
     assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));

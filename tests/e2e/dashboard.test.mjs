@@ -39,7 +39,9 @@ function seededEvents(now, count) {
       if (ts < now) events.push({ id: `${user}-${n++}`, type, name, anonymousId: anon, userId: user, ts, props });
     };
     push("identify", "identify", t, { signedUpAt: signup, plan, role });
+    // The action and the milestone the SDK reports for it (reports count only the milestone).
     push("track", "signed_up", t + 1000);
+    push("milestone", "signed_up", t + 1000, { sinceSignupMs: t + 1000 - signup });
     const sawTip = r() < 0.6;
     if (sawTip) {
       const tip = { tipId: "create_project", milestone: "project_created", sinceSignupMs: 5000 };
@@ -53,6 +55,7 @@ function seededEvents(now, count) {
       if (r() > p) break;
       t += Math.floor(-Math.log(1 - r()) * scale) + 1000;
       push("track", name, t);
+      push("milestone", name, t, { sinceSignupMs: t - signup });
       if (name === "file_uploaded") push("milestone", "time_to_value", t + 1, { milestone: name, sinceSignupMs: t - signup });
     }
   }

@@ -8,8 +8,12 @@
 //! - A user's **sign-up time** is the latest `signedUpAt` trait (a number, Unix ms) from their
 //!   identify events; without one, their first-seen time stands in and `signupKnown` is false.
 //! - **Traits** are the props of the user's identify events, merged in time order (later wins).
-//! - A user **reaches** a step (milestone or event name) at the first event with that name; the
-//!   time since sign-up is clamped at zero.
+//! - A **step** is a plan milestone or an ad-hoc event ([`Step`]). A milestone is reached only by
+//!   its `milestone` event, which the SDK sends once the milestone's whole condition holds (its
+//!   `where`, `count` and `after`); a `track` event that happens to share the milestone's id
+//!   never counts for it. An ad-hoc step names a `track` event and counts only those.
+//! - A user **reaches** a step at the first event matching it; the time since sign-up is
+//!   clamped at zero.
 //! - **Quantiles** are nearest-rank: the p-th percentile of n sorted values is the value at rank
 //!   ⌈p·n/100⌉ (1-based), so it is always a value some user actually had; the median is p50.
 //! - Times are UTC; days start at midnight, weeks on Monday.
@@ -33,8 +37,72 @@ pub mod ttv;
 use std::collections::HashMap;
 
 use onramp::core::json::Value;
+use onramp::core::wire::EventType;
 
 use crate::store::{UserEvents, UserSeen};
+
+/// Whether a report step is a milestone or an ad-hoc event (the API says which for every step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepKind {
+    /// Reached by the `milestone` event of that id.
+    Milestone,
+    /// Reached by a `track` event of that name.
+    Event,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Milestone => "milestone",
+            StepKind::Event => "event",
+        }
+    }
+
+    /// The one event type that can reach a step of this kind.
+    pub fn event_type(self) -> EventType {
+        match self {
+            StepKind::Milestone => EventType::Milestone,
+            StepKind::Event => EventType::Track,
+        }
+    }
+}
+
+/// One step of a funnel, a time-to-value row, a value milestone or a due window.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Step {
+    pub kind: StepKind,
+    pub name: String,
+}
+
+impl Step {
+    pub fn milestone(name: &str) -> Step {
+        Step { kind: StepKind::Milestone, name: name.into() }
+    }
+
+    pub fn event(name: &str) -> Step {
+        Step { kind: StepKind::Event, name: name.into() }
+    }
+
+    /// A step as a request spells it: `milestone:ID`, `event:NAME`, or a bare name, which is a
+    /// milestone when `milestones` (the plan's ids and the SDK's reserved ones) has it and an
+    /// ad-hoc event otherwise. So `invoice_sent` in a plan that defines it means the milestone,
+    /// and `event:invoice_sent` asks for the raw `track` events of that name.
+    pub fn parse(text: &str, milestones: &[String]) -> Step {
+        if let Some(id) = text.strip_prefix("milestone:") {
+            Step::milestone(id)
+        } else if let Some(name) = text.strip_prefix("event:") {
+            Step::event(name)
+        } else if milestones.iter().any(|m| m == text) {
+            Step::milestone(text)
+        } else {
+            Step::event(text)
+        }
+    }
+
+    pub fn matches(&self, kind: EventType, name: &str) -> bool {
+        kind == self.kind.event_type() && name == self.name
+    }
+}
 
 /// A user as analytics sees them.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,9 +239,9 @@ pub fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// When each user first had an event of each name: `user → name → ts`.
+/// When each user first had an event of each type and name: `user → (type, name) → ts`.
 pub struct FirstReach<'a> {
-    by_user: HashMap<&'a str, HashMap<&'a str, i64>>,
+    by_user: HashMap<&'a str, HashMap<(EventType, &'a str), i64>>,
 }
 
 impl<'a> FirstReach<'a> {
@@ -181,10 +249,10 @@ impl<'a> FirstReach<'a> {
         let by_user = events
             .iter()
             .map(|u| {
-                let mut first: HashMap<&str, i64> = HashMap::new();
-                // Events are sorted by time, so the first insert per name is the earliest.
+                let mut first: HashMap<(EventType, &str), i64> = HashMap::new();
+                // Events are sorted by time, so the first insert per key is the earliest.
                 for e in &u.events {
-                    first.entry(e.name.as_str()).or_insert(e.ts);
+                    first.entry((e.kind, e.name.as_str())).or_insert(e.ts);
                 }
                 (u.user.as_str(), first)
             })
@@ -192,14 +260,14 @@ impl<'a> FirstReach<'a> {
         FirstReach { by_user }
     }
 
-    /// When `user` first had `name`, as time since their sign-up (never negative).
-    pub fn since_signup(&self, user: &User, name: &str) -> Option<i64> {
-        let ts = self.by_user.get(user.id.as_str())?.get(name)?;
+    /// When `user` first reached `step`, as time since their sign-up (never negative).
+    pub fn since_signup(&self, user: &User, step: &Step) -> Option<i64> {
+        let ts = self.at(&user.id, step)?;
         Some((ts - user.signed_up_at).max(0))
     }
 
-    pub fn at(&self, user: &str, name: &str) -> Option<i64> {
-        self.by_user.get(user)?.get(name).copied()
+    pub fn at(&self, user: &str, step: &Step) -> Option<i64> {
+        self.by_user.get(user)?.get(&(step.kind.event_type(), step.name.as_str())).copied()
     }
 }
 
