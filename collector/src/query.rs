@@ -160,7 +160,7 @@ pub async fn plan_defaults(state: &AppState, project: &Project) -> PlanDefaults 
 pub async fn load_users(state: &AppState, project: &Project) -> Result<Vec<User>, StoreError> {
     let seen = state.store.users(&project.id).await?;
     let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
-    Ok(a::resolve_users(seen, &identifies))
+    Ok(a::resolve_users(seen, &identifies, state.now()))
 }
 
 /// The selected users of one request, with what every report needs.

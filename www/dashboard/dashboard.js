@@ -28,8 +28,11 @@
   }
   // Bucket edges are round numbers: 1h, 4h, 1d, 7d.
   function short(ms) { return ms % D === 0 ? ms / D + "d" : ms % H === 0 ? ms / H + "h" : Math.round(ms / 60000) + "m"; }
-  function day(ts) { return new Date(ts).toISOString().slice(0, 10); }
-  function when(ts) { return new Date(ts).toISOString().slice(0, 16).replace("T", " "); }
+  // Any number the API returns must draw: a time outside what Date can hold shows as "–"
+  // (toISOString throws a RangeError on it, which once blanked the whole page).
+  function iso(ts) { var d = new Date(ts); return typeof ts === "number" && isFinite(d.getTime()) ? d.toISOString() : null; }
+  function day(ts) { var s = iso(ts); return s ? s.slice(0, 10) : "–"; }
+  function when(ts) { var s = iso(ts); return s ? s.slice(0, 16).replace("T", " ") : "–"; }
   // A step as the API names it: milestones reached by their milestone event, ad-hoc steps by
   // track events of that name; the two are told apart wherever a step is shown.
   function stepLabel(name, kind) { return kind === "event" ? name + " (event)" : name; }

@@ -5,8 +5,11 @@
 //!
 //! # Definitions (the contract the API documents and the simulation test checks)
 //!
-//! - A user's **sign-up time** is the latest `signedUpAt` trait (a number, Unix ms) from their
-//!   identify events; without one, their first-seen time stands in and `signupKnown` is false.
+//! - A user's **sign-up time** is the latest `signedUpAt` trait from their identify events, read
+//!   by the one definition shared with the SDK ([`onramp::core::time::signed_up_at`]: ms, seconds
+//!   below 1e11 or ISO 8601, within 2000-01-01 … now + 1 day; ingest stores it normalised and
+//!   refuses other values); without one, their first-seen time stands in and `signupKnown` is
+//!   false.
 //! - **Traits** are the props of the user's identify events, merged in time order (later wins).
 //! - A **step** is a plan milestone or an ad-hoc event ([`Step`]). A milestone is reached only by
 //!   its `milestone` event, which the SDK sends once the milestone's whole condition holds (its
@@ -36,7 +39,7 @@ pub mod ttv;
 
 use std::collections::HashMap;
 
-use onramp::core::json::Value;
+use onramp::core::json::{self, Value};
 use onramp::core::wire::EventType;
 
 use crate::store::{UserEvents, UserSeen};
@@ -118,12 +121,13 @@ pub struct User {
 
 impl User {
     pub fn trait_value(&self, key: &str) -> Option<&Value> {
-        onramp::core::json::field(&self.traits, key)
+        json::field(&self.traits, key)
     }
 }
 
-/// Joins the store's user list with the users' identify events (fetched with props).
-pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents]) -> Vec<User> {
+/// Joins the store's user list with the users' identify events (fetched with props). A stored
+/// `signedUpAt` outside the accepted range (written before ingest checked it) counts as unknown.
+pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents], now: i64) -> Vec<User> {
     let by_user: HashMap<&str, &UserEvents> = identifies.iter().map(|u| (u.user.as_str(), u)).collect();
     let mut users: Vec<User> = seen
         .into_iter()
@@ -137,9 +141,9 @@ pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents]) -> Vec<User
                     }
                 }
             }
-            let signup = traits.iter().find(|(k, _)| k == "signedUpAt").and_then(|(_, v)| v.as_f64());
+            let signup = json::field(&traits, "signedUpAt").and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
             User {
-                signed_up_at: signup.map_or(s.first_seen, |ms| ms as i64),
+                signed_up_at: signup.unwrap_or(s.first_seen),
                 signup_known: signup.is_some(),
                 id: s.user,
                 first_seen: s.first_seen,
@@ -344,20 +348,20 @@ mod tests {
         let ids = vec![UserEvents {
             user: "a".into(),
             events: vec![
-                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(100.0))]),
+                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(1_000_000_000_000.0))]),
                 identify(2, vec![("plan", Value::Str("pro".into())), ("seats", Value::Num(3.0))]),
             ],
         }];
-        let users = resolve_users(seen, &ids);
+        let users = resolve_users(seen, &ids, 2_000_000_000_000);
         assert_eq!(users[0].id, "a");
-        assert_eq!((users[0].signed_up_at, users[0].signup_known), (100, true));
+        assert_eq!((users[0].signed_up_at, users[0].signup_known), (1_000_000_000_000, true));
         assert_eq!(users[0].trait_value("plan"), Some(&Value::Str("pro".into())));
         assert_eq!((users[1].signed_up_at, users[1].signup_known), (5, false));
 
         let pro = Selection { traits: vec![("plan".into(), vec!["pro".into()]), ("seats".into(), vec!["3".into()])], ..Default::default() };
         assert!(pro.admits(&users[0]));
         assert!(!pro.admits(&users[1]), "a missing trait never matches");
-        let early = Selection { signup_until: Some(100), ..Default::default() };
+        let early = Selection { signup_until: Some(1_000_000_000_000), ..Default::default() };
         assert!(early.admits(&users[1]) && !early.admits(&users[0]));
     }
 }
