@@ -174,7 +174,8 @@ fn generate(db: &Path, events: u64) -> Result<(), String> {
             }
             put("identify", "identify", ts, true)?;
             link.execute(params!["demo", anon, uid]).map_err(|e| e.to_string())?;
-            put(STEPS[0], "track", ts, true)?;
+            // Steps are milestones, as the SDK reports them (reports count only milestone events).
+            put(STEPS[0], "milestone", ts, true)?;
             let mut step = 1;
             let budget = EVENTS_PER_USER + rng.below(EVENTS_PER_USER) - EVENTS_PER_USER / 2;
             for _ in 0..budget {
@@ -184,7 +185,7 @@ fn generate(db: &Path, events: u64) -> Result<(), String> {
                         step = STEPS.len(); // dropped off
                         continue;
                     }
-                    put(STEPS[step], "track", ts, true)?;
+                    put(STEPS[step], "milestone", ts, true)?;
                     step += 1;
                 } else {
                     put(NOISE[rng.below(NOISE.len() as u64) as usize], "track", ts, true)?;

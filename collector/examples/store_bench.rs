@@ -169,6 +169,7 @@ async fn main() {
         eprintln!("{name}: ingested {sent} events in {:.1} s", took.as_secs_f64());
         // The store's part of a funnel request: every user, then the steps' events.
         let step_names: Vec<String> = history::STEPS.map(String::from).to_vec();
+        let milestones: Vec<onramp_collector::analytics::Step> = history::STEPS.map(onramp_collector::analytics::Step::milestone).to_vec();
         let reads_ms = time(o.runs, || async {
             let started = Instant::now();
             let users = store.users("demo").await.expect("users").len();
@@ -183,7 +184,7 @@ async fn main() {
         let window_funnel = match &clickhouse {
             Some(store) => {
                 ms(time(o.runs, || async {
-                    store.window_funnel_counts("demo", &step_names, None).await.expect("windowFunnel");
+                    store.window_funnel_counts("demo", &milestones, None).await.expect("windowFunnel");
                 })
                 .await)
             }

@@ -18,7 +18,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use onramp::core::wire::{Batch, WireError, MAX_BATCH_BYTES};
+use onramp::core::json::Value;
+use onramp::core::wire::{Batch, Event, EventType, WireError, MAX_BATCH_BYTES};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -115,7 +116,11 @@ async fn accept(
     let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
     let mut clamped = 0;
     let mut stored = Vec::with_capacity(batch.events.len());
-    for (index, event) in batch.events.into_iter().enumerate() {
+    for (index, mut event) in batch.events.into_iter().enumerate() {
+        if let Err(message) = normalize_signed_up_at(&mut event, received_at) {
+            errors.push(WireError { index: Some(original_index(index, &parse_bad)), field: "props.signedUpAt", message });
+            continue;
+        }
         let ts = correct_timestamp(event.ts, batch.sent_at, received_at);
         if ts < received_at - MAX_PAST_MS {
             errors.push(WireError {
@@ -145,6 +150,29 @@ async fn accept(
         hook.after_commit(&events);
     }
     Ok((count, clamped))
+}
+
+/// Stores an identify's `signedUpAt` trait as Unix ms, by the one definition in
+/// [`onramp::core::time::signed_up_at`], so every report reads the same sign-up time whatever
+/// unit or format the host page sent. A `null` means "unknown" and is dropped; anything else that
+/// is not a time from 2000-01-01 to a day after `now` is refused.
+fn normalize_signed_up_at(event: &mut Event, now: i64) -> Result<(), String> {
+    if event.kind != EventType::Identify {
+        return Ok(());
+    }
+    let Some(slot) = event.props.iter().position(|(k, _)| k == "signedUpAt") else { return Ok(()) };
+    let value = &event.props[slot].1;
+    if *value == Value::Null {
+        event.props.remove(slot);
+        return Ok(());
+    }
+    match onramp::core::time::signed_up_at(value, now) {
+        Ok(ms) => {
+            event.props[slot].1 = Value::Num(ms as f64);
+            Ok(())
+        }
+        Err(why) => Err(format!("{why}; found {}", value.to_json())),
+    }
 }
 
 /// `parse_lenient` returns the good events without their positions; the `n`th good event's

@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `from`, `to` | sign-up date range: `YYYY-MM-DD` (UTC; `to` inclusive) or Unix ms (`to` exclusive) |
 //! | `trait.KEY=v1,v2` | only users whose identify trait `KEY` is one of the values |
-//! | `steps=a,b,c` | milestones or event names in order (default: the plan's milestones) |
-//! | `value=m` | the value milestone (default: the plan's, else the SDK's `time_to_value` event) |
+//! | `steps=a,b,c` | steps in order (default: the plan's required milestones): `milestone:ID`, `event:NAME`, or a bare name (the plan's milestone of that id, else `track` events of that name) |
+//! | `value=m` | the value milestone, spelled as a step (default: the plan's, else the SDK's `time_to_value` milestone) |
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::analytics::stalled::{Due, Stall};
 use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
-use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, User};
+use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, User};
 use crate::error::ApiError;
 use crate::store::{EventFilter, StoreError, UserEvents};
 use crate::{AppState, Project};
@@ -124,6 +124,10 @@ impl Params {
 /// What a project's plan says, where a request leaves it out.
 #[derive(Clone, Debug, Default)]
 pub struct PlanDefaults {
+    /// Every milestone id a bare step name can mean: the plan's (with former ids) and the
+    /// SDK's reserved ones (`time_to_value`, `onboarding_completed`).
+    pub milestone_ids: Vec<String>,
+    /// The required milestones, the default funnel.
     pub milestones: Vec<String>,
     pub value: Option<String>,
     pub due: Vec<Due>,
@@ -132,10 +136,15 @@ pub struct PlanDefaults {
 /// The plan's milestones, value milestone and due windows for `project`. Without a stored plan
 /// every report needs its `steps` (and stalls their `due`) spelled out in the request.
 pub async fn plan_defaults(state: &AppState, project: &Project) -> PlanDefaults {
+    let reserved = onramp::core::plan::RESERVED_IDS.map(String::from).to_vec();
     // An unreadable store here only costs the defaults; the report's own reads will say 503.
-    let Ok(Some(served)) = crate::plans::current(state, &project.id).await else { return PlanDefaults::default() };
+    let Ok(Some(served)) = crate::plans::current(state, &project.id).await else {
+        return PlanDefaults { milestone_ids: reserved, ..PlanDefaults::default() };
+    };
     let plan = &served.plan;
+    let ids = plan.milestones.iter().flat_map(|m| std::iter::once(&m.id).chain(&m.aliases)).cloned();
     PlanDefaults {
+        milestone_ids: ids.chain(reserved).collect(),
         // The funnel of the required path; optional milestones would read as drop-off.
         milestones: plan.milestones.iter().filter(|m| m.required).map(|m| m.id.clone()).collect(),
         value: plan.value_milestone().map(|m| m.id.clone()),
@@ -151,7 +160,7 @@ pub async fn plan_defaults(state: &AppState, project: &Project) -> PlanDefaults 
 pub async fn load_users(state: &AppState, project: &Project) -> Result<Vec<User>, StoreError> {
     let seen = state.store.users(&project.id).await?;
     let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
-    Ok(a::resolve_users(seen, &identifies))
+    Ok(a::resolve_users(seen, &identifies, state.now()))
 }
 
 /// The selected users of one request, with what every report needs.
@@ -182,23 +191,26 @@ impl<'a> Ctx<'a> {
         Ok(Ctx { state, project, params, plan, all, users, now: state.now() })
     }
 
-    fn steps(&self) -> Result<Vec<String>, ApiError> {
-        match self.params.list("steps") {
-            Some(steps) if !steps.is_empty() => Ok(steps),
-            // Given but empty is a mistake in the request, not a wish for the plan's steps.
-            Some(_) => Err(bad("steps", "empty; give the steps in order, e.g. steps=signed_up,project_created, or leave it out for the plan's")),
-            _ if !self.plan.milestones.is_empty() => Ok(self.plan.milestones.clone()),
-            _ => Err(bad("steps", "give the steps in order, e.g. steps=signed_up,project_created (this project has no plan to take them from)")),
-        }
+    fn step(&self, text: &str) -> Step {
+        Step::parse(text, &self.plan.milestone_ids)
     }
 
-    fn value(&self) -> String {
-        self.params
-            .get("value")
-            .filter(|v| !v.is_empty())
-            .map(String::from)
-            .or_else(|| self.plan.value.clone())
-            .unwrap_or_else(|| DEFAULT_VALUE.into())
+    fn steps(&self) -> Result<Vec<Step>, ApiError> {
+        let steps = match self.params.list("steps") {
+            Some(steps) if !steps.is_empty() => steps,
+            // Given but empty is a mistake in the request, not a wish for the plan's steps.
+            Some(_) => return Err(bad("steps", "empty; give the steps in order, e.g. steps=signed_up,project_created, or leave it out for the plan's")),
+            _ if !self.plan.milestones.is_empty() => return Ok(self.plan.milestones.iter().map(|m| Step::milestone(m)).collect()),
+            _ => return Err(bad("steps", "give the steps in order, e.g. steps=milestone:signed_up,event:project_created (this project has no plan to take them from)")),
+        };
+        Ok(steps.iter().map(|s| self.step(s)).collect())
+    }
+
+    fn value(&self) -> Step {
+        match self.params.get("value").filter(|v| !v.is_empty()) {
+            Some(text) => self.step(text),
+            None => Step::milestone(self.plan.value.as_deref().unwrap_or(DEFAULT_VALUE)),
+        }
     }
 
     fn due(&self) -> Result<Vec<Due>, ApiError> {
@@ -212,18 +224,27 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
     }
 
-    async fn named(&self, names: &[String]) -> Result<Vec<UserEvents>, ApiError> {
-        self.events(EventFilter::names(names)).await
+    /// Every user's events that can reach one of `steps` (of their types and names; the
+    /// caller matches type and name together).
+    async fn reaching(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
+        let mut filter = EventFilter::default();
+        for s in steps {
+            if !filter.types.contains(&s.kind.event_type()) {
+                filter.types.push(s.kind.event_type());
+            }
+            if !filter.names.contains(&s.name) {
+                filter.names.push(s.name.clone());
+            }
+        }
+        self.events(filter).await
     }
 
-    /// The steps, the value milestone, and every user's events named by either.
-    async fn milestones(&self) -> Result<(Vec<String>, String, Vec<UserEvents>), ApiError> {
+    /// The steps, the value milestone, and every user's events that can reach either.
+    async fn milestones(&self) -> Result<(Vec<Step>, Step, Vec<UserEvents>), ApiError> {
         let (steps, value) = (self.steps()?, self.value());
-        let mut names = steps.clone();
-        if !names.contains(&value) {
-            names.push(value.clone());
-        }
-        let events = self.named(&names).await?;
+        let mut wanted = steps.clone();
+        wanted.push(value.clone());
+        let events = self.reaching(&wanted).await?;
         Ok((steps, value, events))
     }
 }
@@ -237,14 +258,22 @@ fn histogram_json(h: &Histogram) -> Value {
 }
 
 fn milestone_json(m: &a::ttv::MilestoneTimes) -> Value {
-    json!({ "name": m.name, "reached": m.reached, "ms": quantiles_json(&m.quantiles) })
+    json!({ "name": m.step.name, "kind": m.step.kind.as_str(), "reached": m.reached, "ms": quantiles_json(&m.quantiles) })
+}
+
+fn names(steps: &[Step]) -> Vec<&str> {
+    steps.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn kinds(steps: &[Step]) -> Vec<&'static str> {
+    steps.iter().map(|s| s.kind.as_str()).collect()
 }
 
 fn activation_json(a: &a::ttv::Activation) -> Value {
     json!({ "eligible": a.eligible, "activated": a.activated, "rate": a.rate })
 }
 
-fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[String]) -> Result<Value, ApiError> {
+fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[Step]) -> Result<Value, ApiError> {
     let window = match ctx.params.duration("window")? {
         Some(w) => Some(w),
         None => ctx.params.duration("window_ms")?,
@@ -255,7 +284,8 @@ fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[String]) -> Resu
         .into_iter()
         .map(|s| {
             let mut v = json!({
-                "name": s.name,
+                "name": s.step.name,
+                "kind": s.step.kind.as_str(),
                 "users": s.users,
                 "conversionFromPrevious": s.conversion_from_previous,
                 "conversionFromFirst": s.conversion_from_first,
@@ -271,7 +301,7 @@ fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[String]) -> Resu
     Ok(json!({ "users": ctx.users.len(), "windowMs": window, "steps": steps }))
 }
 
-fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &str) -> Value {
+fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Value {
     let r = a::ttv::ttv(steps, value, &ctx.users, reach, ctx.now);
     json!({
         "users": r.users,
@@ -282,7 +312,7 @@ fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &str) 
     })
 }
 
-fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &str) -> Result<Value, ApiError> {
+fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Result<Value, ApiError> {
     let by = ctx.params.get("by").unwrap_or("day");
     let period = Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))?;
     let rows: Vec<Value> = a::ttv::cohorts(period, steps, value, &ctx.users, reach, ctx.now)
@@ -298,12 +328,20 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[String], value: &st
             })
         })
         .collect();
-    Ok(json!({ "by": by, "steps": steps, "valueMilestone": value, "cohorts": rows }))
+    Ok(json!({
+        "by": by,
+        "steps": names(steps),
+        "stepKinds": kinds(steps),
+        "valueMilestone": value.name,
+        "valueKind": value.kind.as_str(),
+        "cohorts": rows,
+    }))
 }
 
 async fn tips_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let tip_events = ctx.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
-    let reached = ctx.named(&a::tips::milestones(&tip_events)).await?;
+    let milestones: Vec<Step> = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
+    let reached = ctx.reaching(&milestones).await?;
     let reach = FirstReach::new(&reached);
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
@@ -345,8 +383,8 @@ fn stall_json(s: &Stall) -> Value {
 
 async fn stalls(ctx: &Ctx<'_>) -> Result<(Vec<Due>, Vec<Stall>), ApiError> {
     let due = ctx.due()?;
-    let names: Vec<String> = due.iter().map(|d| d.milestone.clone()).collect();
-    let reached = if names.is_empty() { Vec::new() } else { ctx.named(&names).await? };
+    let milestones: Vec<Step> = due.iter().map(|d| Step::milestone(&d.milestone)).collect();
+    let reached = if milestones.is_empty() { Vec::new() } else { ctx.reaching(&milestones).await? };
     let list = a::stalled::stalled(&ctx.users, &due, &FirstReach::new(&reached), ctx.now);
     Ok((due, list))
 }
@@ -391,7 +429,7 @@ pub async fn funnel(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
-    let events = ctx.named(&steps).await?;
+    let events = ctx.reaching(&steps).await?;
     let mut report = funnel_report(&ctx, &events, &steps)?;
     report["project"] = json!(ctx.project.id);
     Ok(Json(report))
@@ -471,8 +509,10 @@ pub async fn report(
     Ok(Json(json!({
         "project": ctx.project.id,
         "now": ctx.now,
-        "steps": steps,
-        "valueMilestone": value,
+        "steps": names(&steps),
+        "stepKinds": kinds(&steps),
+        "valueMilestone": value.name,
+        "valueKind": value.kind.as_str(),
         "funnel": funnel_report(&ctx, &events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,

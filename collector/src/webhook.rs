@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use onramp::core::wire::EventType;
 use serde_json::{json, Value};
 
 use crate::analytics::stalled::{self, Due, Stall};
@@ -110,7 +111,8 @@ pub async fn stalls_due_between(
     }
     let users = query::load_users(state, project).await?;
     let names: Vec<String> = due.iter().map(|d| d.milestone.clone()).collect();
-    let reached = state.store.events(&project.id, &EventFilter::names(&names)).await?;
+    let filter = EventFilter { types: vec![EventType::Milestone], ..EventFilter::names(&names) };
+    let reached = state.store.events(&project.id, &filter).await?;
     let all = stalled::stalled(&users, due, &FirstReach::new(&reached), until);
     Ok(stalled::newly_stalled(all, after, until))
 }

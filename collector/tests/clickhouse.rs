@@ -4,6 +4,7 @@
 mod common;
 
 use common::{batch, clickhouse, event, funnel, post, serve};
+use onramp_collector::analytics::Step;
 use onramp_collector::store::Store;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
     // A resend of the same events (lost acknowledgement) is stored once.
     assert_eq!(post(&c.url, body).await.status(), 200);
 
-    let report = funnel(&c.url, "signed_up,project_created").await;
+    let report = funnel(&c.url, "event:signed_up,event:project_created").await;
     assert_eq!(report["steps"][0]["userIds"], json!(["alice", "bob"]), "anon-a's early event counts for alice");
     assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));
     assert_eq!(report["steps"][1]["conversionFromPrevious"], 0.5);
@@ -36,7 +37,7 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
     assert_eq!((rows, distinct), (16, 8), "the resend is stored, and folded by FINAL");
     assert_eq!(funnel(&c.url, "opened").await["steps"][0]["userIds"], json!(["ron"]));
     assert_eq!(
-        store.window_funnel_counts("demo", &["signed_up".into(), "project_created".into()], None).await.expect("windowFunnel"),
+        store.window_funnel_counts("demo", &[Step::event("signed_up"), Step::event("project_created")], None).await.expect("windowFunnel"),
         vec![2, 1]
     );
 }
@@ -167,9 +168,9 @@ async fn two_shard_cluster_behind_two_collectors() {
     let served = reqwest::get(format!("{}/v1/plan?writeKey=wk_demo", collectors[1].url)).await.expect("get");
     assert_eq!(served.text().await.expect("body"), plan);
 
-    let expected = funnel(&sqlite.url, "signed_up,project_created").await;
+    let expected = funnel(&sqlite.url, "event:signed_up,event:project_created").await;
     assert_eq!(expected["steps"][1]["users"], 20);
     for c in &collectors {
-        assert_eq!(funnel(&c.url, "signed_up,project_created").await["steps"], expected["steps"]);
+        assert_eq!(funnel(&c.url, "event:signed_up,event:project_created").await["steps"], expected["steps"]);
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use common::history::{history, DAY, NOW, STEPS};
 use common::{clickhouse, post, serve_with_clock, Collector};
+use onramp_collector::analytics::Step;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::{EventFilter, Store, UserSeen};
 use serde_json::Value;
@@ -119,7 +120,7 @@ async fn sqlite_and_clickhouse_answer_every_question_identically() {
 
     // ClickHouse's own windowFunnel agrees with the shared matcher on the step counts (no repeated
     // step names and no same-millisecond steps in this data, where the two may order differently).
-    let steps: Vec<String> = STEPS.map(String::from).to_vec();
+    let steps: Vec<Step> = STEPS.map(Step::milestone).to_vec();
     for (window, path) in [(None, 0), (Some(2 * DAY), 1)] {
         let matcher: Value = serde_json::from_str(&ask(&ch, &questions()[path]).await).expect("json");
         let matcher: Vec<u64> = matcher["steps"].as_array().expect("steps").iter().map(|s| s["users"].as_u64().unwrap_or(0)).collect();

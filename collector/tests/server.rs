@@ -36,7 +36,7 @@ async fn stores_batches_once_and_reports_the_funnel() {
     // A resend of the same events (lost acknowledgement) is stored once.
     assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
 
-    let report = funnel(&s.url, "signed_up,project_created").await;
+    let report = funnel(&s.url, "event:signed_up,event:project_created").await;
     assert_eq!(report["steps"][0]["users"], 2);
     assert_eq!(report["steps"][0]["userIds"], json!(["alice", "bob"]), "anon-a's early event counts for alice");
     assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));
@@ -56,6 +56,43 @@ async fn refuses_bad_events_naming_index_and_field_and_stores_nothing() {
     assert_eq!(body["errors"][0]["index"], 1);
     assert_eq!(body["errors"][0]["field"], "name");
     assert_eq!(funnel(&s.url, "signed_up").await["steps"][0]["users"], 0);
+}
+
+#[tokio::test]
+async fn sign_up_time_is_normalised_at_ingest_and_refused_outside_2000_to_tomorrow() {
+    let s = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let identify = |user: &str, signed_up_at: Value| {
+        json!({"id": format!("id-{user}"), "type": "identify", "name": "identify", "anonymousId": format!("anon-{user}"),
+               "userId": user, "ts": now, "props": {"signedUpAt": signed_up_at, "plan": "pro"}})
+    };
+    // -1e18 once broke the dashboard for everyone; now it never gets in.
+    for bad in [json!(-1e18), json!(1e18), json!(0), json!("1999-12-31"), json!(now + 2 * 86_400_000), json!("soon"), json!(true)] {
+        let body = json!({"writeKey": "wk_demo", "sentAt": now, "events": [event("fine", "x", "anon-m", None, now), identify("mallory", bad.clone())]});
+        let r = post(&s.url, body.to_string()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["errors"][0]["index"], 1, "{bad}");
+        assert_eq!(body["errors"][0]["field"], "props.signedUpAt", "{bad}");
+    }
+    // Seconds, milliseconds and ISO 8601 text of one instant are one sign-up time.
+    let at = 1_790_000_000_000_i64;
+    let body = json!({"writeKey": "wk_demo", "sentAt": now, "events": [
+        identify("secs", json!(at / 1000)),
+        identify("millis", json!(at)),
+        identify("iso", json!("2026-09-21T14:13:20Z")),
+        identify("unknown", Value::Null),
+    ]});
+    assert_eq!(post(&s.url, body.to_string()).await.status(), 200);
+    let stalled = common::get(&s.url, "/v1/stalled?due=milestone:never:1m").await;
+    let rows: Vec<(String, i64)> = stalled["stalled"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["user"].as_str().unwrap_or("").to_string(), r["signedUpAt"].as_i64().unwrap_or(0)))
+        .collect();
+    let expected: Vec<(String, i64)> = ["iso", "millis", "secs"].iter().map(|u| (u.to_string(), at)).collect();
+    assert_eq!(rows, expected, "nothing of the refused batches was stored; a null sign-up is unknown (not yet due)");
 }
 
 #[tokio::test]
@@ -96,7 +133,7 @@ async fn bad_query_parameters_are_named_in_a_400() {
 async fn stalled_users_export_as_csv_with_a_token_link() {
     let s = start().await;
     let batch = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [
-        {"id": "i1", "type": "identify", "name": "identify", "anonymousId": "x", "userId": "dana", "ts": 1_000, "props": {"signedUpAt": 1_000, "plan": "pro"}},
+        {"id": "i1", "type": "identify", "name": "identify", "anonymousId": "x", "userId": "dana", "ts": 1_000, "props": {"signedUpAt": "2024-03-01T10:00:00Z", "plan": "pro"}},
     ]});
     assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
     let r = reqwest::get(format!("{}/v1/stalled?due=project_created:1h&format=csv&token=rt_demo&trait.plan=pro", s.url))
@@ -107,7 +144,7 @@ async fn stalled_users_export_as_csv_with_a_token_link() {
     let csv = r.text().await.expect("csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "user,milestone,signed_up_at,due_at,last_seen,overdue_hours");
-    assert!(lines[1].starts_with("dana,project_created,1970-01-01T00:00:01Z,1970-01-01T01:00:01Z,"), "{csv}");
+    assert!(lines[1].starts_with("dana,project_created,2024-03-01T10:00:00Z,2024-03-01T11:00:00Z,"), "{csv}");
     let (_, other_plan) = read(&format!("{}/v1/stalled?due=project_created:1h&trait.plan=trial", s.url)).await;
     assert_eq!(serde_json::from_str::<Value>(&other_plan).expect("json")["total"], 0);
 }

@@ -274,7 +274,8 @@ async fn simulated_users_match_ground_truth() {
         ("&trait.plan=pro,team&trait.role=admin".into(), Box::new(|u: &SimUser| u.signup.is_some() && u.plan != "trial" && u.role == "admin")),
         (format!("&from={from}&to={}", NOW - 10 * D), Box::new(move |u: &SimUser| (from..NOW - 10 * D).contains(&u.signup_time()))),
     ];
-    let steps = STEPS.join(",");
+    // No plan here, so the steps say they are milestones (a bare name would mean track events).
+    let steps = STEPS.map(|s| format!("milestone:{s}")).join(",");
     for (filter, admits) in &selections {
         let selected: Vec<&SimUser> = users.iter().filter(|u| admits(u)).collect();
 
@@ -309,7 +310,7 @@ async fn simulated_users_match_ground_truth() {
 
         // Cohorts by day and by week (1970-01-05 was a Monday), value = file_uploaded.
         for (by, width, origin) in [("day", D, 0), ("week", 7 * D, 4 * D)] {
-            let answer = get(&s, &format!("/v1/cohorts?by={by}&steps={steps}&value=file_uploaded{filter}")).await;
+            let answer = get(&s, &format!("/v1/cohorts?by={by}&steps={steps}&value=milestone:file_uploaded{filter}")).await;
             let mut truth: BTreeMap<i64, Vec<&SimUser>> = BTreeMap::new();
             for u in &selected {
                 truth.entry((u.signup_time() - origin) / width * width + origin).or_default().push(u);

@@ -48,6 +48,24 @@ pub fn parse_time(v: &Value) -> Option<i64> {
     }
 }
 
+/// The earliest sign-up time accepted, 2000-01-01T00:00:00Z: anything earlier is a unit mistake
+/// (seconds read as ms, a date's year alone) or garbage, and would skew every time-to-value.
+pub const EARLIEST_SIGNUP_MS: i64 = 946_684_800_000;
+
+/// A user's `signedUpAt` trait as Unix ms — the one definition the SDK and the collector share.
+///
+/// Read by [`parse_time`] (ms; a number below 1e11 is seconds; or an ISO 8601 string) and
+/// accepted only from [`EARLIEST_SIGNUP_MS`] to `now` + 1 day (a day of clock skew). The
+/// collector normalises at ingest and refuses anything else, naming the field.
+pub fn signed_up_at(v: &Value, now: i64) -> Result<i64, &'static str> {
+    let ms = parse_time(v).ok_or("expected Unix milliseconds, Unix seconds or an ISO 8601 date")?;
+    if (EARLIEST_SIGNUP_MS..=now.saturating_add(DAY)).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err("is outside 2000-01-01 … now + 1 day")
+    }
+}
+
 /// `YYYY-MM-DD`, optionally `THH:MM[:SS[.fff]]` and `Z` or `±HH:MM` (UTC when absent).
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -126,5 +144,22 @@ mod tests {
         for bad in ["", "2023-13-01", "2023-11-14T25:00", "yesterday", "2023-11-14Tx"] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn signed_up_at_is_one_time_within_2000_and_tomorrow() {
+        let now = 1_800_000_000_000;
+        // Seconds, milliseconds and ISO text of the same instant are the same sign-up time.
+        for v in [Value::Num(1_700_000_000.0), Value::Num(1_700_000_000_000.0), Value::Str("2023-11-14T22:13:20Z".into())] {
+            assert_eq!(signed_up_at(&v, now), Ok(1_700_000_000_000), "{v:?}");
+        }
+        assert_eq!(signed_up_at(&Value::Num(EARLIEST_SIGNUP_MS as f64), now), Ok(EARLIEST_SIGNUP_MS));
+        assert_eq!(signed_up_at(&Value::Num((now + DAY) as f64), now), Ok(now + DAY));
+        for bad in [-1e18, 0.0, 1e18, 1e300, (EARLIEST_SIGNUP_MS - 1) as f64, (now + DAY + 1) as f64] {
+            assert!(signed_up_at(&Value::Num(bad), now).is_err(), "{bad}");
+        }
+        assert!(signed_up_at(&Value::Str("1999-12-31".into()), now).is_err());
+        assert!(signed_up_at(&Value::Str("soon".into()), now).is_err());
+        assert!(signed_up_at(&Value::Bool(true), now).is_err());
     }
 }

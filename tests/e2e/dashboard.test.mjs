@@ -39,7 +39,9 @@ function seededEvents(now, count) {
       if (ts < now) events.push({ id: `${user}-${n++}`, type, name, anonymousId: anon, userId: user, ts, props });
     };
     push("identify", "identify", t, { signedUpAt: signup, plan, role });
+    // The action and the milestone the SDK reports for it (reports count only the milestone).
     push("track", "signed_up", t + 1000);
+    push("milestone", "signed_up", t + 1000, { sinceSignupMs: t + 1000 - signup });
     const sawTip = r() < 0.6;
     if (sawTip) {
       const tip = { tipId: "create_project", milestone: "project_created", sinceSignupMs: 5000 };
@@ -53,6 +55,7 @@ function seededEvents(now, count) {
       if (r() > p) break;
       t += Math.floor(-Math.log(1 - r()) * scale) + 1000;
       push("track", name, t);
+      push("milestone", name, t, { sinceSignupMs: t - signup });
       if (name === "file_uploaded") push("milestone", "time_to_value", t + 1, { milestone: name, sinceSignupMs: t - signup });
     }
   }
@@ -134,6 +137,32 @@ test("the dashboard shows the demo's users and the collector's numbers", async (
   assert.ok(team.ttv.users < api.ttv.users);
   await page.screenshot({ path: join(ARTIFACTS, "dashboard-filtered-team.png"), fullPage: true });
 
+  const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
+  assert.deepEqual(bad, [], "no errors in the page");
+});
+
+test("the dashboard draws any value the API can return", async () => {
+  // A real report, then every time in it pushed past what a JS Date holds (a sign-up time of
+  // -1e18 sent with the public write key once blanked the page for everyone) and every duration
+  // and count made huge: the page must still draw, showing "–" where a date cannot be shown.
+  const real = (await getJson(collector.url + "/v1/report?" + VIEW)).body;
+  const extreme = JSON.parse(JSON.stringify(real));
+  extreme.now = 1e18;
+  extreme.stalled.total = 1e15;
+  extreme.stalled.stalled = [{ user: "mallory", milestone: "project_created", signedUpAt: -1e18, dueAt: 9e15, lastSeen: -8.7e15 }];
+  extreme.funnel.steps[1].medianMsFromPrevious = 1e300;
+  extreme.ttv.value.ms = { count: 1, p50: -1e18, p75: 1e300, p90: null };
+  extreme.cohorts.cohorts.push({ start: -1e18, label: "", users: 0, reached: extreme.cohorts.steps.map(() => 0),
+    value: { name: "x", kind: "milestone", reached: 0, ms: { count: 0, p50: null, p75: null, p90: null } },
+    firstDay: { eligible: 0, activated: 0, rate: 0 } });
+  const page = await (await browser.newContext()).newPage();
+  const messages = watchConsole(page);
+  await page.route(/\/v1\/report\?/, (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(extreme) }));
+  await page.goto(collector.url + "/dashboard/#token=rt_demo&" + VIEW);
+  await page.waitForSelector("body[data-loaded=true]");
+  const row = await page.$$eval("#stalled tbody tr td", (cells) => cells.map((c) => c.textContent));
+  assert.deepEqual(row.slice(0, 5), ["mallory", "project_created", "–", "–", "–"]);
+  assert.equal(await page.$$eval("#cohorts tbody tr", (rows) => rows.length), extreme.cohorts.cohorts.length);
   const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
   assert.deepEqual(bad, [], "no errors in the page");
 });

@@ -28,8 +28,15 @@
   }
   // Bucket edges are round numbers: 1h, 4h, 1d, 7d.
   function short(ms) { return ms % D === 0 ? ms / D + "d" : ms % H === 0 ? ms / H + "h" : Math.round(ms / 60000) + "m"; }
-  function day(ts) { return new Date(ts).toISOString().slice(0, 10); }
-  function when(ts) { return new Date(ts).toISOString().slice(0, 16).replace("T", " "); }
+  // Any number the API returns must draw: a time outside what Date can hold shows as "–"
+  // (toISOString throws a RangeError on it, which once blanked the whole page).
+  function iso(ts) { var d = new Date(ts); return typeof ts === "number" && isFinite(d.getTime()) ? d.toISOString() : null; }
+  function day(ts) { var s = iso(ts); return s ? s.slice(0, 10) : "–"; }
+  function when(ts) { var s = iso(ts); return s ? s.slice(0, 16).replace("T", " ") : "–"; }
+  // A step as the API names it: milestones reached by their milestone event, ad-hoc steps by
+  // track events of that name; the two are told apart wherever a step is shown.
+  function stepLabel(name, kind) { return kind === "event" ? name + " (event)" : name; }
+  function stepParam(name, kind) { return kind === "event" ? "event:" + name : name; }
 
   function el(name, attrs, text) {
     var node = document.createElementNS(SVG, name);
@@ -63,14 +70,14 @@
     var first = Math.max(1, steps.length ? steps[0].users : 1);
     steps.forEach(function (s, i) {
       var y = i * row + 4, w = Math.max((width - label - right) * s.users / first, 2);
-      svg.appendChild(el("text", { x: 0, y: y + 24, "font-size": 13, fill: "#1d2433" }, s.name));
+      svg.appendChild(el("text", { x: 0, y: y + 24, "font-size": 13, fill: "#1d2433" }, stepLabel(s.name, s.kind)));
       svg.appendChild(el("rect", { x: label, y: y + 6, width: width - label - right, height: 28, rx: 4, fill: "#eef1f7" }));
       svg.appendChild(el("rect", { x: label, y: y + 6, width: w, height: 28, rx: 4, fill: "#3b5bdb" }));
       svg.appendChild(el("text", { x: label + w + 8, y: y + 25, "font-size": 13, "font-weight": 600, fill: "#1d2433" },
         num(s.users) + "  ·  " + pct(s.conversionFromFirst)));
     });
     fillTable($("funnel-table"), steps.map(function (s, i) {
-      return [s.name, num(s.users), i ? pct(s.conversionFromPrevious) : "", pct(s.conversionFromFirst),
+      return [stepLabel(s.name, s.kind), num(s.users), i ? pct(s.conversionFromPrevious) : "", pct(s.conversionFromFirst),
         i ? num(s.dropOff) : "", dur(s.medianMsFromPrevious)];
     }));
   }
@@ -96,12 +103,14 @@
   }
 
   function drawTtv(ttv) {
-    $("ttv-value").textContent = ttv.value.name;
+    $("ttv-value").textContent = stepLabel(ttv.value.name, ttv.value.kind);
     drawBars($("ttv"), bucketLabels(ttv.histogram.edgesMs), ttv.histogram.counts, "#5c7cfa");
     // The value milestone is marked in place when it is one of the steps, else added last.
-    var list = ttv.milestones.some(function (m) { return m.name === ttv.value.name; }) ? ttv.milestones : ttv.milestones.concat([ttv.value]);
+    var isValue = function (m) { return m.name === ttv.value.name && m.kind === ttv.value.kind; };
+    var list = ttv.milestones.some(isValue) ? ttv.milestones : ttv.milestones.concat([ttv.value]);
     var rows = list.map(function (m) {
-      var name = m.name === ttv.value.name ? { text: m.name + " (value)", cls: "better" } : m.name;
+      var label = stepLabel(m.name, m.kind);
+      var name = isValue(m) ? { text: label + " (value)", cls: "better" } : label;
       return [name, num(m.reached), dur(m.ms.p50), dur(m.ms.p75), dur(m.ms.p90)];
     });
     fillTable($("ttv-table"), rows);
@@ -115,9 +124,11 @@
     head.textContent = "";
     var tr = head.insertRow();
     // The value milestone gets its own column only when it is not one of the steps.
-    var valueColumn = c.steps.indexOf(c.valueMilestone) < 0;
-    ["Cohort", "Users"].concat(c.steps.map(function (st) { return st === c.valueMilestone ? st + " (value)" : st; }),
-      valueColumn ? [c.valueMilestone + " (value)"] : [], ["First-day activation", "Median TTV"])
+    var isValue = function (st, i) { return st === c.valueMilestone && c.stepKinds[i] === c.valueKind; };
+    var valueColumn = !c.steps.some(isValue);
+    var valueLabel = stepLabel(c.valueMilestone, c.valueKind) + " (value)";
+    ["Cohort", "Users"].concat(c.steps.map(function (st, i) { return isValue(st, i) ? valueLabel : stepLabel(st, c.stepKinds[i]); }),
+      valueColumn ? [valueLabel] : [], ["First-day activation", "Median TTV"])
       .forEach(function (h) { var th = document.createElement("th"); th.textContent = h; tr.appendChild(th); });
     // Newest first: the cohorts a PM is watching.
     fillTable($("cohorts"), c.cohorts.slice().reverse().map(function (row) {
@@ -188,8 +199,8 @@
   function render(r) {
     var t = r.ttv;
     // Empty fields show what the collector used (the plan's defaults).
-    $("steps").placeholder = r.steps.join(",");
-    $("value").placeholder = r.valueMilestone;
+    $("steps").placeholder = r.steps.map(function (s, i) { return stepParam(s, r.stepKinds[i]); }).join(",");
+    $("value").placeholder = stepParam(r.valueMilestone, r.valueKind);
     $("due").placeholder = r.stalled.due.map(function (d) { return d.milestone + ":" + short(d.withinMs); }).join(",") || "project_created:24h";
     $("kpi-users").textContent = num(t.users);
     $("kpi-value").textContent = t.users ? pct(t.value.reached / t.users) : "–";

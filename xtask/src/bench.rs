@@ -40,7 +40,8 @@ const TOUR_CSS: [(&str, &str); 3] = [
     ("intro.js", "intro.js/introjs.css"),
 ];
 /// The funnel asked of the generated data (the names `bench_sqlite generate` writes).
-const FUNNEL: &str = "signed_up,project_created,teammate_invited,file_uploaded,report_shared";
+const FUNNEL: &str =
+    "milestone:signed_up,milestone:project_created,milestone:teammate_invited,milestone:file_uploaded,milestone:report_shared";
 /// Timed runs per query after a warm-up, fewer as the data grows (a 10 M query takes minutes).
 fn query_runs(events: u64) -> usize {
     match events {
@@ -636,7 +637,7 @@ type Latencies = (std::result::Result<f64, String>, std::result::Result<f64, Str
 fn query_both(collector: &Collector, runs: usize) -> Result<Latencies> {
     Ok((
         query_latency(&format!("{}/v1/funnel?steps={FUNNEL}", collector.url), runs)?,
-        query_latency(&format!("{}/v1/ttv?steps={FUNNEL}&value=report_shared", collector.url), runs)?,
+        query_latency(&format!("{}/v1/ttv?steps={FUNNEL}&value=milestone:report_shared", collector.url), runs)?,
     ))
 }
 

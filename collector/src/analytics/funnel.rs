@@ -4,12 +4,12 @@ use std::collections::HashSet;
 
 use onramp::core::funnel::{self, StepEvent};
 
-use super::{percentile, ratio, User};
+use super::{percentile, ratio, Step, User};
 use crate::store::UserEvents;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunnelStep {
-    pub name: String,
+    pub step: Step,
     pub users: u64,
     /// Users at this step over users at the previous one (1.0 for the first step).
     pub conversion_from_previous: f64,
@@ -23,8 +23,8 @@ pub struct FunnelStep {
 }
 
 /// Users among `users` reaching each of `steps` in order, within `window_ms` of the first step.
-/// `events` holds (at least) every user's events named in `steps`.
-pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms: Option<i64>) -> Vec<FunnelStep> {
+/// `events` holds (at least) every user's events that can reach one of `steps`.
+pub fn funnel(steps: &[Step], users: &[User], events: &[UserEvents], window_ms: Option<i64>) -> Vec<FunnelStep> {
     let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let mut reached: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
     let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); steps.len()];
@@ -33,7 +33,7 @@ pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms
         step_events.clear();
         for (event, e) in user.events.iter().enumerate() {
             // An event name may stand for several steps (a funnel that repeats an action).
-            for (step, _) in steps.iter().enumerate().filter(|(_, s)| **s == e.name) {
+            for (step, _) in steps.iter().enumerate().filter(|(_, s)| s.matches(e.kind, &e.name)) {
                 step_events.push(StepEvent { ts: e.ts, step, event });
             }
         }
@@ -52,12 +52,12 @@ pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms
         .zip(reached)
         .zip(gaps)
         .enumerate()
-        .map(|(i, ((name, mut ids), mut gaps))| {
+        .map(|(i, ((step, mut ids), mut gaps))| {
             ids.sort();
             gaps.sort_unstable();
             let users = ids.len();
-            let step = FunnelStep {
-                name: name.clone(),
+            let row = FunnelStep {
+                step: step.clone(),
                 users: users as u64,
                 conversion_from_previous: ratio(users, previous),
                 conversion_from_first: ratio(users, first),
@@ -66,7 +66,7 @@ pub fn funnel(steps: &[String], users: &[User], events: &[UserEvents], window_ms
                 user_ids: ids,
             };
             previous = users;
-            step
+            row
         })
         .collect()
 }
@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn counts_selected_users_per_step_with_conversion_and_drop_off() {
-        let steps: Vec<String> = ["signup", "project", "invite"].map(String::from).to_vec();
+        let steps: Vec<Step> = ["signup", "project", "invite"].map(Step::milestone).to_vec();
         let all = [
             events("a", &[(1, "signup"), (2, "project"), (3, "invite")]),
             events("b", &[(1, "signup"), (5, "project")]),
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn window_limits_the_chain() {
-        let steps: Vec<String> = ["signup", "project"].map(String::from).to_vec();
+        let steps: Vec<Step> = ["signup", "project"].map(Step::milestone).to_vec();
         let all = [events("a", &[(0, "signup"), (100, "project")])];
         let report = funnel(&steps, &[user("a", 0)], &all, Some(50));
         assert_eq!(report[1].users, 0);

@@ -5,11 +5,18 @@
 //!
 //! # Definitions (the contract the API documents and the simulation test checks)
 //!
-//! - A user's **sign-up time** is the latest `signedUpAt` trait (a number, Unix ms) from their
-//!   identify events; without one, their first-seen time stands in and `signupKnown` is false.
+//! - A user's **sign-up time** is the latest `signedUpAt` trait from their identify events, read
+//!   by the one definition shared with the SDK ([`onramp::core::time::signed_up_at`]: ms, seconds
+//!   below 1e11 or ISO 8601, within 2000-01-01 … now + 1 day; ingest stores it normalised and
+//!   refuses other values); without one, their first-seen time stands in and `signupKnown` is
+//!   false.
 //! - **Traits** are the props of the user's identify events, merged in time order (later wins).
-//! - A user **reaches** a step (milestone or event name) at the first event with that name; the
-//!   time since sign-up is clamped at zero.
+//! - A **step** is a plan milestone or an ad-hoc event ([`Step`]). A milestone is reached only by
+//!   its `milestone` event, which the SDK sends once the milestone's whole condition holds (its
+//!   `where`, `count` and `after`); a `track` event that happens to share the milestone's id
+//!   never counts for it. An ad-hoc step names a `track` event and counts only those.
+//! - A user **reaches** a step at the first event matching it; the time since sign-up is
+//!   clamped at zero.
 //! - **Quantiles** are nearest-rank: the p-th percentile of n sorted values is the value at rank
 //!   ⌈p·n/100⌉ (1-based), so it is always a value some user actually had; the median is p50.
 //! - Times are UTC; days start at midnight, weeks on Monday.
@@ -32,9 +39,73 @@ pub mod ttv;
 
 use std::collections::HashMap;
 
-use onramp::core::json::Value;
+use onramp::core::json::{self, Value};
+use onramp::core::wire::EventType;
 
 use crate::store::{UserEvents, UserSeen};
+
+/// Whether a report step is a milestone or an ad-hoc event (the API says which for every step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepKind {
+    /// Reached by the `milestone` event of that id.
+    Milestone,
+    /// Reached by a `track` event of that name.
+    Event,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Milestone => "milestone",
+            StepKind::Event => "event",
+        }
+    }
+
+    /// The one event type that can reach a step of this kind.
+    pub fn event_type(self) -> EventType {
+        match self {
+            StepKind::Milestone => EventType::Milestone,
+            StepKind::Event => EventType::Track,
+        }
+    }
+}
+
+/// One step of a funnel, a time-to-value row, a value milestone or a due window.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Step {
+    pub kind: StepKind,
+    pub name: String,
+}
+
+impl Step {
+    pub fn milestone(name: &str) -> Step {
+        Step { kind: StepKind::Milestone, name: name.into() }
+    }
+
+    pub fn event(name: &str) -> Step {
+        Step { kind: StepKind::Event, name: name.into() }
+    }
+
+    /// A step as a request spells it: `milestone:ID`, `event:NAME`, or a bare name, which is a
+    /// milestone when `milestones` (the plan's ids and the SDK's reserved ones) has it and an
+    /// ad-hoc event otherwise. So `invoice_sent` in a plan that defines it means the milestone,
+    /// and `event:invoice_sent` asks for the raw `track` events of that name.
+    pub fn parse(text: &str, milestones: &[String]) -> Step {
+        if let Some(id) = text.strip_prefix("milestone:") {
+            Step::milestone(id)
+        } else if let Some(name) = text.strip_prefix("event:") {
+            Step::event(name)
+        } else if milestones.iter().any(|m| m == text) {
+            Step::milestone(text)
+        } else {
+            Step::event(text)
+        }
+    }
+
+    pub fn matches(&self, kind: EventType, name: &str) -> bool {
+        kind == self.kind.event_type() && name == self.name
+    }
+}
 
 /// A user as analytics sees them.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,12 +121,13 @@ pub struct User {
 
 impl User {
     pub fn trait_value(&self, key: &str) -> Option<&Value> {
-        onramp::core::json::field(&self.traits, key)
+        json::field(&self.traits, key)
     }
 }
 
-/// Joins the store's user list with the users' identify events (fetched with props).
-pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents]) -> Vec<User> {
+/// Joins the store's user list with the users' identify events (fetched with props). A stored
+/// `signedUpAt` outside the accepted range (written before ingest checked it) counts as unknown.
+pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents], now: i64) -> Vec<User> {
     let by_user: HashMap<&str, &UserEvents> = identifies.iter().map(|u| (u.user.as_str(), u)).collect();
     let mut users: Vec<User> = seen
         .into_iter()
@@ -69,9 +141,9 @@ pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents]) -> Vec<User
                     }
                 }
             }
-            let signup = traits.iter().find(|(k, _)| k == "signedUpAt").and_then(|(_, v)| v.as_f64());
+            let signup = json::field(&traits, "signedUpAt").and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
             User {
-                signed_up_at: signup.map_or(s.first_seen, |ms| ms as i64),
+                signed_up_at: signup.unwrap_or(s.first_seen),
                 signup_known: signup.is_some(),
                 id: s.user,
                 first_seen: s.first_seen,
@@ -171,9 +243,9 @@ pub fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// When each user first had an event of each name: `user → name → ts`.
+/// When each user first had an event of each type and name: `user → (type, name) → ts`.
 pub struct FirstReach<'a> {
-    by_user: HashMap<&'a str, HashMap<&'a str, i64>>,
+    by_user: HashMap<&'a str, HashMap<(EventType, &'a str), i64>>,
 }
 
 impl<'a> FirstReach<'a> {
@@ -181,10 +253,10 @@ impl<'a> FirstReach<'a> {
         let by_user = events
             .iter()
             .map(|u| {
-                let mut first: HashMap<&str, i64> = HashMap::new();
-                // Events are sorted by time, so the first insert per name is the earliest.
+                let mut first: HashMap<(EventType, &str), i64> = HashMap::new();
+                // Events are sorted by time, so the first insert per key is the earliest.
                 for e in &u.events {
-                    first.entry(e.name.as_str()).or_insert(e.ts);
+                    first.entry((e.kind, e.name.as_str())).or_insert(e.ts);
                 }
                 (u.user.as_str(), first)
             })
@@ -192,14 +264,14 @@ impl<'a> FirstReach<'a> {
         FirstReach { by_user }
     }
 
-    /// When `user` first had `name`, as time since their sign-up (never negative).
-    pub fn since_signup(&self, user: &User, name: &str) -> Option<i64> {
-        let ts = self.by_user.get(user.id.as_str())?.get(name)?;
+    /// When `user` first reached `step`, as time since their sign-up (never negative).
+    pub fn since_signup(&self, user: &User, step: &Step) -> Option<i64> {
+        let ts = self.at(&user.id, step)?;
         Some((ts - user.signed_up_at).max(0))
     }
 
-    pub fn at(&self, user: &str, name: &str) -> Option<i64> {
-        self.by_user.get(user)?.get(name).copied()
+    pub fn at(&self, user: &str, step: &Step) -> Option<i64> {
+        self.by_user.get(user)?.get(&(step.kind.event_type(), step.name.as_str())).copied()
     }
 }
 
@@ -276,20 +348,20 @@ mod tests {
         let ids = vec![UserEvents {
             user: "a".into(),
             events: vec![
-                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(100.0))]),
+                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(1_000_000_000_000.0))]),
                 identify(2, vec![("plan", Value::Str("pro".into())), ("seats", Value::Num(3.0))]),
             ],
         }];
-        let users = resolve_users(seen, &ids);
+        let users = resolve_users(seen, &ids, 2_000_000_000_000);
         assert_eq!(users[0].id, "a");
-        assert_eq!((users[0].signed_up_at, users[0].signup_known), (100, true));
+        assert_eq!((users[0].signed_up_at, users[0].signup_known), (1_000_000_000_000, true));
         assert_eq!(users[0].trait_value("plan"), Some(&Value::Str("pro".into())));
         assert_eq!((users[1].signed_up_at, users[1].signup_known), (5, false));
 
         let pro = Selection { traits: vec![("plan".into(), vec!["pro".into()]), ("seats".into(), vec!["3".into()])], ..Default::default() };
         assert!(pro.admits(&users[0]));
         assert!(!pro.admits(&users[1]), "a missing trait never matches");
-        let early = Selection { signup_until: Some(100), ..Default::default() };
+        let early = Selection { signup_until: Some(1_000_000_000_000), ..Default::default() };
         assert!(early.admits(&users[1]) && !early.admits(&users[0]));
     }
 }

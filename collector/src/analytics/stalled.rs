@@ -2,7 +2,7 @@
 //! customer-success manager works through, longest overdue first.
 
 use super::time::{iso, parse_duration};
-use super::{FirstReach, User};
+use super::{FirstReach, Step, User};
 
 /// A milestone and how long after sign-up it is due.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub fn parse_due(text: &str) -> Result<Vec<Due>, String> {
                 .ok_or_else(|| format!("expected milestone:duration such as project_created:24h, found {item:?}"))?;
             let within_ms =
                 parse_duration(within).ok_or_else(|| format!("{within:?} is not a duration such as 24h or 7d"))?;
+            // Due windows are always milestones; `milestone:ID` is accepted as in `steps`.
+            let milestone = milestone.strip_prefix("milestone:").unwrap_or(milestone);
             Ok(Due { milestone: milestone.into(), within_ms })
         })
         .collect()
@@ -44,7 +46,7 @@ pub fn stalled(users: &[User], due: &[Due], reach: &FirstReach, now: i64) -> Vec
         .flat_map(|u| {
             due.iter().filter_map(move |d| {
                 let due_at = u.signed_up_at.saturating_add(d.within_ms);
-                (due_at <= now && reach.at(&u.id, &d.milestone).is_none()).then(|| Stall {
+                (due_at <= now && reach.at(&u.id, &Step::milestone(&d.milestone)).is_none()).then(|| Stall {
                     user: u.id.clone(),
                     milestone: d.milestone.clone(),
                     signed_up_at: u.signed_up_at,

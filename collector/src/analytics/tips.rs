@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{percentile, ratio, FirstReach, User};
+use super::{percentile, ratio, FirstReach, Step, User};
 use crate::store::UserEvents;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,7 +34,7 @@ pub struct TipEffect {
 
 fn group(members: &[&User], milestone: Option<&str>, reach: &FirstReach) -> Group {
     let mut times: Vec<i64> =
-        members.iter().filter_map(|u| milestone.and_then(|m| reach.since_signup(u, m))).collect();
+        members.iter().filter_map(|u| milestone.and_then(|m| reach.since_signup(u, &Step::milestone(m)))).collect();
     times.sort_unstable();
     Group {
         users: members.len(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::time::{day_start, week_start, DAY, HOUR};
-use super::{ratio, FirstReach, Histogram, Quantiles, User};
+use super::{ratio, FirstReach, Histogram, Quantiles, Step, User};
 
 /// Bucket edges of the time-to-value histogram: 1 h, 4 h, 1 d, 3 d, 7 d, 14 d, 30 d.
 pub const HISTOGRAM_EDGES: [i64; 7] = [HOUR, 4 * HOUR, DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
@@ -14,7 +14,7 @@ pub const ACTIVATION_WINDOW: i64 = DAY;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MilestoneTimes {
-    pub name: String,
+    pub step: Step,
     /// Users who reached it (at any time).
     pub reached: usize,
     /// Time from sign-up to reaching it, over the users who did.
@@ -40,16 +40,16 @@ pub struct TtvReport {
     pub first_day: Activation,
 }
 
-fn times(name: &str, users: &[User], reach: &FirstReach) -> Vec<i64> {
-    users.iter().filter_map(|u| reach.since_signup(u, name)).collect()
+fn times(step: &Step, users: &[User], reach: &FirstReach) -> Vec<i64> {
+    users.iter().filter_map(|u| reach.since_signup(u, step)).collect()
 }
 
-fn milestone_times(name: &str, users: &[User], reach: &FirstReach) -> MilestoneTimes {
-    let t = times(name, users, reach);
-    MilestoneTimes { name: name.into(), reached: t.len(), quantiles: Quantiles::of(t) }
+fn milestone_times(step: &Step, users: &[User], reach: &FirstReach) -> MilestoneTimes {
+    let t = times(step, users, reach);
+    MilestoneTimes { step: step.clone(), reached: t.len(), quantiles: Quantiles::of(t) }
 }
 
-fn activation(value: &str, users: &[User], reach: &FirstReach, now: i64) -> Activation {
+fn activation(value: &Step, users: &[User], reach: &FirstReach, now: i64) -> Activation {
     let eligible: Vec<&User> = users.iter().filter(|u| u.signed_up_at + ACTIVATION_WINDOW <= now).collect();
     let activated =
         eligible.iter().filter(|u| reach.since_signup(u, value).is_some_and(|t| t < ACTIVATION_WINDOW)).count();
@@ -57,13 +57,13 @@ fn activation(value: &str, users: &[User], reach: &FirstReach, now: i64) -> Acti
 }
 
 /// Time-to-value of `users` for each of `steps` and for the `value` step.
-pub fn ttv(steps: &[String], value: &str, users: &[User], reach: &FirstReach, now: i64) -> TtvReport {
+pub fn ttv(steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> TtvReport {
     let value_times = times(value, users, reach);
     TtvReport {
         users: users.len(),
         milestones: steps.iter().map(|s| milestone_times(s, users, reach)).collect(),
         histogram: Histogram::new(&HISTOGRAM_EDGES, value_times.iter().copied()),
-        value: MilestoneTimes { name: value.into(), reached: value_times.len(), quantiles: Quantiles::of(value_times) },
+        value: MilestoneTimes { step: value.clone(), reached: value_times.len(), quantiles: Quantiles::of(value_times) },
         first_day: activation(value, users, reach, now),
     }
 }
@@ -103,7 +103,7 @@ pub struct Cohort {
 }
 
 /// The cohort table, oldest cohort first; periods with no sign-ups are left out.
-pub fn cohorts(period: Period, steps: &[String], value: &str, users: &[User], reach: &FirstReach, now: i64) -> Vec<Cohort> {
+pub fn cohorts(period: Period, steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> Vec<Cohort> {
     let mut groups: BTreeMap<i64, Vec<User>> = BTreeMap::new();
     for u in users {
         groups.entry(period.start(u.signed_up_at)).or_default().push(u.clone());
@@ -135,8 +135,8 @@ mod tests {
             events("d", &[(HOUR, "project")]),
         ];
         let reach = FirstReach::new(&all);
-        let steps = vec!["project".to_string()];
-        let r = ttv(&steps, "value", &users, &reach, 10 * DAY + 2 * HOUR);
+        let steps = vec![Step::milestone("project")];
+        let r = ttv(&steps, &Step::milestone("value"), &users, &reach, 10 * DAY + 2 * HOUR);
         assert_eq!(r.milestones[0].reached, 2);
         assert_eq!(r.milestones[0].quantiles.p50, Some(HOUR / 2));
         assert_eq!(r.value.reached, 3);
@@ -152,12 +152,12 @@ mod tests {
         let users = vec![user("a", 4 * DAY + HOUR), user("b", 5 * DAY), user("c", 4 * DAY + 2 * HOUR)];
         let all = [events("a", &[(4 * DAY + 2 * HOUR, "value")]), events("b", &[(7 * DAY, "value")])];
         let reach = FirstReach::new(&all);
-        let days = cohorts(Period::Day, &[], "value", &users, &reach, 30 * DAY);
+        let days = cohorts(Period::Day, &[], &Step::milestone("value"), &users, &reach, 30 * DAY);
         assert_eq!(days.iter().map(|c| (c.start, c.users)).collect::<Vec<_>>(), vec![(4 * DAY, 2), (5 * DAY, 1)]);
         assert_eq!(days[0].value.reached, 1);
         assert_eq!(days[0].first_day.activated, 1);
         assert_eq!(days[1].value.quantiles.p50, Some(2 * DAY));
-        let weeks = cohorts(Period::Week, &[], "value", &users, &reach, 30 * DAY);
+        let weeks = cohorts(Period::Week, &[], &Step::milestone("value"), &users, &reach, 30 * DAY);
         assert_eq!(weeks.len(), 1);
         assert_eq!((weeks[0].start, weeks[0].users, weeks[0].value.reached), (4 * DAY, 3, 2));
     }

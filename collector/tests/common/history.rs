@@ -51,7 +51,11 @@ pub fn history(users: std::ops::Range<usize>, seed: u64) -> Vec<String> {
             e
         };
         // Before identify: anonymous only, then the identify that links the device.
-        let mut first = vec![ev(id(&mut n), "track", "signed_up", &anon, None, signup, json!({}))];
+        // The track event and, at the same millisecond, the milestone the SDK reports for it.
+        let mut first = vec![
+            ev(id(&mut n), "track", "signed_up", &anon, None, signup, json!({})),
+            ev(id(&mut n), "milestone", "signed_up", &anon, None, signup, json!({"sinceSignupMs": 0, "kind": "feature"})),
+        ];
         let who = identified.then_some(user.as_str());
         if identified {
             let plan = if rng.chance(50) { "pro" } else { "trial" };

@@ -27,6 +27,8 @@ use self::rowbinary::{put_i64, put_str, put_u64, Reader};
 use onramp::core::json;
 use onramp::core::wire::EventType;
 
+use crate::analytics::Step;
+
 use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
@@ -280,13 +282,18 @@ impl ClickHouseStore {
     pub async fn window_funnel_counts(
         &self,
         project: &str,
-        steps: &[String],
+        steps: &[Step],
         window_ms: Option<i64>,
     ) -> Result<Vec<u64>, StoreError> {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = self.resolved_events(project, &EventFilter::names(steps), &["ts", "name"]);
+        let mut filter = EventFilter::default();
+        for s in steps {
+            filter.types.push(s.kind.event_type());
+            filter.names.push(s.name.clone());
+        }
+        let inner = self.resolved_events(project, &filter, &["ts", "type", "name"]);
         let span = self.select(&format!("SELECT toInt64(min(ts)), toInt64(max(ts)) FROM ({inner})")).await?;
         let mut r = Reader::new(&span);
         let (min, max) = (r.i64()?, r.i64()?);
@@ -294,7 +301,10 @@ impl ClickHouseStore {
             return Err(unavailable("events span more than 2^31 ms; windowFunnel cannot count them in milliseconds"));
         }
         let window = window_ms.unwrap_or(i64::from(i32::MAX)).clamp(0, i64::from(i32::MAX));
-        let conditions: Vec<String> = steps.iter().map(|s| format!("name = {}", quote(s))).collect();
+        let conditions: Vec<String> = steps
+            .iter()
+            .map(|s| format!("type = {} AND name = {}", quote(s.kind.event_type().as_str()), quote(&s.name)))
+            .collect();
         let sql = format!(
             "SELECT toUInt64(level), toUInt64(count()) FROM (
                SELECT who, windowFunnel({window})(toUInt32(ts - {min}), {conditions}) AS level
