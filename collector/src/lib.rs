@@ -12,6 +12,7 @@
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
+//! - [`sdk_files`]: the SDK bundle, precompressed and cached by name.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod ops;
 pub mod plans;
 pub mod query;
+pub mod sdk_files;
 pub mod store;
 pub mod webhook;
 
@@ -117,13 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        // Customers load the SDK from their own origin: the loader's `import()`, the ES module
-        // and the wasm fetch are all CORS requests, so the bundle is readable from anywhere.
-        .merge(
-            Router::new()
-                .nest_service("/sdk/v1", ServeDir::new(dist))
-                .layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any)),
-        )
+        .merge(sdk_files::router(dist))
         .nest_service("/demo", ServeDir::new(www.join("demo")))
         .nest_service("/dashboard", ServeDir::new(www.join("dashboard")))
         .route_service("/", ServeFile::new(www.join("index.html")))
