@@ -37,30 +37,55 @@ pub fn sdk_embedded() -> bool {
 }
 
 /// Answers `request` (whose path is relative to the mount point) from the embedded files `E`.
-/// A path naming a directory serves its `index.html`.
+/// A path naming a directory serves its `index.html`. Where `cargo xtask build` left a
+/// precompressed form beside a file (`x.br`, `x.gz`), the client gets the smallest one its
+/// `Accept-Encoding` allows, so no response is compressed per request.
 pub async fn serve<E: RustEmbed>(request: Request) -> Response {
     let path = request.uri().path().trim_start_matches('/');
-    let file = match path {
-        "" => E::get("index.html"),
-        p if p.ends_with('/') => E::get(&format!("{p}index.html")),
-        p => E::get(p),
+    let path = match path {
+        "" => "index.html".to_owned(),
+        p if p.ends_with('/') => format!("{p}index.html"),
+        p => p.to_owned(),
     };
-    let Some(file) = file else { return StatusCode::NOT_FOUND.into_response() };
-    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
+    let Some(file) = E::get(&path) else { return StatusCode::NOT_FOUND.into_response() };
+    let accepted = request.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (encoding, body) = ["br", "gzip"]
+        .into_iter()
+        .filter(|encoding| accepts(accepted, encoding))
+        .find_map(|encoding| {
+            let suffix = if encoding == "br" { "br" } else { "gz" };
+            E::get(&format!("{path}.{suffix}")).map(|f| (Some(encoding), f))
+        })
+        .unwrap_or((None, file.clone()));
+    let etag = format!("\"{}{}\"", hex(&body.metadata.sha256_hash()[..12]), encoding.map_or(String::new(), |e| format!("-{e}")));
     let fresh = request
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
-    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { Body::from(file.data).into_response() };
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { Body::from(body.data).into_response() };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(file.metadata.mimetype()) {
         headers.insert(header::CONTENT_TYPE, value);
     }
+    if let Some(encoding) = encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }
     response
+}
+
+/// Whether an `Accept-Encoding` value allows `encoding` (named, or `*`, and not `q=0`).
+fn accepts(accept_encoding: &str, encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0)));
+        (name.eq_ignore_ascii_case(encoding) || name == "*") && !refused
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -77,5 +102,15 @@ mod tests {
         assert!(Www::get("demo/index.html").is_some());
         assert!(Www::get("sdk/loader.js").is_none());
         assert!(onramp::core::plan::Plan::parse(DEMO_PLAN).is_ok());
+    }
+
+    #[test]
+    fn accept_encoding_is_read_with_its_weights() {
+        assert!(accepts("gzip, deflate, br, zstd", "br"));
+        assert!(accepts("gzip;q=1.0, br;q=0.5", "br"));
+        assert!(!accepts("gzip, br;q=0", "br"));
+        assert!(accepts("*", "gzip"));
+        assert!(!accepts("identity", "gzip"));
+        assert!(!accepts("", "br"));
     }
 }

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 200 `{"accepted": n, "clamped": k}` | committed (`k` events dated in the future were clamped) | removes the events |
 //! | 400 `{"errors": [{"index", "field", "message"}]}` | malformed body, or events that are invalid or dated absurdly far in the past | drops the listed events, resends the rest |
-//! | 401 / 403 | unknown write key / origin not allowed for it | drops the batch, counts it |
+//! | 401 / 403 (readable by any origin) | unknown write key / origin not allowed for it | drops its queue as `rejected`, says so once in the console, sends nothing more from the page |
 //! | 413 | body over 500 KB, or events over 32 KB (listed like a 400) | drops listed events, or splits the batch |
 //! | 429 + `Retry-After` | over the write key's rate limit | waits that long |
 //! | 503 + `Retry-After` | storage unavailable, or shutting down | waits, retries |
@@ -88,7 +88,11 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
             e.into_response()
         }
     };
-    let origin = headers.get(header::ORIGIN).filter(|o| origin_allowed_somewhere(&state, o));
+    // A refusal of the key or the origin (401/403) is readable by any origin: the SDK on a
+    // page the project does not allow must see the answer to stop retrying and to say which
+    // origin to allow. It carries nothing of the project's.
+    let refused = matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    let origin = headers.get(header::ORIGIN).filter(|o| refused || origin_allowed_somewhere(&state, o));
     cors_headers(response.headers_mut(), origin);
     response.extensions_mut().insert(outcome);
     response

@@ -12,6 +12,7 @@
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
+//! - [`sdk_files`]: the SDK bundle, precompressed and cached by name.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod ops;
 pub mod plans;
 pub mod query;
+pub mod sdk_files;
 pub mod store;
 pub mod webhook;
 
@@ -125,12 +127,10 @@ pub fn app(state: AppState) -> Router {
 /// [`assets`]), or from the directories `--dist` / `--www` name.
 fn static_files(config: &Config) -> Router<AppState> {
     let sdk = match &config.dist_dir {
-        Some(dir) => Router::new().nest_service("/sdk/v1", ServeDir::new(dir)),
+        Some(dir) => Router::new().nest_service("/sdk/v1", ServeDir::new(dir).precompressed_br().precompressed_gzip()),
         None => Router::new().nest_service("/sdk/v1", get(assets::serve::<assets::Sdk>)),
     };
-    // Customers load the SDK from their own origin: the loader's `import()`, the ES module
-    // and the wasm fetch are all CORS requests, so the bundle is readable from anywhere.
-    let sdk = sdk.layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any));
+    let sdk = sdk_files::cached_and_shared(sdk);
     let www = match &config.www_dir {
         Some(www) => Router::new()
             .nest_service("/demo", ServeDir::new(www.join("demo")))

@@ -20,6 +20,13 @@
 //!   dropped and counted); a 400 listing bad indices drops only those events and resends the
 //!   rest; a 413 halves the batch.
 //!
+//! - **Each event once per attempt**: events handed to `sendBeacon` (page hidden) are not beaconed
+//!   again on `pagehide`, nor sent by fetch until their acknowledgement window
+//!   ([`Policy::flight_ms`]) has passed; a closed tab whose events were on their way is marked
+//!   `gone@<end of the window>`, and other tabs adopt its queue only after that.
+//! - **Refused** (401 unknown write key, 403 origin not allowed): retrying cannot help, so the
+//!   queue is dropped as `rejected` and this page sends nothing more.
+//!
 //! Delivery is at-least-once (a lost acknowledgement or an unload beacon means a resend); the
 //! collector stores each event id once, which makes storage exactly-once.
 
@@ -35,6 +42,9 @@ pub const BEAT_PREFIX: &str = "onramp.hb.";
 const LOCK_KEY: &str = "onramp.lock";
 /// Heartbeat value written by the adopter, followed by the time of adoption.
 const ADOPTED: &str = "adopted@";
+/// Heartbeat value of a closed tab; followed by the end of the acknowledgement window of the
+/// events it had on their way, if any (adopters wait for it).
+const GONE: &str = "gone";
 /// Adoption marks of tabs that never came back are removed after this long.
 const ADOPTED_KEPT_MS: i64 = 3600 * 1000;
 
@@ -63,6 +73,9 @@ pub struct Policy {
     /// and calls [`Outbox::persist_pending`] at the end of the task instead: one write for a
     /// burst of events.
     pub sync_persist_max: usize,
+    /// How long events handed to the network (a keepalive fetch, a beacon) count as on their
+    /// way: not sent again by this tab, nor adopted by another, before this has passed.
+    pub flight_ms: i64,
 }
 
 impl Default for Policy {
@@ -80,6 +93,7 @@ impl Default for Policy {
             dead_after_ms: 10_000,
             lock_ms: 2000,
             sync_persist_max: 100,
+            flight_ms: 5000,
         }
     }
 }
@@ -122,6 +136,8 @@ struct Item {
     /// For an `events_dropped` report: its count and reason, so a later report can absorb it
     /// while it is still waiting.
     report: Option<(u32, DropReason)>,
+    /// Order of arrival in this queue, for [`Outbox::delivered_up_to`] (`flush()`'s promise).
+    seq: u64,
 }
 
 /// What the browser layer should do after a response.
@@ -145,6 +161,14 @@ pub struct Outbox<S: KeyValue> {
     bytes: usize,
     /// Items from the front that are in a request awaiting its answer.
     in_flight: usize,
+    /// Items from the front handed to `sendBeacon`, and the end of the acknowledgement window
+    /// of everything handed to the network.
+    beaconed: usize,
+    flight_until: i64,
+    /// The collector refused the write key or this page's origin (401/403).
+    refused: bool,
+    /// The next item's `seq`.
+    next_seq: u64,
     /// Consecutive failures of the head batch, and when sending may resume.
     attempts: u32,
     retry_at: i64,
@@ -175,6 +199,10 @@ impl<S: KeyValue> Outbox<S> {
             items: Vec::new(),
             bytes: 0,
             in_flight: 0,
+            beaconed: 0,
+            flight_until: 0,
+            refused: false,
+            next_seq: 0,
             attempts: 0,
             retry_at: 0,
             batch_limit,
@@ -201,13 +229,17 @@ impl<S: KeyValue> Outbox<S> {
     /// Queues an event and persists the queue (at once while it is short; in any case before
     /// anything is sent).
     pub fn push(&mut self, event: &Event, now: i64) {
+        if self.refused {
+            self.count_drop(DropReason::Rejected, 1);
+            return;
+        }
         let json = event.to_json();
         if json.len() > MAX_EVENT_BYTES {
             // The collector would refuse it; better to say so than to retry it forever.
             self.count_drop(DropReason::TooLarge, 1);
             return;
         }
-        self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None });
+        self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None, seq: 0 });
         self.enforce_bounds();
         self.persist_or_defer();
     }
@@ -222,9 +254,27 @@ impl<S: KeyValue> Outbox<S> {
         }
     }
 
-    fn append(&mut self, item: Item) {
+    fn append(&mut self, mut item: Item) {
         self.bytes += item.json.len() + 1;
+        item.seq = self.next_seq;
+        self.next_seq += 1;
         self.items.push(item);
+    }
+
+    /// A mark for everything queued so far: see [`Outbox::delivered_up_to`].
+    pub fn mark(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether every event queued before `mark` has left the queue: acknowledged, or dropped
+    /// (and counted). What `flush()`'s promise waits for.
+    pub fn delivered_up_to(&self, mark: u64) -> bool {
+        self.items.first().is_none_or(|i| i.seq >= mark)
+    }
+
+    /// Whether the collector refused this page's write key or origin (401/403).
+    pub fn is_refused(&self) -> bool {
+        self.refused
     }
 
     fn remove(&mut self, index: usize) -> Item {
@@ -232,6 +282,9 @@ impl<S: KeyValue> Outbox<S> {
         self.bytes -= item.json.len() + 1;
         if index < self.in_flight {
             self.in_flight -= 1;
+        }
+        if index < self.beaconed {
+            self.beaconed -= 1;
         }
         item
     }
@@ -305,6 +358,7 @@ impl<S: KeyValue> Outbox<S> {
             return false;
         }
         self.in_flight = 0;
+        self.beaconed = 0;
         let kept: Vec<Item> = self.items.drain(..).filter(|i| !i.stored).collect();
         self.bytes = 0;
         for item in kept {
@@ -342,11 +396,17 @@ impl<S: KeyValue> Outbox<S> {
     }
 
     /// The page is going away: mark this tab dead at once, so a reload adopts its queue
-    /// without waiting for the heartbeat to lapse.
+    /// without waiting for the heartbeat to lapse — but only once the events this tab had on
+    /// their way (a keepalive fetch, beacons) have had their acknowledgement window.
     pub fn retire(&mut self) {
         self.persist_pending();
         if !self.was_adopted() {
-            self.storage.set(&self.beat_key, "gone");
+            let mut beat = String::from(GONE);
+            if self.in_flight > 0 || self.beaconed > 0 {
+                beat.push('@');
+                json::write_num(&mut beat, self.flight_until as f64);
+            }
+            self.storage.set(&self.beat_key, &beat);
         }
     }
 
@@ -362,7 +422,7 @@ impl<S: KeyValue> Outbox<S> {
             beat_key.push_str(tab);
             // No heartbeat at all: an orphaned queue (its tab died before beating).
             let alive = match self.storage.get(&beat_key) {
-                Some(beat) => beat.parse::<i64>().is_ok_and(|t| now - t <= self.policy.dead_after_ms),
+                Some(beat) => !self.beat_is_stale(&beat, now),
                 None => false,
             };
             if !alive {
@@ -375,14 +435,23 @@ impl<S: KeyValue> Outbox<S> {
             let beat = self.storage.get(&key).unwrap_or_default();
             let stale = match beat.strip_prefix(ADOPTED) {
                 Some(at) => at.parse::<i64>().is_ok_and(|t| now - t > ADOPTED_KEPT_MS),
-                // Unreadable (a retired tab's "gone"): dead.
-                None => beat.parse::<i64>().map_or(true, |t| now - t > self.policy.dead_after_ms),
+                None => self.beat_is_stale(&beat, now),
             };
             if tab != self.tab && stale && !dead.iter().any(|d| d == tab) {
                 dead.push(tab.to_owned());
             }
         }
         dead
+    }
+
+    /// A heartbeat (Unix ms) older than [`Policy::dead_after_ms`], or a closed tab (`gone`)
+    /// whose events on their way have had their acknowledgement window (`gone@<end>`).
+    fn beat_is_stale(&self, beat: &str, now: i64) -> bool {
+        match beat.strip_prefix(GONE) {
+            Some(rest) => rest.strip_prefix('@').and_then(|t| t.parse::<i64>().ok()).is_none_or(|until| now >= until),
+            // Unreadable: dead.
+            None => beat.parse::<i64>().map_or(true, |t| now - t > self.policy.dead_after_ms),
+        }
     }
 
     fn adopt_dead(&mut self, now: i64) {
@@ -398,7 +467,7 @@ impl<S: KeyValue> Outbox<S> {
             if let Some(text) = self.storage.get(&queue_key) {
                 for (json, ts) in parse_queue(&text) {
                     // Queued long ago: the adopted events go in the next batch.
-                    self.append(Item { json, ts, queued_at: 0, stored: false, report: None });
+                    self.append(Item { json, ts, queued_at: 0, stored: false, report: None, seq: 0 });
                 }
                 self.storage.remove(&queue_key);
                 // Tells the owner, should it still be alive, that its stored events moved.
@@ -438,13 +507,17 @@ impl<S: KeyValue> Outbox<S> {
     /// caller forces it (`flush()`, coming back online). Backoff holds unforced sends.
     pub fn due(&self, now: i64, force: bool) -> bool {
         let waiting = self.items.get(self.in_flight..).unwrap_or_default();
-        if self.in_flight > 0 || waiting.is_empty() {
+        if self.in_flight > 0 || waiting.is_empty() || self.refused {
             return false;
         }
         if force {
             return true;
         }
-        now >= self.retry_at
+        // Beaconed events are on their way: nothing goes by fetch until their window passed
+        // (a tab hidden and shown again; new events wait a few seconds, none is sent twice).
+        let beacon_pending = self.beaconed > 0 && now < self.flight_until;
+        !beacon_pending
+            && now >= self.retry_at
             && (waiting.len() >= self.policy.batch_size
                 || waiting.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms))
     }
@@ -464,6 +537,7 @@ impl<S: KeyValue> Outbox<S> {
         }
         let (end, body) = self.body(0, self.batch_limit, now);
         self.in_flight = end;
+        self.flight_until = self.flight_until.max(now + self.policy.flight_ms);
         Some(body)
     }
 
@@ -502,12 +576,21 @@ impl<S: KeyValue> Outbox<S> {
         (end, out)
     }
 
-    /// Every queued event, in bodies under `batch_bytes`, for `sendBeacon` when the page is
-    /// hidden or closed. Beacons are fire-and-forget, so the events stay queued: a resend is
-    /// absorbed by the collector's dedup, a lost beacon by the next page's resend.
-    pub fn beacon_bodies(&self, now: i64) -> Vec<String> {
+    /// The queued events not yet on their way (not in a fetch, not beaconed before), in bodies
+    /// under `batch_bytes`, for `sendBeacon` when the page is hidden or closed. Beacons are
+    /// fire-and-forget, so the events stay queued: once their acknowledgement window has passed
+    /// they are sent again (by this tab, or by the one that adopts its queue), the collector's
+    /// dedup absorbing the repeat and the resend making up for a lost beacon.
+    pub fn beacon_bodies(&mut self, now: i64) -> Vec<String> {
         let mut bodies = Vec::new();
-        let mut start = 0;
+        if self.refused {
+            return bodies;
+        }
+        let mut start = self.in_flight.max(self.beaconed);
+        if start < self.items.len() {
+            self.beaconed = self.items.len();
+            self.flight_until = self.flight_until.max(now + self.policy.flight_ms);
+        }
         while start < self.items.len() {
             let (end, body) = self.body(start, self.policy.batch_size, now);
             bodies.push(body);
@@ -571,6 +654,14 @@ impl<S: KeyValue> Outbox<S> {
                 self.retry_at = now + wait;
                 Next::RetryAt(self.retry_at)
             }
+            // The write key is unknown or this origin is not allowed for it: every event of
+            // this page would meet the same answer.
+            401 | 403 => {
+                let all: Vec<usize> = (0..self.items.len()).collect();
+                self.drop_items(&all, DropReason::Rejected);
+                self.refused = true;
+                Next::Idle
+            }
             _ => {
                 self.drop_items(&batch, DropReason::Rejected);
                 self.send_rest()
@@ -617,6 +708,9 @@ impl<S: KeyValue> Outbox<S> {
     /// report still waiting to be sent is absorbed into the new one, so a long outage yields
     /// one report, not thousands. Reports may exceed the bound by a few events.
     pub fn report_drops(&mut self, client: &mut Client, now: i64, rng: &mut impl Entropy) {
+        if self.refused {
+            return; // a report would be refused like the rest; the counts stay in `unreported`
+        }
         let drops = std::mem::take(&mut self.unreported);
         if drops.is_empty() {
             return;
@@ -631,7 +725,7 @@ impl<S: KeyValue> Outbox<S> {
                 ("reason".into(), Value::Str(reason.as_str().into())),
             ];
             let event = client.event(EventType::Metric, "events_dropped", props, now, rng);
-            self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)) });
+            self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)), seq: 0 });
         }
         self.persist_or_defer();
     }
@@ -818,7 +912,7 @@ mod tests {
         o.next_batch(0, true).expect("batch");
         assert_eq!(o.settle(413, None, "", 0, &mut Counter(0)), Next::SendNow);
         assert_eq!(names(&o.next_batch(0, true).expect("half")), ["a", "b"]);
-        o.settle(401, None, "{\"error\":\"unknown write key\"}", 0, &mut Counter(0));
+        o.settle(422, None, "{\"error\":\"unprocessable\"}", 0, &mut Counter(0));
         assert_eq!(o.len(), 2);
         assert_eq!(o.unreported(), &[(DropReason::Rejected, 2)]);
         o.next_batch(0, true).expect("rest");
@@ -886,17 +980,98 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_adopts_the_previous_page_queue_at_once() {
+    fn a_reload_adopts_the_previous_page_queue_at_once_when_nothing_was_on_its_way() {
         let mut c = client();
         let mut old = outbox(MemoryStorage::default(), "old", 0);
         push(&mut old, &mut c, "a", 0);
-        old.next_batch(0, true).expect("in flight when the page closed");
+        push(&mut old, &mut c, "b", 0);
         old.retire();
         let storage = old.storage().clone();
         let mut new = outbox(storage, "new", 100);
-        assert_eq!(names(&new.next_batch(100, true).expect("resent")), ["a"]);
+        assert_eq!(names(&new.next_batch(100, true).expect("resent")), ["a", "b"]);
         assert!(stored_names(new.storage(), "old").is_empty());
-        assert_eq!(stored_names(new.storage(), "new"), ["a"]);
+        assert_eq!(stored_names(new.storage(), "new"), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_reload_adopts_events_on_their_way_only_after_their_window() {
+        let mut c = client();
+        let mut old = outbox(MemoryStorage::default(), "old", 0);
+        push(&mut old, &mut c, "fetched", 0);
+        old.next_batch(0, true).expect("in a keepalive fetch when the page closed");
+        push(&mut old, &mut c, "beaconed", 10);
+        assert_eq!(old.beacon_bodies(10).iter().flat_map(|b| names(b)).collect::<Vec<_>>(), ["beaconed"], "the fetch carries the other");
+        old.retire();
+        let window_end = 10 + old.policy.flight_ms;
+        let mut new = outbox(old.storage().clone(), "new", 100);
+        assert!(new.is_empty(), "on their way: not adopted yet");
+        new.tick(window_end - 1);
+        assert!(new.is_empty());
+        new.tick(window_end);
+        assert_eq!(names(&new.next_batch(window_end, true).expect("resent after the window")), ["fetched", "beaconed"]);
+    }
+
+    #[test]
+    fn hidden_then_pagehide_beacons_each_event_once() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        push(&mut o, &mut c, "a", 0);
+        push(&mut o, &mut c, "b", 0);
+        let hidden = o.beacon_bodies(100);
+        assert_eq!(hidden.iter().flat_map(|b| names(b)).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(o.beacon_bodies(150).is_empty(), "pagehide right after: nothing new to beacon");
+        push(&mut o, &mut c, "c", 200);
+        assert_eq!(o.beacon_bodies(200).iter().flat_map(|b| names(b)).collect::<Vec<_>>(), ["c"], "only what came since");
+        // The tab was only hidden and comes back: nothing is fetched while the beacons may
+        // still be answered, then everything unacknowledged is sent again (at least once).
+        let end = 200 + o.policy.flight_ms;
+        assert_eq!(o.next_batch(end - 1, false), None);
+        assert_eq!(names(&o.next_batch(end, false).expect("after the window")), ["a", "b", "c"]);
+        o.settle(200, None, "", end, &mut Counter(0));
+        assert!(o.is_empty());
+        push(&mut o, &mut c, "d", end);
+        assert_eq!(o.beacon_bodies(end).iter().flat_map(|b| names(b)).collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn a_refused_origin_drops_the_queue_once_and_sends_nothing_more() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        for n in ["a", "b", "c"] {
+            push(&mut o, &mut c, n, 0);
+        }
+        o.policy.batch_size = 2;
+        o.batch_limit = 2;
+        assert_eq!(names(&o.next_batch(0, true).expect("batch")), ["a", "b"]);
+        assert_eq!(o.settle(403, None, r#"{"error":"origin not allowed"}"#, 0, &mut Counter(0)), Next::Idle, "no retry");
+        assert!(o.is_refused() && o.is_empty());
+        assert!(stored_names(o.storage(), "t").is_empty(), "nothing left for a reload to resend");
+        push(&mut o, &mut c, "d", 1);
+        o.report_drops(&mut c, 1, &mut Counter(0));
+        assert!(o.is_empty(), "no report either: it would be refused too");
+        assert_eq!(o.next_batch(5000, true), None);
+        assert!(o.beacon_bodies(5000).is_empty());
+        assert_eq!(o.unreported(), &[(DropReason::Rejected, 4)]);
+    }
+
+    #[test]
+    fn delivered_up_to_waits_for_the_acknowledgement_of_earlier_events_only() {
+        let mut c = client();
+        let mut o = outbox(MemoryStorage::default(), "t", 0);
+        assert!(o.delivered_up_to(o.mark()), "nothing queued: at once");
+        push(&mut o, &mut c, "a", 0);
+        let mark = o.mark();
+        push(&mut o, &mut c, "later", 0);
+        o.policy.batch_size = 1;
+        o.batch_limit = 1;
+        o.next_batch(0, true).expect("batch");
+        assert!(!o.delivered_up_to(mark), "sent is not acknowledged");
+        o.settle(503, None, "", 0, &mut Counter(0));
+        assert!(!o.delivered_up_to(mark));
+        o.next_batch(0, true).expect("retry");
+        o.settle(200, None, "", 0, &mut Counter(0));
+        assert!(o.delivered_up_to(mark), "acknowledged; a later event does not hold it back");
+        assert!(!o.delivered_up_to(o.mark()));
     }
 
     #[test]

@@ -50,6 +50,8 @@ struct Sdk {
     signup: Option<i64>,
     /// `init`'s `tips` options, for the tips layer once the plan has loaded.
     tips_options: Value,
+    /// `flush()` promises waiting for the acknowledgement of what was queued before them.
+    flush_waiters: Vec<(u64, js_sys::Function)>,
 }
 
 /// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
@@ -246,9 +248,14 @@ pub fn init(config: JsValue) {
         early: Vec::new(),
         signup: None,
         tips_options: config.get("tips").cloned().unwrap_or(Value::Null),
+        flush_waiters: Vec::new(),
     };
     // A second init replaces the SDK but must not add a second ticker and listeners.
-    let first = SDK.with(|cell| cell.borrow_mut().replace(sdk).is_none());
+    let replaced = SDK.with(|cell| cell.borrow_mut().replace(sdk));
+    let first = replaced.is_none();
+    if let Some(old) = replaced {
+        resolve_flushes(old.flush_waiters.into_iter().map(|(_, f)| f));
+    }
     if first {
         listen();
     }
@@ -306,7 +313,9 @@ fn disable(error: &PlanError) {
     message.push_str(&error.to_string());
     message.push_str(". onramp is disabled; the page is unaffected.");
     console_error(&message);
-    SDK.with(|cell| cell.borrow_mut().take());
+    if let Some(sdk) = SDK.with(|cell| cell.borrow_mut().take()) {
+        resolve_flushes(sdk.flush_waiters.into_iter().map(|(_, f)| f));
+    }
 }
 
 /// Checks the plan's selectors with the browser's own CSS parser (the core only checks their
@@ -435,10 +444,63 @@ pub fn reset() {
     tips::refresh();
 }
 
-/// Sends what is queued now, without waiting for the batch interval or a backoff.
+/// Sends what is queued now, without waiting for the batch interval or a backoff, and calls
+/// `done` once everything queued before this call has left the queue: acknowledged by the
+/// collector, or dropped (refused, expired). Without a running SDK, at once. The ES module
+/// turns it into `flush()`'s promise.
 #[wasm_bindgen]
-pub fn flush() {
+pub fn flush(done: Option<js_sys::Function>) {
+    if let Some(done) = done {
+        let waiting = SDK.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut guard) => match guard.as_mut() {
+                Some(sdk) => {
+                    let mark = sdk.outbox.mark();
+                    sdk.flush_waiters.push((mark, done));
+                    None
+                }
+                None => Some(done),
+            },
+            // Re-entered from a host callback: the ticker settles it (`settle_flushes`).
+            Err(_) => {
+                PENDING_FLUSHES.with(|p| p.borrow_mut().push(done));
+                None
+            }
+        });
+        if let Some(done) = waiting {
+            let _ = done.call0(&JsValue::UNDEFINED);
+        }
+    }
     send_batch(true);
+    settle_flushes();
+}
+
+thread_local! {
+    /// `flush()` calls made while the SDK was busy, waiting for their mark (see [`flush`]).
+    static PENDING_FLUSHES: RefCell<Vec<js_sys::Function>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls the `flush()` callbacks whose events have all left the queue.
+fn settle_flushes() {
+    let done: Vec<js_sys::Function> = SDK.with(|cell| {
+        let Ok(mut guard) = cell.try_borrow_mut() else { return Vec::new() };
+        let Some(sdk) = guard.as_mut() else { return PENDING_FLUSHES.with(|p| p.take()) };
+        for f in PENDING_FLUSHES.with(|p| p.take()) {
+            let mark = sdk.outbox.mark();
+            sdk.flush_waiters.push((mark, f));
+        }
+        let outbox = &sdk.outbox;
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut sdk.flush_waiters).into_iter().partition(|(mark, _)| outbox.delivered_up_to(*mark));
+        sdk.flush_waiters = waiting;
+        done.into_iter().map(|(_, f)| f).collect()
+    });
+    resolve_flushes(done);
+}
+
+fn resolve_flushes(done: impl IntoIterator<Item = js_sys::Function>) {
+    for f in done {
+        let _ = f.call0(&JsValue::UNDEFINED);
+    }
 }
 
 fn send_batch(force: bool) {
@@ -485,13 +547,38 @@ fn settle(status: u16, retry_after: Option<&str>, body: &str) {
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         let now = now_ms();
+        let refused_before = sdk.outbox.is_refused();
         let next = sdk.outbox.settle(status, retry_after, body, now, &mut BrowserEntropy);
         sdk.outbox.report_drops(&mut sdk.client, now, &mut BrowserEntropy);
+        if !refused_before && sdk.outbox.is_refused() {
+            explain_refusal(status, &sdk.batch_url);
+        }
         next == Next::SendNow
     });
     if again {
         send_batch(true);
     }
+    settle_flushes();
+}
+
+/// One console line when the collector refuses this page (401/403; the SDK then sends nothing
+/// more from it): what to change, and where.
+fn explain_refusal(status: u16, batch_url: &str) {
+    let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+    let collector = batch_url.trim_end_matches("/v1/batch");
+    let mut message = String::from("onramp: the collector at ");
+    message.push_str(collector);
+    if status == 403 {
+        message.push_str(" does not allow this page's origin ");
+        message.push_str(&origin);
+        message.push_str(" for this write key: add \"");
+        message.push_str(&origin);
+        message.push_str("\" to the project's allowedOrigins");
+    } else {
+        message.push_str(" does not know this write key: check init's writeKey");
+    }
+    message.push_str(". Events from this page are dropped.");
+    console_error(&message);
 }
 
 /// Every second: heartbeat, adopt dead tabs' queues, pick up events recorded outside an
@@ -507,6 +594,7 @@ fn tick() {
         }
     });
     send_batch(false);
+    settle_flushes();
 }
 
 /// Hands the whole queue to `sendBeacon`, which the browser delivers even after unload. The

@@ -29,9 +29,10 @@ export function track(name: string, props?: Props): void;
 export function complete(milestone: string): void;
 /** Log-out: forgets the user and starts a new anonymous identity. */
 export function reset(): void;
-/** Sends queued events now. */
-export function flush(): void;
+/** Sends queued events now. Resolves once everything queued before the call has been
+ *  acknowledged by the collector (or dropped: refused, expired); at once when onramp cannot run. */
+export function flush(): Promise<void>;
 /** Loads the wasm; resolves false when it cannot run here (for example a strict CSP). */
-export function load(base?: string): Promise<boolean>;
-/** Used by the script-tag loader. */
-export function attach(queue: unknown[], base?: string): void;
+export function load(base?: string, wasm?: string | URL | Promise<Response>): Promise<boolean>;
+/** Used by the script-tag loader: `wasm` is the module's URL or its fetch already under way. */
+export function attach(queue: unknown[], base?: string, wasm?: string | URL | Promise<Response>): void;

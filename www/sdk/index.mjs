@@ -15,6 +15,7 @@ function call(method, args) {
   } catch (e) {
     // The SDK must never throw into the host page.
     console.error("onramp: " + method + " failed: " + e);
+    if (method === "flush" && args[0]) args[0]();
   }
 }
 
@@ -27,11 +28,13 @@ function explain(error) {
   return "the SDK could not start (" + text + ")";
 }
 
-/** Loads the wasm once; resolves true when ready, false if it cannot run here. */
-export function load(base = new URL(".", import.meta.url).href) {
+/** Loads the wasm once; resolves true when ready, false if it cannot run here. `wasmSource` is the
+ *  module's URL or a fetch already under way (the loader starts it in parallel with this file);
+ *  wasm-bindgen compiles it with `instantiateStreaming` while it downloads. */
+export function load(base = new URL(".", import.meta.url).href, wasmSource = new URL("onramp_bg.wasm", base)) {
   if (!ready) {
     state = "loading";
-    ready = initWasm({ module_or_path: new URL("onramp_bg.wasm", base) }).then(
+    ready = initWasm({ module_or_path: wasmSource }).then(
       () => {
         state = "ready";
         const calls = pending;
@@ -41,6 +44,8 @@ export function load(base = new URL(".", import.meta.url).href) {
       },
       (error) => {
         state = "failed";
+        // flush() promises waiting in the queue resolve: there is nothing to wait for.
+        for (const [method, args] of pending) if (method === "flush" && args[0]) args[0]();
         pending = [];
         console.warn("onramp: " + explain(error) + ". onramp is disabled; your page is unaffected.");
         return false;
@@ -77,15 +82,24 @@ export function identify(userId, traits) { enqueue("identify", [String(userId), 
 export function track(name, props) { enqueue("track", [String(name), props]); }
 export function complete(milestone) { enqueue("complete", [String(milestone)]); }
 export function reset() { enqueue("reset", []); }
-export function flush() { enqueue("flush", []); }
+/** Sends queued events now. Resolves once everything queued before the call has been
+ *  acknowledged by the collector (or dropped: refused, expired); at once if onramp cannot run. */
+export function flush() {
+  return new Promise((resolve) => {
+    if (state === "failed") resolve();
+    else enqueue("flush", [resolve]);
+  });
+}
+
+const API = { init, identify, track, complete, reset, flush };
 
 /** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
-export function attach(queue, base) {
+export function attach(queue, base, wasmSource) {
   if (queue.c) watching = true;
   for (const entry of queue.splice(0)) {
     if (METHODS.includes(entry[0]) || entry[0] === "dom_event") enqueue(entry[0], entry.slice(1));
   }
-  for (const m of METHODS) queue[m] = (...args) => enqueue(m, args);
+  for (const m of METHODS) queue[m] = API[m];
   queue.push = (entry) => enqueue(entry[0], entry.slice(1));
-  queue.ready = load(base);
+  queue.ready = load(base, wasmSource);
 }

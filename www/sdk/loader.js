@@ -1,5 +1,9 @@
 /*! onramp loader: defines window.onramp at once, queues calls, loads the SDK without blocking. */
 (function (w, d) {
+  // `cargo xtask build` replaces these names with the content-hashed files it serves (cached for
+  // a year as immutable); this loader itself is cached for 5 minutes, so a release reaches pages
+  // within minutes. Unbuilt, they name the plain files of the npm package.
+  var MODULE = "index.mjs", WASM = "onramp_bg.wasm";
   var script = d.currentScript;
   var q = w.onramp;
   if (q && q.loaded) return; // included twice
@@ -17,8 +21,12 @@
     q.unshift(["init", { writeKey: data.writeKey, collector: data.collector, plan: data.plan }]);
   }
   var base = (script && script.src ? script.src : "").replace(/[^/]*$/, "");
-  import(base + "index.mjs").then(
-    function (m) { m.attach(q, base); },
+  // The module and the wasm are fetched in parallel (no waterfall through the module's imports);
+  // the module compiles the wasm while it streams in.
+  var wasm = fetch(base + WASM, { credentials: "omit" });
+  wasm.catch(function () {}); // reported by the module, which awaits it
+  import(base + MODULE).then(
+    function (m) { m.attach(q, base, wasm); },
     function (e) { q.length = 0; q.c = 0; console.warn("onramp: could not load the SDK (" + e + "); your page is unaffected"); }
   );
 })(window, document);

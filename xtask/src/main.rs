@@ -169,6 +169,7 @@ fn build() -> Result {
         let glue = dist.join("onramp.js");
         run(Command::new(&esbuild).arg(&glue).args(["--minify", "--allow-overwrite"]).arg(format!("--outfile={}", glue.display())))?;
     }
+    serve_files(&dist, &esbuild)?;
     std::fs::copy(root.join("www/sdk/index.d.ts"), dist.join("index.d.ts")).map_err(|e| e.to_string())?;
     std::fs::copy(root.join("pkg-config/package.json"), dist.join("package.json")).map_err(|e| e.to_string())?;
     // After dist/: the collector embeds the bundle (collector/src/assets.rs).
@@ -181,6 +182,76 @@ fn build() -> Result {
         println!("{file:<16} {raw:>9} {:>9} {:>9}", show(gz), show(br));
     }
     Ok(())
+}
+
+/// `name.ext` → `name.<first 10 hex digits of its SHA-256>.ext`: the collector caches such
+/// names for a year as immutable (collector/src/sdk_files.rs recognises them).
+fn hashed_name(name: &str, content: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(content);
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.{hex}.{ext}"),
+        None => format!("{name}.{hex}"),
+    }
+}
+
+/// Writes `content` to `dist` under its content-hashed name; returns the name.
+fn write_hashed(dist: &Path, name: &str, content: &[u8]) -> Result<String> {
+    let hashed = hashed_name(name, content);
+    std::fs::write(dist.join(&hashed), content).map_err(|e| format!("{hashed}: {e}"))?;
+    Ok(hashed)
+}
+
+/// What the collector serves the script-tag route: the ES module bundled with its wasm-bindgen
+/// glue (one request instead of a chain of imports) and the wasm, both under content-hashed
+/// names that `loader.js` names, so the loader fetches them in parallel and they can be cached
+/// as immutable. Then every served file is precompressed (`.br`, `.gz`) for the collector to
+/// answer by `Accept-Encoding`.
+fn serve_files(dist: &Path, esbuild: &Path) -> Result {
+    // Earlier builds' hashed files: a deployment that copies dist/ keeps them for the 5 minutes
+    // a cached loader may still name them; here they are only clutter.
+    for entry in std::fs::read_dir(dist).map_err(|e| e.to_string())?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let base = name.trim_end_matches(".br").trim_end_matches(".gz");
+        if is_hashed(base) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let module = if esbuild.exists() {
+        let bundled = dist.join("bundle.tmp.mjs");
+        run(Command::new(esbuild)
+            .arg(dist.join("index.mjs"))
+            .args(["--bundle", "--format=esm", "--minify"])
+            .arg(format!("--outfile={}", bundled.display())))?;
+        let text = std::fs::read(&bundled).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&bundled);
+        write_hashed(dist, "onramp.mjs", &text)?
+    } else {
+        // Unbundled: the module still imports ./onramp.js by its plain name.
+        write_hashed(dist, "index.mjs", &std::fs::read(dist.join("index.mjs")).map_err(|e| e.to_string())?)?
+    };
+    let wasm = write_hashed(dist, "onramp_bg.wasm", &std::fs::read(dist.join("onramp_bg.wasm")).map_err(|e| e.to_string())?)?;
+    let loader_path = dist.join("loader.js");
+    let loader = std::fs::read_to_string(&loader_path).map_err(|e| e.to_string())?;
+    let names = ["\"index.mjs\"", "\"onramp_bg.wasm\""];
+    if names.iter().any(|n| !loader.contains(n)) {
+        return Err("www/sdk/loader.js no longer names \"index.mjs\" and \"onramp_bg.wasm\"; update serve_files".into());
+    }
+    let loader = loader.replacen(names[0], &format!("\"{module}\""), 1).replacen(names[1], &format!("\"{wasm}\""), 1);
+    std::fs::write(&loader_path, loader).map_err(|e| e.to_string())?;
+    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm", &module, &wasm] {
+        let path = dist.join(file);
+        run(Command::new("gzip").args(["-9", "-n", "-k", "-f"]).arg(&path))?;
+        run(Command::new("brotli").args(["-q", "11", "-k", "-f"]).arg(&path))?;
+    }
+    Ok(())
+}
+
+fn is_hashed(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let (Some(_), Some(hash)) = (parts.next(), parts.next()) else { return false };
+    hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn collector_binary() -> PathBuf {

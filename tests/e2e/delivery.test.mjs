@@ -1,0 +1,94 @@
+// Delivery promises the page can see, in headless Chromium against the real collector: flush()
+// resolves only once the collector has acknowledged (so committed) what was queued before it,
+// and events beaconed when the page is hidden are not sent again on pagehide. "Sent" is counted
+// by the collector itself (its request log: one JSON line per request, with the batch's size).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { useCollectorAndBrowser, watchConsole, eventually } from "./harness.mjs";
+
+let collector, browser;
+useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
+
+const PAGE = `<!doctype html><title>delivery</title><script type="module">
+import * as onramp from "/sdk/v1/index.mjs";
+onramp.init({ writeKey: "wk_demo", plan: false });
+window.onramp = onramp;
+window.onrampReady = onramp.load();
+</script>`;
+
+async function openPage(context) {
+  const page = await context.newPage();
+  const messages = watchConsole(page);
+  await page.route(collector.url + "/delivery.html", (route) => route.fulfill({ contentType: "text/html", body: PAGE }));
+  await page.goto(collector.url + "/delivery.html");
+  assert.equal(await page.evaluate(() => window.onrampReady), true, "SDK loaded");
+  return { page, messages };
+}
+
+function stored(name) {
+  return Number(execFileSync("sqlite3", [collector.db, `SELECT count(*) FROM events WHERE name = '${name}'`]).toString().trim());
+}
+
+/** Events the collector received so far, over every batch request (fetch and beacon). */
+function received() {
+  let n = 0;
+  for (const line of collector.log().split("\n")) {
+    if (line.includes('"/v1/batch"')) n += JSON.parse(line).events || 0;
+  }
+  return n;
+}
+
+test("flush() resolves after the collector acknowledged every event queued before it", async () => {
+  const context = await browser.newContext();
+  const { page, messages } = await openPage(context);
+  const storedWhenResolved = await page.evaluate(async () => {
+    for (let i = 0; i < 7; i++) window.onramp.track("d_flush", { i });
+    await window.onramp.flush();
+    return true;
+  });
+  assert.equal(storedWhenResolved, true);
+  // The 200 comes only after the commit: at resolution time every event is in the file.
+  assert.equal(stored("d_flush"), 7, "all stored by the time flush() resolved");
+
+  // While the collector refuses (a 503 from a route standing in for an outage) the promise waits.
+  let refusing = true;
+  await page.route("**/v1/batch", (route) => (refusing ? route.fulfill({ status: 503, headers: { "retry-after": "0" }, body: "" }) : route.continue()));
+  await page.evaluate(() => {
+    window.flushed = false;
+    for (let i = 0; i < 3; i++) window.onramp.track("d_flush_later", { i });
+    window.onramp.flush().then(() => { window.flushed = true; });
+  });
+  let attempts = 0;
+  page.on("requestfinished", (r) => { if (r.url().endsWith("/v1/batch")) attempts++; });
+  assert.ok(await eventually(() => attempts >= 1, { timeout: 10000, interval: 20 }), "a refused attempt");
+  assert.equal(await page.evaluate(() => window.flushed), false, "not resolved while unacknowledged");
+  assert.equal(stored("d_flush_later"), 0);
+  refusing = false;
+  await page.evaluate(() => window.onramp.flush()); // retry now rather than after the backoff
+  assert.ok(await eventually(() => page.evaluate(() => window.flushed), { timeout: 15000 }), "resolved after the acknowledgement");
+  assert.equal(stored("d_flush_later"), 3);
+  assert.deepEqual(messages.filter((m) => m.type === "pageerror"), []);
+  await context.close();
+});
+
+test("events beaconed when the page was hidden are not sent again on pagehide", async () => {
+  const context = await browser.newContext();
+  const { page } = await openPage(context);
+  await page.evaluate(() => window.onramp.flush()); // anything the page sent on its own is out
+  const before = received();
+  await page.evaluate(() => {
+    for (let i = 0; i < 5; i++) window.onramp.track("d_beacon", { i });
+    // The tab is switched away (hidden), then closed: as Chromium fires them on a reload.
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  assert.ok(await eventually(() => stored("d_beacon") === 5, { timeout: 10000 }), "the hidden page's beacon arrived");
+  await page.close({ runBeforeUnload: true });
+  // Give a second beacon, if any, the time to arrive: the collector logs each request as it
+  // answers it, and a later page (none here) would only adopt after the window.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(received() - before, 5, "each event sent once: hidden beacon, nothing on pagehide");
+  await context.close();
+});
