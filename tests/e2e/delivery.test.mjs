@@ -53,14 +53,15 @@ test("flush() resolves after the collector acknowledged every event queued befor
 
   // While the collector refuses (a 503 from a route standing in for an outage) the promise waits.
   let refusing = true;
+  // Counted from before the calls: the refused attempt may finish before evaluate() returns.
+  let attempts = 0;
+  page.on("requestfinished", (r) => { if (r.url().endsWith("/v1/batch")) attempts++; });
   await page.route("**/v1/batch", (route) => (refusing ? route.fulfill({ status: 503, headers: { "retry-after": "0" }, body: "" }) : route.continue()));
   await page.evaluate(() => {
     window.flushed = false;
     for (let i = 0; i < 3; i++) window.onramp.track("d_flush_later", { i });
     window.onramp.flush().then(() => { window.flushed = true; });
   });
-  let attempts = 0;
-  page.on("requestfinished", (r) => { if (r.url().endsWith("/v1/batch")) attempts++; });
   assert.ok(await eventually(() => attempts >= 1, { timeout: 10000, interval: 20 }), "a refused attempt");
   assert.equal(await page.evaluate(() => window.flushed), false, "not resolved while unacknowledged");
   assert.equal(stored("d_flush_later"), 0);
