@@ -94,6 +94,11 @@ pub struct Config {
     pub plan_files: Vec<(String, PlanSource)>,
     /// The global admin token (see the module docs).
     pub admin_token: Option<String>,
+    /// Timeouts and the connection cap.
+    pub limits: crate::serve::Limits,
+    /// `--admin-listen`: probes and metrics on an address of their own (then `/metrics` is not
+    /// served on the public one).
+    pub admin_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -106,6 +111,8 @@ impl Default for Config {
             dist_dir: None,
             plan_files: vec![("demo".into(), PlanSource::Demo)],
             admin_token: None,
+            limits: crate::serve::Limits::default(),
+            admin_listen: None,
         }
     }
 }

@@ -22,6 +22,12 @@ pub enum ApiError {
     Unauthorized,
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
+    /// The body could not be read as HTTP (a malformed chunk, say).
+    MalformedBody(String),
+    /// The client went away before sending its whole body; nobody will read the answer.
+    Aborted,
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
     /// Events over the per-event limit, named like [`ApiError::BadBatch`], so the client drops
     /// just those.
     EventsTooLarge(Vec<WireError>),
@@ -43,6 +49,9 @@ impl ApiError {
             ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
+            ApiError::MalformedBody(_) => "bad_body",
+            ApiError::Aborted => "aborted",
+            ApiError::BodyTimeout => "timeout",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Draining => "draining",
             ApiError::Store(_) => "unavailable",
@@ -101,6 +110,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {limit} bytes")}))
+            }
+            ApiError::MalformedBody(why) => {
+                (StatusCode::BAD_REQUEST, json!({"error": format!("malformed request body: {why}")}))
+            }
+            ApiError::Aborted => (StatusCode::BAD_REQUEST, json!({"error": "the request body ended early"})),
+            ApiError::BodyTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, json!({"error": "the request body did not arrive in time"}))
             }
             ApiError::Store(e) => {
                 eprintln!("onramp-collector: {e}");

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use onramp_collector::analytics::stalled::{parse_due, Due};
 use onramp_collector::analytics::time::parse_duration;
 use onramp_collector::config::{PlanSource, RateLimit};
+use onramp_collector::serve::Limits;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
@@ -102,6 +103,31 @@ struct ServeArgs {
     /// How often to scan for newly stalled users.
     #[arg(long, env = "ONRAMP_STALL_SCAN", value_name = "DURATION", default_value = "60s", value_parser = duration)]
     stall_scan: Duration,
+    /// Serve /healthz, /readyz and /metrics (without a token) on this address too, and not
+    /// /metrics on --listen.
+    #[arg(long, env = "ONRAMP_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// A request's headers must arrive within this time; keep-alive connections idle this long
+    /// are closed.
+    #[arg(long, env = "ONRAMP_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// A request's body must arrive whole within this time (else 408).
+    #[arg(long, env = "ONRAMP_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    body_timeout: Duration,
+    /// Open connections at most; the last few are kept for health probes. Default: the
+    /// open-file limit (raised to its hard limit at start) less 64, at most 16384.
+    #[arg(long, env = "ONRAMP_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in flight and background work may take before the
+    /// collector exits anyway.
+    #[arg(long, env = "ONRAMP_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    drain_timeout: Duration,
+}
+
+/// Raises the soft open-file limit to the hard one and leaves room for the store's files.
+fn default_max_connections() -> usize {
+    let soft = rlimit::increase_nofile_limit(65_536).unwrap_or(1024);
+    (soft as usize).saturating_sub(64).clamp(16, 16_384)
 }
 
 /// `60s`, `5m`, `2h`, `7d`, `500ms`.
@@ -198,6 +224,17 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     if args.admin_token.is_some() {
         config.admin_token = args.admin_token.clone();
     }
+    config.admin_listen = args.admin_listen.clone();
+    config.limits = Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: match args.max_connections {
+            Some(0) => return Err("--max-connections: at least 1".into()),
+            Some(n) => n,
+            None => default_max_connections(),
+        },
+        drain_timeout: args.drain_timeout,
+    };
     for spec in &args.plans {
         let (project, path) = match spec.split_once('=') {
             Some((project, path)) => (project.to_string(), path),
@@ -279,6 +316,16 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());
+    let admin = match &args.admin_listen {
+        Some(admin_addr) => match tokio::net::TcpListener::bind(admin_addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("onramp-collector: cannot listen on {admin_addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let explicit_plans: Vec<(String, PathBuf)> = config
         .plan_files
         .iter()
@@ -290,7 +337,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let mut state = AppState::new(config, store);
     state.log_requests = !args.quiet;
     if let Some(hook) = webhook {
-        tokio::spawn(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
+        state.spawn_background(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
         state.webhook = Some(Arc::new(hook));
     }
     for (project, path) in &explicit_plans {
@@ -301,8 +348,11 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         }
     }
     startup_warnings(&state).await;
+    if let Some(admin) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
+        println!("onramp-collector admin (probes, metrics) on http://{admin}");
+    }
     println!("onramp-collector listening on http://{addr} ({})", choice.describe());
-    match onramp_collector::run(listener, state, shutdown_signal()).await {
+    match onramp_collector::serve::serve(listener, admin, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("onramp-collector: {e}");

@@ -137,6 +137,12 @@ pub trait Store: Send + Sync + 'static {
     /// `ts` then event id. Users with no matching event are left out.
     fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>>;
 
+    /// Whether the store can take writes and answer reads now (`/readyz`): its writer is
+    /// running and keeping up, and a trivial read succeeds.
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).
     fn queue_depth(&self) -> usize {
         0

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -35,6 +35,28 @@ pub struct SqliteStore {
     writer: mpsc::SyncSender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
+    /// What `/readyz` checks of the writer.
+    writer_health: Arc<WriterHealth>,
+}
+
+/// The writer thread's state as readiness sees it.
+struct WriterHealth {
+    /// Cleared when the thread ends, however it ends.
+    running: AtomicBool,
+    /// When the last commit failed (disk full, file gone, …), Unix ms; 0 after a success.
+    failed_at: AtomicU64,
+}
+
+/// Requests the writer's channel holds; readiness fails when it is this full.
+const WRITER_QUEUE: usize = 4096;
+
+/// Marks the writer stopped when dropped, so a panicking writer is seen too.
+struct Running(Arc<WriterHealth>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -68,14 +90,18 @@ impl SqliteStore {
         let path = path.into();
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
-        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(4096);
+        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(WRITER_QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer_depth = depth.clone();
+        let writer_health = Arc::new(WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0) });
+        let (writer_depth, health) = (depth.clone(), writer_health.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, requests, &writer_depth))
+            .spawn(move || {
+                let running = Running(health);
+                write_loop(conn, requests, &writer_depth, &running.0);
+            })
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth })
+        Ok(SqliteStore { path, writer, depth, writer_health })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -86,7 +112,7 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize) {
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize, health: &WriterHealth) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
@@ -96,6 +122,8 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, dept
             }
         }
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
+        let failed_at = if result.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
+        health.failed_at.store(failed_at, Ordering::Relaxed);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
@@ -191,6 +219,24 @@ impl Store for SqliteStore {
 
     fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if !self.writer_health.running.load(Ordering::Relaxed) {
+                return Err(unavailable("the SQLite writer has stopped"));
+            }
+            // Recent failures only: with no traffic (taken out of rotation) no commit would
+            // ever clear an old one.
+            let failed_at = self.writer_health.failed_at.load(Ordering::Relaxed);
+            if failed_at != 0 && (crate::system_now_ms() as u64).saturating_sub(failed_at) < 10_000 {
+                return Err(unavailable("the last commit failed"));
+            }
+            if self.queue_depth() >= WRITER_QUEUE {
+                return Err(unavailable("the writer's queue is full"));
+            }
+            self.read(|conn| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))).await.map(drop)
+        })
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {

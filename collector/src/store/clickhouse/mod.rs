@@ -471,6 +471,20 @@ impl Store for ClickHouseStore {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The writer task is running and not swamped, and the server answers a query (the
+    /// writer's inserts go to the same server).
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.writer.is_closed() {
+                return Err(unavailable("the ClickHouse writer has stopped"));
+            }
+            if self.queue_depth() >= QUEUE_REQUESTS {
+                return Err(unavailable("the writer's queue is full"));
+            }
+            self.http.run("SELECT 1", Vec::new(), Duration::from_secs(2)).await.map(drop)
+        })
+    }
+
     fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
         let sql = format!("SELECT body FROM plans FINAL WHERE project = {} ORDER BY updated_at DESC LIMIT 1", quote(project));
         Box::pin(async move {
