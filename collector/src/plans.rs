@@ -88,7 +88,16 @@ pub struct PlanQuery {
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<PlanQuery>, headers: HeaderMap) -> Response {
-    let origin = headers.get(header::ORIGIN).cloned();
+    // CORS only for the key's project's origins (any project's, for an unknown key), as
+    // `/v1/batch` does: a refusal must not be readable by every other site.
+    let origin = headers.get(header::ORIGIN).filter(|o| {
+        let Ok(o) = o.to_str() else { return false };
+        match q.write_key.as_deref().and_then(|k| state.config.project_by_write_key(k)) {
+            Some(project) => project.allows_origin(o),
+            None => state.config.any_allows_origin(o),
+        }
+    });
+    let origin = origin.cloned();
     let mut response = match serve(&state, q, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -127,7 +127,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 pub trait Store: Send + Sync + 'static {
     /// Stores events durably; resolves only after they are committed. Events whose id is
-    /// already stored are ignored, so retries are harmless.
+    /// already stored for the same project are ignored, so retries are harmless; the same id in
+    /// another project is another event.
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()>;
 
     /// Every user key of `project` with its first and last event time, in any order.

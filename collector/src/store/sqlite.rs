@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_analytics.sql"),
     include_str!("../../migrations/0003_plans.sql"),
     include_str!("../../migrations/0004_analytics_covering.sql"),
+    include_str!("../../migrations/0006_event_key_per_project.sql"),
 ];
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
