@@ -24,6 +24,9 @@ use onramp_collector::{AppState, Config, Project};
 
 #[derive(Parser)]
 #[command(name = "onramp-collector", version, about = "Receives onramp event batches, stores them, and answers milestone-funnel queries.")]
+// A flag given twice takes its last value (scripts append overrides to a base command line);
+// repeatable flags (`--project`, `--plan`) still collect every value.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -187,7 +187,8 @@ fn flags_fall_back_to_the_environment_and_a_project_without_a_plan_is_announced(
     let running = start(
         Path::new(BIN),
         dir.path(),
-        &["--config", config.to_str().expect("utf-8"), "--plan", &format!("acme={}", plan.display()), "--listen", "127.0.0.1:0"],
+        // A flag given twice takes its last value, as scripts that append overrides expect.
+        &["--listen", "127.0.0.1:1", "--config", config.to_str().expect("utf-8"), "--plan", &format!("acme={}", plan.display()), "--listen", "127.0.0.1:0"],
         &[("ONRAMP_DB", db.to_str().expect("utf-8")), ("ONRAMP_QUIET", "1")],
     );
     let (status, _) = get(&format!("{}/v1/plan?writeKey=wk_acme", running.url));
