@@ -37,6 +37,9 @@ pub struct Project {
     /// Opens this project's admin operations (see the module docs); optional.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Raw events older than this many days are deleted (hourly); none when absent.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 impl Project {
@@ -134,6 +137,7 @@ impl Config {
             read_token: "rt_demo".into(),
             allowed_origins: vec!["*".into()],
             admin_token: None,
+            retention_days: None,
         }
     }
 

@@ -20,6 +20,8 @@ pub enum ApiError {
     /// A valid key used from an origin the project does not allow.
     OriginNotAllowed(String),
     Unauthorized,
+    /// An admin operation without a valid admin token.
+    AdminRequired,
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
     /// The body could not be read as HTTP (a malformed chunk, say).
@@ -46,7 +48,7 @@ impl ApiError {
             ApiError::BadBatch(_) => "invalid",
             ApiError::BadRequest(_) => "bad_body",
             ApiError::BadPlan(_) => "invalid_plan",
-            ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
+            ApiError::UnknownWriteKey | ApiError::Unauthorized | ApiError::AdminRequired => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
             ApiError::MalformedBody(_) => "bad_body",
@@ -108,6 +110,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, json!({"error": "a valid read token is required (Authorization: Bearer …)"}))
             }
+            ApiError::AdminRequired => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "an admin token is required (Authorization: Bearer …); the read token is not enough"}),
+            ),
             ApiError::TooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {limit} bytes")}))
             }

@@ -11,6 +11,7 @@
 //! - [`store`]: storage backends behind one trait; SQLite is the default, ClickHouse the one
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
+//! - [`privacy`]: erasure, export and retention of users' data (admin token).
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
 //!
 //! - [`serve`]: the server loop: timeouts, the connection cap, bounded draining on shutdown.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod plans;
+pub mod privacy;
 pub mod query;
 pub mod serve;
 pub mod store;
@@ -158,6 +160,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/metrics", get(query::seed_metrics))
         .route("/v1/stalled", get(query::stalled))
         .route("/v1/report", get(query::report))
+        .route("/v1/users/{id}", axum::routing::delete(privacy::erase))
+        .route("/v1/users/{id}/export", get(privacy::export))
         .merge(static_files(&state.config))
         .merge(probe_routes(state.config.admin_listen.is_none()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::log_requests))

@@ -36,12 +36,40 @@ struct Cli {
     serve: ServeArgs,
 }
 
-/// Without a subcommand the collector serves. Subcommands are one-off operations.
+/// Without a subcommand the collector serves. Subcommands are one-off operations; those that
+/// touch stored data act on the store (`--db` / `--store`) directly, so they need access to the
+/// database itself, which is an operator's.
 #[derive(Subcommand)]
 enum Command {
     /// Onboarding plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// A user's stored data: erase it (GDPR art. 17) or export it as JSON (art. 15).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// A consistent copy of the SQLite database, taken while the collector runs.
+    Backup {
+        /// Where to write the copy (must not exist).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Erase a user's events, identity links and derived rows.
+    Delete {
+        /// The user id (or, for a visitor never identified, the anonymous id).
+        user: String,
+        #[arg(long, value_name = "ID")]
+        project: String,
+    },
+    /// Print everything stored about a user as JSON.
+    Export {
+        user: String,
+        #[arg(long, value_name = "ID")]
+        project: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +222,7 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             read_token: (*rt).into(),
             allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
             admin_token: None,
+            retention_days: None,
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
@@ -274,7 +303,56 @@ async fn main() -> ExitCode {
             true => ExitCode::SUCCESS,
             false => ExitCode::FAILURE,
         },
+        Some(Command::Users(command)) => users(&cli.store, command).await,
+        Some(Command::Backup { file }) => match StoreChoice::from_args(&cli.store) {
+            StoreChoice::Sqlite(db) => match onramp_collector::store::sqlite::backup(&db, &file) {
+                Ok(()) => {
+                    println!("backed up {} to {}", db.display(), file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("onramp-collector backup: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            StoreChoice::ClickHouse(_) => {
+                eprintln!("onramp-collector backup: for ClickHouse use its own BACKUP or clickhouse-backup (docs/SCALING.md)");
+                ExitCode::from(2)
+            }
+        },
         None => serve(cli.store, cli.serve).await,
+    }
+}
+
+async fn users(store_args: &StoreArgs, command: UsersCommand) -> ExitCode {
+    let store = match StoreChoice::from_args(store_args).open().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("onramp-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        UsersCommand::Delete { user, project } => store
+            .erase_user(&project, &user)
+            .await
+            .map(|n| format!("erased {user} of {project}: {n} events, identity links and derived rows"))
+            .map_err(|e| e.to_string()),
+        UsersCommand::Export { user, project } => {
+            onramp_collector::privacy::export_from(store.as_ref(), &project, &user, onramp_collector::system_now_ms())
+                .await
+                .map(|doc| doc.to_string())
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("onramp-collector: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -342,6 +420,9 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     if let Some(hook) = webhook {
         state.spawn_background(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
         state.webhook = Some(Arc::new(hook));
+    }
+    if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
+        state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));
     }
     for (project, path) in &explicit_plans {
         let Some(plan) = state.plans.get(project) else { continue };

@@ -26,6 +26,7 @@ fn project(id: &str, origins: &[&str]) -> Project {
         read_token: format!("rt_{id}"),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         admin_token: None,
+        retention_days: None,
     }
 }
 

@@ -15,7 +15,10 @@ use tokio::sync::oneshot;
 
 use onramp::core::wire::EventType;
 
-use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
+use super::{
+    user_events_condition, EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents,
+    UserSeen,
+};
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
 const MIGRATIONS: &[&str] = &[
@@ -168,7 +171,121 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
     tx.commit()
 }
 
+/// The events of user key `?2` in project `?1` (see `store::user_events_condition`).
+fn user_events_sql() -> String {
+    user_events_condition(
+        "?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1 AND user_id = ?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1",
+        "user_id IS NULL",
+    )
+}
+
+/// What erasing a user deletes, in order, in one transaction; each statement takes `?1` =
+/// project and `?2` = user key, and `{events}` stands for the user's events. A table of
+/// per-user derived rows is one more line here. The events go first: their condition reads
+/// the identity links.
+const ERASE_USER: &[&str] = &[
+    "DELETE FROM events WHERE project = ?1 AND {events}",
+    "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
+];
+
+fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
+    let mut conn = open(path)?;
+    let tx = conn.transaction()?;
+    let events = user_events_sql();
+    let mut erased = 0;
+    for (i, statement) in ERASE_USER.iter().enumerate() {
+        let n = tx.execute(&statement.replace("{events}", &events), params![project, user])?;
+        if i == 0 {
+            erased = n as u64;
+        }
+    }
+    tx.commit()?;
+    Ok(erased)
+}
+
+fn user_data(conn: &Connection, project: &str, user: &str) -> rusqlite::Result<UserData> {
+    let sql = format!(
+        "SELECT id, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props FROM events
+         WHERE project = ?1 AND {} ORDER BY ts, id",
+        user_events_sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let events = stmt
+        .query_map(params![project, user], |r| {
+            let props: String = r.get(9)?;
+            Ok(serde_json::json!({
+                "id": r.get::<_, String>(0)?,
+                "type": r.get::<_, String>(1)?,
+                "name": r.get::<_, String>(2)?,
+                "anonymousId": r.get::<_, String>(3)?,
+                "userId": r.get::<_, Option<String>>(4)?,
+                "ts": r.get::<_, i64>(5)?,
+                "clientTs": r.get::<_, i64>(6)?,
+                "sentAt": r.get::<_, i64>(7)?,
+                "receivedAt": r.get::<_, i64>(8)?,
+                "props": serde_json::from_str::<serde_json::Value>(&props).unwrap_or(serde_json::Value::String(props)),
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT anonymous_id, user_id FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)
+         ORDER BY anonymous_id",
+    )?;
+    let identities = stmt.query_map(params![project, user], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    Ok(UserData { events, identities })
+}
+
+impl SqliteStore {
+    /// A consistent copy of the database, taken while it is in use (`VACUUM INTO`: one read
+    /// transaction, so the copy is the database as of one commit). `file` must not exist.
+    pub fn backup(&self, file: &Path) -> Result<(), StoreError> {
+        backup(&self.path, file)
+    }
+}
+
+/// See [`SqliteStore::backup`]; works on a file another process is writing.
+pub fn backup(database: &Path, file: &Path) -> Result<(), StoreError> {
+    if file.exists() {
+        return Err(unavailable(format!("{} already exists", file.display())));
+    }
+    let conn = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(unavailable)?;
+    let target = file.to_str().ok_or_else(|| unavailable("the backup path is not UTF-8"))?;
+    conn.execute("VACUUM INTO ?1", params![target]).map_err(unavailable)?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
+    fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
+        let (project, user) = (project.to_owned(), user.to_owned());
+        self.read(move |conn| user_data(conn, &project, &user))
+    }
+
+    fn erase_user(&self, project: &str, user: &str) -> StoreFuture<'_, u64> {
+        let (project, user, path) = (project.to_owned(), user.to_owned(), self.path.clone());
+        // Its own connection beside the event writer, like `put_plan` (WAL + busy timeout).
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)
+        })
+    }
+
+    fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
+        let (project, path) = (project.to_owned(), self.path.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+                Ok(open(&path)?.execute("DELETE FROM events WHERE project = ?1 AND ts < ?2", params![project, before])? as u64)
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+        })
+    }
+
     fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
         let project = project.to_owned();
         Box::pin(async move {
