@@ -37,6 +37,9 @@ pub struct Project {
     /// Opens this project's admin operations (see the module docs); optional.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Raw events older than this many days are deleted (hourly); none when absent.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 impl Project {
@@ -94,6 +97,11 @@ pub struct Config {
     pub plan_files: Vec<(String, PlanSource)>,
     /// The global admin token (see the module docs).
     pub admin_token: Option<String>,
+    /// Timeouts and the connection cap.
+    pub limits: crate::serve::Limits,
+    /// `--admin-listen`: probes and metrics on an address of their own (then `/metrics` is not
+    /// served on the public one).
+    pub admin_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -106,6 +114,8 @@ impl Default for Config {
             dist_dir: None,
             plan_files: vec![("demo".into(), PlanSource::Demo)],
             admin_token: None,
+            limits: crate::serve::Limits::default(),
+            admin_listen: None,
         }
     }
 }
@@ -127,6 +137,7 @@ impl Config {
             read_token: "rt_demo".into(),
             allowed_origins: vec!["*".into()],
             admin_token: None,
+            retention_days: None,
         }
     }
 

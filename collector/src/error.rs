@@ -20,8 +20,16 @@ pub enum ApiError {
     /// A valid key used from an origin the project does not allow.
     OriginNotAllowed(String),
     Unauthorized,
+    /// An admin operation without a valid admin token.
+    AdminRequired,
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
+    /// The body could not be read as HTTP (a malformed chunk, say).
+    MalformedBody(String),
+    /// The client went away before sending its whole body; nobody will read the answer.
+    Aborted,
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
     /// Events over the per-event limit, named like [`ApiError::BadBatch`], so the client drops
     /// just those.
     EventsTooLarge(Vec<WireError>),
@@ -40,9 +48,12 @@ impl ApiError {
             ApiError::BadBatch(_) => "invalid",
             ApiError::BadRequest(_) => "bad_body",
             ApiError::BadPlan(_) => "invalid_plan",
-            ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
+            ApiError::UnknownWriteKey | ApiError::Unauthorized | ApiError::AdminRequired => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
+            ApiError::MalformedBody(_) => "bad_body",
+            ApiError::Aborted => "aborted",
+            ApiError::BodyTimeout => "timeout",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Draining => "draining",
             ApiError::Store(_) => "unavailable",
@@ -99,8 +110,19 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, json!({"error": "a valid read token is required (Authorization: Bearer …)"}))
             }
+            ApiError::AdminRequired => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "an admin token is required (Authorization: Bearer …); the read token is not enough"}),
+            ),
             ApiError::TooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {limit} bytes")}))
+            }
+            ApiError::MalformedBody(why) => {
+                (StatusCode::BAD_REQUEST, json!({"error": format!("malformed request body: {why}")}))
+            }
+            ApiError::Aborted => (StatusCode::BAD_REQUEST, json!({"error": "the request body ended early"})),
+            ApiError::BodyTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, json!({"error": "the request body did not arrive in time"}))
             }
             ApiError::Store(e) => {
                 eprintln!("onramp-collector: {e}");

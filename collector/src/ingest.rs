@@ -107,8 +107,7 @@ async fn accept(
     if state.is_draining() {
         return Err(ApiError::Draining);
     }
-    // Reading stops at the limit: a huge body is refused without being buffered whole.
-    let body = to_bytes(body, MAX_BATCH_BYTES).await.map_err(|_| ApiError::TooLarge(MAX_BATCH_BYTES))?;
+    let body = read_body(state, body, MAX_BATCH_BYTES).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
@@ -177,6 +176,38 @@ fn normalize_signed_up_at(event: &mut Event, now: i64) -> Result<(), String> {
         }
         Err(why) => Err(format!("{why}; found {}", value.to_json())),
     }
+}
+
+/// Reads a whole request body of at most `limit` bytes within the body timeout. Reading stops
+/// at the limit, so a huge body is refused without being buffered whole; the error says which
+/// of too large (413), malformed (400), cut off by the client, or too slow (408) it was.
+pub(crate) async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(state.config.limits.body_timeout, to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(body_error(e.into_inner(), limit)),
+    }
+}
+
+fn body_error(e: axum::BoxError, limit: usize) -> ApiError {
+    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        return ApiError::TooLarge(limit);
+    }
+    // hyper reports a client that went away as an I/O error (the body ended before its
+    // length, or the connection was reset) under its own error; anything else is malformed.
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+    while let Some(err) = cause {
+        let gone = err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe));
+        if gone {
+            return ApiError::Aborted;
+        }
+        cause = err.source();
+    }
+    ApiError::MalformedBody(e.to_string())
 }
 
 /// `parse_lenient` returns the good events without their positions; the `n`th good event's

@@ -11,8 +11,11 @@
 //! - [`store`]: storage backends behind one trait; SQLite is the default, ClickHouse the one
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
+//! - [`privacy`]: erasure, export and retention of users' data (admin token).
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
 //! - [`sdk_files`]: the SDK bundle, precompressed and cached by name.
+//! - [`serve`]: the server loop: timeouts, the connection cap, bounded draining on shutdown.
+//! - [`assets`]: the SDK bundle, dashboard and demo compiled into the binary.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -24,18 +27,21 @@ pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod plans;
+pub mod privacy;
 pub mod query;
 pub mod sdk_files;
+pub mod serve;
 pub mod store;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
@@ -60,6 +66,21 @@ pub struct AppState {
     pub webhook: Option<Arc<webhook::Webhook>>,
     /// Plans from the plan files, by project id: served while a project has no stored plan.
     pub plans: Arc<HashMap<String, plans::ServedPlan>>,
+    /// Tasks that run beside the server (stall scans, webhook deliveries) and take part in
+    /// shutdown: told to stop, and waited for within the drain timeout.
+    pub background: Arc<Background>,
+}
+
+/// See [`AppState::background`].
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Default for Background {
+    fn default() -> Background {
+        Background { stop: tokio::sync::watch::channel(false).0, tasks: Mutex::default() }
+    }
 }
 
 impl AppState {
@@ -86,14 +107,39 @@ impl AppState {
             log_requests: false,
             webhook: None,
             plans: Arc::new(plans),
+            background: Arc::default(),
         }
-
     }
     pub fn now(&self) -> i64 {
         (self.clock)()
     }
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Runs `task` beside the server; it should end soon after [`AppState::stopping`] resolves.
+    pub fn spawn_background(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.background.tasks.lock().unwrap_or_else(|p| p.into_inner()).spawn(task);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.background.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Stops taking batches and tells the background tasks to finish.
+    pub fn begin_shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.background.stop.send(true);
+    }
+
+    /// Waits for every background task to end.
+    pub async fn background_finished(&self) {
+        let mut tasks = std::mem::take(&mut *self.background.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        while tasks.join_next().await.is_some() {}
     }
 }
 
@@ -115,10 +161,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/metrics", get(query::seed_metrics))
         .route("/v1/stalled", get(query::stalled))
         .route("/v1/report", get(query::report))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
+        .route("/v1/users/{id}", axum::routing::delete(privacy::erase))
+        .route("/v1/users/{id}/export", get(privacy::export))
         .merge(static_files(&state.config))
+        .merge(probe_routes(state.config.admin_listen.is_none()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::log_requests))
         .with_state(state)
 }
@@ -148,33 +194,71 @@ fn static_files(config: &Config) -> Router<AppState> {
     sdk.merge(www)
 }
 
-/// Ready to take traffic: not shutting down, and the store's writer is keeping up.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else {
-        (StatusCode::OK, "ready")
+/// `/healthz`, `/readyz`, and `/metrics` when `with_metrics` (on the public address it is left
+/// out when an admin address serves it).
+fn probe_routes(with_metrics: bool) -> Router<AppState> {
+    let routes = Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz));
+    match with_metrics {
+        true => routes.route("/metrics", get(prometheus)),
+        false => routes,
     }
 }
 
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+/// What a connection in the cap's reserve (`on_public_address`: a 503 for anything else) or the
+/// admin address (`/metrics` with no token; 404 for anything else) serves.
+pub fn probes(state: AppState, on_public_address: bool) -> Router {
+    let routes = match on_public_address {
+        true => probe_routes(state.config.admin_listen.is_none()),
+        false => probe_routes(true),
+    };
+    let state = match on_public_address {
+        true => state,
+        // The admin address is trusted: the metrics need no token there.
+        false => AppState { config: Arc::new(Config { admin_token: None, ..(*state.config).clone() }), ..state },
+    };
+    match on_public_address {
+        true => routes.fallback(serve::busy).with_state(state),
+        false => routes.with_state(state),
+    }
+}
+
+/// Ready to take traffic: not shutting down, and the store (its writer and its reads) answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready".to_string()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 2 s".to_string()),
+    }
+}
+
+/// Prometheus metrics. With an admin token configured they need it (`Authorization: Bearer`);
+/// on the admin address (`--admin-listen`) they are open.
+async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> axum::response::Response {
+    if state.config.admin_token.is_some() {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !state.config.is_global_admin(token) {
+            return (StatusCode::UNAUTHORIZED, "the admin token is required (Authorization: Bearer …)\n").into_response();
+        }
+    }
     let text = state.metrics.render(state.store.queue_depth(), state.is_draining());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Serves until `shutdown` resolves, then stops accepting connections, answers requests already
-/// in flight (each batch among them only after its commit) and returns. So after a SIGTERM
-/// every acknowledged batch is in the store, and every unacknowledged one is the client's to
-/// resend.
+/// in flight (each batch among them only after its commit) within the drain timeout, and
+/// returns. So after a SIGTERM every acknowledged batch is in the store, and every
+/// unacknowledged one is the client's to resend. See [`serve`] for the limits.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let draining = state.draining.clone();
-    let shutdown = async move {
-        shutdown.await;
-        draining.store(true, Ordering::Relaxed);
-    };
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    serve::serve(listener, None, state, shutdown).await
 }

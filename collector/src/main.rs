@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use onramp_collector::analytics::stalled::{parse_due, Due};
 use onramp_collector::analytics::time::parse_duration;
 use onramp_collector::config::{PlanSource, RateLimit};
+use onramp_collector::serve::Limits;
 use onramp_collector::store::clickhouse::ClickHouseStore;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
@@ -23,6 +24,9 @@ use onramp_collector::{AppState, Config, Project};
 
 #[derive(Parser)]
 #[command(name = "onramp-collector", version, about = "Receives onramp event batches, stores them, and answers milestone-funnel queries.")]
+// A flag given twice takes its last value (scripts append overrides to a base command line);
+// repeatable flags (`--project`, `--plan`) still collect every value.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -32,12 +36,40 @@ struct Cli {
     serve: ServeArgs,
 }
 
-/// Without a subcommand the collector serves. Subcommands are one-off operations.
+/// Without a subcommand the collector serves. Subcommands are one-off operations; those that
+/// touch stored data act on the store (`--db` / `--store`) directly, so they need access to the
+/// database itself, which is an operator's.
 #[derive(Subcommand)]
 enum Command {
     /// Onboarding plan files.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// A user's stored data: erase it (GDPR art. 17) or export it as JSON (art. 15).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// A consistent copy of the SQLite database, taken while the collector runs.
+    Backup {
+        /// Where to write the copy (must not exist).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Erase a user's events, identity links and derived rows.
+    Delete {
+        /// The user id (or, for a visitor never identified, the anonymous id).
+        user: String,
+        #[arg(long, value_name = "ID")]
+        project: String,
+    },
+    /// Print everything stored about a user as JSON.
+    Export {
+        user: String,
+        #[arg(long, value_name = "ID")]
+        project: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +134,31 @@ struct ServeArgs {
     /// How often to scan for newly stalled users.
     #[arg(long, env = "ONRAMP_STALL_SCAN", value_name = "DURATION", default_value = "60s", value_parser = duration)]
     stall_scan: Duration,
+    /// Serve /healthz, /readyz and /metrics (without a token) on this address too, and not
+    /// /metrics on --listen.
+    #[arg(long, env = "ONRAMP_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// A request's headers must arrive within this time; keep-alive connections idle this long
+    /// are closed.
+    #[arg(long, env = "ONRAMP_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// A request's body must arrive whole within this time (else 408).
+    #[arg(long, env = "ONRAMP_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    body_timeout: Duration,
+    /// Open connections at most; the last few are kept for health probes. Default: the
+    /// open-file limit (raised to its hard limit at start) less 64, at most 16384.
+    #[arg(long, env = "ONRAMP_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in flight and background work may take before the
+    /// collector exits anyway.
+    #[arg(long, env = "ONRAMP_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    drain_timeout: Duration,
+}
+
+/// Raises the soft open-file limit to the hard one and leaves room for the store's files.
+fn default_max_connections() -> usize {
+    let soft = rlimit::increase_nofile_limit(65_536).unwrap_or(1024);
+    (soft as usize).saturating_sub(64).clamp(16, 16_384)
 }
 
 /// `60s`, `5m`, `2h`, `7d`, `500ms`.
@@ -165,6 +222,7 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             read_token: (*rt).into(),
             allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
             admin_token: None,
+            retention_days: None,
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
@@ -198,6 +256,17 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     if args.admin_token.is_some() {
         config.admin_token = args.admin_token.clone();
     }
+    config.admin_listen = args.admin_listen.clone();
+    config.limits = Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: match args.max_connections {
+            Some(0) => return Err("--max-connections: at least 1".into()),
+            Some(n) => n,
+            None => default_max_connections(),
+        },
+        drain_timeout: args.drain_timeout,
+    };
     for spec in &args.plans {
         let (project, path) = match spec.split_once('=') {
             Some((project, path)) => (project.to_string(), path),
@@ -234,7 +303,56 @@ async fn main() -> ExitCode {
             true => ExitCode::SUCCESS,
             false => ExitCode::FAILURE,
         },
+        Some(Command::Users(command)) => users(&cli.store, command).await,
+        Some(Command::Backup { file }) => match StoreChoice::from_args(&cli.store) {
+            StoreChoice::Sqlite(db) => match onramp_collector::store::sqlite::backup(&db, &file) {
+                Ok(()) => {
+                    println!("backed up {} to {}", db.display(), file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("onramp-collector backup: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            StoreChoice::ClickHouse(_) => {
+                eprintln!("onramp-collector backup: for ClickHouse use its own BACKUP or clickhouse-backup (docs/SCALING.md)");
+                ExitCode::from(2)
+            }
+        },
         None => serve(cli.store, cli.serve).await,
+    }
+}
+
+async fn users(store_args: &StoreArgs, command: UsersCommand) -> ExitCode {
+    let store = match StoreChoice::from_args(store_args).open().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("onramp-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        UsersCommand::Delete { user, project } => store
+            .erase_user(&project, &user)
+            .await
+            .map(|n| format!("erased {user} of {project}: {n} events, identity links and derived rows"))
+            .map_err(|e| e.to_string()),
+        UsersCommand::Export { user, project } => {
+            onramp_collector::privacy::export_from(store.as_ref(), &project, &user, onramp_collector::system_now_ms())
+                .await
+                .map(|doc| doc.to_string())
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("onramp-collector: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -279,6 +397,16 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());
+    let admin = match &args.admin_listen {
+        Some(admin_addr) => match tokio::net::TcpListener::bind(admin_addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("onramp-collector: cannot listen on {admin_addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let explicit_plans: Vec<(String, PathBuf)> = config
         .plan_files
         .iter()
@@ -290,8 +418,11 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let mut state = AppState::new(config, store);
     state.log_requests = !args.quiet;
     if let Some(hook) = webhook {
-        tokio::spawn(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
+        state.spawn_background(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
         state.webhook = Some(Arc::new(hook));
+    }
+    if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
+        state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));
     }
     for (project, path) in &explicit_plans {
         let Some(plan) = state.plans.get(project) else { continue };
@@ -301,8 +432,11 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         }
     }
     startup_warnings(&state).await;
+    if let Some(admin) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
+        println!("onramp-collector admin (probes, metrics) on http://{admin}");
+    }
     println!("onramp-collector listening on http://{addr} ({})", choice.describe());
-    match onramp_collector::run(listener, state, shutdown_signal()).await {
+    match onramp_collector::serve::serve(listener, admin, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("onramp-collector: {e}");

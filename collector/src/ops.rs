@@ -20,8 +20,19 @@ use crate::AppState;
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 /// Why events or batches were refused: the `reason` label, and the log's `reason`.
-pub const REASONS: [&str; 9] =
-    ["invalid", "too_large", "unknown_key", "origin", "rate_limited", "unavailable", "draining", "too_old", "bad_body"];
+pub const REASONS: [&str; 11] = [
+    "invalid",
+    "too_large",
+    "unknown_key",
+    "origin",
+    "rate_limited",
+    "unavailable",
+    "draining",
+    "too_old",
+    "bad_body",
+    "aborted",
+    "timeout",
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -32,6 +43,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     /// Sum of batch latencies in microseconds.
     latency_sum_us: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +64,10 @@ impl Metrics {
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
             self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn accepted_total(&self) -> u64 {
@@ -84,6 +101,9 @@ impl Metrics {
         let _ = writeln!(out, "# HELP onramp_writer_queue_depth Write requests waiting for the store's writer.");
         let _ = writeln!(out, "# TYPE onramp_writer_queue_depth gauge");
         let _ = writeln!(out, "onramp_writer_queue_depth {queue_depth}");
+        let _ = writeln!(out, "# HELP onramp_connections_refused_total Connections closed at once: the connection cap was reached.");
+        let _ = writeln!(out, "# TYPE onramp_connections_refused_total counter");
+        let _ = writeln!(out, "onramp_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP onramp_draining 1 while shutting down (no new batches accepted).");
         let _ = writeln!(out, "# TYPE onramp_draining gauge");
         let _ = writeln!(out, "onramp_draining {}", u8::from(draining));

@@ -12,7 +12,7 @@
 //! The plan is read from the store on every request rather than cached, so several collectors
 //! behind a load balancer never disagree about it after a PUT.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -88,7 +88,16 @@ pub struct PlanQuery {
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<PlanQuery>, headers: HeaderMap) -> Response {
-    let origin = headers.get(header::ORIGIN).cloned();
+    // CORS only for the key's project's origins (any project's, for an unknown key), as
+    // `/v1/batch` does: a refusal must not be readable by every other site.
+    let origin = headers.get(header::ORIGIN).filter(|o| {
+        let Ok(o) = o.to_str() else { return false };
+        match q.write_key.as_deref().and_then(|k| state.config.project_by_write_key(k)) {
+            Some(project) => project.allows_origin(o),
+            None => state.config.any_allows_origin(o),
+        }
+    });
+    let origin = origin.cloned();
     let mut response = match serve(&state, q, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -132,11 +141,9 @@ async fn serve(state: &AppState, q: PlanQuery, headers: &HeaderMap) -> Result<Re
     Ok(response)
 }
 
-pub async fn put(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn put(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let project = crate::query::authorize(&state, &headers, None)?;
-    if body.len() > MAX_PLAN_BYTES {
-        return Err(ApiError::TooLarge(MAX_PLAN_BYTES));
-    }
+    let body = crate::ingest::read_body(&state, body, MAX_PLAN_BYTES).await?;
     let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let plan = ServedPlan::parse(text).map_err(ApiError::BadPlan)?;
     state.store.put_plan(&project.id, plan.text.clone(), &plan.plan.version, state.now()).await?;

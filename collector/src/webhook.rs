@@ -117,15 +117,22 @@ pub async fn stalls_due_between(
     Ok(stalled::newly_stalled(all, after, until))
 }
 
-/// Scans every project for new stalls every `scan_every`, forever; spawn it beside the server.
+/// Scans every project for new stalls every `scan_every` until shutdown; run it with
+/// [`AppState::spawn_background`].
 pub async fn scan_loop(state: AppState, hook: Webhook) {
     // Per project: the end of the last span scanned.
     let start = state.now();
     let mut after: Vec<i64> = state.config.projects.iter().map(|_| start).collect();
     let mut tick = tokio::time::interval(hook.scan_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopping = state.stopping();
+    tokio::pin!(stopping);
     loop {
-        tick.tick().await;
+        // A scan under way finishes (within the drain timeout); none starts after shutdown.
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stopping => return,
+        }
         let until = state.now();
         for (project, after) in state.config.projects.iter().zip(after.iter_mut()) {
             let due = match query::plan_defaults(&state, project).await.due {

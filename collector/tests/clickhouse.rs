@@ -40,6 +40,19 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
         store.window_funnel_counts("demo", &[Step::event("signed_up"), Step::event("project_created")], None).await.expect("windowFunnel"),
         vec![2, 1]
     );
+
+    // The same event id in another project is another event (the key is per project), and
+    // the demo project's copy is untouched.
+    let other = onramp::core::wire::Batch::parse(&batch(1_000_000, vec![event("e1", "signed_up", "anon-a", None, 1_000_000)]))
+        .expect("batch")
+        .events
+        .into_iter()
+        .map(|event| onramp_collector::store::StoredEvent { project: "other".into(), ts: event.ts, event, sent_at: 1_000_000, received_at: 1_000_000 })
+        .collect();
+    store.insert(other).await.expect("insert");
+    assert_eq!(store.users("other").await.expect("users").len(), 1);
+    assert_eq!(store.event_counts().await.expect("counts").1, 9);
+    assert_eq!(funnel(&c.url, "signed_up").await["steps"][0]["userIds"], json!(["alice", "bob"]));
 }
 
 #[tokio::test]

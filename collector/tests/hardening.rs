@@ -26,6 +26,7 @@ fn project(id: &str, origins: &[&str]) -> Project {
         read_token: format!("rt_{id}"),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         admin_token: None,
+        retention_days: None,
     }
 }
 
@@ -117,6 +118,23 @@ async fn keys_tokens_and_origins_are_enforced_and_refusals_store_nothing() {
         }
     };
     assert_eq!(preflight(acme).await, 204);
+
+    // The plan: CORS only for the project's own origins, on answers and refusals alike.
+    let plan = |key: &'static str, origin: &'static str| {
+        let url = s.url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{url}/v1/plan?writeKey={key}"))
+                .header("origin", origin)
+                .send()
+                .await
+                .expect("get plan");
+            (r.status().as_u16(), r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap_or("?").to_owned()))
+        }
+    };
+    assert_eq!(plan("wk_acme", acme).await, (204, Some(acme.to_owned())));
+    assert_eq!(plan("wk_acme", "https://evil.test").await, (403, None), "a refused origin may not read the refusal");
+    assert_eq!(plan("wk_globex", "https://evil.test").await.1.as_deref(), Some("https://evil.test"), "globex allows any");
 
     // Read tokens: a wrong one is refused; each project's token sees only its own events.
     let read = |token: &'static str| {
@@ -257,4 +275,72 @@ async fn health_readiness_and_metrics() {
     assert!(metrics.contains("onramp_events_rejected_total{reason=\"unknown_key\"} 1\n"), "{metrics}");
     assert!(metrics.contains("onramp_batch_duration_seconds_count 2\n"), "{metrics}");
     assert!(metrics.contains("onramp_writer_queue_depth 0\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn event_ids_are_deduplicated_per_project_not_across_projects() {
+    let s = start(generous()).await;
+    let same = || batch_from("wk_acme", "x1");
+    assert_eq!(post(&s.url, None, same()).await.0, 200);
+    assert_eq!(post(&s.url, None, same()).await.0, 200, "a resend");
+    assert_eq!(post(&s.url, None, batch_from("wk_globex", "x1")).await.0, 200);
+    let rows = stored_rows(&s.db);
+    assert_eq!(rows.len(), 2, "one row per project, the resend folded: {rows:?}");
+    for token in ["rt_acme", "rt_globex"] {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/funnel?steps=a", s.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.json::<Value>().await.expect("json")["steps"][0]["users"], 1, "{token} sees its event");
+    }
+}
+
+fn batch_from(key: &str, id: &str) -> String {
+    batch(key, vec![event(id, "a", NOW)])
+}
+
+/// A database written by a collector before the per-project key (migrations 0001–0004) is
+/// migrated in place: its events kept, and the same id then accepted for another project.
+#[tokio::test]
+async fn old_databases_are_migrated_to_the_per_project_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for file in ["0001_events.sql", "0002_analytics.sql", "0003_plans.sql", "0004_analytics_covering.sql"] {
+            conn.execute_batch(&std::fs::read_to_string(migrations.join(file)).expect("migration")).expect(file);
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        conn.execute(
+            "INSERT INTO events (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
+             VALUES ('x1', 'acme', 'track', 'a', 'anon', 'u1', 1, 1, 1, 1, '{}')",
+            [],
+        )
+        .expect("old event");
+    }
+    let store = SqliteStore::open(&db).expect("migrate");
+    drop(store);
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let pk: Vec<(String, i64)> = conn
+        .prepare("SELECT name, pk FROM pragma_table_info('events') WHERE pk > 0 ORDER BY pk")
+        .expect("pragma")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(pk, [("project".to_string(), 1), ("id".to_string(), 2)]);
+    let indexes: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL", [], |r| r.get(0))
+        .expect("indexes");
+    assert_eq!(indexes, 4, "every index recreated");
+    conn.execute(
+        "INSERT INTO events (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
+         VALUES ('x1', 'globex', 'track', 'a', 'anon', 'u1', 1, 1, 1, 1, '{}')",
+        [],
+    )
+    .expect("the same id in another project is another event");
+    assert_eq!(stored_rows(&db).len(), 2);
 }

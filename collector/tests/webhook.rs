@@ -88,9 +88,22 @@ async fn announces_value_and_stalls_to_a_real_receiver() {
     assert_eq!(stall["milestone"], "project_created");
     assert_eq!(stall["dueAt"], T0 + H);
 
-    // Later scans do not announce it again.
+    // Later scans do not announce it again, yet keep running: the next call is a new user's
+    // stall, not slow's again (waiting for silence alone would pass if the scan loop had died).
+    let late_signup = T0 + 90 * 60_000;
+    let batch = json!({"writeKey": "wk_demo", "sentAt": T0 + 2 * H, "events": [
+        {"id": "e7", "type": "identify", "name": "identify", "anonymousId": "a-late", "userId": "late", "ts": late_signup,
+         "props": {"signedUpAt": late_signup}},
+    ]});
+    let r = reqwest::Client::new().post(format!("{url}/v1/batch")).body(batch.to_string()).send().await.expect("post");
+    assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(calls.try_recv().is_err(), "a stall is announced once");
+    now.store(T0 + 3 * H, Ordering::SeqCst);
+    let stall = next(&mut calls).await;
+    assert_eq!((stall["type"].as_str(), stall["user"].as_str()), (Some("user_stalled"), Some("late")), "{stall}");
+    assert_eq!(stall["dueAt"], late_signup + H);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(calls.try_recv().is_err(), "each stall is announced once");
 }
 
 /// The repository's config without the demo plan: the requests here name their steps, value

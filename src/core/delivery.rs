@@ -16,7 +16,7 @@
 //!   A tab that finds itself marked adopted (its timers were throttled in the background) drops
 //!   the events it had stored, since the adopter now owns them.
 //! - **Retry** (Amplitude, PostHog): exponential backoff with jitter, capped in attempts and in
-//!   event age; `Retry-After` is honoured on 429/503; other 4xx are not retried (the events are
+//!   event age; `Retry-After` (seconds or an HTTP date) is honoured on 429/503; other 4xx are not retried (the events are
 //!   dropped and counted); a 400 listing bad indices drops only those events and resends the
 //!   rest; a 413 halves the batch.
 //!
@@ -647,8 +647,8 @@ impl<S: KeyValue> Outbox<S> {
                     self.drop_items(&batch, DropReason::RetriesExhausted);
                 }
                 self.in_flight = 0;
-                let wait = match (status, retry_after.and_then(parse_retry_after)) {
-                    (429 | 503, Some(seconds)) => seconds.saturating_mul(1000).min(self.policy.max_backoff_ms),
+                let wait = match (status, retry_after.and_then(|v| retry_after_ms(v, now))) {
+                    (429 | 503, Some(ms)) => ms.min(self.policy.max_backoff_ms),
                     _ => self.backoff(rng),
                 };
                 self.retry_at = now + wait;
@@ -763,10 +763,42 @@ fn bad_indices(body: &str, len: usize) -> Vec<usize> {
     (0..len).filter(|&i| bad[i]).collect()
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by our collector, and a client
-/// that cannot read it falls back to its own backoff).
-fn parse_retry_after(value: &str) -> Option<i64> {
-    value.trim().parse::<i64>().ok().filter(|s| *s >= 0)
+/// How long `Retry-After` asks the client to wait, in ms from `now`: delay-seconds, or an
+/// HTTP-date in any of the three forms RFC 9110 (§5.6.7) has recipients accept, as proxies and
+/// CDNs in front of a collector may send. A date already past means "now"; anything else
+/// unreadable is `None`, and the client's own backoff applies.
+fn retry_after_ms(value: &str, now: i64) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<i64>() {
+        return (seconds >= 0).then(|| seconds.saturating_mul(1000));
+    }
+    http_date(value).map(|at| (at - now).max(0))
+}
+
+/// An HTTP-date as Unix ms: IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850
+/// `Sunday, 06-Nov-94 08:49:37 GMT` or asctime `Sun Nov  6 08:49:37 1994`. Hand-written rather
+/// than a date crate: a few dozen bytes of wasm.
+fn http_date(value: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let parts: Vec<&str> = value.split([' ', '-']).filter(|p| !p.is_empty()).collect();
+    let (day, month, year, time) = match parts.as_slice() {
+        [_, day, month, year, time, "GMT"] => (day, month, year, time),
+        [_, month, day, time, year] => (day, month, year, time),
+        _ => return None,
+    };
+    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
+    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let mut year: i64 = year.parse().ok()?;
+    if year < 100 {
+        // RFC 850's two-digit years: RFC 9110 reads one more than 50 years ahead as the past.
+        year += if year < 70 { 2000 } else { 1900 };
+    }
+    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(((crate::core::time::days_from_civil(year, month, day) * 24 + h) * 60 + m) * 60_000 + s * 1000)
 }
 
 #[cfg(test)]
@@ -1119,9 +1151,31 @@ mod tests {
 
     #[test]
     fn parses_retry_after_and_bad_indices_defensively() {
-        assert_eq!(parse_retry_after(" 7 "), Some(7));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_ms(" 7 ", 0), Some(7000));
+        assert_eq!(retry_after_ms("-1", 0), None);
+        assert_eq!(retry_after_ms("soon", 0), None);
+        assert_eq!(retry_after_ms("Wed, 32 Oct 2015 07:28:00 GMT", 0), None);
+        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 24:28:00 GMT", 0), None);
         assert_eq!(bad_indices(r#"{"errors":[{"index":2},{"index":0},{"index":99},{"index":null}]}"#, 3), [0, 2]);
         assert!(bad_indices("<html>", 3).is_empty());
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_in_each_form() {
+        // Unix times from Python's email.utils.parsedate_tz + calendar.timegm.
+        const OCT_21_2015: i64 = 1_445_412_480_000;
+        const NOV_6_1994: i64 = 784_111_777_000;
+        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT", OCT_21_2015 - 5000), Some(5000));
+        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", NOV_6_1994 - 1000), Some(1000));
+        assert_eq!(retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", NOV_6_1994 - 1000), Some(1000));
+        assert_eq!(retry_after_ms("Sun Nov  6 08:49:37 1994", NOV_6_1994 - 1000), Some(1000));
+        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT", OCT_21_2015 + 60_000), Some(0), "already past");
+
+        // The outbox waits until that date on a 503, not its own backoff.
+        let now = OCT_21_2015 - 20_000;
+        let (mut c, mut o) = (client(), outbox(MemoryStorage::default(), "t1", now));
+        push(&mut o, &mut c, "a", now);
+        assert!(o.next_batch(now, true).is_some());
+        assert_eq!(o.settle(503, Some("Wed, 21 Oct 2015 07:28:00 GMT"), "", now, &mut Counter(0)), Next::RetryAt(OCT_21_2015));
     }
 }

@@ -28,6 +28,16 @@ pub fn safe_url(url: &str) -> bool {
         && !url.chars().any(|c| c <= ' ' || c == '\u{7f}' || c == '"' || c == '<' || c == '>' || c == '\\')
 }
 
+/// True for a path on the page's own site: one leading `/`, never `//` or `/\\` (browsers read
+/// both as "another host": `//evil.example/x` leaves the site), and no whitespace, control
+/// characters or backslashes anywhere (browsers strip or rewrite those, so `/\t/evil.example`
+/// would become `//evil.example`).
+pub fn same_site_path(url: &str) -> bool {
+    url.starts_with('/')
+        && !url.starts_with("//")
+        && !url.chars().any(|c| c <= ' ' || c == '\u{7f}' || c == '\\')
+}
+
 /// Splits tip text into formatted runs.
 pub fn parse(src: &str) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::new();
@@ -185,6 +195,16 @@ mod tests {
         }
         for url in ["https://example.com", "HTTP://example.com/a#b", "https://example.com/a?x=1&y=2"] {
             assert!(safe_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn same_site_paths_never_lead_to_another_host() {
+        for ok in ["/", "/docs", "/a/b?c=d#e", "/%2F%2Fevil.example"] {
+            assert!(same_site_path(ok), "{ok}");
+        }
+        for bad in ["//evil.example/x", "/\\evil.example/x", "/\t/evil.example", "/\n/evil.example", "/a\\b", "https://a.b", "docs", "", " /docs"] {
+            assert!(!same_site_path(bad), "{bad:?}");
         }
     }
 }

@@ -352,7 +352,8 @@ pub struct Cta {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CtaAction {
-    /// An `http:` or `https:` URL (never `javascript:`).
+    /// An absolute `http:` or `https:` URL (never `javascript:`), or a same-site path
+    /// ([`crate::core::markup::same_site_path`]; never `//host`).
     Url(String),
     /// One of [`CTA_ACTIONS`].
     Action(String),
@@ -985,9 +986,8 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
             let action = match (c.get("url"), c.get("action")) {
                 (Some(u), None) => {
                     let url = string(u, &c.at("url"), 2000, "an http: or https: URL")?;
-                    let lower = url.to_ascii_lowercase();
-                    if !(lower.starts_with("https://") || lower.starts_with("http://") || url.starts_with('/')) {
-                        return err(&c.at("url"), found(u), "an http: or https: URL, or a path starting with '/'");
+                    if !(crate::core::markup::safe_url(&url) || crate::core::markup::same_site_path(&url)) {
+                        return err(&c.at("url"), found(u), "an absolute http: or https: URL, or a path on this site starting with a single '/'");
                     }
                     CtaAction::Url(url)
                 }

@@ -33,12 +33,27 @@ after(async () => {
   await collector?.stop();
 });
 
+let running = true;
 async function down() {
   await collector.kill();
+  running = false;
 }
 async function up() {
   // Same port and file: the page's origin and the stored events stay.
   collector = await startCollector({ db: collector.db, args: ["--quiet", "--listen", addr] });
+  running = true;
+}
+
+/** Runs a scenario in its own browser context; whatever fails, the collector is up again and
+ * the context closed afterwards, so one failed scenario cannot fail the ones after it. */
+async function scenario(body) {
+  const context = await browser.newContext();
+  try {
+    await body(context);
+  } finally {
+    if (!running) await up();
+    await context.close();
+  }
 }
 
 async function openPage(context) {
@@ -86,8 +101,7 @@ function noErrors(messages) {
   assert.deepEqual(bad, [], "nothing thrown into the page");
 }
 
-test("collector down for a while, then back", async () => {
-  const context = await browser.newContext();
+test("collector down for a while, then back", () => scenario(async (context) => {
   const { page, failed, messages } = await openPage(context);
   await down();
   await track(page, "f_down", 20);
@@ -95,11 +109,9 @@ test("collector down for a while, then back", async () => {
   await up();
   await expectStored("collector down for a while, then back", "f_down", 20);
   noErrors(messages);
-  await context.close();
-});
+}));
 
-test("offline, then online", async () => {
-  const context = await browser.newContext();
+test("offline, then online", () => scenario(async (context) => {
   const { page, failed, messages } = await openPage(context);
   await context.setOffline(true);
   await track(page, "f_offline", 20);
@@ -107,11 +119,9 @@ test("offline, then online", async () => {
   await context.setOffline(false); // fires `online`: the SDK retries at once
   await expectStored("offline, then online", "f_offline", 20);
   noErrors(messages);
-  await context.close();
-});
+}));
 
-test("page closed in the middle of a batch (beacon)", async () => {
-  const context = await browser.newContext();
+test("page closed in the middle of a batch (beacon)", () => scenario(async (context) => {
   const { page, sent } = await openPage(context);
   // 120 events: a full batch goes by fetch at once, the rest wait for the next tick.
   await track(page, "f_close", 120);
@@ -119,11 +129,9 @@ test("page closed in the middle of a batch (beacon)", async () => {
   assert.ok(await eventually(() => sent.length >= 1, { timeout: 5000, interval: 5 }), "a batch was in flight when the page closed");
   await page.close({ runBeforeUnload: true });
   await expectStored("page closed mid-batch (fetch keepalive + beacon)", "f_close", 120);
-  await context.close();
-});
+}));
 
-test("page closed during an outage, reopened later: the persisted queue is resent", async () => {
-  const context = await browser.newContext();
+test("page closed during an outage, reopened later: the persisted queue is resent", () => scenario(async (context) => {
   const first = await openPage(context);
   await down();
   await track(first.page, "f_reload", 30);
@@ -135,11 +143,9 @@ test("page closed during an outage, reopened later: the persisted queue is resen
   // The old page's beacons may land too if they leave after the restart; either way the new
   // page adopts the stored queue and sends it (the collector's dedup absorbs the overlap).
   assert.ok(await eventually(() => second.sent.flat().length >= 30, { timeout: 15000 }), "the new page sent the old page's events");
-  await context.close();
-});
+}));
 
-test("two tabs: no event sent by both; a tab closed during an outage is adopted by the other", async () => {
-  const context = await browser.newContext();
+test("two tabs: no event sent by both; a tab closed during an outage is adopted by the other", () => scenario(async (context) => {
   const a = await openPage(context);
   const b = await openPage(context);
   await track(a.page, "f_tabs", 40);
@@ -162,5 +168,4 @@ test("two tabs: no event sent by both; a tab closed during an outage is adopted 
   await expectStored("two tabs, A closed during outage, B adopts", "f_adopt", 25);
   assert.ok(await eventually(() => b.sent.flat().length - beforeClose >= 25, { timeout: 15000 }), "tab B sent A's adopted events");
   noErrors(b.messages);
-  await context.close();
-});
+}));

@@ -575,7 +575,9 @@ test("Trackly demo: a user who signed up 25 hours ago sees none of the 24-hour t
     }
   }, Date.now() - 25 * H);
   await page.goto(collector.url + "/demo/#/projects");
-  await page.evaluate(() => window.onramp.ready);
+  // The SDK must have loaded and be running, or "no tip shown" proves nothing.
+  await page.waitForFunction(() => window.onramp && window.onramp.ready);
+  assert.equal(await page.evaluate(() => window.onramp.ready), true, "the SDK loaded");
   await page.waitForTimeout(2500);
   await page.click("a[data-route=files]");
   await page.waitForTimeout(1000);
@@ -585,6 +587,8 @@ test("Trackly demo: a user who signed up 25 hours ago sees none of the 24-hour t
   for (const id of ["welcome", "create_project", "files_tour"]) {
     assert.ok(!shown.includes(id), id + " is a 24-hour tip; shown: " + shown.join(", "));
   }
+  // ... while a tip whose window runs three days is still shown: the plan is running.
+  assert.ok(shown.includes("invite_teammate"), "invite_teammate (0h–3d) is shown; shown: " + shown.join(", "));
   assert.equal(await tip(page, ".m").count(), 0);
   await shot(page, "demo-25h");
   await context.close();

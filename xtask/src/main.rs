@@ -282,11 +282,14 @@ fn test() -> Result {
     run(cargo()
         .args(["test", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--lib"])
         .env("CHROMEDRIVER", "/usr/bin/chromedriver"))?;
-    let tests: Vec<PathBuf> = std::fs::read_dir(root().join("tests/e2e"))
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
-        .collect();
+    // Node tests: tests/*.test.mjs (the plan schema with a JSON Schema validator) and the
+    // browser tests in tests/e2e/.
+    let mut tests: Vec<PathBuf> = Vec::new();
+    for dir in ["tests", "tests/e2e"] {
+        let entries = std::fs::read_dir(root().join(dir)).map_err(|e| format!("{dir}: {e}"))?;
+        tests.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(".test.mjs")));
+    }
+    tests.sort();
     let mut node = Command::new("node");
     node.arg("--test").arg("--test-concurrency=1").args(&tests).current_dir(root());
     node.env("ONRAMP_COLLECTOR_BIN", collector_binary());

@@ -66,10 +66,15 @@ pub fn newly_stalled(stalls: Vec<Stall>, after: i64, until: i64) -> Vec<Stall> {
     stalls.into_iter().filter(|s| s.due_at > after && s.due_at <= until).collect()
 }
 
-/// RFC 4180 field: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
-/// `@` is prefixed with `'` so a spreadsheet never runs a user-controlled id as a formula.
+/// Characters that make a spreadsheet read a cell as a formula when they lead it (OWASP's CSV
+/// injection list: tab and carriage return too, since some spreadsheets skip them first).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// RFC 4180 field: quoted when it holds a comma, quote or line break; a field starting with one
+/// of [`FORMULA_STARTS`] is prefixed with `'` so a spreadsheet never runs a user-controlled id
+/// as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_string() };
+    let text = if text.starts_with(FORMULA_STARTS) { format!("'{text}") } else { text.to_string() };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -129,5 +134,23 @@ mod tests {
             csv,
             "user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n'=cmd|x,\"a,b\",1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,1970-01-01T01:00:00Z,2.0\r\n"
         );
+    }
+
+    #[test]
+    fn csv_defuses_every_formula_start_owasp_lists() {
+        // Expected fields written out by hand, not derived from FORMULA_STARTS.
+        let cases = [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=cmd", "'\t=cmd"),
+            ("\r=cmd", "\"'\r=cmd\""),
+            ("plain", "plain"),
+            ("a=b", "a=b"),
+        ];
+        for (user, want) in cases {
+            assert_eq!(csv_field(user), want, "{user:?}");
+        }
     }
 }

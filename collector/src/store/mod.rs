@@ -109,6 +109,27 @@ impl EventFilter {
     }
 }
 
+/// A user's stored data, as a privacy export returns it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserData {
+    /// Each event with every stored column: `id`, `type`, `name`, `anonymousId`, `userId`,
+    /// `ts`, `clientTs`, `sentAt`, `receivedAt`, `props`; ordered by `ts`, then `id`.
+    pub events: Vec<serde_json::Value>,
+    /// `(anonymous id, user id)` links that involve the user.
+    pub identities: Vec<(String, String)>,
+}
+
+/// The SQL condition (SQLite and ClickHouse alike) selecting the events that belong to the
+/// user key `user` of `project`, by the [Identity](self#identity) rule: its user id; else,
+/// with no user id, an anonymous id linked to it, or the anonymous id itself when that id is
+/// linked to nobody. `linked` and `all_linked` are the (quoted) anonymous ids linked to the user
+/// and to anyone; `user_is_null` is the backend's test for "no user id".
+pub fn user_events_condition(user: &str, linked: &str, all_linked: &str, user_is_null: &str) -> String {
+    format!(
+        "(user_id = {user} OR ({user_is_null} AND (anonymous_id IN ({linked}) OR (anonymous_id = {user} AND anonymous_id NOT IN ({all_linked})))))"
+    )
+}
+
 #[derive(Debug)]
 pub enum StoreError {
     /// The store cannot take writes or answer now; the client should retry (HTTP 503).
@@ -127,7 +148,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 pub trait Store: Send + Sync + 'static {
     /// Stores events durably; resolves only after they are committed. Events whose id is
-    /// already stored are ignored, so retries are harmless.
+    /// already stored for the same project are ignored, so retries are harmless; the same id in
+    /// another project is another event.
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()>;
 
     /// Every user key of `project` with its first and last event time, in any order.
@@ -137,10 +159,28 @@ pub trait Store: Send + Sync + 'static {
     /// `ts` then event id. Users with no matching event are left out.
     fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>>;
 
+    /// Whether the store can take writes and answer reads now (`/readyz`): its writer is
+    /// running and keeping up, and a trivial read succeeds.
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).
     fn queue_depth(&self) -> usize {
         0
     }
+
+    /// Everything stored about the user key `user` (see [Identity](self#identity)): the events
+    /// reports attribute to it and its identity links, for a privacy export (GDPR art. 15).
+    fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData>;
+
+    /// Erases what [`Store::user_data`] returns, and any per-user derived rows (GDPR art. 17);
+    /// resolves once the erasure is durable. Returns how many events were erased.
+    fn erase_user(&self, project: &str, user: &str) -> StoreFuture<'_, u64>;
+
+    /// Deletes the project's raw events dated (corrected time) before `before`, Unix ms
+    /// (retention). Returns how many were deleted.
+    fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64>;
 
     /// The project's stored plan (validated JSON text), if any. Stores that keep no plans say
     /// none, and the collector serves the plan file it was started with.

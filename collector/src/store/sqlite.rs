@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -15,7 +15,10 @@ use tokio::sync::oneshot;
 
 use onramp::core::wire::EventType;
 
-use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
+use super::{
+    user_events_condition, EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents,
+    UserSeen,
+};
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
 const MIGRATIONS: &[&str] = &[
@@ -23,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_analytics.sql"),
     include_str!("../../migrations/0003_plans.sql"),
     include_str!("../../migrations/0004_analytics_covering.sql"),
+    include_str!("../../migrations/0006_event_key_per_project.sql"),
 ];
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
@@ -35,6 +39,28 @@ pub struct SqliteStore {
     writer: mpsc::SyncSender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
+    /// What `/readyz` checks of the writer.
+    writer_health: Arc<WriterHealth>,
+}
+
+/// The writer thread's state as readiness sees it.
+struct WriterHealth {
+    /// Cleared when the thread ends, however it ends.
+    running: AtomicBool,
+    /// When the last commit failed (disk full, file gone, …), Unix ms; 0 after a success.
+    failed_at: AtomicU64,
+}
+
+/// Requests the writer's channel holds; readiness fails when it is this full.
+const WRITER_QUEUE: usize = 4096;
+
+/// Marks the writer stopped when dropped, so a panicking writer is seen too.
+struct Running(Arc<WriterHealth>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -68,14 +94,18 @@ impl SqliteStore {
         let path = path.into();
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
-        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(4096);
+        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(WRITER_QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer_depth = depth.clone();
+        let writer_health = Arc::new(WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0) });
+        let (writer_depth, health) = (depth.clone(), writer_health.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, requests, &writer_depth))
+            .spawn(move || {
+                let running = Running(health);
+                write_loop(conn, requests, &writer_depth, &running.0);
+            })
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth })
+        Ok(SqliteStore { path, writer, depth, writer_health })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -86,7 +116,7 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize) {
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize, health: &WriterHealth) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
@@ -96,6 +126,8 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, dept
             }
         }
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
+        let failed_at = if result.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
+        health.failed_at.store(failed_at, Ordering::Relaxed);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
@@ -139,7 +171,121 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
     tx.commit()
 }
 
+/// The events of user key `?2` in project `?1` (see `store::user_events_condition`).
+fn user_events_sql() -> String {
+    user_events_condition(
+        "?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1 AND user_id = ?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1",
+        "user_id IS NULL",
+    )
+}
+
+/// What erasing a user deletes, in order, in one transaction; each statement takes `?1` =
+/// project and `?2` = user key, and `{events}` stands for the user's events. A table of
+/// per-user derived rows is one more line here. The events go first: their condition reads
+/// the identity links.
+const ERASE_USER: &[&str] = &[
+    "DELETE FROM events WHERE project = ?1 AND {events}",
+    "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
+];
+
+fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
+    let mut conn = open(path)?;
+    let tx = conn.transaction()?;
+    let events = user_events_sql();
+    let mut erased = 0;
+    for (i, statement) in ERASE_USER.iter().enumerate() {
+        let n = tx.execute(&statement.replace("{events}", &events), params![project, user])?;
+        if i == 0 {
+            erased = n as u64;
+        }
+    }
+    tx.commit()?;
+    Ok(erased)
+}
+
+fn user_data(conn: &Connection, project: &str, user: &str) -> rusqlite::Result<UserData> {
+    let sql = format!(
+        "SELECT id, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props FROM events
+         WHERE project = ?1 AND {} ORDER BY ts, id",
+        user_events_sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let events = stmt
+        .query_map(params![project, user], |r| {
+            let props: String = r.get(9)?;
+            Ok(serde_json::json!({
+                "id": r.get::<_, String>(0)?,
+                "type": r.get::<_, String>(1)?,
+                "name": r.get::<_, String>(2)?,
+                "anonymousId": r.get::<_, String>(3)?,
+                "userId": r.get::<_, Option<String>>(4)?,
+                "ts": r.get::<_, i64>(5)?,
+                "clientTs": r.get::<_, i64>(6)?,
+                "sentAt": r.get::<_, i64>(7)?,
+                "receivedAt": r.get::<_, i64>(8)?,
+                "props": serde_json::from_str::<serde_json::Value>(&props).unwrap_or(serde_json::Value::String(props)),
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT anonymous_id, user_id FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)
+         ORDER BY anonymous_id",
+    )?;
+    let identities = stmt.query_map(params![project, user], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    Ok(UserData { events, identities })
+}
+
+impl SqliteStore {
+    /// A consistent copy of the database, taken while it is in use (`VACUUM INTO`: one read
+    /// transaction, so the copy is the database as of one commit). `file` must not exist.
+    pub fn backup(&self, file: &Path) -> Result<(), StoreError> {
+        backup(&self.path, file)
+    }
+}
+
+/// See [`SqliteStore::backup`]; works on a file another process is writing.
+pub fn backup(database: &Path, file: &Path) -> Result<(), StoreError> {
+    if file.exists() {
+        return Err(unavailable(format!("{} already exists", file.display())));
+    }
+    let conn = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(unavailable)?;
+    let target = file.to_str().ok_or_else(|| unavailable("the backup path is not UTF-8"))?;
+    conn.execute("VACUUM INTO ?1", params![target]).map_err(unavailable)?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
+    fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
+        let (project, user) = (project.to_owned(), user.to_owned());
+        self.read(move |conn| user_data(conn, &project, &user))
+    }
+
+    fn erase_user(&self, project: &str, user: &str) -> StoreFuture<'_, u64> {
+        let (project, user, path) = (project.to_owned(), user.to_owned(), self.path.clone());
+        // Its own connection beside the event writer, like `put_plan` (WAL + busy timeout).
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)
+        })
+    }
+
+    fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
+        let (project, path) = (project.to_owned(), self.path.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+                Ok(open(&path)?.execute("DELETE FROM events WHERE project = ?1 AND ts < ?2", params![project, before])? as u64)
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+        })
+    }
+
     fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
         let project = project.to_owned();
         Box::pin(async move {
@@ -191,6 +337,24 @@ impl Store for SqliteStore {
 
     fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if !self.writer_health.running.load(Ordering::Relaxed) {
+                return Err(unavailable("the SQLite writer has stopped"));
+            }
+            // Recent failures only: with no traffic (taken out of rotation) no commit would
+            // ever clear an old one.
+            let failed_at = self.writer_health.failed_at.load(Ordering::Relaxed);
+            if failed_at != 0 && (crate::system_now_ms() as u64).saturating_sub(failed_at) < 10_000 {
+                return Err(unavailable("the last commit failed"));
+            }
+            if self.queue_depth() >= WRITER_QUEUE {
+                return Err(unavailable("the writer's queue is full"));
+            }
+            self.read(|conn| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))).await.map(drop)
+        })
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {

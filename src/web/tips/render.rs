@@ -106,7 +106,8 @@ fn cta(row: &Element, tip: &Tip, ctx: &Ctx) -> bool {
             if let Some(a) = child(row, "a", "b pr", label) {
                 set(&a, "href", url);
                 set(&a, "data-a", "c");
-                if !url.starts_with('/') {
+                // Other sites open in a new tab that cannot reach back to this page.
+                if !crate::core::markup::same_site_path(url) {
                     set(&a, "target", "_blank");
                     set(&a, "rel", "noopener noreferrer");
                 }

@@ -29,7 +29,10 @@ use onramp::core::wire::EventType;
 
 use crate::analytics::Step;
 
-use super::{EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserEvent, UserEvents, UserSeen};
+use super::{
+    user_events_condition, EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents,
+    UserSeen,
+};
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
 /// latency group commit adds to a request; 150 ms keeps inserts to a handful per second.
@@ -334,6 +337,65 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// Anonymous ids linked to `user` (or to anyone, with `None`) in `project`, as a quoted
+    /// list for `IN (…)` (`''` when empty: no anonymous id is empty).
+    async fn linked(&self, project: &str, user: Option<&str>) -> Result<String, StoreError> {
+        let mut sql = format!("SELECT anonymous_id FROM identities FINAL WHERE project = {}", quote(project));
+        if let Some(user) = user {
+            sql.push_str(&format!(" AND user_id = {}", quote(user)));
+        }
+        let answer = self.select(&sql).await?;
+        let mut r = Reader::new(&answer);
+        let mut ids = Vec::new();
+        while !r.is_empty() {
+            ids.push(quote(&r.str()?));
+        }
+        Ok(if ids.is_empty() { "''".into() } else { ids.join(", ") })
+    }
+
+    /// The condition selecting `user`'s events, with the identity links read first (mutations
+    /// take literal lists more reliably than subqueries on 18.16).
+    async fn user_condition(&self, project: &str, user: &str) -> Result<String, StoreError> {
+        let linked = self.linked(project, Some(user)).await?;
+        let all = self.linked(project, None).await?;
+        Ok(user_events_condition(&quote(user), &linked, &all, "user_id = ''"))
+    }
+
+    /// `ALTER TABLE … DELETE WHERE condition` on every node's local table, then waits until
+    /// the mutations are done, so the erasure is complete when this returns.
+    async fn delete_where(&self, table: &str, condition: &str) -> Result<(), StoreError> {
+        let db = &self.target.database;
+        let local = self.target.local(table);
+        for node in &self.target.nodes {
+            let http = Http::new(node, "")?;
+            http.execute(&format!("ALTER TABLE {db}.{local} DELETE WHERE {condition}")).await?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let pending = http
+                    .run(
+                        &format!(
+                            "SELECT toUInt64(count()) FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0 FORMAT RowBinary",
+                            quote(db),
+                            quote(&local)
+                        ),
+                        Vec::new(),
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                if Reader::new(&pending).u64()? == 0 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(unavailable(format!("the deletion on {node} is still running; it will finish in the background")));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Applies the migrations this node has not seen yet, on every node. Statements are idempotent
 /// (`IF NOT EXISTS`), so collectors starting at the same time may both run them safely.
 async fn migrate(target: &Target) -> Result<(), StoreError> {
@@ -467,6 +529,71 @@ impl Drop for Waiting<'_> {
 }
 
 impl Store for ClickHouseStore {
+    fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
+        let (project, user) = (project.to_owned(), user.to_owned());
+        Box::pin(async move {
+            let condition = self.user_condition(&project, &user).await?;
+            let answer = self
+                .select(&format!(
+                    "SELECT id, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props
+                     FROM events FINAL WHERE project = {} AND {condition} ORDER BY ts, id",
+                    quote(&project)
+                ))
+                .await?;
+            let mut r = Reader::new(&answer);
+            let mut events = Vec::new();
+            while !r.is_empty() {
+                let (id, kind, name, anon, user_id) = (r.str()?, r.str()?, r.str()?, r.str()?, r.str()?);
+                let (ts, client_ts, sent_at, received_at, props) = (r.i64()?, r.i64()?, r.i64()?, r.i64()?, r.str()?);
+                events.push(serde_json::json!({
+                    "id": id, "type": kind, "name": name, "anonymousId": anon,
+                    "userId": if user_id.is_empty() { None } else { Some(user_id) },
+                    "ts": ts, "clientTs": client_ts, "sentAt": sent_at, "receivedAt": received_at,
+                    "props": serde_json::from_str::<serde_json::Value>(&props).unwrap_or(serde_json::Value::String(props)),
+                }));
+            }
+            let answer = self
+                .select(&format!(
+                    "SELECT anonymous_id, user_id FROM identities FINAL WHERE project = {} AND (user_id = {u} OR anonymous_id = {u})
+                     ORDER BY anonymous_id",
+                    quote(&project),
+                    u = quote(&user)
+                ))
+                .await?;
+            let mut r = Reader::new(&answer);
+            let mut identities = Vec::new();
+            while !r.is_empty() {
+                identities.push((r.str()?, r.str()?));
+            }
+            Ok(UserData { events, identities })
+        })
+    }
+
+    /// Per-user derived tables are one more `delete_where` line here, as in SQLite's `ERASE_USER`.
+    fn erase_user(&self, project: &str, user: &str) -> StoreFuture<'_, u64> {
+        let (project, user) = (project.to_owned(), user.to_owned());
+        Box::pin(async move {
+            let erased = self.user_data(&project, &user).await?.events.len() as u64;
+            let condition = format!("project = {} AND {}", quote(&project), self.user_condition(&project, &user).await?);
+            self.delete_where("events", &condition).await?;
+            self.delete_where("identities", &format!("project = {} AND (user_id = {u} OR anonymous_id = {u})", quote(&project), u = quote(&user)))
+                .await?;
+            Ok(erased)
+        })
+    }
+
+    fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
+        let project = quote(project);
+        Box::pin(async move {
+            let answer = self.select(&format!("SELECT toUInt64(count()) FROM events FINAL WHERE project = {project} AND ts < {before}")).await?;
+            let n = Reader::new(&answer).u64()?;
+            if n > 0 {
+                self.delete_where("events", &format!("project = {project} AND ts < {before}")).await?;
+            }
+            Ok(n)
+        })
+    }
+
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
@@ -479,6 +606,20 @@ impl Store for ClickHouseStore {
 
     fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The writer task is running and not swamped, and the server answers a query (the
+    /// writer's inserts go to the same server).
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.writer.is_closed() {
+                return Err(unavailable("the ClickHouse writer has stopped"));
+            }
+            if self.queue_depth() >= QUEUE_REQUESTS {
+                return Err(unavailable("the writer's queue is full"));
+            }
+            self.http.run("SELECT 1", Vec::new(), Duration::from_secs(2)).await.map(drop)
+        })
     }
 
     fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
