@@ -12,6 +12,7 @@
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
+//! - [`rollup`]: `onramp-collector rollup rebuild|verify`.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod ops;
 pub mod plans;
 pub mod query;
+pub mod rollup;
 pub mod store;
 pub mod webhook;
 

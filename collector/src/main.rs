@@ -1,6 +1,7 @@
 //! `onramp-collector [--listen ADDR] [--db FILE | --store URL] [--www DIR] [--dist DIR]
 //!                   [--webhook URL [--due m:24h,…] [--stall-scan 60s]] [--plan [PROJECT=]FILE]...`
 //! `onramp-collector plan check FILE…`
+//! `onramp-collector rollup rebuild|verify [--project P] [--db FILE | --store URL]` (see `rollup`)
 //!
 //! With no flags: listens on 127.0.0.1:8080, stores events in `onramp.db` (SQLite), and serves
 //! the demo project (write key `wk_demo`, read token `rt_demo`). `--store
@@ -199,6 +200,9 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("rollup") {
+        return onramp_collector::rollup::cli(&argv[1..]).await;
+    }
     if argv.first().map(String::as_str) == Some("plan") {
         return match argv.get(1).map(String::as_str) {
             Some("check") if onramp_collector::plans::check_files(&argv[2..]) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@
 
 pub mod clickhouse;
 pub mod sqlite;
+pub mod sqlite_rollup;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,6 +124,24 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// Where a long operation reports how far it got (one line each time).
+pub type Progress = Box<dyn FnMut(String) + Send>;
+
+/// Keeps each user's first event of each (type, name), in time order (events come sorted).
+pub fn first_of_each(users: Vec<UserEvents>) -> Vec<UserEvents> {
+    users
+        .into_iter()
+        .map(|mut u| {
+            let mut seen = std::collections::HashSet::new();
+            u.events.retain(|e| seen.insert((e.kind, e.name.clone())));
+            for e in &mut u.events {
+                e.props.clear();
+            }
+            u
+        })
+        .collect()
+}
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 pub trait Store: Send + Sync + 'static {
@@ -136,6 +155,28 @@ pub trait Store: Send + Sync + 'static {
     /// The events of `project` that pass `filter`, grouped by user key, each user's sorted by
     /// `ts` then event id. Users with no matching event are left out.
     fn events(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>>;
+
+    /// Each user key's first event of each (type, name) passing `filter`'s types and names (its
+    /// time bounds and `with_props` are ignored): users in key order, each user's events by time,
+    /// props empty. What time-to-value, cohorts, stalls and tip effect need. Stores with rollups
+    /// answer from them, reading one row per device and name; this default reads every event.
+    fn firsts(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let filter = EventFilter { types: filter.types.clone(), names: filter.names.clone(), ..EventFilter::default() };
+        let project = project.to_owned();
+        Box::pin(async move { Ok(first_of_each(self.events(&project, &filter).await?)) })
+    }
+
+    /// Recomputes the rollups of `project` (every project when `None`) from the stored events,
+    /// telling `progress` as it goes; returns the number of events read.
+    fn rebuild_rollups(&self, _project: Option<&str>, _progress: Progress) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no rollups".into())) })
+    }
+
+    /// Every difference between the stored rollups and a recompute from the events, one line
+    /// each; empty when they agree.
+    fn verify_rollups(&self, _project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no rollups".into())) })
+    }
 
     /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).
     fn queue_depth(&self) -> usize {
