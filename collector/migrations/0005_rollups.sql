@@ -31,3 +31,16 @@ CREATE TABLE rollup_events (
     PRIMARY KEY (project, type, name, user_id, anonymous_id)
 ) WITHOUT ROWID;
 
+
+-- Identity, one way: an anonymous id belongs to the user of its first event (by event time, then
+-- event id) that carried a user id. Arrival order no longer matters, so a late or resent batch
+-- cannot move a device to another user. Existing links are recomputed from the events.
+ALTER TABLE identities ADD COLUMN linked_ts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE identities ADD COLUMN link_event TEXT NOT NULL DEFAULT '';
+DELETE FROM identities;
+INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event)
+SELECT project, anonymous_id, user_id, ts, id FROM (
+    SELECT project, anonymous_id, user_id, ts, id,
+           ROW_NUMBER() OVER (PARTITION BY project, anonymous_id ORDER BY ts, id) AS n
+    FROM events WHERE user_id IS NOT NULL
+) WHERE n = 1;

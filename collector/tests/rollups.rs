@@ -71,7 +71,14 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     assert_eq!(report(&db).await, answer);
 
     // A database from before the rollups: the migration builds them on first start.
-    conn.execute_batch("DROP TABLE rollup_devices; DROP TABLE rollup_events; PRAGMA user_version = 4;").expect("downgrade");
+    conn.execute_batch(
+        "DROP TABLE rollup_devices; DROP TABLE rollup_events; DROP TABLE identities;
+         CREATE TABLE identities (project TEXT NOT NULL, anonymous_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                                  PRIMARY KEY (project, anonymous_id)) WITHOUT ROWID;
+         INSERT OR REPLACE INTO identities SELECT project, anonymous_id, user_id FROM events WHERE user_id IS NOT NULL;
+         PRAGMA user_version = 4;",
+    )
+    .expect("downgrade");
     drop(conn);
     assert_eq!(report(&db).await, answer, "migrated on open");
     assert_eq!(rollup("verify", &db), (0, String::new()));

@@ -10,8 +10,17 @@
 //! # Identity
 //!
 //! Every read resolves an event to one *user key*: the event's `userId` when it has one, else the
-//! user id its `anonymousId` was identified with (by any event carrying both, at any time), else
-//! the anonymous id itself. So a visitor's events from before `identify` count for them.
+//! user id its `anonymousId` was identified with, else the anonymous id itself. So a visitor's
+//! events from before `identify` count for them. The link is one way and the first wins: an
+//! anonymous id belongs to the user of its first event (by event time, then event id) that
+//! carried a user id, whatever order events arrive in.
+//!
+//! # Rollups
+//!
+//! Both stores keep per-device rollups as events are stored (SQLite in the same transaction,
+//! ClickHouse by materialized views): first and last seen per device, and first and last time
+//! and count per device and event (type, name). [`Store::users`] and [`Store::firsts`] read them,
+//! so the user list and every first-reach question cost one row per device, not per event.
 //!
 //! # Contract for implementations
 //!

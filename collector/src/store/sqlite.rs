@@ -120,9 +120,12 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
              (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        // The first link by event time (then event id) wins, whatever order events arrive in.
         let mut link = tx.prepare_cached(
-            "INSERT INTO identities (project, anonymous_id, user_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (project, anonymous_id) DO UPDATE SET user_id = excluded.user_id",
+            "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project, anonymous_id) DO UPDATE SET
+               user_id = excluded.user_id, linked_ts = excluded.linked_ts, link_event = excluded.link_event
+             WHERE (excluded.linked_ts, excluded.link_event) < (identities.linked_ts, identities.link_event)",
         )?;
         for s in batches.flatten() {
             let e = &s.event;
@@ -145,7 +148,7 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
                 sqlite_rollup::add(&tx, s)?;
             }
             if let Some(user) = &e.user_id {
-                link.execute(params![s.project, e.anonymous_id, user])?;
+                link.execute(params![s.project, e.anonymous_id, user, s.ts, e.id])?;
             }
         }
     }

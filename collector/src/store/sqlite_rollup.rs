@@ -1,5 +1,6 @@
 //! The SQLite store's rollups (`migrations/0005_rollups.sql`): per device, first and last seen;
-//! per device and event (type, name), first and last time and the number of distinct events.
+//! per device and event (type, name), first and last time and the number of distinct events; and
+//! the identity links (each device's first event with a user id), which fold devices into users.
 //!
 //! The writer adds each newly stored event in the transaction that stores it ([`add`]), so a
 //! committed event is always in the rollups and a resend (ignored by the event id) is never
@@ -40,11 +41,21 @@ const EVENTS_FROM_EVENTS: &str =
     "SELECT project, type, name, COALESCE(user_id, ''), anonymous_id, MIN(ts), MAX(ts), COUNT(*) FROM events
      WHERE (?1 IS NULL OR project = ?1) GROUP BY project, type, name, COALESCE(user_id, ''), anonymous_id";
 
+/// Each device's link, as the writer keeps it: its first event (by time, then id) with a user id.
+const LINKS_FROM_EVENTS: &str = "SELECT project, anonymous_id, user_id, ts, id FROM (
+         SELECT project, anonymous_id, user_id, ts, id,
+                ROW_NUMBER() OVER (PARTITION BY project, anonymous_id ORDER BY ts, id) AS n
+         FROM events WHERE user_id IS NOT NULL AND (?1 IS NULL OR project = ?1)
+     ) WHERE n = 1";
+
 /// Recomputes the rollups of `project` (or of every project) from the stored events, in the
 /// caller's transaction, reporting progress per event name. Returns the events read.
 pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<u64> {
     tx.execute("DELETE FROM rollup_devices WHERE ?1 IS NULL OR project = ?1", params![project])?;
     tx.execute("DELETE FROM rollup_events WHERE ?1 IS NULL OR project = ?1", params![project])?;
+    tx.execute("DELETE FROM identities WHERE ?1 IS NULL OR project = ?1", params![project])?;
+    tx.execute(&format!("INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) {LINKS_FROM_EVENTS}"), params![project])?;
+    progress(format!("identities: done ({} links)", count(tx, "identities", project)?));
     // One group per (project, type, name): the `events_by_type` index lists them cheaply, and
     // each is one indexed INSERT … SELECT, so progress can be told as it goes.
     let groups: Vec<(String, String, String, u64)> = tx
@@ -78,6 +89,7 @@ fn count(conn: &Connection, table: &str, project: Option<&str>) -> rusqlite::Res
 pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<String>> {
     let mut out = Vec::new();
     let checks = [
+        ("identities", "SELECT project, anonymous_id, user_id, linked_ts, link_event FROM identities WHERE ?1 IS NULL OR project = ?1", LINKS_FROM_EVENTS),
         ("rollup_devices", "SELECT project, user_id, anonymous_id, first_seen, last_seen FROM rollup_devices WHERE ?1 IS NULL OR project = ?1", DEVICES_FROM_EVENTS),
         (
             "rollup_events",

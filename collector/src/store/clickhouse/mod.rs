@@ -65,6 +65,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/clickhouse/0003_rollups.sql"),
         sharded: &[("rollup_devices", BY_DEVICE), ("rollup_events", BY_DEVICE)],
     },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0004_first_links.sql"),
+        sharded: &[("links", BY_DEVICE)],
+    },
 ];
 
 /// Every sharded table of every migration: a later migration may name an earlier one's table.
@@ -275,7 +279,8 @@ impl ClickHouseStore {
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
              FROM ({source})
-             {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
+             {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}
+                     GROUP BY anonymous_id)
              USING anonymous_id",
             join = self.join(),
             columns = columns.join(", "),
@@ -413,16 +418,16 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
     }
 }
 
-/// One INSERT for the events, one for the identity links they carry. Not atomic together, but
-/// the request is only acknowledged when both succeeded, and a retry repeats both harmlessly.
+/// One INSERT for the events; the materialized views add them to the rollups and the identity
+/// links within it. The request is only acknowledged when all succeeded, and a retry repeats
+/// them harmlessly (the rollups' states are idempotent).
 async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
     let mut rows = Vec::new();
-    let mut links = Vec::new();
     for (i, s) in events.enumerate() {
         let e = &s.event;
         // Versions order rows by receive time, then by position in this insert, so that equal
-        // receive times still resolve as SQLite's commit order does (first copy of an event,
-        // last identity link) whatever order ClickHouse sorts a block's rows in.
+        // receive times still resolve as SQLite's commit order does (first copy of an event)
+        // whatever order ClickHouse sorts a block's rows in.
         let arrival = ((s.received_at.max(0) as u64) << 20) | (i as u64 & 0xF_FFFF);
         put_str(&mut rows, &s.project);
         put_str(&mut rows, &e.anonymous_id);
@@ -436,12 +441,6 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         put_i64(&mut rows, s.received_at);
         put_str(&mut rows, &onramp::core::json::Value::Obj(e.props.clone()).to_json());
         put_u64(&mut rows, u64::MAX - arrival);
-        if let Some(user) = &e.user_id {
-            put_str(&mut links, &s.project);
-            put_str(&mut links, &e.anonymous_id);
-            put_str(&mut links, user);
-            put_u64(&mut links, arrival);
-        }
     }
     if rows.is_empty() {
         return Ok(());
@@ -453,19 +452,25 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         timeout,
     )
     .await?;
-    if !links.is_empty() {
-        http.run("INSERT INTO identities (project, anonymous_id, user_id, linked_at) FORMAT RowBinary", links, timeout)
-            .await?;
-    }
     Ok(())
 }
 
 /// The rollup tables: name, key columns, and the states recomputed from events (the same as
 /// `migrations/clickhouse/0003_rollups.sql`'s views).
-const ROLLUPS: [(&str, &str, &str); 2] = [
+const ROLLUPS: [(&str, &str, &str); 3] = [
     ("rollup_devices", "project, anonymous_id, user_id", "minState(ts), maxState(ts)"),
     ("rollup_events", "project, type, name, anonymous_id, user_id", "minState(ts), maxState(ts), uniqExactState(id)"),
+    ("links", "project, anonymous_id", "argMinState(user_id, (ts, id))"),
 ];
+
+/// Which events each rollup sums up.
+fn rollup_source(table: &str) -> &'static str {
+    if table == "links" {
+        "user_id != ''"
+    } else {
+        "1"
+    }
+}
 
 /// Waits until `table` has no unfinished mutation (18.16 runs `ALTER … DELETE` in the
 /// background and has no setting to wait for it). Mutations run in the merge pool, so a server
@@ -623,8 +628,9 @@ impl Store for ClickHouseStore {
                     wait_for_mutations(&http, &local).await?;
                     progress(format!("{node}: filling {local} from {}", self.target.local("events")));
                     http.execute(&format!(
-                        "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} GROUP BY {columns}",
-                        events = self.target.local("events")
+                        "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
+                        events = self.target.local("events"),
+                        source = rollup_source(table),
                     ))
                     .await?;
                 }
@@ -646,10 +652,12 @@ impl Store for ClickHouseStore {
                 // Every rollup as stored and as recomputed, each row as its key and its values.
                 let values = match table {
                     "rollup_devices" => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "''"],
+                    "links" => ["argMinMerge(first_user)", "''", "''"],
                     _ => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "toString(uniqExactMerge(ids))"],
                 };
                 let recomputed = match table {
                     "rollup_devices" => ["toString(min(ts))", "toString(max(ts))", "''"],
+                    "links" => ["argMin(user_id, (ts, id))", "''", "''"],
                     _ => ["toString(min(ts))", "toString(max(ts))", "toString(uniqExact(id))"],
                 };
                 let key = format!("concat({})", columns.split(", ").map(|c| format!("{c}, '|'")).collect::<Vec<_>>().join(", "));
@@ -657,7 +665,11 @@ impl Store for ClickHouseStore {
                     .select(&format!("SELECT {key}, concat({}) FROM {table} WHERE {condition} GROUP BY {columns}", values.join(", ' ', ")))
                     .await?;
                 let fresh = self
-                    .select(&format!("SELECT {key}, concat({}) FROM events WHERE {condition} GROUP BY {columns}", recomputed.join(", ' ', ")))
+                    .select(&format!(
+                        "SELECT {key}, concat({}) FROM events WHERE {condition} AND {} GROUP BY {columns}",
+                        recomputed.join(", ' ', "),
+                        rollup_source(table)
+                    ))
                     .await?;
                 let read = |bytes: &[u8]| -> Result<std::collections::BTreeMap<String, String>, StoreError> {
                     let mut r = Reader::new(bytes);
@@ -745,12 +757,15 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6]);
+        assert_eq!(counts, vec![2, 1, 6, 5]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
                 // the rollup backfills only add states a repeat leaves as they are.
-                let idempotent = statement.contains(" IF NOT EXISTS ") || statement.contains("INSERT INTO {db}.{rollup_");
+                let idempotent = statement.contains(" IF NOT EXISTS ")
+                    || statement.contains("DROP TABLE IF EXISTS ")
+                    || statement.contains("INSERT INTO {db}.{rollup_")
+                    || statement.contains("INSERT INTO {db}.{links}");
                 assert!(idempotent && !statement.ends_with(';'), "{statement}");
             }
             for (table, _) in m.sharded {
