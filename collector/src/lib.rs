@@ -16,6 +16,7 @@
 //! - [`sdk_files`]: the SDK bundle, precompressed and cached by name.
 //! - [`serve`]: the server loop: timeouts, the connection cap, bounded draining on shutdown.
 //! - [`assets`]: the SDK bundle, dashboard and demo compiled into the binary.
+//! - [`rollup`]: `onramp-collector rollup rebuild|verify`.
 //!
 //! [`app`] builds the router from its state so tests can drive it with or without a socket;
 //! [`run`] serves it on a listener until the shutdown future resolves.
@@ -31,6 +32,7 @@ pub mod privacy;
 pub mod query;
 pub mod sdk_files;
 pub mod serve;
+pub mod rollup;
 pub mod store;
 pub mod webhook;
 

@@ -47,6 +47,9 @@ enum Command {
     /// A user's stored data: erase it (GDPR art. 17) or export it as JSON (art. 15).
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The per-user rollups reports read: recompute them, or compare them with a recompute.
+    #[command(subcommand)]
+    Rollup(RollupCommand),
     /// A consistent copy of the SQLite database, taken while the collector runs.
     Backup {
         /// Where to write the copy (must not exist).
@@ -69,6 +72,23 @@ enum UsersCommand {
         user: String,
         #[arg(long, value_name = "ID")]
         project: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RollupCommand {
+    /// Recompute the rollups from the stored events (after an upgrade, a restore or a plan
+    /// rename), with progress on stderr.
+    Rebuild {
+        /// Only this project (default: every project).
+        #[arg(long, value_name = "ID")]
+        project: Option<String>,
+    },
+    /// Compare the stored rollups with a recompute and print every difference; exits 1 if any.
+    Verify {
+        /// Only this project (default: every project).
+        #[arg(long, value_name = "ID")]
+        project: Option<String>,
     },
 }
 
@@ -304,6 +324,7 @@ async fn main() -> ExitCode {
             false => ExitCode::FAILURE,
         },
         Some(Command::Users(command)) => users(&cli.store, command).await,
+        Some(Command::Rollup(command)) => rollup(&cli.store, command).await,
         Some(Command::Backup { file }) => match StoreChoice::from_args(&cli.store) {
             StoreChoice::Sqlite(db) => match onramp_collector::store::sqlite::backup(&db, &file) {
                 Ok(()) => {
@@ -321,6 +342,28 @@ async fn main() -> ExitCode {
             }
         },
         None => serve(cli.store, cli.serve).await,
+    }
+}
+
+async fn rollup(store_args: &StoreArgs, command: RollupCommand) -> ExitCode {
+    let choice = StoreChoice::from_args(store_args);
+    // Checking must not create an empty database where the operator mistyped a path.
+    if let StoreChoice::Sqlite(path) = &choice {
+        if !path.exists() {
+            eprintln!("onramp-collector: {}: no such database", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let store = match choice.open().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("onramp-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        RollupCommand::Rebuild { project } => onramp_collector::rollup::rebuild(&*store, project.as_deref()).await,
+        RollupCommand::Verify { project } => onramp_collector::rollup::verify(&*store, project.as_deref()).await,
     }
 }
 

@@ -225,28 +225,39 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every user's events that can reach one of `steps` (of their types and names; the
-    /// caller matches type and name together).
+    /// caller matches type and name together), for the funnel's matcher.
     async fn reaching(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        let mut filter = EventFilter::default();
-        for s in steps {
-            if !filter.types.contains(&s.kind.event_type()) {
-                filter.types.push(s.kind.event_type());
-            }
-            if !filter.names.contains(&s.name) {
-                filter.names.push(s.name.clone());
-            }
-        }
-        self.events(filter).await
+        self.events(reaching(steps)).await
     }
 
-    /// The steps, the value milestone, and every user's events that can reach either.
+    /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
+    /// input), from the store's rollups.
+    async fn firsts(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
+        Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
+    }
+
+    /// The steps, the value milestone, and when each user first reached either.
     async fn milestones(&self) -> Result<(Vec<Step>, Step, Vec<UserEvents>), ApiError> {
         let (steps, value) = (self.steps()?, self.value());
         let mut wanted = steps.clone();
         wanted.push(value.clone());
-        let events = self.reaching(&wanted).await?;
-        Ok((steps, value, events))
+        let firsts = self.firsts(&wanted).await?;
+        Ok((steps, value, firsts))
     }
+}
+
+/// The events (by type and by name) that can reach one of `steps`.
+pub fn reaching(steps: &[Step]) -> EventFilter {
+    let mut filter = EventFilter::default();
+    for s in steps {
+        if !filter.types.contains(&s.kind.event_type()) {
+            filter.types.push(s.kind.event_type());
+        }
+        if !filter.names.contains(&s.name) {
+            filter.names.push(s.name.clone());
+        }
+    }
+    filter
 }
 
 fn quantiles_json(q: &Quantiles) -> Value {
@@ -341,7 +352,7 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
 async fn tips_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let tip_events = ctx.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
     let milestones: Vec<Step> = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
-    let reached = ctx.reaching(&milestones).await?;
+    let reached = ctx.firsts(&milestones).await?;
     let reach = FirstReach::new(&reached);
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
@@ -384,7 +395,7 @@ fn stall_json(s: &Stall) -> Value {
 async fn stalls(ctx: &Ctx<'_>) -> Result<(Vec<Due>, Vec<Stall>), ApiError> {
     let due = ctx.due()?;
     let milestones: Vec<Step> = due.iter().map(|d| Step::milestone(&d.milestone)).collect();
-    let reached = if milestones.is_empty() { Vec::new() } else { ctx.reaching(&milestones).await? };
+    let reached = if milestones.is_empty() { Vec::new() } else { ctx.firsts(&milestones).await? };
     let list = a::stalled::stalled(&ctx.users, &due, &FirstReach::new(&reached), ctx.now);
     Ok((due, list))
 }
@@ -503,8 +514,9 @@ pub async fn report(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
-    let (steps, value, events) = ctx.milestones().await?;
-    let reach = FirstReach::new(&events);
+    let (steps, value, firsts) = ctx.milestones().await?;
+    let reach = FirstReach::new(&firsts);
+    let events = ctx.reaching(&steps).await?;
     let (due, stall_list) = stalls(&ctx).await?;
     Ok(Json(json!({
         "project": ctx.project.id,

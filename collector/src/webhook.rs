@@ -112,7 +112,7 @@ pub async fn stalls_due_between(
     let users = query::load_users(state, project).await?;
     let names: Vec<String> = due.iter().map(|d| d.milestone.clone()).collect();
     let filter = EventFilter { types: vec![EventType::Milestone], ..EventFilter::names(&names) };
-    let reached = state.store.events(&project.id, &filter).await?;
+    let reached = state.store.firsts(&project.id, &filter).await?;
     let all = stalled::stalled(&users, due, &FirstReach::new(&reached), until);
     Ok(stalled::newly_stalled(all, after, until))
 }

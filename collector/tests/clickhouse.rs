@@ -18,9 +18,9 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
         event("e3", "project_created", "anon-a", Some("alice"), 1_000_002),
         event("e4", "signed_up", "anon-b", Some("bob"), 1_000_003),
         event("e5", "it's", "anon-q", Some("quote\\'d"), 1_000_004),
-        // Relinked within one insert: the later link wins, as in SQLite's commit order.
-        event("e6", "identify", "anon-r", Some("ron-old"), 1_000_005),
-        event("e7", "identify", "anon-r", Some("ron"), 1_000_006),
+        // Linked to two users: the first link by event time wins, not the first to arrive.
+        event("e6", "identify", "anon-r", Some("ron-later"), 1_000_006),
+        event("e7", "identify", "anon-r", Some("ron"), 1_000_005),
         event("e8", "opened", "anon-r", None, 1_000_007),
     ]);
     assert_eq!(post(&c.url, body.clone()).await.status(), 200);
@@ -61,7 +61,7 @@ async fn migrations_are_idempotent_and_recorded() {
     // A second collector starting against the same database migrates nothing twice.
     let _again = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("reopen");
     let versions = server.query("SELECT count(), max(version) FROM onramp.onramp_migrations").expect("query");
-    assert_eq!(versions.trim(), "2\t2");
+    assert_eq!(versions.trim(), "4\t4");
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }

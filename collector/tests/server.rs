@@ -29,6 +29,10 @@ async fn stores_batches_once_and_reports_the_funnel() {
         {"id": "e2", "type": "identify", "name": "identify", "anonymousId": "anon-a", "userId": "alice", "ts": 1_000_001},
         event("e3", "project_created", "anon-a", Some("alice"), 1_000_002),
         event("e4", "signed_up", "anon-b", Some("bob"), 1_000_003),
+        // Linked to two users: the first link by event time wins, not the first to arrive.
+        event("e5", "identify", "anon-r", Some("ron-later"), 1_000_006),
+        event("e6", "identify", "anon-r", Some("ron"), 1_000_005),
+        event("e7", "opened", "anon-r", None, 1_000_007),
     ]});
     let r = post(&s.url, batch.to_string()).await;
     assert_eq!(r.status(), 200);
@@ -41,6 +45,7 @@ async fn stores_batches_once_and_reports_the_funnel() {
     assert_eq!(report["steps"][0]["userIds"], json!(["alice", "bob"]), "anon-a's early event counts for alice");
     assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));
     assert_eq!(report["steps"][1]["conversionFromPrevious"], 0.5);
+    assert_eq!(funnel(&s.url, "opened").await["steps"][0]["userIds"], json!(["ron"]));
 }
 
 #[tokio::test]

@@ -10,8 +10,17 @@
 //! # Identity
 //!
 //! Every read resolves an event to one *user key*: the event's `userId` when it has one, else the
-//! user id its `anonymousId` was identified with (by any event carrying both, at any time), else
-//! the anonymous id itself. So a visitor's events from before `identify` count for them.
+//! user id its `anonymousId` was identified with, else the anonymous id itself. So a visitor's
+//! events from before `identify` count for them. The link is one way and the first wins: an
+//! anonymous id belongs to the user of its first event (by event time, then event id) that
+//! carried a user id, whatever order events arrive in.
+//!
+//! # Rollups
+//!
+//! Both stores keep per-device rollups as events are stored (SQLite in the same transaction,
+//! ClickHouse by materialized views): first and last seen per device, and first and last time
+//! and count per device and event (type, name). [`Store::users`] and [`Store::firsts`] read them,
+//! so the user list and every first-reach question cost one row per device, not per event.
 //!
 //! # Contract for implementations
 //!
@@ -25,6 +34,7 @@
 
 pub mod clickhouse;
 pub mod sqlite;
+pub mod sqlite_rollup;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -144,6 +154,24 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// Where a long operation reports how far it got (one line each time).
+pub type Progress = Box<dyn FnMut(String) + Send>;
+
+/// Keeps each user's first event of each (type, name), in time order (events come sorted).
+pub fn first_of_each(users: Vec<UserEvents>) -> Vec<UserEvents> {
+    users
+        .into_iter()
+        .map(|mut u| {
+            let mut seen = std::collections::HashSet::new();
+            u.events.retain(|e| seen.insert((e.kind, e.name.clone())));
+            for e in &mut u.events {
+                e.props.clear();
+            }
+            u
+        })
+        .collect()
+}
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 pub trait Store: Send + Sync + 'static {
@@ -163,6 +191,28 @@ pub trait Store: Send + Sync + 'static {
     /// running and keeping up, and a trivial read succeeds.
     fn ready(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Each user key's first event of each (type, name) passing `filter`'s types and names (its
+    /// time bounds and `with_props` are ignored): users in key order, each user's events by time,
+    /// props empty. What time-to-value, cohorts, stalls and tip effect need. Stores with rollups
+    /// answer from them, reading one row per device and name; this default reads every event.
+    fn firsts(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let filter = EventFilter { types: filter.types.clone(), names: filter.names.clone(), ..EventFilter::default() };
+        let project = project.to_owned();
+        Box::pin(async move { Ok(first_of_each(self.events(&project, &filter).await?)) })
+    }
+
+    /// Recomputes the rollups of `project` (every project when `None`) from the stored events,
+    /// telling `progress` as it goes; returns the number of events read.
+    fn rebuild_rollups(&self, _project: Option<&str>, _progress: Progress) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no rollups".into())) })
+    }
+
+    /// Every difference between the stored rollups and a recompute from the events, one line
+    /// each; empty when they agree.
+    fn verify_rollups(&self, _project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no rollups".into())) })
     }
 
     /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).

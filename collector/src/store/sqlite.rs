@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use onramp::core::wire::EventType;
 
 use super::{
-    user_events_condition, EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents,
-    UserSeen,
+    sqlite_rollup, user_events_condition, EventFilter, Progress, Store, StoreError, StoreFuture, StoredEvent, UserData,
+    UserEvent, UserEvents, UserSeen,
 };
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
@@ -26,8 +26,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_analytics.sql"),
     include_str!("../../migrations/0003_plans.sql"),
     include_str!("../../migrations/0004_analytics_covering.sql"),
+    include_str!("../../migrations/0005_rollups.sql"),
     include_str!("../../migrations/0006_event_key_per_project.sql"),
 ];
+
+/// The migration (1-based) that creates the rollup tables: applying it fills them from the
+/// events already stored, with progress in the log.
+const ROLLUPS_MIGRATION: usize = 5;
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
@@ -82,6 +87,10 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == ROLLUPS_MIGRATION {
+            let mut log = |line: String| eprintln!("onramp-collector: migration {ROLLUPS_MIGRATION}: {line}");
+            sqlite_rollup::rebuild(&tx, None, &mut log)?;
+        }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
     }
@@ -143,14 +152,17 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
              (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        // The first link by event time (then event id) wins, whatever order events arrive in.
         let mut link = tx.prepare_cached(
-            "INSERT INTO identities (project, anonymous_id, user_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (project, anonymous_id) DO UPDATE SET user_id = excluded.user_id",
+            "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project, anonymous_id) DO UPDATE SET
+               user_id = excluded.user_id, linked_ts = excluded.linked_ts, link_event = excluded.link_event
+             WHERE (excluded.linked_ts, excluded.link_event) < (identities.linked_ts, identities.link_event)",
         )?;
         for s in batches.flatten() {
             let e = &s.event;
             let props = onramp::core::json::Value::Obj(e.props.clone()).to_json();
-            insert.execute(params![
+            let stored = insert.execute(params![
                 e.id,
                 s.project,
                 e.kind.as_str(),
@@ -163,8 +175,12 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
                 s.received_at,
                 props
             ])?;
+            // Only a newly stored event counts: a resend (same id) leaves the rollups alone.
+            if stored == 1 {
+                sqlite_rollup::add(&tx, s)?;
+            }
             if let Some(user) = &e.user_id {
-                link.execute(params![s.project, e.anonymous_id, user])?;
+                link.execute(params![s.project, e.anonymous_id, user, s.ts, e.id])?;
             }
         }
     }
@@ -366,6 +382,34 @@ impl Store for SqliteStore {
         let (project, filter) = (project.to_owned(), filter.clone());
         self.read(move |conn| query_events(conn, &project, &filter))
     }
+
+    fn firsts(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let (project, filter) = (project.to_owned(), filter.clone());
+        self.read(move |conn| query_firsts(conn, &project, &filter))
+    }
+
+    fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
+        let (project, path) = (project.map(str::to_owned), self.path.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+                let mut conn = open(&path)?;
+                // IMMEDIATE: the writer waits (its busy timeout) rather than commit events the
+                // rebuild would miss.
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let events = sqlite_rollup::rebuild(&tx, project.as_deref(), &mut *progress)?;
+                tx.commit()?;
+                Ok(events)
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+        })
+    }
+
+    fn verify_rollups(&self, project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
+        let project = project.map(str::to_owned);
+        self.read(move |conn| sqlite_rollup::verify(conn, project.as_deref()))
+    }
 }
 
 impl SqliteStore {
@@ -396,10 +440,9 @@ fn user_key(user_id: Option<String>, anonymous_id: String, identities: &HashMap<
 
 fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
     let identities = identities(conn, project)?;
-    // Grouped by the stored ids, which the covering index `events_by_user_id` streams in order;
-    // several (user, device) groups then fold into one user key.
+    // One rollup row per (user id, device); several fold into one user key.
     let mut stmt = conn.prepare_cached(
-        "SELECT user_id, anonymous_id, MIN(ts), MAX(ts) FROM events WHERE project = ? GROUP BY user_id, anonymous_id",
+        "SELECT NULLIF(user_id, ''), anonymous_id, first_seen, last_seen FROM rollup_devices WHERE project = ?",
     )?;
     let mut rows = stmt.query([project])?;
     let mut users: HashMap<String, UserSeen> = HashMap::new();
@@ -415,6 +458,48 @@ fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSee
             .or_insert(UserSeen { user, first_seen: first, last_seen: last });
     }
     Ok(users.into_values().collect())
+}
+
+/// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
+/// keys with MIN.
+fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
+    let identities = identities(conn, project)?;
+    let mut sql = String::from("SELECT NULLIF(user_id, ''), anonymous_id, type, name, first_ts FROM rollup_events WHERE project = ?");
+    let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
+    let names: Vec<&str> = filter.names.iter().map(String::as_str).collect();
+    for (column, values) in [("type", &types), ("name", &names)] {
+        if !values.is_empty() {
+            sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(",")));
+        }
+    }
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project];
+    args.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
+    args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    let mut firsts: HashMap<(String, String, String), i64> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let who = user_key(row.get(0)?, row.get(1)?, &identities);
+        let ts: i64 = row.get(4)?;
+        firsts.entry((who, row.get(2)?, row.get(3)?)).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
+    }
+    Ok(group_firsts(firsts))
+}
+
+/// First times keyed by (user key, type, name) as [`Store::firsts`] answers them: users in key
+/// order, each user's events by time, ties in (type, name) order.
+pub(super) fn group_firsts(firsts: HashMap<(String, String, String), i64>) -> Vec<UserEvents> {
+    let mut rows: Vec<((String, String, String), i64)> = firsts.into_iter().collect();
+    rows.sort_by(|a, b| (&a.0 .0, a.1, &a.0 .1, &a.0 .2).cmp(&(&b.0 .0, b.1, &b.0 .1, &b.0 .2)));
+    let mut users: Vec<UserEvents> = Vec::new();
+    for ((who, kind, name), ts) in rows {
+        let event = UserEvent { ts, kind: EventType::parse(&kind).unwrap_or(EventType::Track), name, props: Vec::new() };
+        match users.last_mut() {
+            Some(u) if u.user == who => u.events.push(event),
+            _ => users.push(UserEvents { user: who, events: vec![event] }),
+        }
+    }
+    users
 }
 
 fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {

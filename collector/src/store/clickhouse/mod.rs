@@ -30,8 +30,8 @@ use onramp::core::wire::EventType;
 use crate::analytics::Step;
 
 use super::{
-    user_events_condition, EventFilter, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents,
-    UserSeen,
+    user_events_condition, EventFilter, Progress, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent,
+    UserEvents, UserSeen,
 };
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
@@ -63,7 +63,21 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/clickhouse/0002_plans.sql"),
         sharded: &[("plans", "cityHash64(project)")],
     },
+    // Rollups of a device live on the shard of its events (the views read the local table).
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0003_rollups.sql"),
+        sharded: &[("rollup_devices", BY_DEVICE), ("rollup_events", BY_DEVICE)],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0004_first_links.sql"),
+        sharded: &[("links", BY_DEVICE)],
+    },
 ];
+
+/// Every sharded table of every migration: a later migration may name an earlier one's table.
+fn sharded_tables() -> impl Iterator<Item = &'static str> {
+    MIGRATIONS.iter().flat_map(|m| m.sharded.iter().map(|(table, _)| *table))
+}
 
 type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
 
@@ -268,7 +282,8 @@ impl ClickHouseStore {
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
              FROM ({source})
-             {join} (SELECT anonymous_id, user_id AS linked_user FROM identities FINAL WHERE project = {project})
+             {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}
+                     GROUP BY anonymous_id)
              USING anonymous_id",
             join = self.join(),
             columns = columns.join(", "),
@@ -412,7 +427,7 @@ async fn migrate(target: &Target) -> Result<(), StoreError> {
         let done = Reader::new(&done).u64()? as usize;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
             let mut sql = migration.sql.replace("{db}", db);
-            for (table, _) in migration.sharded {
+            for table in sharded_tables() {
                 sql = sql.replace(&format!("{{{table}}}"), &target.local(table));
             }
             for statement in statements(&sql) {
@@ -465,16 +480,16 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
     }
 }
 
-/// One INSERT for the events, one for the identity links they carry. Not atomic together, but
-/// the request is only acknowledged when both succeeded, and a retry repeats both harmlessly.
+/// One INSERT for the events; the materialized views add them to the rollups and the identity
+/// links within it. The request is only acknowledged when all succeeded, and a retry repeats
+/// them harmlessly (the rollups' states are idempotent).
 async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
     let mut rows = Vec::new();
-    let mut links = Vec::new();
     for (i, s) in events.enumerate() {
         let e = &s.event;
         // Versions order rows by receive time, then by position in this insert, so that equal
-        // receive times still resolve as SQLite's commit order does (first copy of an event,
-        // last identity link) whatever order ClickHouse sorts a block's rows in.
+        // receive times still resolve as SQLite's commit order does (first copy of an event)
+        // whatever order ClickHouse sorts a block's rows in.
         let arrival = ((s.received_at.max(0) as u64) << 20) | (i as u64 & 0xF_FFFF);
         put_str(&mut rows, &s.project);
         put_str(&mut rows, &e.anonymous_id);
@@ -488,12 +503,6 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         put_i64(&mut rows, s.received_at);
         put_str(&mut rows, &onramp::core::json::Value::Obj(e.props.clone()).to_json());
         put_u64(&mut rows, u64::MAX - arrival);
-        if let Some(user) = &e.user_id {
-            put_str(&mut links, &s.project);
-            put_str(&mut links, &e.anonymous_id);
-            put_str(&mut links, user);
-            put_u64(&mut links, arrival);
-        }
     }
     if rows.is_empty() {
         return Ok(());
@@ -505,11 +514,47 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         timeout,
     )
     .await?;
-    if !links.is_empty() {
-        http.run("INSERT INTO identities (project, anonymous_id, user_id, linked_at) FORMAT RowBinary", links, timeout)
-            .await?;
-    }
     Ok(())
+}
+
+/// The rollup tables: name, key columns, and the states recomputed from events (the same as
+/// `migrations/clickhouse/0003_rollups.sql`'s views).
+const ROLLUPS: [(&str, &str, &str); 3] = [
+    ("rollup_devices", "project, anonymous_id, user_id", "minState(ts), maxState(ts)"),
+    ("rollup_events", "project, type, name, anonymous_id, user_id", "minState(ts), maxState(ts), uniqExactState(id)"),
+    ("links", "project, anonymous_id", "argMinState(user_id, (ts, id))"),
+];
+
+/// Which events each rollup sums up.
+fn rollup_source(table: &str) -> &'static str {
+    if table == "links" {
+        "user_id != ''"
+    } else {
+        "1"
+    }
+}
+
+/// Waits until `table` has no unfinished mutation (18.16 runs `ALTER … DELETE` in the
+/// background and has no setting to wait for it). Mutations run in the merge pool, so a server
+/// whose merges are stopped never finishes them: give up after ten minutes.
+async fn wait_for_mutations(http: &Http, table: &str) -> Result<(), StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let answer = http
+            .run(
+                &format!("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = {} AND is_done = 0 FORMAT RowBinary", quote(table)),
+                Vec::new(),
+                Duration::from_secs(60),
+            )
+            .await?;
+        if Reader::new(&answer).u64()? == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(unavailable(format!("the deletion of {table}'s old rollups has not finished after 10 minutes (are merges stopped?)")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Holds one count in the queue-depth gauge for as long as it lives.
@@ -651,11 +696,10 @@ impl Store for ClickHouseStore {
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
-        // Per device first (rows are sorted by device, so this is one cheap pass), then joined
-        // to identities: the join sees one row per device and user id, not one per event.
+        // One rollup row per device and user id, folded into user keys by the identity join.
         let project = quote(project);
         let devices = format!(
-            "SELECT anonymous_id, user_id, min(ts) AS first, max(ts) AS last FROM events FINAL
+            "SELECT anonymous_id, user_id, minMerge(first_ts) AS first, maxMerge(last_ts) AS last FROM rollup_devices
              WHERE project = {project} GROUP BY anonymous_id, user_id"
         );
         let sql = format!(
@@ -670,6 +714,125 @@ impl Store for ClickHouseStore {
                 users.push(UserSeen { user: r.str()?, first_seen: r.i64()?, last_seen: r.i64()? });
             }
             Ok(users)
+        })
+    }
+
+    fn firsts(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
+        let project = quote(project);
+        let mut conditions = format!("project = {project}");
+        if !filter.types.is_empty() {
+            let types: Vec<String> = filter.types.iter().map(|t| quote(t.as_str())).collect();
+            conditions.push_str(&format!(" AND type IN ({})", types.join(", ")));
+        }
+        if !filter.names.is_empty() {
+            let names: Vec<String> = filter.names.iter().map(|n| quote(n)).collect();
+            conditions.push_str(&format!(" AND name IN ({})", names.join(", ")));
+        }
+        let devices = format!(
+            "SELECT anonymous_id, user_id, type, name, minMerge(first_ts) AS first FROM rollup_events
+             WHERE {conditions} GROUP BY anonymous_id, user_id, type, name"
+        );
+        // The same order as SQLite's answer: users by key, then time, then type and name.
+        let sql = format!(
+            "SELECT who, type, name, min(first) AS at FROM ({}) GROUP BY who, type, name ORDER BY who, at, type, name",
+            self.with_user_key(&project, &devices, &["type", "name", "first"])
+        );
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut users: Vec<UserEvents> = Vec::new();
+            while !r.is_empty() {
+                let who = r.str()?;
+                let kind = EventType::parse(&r.str()?).unwrap_or(EventType::Track);
+                let event = UserEvent { kind, name: r.str()?, ts: r.i64()?, props: Vec::new() };
+                match users.last_mut() {
+                    Some(u) if u.user == who => u.events.push(event),
+                    _ => users.push(UserEvents { user: who, events: vec![event] }),
+                }
+            }
+            Ok(users)
+        })
+    }
+
+    fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
+        let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
+        Box::pin(async move {
+            let db = &self.target.database;
+            let mut events = 0;
+            // On every node, its local tables: a device's events and rollups share a shard.
+            for node in &self.target.nodes {
+                let http = Http::new(node, &format!("database={db}"))?;
+                for (table, columns, states) in ROLLUPS {
+                    let local = self.target.local(table);
+                    progress(format!("{node}: clearing {local}"));
+                    http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
+                    wait_for_mutations(&http, &local).await?;
+                    progress(format!("{node}: filling {local} from {}", self.target.local("events")));
+                    http.execute(&format!(
+                        "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
+                        events = self.target.local("events"),
+                        source = rollup_source(table),
+                    ))
+                    .await?;
+                }
+                let answer = http
+                    .run(&format!("SELECT count() FROM {} WHERE {condition} FORMAT RowBinary", self.target.local("events")), Vec::new(), Duration::from_secs(600))
+                    .await?;
+                events += Reader::new(&answer).u64()?;
+                progress(format!("{node}: done ({events} events so far)"));
+            }
+            Ok(events)
+        })
+    }
+
+    fn verify_rollups(&self, project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
+        let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (table, columns, _) in ROLLUPS {
+                // Every rollup as stored and as recomputed, each row as its key and its values.
+                let values = match table {
+                    "rollup_devices" => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "''"],
+                    "links" => ["argMinMerge(first_user)", "''", "''"],
+                    _ => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "toString(uniqExactMerge(ids))"],
+                };
+                let recomputed = match table {
+                    "rollup_devices" => ["toString(min(ts))", "toString(max(ts))", "''"],
+                    "links" => ["argMin(user_id, (ts, id))", "''", "''"],
+                    _ => ["toString(min(ts))", "toString(max(ts))", "toString(uniqExact(id))"],
+                };
+                let key = format!("concat({})", columns.split(", ").map(|c| format!("{c}, '|'")).collect::<Vec<_>>().join(", "));
+                let stored = self
+                    .select(&format!("SELECT {key}, concat({}) FROM {table} WHERE {condition} GROUP BY {columns}", values.join(", ' ', ")))
+                    .await?;
+                let fresh = self
+                    .select(&format!(
+                        "SELECT {key}, concat({}) FROM events WHERE {condition} AND {} GROUP BY {columns}",
+                        recomputed.join(", ' ', "),
+                        rollup_source(table)
+                    ))
+                    .await?;
+                let read = |bytes: &[u8]| -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+                    let mut r = Reader::new(bytes);
+                    let mut rows = std::collections::BTreeMap::new();
+                    while !r.is_empty() {
+                        rows.insert(r.str()?, r.str()?);
+                    }
+                    Ok(rows)
+                };
+                let (stored, fresh) = (read(&stored)?, read(&fresh)?);
+                for (key, value) in &stored {
+                    match fresh.get(key) {
+                        Some(v) if v == value => {}
+                        Some(v) => out.push(format!("{table} {key} stored ({value}), recomputed ({v})")),
+                        None => out.push(format!("{table} {key} stored ({value}), not in a recompute")),
+                    }
+                }
+                for (key, value) in fresh.iter().filter(|(k, _)| !stored.contains_key(*k)) {
+                    out.push(format!("{table} {key} recomputed ({value}), not stored"));
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -735,10 +898,16 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1]);
+        assert_eq!(counts, vec![2, 1, 6, 5]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
-                assert!(statement.contains("CREATE TABLE IF NOT EXISTS") && !statement.ends_with(';'));
+                // Each may run twice (collectors starting together): creates are guarded, and
+                // the rollup backfills only add states a repeat leaves as they are.
+                let idempotent = statement.contains(" IF NOT EXISTS ")
+                    || statement.contains("DROP TABLE IF EXISTS ")
+                    || statement.contains("INSERT INTO {db}.{rollup_")
+                    || statement.contains("INSERT INTO {db}.{links}");
+                assert!(idempotent && !statement.ends_with(';'), "{statement}");
             }
             for (table, _) in m.sharded {
                 assert!(m.sql.contains(&format!("{{db}}.{{{table}}}")), "{table} is created under its placeholder");
