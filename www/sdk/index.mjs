@@ -96,10 +96,12 @@ const API = { init, identify, track, complete, reset, flush };
 /** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
 export function attach(queue, base, wasmSource) {
   if (queue.c) watching = true;
+  // Started first, so the replayed calls wait for the wasm the loader is already fetching.
+  const ready = load(base, wasmSource);
   for (const entry of queue.splice(0)) {
     if (METHODS.includes(entry[0]) || entry[0] === "dom_event") enqueue(entry[0], entry.slice(1));
   }
   for (const m of METHODS) queue[m] = API[m];
   queue.push = (entry) => enqueue(entry[0], entry.slice(1));
-  queue.ready = load(base, wasmSource);
+  queue.ready = ready;
 }
