@@ -538,9 +538,13 @@ pub fn identify(user_id: &str, traits: JsValue) {
     tips::refresh();
 }
 
+/// Records a product event; `at` (Unix ms) when it happened earlier than now: a call the
+/// paste-in snippet kept while the SDK loaded, or stored during an outage of the loader.
 #[wasm_bindgen]
-pub fn track(name: &str, props: JsValue) {
-    record_track(name, object_entries(to_value(&props)), now_ms());
+pub fn track(name: &str, props: JsValue, at: Option<f64>) {
+    let now = now_ms();
+    let ts = at.filter(|t| t.is_finite() && *t > 0.0).map_or(now, |t| (t as i64).min(now));
+    record_track(name, object_entries(to_value(&props)), ts);
 }
 
 /// The user (or the page, relaying a server) confirms a customer milestone of the plan.
