@@ -108,10 +108,15 @@ thread_local! {
 
 struct BrowserEntropy;
 impl Entropy for BrowserEntropy {
+    /// `crypto.getRandomValues`, as the docs promise: ids from another user's page must not
+    /// be guessable from ours (Math.random's state can be recovered from its outputs).
     fn fill(&mut self, out: &mut [u8]) {
-        // Math.random is enough for ids (uniqueness, not secrecy) and needs no extra bindings.
-        for b in out {
-            *b = (js_sys::Math::random() * 256.0) as u8;
+        let filled = web_sys::window().and_then(|w| w.crypto().ok()).is_some_and(|c| c.get_random_values_with_u8_array(out).is_ok());
+        if !filled {
+            // No Web Crypto (never in a current browser): unique still, if guessable.
+            for b in out {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
         }
     }
 }
