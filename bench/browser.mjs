@@ -82,7 +82,9 @@ function collect() {
   const files = {};
   for (const e of performance.getEntriesByType("resource")) {
     const name = e.name.split("/").pop();
-    if (/^(index\.mjs|onramp\.js|onramp_bg\.wasm)$/.test(name)) files[name] = e.responseEnd;
+    // The served, content-hashed module (glue bundled in) and wasm of the full SDK.
+    if (/^onramp\.[0-9a-f]{10}\.mjs$/.test(name)) files.module = e.responseEnd;
+    if (/^onramp_bg\.[0-9a-f]{10}\.wasm$/.test(name)) files.wasm = e.responseEnd;
   }
   return { ...window.__bench, files };
 }
@@ -163,8 +165,8 @@ async function main() {
   out("ready_ms", median(ready).toFixed(1));
   out("ready_min_ms", Math.min(...ready).toFixed(1));
   out("ready_max_ms", Math.max(...ready).toFixed(1));
-  for (const f of ["index.mjs", "onramp.js", "onramp_bg.wasm"]) {
-    out("fetched_" + f.split(".")[0] + "_ms", median(first.map((r) => r.files[f] - r.loaderStart)).toFixed(1));
+  for (const f of ["module", "wasm"]) {
+    out("fetched_" + f + "_ms", median(first.map((r) => r.files[f] - r.loaderStart)).toFixed(1));
   }
   out("nav_ready_ms", median(first.map((r) => r.readyAt)).toFixed(1));
   out("first_track_us", median(first.map((r) => r.firstTrackUs)).toFixed(1));

@@ -640,6 +640,24 @@ impl Engine {
         r
     }
 
+    /// Whether this user may still need the guide (this engine and the tips): anonymous (their
+    /// state merges into whoever they turn out to be); a milestone unreached while its due
+    /// window is open (or it has none), as reaching it must be seen and reported; the
+    /// once-per-user session metrics not yet measured (they need a second session); or a tip
+    /// whose window is still ahead, not dismissed, and whose milestone is unreached. When none
+    /// holds, the user's onboarding is over and pages load the lean tracker alone (`web`).
+    pub fn needs_guide(&self, now: i64) -> bool {
+        let s = &self.state;
+        let since = s.since_signup(now);
+        let open_milestone = self.plan.milestones.iter().any(|m| !s.reached.contains_key(&m.id) && m.due_ms.is_none_or(|due| since < due));
+        let open_tip = self.plan.tips.iter().any(|t| {
+            let done = t.milestone.as_ref().is_some_and(|m| s.reached.contains_key(m));
+            let dismissed = s.tips.get(&t.id).is_some_and(|st| st.dismissed.is_some());
+            !done && !dismissed && since < t.window.until_ms
+        });
+        self.anonymous || open_milestone || open_tip || !s.done.contains_key(RETURN_INTERVAL)
+    }
+
     /// Whether `milestone` has been reached, and when.
     pub fn reached(&self, milestone: &str) -> Option<i64> {
         self.state.reached.get(milestone).copied()
@@ -868,6 +886,42 @@ pub(crate) mod tests {
         assert_eq!(prop(find(&out, FIRST_SESSION_LENGTH), "valueMs"), Some(&Value::Num((12 * MIN) as f64)));
         assert_eq!(prop(find(&out, RETURN_INTERVAL), "valueMs"), Some(&Value::Num((132 * MIN) as f64)));
         assert!(e.touch(&mut store, T0 + 300 * MIN).is_empty(), "each is reported once");
+    }
+
+    #[test]
+    fn the_guide_is_needed_until_onboarding_is_over() {
+        const DAY: i64 = 24 * 60 * MIN;
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "t".into(), ANON, &store);
+        assert!(e.needs_guide(T0), "anonymous: who they are is not known yet");
+        e.identify(&mut store, "ada@example.com", Some(T0), T0);
+        for name in ["signed_up", "project_created", "teammate_invited", "file_uploaded"] {
+            e.observe(&mut store, name, &[], T0 + MIN);
+        }
+        assert!(e.needs_guide(T0 + 2 * MIN), "the customer milestone is open (due in 14 days)");
+        e.mark_done(&mut store, "kickoff_held", T0 + 3 * MIN);
+        assert!(e.needs_guide(T0 + 4 * MIN), "no second session yet: the return interval is still to be measured");
+        e.touch(&mut store, T0 + 2 * 60 * MIN);
+        assert!(e.needs_guide(T0 + 2 * 60 * MIN), "the checklist tip's window (14 days) is open");
+        assert!(!e.needs_guide(T0 + 14 * DAY), "everything reached, measured, and every tip window closed");
+        let mut dismissed = e.state.clone();
+        dismissed.tips.entry("getting_started".into()).or_default().dismissed = Some(T0 + 2 * 60 * MIN);
+        dismissed.tips.entry("welcome".into()).or_default().dismissed = Some(T0 + 2 * 60 * MIN);
+        e.state = dismissed;
+        assert!(!e.needs_guide(T0 + 2 * 60 * MIN), "…or dismissed");
+
+        // Nothing reached, but every milestone past its due window and every tip window closed.
+        let mut store = MemoryStorage::default();
+        let mut late = Engine::new(trackly(), "t".into(), ANON, &store);
+        late.identify(&mut store, "bo@example.com", Some(T0), T0);
+        late.touch(&mut store, T0 + 60 * MIN);
+        assert!(late.needs_guide(T0 + 13 * DAY));
+        assert!(!late.needs_guide(T0 + 15 * DAY));
+        // A new plan with a milestone this user has not reached and no due window brings it back.
+        let mut plan = trackly();
+        plan.milestones[4].due_ms = None;
+        late.set_plan(plan, &mut store, T0 + 15 * DAY);
+        assert!(late.needs_guide(T0 + 15 * DAY));
     }
 
     #[test]

@@ -699,6 +699,18 @@ impl Plan {
         Ok(Plan { version, product, default_locale, milestones, capture, tips, caps })
     }
 
+    /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
+    /// needs (see `web`): it never builds the milestone engine or the tips, so the rest of the
+    /// plan's validation, with its messages, stays out of its bundle. The full validation runs
+    /// on the collector when the plan is stored, and in the guide build.
+    pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
+        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
+        let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
+        let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
+        Ok((version, capture))
+    }
+
     pub fn milestone(&self, id: &str) -> Option<&Milestone> {
         self.milestones.iter().find(|m| m.id == id)
     }
@@ -1064,6 +1076,17 @@ mod tests {
 
     fn error(text: &str) -> String {
         Plan::parse(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn capture_only_reads_the_same_rules_as_the_full_parse() {
+        for text in [include_str!("../../pkg-config/plans/trackly.json"), include_str!("../../pkg-config/plans/shopfront.json")] {
+            let plan = Plan::parse(text).expect("example plan");
+            let (version, rules) = Plan::capture_only(&json::parse(text).expect("json")).expect("capture");
+            assert_eq!((version, rules), (plan.version, plan.capture));
+        }
+        let bad = json::parse(r#"{"version":"1","capture":[{"event":"x","on":"hover","selector":"a"}]}"#).expect("json");
+        assert_eq!(Plan::capture_only(&bad).expect_err("bad rule").pointer, "/capture/0/on");
     }
 
     #[test]

@@ -2,6 +2,16 @@
 //! core needs. Nothing here decides anything; it only moves data between the page and
 //! [`crate::core`]. Every export catches its own failures: the host page must never see an
 //! exception from onramp.
+//!
+//! # Two builds
+//!
+//! With the `guide` feature (the default) this is the full SDK: events, auto-capture and
+//! delivery, plus the milestone engine and the tips UI. Without it, the lean *tracker*: events,
+//! auto-capture (the plan's capture rules only) and delivery. The full build writes
+//! [`LEAN_KEY`] (the user and the plan version) while the engine says the user's onboarding is
+//! over ([`Engine::needs_guide`]) and removes it otherwise; the loader then fetches the tracker
+//! alone. The tracker removes the mark when the plan's version changes, another user is
+//! identified, or on `reset`, so the next page view brings the guide back.
 
 mod capture;
 
@@ -12,20 +22,28 @@ use wasm_bindgen::JsCast;
 
 use crate::core::client::{Client, Entropy};
 use crate::core::delivery::{Next, Outbox, Policy};
-use crate::core::engine::{self, Emit, Engine};
+#[cfg(feature = "guide")]
+use crate::core::engine::{Emit, Engine};
 use crate::core::json::{self, Value};
 use crate::core::plan::{Plan, PlanError};
 use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
+#[cfg(feature = "guide")]
 mod tips;
+
+/// `localStorage` key read by the loader (www/sdk/loader.js): present, the page loads the lean
+/// tracker only. Its value is `<plan version>\n<user id>`.
+const LEAN_KEY: &str = "onramp.lean";
 
 /// The outbox's clock tick: heartbeat, adoption of dead tabs, batching by time, retries.
 const TICK_MS: i32 = 1000;
 const ANON_KEY: &str = "onramp.anonymousId";
+#[cfg(feature = "guide")]
 type Props = Vec<(String, Value)>;
 
 /// Product events kept while the plan loads, replayed into the engine when it arrives.
+#[cfg(feature = "guide")]
 const MAX_EARLY: usize = 200;
 
 struct Sdk {
@@ -38,18 +56,25 @@ struct Sdk {
     on_413_body: Closure<dyn FnMut(JsValue)>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
     /// This page's id: the outbox's tab, and the engine's entry in its per-tab counters.
+    #[cfg(feature = "guide")]
     tab: String,
     /// Where the engine keeps the user's milestone state (`localStorage`, or nothing), written
     /// at the end of the task like the outbox (see [`schedule_write`]).
     kv: WriteBehind<BrowserStorage>,
     /// The milestone engine, once the plan has loaded; `None` before, or with no plan.
+    #[cfg(feature = "guide")]
     engine: Option<Engine>,
     /// Product events seen before the plan arrived (at most [`MAX_EARLY`]).
+    #[cfg(feature = "guide")]
     early: Vec<(String, Props, i64)>,
     /// Sign-up time from `identify`, for an engine that starts after it.
+    #[cfg(feature = "guide")]
     signup: Option<i64>,
     /// `init`'s `tips` options, for the tips layer once the plan has loaded.
+    #[cfg(feature = "guide")]
     tips_options: Value,
+    /// The [`LEAN_KEY`] value last written (full build) or found (tracker).
+    lean: Option<String>,
     /// `flush()` promises waiting for the acknowledgement of what was queued before them.
     flush_waiters: Vec<(u64, js_sys::Function)>,
 }
@@ -83,10 +108,15 @@ thread_local! {
 
 struct BrowserEntropy;
 impl Entropy for BrowserEntropy {
+    /// `crypto.getRandomValues`, as the docs promise: ids from another user's page must not
+    /// be guessable from ours (Math.random's state can be recovered from its outputs).
     fn fill(&mut self, out: &mut [u8]) {
-        // Math.random is enough for ids (uniqueness, not secrecy) and needs no extra bindings.
-        for b in out {
-            *b = (js_sys::Math::random() * 256.0) as u8;
+        let filled = web_sys::window().and_then(|w| w.crypto().ok()).is_some_and(|c| c.get_random_values_with_u8_array(out).is_ok());
+        if !filled {
+            // No Web Crypto (never in a current browser): unique still, if guessable.
+            for b in out {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
         }
     }
 }
@@ -176,6 +206,7 @@ fn write_storage(sdk: &mut Sdk) {
     sdk.outbox.persist_pending();
 }
 
+#[cfg(feature = "guide")]
 fn record(client: &mut Client, emits: Vec<Emit>, now: i64) {
     for e in emits {
         client.record(e.kind, &e.name, e.props, now, &mut BrowserEntropy);
@@ -184,6 +215,7 @@ fn record(client: &mut Client, emits: Vec<Emit>, now: i64) {
 
 /// Runs `f` with the engine and storage, and records the events it returns: the tips layer's
 /// way in. `None` when there is no plan.
+#[cfg(feature = "guide")]
 fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R) -> Option<R> {
     let mut result = None;
     with_sdk(|sdk| {
@@ -242,12 +274,18 @@ pub fn init(config: JsValue) {
         on_400_body: Closure::new(|text: JsValue| settle(400, None, &text.as_string().unwrap_or_default())),
         on_413_body: Closure::new(|text: JsValue| settle(413, None, &text.as_string().unwrap_or_default())),
         on_network_error: Closure::new(|_: JsValue| settle(0, None, "")),
+        #[cfg(feature = "guide")]
         tab,
         kv,
+        #[cfg(feature = "guide")]
         engine: None,
+        #[cfg(feature = "guide")]
         early: Vec::new(),
+        #[cfg(feature = "guide")]
         signup: None,
+        #[cfg(feature = "guide")]
         tips_options: config.get("tips").cloned().unwrap_or(Value::Null),
+        lean: storage_get(LEAN_KEY),
         flush_waiters: Vec::new(),
     };
     // A second init replaces the SDK but must not add a second ticker and listeners.
@@ -261,7 +299,7 @@ pub fn init(config: JsValue) {
     }
     match config.get("plan") {
         Some(Value::Bool(false)) => {} // the page opted out: events only, no milestones
-        Some(plan @ Value::Obj(_)) => start_plan(Plan::from_value(plan)),
+        Some(plan @ Value::Obj(_)) => start_plan(plan),
         Some(Value::Str(url)) => fetch_plan(url),
         None | Some(Value::Null) => {
             let mut url = String::with_capacity(collector.len() + 32 + write_key.len());
@@ -283,8 +321,9 @@ pub fn init(config: JsValue) {
 /// (204) is not the plan being wrong: onramp goes on without milestones.
 fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
-    let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| {
-        start_plan(Plan::parse(&text.as_string().unwrap_or_default()));
+    let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| match json::parse(&text.as_string().unwrap_or_default()) {
+        Ok(doc) => start_plan(&doc),
+        Err(e) => disable(&PlanError { pointer: String::new(), problem: e.to_string(), expected: "a JSON document".into() }),
     });
     let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
         // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
@@ -318,26 +357,28 @@ fn disable(error: &PlanError) {
     }
 }
 
-/// Checks the plan's selectors with the browser's own CSS parser (the core only checks their
-/// shape), then starts the engine and auto-capture.
-fn start_plan(plan: Result<Plan, PlanError>) {
-    let plan = plan.and_then(|plan| {
-        let document = web_sys::window().and_then(|w| w.document());
-        if let Some(document) = document {
-            for (pointer, selector) in plan.selectors() {
-                // Tip targets may descend into shadow roots and iframes with `>>>` (docs/TIPS.md):
-                // each segment is a selector of its own.
-                if selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err()) {
-                    return Err(PlanError {
-                        pointer,
-                        problem: String::from("the browser cannot parse the selector ") + selector,
-                        expected: "a valid CSS selector".into(),
-                    });
-                }
-            }
+/// Asks the browser's own CSS parser about the plan's selectors (the core only checks their
+/// shape); the first it refuses is the plan's error.
+fn check_selectors<'a>(selectors: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), PlanError> {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return Ok(()) };
+    for (pointer, selector) in selectors {
+        // Tip targets may descend into shadow roots and iframes with `>>>` (docs/TIPS.md):
+        // each segment is a selector of its own.
+        if selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err()) {
+            return Err(PlanError {
+                pointer,
+                problem: String::from("the browser cannot parse the selector ") + selector,
+                expected: "a valid CSS selector".into(),
+            });
         }
-        Ok(plan)
-    });
+    }
+    Ok(())
+}
+
+/// Validates the plan, checks its selectors, then starts the engine, auto-capture and tips.
+#[cfg(feature = "guide")]
+fn start_plan(doc: &Value) {
+    let plan = Plan::from_value(doc).and_then(|plan| check_selectors(plan.selectors()).map(|()| plan));
     let plan = match plan {
         Ok(plan) => plan,
         Err(e) => return disable(&e),
@@ -358,12 +399,85 @@ fn start_plan(plan: Result<Plan, PlanError>) {
         sdk.engine = Some(engine);
         record(&mut sdk.client, emits, now);
         tips_options = std::mem::replace(&mut sdk.tips_options, Value::Null);
+        update_lean_mark(sdk, now);
     });
     capture::install(rules);
     tips::start(&tips_options, &locale);
 }
 
+/// The tracker reads only the plan's version and capture rules (see [`Plan::capture_only`]).
+/// A new plan version may open milestones for this user: the mark goes, the next page view
+/// loads the guide.
+#[cfg(not(feature = "guide"))]
+fn start_plan(doc: &Value) {
+    let plan = Plan::capture_only(doc).and_then(|(version, rules)| {
+        check_selectors(rules.iter().enumerate().filter_map(|(i, r)| {
+            let mut pointer = String::from("/capture/");
+            json::write_num(&mut pointer, i as f64);
+            pointer.push_str("/selector");
+            Some((pointer, r.on.selector()?))
+        }))
+        .map(|()| (version, rules))
+    });
+    let (version, rules) = match plan {
+        Ok(plan) => plan,
+        Err(e) => return disable(&e),
+    };
+    with_sdk(|sdk| {
+        if sdk.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(v, _)| v != version) {
+            clear_lean_mark(sdk);
+        }
+    });
+    capture::install(rules);
+}
+
+/// Full build: writes [`LEAN_KEY`] while this identified user's onboarding is over, removes it
+/// otherwise; only when that changes, so an event costs no storage write for it.
+#[cfg(feature = "guide")]
+fn update_lean_mark(sdk: &mut Sdk, now: i64) {
+    let Some(engine) = sdk.engine.as_ref() else { return };
+    let mark = (!engine.needs_guide(now)).then(|| {
+        let mut mark = engine.plan().version.clone();
+        mark.push('\n');
+        mark.push_str(engine.identity());
+        mark
+    });
+    if mark != sdk.lean {
+        match &mark {
+            Some(value) => storage_set(LEAN_KEY, value),
+            None => storage_remove(LEAN_KEY),
+        }
+        sdk.lean = mark;
+    }
+}
+
+/// The next page view loads the guide again.
+#[cfg_attr(feature = "guide", allow(dead_code))]
+fn clear_lean_mark(sdk: &mut Sdk) {
+    if sdk.lean.take().is_some() {
+        storage_remove(LEAN_KEY);
+    }
+}
+
+fn storage_get(key: &str) -> Option<String> {
+    local_storage()?.get_item(key).ok().flatten()
+}
+
+#[cfg(feature = "guide")]
+fn storage_set(key: &str, value: &str) {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+fn storage_remove(key: &str) {
+    if let Some(s) = local_storage() {
+        let _ = s.remove_item(key);
+    }
+}
+
 /// A product event, from `track` or auto-capture: recorded, and shown to the engine.
+#[cfg(feature = "guide")]
 fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
     with_sdk(|sdk| {
         match sdk.engine.as_mut() {
@@ -371,6 +485,7 @@ fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
                 let emits = engine.observe(&mut sdk.kv, name, &props, ts);
                 sdk.client.record(EventType::Track, name, props, ts, &mut BrowserEntropy);
                 record(&mut sdk.client, emits, ts);
+                update_lean_mark(sdk, ts);
             }
             None => {
                 if sdk.early.len() < MAX_EARLY {
@@ -383,6 +498,14 @@ fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
     tips::on_event(name);
 }
 
+/// A product event, from `track` or auto-capture: recorded.
+#[cfg(not(feature = "guide"))]
+fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
+    with_sdk(|sdk| {
+        sdk.client.record(EventType::Track, name, props, ts, &mut BrowserEntropy);
+    });
+}
+
 /// Names the user. `traits` may carry `signedUpAt` (ms or ISO string, sent on as ms) and
 /// anything else.
 #[wasm_bindgen]
@@ -391,40 +514,61 @@ pub fn identify(user_id: &str, traits: JsValue) {
     let mut signup = None;
     for (k, v) in traits.iter_mut() {
         if k == "signedUpAt" {
-            signup = engine::parse_time(v);
+            signup = crate::core::time::parse_time(v);
             if let Some(ms) = signup {
                 *v = Value::Num(ms as f64);
             }
         }
     }
+    let _ = signup; // read by the guide build
     with_sdk(|sdk| {
         let now = now_ms();
         sdk.client.identify(user_id, traits, now, &mut BrowserEntropy);
-        sdk.signup = signup.or(sdk.signup);
-        if let Some(engine) = sdk.engine.as_mut() {
-            let emits = engine.identify(&mut sdk.kv, user_id, signup, now);
-            record(&mut sdk.client, emits, now);
+        #[cfg(feature = "guide")]
+        {
+            sdk.signup = signup.or(sdk.signup);
+            if let Some(engine) = sdk.engine.as_mut() {
+                let emits = engine.identify(&mut sdk.kv, user_id, signup, now);
+                record(&mut sdk.client, emits, now);
+            }
+            update_lean_mark(sdk, now);
+        }
+        // Another user than the one whose onboarding is over: theirs may not be.
+        #[cfg(not(feature = "guide"))]
+        if sdk.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(_, user)| user != user_id) {
+            clear_lean_mark(sdk);
         }
     });
+    #[cfg(feature = "guide")]
     tips::refresh();
 }
 
+/// Records a product event; `at` (Unix ms) when it happened earlier than now: a call the
+/// paste-in snippet kept while the SDK loaded, or stored during an outage of the loader.
 #[wasm_bindgen]
-pub fn track(name: &str, props: JsValue) {
-    record_track(name, object_entries(to_value(&props)), now_ms());
+pub fn track(name: &str, props: JsValue, at: Option<f64>) {
+    let now = now_ms();
+    let ts = at.filter(|t| t.is_finite() && *t > 0.0).map_or(now, |t| (t as i64).min(now));
+    record_track(name, object_entries(to_value(&props)), ts);
 }
 
 /// The user (or the page, relaying a server) confirms a customer milestone of the plan.
+/// The tracker runs only for users whose milestones are all settled: nothing to confirm there.
 #[wasm_bindgen]
 pub fn complete(milestone: &str) {
-    with_sdk(|sdk| {
-        let now = now_ms();
-        if let Some(engine) = sdk.engine.as_mut() {
-            let emits = engine.mark_done(&mut sdk.kv, milestone, now);
-            record(&mut sdk.client, emits, now);
-        }
-    });
-    tips::refresh();
+    #[cfg(feature = "guide")]
+    {
+        with_sdk(|sdk| {
+            let now = now_ms();
+            if let Some(engine) = sdk.engine.as_mut() {
+                let emits = engine.mark_done(&mut sdk.kv, milestone, now);
+                record(&mut sdk.client, emits, now);
+            }
+            update_lean_mark(sdk, now);
+        });
+        tips::refresh();
+    }
+    let _ = milestone;
 }
 
 /// Log-out: forget the user and start a new anonymous identity.
@@ -435,12 +579,18 @@ pub fn reset() {
         let _ = s.set_item(ANON_KEY, &id);
     }
     with_sdk(|sdk| {
-        if let Some(engine) = sdk.engine.as_mut() {
-            engine.reset(&sdk.kv, &id);
+        #[cfg(feature = "guide")]
+        {
+            if let Some(engine) = sdk.engine.as_mut() {
+                engine.reset(&sdk.kv, &id);
+            }
+            sdk.signup = None;
         }
-        sdk.signup = None;
+        // The next user's onboarding is unknown: the next page view loads the guide.
+        clear_lean_mark(sdk);
         sdk.client.reset(id);
     });
+    #[cfg(feature = "guide")]
     tips::refresh();
 }
 
@@ -661,7 +811,7 @@ fn listen() {
     );
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "guide"))]
 mod tests {
     use wasm_bindgen_test::wasm_bindgen_test;
 

@@ -93,3 +93,22 @@ test("events beaconed when the page was hidden are not sent again on pagehide", 
   assert.equal(received() - before, 5, "each event sent once: hidden beacon, nothing on pagehide");
   await context.close();
 });
+
+test("ids come from crypto.getRandomValues, not Math.random", async () => {
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    window.randomCalls = { crypto: 0, math: 0 };
+    const getRandomValues = crypto.getRandomValues.bind(crypto);
+    crypto.getRandomValues = (a) => { window.randomCalls.crypto++; return getRandomValues(a); };
+    const random = Math.random;
+    Math.random = () => { window.randomCalls.math++; return random(); };
+  });
+  const { page } = await openPage(context);
+  const before = await page.evaluate(() => ({ ...window.randomCalls }));
+  await page.evaluate(() => { for (let i = 0; i < 3; i++) window.onramp.track("d_ids"); return window.onramp.flush(); });
+  const after = await page.evaluate(() => window.randomCalls);
+  assert.ok(before.crypto >= 2, "the anonymous id and the tab id at init: " + JSON.stringify(before));
+  assert.ok(after.crypto >= before.crypto + 3, "one per event: " + JSON.stringify(after));
+  assert.equal(after.math, 0, "Math.random is never used");
+  await context.close();
+});

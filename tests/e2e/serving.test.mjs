@@ -78,7 +78,8 @@ test("the loader fetches the module and the wasm in parallel, and a reload comes
   let release;
   const held = new Promise((r) => (release = r));
   let wasmRequested = false;
-  page.on("request", (r) => { if (r.url().endsWith("/" + wasm)) wasmRequested = true; });
+  const requested = [];
+  page.on("request", (r) => { requested.push(r.url()); if (r.url().endsWith("/" + wasm)) wasmRequested = true; });
   await page.route("**/sdk/v1/" + module, async (route) => { await held; await route.continue(); });
   await page.goto(collector.url + "/demo/");
   await eventually(() => wasmRequested);
@@ -86,6 +87,8 @@ test("the loader fetches the module and the wasm in parallel, and a reload comes
   release();
   await page.waitForFunction(() => window.onramp.ready);
   assert.equal(await page.evaluate(() => window.onramp.ready), true, "the SDK started");
+  const plain = requested.filter((u) => /\/sdk\/v1\/(index\.mjs|onramp\.js|onramp_bg\.wasm)$/.test(u));
+  assert.deepEqual(plain, [], "only the hashed files are fetched (the wasm the loader fetched is the one compiled)");
   await page.unroute("**/sdk/v1/" + module);
 
   // A second page view: the immutable files are not asked of the collector again (counted in

@@ -9,6 +9,39 @@ export interface InitOptions {
    *  collector's plan for this write key (`GET /v1/plan`). A plan that does not validate disables
    *  onramp with one console error naming the field. */
   plan?: object | string | false;
+  /** How tips look and speak (docs/TIPS.md). */
+  tips?: TipsOptions;
+}
+
+/** The tips' locale, direction, theme and the labels of their buttons. */
+export interface TipsOptions {
+  /** Locale of the plan's texts, e.g. "de". Default: `<html lang>`, then `navigator.language`,
+   *  then the plan's `defaultLocale`. */
+  locale?: string;
+  /** Text direction. Default: `<html dir>`. */
+  dir?: "ltr" | "rtl";
+  /** Colour theme. Default: the system's (`prefers-color-scheme`). */
+  theme?: "light" | "dark";
+  /** The tips' own words, in the page's language; English where not given. */
+  labels?: TipsLabels;
+}
+
+export interface TipsLabels {
+  next?: string;
+  back?: string;
+  done?: string;
+  skip?: string;
+  later?: string;
+  gotIt?: string;
+  close?: string;
+  /** Between step numbers: "2 of 5". */
+  of?: string;
+  markDone?: string;
+  showMe?: string;
+  checklist?: string;
+  progress?: string;
+  tip?: string;
+  completed?: string;
 }
 
 export interface Traits {

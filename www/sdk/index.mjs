@@ -93,13 +93,44 @@ export function flush() {
 
 const API = { init, identify, track, complete, reset, flush };
 
+const KEPT = "onramp.early.";
+
+/** Removes and returns the calls pages stored while the loader was unreachable (except this
+ *  page's own, which are still in its queue), oldest first, each with its time as `t`. */
+function takeKeptCalls(thisPage) {
+  const kept = [];
+  try {
+    for (const key of Object.keys(localStorage)) {
+      if (!key.startsWith(KEPT)) continue;
+      const stored = localStorage.getItem(key);
+      localStorage.removeItem(key);
+      if (key === KEPT + thisPage) continue;
+      try {
+        for (const [t, ...call] of JSON.parse(stored)) if (Array.isArray(call)) kept.push(Object.assign(call, { t }));
+      } catch { /* unreadable: skipped */ }
+    }
+  } catch { /* storage blocked */ }
+  return kept.sort((a, b) => (a.t || 0) - (b.t || 0)).slice(-1000);
+}
+
 /** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
 export function attach(queue, base, wasmSource) {
   if (queue.c) watching = true;
-  for (const entry of queue.splice(0)) {
-    if (METHODS.includes(entry[0]) || entry[0] === "dom_event") enqueue(entry[0], entry.slice(1));
+  // Started first, so the replayed calls wait for the wasm the loader is already fetching.
+  const ready = load(base, wasmSource);
+  const calls = queue.splice(0);
+  // Calls an earlier page kept while the loader could not be fetched (see snippet.js): they
+  // happened before this page's, and go right after its init (nothing records before init).
+  const init = calls.findIndex((c) => c[0] === "init");
+  if (init >= 0) calls.splice(init + 1, 0, ...takeKeptCalls(queue.p));
+  for (const entry of calls) {
+    if (!METHODS.includes(entry[0]) && entry[0] !== "dom_event") continue;
+    const args = entry.slice(1);
+    // A track call made before the SDK loaded keeps the time it was made at.
+    if (entry[0] === "track" && entry.t) enqueue("track", [String(args[0]), args[1], entry.t]);
+    else enqueue(entry[0], args);
   }
   for (const m of METHODS) queue[m] = API[m];
   queue.push = (entry) => enqueue(entry[0], entry.slice(1));
-  queue.ready = load(base, wasmSource);
+  queue.ready = ready;
 }

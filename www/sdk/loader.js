@@ -2,8 +2,14 @@
 (function (w, d) {
   // `cargo xtask build` replaces these names with the content-hashed files it serves (cached for
   // a year as immutable); this loader itself is cached for 5 minutes, so a release reaches pages
-  // within minutes. Unbuilt, they name the plain files of the npm package.
+  // within minutes. The full SDK (events, engine, tips), and the lean tracker (events,
+  // auto-capture, delivery) that is all a user whose onboarding is over needs: the full SDK
+  // marks such a user in localStorage ("onramp.lean"), the tracker unmarks them when the plan
+  // changes or someone else signs in, and the next page view brings the full SDK back.
   var MODULE = "index.mjs", WASM = "onramp_bg.wasm";
+  try {
+    if (w.localStorage.getItem("onramp.lean")) MODULE = "tracker.mjs", WASM = "tracker_bg.wasm";
+  } catch (e) { /* storage blocked: the full SDK */ }
   var script = d.currentScript;
   var q = w.onramp;
   if (q && q.loaded) return; // included twice

@@ -10,7 +10,10 @@
 //!    `track()` beside `posthog.capture()` in the same page, memory;
 //! 3. collector ingest under `wrk` (`bench/ingest.lua`) next to the raw SQLite insert rate of the
 //!    same rows (`collector/examples/bench_sqlite.rs`), and its RSS;
-//! 4. funnel queries over generated data at 100 k, 1 M (and with `--10m`, 10 M) events.
+//! 4. funnel queries over generated data at 100 k, 1 M (and with `--10m`, 10 M) events;
+//! 5. the SDK per kind of user (`sdk`, `bench/sdk.mjs`): bytes as Chromium receives them from
+//!    the collector for a user in onboarding (full SDK) and one whose onboarding is over (the
+//!    lean tracker), ready time, `track()`, and twiggy of both wasm modules.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use super::{apt_install, build, collector_binary, output, root, run, setup, sizes, Result};
+
+mod sdk;
 
 /// Peers as (label, npm package, version, entry that keeps the package's public API alive).
 /// Versions must match `bench/package.json`.
@@ -222,7 +227,7 @@ fn sizes_section(table: &mut Table) -> Result {
     table.row("onramp index.mjs (ES module: queue, replay)", &size_cell(module), "", "", None);
     table.row("onramp onramp.js (wasm-bindgen glue)", &size_cell(glue), "", "", None);
     table.row("onramp onramp_bg.wasm", &size_cell(wasm), "", "", None);
-    if let Some(parts) = wasm_parts(table) {
+    if let Some(parts) = wasm_parts(table, "onramp") {
         table.row("… onramp_bg.wasm by part (twiggy; raw bytes before compression)", &parts, "", "", None);
     }
     let sdk = add(add(module, glue), wasm);
@@ -258,13 +263,14 @@ fn sizes_section(table: &mut Table) -> Result {
     Ok(())
 }
 
-/// The shipped wasm's bytes by part: the same wasm-bindgen and `wasm-opt -Oz` as the build,
-/// with `-g` so function names survive for twiggy (the names section itself is not counted).
-fn wasm_parts(table: &mut Table) -> Option<String> {
+/// A shipped wasm's bytes by part (`name`: "onramp", the full SDK, or "tracker"): the same
+/// wasm-bindgen and `wasm-opt -Oz` as the build, with `-g` so function names survive for twiggy
+/// (the names section itself is not counted).
+fn wasm_parts(table: &mut Table, name: &str) -> Option<String> {
     let dir = work_dir().join("named");
-    let built = root().join("target/wasm32-unknown-unknown/wasm/onramp.wasm");
+    let built = root().join(format!("target/wasm32-unknown-unknown/wasm/{name}.wasm"));
     capture(table, Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&dir).arg(&built)).ok()?;
-    let named = dir.join("onramp_bg.wasm");
+    let named = dir.join(format!("{name}_bg.wasm"));
     let mut opt = Command::new(root().join("node_modules/.bin/wasm-opt"));
     opt.args(["-Oz", "-g", "--strip-target-features"]).arg(&named).arg("-o").arg(&named);
     capture(table, &mut opt).ok()?;
@@ -419,10 +425,9 @@ fn browser_section(table: &mut Table, runs: u32) -> Result {
         &format!("loader starts → SDK ready ({runs} cold loads; min–max)"),
         &format!("{} ms ({}–{})", get("ready_ms"), get("ready_min_ms"), get("ready_max_ms")),
         &format!(
-            "fetched after loader start: index.mjs {} ms, onramp.js {} ms, wasm {} ms; navigation → ready {} ms",
-            get("fetched_index_ms"),
-            get("fetched_onramp_ms"),
-            get("fetched_onramp_bg_ms"),
+            "fetched after loader start (in parallel): module with its glue {} ms, wasm {} ms; navigation → ready {} ms",
+            get("fetched_module_ms"),
+            get("fetched_wasm_ms"),
             get("nav_ready_ms")
         ),
         "≤ 20 ms",
@@ -741,6 +746,7 @@ pub fn bench(args: &[String]) -> Result {
     let mut table = Table::default();
     sizes_section(&mut table)?;
     browser_section(&mut table, opts.runs)?;
+    sdk::section(&mut table, opts.runs)?;
     ingest_section(&mut table)?;
     queries_section(&mut table, opts.ten_million)?;
     table.load.push(("end".into(), load_average()));

@@ -141,21 +141,25 @@ fn build() -> Result {
     let started = std::time::Instant::now();
     let root = root();
     let dist = root.join("dist");
+    let out = root.join("target/wasm32-unknown-unknown/wasm");
+    // The lean tracker first (no `guide` feature: no engine, no tips), kept under its own name:
+    // both builds write onramp.wasm.
+    run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--no-default-features"]))?;
+    std::fs::copy(out.join("onramp.wasm"), out.join("tracker.wasm")).map_err(|e| format!("tracker.wasm: {e}"))?;
     run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp"]))?;
     std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
-    run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-dir"])
-        .arg(&dist)
-        .arg(root.join("target/wasm32-unknown-unknown/wasm/onramp.wasm")))?;
-    let wasm = dist.join("onramp_bg.wasm");
-    let wasm_opt = root.join("node_modules/.bin/wasm-opt");
-    if wasm_opt.exists() {
-        // npm's binaryen (v132) reads the module's features itself; Debian's old one corrupts it.
-        run(Command::new(&wasm_opt).arg("-Oz").arg("--strip-target-features").arg(&wasm).arg("-o").arg(&wasm))?;
-    } else {
-        eprintln!("warning: node_modules/.bin/wasm-opt missing (run `cargo xtask setup`); bundle not optimised");
-    }
     let esbuild = root.join("node_modules/.bin/esbuild");
+    for name in ["tracker", "onramp"] {
+        run(Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&dist).arg(out.join(format!("{name}.wasm"))))?;
+        let wasm = dist.join(format!("{name}_bg.wasm"));
+        let wasm_opt = root.join("node_modules/.bin/wasm-opt");
+        if wasm_opt.exists() {
+            // npm's binaryen (v132) reads the module's features itself; Debian's old one corrupts it.
+            run(Command::new(&wasm_opt).arg("-Oz").arg("--strip-target-features").arg(&wasm).arg("-o").arg(&wasm))?;
+        } else {
+            eprintln!("warning: node_modules/.bin/wasm-opt missing (run `cargo xtask setup`); bundle not optimised");
+        }
+    }
     for file in ["loader.js", "index.mjs"] {
         let src = root.join("www/sdk").join(file);
         if esbuild.exists() {
@@ -166,8 +170,10 @@ fn build() -> Result {
     }
     if esbuild.exists() {
         // wasm-bindgen's glue is readable source: minified it is 1.4 KB smaller gzipped.
-        let glue = dist.join("onramp.js");
-        run(Command::new(&esbuild).arg(&glue).args(["--minify", "--allow-overwrite"]).arg(format!("--outfile={}", glue.display())))?;
+        for glue in ["onramp.js", "tracker.js"] {
+            let glue = dist.join(glue);
+            run(Command::new(&esbuild).arg(&glue).args(["--minify", "--allow-overwrite"]).arg(format!("--outfile={}", glue.display())))?;
+        }
     }
     serve_files(&dist, &esbuild)?;
     std::fs::copy(root.join("www/sdk/index.d.ts"), dist.join("index.d.ts")).map_err(|e| e.to_string())?;
@@ -176,7 +182,7 @@ fn build() -> Result {
     run(cargo().args(["build", "--release", "-p", "onramp-collector"]))?;
     println!("built dist/ and the collector in {:.1}s", started.elapsed().as_secs_f64());
     println!("{:<16} {:>9} {:>9} {:>9}", "file", "raw", "gzip -9", "brotli");
-    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm"] {
+    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm", "tracker.js", "tracker_bg.wasm"] {
         let (raw, gz, br) = sizes(&dist.join(file));
         let show = |n: Option<usize>| n.map_or("-".into(), |n| n.to_string());
         println!("{file:<16} {raw:>9} {:>9} {:>9}", show(gz), show(br));
@@ -218,29 +224,43 @@ fn serve_files(dist: &Path, esbuild: &Path) -> Result {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let module = if esbuild.exists() {
-        let bundled = dist.join("bundle.tmp.mjs");
-        run(Command::new(esbuild)
-            .arg(dist.join("index.mjs"))
-            .args(["--bundle", "--format=esm", "--minify"])
-            .arg(format!("--outfile={}", bundled.display())))?;
-        let text = std::fs::read(&bundled).map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_file(&bundled);
-        write_hashed(dist, "onramp.mjs", &text)?
-    } else {
-        // Unbundled: the module still imports ./onramp.js by its plain name.
-        write_hashed(dist, "index.mjs", &std::fs::read(dist.join("index.mjs")).map_err(|e| e.to_string())?)?
-    };
-    let wasm = write_hashed(dist, "onramp_bg.wasm", &std::fs::read(dist.join("onramp_bg.wasm")).map_err(|e| e.to_string())?)?;
-    let loader_path = dist.join("loader.js");
-    let loader = std::fs::read_to_string(&loader_path).map_err(|e| e.to_string())?;
-    let names = ["\"index.mjs\"", "\"onramp_bg.wasm\""];
-    if names.iter().any(|n| !loader.contains(n)) {
-        return Err("www/sdk/loader.js no longer names \"index.mjs\" and \"onramp_bg.wasm\"; update serve_files".into());
+    // (glue the module imports, served module name, wasm): the full SDK and the lean tracker.
+    let mut replacements = Vec::new();
+    for (glue, served, wasm) in [("onramp.js", "onramp.mjs", "onramp_bg.wasm"), ("tracker.js", "tracker.mjs", "tracker_bg.wasm")] {
+        let module = if esbuild.exists() {
+            // index.mjs imports ./onramp.js; the tracker's entry imports its own glue instead.
+            let index = std::fs::read_to_string(dist.join("index.mjs")).map_err(|e| e.to_string())?;
+            let entry = dist.join("entry.tmp.mjs");
+            std::fs::write(&entry, index.replace("./onramp.js", &format!("./{glue}"))).map_err(|e| e.to_string())?;
+            let bundled = dist.join("bundle.tmp.mjs");
+            run(Command::new(esbuild)
+                .arg(&entry)
+                .args(["--bundle", "--format=esm", "--minify"])
+                .arg(format!("--outfile={}", bundled.display())))?;
+            let text = std::fs::read(&bundled).map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(&bundled);
+            let _ = std::fs::remove_file(&entry);
+            write_hashed(dist, served, &text)?
+        } else {
+            return Err("esbuild missing (run `cargo xtask setup`): it bundles the served module".into());
+        };
+        let hashed_wasm = write_hashed(dist, wasm, &std::fs::read(dist.join(wasm)).map_err(|e| e.to_string())?)?;
+        replacements.push((module, hashed_wasm));
     }
-    let loader = loader.replacen(names[0], &format!("\"{module}\""), 1).replacen(names[1], &format!("\"{wasm}\""), 1);
+    let loader_path = dist.join("loader.js");
+    let mut loader = std::fs::read_to_string(&loader_path).map_err(|e| e.to_string())?;
+    let names = ["\"index.mjs\"", "\"onramp_bg.wasm\"", "\"tracker.mjs\"", "\"tracker_bg.wasm\""];
+    let hashed: Vec<&String> = replacements.iter().flat_map(|(m, w)| [m, w]).collect();
+    for (name, hashed) in names.iter().zip(&hashed) {
+        if !loader.contains(name) {
+            return Err(format!("www/sdk/loader.js no longer names {name}; update serve_files"));
+        }
+        loader = loader.replacen(name, &format!("\"{hashed}\""), 1);
+    }
     std::fs::write(&loader_path, loader).map_err(|e| e.to_string())?;
-    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm", &module, &wasm] {
+    let mut served: Vec<&str> = vec!["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm"];
+    served.extend(hashed.iter().map(|s| s.as_str()));
+    for file in served {
         let path = dist.join(file);
         run(Command::new("gzip").args(["-9", "-n", "-k", "-f"]).arg(&path))?;
         run(Command::new("brotli").args(["-q", "11", "-k", "-f"]).arg(&path))?;

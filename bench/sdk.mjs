@@ -1,0 +1,132 @@
+// SDK figures per kind of user for `cargo xtask bench` (a benchmark: it measures and prints
+// `key=value` lines). Loads the demo page from a real collector in headless Chromium, cold HTTP
+// cache each time, and counts the SDK's bytes as Chromium receives them from the collector
+// (compressed bodies, `PerformanceResourceTiming.encodedBodySize`, and with headers,
+// `transferSize`), for:
+//   onboarding  a visitor whose onboarding may need the guide: the full SDK
+//   finished    a user the full SDK itself marked as done (every milestone reached, the return
+//               interval measured, every tip window closed): the lean tracker alone
+// and for each: requests, loader start → ready, a fresh page's first 50 track() calls, and
+// track() over 10 000 calls (batches of 500). A repeat view with a warm cache shows what the
+// immutable files save.
+// Env: BENCH_COLLECTOR (base URL), BENCH_RUNS (default 7).
+import { launchBrowser } from "../tests/e2e/harness.mjs";
+
+const BASE = process.env.BENCH_COLLECTOR;
+const RUNS = Number(process.env.BENCH_RUNS || 7);
+const DEMO = BASE + "/demo/";
+const out = (key, value) => console.log(key + "=" + value);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// Before the page's scripts: when the loader starts and when the SDK is ready.
+function instrument() {
+  const m = (window.__bench = {});
+  const q = [];
+  let loaded, ready;
+  Object.defineProperty(q, "loaded", { configurable: true, get: () => loaded, set(v) { loaded = v; m.loaderStart = performance.now(); } });
+  Object.defineProperty(q, "ready", {
+    configurable: true,
+    get: () => ready,
+    set(p) { ready = p; Promise.resolve(p).then((ok) => { m.readyAt = performance.now(); m.ok = ok; }); },
+  });
+  window.onramp = q;
+}
+
+function sdkFiles() {
+  return performance.getEntriesByType("resource")
+    .filter((e) => e.name.includes("/sdk/v1/"))
+    .map((e) => ({ name: e.name.split("/").pop(), body: e.encodedBodySize, transfer: e.transferSize }));
+}
+
+async function load(context) {
+  const page = await context.newPage();
+  await page.addInitScript(instrument);
+  await page.goto(DEMO, { waitUntil: "load" });
+  await page.waitForFunction(() => window.__bench.readyAt !== undefined, null, { timeout: 15000 });
+  const bench = await page.evaluate(() => window.__bench);
+  if (!bench.ok) throw new Error("the SDK did not start");
+  return { page, ready: bench.readyAt - bench.loaderStart, files: await page.evaluate(sdkFiles) };
+}
+
+async function measure(browser, kind, storageState) {
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) {
+    const context = await browser.newContext({ storageState });
+    const { page, ready, files } = await load(context);
+    const firstTrackUs = await page.evaluate(() => {
+      const t = performance.now();
+      for (let i = 0; i < 50; i++) window.onramp.track("bench_event", { i, plan: "trial" });
+      return ((performance.now() - t) / 50) * 1000;
+    });
+    runs.push({ ready, files, firstTrackUs });
+    if (i === RUNS - 1) {
+      const batches = await page.evaluate(() => {
+        const costs = [];
+        for (let b = 0; b < 20; b++) {
+          const t = performance.now();
+          for (let i = 0; i < 500; i++) window.onramp.track("bench_event", { i, plan: "trial" });
+          costs.push((performance.now() - t) / 500);
+        }
+        return costs;
+      });
+      out(kind + "_track_us", (median(batches) * 1000).toFixed(2));
+      // The same user's next page view, HTTP cache warm.
+      const again = await load(context);
+      out(kind + "_repeat_bytes", again.files.reduce((a, f) => a + f.transfer, 0));
+      out(kind + "_repeat_ready_ms", again.ready.toFixed(1));
+    }
+    await context.close();
+  }
+  const files = runs[0].files;
+  out(kind + "_files", files.map((f) => f.name + ":" + f.body).join(","));
+  out(kind + "_requests", files.length);
+  out(kind + "_body_bytes", files.reduce((a, f) => a + f.body, 0));
+  out(kind + "_transfer_bytes", files.reduce((a, f) => a + f.transfer, 0));
+  out(kind + "_ready_ms", median(runs.map((r) => r.ready)).toFixed(1));
+  out(kind + "_first_track_us", median(runs.map((r) => r.firstTrackUs)).toFixed(1));
+}
+
+/** A user whose onboarding ended weeks ago, as the full SDK itself finds and marks them. */
+async function finishedUser(browser) {
+  const context = await browser.newContext();
+  const day = 24 * 3600e3;
+  const signup = Date.now() - 30 * day;
+  const user = "bench-done@example.com";
+  const reached = { signed_up: signup + 60e3, project_created: signup + 120e3, teammate_invited: signup + 180e3, file_uploaded: signup + 240e3, kickoff_held: signup + 2 * day };
+  const state = {
+    v: 1, signup, firstSeen: signup, lastTs: signup + 3 * day, reached, counts: {},
+    done: { onboarding_completed: signup + 2 * day, time_to_value: signup + 240e3, first_session_length: signup + day, return_interval: signup + day },
+    firstStart: signup, firstEnd: signup + 600e3, secondStart: signup + day, lastActivity: signup + 3 * day,
+    session: { start: signup + 3 * day, last: signup + 3 * day, tips: {}, lastTip: null }, tips: {},
+  };
+  const trackly = { user: { id: user, name: "Done", signedUpAt: signup }, projects: [{ name: "P" }], team: [], files: [] };
+  await context.addInitScript(([user, state, trackly]) => {
+    if (localStorage.getItem("bench-seeded")) return;
+    localStorage.setItem("bench-seeded", "1");
+    localStorage.setItem("onramp.state." + user, state);
+    localStorage.setItem("trackly.state", trackly);
+  }, [user, JSON.stringify(state), JSON.stringify(trackly)]);
+  const { page } = await load(context);
+  await page.waitForFunction(() => localStorage.getItem("onramp.lean"), null, { timeout: 10000 });
+  await page.evaluate(() => window.onramp.flush());
+  const storageState = await context.storageState();
+  await context.close();
+  return storageState;
+}
+
+async function main() {
+  const browser = await launchBrowser();
+  out("runs", RUNS);
+  await measure(browser, "onboarding");
+  await measure(browser, "finished", await finishedUser(browser));
+  await browser.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
