@@ -804,7 +804,8 @@ const NOTES: &str = r#"
 - **Re-render** (`bench/rerender.mjs`): a plain page re-renders a list of 1 000 rows once per
   frame, each re-render in a task of its own, throwing every row node away and making it again
   with new text and a changed class (what a template re-render or a changed `key` does). The
-  DevTools protocol's `Performance.getMetrics` gives the main thread's task time and layout
+  DevTools protocol's `Performance.getMetrics` gives the main thread's CPU time (`ThreadTime`,
+  which other processes on a shared machine do not inflate), its task wall time and its layout
   count over 60 re-renders, divided by 60; the page alone, with the SDK and no anchored tip,
   and with a tooltip anchored to a row that each re-render replaces. Median of 5 loads.
 - **Queries**: `bench_sqlite generate` writes users who sign up over 30 days, pass each funnel
