@@ -405,3 +405,50 @@ for (const app of APPS) {
     await t.context.close();
   });
 }
+
+test("a target moved elsewhere in the page keeps its card; Next to a step whose target comes later moves focus in when it comes", async () => {
+  const t = await open("react", "help");
+  const card = tipsRoot(t.page).locator(".c");
+  await card.waitFor();
+  await t.page.waitForTimeout(300);
+  await mark(card, "card");
+  // The same node, moved (as a keyed list moves a row when it is sorted).
+  await t.page.evaluate(([c, s]) => window.__frames.start(c, s), [".c", HELP]);
+  const moved = await t.page.evaluate(async () => {
+    const help = document.querySelector("[data-onramp=help]");
+    const before = help.getBoundingClientRect().y;
+    document.querySelector("nav").after(help);
+    await new Promise((r) => setTimeout(r, 300));
+    return { before, after: help.getBoundingClientRect().y, connected: help.isConnected };
+  });
+  assert.ok(moved.connected && moved.before - moved.after > 100, "the target moved up the page");
+  assertSteady(await t.page.evaluate(() => window.__frames.stop()), beside, "moved target");
+  assert.equal(await card.getAttribute("data-fw-mark"), "card", "the same card node");
+  noErrors(t.consoleMessages);
+  await t.context.close();
+
+  // A tour: Next (from the keyboard) to a step whose target is not rendered yet; when it
+  // appears, its card gets the focus.
+  const tour = { id: "later", kind: "tour", milestone: "made", steps: [
+    { target: "[data-onramp=search]", title: "Search", body: "Find any project." },
+    { target: "[data-onramp=appears-later]", title: "Later", body: "This one comes a moment later." },
+  ] };
+  TIPS.later = tour;
+  const u = await open("react", "later");
+  const step = tipsRoot(u.page).locator(".c");
+  await step.waitFor();
+  await step.locator("[data-a=n]").focus();
+  await u.page.keyboard.press("Enter");
+  await u.page.waitForTimeout(300);
+  assert.equal(await tipsRoot(u.page).locator(".c").count(), 0, "step 2 waits for its target");
+  await u.page.evaluate(() => {
+    const b = document.createElement("button");
+    b.dataset.onramp = "appears-later";
+    b.textContent = "Arrived";
+    document.querySelector("h1").after(b);
+  });
+  await eventually(async () => /2 of 2/.test((await tipsRoot(u.page).locator(".c").textContent().catch(() => "")) || ""));
+  assert.equal((await eventually(() => activeInTips(u.page)))?.action, "n", "focus on step 2's main button (Done)");
+  noErrors(u.consoleMessages);
+  await u.context.close();
+});
