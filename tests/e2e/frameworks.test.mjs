@@ -67,6 +67,7 @@ const CSS = `
   .row { position: absolute; left: 0; right: 0; height: 32px; display: flex; align-items: center; justify-content: space-between; padding: 0 10px; border-bottom: 1px solid #eee; }
   .odd { background: #eef; } .even { background: #efe; }
   footer { margin-top: 12px; }
+  .by { margin: 0; font-size: 12px; color: #444; }
 `;
 
 function html(app) {
@@ -76,7 +77,7 @@ function html(app) {
   var cfg = window.__onramp || {};
   onramp.init({ writeKey: "wk_demo", plan: cfg.plan });
   if (cfg.user) onramp.identify(cfg.user.id, { signedUpAt: cfg.user.signedUpAt });
-</script></head><body><div id="app"></div><script src="/fw/${app}/app.js"></script></body></html>`;
+</script></head><body><p class="by">The ${app} app (tests/e2e/frameworks/)</p><div id="app"></div><script src="/fw/${app}/app.js"></script></body></html>`;
 }
 
 const MILESTONES = [{ id: "made", title: "Create a project", value: true, condition: { event: "made" } }];

@@ -783,13 +783,14 @@ impl Ui {
         let mut css = String::new();
         match (&s.kind, &s.float) {
             (TipKind::Hotspot, Some(b)) => {
+                // The card first: it measures itself, and no write may come before a read.
+                if let Some(card) = &s.card {
+                    place(card, r, side, vw, vh);
+                }
                 let (x, y) = placement::beacon(r, BEACON, vw, vh, self.rtl);
                 dom::px(&mut css, "left", x);
                 dom::px(&mut css, "top", y);
                 dom::style(b, &css);
-                if let Some(card) = &s.card {
-                    place(card, r, side, vw, vh);
-                }
             }
             (_, Some(card)) => place(card, r, side, vw, vh),
             _ => {}
