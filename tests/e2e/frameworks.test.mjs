@@ -88,7 +88,7 @@ const HELP = "[data-onramp=help]";
 const STAR = "[data-row='7'] [data-onramp=star]";
 const TIPS = {
   save: { id: "save", kind: "tooltip", milestone: "made", target: SAVE, placement: "right", title: "Save your search", body: "Keep this filter for later." },
-  help: { id: "help", kind: "tooltip", milestone: "made", target: HELP, placement: "top", title: "Need help?", body: "Guides for every page are here." },
+  help: { id: "help", kind: "tooltip", milestone: "made", target: HELP, placement: "right", title: "Need help?", body: "Guides for every page are here." },
   tour: {
     id: "tour", kind: "tour", milestone: "made", title: "Your first project",
     steps: [
