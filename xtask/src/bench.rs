@@ -25,6 +25,7 @@ use std::time::Instant;
 use super::{apt_install, build, collector_binary, output, root, run, setup, sizes, Result};
 
 mod sdk;
+mod rerender;
 
 /// Peers as (label, npm package, version, entry that keeps the package's public API alive).
 /// Versions must match `bench/package.json`.
@@ -747,6 +748,7 @@ pub fn bench(args: &[String]) -> Result {
     sizes_section(&mut table)?;
     browser_section(&mut table, opts.runs)?;
     sdk::section(&mut table, opts.runs)?;
+    rerender::section(&mut table)?;
     ingest_section(&mut table)?;
     queries_section(&mut table, opts.ten_million)?;
     table.load.push(("end".into(), load_average()));
@@ -805,6 +807,13 @@ const NOTES: &str = r#"
   insert), against a fresh database. The raw limit is `bench_sqlite insert`: the same rows,
   the collector's schema (opened through `SqliteStore::open`) and pragmas (WAL,
   `synchronous=FULL`), one process, no HTTP, no JSON. RSS is the collector's `VmHWM`.
+- **Re-render** (`bench/rerender.mjs`): a plain page re-renders a list of 1 000 rows once per
+  frame, each re-render in a task of its own, throwing every row node away and making it again
+  with new text and a changed class (what a template re-render or a changed `key` does). The
+  DevTools protocol's `Performance.getMetrics` gives the main thread's CPU time (`ThreadTime`,
+  which other processes on a shared machine do not inflate), its task wall time and its layout
+  count over 60 re-renders, divided by 60; the page alone, with the SDK and no anchored tip,
+  and with a tooltip anchored to a row that each re-render replaces. Median of 5 loads.
 - **Queries**: `bench_sqlite generate` writes users who sign up over 30 days, pass each funnel
   step with 70 % probability and do product events between (≈ 20 events a user); anonymous
   browsing before sign-up is linked by an identify event. The route is timed over HTTP with curl

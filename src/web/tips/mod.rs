@@ -12,7 +12,7 @@
 mod dom;
 mod render;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -30,6 +30,11 @@ use render::Ctx;
 
 /// How long a tip waits for its target to appear before reporting `tip_target_missing`.
 const TARGET_WAIT_MS: i64 = 5000;
+/// How long a shown tip stays where it is while its target is gone, before it is hidden and
+/// `tip_target_missing` is reported. Frameworks that re-render asynchronously (a refetch, a
+/// suspended route, a virtualised row scrolled out and back) bring an equal target back within
+/// this; the card meanwhile keeps its place, its focus and its announcement.
+const TARGET_GRACE_MS: i64 = 1500;
 const BEACON: f64 = 24.0;
 /// Events remembered for `afterEvent` triggers in one page view.
 const MAX_SEEN: usize = 64;
@@ -43,6 +48,8 @@ thread_local! {
     static UI: RefCell<Option<Ui>> = const { RefCell::new(None) };
     /// Focus to move once nothing is borrowed.
     static FOCUS: RefCell<Option<HtmlElement>> = const { RefCell::new(None) };
+    /// An animation frame is requested to follow the targets ([`schedule_follow`]).
+    static FRAME: Cell<bool> = const { Cell::new(false) };
 }
 
 struct Ui {
@@ -64,6 +71,8 @@ struct Ui {
     /// The user is working in this tip: focus its main button after rendering.
     focus_tip: Option<usize>,
     wake: Option<Timeout>,
+    /// The one observer of the page's DOM, while a tip is anchored or waits for its target.
+    observer: Option<Observer>,
     _route: Vec<Listener>,
 }
 
@@ -84,10 +93,19 @@ struct Surface {
     /// The side of the target the plan asks for.
     side: Side,
     counted: bool,
+    /// Where focus goes back to when the tip goes away: what had it before the modal opened, or
+    /// before focus last came into the tip from the page.
     restore: Option<HtmlElement>,
-    _events: [Listener; 2],
+    _events: [Listener; 3],
     follow: Vec<Listener>,
-    watch: Vec<Observer>,
+    /// The target was on screen and went away: the grace period runs (`timer`).
+    lost: bool,
+    /// The user asked for this tip (Next, Back) while its target was not there yet: focus its
+    /// main button when the target appears.
+    focus_on_attach: bool,
+    /// An observer of the open shadow root or iframe document a search for the target stopped
+    /// in (the page itself is watched by `Ui::observer`).
+    watch: Option<Observer>,
     watch_root: Option<web_sys::Node>,
     timer: Option<Timeout>,
 }
@@ -210,6 +228,7 @@ pub fn start(options: &Value, default_locale: &str) {
         open_checklist: false,
         focus_tip: None,
         wake: None,
+        observer: None,
         _route: route,
     };
     UI.with(|cell| {
@@ -272,16 +291,40 @@ fn with_surface(i: usize, f: &mut SurfaceWork) {
     });
 }
 
-/// The page changed (a DOM mutation, a scroll, a resize, an iframe load): follow the target,
-/// find it if it was missing, notice if it went away.
-fn track_target(i: usize) {
-    with_surface(i, &mut |ui, pos, engine, store, out| ui.follow(pos, engine, store, out));
+/// The page changed (a DOM mutation, a scroll, a resize, an iframe load): follow the targets in
+/// the next animation frame. However many mutations a framework's re-render makes, the targets
+/// are looked up and measured once, in the frame, before it is painted (mutation callbacks
+/// run before it; scroll and resize events are dispatched in it, before its callbacks), so no
+/// frame shows a card at a stale place and no layout is forced per mutation.
+fn schedule_follow() {
+    if FRAME.with(|f| f.replace(true)) {
+        return;
+    }
+    // A hidden tab runs no animation frames: a target that appears there is still found in time.
+    if dom::document().is_some_and(|d| d.hidden()) {
+        return defer(follow_targets);
+    }
+    let requested = dom::window().is_some_and(|w| {
+        let cb = Closure::once_into_js(follow_targets);
+        w.request_animation_frame(cb.unchecked_ref()).is_ok()
+    });
+    if !requested {
+        FRAME.with(|f| f.set(false));
+    }
 }
 
-/// The target did not appear in time: report it once and let the next tip have its turn.
+fn follow_targets() {
+    FRAME.with(|f| f.set(false));
+    if !with_both(&mut |ui, engine, store, out| ui.follow_all(engine, store, out)) {
+        schedule_follow();
+    }
+}
+
+/// The target did not appear in time, or stayed away past the grace period: report it once, hide
+/// the tip and let the next tip have its turn.
 fn target_timeout(i: usize) {
     with_both(&mut |ui, engine, store, out| {
-        let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i && s.target.is_none()) else { return };
+        let Some(pos) = ui.surfaces.iter().position(|s| s.tip == i && (s.target.is_none() || s.lost)) else { return };
         let step = ui.surfaces[pos].step;
         if let Some(tip) = engine.plan().tips.get(i) {
             if !ui.reported.contains(&(i, step)) {
@@ -294,7 +337,8 @@ fn target_timeout(i: usize) {
         if ui.forced == Some(i) {
             ui.forced = None;
         }
-        ui.surfaces.remove(pos);
+        let gone = ui.surfaces.remove(pos);
+        ui.give_back_focus(&gone);
         ui.reconcile(engine, store, out);
     });
 }
@@ -363,14 +407,21 @@ fn first_button(el: &Element) -> Option<HtmlElement> {
     el.query_selector(".pr").ok().flatten().or_else(|| el.query_selector("[data-a]").ok().flatten())?.dyn_into().ok()
 }
 
-/// Observes the page for the surface's target (kept while it is shown: the target may move or go).
-fn watch_page(s: &mut Surface) {
-    let i = s.tip;
-    if s.watch.is_empty() {
-        if let Some(doc) = dom::document() {
-            s.watch.extend(Observer::new(&doc, move || track_target(i)));
+/// Focus came into the tip: remember from where, to give it back there when the tip goes away.
+fn on_focus_in(i: usize, e: Event) {
+    let from = js_sys::Reflect::get(&e, &"relatedTarget".into()).ok().and_then(|t| t.dyn_into::<HtmlElement>().ok());
+    let Some(from) = from else { return };
+    with_surface(i, &mut |ui, pos, _, _, _| {
+        let s = &mut ui.surfaces[pos];
+        if s.kind != TipKind::Modal && !s.wrap.contains(Some(&from)) {
+            s.restore = Some(from.clone());
         }
-    }
+    });
+}
+
+/// Tips that sit beside a target in the page.
+fn anchored(kind: TipKind) -> bool {
+    matches!(kind, TipKind::Tooltip | TipKind::Hotspot | TipKind::Tour)
 }
 
 impl Ui {
@@ -413,7 +464,9 @@ impl Ui {
             }
         }
         if let Some(i) = self.focus_tip.take() {
-            if let Some(s) = self.surfaces.iter().find(|s| s.tip == i) {
+            if let Some(s) = self.surfaces.iter_mut().find(|s| s.tip == i) {
+                // A tour step whose target is not there yet gets the focus when it appears.
+                s.focus_on_attach = anchored(s.kind) && s.target.is_none();
                 focus_later(match (s.kind, s.open) {
                     // The checklist's panel itself, so a screen reader announces the dialog.
                     (TipKind::Checklist, true) => s.card.clone(),
@@ -423,21 +476,34 @@ impl Ui {
             }
         }
         self.wake = pick.wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+        // One observer for the page, only while some tip follows or waits for a target: a page
+        // with no anchored tip pays nothing for its mutations.
+        if !self.surfaces.iter().any(|s| anchored(s.kind)) {
+            self.observer = None;
+        } else if self.observer.is_none() {
+            self.observer = dom::document().and_then(|d| Observer::new(&d, schedule_follow));
+        }
     }
 
-    /// Focus inside a tip that goes away returns to where it came from (or the tip's target).
+    /// Focus inside a tip that goes away returns to where it came from, else to the tip's
+    /// target, whichever is still in the page (a route change may have removed both; then the
+    /// page keeps the focus it decides on).
     fn give_back_focus(&self, gone: &Surface) {
         let inside = self.root.active_element().is_some_and(|a| gone.wrap.contains(Some(&a)));
         if inside {
             let target = gone.target.as_ref().and_then(|t| t.el.clone().dyn_into::<HtmlElement>().ok());
-            focus_later(gone.restore.clone().or(target));
+            focus_later([gone.restore.clone(), target].into_iter().flatten().find(|e| e.is_connected()));
         }
     }
 
     fn mount(&mut self, i: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
         let Some(tip) = engine.plan().tips.get(i) else { return };
         let Some(wrap) = dom::child(self.root.unchecked_ref(), "div", "", "") else { return };
-        let events = [Listener::new(&wrap, "click", false, move |e| on_click(i, e)), Listener::new(&wrap, "keydown", false, move |e| on_key(i, e))];
+        let events = [
+            Listener::new(&wrap, "click", false, move |e| on_click(i, e)),
+            Listener::new(&wrap, "keydown", false, move |e| on_key(i, e)),
+            Listener::new(&wrap, "focusin", false, move |e| on_focus_in(i, e)),
+        ];
         let kind = tip.kind;
         let mut s = Surface {
             tip: i,
@@ -454,7 +520,9 @@ impl Ui {
             restore: None,
             _events: events,
             follow: Vec::new(),
-            watch: Vec::new(),
+            lost: false,
+            focus_on_attach: false,
+            watch: None,
             watch_root: None,
             timer: None,
         };
@@ -519,11 +587,14 @@ impl Ui {
         }
     }
 
-    /// A tour moved to another step, or Back was pressed: find that step's target.
+    /// A tour moved to another step, or Back was pressed: a new card for that step, at its
+    /// target. (A target that is only replaced or moved keeps its card: see [`Ui::follow`].)
     fn rebuild_anchor(&self, s: &mut Surface, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
         s.float = None;
         s.card = None;
         s.target = None;
+        s.lost = false;
+        s.timer = None;
         s.follow.clear();
         s.wrap.set_text_content(None);
         self.anchor(s, engine, store, out);
@@ -542,21 +613,52 @@ impl Ui {
     /// in) for changes, and gives up after [`TARGET_WAIT_MS`].
     fn wait(&self, s: &mut Surface, partial: dom::Partial) {
         let i = s.tip;
-        watch_page(s);
+        self.watch_partial(s, partial);
+        if s.timer.is_none() {
+            s.timer = Timeout::new(TARGET_WAIT_MS, move || target_timeout(i));
+        }
+    }
+
+    /// Observes where a search for the target stopped, beside the page: the open shadow root or
+    /// iframe document, and the iframe's `load`.
+    fn watch_partial(&self, s: &mut Surface, partial: dom::Partial) {
         if partial.root != s.watch_root {
-            s.watch.truncate(1);
-            if let Some(root) = &partial.root {
-                s.watch.extend(Observer::new(root, move || track_target(i)));
-            }
+            s.watch = partial.root.as_ref().and_then(|root| Observer::new(root, schedule_follow));
             s.watch_root = partial.root;
         }
         s.follow.clear();
         if let Some(frame) = partial.frame {
-            s.follow.push(Listener::new(&frame, "load", false, move |_| track_target(i)));
+            s.follow.push(Listener::new(&frame, "load", false, |_| schedule_follow()));
         }
-        if s.timer.is_none() {
-            s.timer = Timeout::new(TARGET_WAIT_MS, move || target_timeout(i));
+    }
+
+    /// Listeners that keep the surface beside `found`: scrolls (in every window on the way),
+    /// resizes, and Esc on the target.
+    fn follow_listeners(&self, s: &Surface, found: &Found) -> Vec<Listener> {
+        let i = s.tip;
+        // Scroll in the capture phase: scrolls of any container reach the window that way.
+        let mut follow = Vec::new();
+        let mut windows: Vec<web_sys::EventTarget> = dom::window().into_iter().map(Into::into).collect();
+        for f in &found.frames {
+            if let Some(w) = f.dyn_ref::<web_sys::HtmlIFrameElement>().and_then(|f| f.content_window()) {
+                windows.push(w.into());
+            }
         }
+        for w in &windows {
+            follow.push(Listener::new(w, "scroll", true, |_| schedule_follow()));
+        }
+        if let Some(w) = windows.first() {
+            follow.push(Listener::new(w, "resize", false, |_| schedule_follow()));
+        }
+        if s.kind != TipKind::Hotspot {
+            // Esc on the target itself closes its tip, as it would from inside the tip.
+            follow.push(Listener::new(&found.el, "keydown", false, move |e| {
+                if e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Escape") {
+                    act(i, "esc");
+                }
+            }));
+        }
+        follow
     }
 
     /// The target is there: render beside it and follow it.
@@ -574,27 +676,7 @@ impl Ui {
                 found.el.scroll_into_view_with_scroll_into_view_options(&opts);
             }
         }
-        // Scroll in the capture phase: scrolls of any container reach the window that way.
-        let mut follow = Vec::new();
-        let mut windows: Vec<web_sys::EventTarget> = dom::window().into_iter().map(Into::into).collect();
-        for f in &found.frames {
-            if let Some(w) = f.dyn_ref::<web_sys::HtmlIFrameElement>().and_then(|f| f.content_window()) {
-                windows.push(w.into());
-            }
-        }
-        for w in &windows {
-            follow.push(Listener::new(w, "scroll", true, move |_| track_target(i)));
-        }
-        follow.push(Listener::new(&windows[0], "resize", false, move |_| track_target(i)));
-        if s.kind != TipKind::Hotspot {
-            // Esc on the target itself closes its tip, as it would from inside the tip.
-            follow.push(Listener::new(&found.el, "keydown", false, move |e| {
-                if e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Escape") {
-                    act(i, "esc");
-                }
-            }));
-        }
-        s.follow = follow;
+        s.follow = self.follow_listeners(s, &found);
         s.float = match s.kind {
             TipKind::Hotspot => render::beacon(&s.wrap, tip, s.open, &ctx),
             _ => render::card(&s.wrap, tip, s.step, i, &ctx),
@@ -608,7 +690,9 @@ impl Ui {
         };
         s.target = Some(found);
         self.position(s);
-        watch_page(s);
+        if std::mem::take(&mut s.focus_on_attach) {
+            focus_later(s.float.as_ref().and_then(|c| first_button(c)));
+        }
         self.shown(s, engine, store, out);
     }
 
@@ -623,27 +707,74 @@ impl Ui {
         }
     }
 
-    /// Re-finds, re-positions or loses the target after a change in the page.
+    /// One animation frame's work: every anchored tip follows its target.
+    fn follow_all(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
+        for pos in 0..self.surfaces.len() {
+            if anchored(self.surfaces[pos].kind) {
+                self.follow(pos, engine, store, out);
+            }
+        }
+    }
+
+    /// After a change in the page: the selector is looked up again, and the card moves to what
+    /// it finds now, whether that is the same element moved, or a new one a framework rendered
+    /// in its place. The card itself is kept (no new node, so no entrance animation, no second
+    /// announcement, focus stays on its button). A target that is gone keeps the card in place
+    /// for [`TARGET_GRACE_MS`].
     fn follow(&mut self, pos: usize, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>) {
         let mut s = self.surfaces.remove(pos);
-        let lost = s.target.as_ref().is_some_and(|t| !t.el.is_connected());
-        if lost {
-            self.rebuild_anchor(&mut s, engine, store, out);
-        } else if s.target.is_some() {
-            self.position(&s);
-        } else {
-            self.anchor(&mut s, engine, store, out);
+        let sel = engine.plan().tips.get(s.tip).map_or(String::new(), |tip| selector(tip, s.step).to_owned());
+        let current = s.target.as_ref().map(|t| t.el.clone());
+        match (dom::find(&sel), current) {
+            (Ok(found), Some(el)) => {
+                let was_lost = std::mem::take(&mut s.lost);
+                if was_lost {
+                    s.timer = None;
+                    s.watch = None;
+                    s.watch_root = None;
+                }
+                if was_lost || found.el != el {
+                    s.follow = self.follow_listeners(&s, &found);
+                    s.target = Some(found);
+                }
+                self.position(&s);
+            }
+            (Ok(found), None) => self.attach(&mut s, found, engine, store, out),
+            (Err(partial), Some(el)) => {
+                // Still in the page and still what the selector names, only not rendered (a
+                // hidden page, a collapsed panel): hidden until it shows again, as before.
+                let last = sel.rsplit(">>>").next().unwrap_or("").trim();
+                if el.is_connected() && el.matches(last).unwrap_or(false) {
+                    self.position(&s);
+                } else if !s.lost {
+                    s.lost = true;
+                    let i = s.tip;
+                    self.watch_partial(&mut s, partial);
+                    s.timer = Timeout::new(TARGET_GRACE_MS, move || target_timeout(i));
+                }
+            }
+            (Err(partial), None) => self.wait(&mut s, partial),
         }
         self.surfaces.insert(pos, s);
     }
 
+    /// Places the surface beside its target. Reads (the target, the viewport, the card's size)
+    /// come before writes, so at most the one layout the frame needs anyway is done here.
     fn position(&self, s: &Surface) {
         let Some(t) = &s.target else { return };
         let r = dom::rect(&t.el, &t.frames);
         let (vw, vh) = dom::viewport();
         let visible = r.visible_in(vw, vh) && (r.w > 0.0 || r.h > 0.0);
+        // A card holding the keyboard focus stays where it is: hidden, it would drop the focus
+        // to the page's start (WCAG 2.4.3).
+        if !visible && self.root.active_element().is_some_and(|a| s.wrap.contains(Some(&a))) {
+            return;
+        }
         for el in [&s.float, &s.card].into_iter().flatten() {
-            el.set_hidden(!visible);
+            // Only a change is written: an unchanged `hidden` would still dirty the style.
+            if el.hidden() == visible {
+                el.set_hidden(!visible);
+            }
         }
         if !visible {
             return;
@@ -652,13 +783,14 @@ impl Ui {
         let mut css = String::new();
         match (&s.kind, &s.float) {
             (TipKind::Hotspot, Some(b)) => {
+                // The card first: it measures itself, and no write may come before a read.
+                if let Some(card) = &s.card {
+                    place(card, r, side, vw, vh);
+                }
                 let (x, y) = placement::beacon(r, BEACON, vw, vh, self.rtl);
                 dom::px(&mut css, "left", x);
                 dom::px(&mut css, "top", y);
                 dom::style(b, &css);
-                if let Some(card) = &s.card {
-                    place(card, r, side, vw, vh);
-                }
             }
             (_, Some(card)) => place(card, r, side, vw, vh),
             _ => {}
