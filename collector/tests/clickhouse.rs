@@ -52,7 +52,7 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
     store.insert(other).await.expect("insert");
     assert_eq!(store.users("other").await.expect("users").len(), 1);
     assert_eq!(store.event_counts().await.expect("counts").1, 9);
-    assert_eq!(funnel(&c.url, "signed_up").await["steps"][0]["userIds"], json!(["alice", "bob"]));
+    assert_eq!(funnel(&c.url, "event:signed_up").await["steps"][0]["userIds"], json!(["alice", "bob"]));
 }
 
 #[tokio::test]

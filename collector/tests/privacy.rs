@@ -142,6 +142,8 @@ async fn erase_and_export_exactly_the_users_data_with_an_admin_token() {
     let (status, body) = call(reqwest::Method::DELETE, &user("v1"), "adm_acme").await;
     assert_eq!((status, &body["erasedEvents"]), (200, &json!(1)));
     assert_eq!(stored_ids(&s.db, "acme"), ["4", "5"]);
+    // Their rollup rows went with their events: the rollups agree with a recompute.
+    assert_eq!(s.state.store.verify_rollups(Some("acme")).await.expect("verify"), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -190,6 +192,7 @@ async fn clickhouse_erases_and_exports_as_sqlite_does() {
         let mut users: Vec<String> = store.users("acme").await.expect("users").into_iter().map(|u| u.user).collect();
         users.sort();
         assert_eq!(users, ["bob", "v1"]);
+        assert_eq!(store.verify_rollups(Some("acme")).await.expect("verify"), Vec::<String>::new(), "rollups erased too");
         assert_eq!(store.users("globex").await.expect("users").len(), 1, "other project untouched");
         assert_eq!(store.delete_events_before("acme", NOW - 1500).await.expect("retention"), 1, "event 4");
         assert_eq!(store.user_data("acme", "bob").await.expect("bob").events.len(), 1);

@@ -203,6 +203,8 @@ fn user_events_sql() -> String {
 /// the identity links.
 const ERASE_USER: &[&str] = &[
     "DELETE FROM events WHERE project = ?1 AND {events}",
+    "DELETE FROM rollup_devices WHERE project = ?1 AND {rollups}",
+    "DELETE FROM rollup_events WHERE project = ?1 AND {rollups}",
     "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
 ];
 
@@ -210,9 +212,16 @@ fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
     let mut conn = open(path)?;
     let tx = conn.transaction()?;
     let events = user_events_sql();
+    // Rollup rows carry '' where an event had no user id (events carry NULL).
+    let rollups = user_events_condition(
+        "?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1 AND user_id = ?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1",
+        "user_id = ''",
+    );
     let mut erased = 0;
     for (i, statement) in ERASE_USER.iter().enumerate() {
-        let n = tx.execute(&statement.replace("{events}", &events), params![project, user])?;
+        let n = tx.execute(&statement.replace("{events}", &events).replace("{rollups}", &rollups), params![project, user])?;
         if i == 0 {
             erased = n as u64;
         }

@@ -356,9 +356,9 @@ impl ClickHouseStore {
     /// Anonymous ids linked to `user` (or to anyone, with `None`) in `project`, as a quoted
     /// list for `IN (…)` (`''` when empty: no anonymous id is empty).
     async fn linked(&self, project: &str, user: Option<&str>) -> Result<String, StoreError> {
-        let mut sql = format!("SELECT anonymous_id FROM identities FINAL WHERE project = {}", quote(project));
+        let mut sql = format!("SELECT anonymous_id FROM links WHERE project = {} GROUP BY anonymous_id", quote(project));
         if let Some(user) = user {
-            sql.push_str(&format!(" AND user_id = {}", quote(user)));
+            sql.push_str(&format!(" HAVING argMinMerge(first_user) = {}", quote(user)));
         }
         let answer = self.select(&sql).await?;
         let mut r = Reader::new(&answer);
@@ -599,8 +599,8 @@ impl Store for ClickHouseStore {
             }
             let answer = self
                 .select(&format!(
-                    "SELECT anonymous_id, user_id FROM identities FINAL WHERE project = {} AND (user_id = {u} OR anonymous_id = {u})
-                     ORDER BY anonymous_id",
+                    "SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {}
+                     GROUP BY anonymous_id HAVING linked_user = {u} OR anonymous_id = {u} ORDER BY anonymous_id",
                     quote(&project),
                     u = quote(&user)
                 ))
@@ -615,14 +615,18 @@ impl Store for ClickHouseStore {
     }
 
     /// Per-user derived tables are one more `delete_where` line here, as in SQLite's `ERASE_USER`.
+    /// The condition is computed once, before anything is deleted: it reads the identity links.
     fn erase_user(&self, project: &str, user: &str) -> StoreFuture<'_, u64> {
         let (project, user) = (project.to_owned(), user.to_owned());
         Box::pin(async move {
             let erased = self.user_data(&project, &user).await?.events.len() as u64;
             let condition = format!("project = {} AND {}", quote(&project), self.user_condition(&project, &user).await?);
-            self.delete_where("events", &condition).await?;
-            self.delete_where("identities", &format!("project = {} AND (user_id = {u} OR anonymous_id = {u})", quote(&project), u = quote(&user)))
-                .await?;
+            let linked = self.linked(&project, Some(&user)).await?;
+            for table in ["events", "rollup_devices", "rollup_events"] {
+                self.delete_where(table, &condition).await?;
+            }
+            let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
+            self.delete_where("links", &links).await?;
             Ok(erased)
         })
     }
