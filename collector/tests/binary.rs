@@ -39,15 +39,29 @@ impl Running {
 
 /// Starts `bin` in `cwd` with `args` and `env`, and waits for its "listening on" line.
 fn start(bin: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(bin)
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("ONRAMP_CONFIG")
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the collector");
+    let spawn = || {
+        Command::new(bin)
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("ONRAMP_CONFIG")
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    // A binary just copied may be briefly "busy": a process another test thread forked while
+    // the copy was open for writing holds that descriptor until it execs.
+    let mut attempt = spawn();
+    for _ in 0..50 {
+        match &attempt {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(100));
+                attempt = spawn();
+            }
+            _ => break,
+        }
+    }
+    let mut child = attempt.expect("start the collector");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
