@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::analytics::stalled::{Due, Stall};
 use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
-use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, User};
+use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
 use crate::store::{EventFilter, StoreError, UserEvents};
 use crate::{AppState, Project};
@@ -224,10 +224,15 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
     }
 
-    /// Every user's events that can reach one of `steps` (of their types and names; the
-    /// caller matches type and name together), for the funnel's matcher.
-    async fn reaching(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        self.events(reaching(steps)).await
+    /// What the funnel's matcher needs of each user to place them in `steps`: when every step is
+    /// a milestone, each one's first time (from the rollups: milestones are reached once);
+    /// otherwise every event that can reach a step (ad-hoc steps may repeat an action).
+    async fn funnel_events(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
+        if all_milestones(steps) {
+            self.firsts(steps).await
+        } else {
+            self.events(reaching(steps)).await
+        }
     }
 
     /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
@@ -244,6 +249,10 @@ impl<'a> Ctx<'a> {
         let firsts = self.firsts(&wanted).await?;
         Ok((steps, value, firsts))
     }
+}
+
+fn all_milestones(steps: &[Step]) -> bool {
+    steps.iter().all(|s| s.kind == StepKind::Milestone)
 }
 
 /// The events (by type and by name) that can reach one of `steps`.
@@ -440,7 +449,7 @@ pub async fn funnel(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
-    let events = ctx.reaching(&steps).await?;
+    let events = ctx.funnel_events(&steps).await?;
     let mut report = funnel_report(&ctx, &events, &steps)?;
     report["project"] = json!(ctx.project.id);
     Ok(Json(report))
@@ -516,7 +525,14 @@ pub async fn report(
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
     let (steps, value, firsts) = ctx.milestones().await?;
     let reach = FirstReach::new(&firsts);
-    let events = ctx.reaching(&steps).await?;
+    // The first times just read serve a funnel of milestones too: one read for both.
+    let raw;
+    let events: &[UserEvents] = if all_milestones(&steps) {
+        &firsts
+    } else {
+        raw = ctx.funnel_events(&steps).await?;
+        &raw
+    };
     let (due, stall_list) = stalls(&ctx).await?;
     Ok(Json(json!({
         "project": ctx.project.id,
@@ -525,7 +541,7 @@ pub async fn report(
         "stepKinds": kinds(&steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
-        "funnel": funnel_report(&ctx, &events, &steps)?,
+        "funnel": funnel_report(&ctx, events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
         "tips": tips_report(&ctx).await?,
