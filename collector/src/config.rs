@@ -25,6 +25,9 @@ pub struct Project {
     pub read_token: String,
     /// Exact origins such as `https://app.example.com`, or `*` for any.
     pub allowed_origins: Vec<String>,
+    /// Secret token for `POST /v1/import` (history of any age); without one, no import.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 impl Project {
@@ -77,6 +80,9 @@ impl Config {
     pub fn project_by_read_token(&self, token: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.read_token == token)
     }
+    pub fn project_by_admin_token(&self, token: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| !token.is_empty() && p.admin_token.as_deref() == Some(token))
+    }
 
     /// The demo project, used when no project is configured so that `onramp-collector` with
     /// no flags just works on a laptop.
@@ -86,6 +92,8 @@ impl Config {
             write_key: "wk_demo".into(),
             read_token: "rt_demo".into(),
             allowed_origins: vec!["*".into()],
+            // The demo's data is for playing with; real projects set their own in the config.
+            admin_token: Some("at_demo".into()),
         }
     }
 

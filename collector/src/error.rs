@@ -20,6 +20,8 @@ pub enum ApiError {
     /// A valid key used from an origin the project does not allow.
     OriginNotAllowed(String),
     Unauthorized,
+    /// `/v1/import` without a project's admin token.
+    AdminTokenRequired,
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
     /// Events over the per-event limit, named like [`ApiError::BadBatch`], so the client drops
@@ -40,7 +42,7 @@ impl ApiError {
             ApiError::BadBatch(_) => "invalid",
             ApiError::BadRequest(_) => "bad_body",
             ApiError::BadPlan(_) => "invalid_plan",
-            ApiError::UnknownWriteKey | ApiError::Unauthorized => "unknown_key",
+            ApiError::UnknownWriteKey | ApiError::Unauthorized | ApiError::AdminTokenRequired => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
             ApiError::RateLimited(_) => "rate_limited",
@@ -98,6 +100,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, json!({"error": "a valid read token is required (Authorization: Bearer …)"}))
+            }
+            ApiError::AdminTokenRequired => {
+                (StatusCode::UNAUTHORIZED, json!({"error": "a project's admin token is required (Authorization: Bearer …)"}))
             }
             ApiError::TooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {limit} bytes")}))

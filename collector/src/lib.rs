@@ -108,6 +108,7 @@ pub fn app(state: AppState) -> Router {
     let dist = state.config.dist_dir.clone();
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
+        .route("/v1/import", post(ingest::import))
         .route("/v1/plan", get(plans::get).put(plans::put))
         .route("/v1/funnel", get(query::funnel))
         .route("/v1/ttv", get(query::time_to_value))

@@ -94,6 +94,7 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             write_key: (*wk).into(),
             read_token: (*rt).into(),
             allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+            admin_token: None,
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }

@@ -25,6 +25,7 @@ fn project(id: &str, origins: &[&str]) -> Project {
         write_key: format!("wk_{id}"),
         read_token: format!("rt_{id}"),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+        admin_token: None,
     }
 }
 
