@@ -91,6 +91,11 @@ enum Source {
 pub async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let mut outcome = BatchOutcome::default();
     let result = accept(&state, &headers, body, &mut outcome, Source::Import).await;
+    answer(&state, result, outcome)
+}
+
+/// The response to a write, counted in the metrics, with the outcome for the request log.
+fn answer(state: &AppState, result: Result<(usize, usize), ApiError>, mut outcome: BatchOutcome) -> Response {
     let mut response = match result {
         Ok((accepted, clamped)) => {
             state.metrics.accepted(accepted);
@@ -109,20 +114,9 @@ pub async fn import(State(state): State<AppState>, headers: HeaderMap, body: Bod
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let mut outcome = BatchOutcome::default();
     let result = accept(&state, &headers, body, &mut outcome, Source::Live).await;
-    let mut response = match result {
-        Ok((accepted, clamped)) => {
-            state.metrics.accepted(accepted);
-            (StatusCode::OK, Json(json!({ "accepted": accepted, "clamped": clamped }))).into_response()
-        }
-        Err(e) => {
-            outcome.reason = Some(e.reason());
-            state.metrics.rejected(e.reason(), outcome.events);
-            e.into_response()
-        }
-    };
+    let mut response = answer(&state, result, outcome);
     let origin = headers.get(header::ORIGIN).filter(|o| origin_allowed_somewhere(&state, o));
     cors_headers(response.headers_mut(), origin);
-    response.extensions_mut().insert(outcome);
     response
 }
 

@@ -59,6 +59,8 @@ pub struct AppState {
     pub webhook: Option<Arc<webhook::Webhook>>,
     /// Plans from the plan files, by project id: served while a project has no stored plan.
     pub plans: Arc<HashMap<String, plans::ServedPlan>>,
+    /// Recent `/v1/report` answers (see [`query::ReportCache`]).
+    pub report_cache: Arc<query::ReportCache>,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
             log_requests: false,
             webhook: None,
             plans: Arc::new(plans),
+            report_cache: Arc::default(),
         }
 
     }

@@ -13,6 +13,7 @@
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -515,14 +516,65 @@ pub async fn stalled(
     }
 }
 
-/// Everything the dashboard shows, from one request: one read of the users, one of each kind of
-/// event.
+/// Recent `/v1/report` answers, each under (project, query, plan version) with the store's data
+/// version when it was computed: a dashboard reload with no new event is answered without
+/// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`], since stalls and
+/// first-day activation move with the clock; stores that cannot tell their data version (several
+/// collectors writing to ClickHouse) are never cached.
+#[derive(Default)]
+pub struct ReportCache {
+    /// (key, data version, computed at, answer), most recent last.
+    entries: Mutex<Vec<(String, u64, i64, Arc<Value>)>>,
+}
+
+pub const REPORT_CACHE_TTL_MS: i64 = 60_000;
+const REPORT_CACHE_ENTRIES: usize = 32;
+
+impl ReportCache {
+    fn get(&self, key: &str, version: u64, now: i64) -> Option<Arc<Value>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(k, v, at, _)| k == key && *v == version && now - at < REPORT_CACHE_TTL_MS && now >= *at)
+            .map(|(_, _, _, answer)| answer.clone())
+    }
+
+    fn put(&self, key: String, version: u64, now: i64, answer: Arc<Value>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _, _, _)| *k != key);
+        if entries.len() == REPORT_CACHE_ENTRIES {
+            entries.remove(0);
+        }
+        entries.push((key, version, now, answer));
+    }
+}
+
+/// Everything the dashboard shows, from one request: one read of the users, one of the first
+/// times (funnel of milestones, time-to-value, cohorts), one of each kind of event the rest
+/// needs; served from [`ReportCache`] while the data has not changed.
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
+    let project = authorize(&state, &headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
+    let version = state.store.data_version(&project.id).await?;
+    let plan = crate::plans::current(&state, &project.id).await.ok().flatten().map(|p| p.etag);
+    let query: Vec<String> = pairs.iter().filter(|(k, _)| k != "token").map(|(k, v)| format!("{k}={v}")).collect();
+    let key = format!("{}\n{}\n{}", project.id, query.join("&"), plan.unwrap_or_default());
+    let now = state.now();
+    if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, now)) {
+        return Ok(Json((*answer).clone()));
+    }
+    let answer = Arc::new(full_report(&state, &headers, pairs).await?);
+    if let Some(v) = version {
+        state.report_cache.put(key, v, now, answer.clone());
+    }
+    Ok(Json((*answer).clone()))
+}
+
+async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
+    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
     let (steps, value, firsts) = ctx.milestones().await?;
     let reach = FirstReach::new(&firsts);
     // The first times just read serve a funnel of milestones too: one read for both.
@@ -534,7 +586,7 @@ pub async fn report(
         &raw
     };
     let (due, stall_list) = stalls(&ctx).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "project": ctx.project.id,
         "now": ctx.now,
         "steps": names(&steps),
@@ -549,5 +601,5 @@ pub async fn report(
         "stalled": stalled_json(&due, &stall_list),
         // Filter choices come from every user, so a filter can be undone.
         "traits": traits_report(&ctx.all),
-    })))
+    }))
 }

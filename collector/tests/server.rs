@@ -182,3 +182,24 @@ async fn imports_history_of_any_age_with_the_admin_token_once() {
     assert_eq!(ttv["value"]["reached"], 1, "stored once, in the rollups");
     assert_eq!(ttv["value"]["ms"]["p50"], 3 * day, "times as sent");
 }
+
+#[tokio::test]
+async fn the_report_is_served_from_cache_until_new_events_arrive() {
+    let s = start().await;
+    let db = s._dir.path().join("events.db");
+    let send = |id: &'static str, anon: &'static str| {
+        let body = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [event(id, "opened", anon, None, 1_000)]});
+        post(&s.url, body.to_string())
+    };
+    assert_eq!(send("c0", "anon-0").await.status(), 200);
+    assert_eq!(send("c1", "anon-1").await.status(), 200);
+    let path = "/v1/report?steps=event:opened&due=signed_up:1h";
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2);
+    // Changed behind the collector's back: a cached answer cannot see it.
+    rusqlite::Connection::open(&db).expect("open").execute_batch("DELETE FROM rollup_devices").expect("delete");
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2, "served from the cache");
+    // A new event is a new data version: computed again, from the (now damaged) rollups.
+    assert_eq!(send("c2", "anon-2").await.status(), 200);
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's device row is left");
+    assert_eq!(common::get(&s.url, &format!("{path}&window=1d")).await["funnel"]["steps"][0]["users"], 1);
+}

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -40,6 +40,9 @@ pub struct SqliteStore {
     writer: mpsc::SyncSender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
+    /// Commits so far: this process's writer is the file's only one, so it changes exactly when
+    /// the data does (the report cache's data version).
+    commits: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -79,12 +82,13 @@ impl SqliteStore {
         migrate(&mut conn).map_err(unavailable)?;
         let (writer, requests) = mpsc::sync_channel::<WriteRequest>(4096);
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer_depth = depth.clone();
+        let commits = Arc::new(AtomicU64::new(0));
+        let (writer_depth, writer_commits) = (depth.clone(), commits.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, requests, &writer_depth))
+            .spawn(move || write_loop(conn, requests, &writer_depth, &writer_commits))
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth })
+        Ok(SqliteStore { path, writer, depth, commits })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -95,7 +99,7 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize) {
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize, commits: &AtomicU64) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
@@ -105,6 +109,9 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, dept
             }
         }
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
+        // Counted before anyone hears of the commit, so no reader sees new data under an old
+        // version.
+        commits.fetch_add(1, Ordering::SeqCst);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
@@ -207,6 +214,11 @@ impl Store for SqliteStore {
 
     fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
+        let version = self.commits.load(Ordering::SeqCst);
+        Box::pin(async move { Ok(Some(version)) })
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
