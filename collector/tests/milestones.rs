@@ -304,7 +304,12 @@ async fn post_and_check(c: &Collector, store: &str) {
             let (chunk, url) = (chunk.to_vec(), c.url.clone());
             tasks.push(tokio::spawn(async move {
                 for b in chunk {
-                    let r = post(&url, b).await;
+                    // Over the write key's rate limit: wait as told, as the SDK does.
+                    let mut r = post(&url, b.clone()).await;
+                    while r.status() == 429 {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        r = post(&url, b.clone()).await;
+                    }
                     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
                 }
             }));
