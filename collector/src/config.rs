@@ -127,6 +127,9 @@ impl Config {
     pub fn project_by_read_token(&self, token: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.read_token == token)
     }
+    pub fn project_by_admin_token(&self, token: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| !token.is_empty() && p.admin_token.as_deref() == Some(token))
+    }
 
     /// The demo project, used when no project is configured so that `onramp-collector` with
     /// no flags just works on a laptop.
@@ -136,7 +139,8 @@ impl Config {
             write_key: "wk_demo".into(),
             read_token: "rt_demo".into(),
             allowed_origins: vec!["*".into()],
-            admin_token: None,
+            // The demo's data is for playing with; real projects set their own in the config.
+            admin_token: Some("at_demo".into()),
             retention_days: None,
         }
     }

@@ -74,9 +74,28 @@ fn origin_allowed_somewhere(state: &AppState, origin: &HeaderValue) -> bool {
     origin.to_str().is_ok_and(|o| state.config.any_allows_origin(o))
 }
 
-pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// Who sent a batch, and so which checks apply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The SDK, with the public write key: rate-limited, origin-checked, events at most
+    /// [`MAX_PAST_MS`] old, client clocks corrected by `sentAt`.
+    Live,
+    /// `POST /v1/import` with the project's admin token: a team's existing history, events of any
+    /// age, their times taken as sent (only clamped when in the future).
+    Import,
+}
+
+/// `POST /v1/import` (`Authorization: Bearer ADMIN_TOKEN`): the batch format of `/v1/batch`, for
+/// history of any age. Idempotent by event id like every write, and it feeds the rollups like
+/// live events; the same answers (200 after the commit, 400 naming event and field).
+pub async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let mut outcome = BatchOutcome::default();
-    let result = accept(&state, &headers, body, &mut outcome).await;
+    let result = accept(&state, &headers, body, &mut outcome, Source::Import).await;
+    answer(&state, result, outcome)
+}
+
+/// The response to a write, counted in the metrics, with the outcome for the request log.
+fn answer(state: &AppState, result: Result<(usize, usize), ApiError>, mut outcome: BatchOutcome) -> Response {
     let mut response = match result {
         Ok((accepted, clamped)) => {
             state.metrics.accepted(accepted);
@@ -88,13 +107,20 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
             e.into_response()
         }
     };
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let mut outcome = BatchOutcome::default();
+    let result = accept(&state, &headers, body, &mut outcome, Source::Live).await;
+    let mut response = answer(&state, result, outcome);
     // A refusal of the key or the origin (401/403) is readable by any origin: the SDK on a
     // page the project does not allow must see the answer to stop retrying and to say which
     // origin to allow. It carries nothing of the project's.
     let refused = matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
     let origin = headers.get(header::ORIGIN).filter(|o| refused || origin_allowed_somewhere(&state, o));
     cors_headers(response.headers_mut(), origin);
-    response.extensions_mut().insert(outcome);
     response
 }
 
@@ -103,6 +129,7 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
     outcome: &mut BatchOutcome,
+    source: Source,
 ) -> Result<(usize, usize), ApiError> {
     if state.is_draining() {
         return Err(ApiError::Draining);
@@ -111,9 +138,17 @@ async fn accept(
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
-    let project = authenticate(state, headers, &batch)?;
+    let project = match source {
+        Source::Live => authenticate(state, headers, &batch)?,
+        Source::Import => {
+            let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            bearer.and_then(|t| state.config.project_by_admin_token(t)).ok_or(ApiError::AdminRequired)?
+        }
+    };
     outcome.project = Some(project.id.clone());
-    state.limiter.check(&project.write_key, std::time::Instant::now()).map_err(ApiError::RateLimited)?;
+    if source == Source::Live {
+        state.limiter.check(&project.write_key, std::time::Instant::now()).map_err(ApiError::RateLimited)?;
+    }
 
     let received_at = state.now();
     let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
@@ -124,8 +159,12 @@ async fn accept(
             errors.push(WireError { index: Some(original_index(index, &parse_bad)), field: "props.signedUpAt", message });
             continue;
         }
-        let ts = correct_timestamp(event.ts, batch.sent_at, received_at);
-        if ts < received_at - MAX_PAST_MS {
+        let ts = match source {
+            Source::Live => correct_timestamp(event.ts, batch.sent_at, received_at),
+            // History is dated by the system it came from; there is no send offset to correct.
+            Source::Import => correct_timestamp(event.ts, received_at, received_at),
+        };
+        if source == Source::Live && ts < received_at - MAX_PAST_MS {
             errors.push(WireError {
                 index: Some(original_index(index, &parse_bad)),
                 field: "ts",
@@ -135,7 +174,11 @@ async fn accept(
             });
             continue;
         }
-        clamped += usize::from(ts != event.ts.saturating_add(received_at.saturating_sub(batch.sent_at)));
+        let unclamped = match source {
+            Source::Live => event.ts.saturating_add(received_at.saturating_sub(batch.sent_at)),
+            Source::Import => event.ts,
+        };
+        clamped += usize::from(ts != unclamped.max(0));
         stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });
     }
     if !errors.is_empty() {
@@ -147,7 +190,8 @@ async fn accept(
     }
     let count = stored.len();
     // Kept only when a webhook wants to hear about committed events.
-    let committed = state.webhook.as_ref().map(|_| stored.clone());
+    // Imported history is not news: no webhook for it.
+    let committed = state.webhook.as_ref().filter(|_| source == Source::Live).map(|_| stored.clone());
     state.store.insert(stored).await?;
     if let (Some(hook), Some(events)) = (&state.webhook, committed) {
         hook.after_commit(&events);

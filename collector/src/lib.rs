@@ -68,6 +68,8 @@ pub struct AppState {
     pub webhook: Option<Arc<webhook::Webhook>>,
     /// Plans from the plan files, by project id: served while a project has no stored plan.
     pub plans: Arc<HashMap<String, plans::ServedPlan>>,
+    /// Recent `/v1/report` answers (see [`query::ReportCache`]).
+    pub report_cache: Arc<query::ReportCache>,
     /// Tasks that run beside the server (stall scans, webhook deliveries) and take part in
     /// shutdown: told to stop, and waited for within the drain timeout.
     pub background: Arc<Background>,
@@ -110,6 +112,7 @@ impl AppState {
             webhook: None,
             plans: Arc::new(plans),
             background: Arc::default(),
+            report_cache: Arc::default(),
         }
     }
     pub fn now(&self) -> i64 {
@@ -155,6 +158,7 @@ pub fn system_now_ms() -> i64 {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
+        .route("/v1/import", post(ingest::import))
         .route("/v1/plan", get(plans::get).put(plans::put))
         .route("/v1/funnel", get(query::funnel))
         .route("/v1/ttv", get(query::time_to_value))

@@ -13,6 +13,7 @@
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use crate::analytics::stalled::{Due, Stall};
 use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
-use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, User};
+use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
 use crate::store::{EventFilter, StoreError, UserEvents};
 use crate::{AppState, Project};
@@ -224,10 +225,15 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
     }
 
-    /// Every user's events that can reach one of `steps` (of their types and names; the
-    /// caller matches type and name together), for the funnel's matcher.
-    async fn reaching(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        self.events(reaching(steps)).await
+    /// What the funnel's matcher needs of each user to place them in `steps`: when every step is
+    /// a milestone, each one's first time (from the rollups: milestones are reached once);
+    /// otherwise every event that can reach a step (ad-hoc steps may repeat an action).
+    async fn funnel_events(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
+        if all_milestones(steps) {
+            self.firsts(steps).await
+        } else {
+            self.events(reaching(steps)).await
+        }
     }
 
     /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
@@ -244,6 +250,10 @@ impl<'a> Ctx<'a> {
         let firsts = self.firsts(&wanted).await?;
         Ok((steps, value, firsts))
     }
+}
+
+fn all_milestones(steps: &[Step]) -> bool {
+    steps.iter().all(|s| s.kind == StepKind::Milestone)
 }
 
 /// The events (by type and by name) that can reach one of `steps`.
@@ -440,7 +450,7 @@ pub async fn funnel(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
-    let events = ctx.reaching(&steps).await?;
+    let events = ctx.funnel_events(&steps).await?;
     let mut report = funnel_report(&ctx, &events, &steps)?;
     report["project"] = json!(ctx.project.id);
     Ok(Json(report))
@@ -506,26 +516,84 @@ pub async fn stalled(
     }
 }
 
-/// Everything the dashboard shows, from one request: one read of the users, one of each kind of
-/// event.
+/// Recent `/v1/report` answers, each under (project, query, plan version) with the store's data
+/// version when it was computed: a dashboard reload with no new event is answered without
+/// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`], since stalls and
+/// first-day activation move with the clock; stores that cannot tell their data version (several
+/// collectors writing to ClickHouse) are never cached.
+#[derive(Default)]
+pub struct ReportCache {
+    /// (key, data version, computed at, answer), most recent last.
+    entries: Mutex<Vec<(String, u64, i64, Arc<Value>)>>,
+}
+
+pub const REPORT_CACHE_TTL_MS: i64 = 60_000;
+const REPORT_CACHE_ENTRIES: usize = 32;
+
+impl ReportCache {
+    fn get(&self, key: &str, version: u64, now: i64) -> Option<Arc<Value>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(k, v, at, _)| k == key && *v == version && now - at < REPORT_CACHE_TTL_MS && now >= *at)
+            .map(|(_, _, _, answer)| answer.clone())
+    }
+
+    fn put(&self, key: String, version: u64, now: i64, answer: Arc<Value>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _, _, _)| *k != key);
+        if entries.len() == REPORT_CACHE_ENTRIES {
+            entries.remove(0);
+        }
+        entries.push((key, version, now, answer));
+    }
+}
+
+/// Everything the dashboard shows, from one request: one read of the users, one of the first
+/// times (funnel of milestones, time-to-value, cohorts), one of each kind of event the rest
+/// needs; served from [`ReportCache`] while the data has not changed.
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
+    let project = authorize(&state, &headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
+    let version = state.store.data_version(&project.id).await?;
+    let plan = crate::plans::current(&state, &project.id).await.ok().flatten().map(|p| p.etag);
+    let query: Vec<String> = pairs.iter().filter(|(k, _)| k != "token").map(|(k, v)| format!("{k}={v}")).collect();
+    let key = format!("{}\n{}\n{}", project.id, query.join("&"), plan.unwrap_or_default());
+    let now = state.now();
+    if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, now)) {
+        return Ok(Json((*answer).clone()));
+    }
+    let answer = Arc::new(full_report(&state, &headers, pairs).await?);
+    if let Some(v) = version {
+        state.report_cache.put(key, v, now, answer.clone());
+    }
+    Ok(Json((*answer).clone()))
+}
+
+async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
+    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
     let (steps, value, firsts) = ctx.milestones().await?;
     let reach = FirstReach::new(&firsts);
-    let events = ctx.reaching(&steps).await?;
+    // The first times just read serve a funnel of milestones too: one read for both.
+    let raw;
+    let events: &[UserEvents] = if all_milestones(&steps) {
+        &firsts
+    } else {
+        raw = ctx.funnel_events(&steps).await?;
+        &raw
+    };
     let (due, stall_list) = stalls(&ctx).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "project": ctx.project.id,
         "now": ctx.now,
         "steps": names(&steps),
         "stepKinds": kinds(&steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
-        "funnel": funnel_report(&ctx, &events, &steps)?,
+        "funnel": funnel_report(&ctx, events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
         "tips": tips_report(&ctx).await?,
@@ -533,5 +601,5 @@ pub async fn report(
         "stalled": stalled_json(&due, &stall_list),
         // Filter choices come from every user, so a filter can be undone.
         "traits": traits_report(&ctx.all),
-    })))
+    }))
 }

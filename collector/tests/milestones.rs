@@ -295,9 +295,28 @@ async fn post_and_check(c: &Collector, store: &str) {
     let (sims, batches) = simulate();
     let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("rt_demo").body(PLAN).send().await.expect("put");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    for b in batches {
-        let r = post(&c.url, b).await;
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // Every identify is posted after all other events (a late identify for everyone), each
+    // group by eight concurrent clients (ClickHouse's writer groups them, as in production).
+    let (early, late): (Vec<String>, Vec<String>) = batches.into_iter().partition(|b| !b.contains("\"type\":\"identify\""));
+    for group in [early, late] {
+        let mut tasks = Vec::new();
+        for chunk in group.chunks(group.len() / 8 + 1) {
+            let (chunk, url) = (chunk.to_vec(), c.url.clone());
+            tasks.push(tokio::spawn(async move {
+                for b in chunk {
+                    // Over the write key's rate limit: wait as told, as the SDK does.
+                    let mut r = post(&url, b.clone()).await;
+                    while r.status() == 429 {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        r = post(&url, b.clone()).await;
+                    }
+                    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("post task");
+        }
     }
     check(c, &sims, store).await;
 }

@@ -153,3 +153,53 @@ async fn stalled_users_export_as_csv_with_a_token_link() {
     let (_, other_plan) = read(&format!("{}/v1/stalled?due=project_created:1h&trait.plan=trial", s.url)).await;
     assert_eq!(serde_json::from_str::<Value>(&other_plan).expect("json")["total"], 0);
 }
+
+#[tokio::test]
+async fn imports_history_of_any_age_with_the_admin_token_once() {
+    let s = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let day = 86_400_000;
+    let signup = now - 400 * day;
+    let body = json!({"writeKey": "", "sentAt": now, "events": [
+        {"id": "h1", "type": "identify", "name": "identify", "anonymousId": "old-a", "userId": "olga", "ts": signup, "props": {"signedUpAt": signup}},
+        {"id": "h2", "type": "milestone", "name": "project_created", "anonymousId": "old-a", "userId": "olga", "ts": signup + 3 * day, "props": {}},
+    ]})
+    .to_string();
+    let import = |token: &'static str| {
+        reqwest::Client::new().post(format!("{}/v1/import", s.url)).bearer_auth(token).body(body.clone()).send()
+    };
+    for token in ["", "rt_demo", "wk_demo"] {
+        assert_eq!(import(token).await.expect("post").status(), 401, "{token:?}");
+    }
+    // The public endpoint refuses history this old; the import takes it, twice without harm.
+    assert_eq!(post(&s.url, body.replace("\"writeKey\":\"\"", "\"writeKey\":\"wk_demo\"")).await.status(), 400);
+    for _ in 0..2 {
+        let r = import("at_demo").await.expect("post");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.expect("json")["accepted"], 2);
+    }
+    let ttv = common::get(&s.url, "/v1/ttv?steps=milestone:project_created&value=milestone:project_created").await;
+    assert_eq!(ttv["value"]["reached"], 1, "stored once, in the rollups");
+    assert_eq!(ttv["value"]["ms"]["p50"], 3 * day, "times as sent");
+}
+
+#[tokio::test]
+async fn the_report_is_served_from_cache_until_new_events_arrive() {
+    let s = start().await;
+    let db = s._dir.path().join("events.db");
+    let send = |id: &'static str, anon: &'static str| {
+        let body = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [event(id, "opened", anon, None, 1_000)]});
+        post(&s.url, body.to_string())
+    };
+    assert_eq!(send("c0", "anon-0").await.status(), 200);
+    assert_eq!(send("c1", "anon-1").await.status(), 200);
+    let path = "/v1/report?steps=event:opened&due=signed_up:1h";
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2);
+    // Changed behind the collector's back: a cached answer cannot see it.
+    rusqlite::Connection::open(&db).expect("open").execute_batch("DELETE FROM rollup_devices").expect("delete");
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2, "served from the cache");
+    // A new event is a new data version: computed again, from the (now damaged) rollups.
+    assert_eq!(send("c2", "anon-2").await.status(), 200);
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's device row is left");
+    assert_eq!(common::get(&s.url, &format!("{path}&window=1d")).await["funnel"]["steps"][0]["users"], 1);
+}

@@ -169,10 +169,11 @@ fn key(u: &SimUser) -> &str {
 
 // ---- ground truth, independent of the collector's analytics ----
 
-/// Depth reached in `steps` within `window` of the first step: for each start, jump to the
-/// first later occurrence of each next step by binary search.
+/// Depth reached in milestone `steps` within `window` of the first step. A milestone is
+/// reached once, at its first report (repeats are a second device saying it again): walk the
+/// steps' first times while each is at or after the previous and within the window.
 fn truth_depth(u: &SimUser, steps: &[&str], window: i64) -> usize {
-    let times: Vec<Vec<i64>> = steps.iter().map(|s| u.times_of(s)).collect();
+    let times: Vec<Vec<i64>> = steps.iter().map(|s| u.first(s).into_iter().collect()).collect();
     let mut best = 0;
     for &start in &times[0] {
         let mut depth = 1;

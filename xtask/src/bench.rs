@@ -26,6 +26,7 @@ use super::{apt_install, build, collector_binary, output, root, run, setup, size
 
 mod sdk;
 mod rerender;
+mod reports;
 
 /// Peers as (label, npm package, version, entry that keeps the package's public API alive).
 /// Versions must match `bench/package.json`.
@@ -590,7 +591,7 @@ fn ingest_section(table: &mut Table) -> Result {
 }
 
 /// Generated data is kept between runs (it is deterministic); `GENERATOR` names its version.
-const GENERATOR: &str = "v1";
+const GENERATOR: &str = "v2";
 
 fn dataset(table: &mut Table, events: u64) -> Result<(PathBuf, String)> {
     let dir = work_dir().join("data");
@@ -649,7 +650,7 @@ fn query_both(collector: &Collector, runs: usize) -> Result<Latencies> {
 
 /// The same data in a local clickhouse-server (kept by `bench_sqlite clickhouse` until its
 /// stdin closes), queried through a collector started with `--store`.
-fn clickhouse_latencies(table: &mut Table, db: &Path, runs: usize) -> Result<(Latencies, String)> {
+fn clickhouse_latencies(table: &mut Table, db: &Path, runs: usize, events: u64, label: &str) -> Result<(Latencies, String)> {
     let mut cmd = Command::new(bench_sqlite());
     cmd.arg("clickhouse").arg(db).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     table.commands.push(super::describe(&cmd).replace(&root().display().to_string(), "."));
@@ -668,6 +669,14 @@ fn clickhouse_latencies(table: &mut Table, db: &Path, runs: usize) -> Result<(La
         Some(url) => {
             let collector = Collector::start_with(&["--store".as_ref(), url.as_ref()])?;
             let latencies = query_both(&collector, runs)?;
+            let target = match events {
+                10_000_000 => "≤ 0.5 s",
+                100_000_000 => "≤ 3 s",
+                _ => "",
+            };
+            reports::route_rows(table, &collector, "ClickHouse", label, runs, target)?;
+            let bytes = reports::clickhouse_bytes_per_event(url, events);
+            table.row(&format!("ClickHouse bytes on disk per event, {label} events"), &bytes, "events, rollups and links", "", None);
             Ok((latencies, format!("copied in {} s", kv.get("seconds").map_or("?", String::as_str))))
         }
         None => Err("bench_sqlite clickhouse did not start a server (is clickhouse-server installed?)".into()),
@@ -689,18 +698,21 @@ fn queries_section(table: &mut Table, ten_million: bool) -> Result {
     };
     for events in scales {
         let (db, how) = dataset(table, events)?;
-        let collector = Collector::start(&db)?;
-        let runs = query_runs(events);
-        let (funnel, ttv) = query_both(&collector, runs)?;
-        drop(collector);
-        let (clickhouse, copied) = match clickhouse_latencies(table, &db, runs) {
-            Ok((l, copied)) => (l, copied),
-            Err(why) => ((Err(why.clone()), Err(why)), String::new()),
-        };
         let label = match events {
             100_000 => "100 k",
             1_000_000 => "1 M",
             _ => "10 M",
+        };
+        let collector = Collector::start(&db)?;
+        let runs = query_runs(events);
+        let (funnel, ttv) = query_both(&collector, runs)?;
+        reports::route_rows(table, &collector, "SQLite", label, runs, if events == 10_000_000 { "≤ 1 s" } else { "" })?;
+        drop(collector);
+        let bytes = reports::sqlite_bytes_per_event(&db, events);
+        table.row(&format!("SQLite bytes on disk per event, {label} events"), &bytes, "events, indexes, rollups", "", None);
+        let (clickhouse, copied) = match clickhouse_latencies(table, &db, runs, events, label) {
+            Ok((l, copied)) => (l, copied),
+            Err(why) => ((Err(why.clone()), Err(why)), String::new()),
         };
         let target = if events == 10_000_000 { "≤ 1 s (SQLite)" } else { "" };
         table.row(

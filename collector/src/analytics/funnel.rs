@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use onramp::core::funnel::{self, StepEvent};
+use onramp::core::wire::EventType;
 
 use super::{percentile, ratio, Step, User};
 use crate::store::UserEvents;
@@ -23,7 +24,11 @@ pub struct FunnelStep {
 }
 
 /// Users among `users` reaching each of `steps` in order, within `window_ms` of the first step.
-/// `events` holds (at least) every user's events that can reach one of `steps`.
+/// `events` holds (at least) every user's events that can reach one of `steps`: all of them, or
+/// for milestones only each user's first (what [`crate::store::Store::firsts`] returns), since a
+/// milestone is reached once, at its first `milestone` event, and a later report of it (from a
+/// second device) is no new reach. Steps reached at the same millisecond count in the funnel's
+/// order.
 pub fn funnel(steps: &[Step], users: &[User], events: &[UserEvents], window_ms: Option<i64>) -> Vec<FunnelStep> {
     let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let mut reached: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
@@ -31,12 +36,21 @@ pub fn funnel(steps: &[Step], users: &[User], events: &[UserEvents], window_ms: 
     let mut step_events = Vec::new();
     for user in events.iter().filter(|u| selected.contains(u.user.as_str())) {
         step_events.clear();
+        let mut milestones_seen: Vec<&str> = Vec::new();
         for (event, e) in user.events.iter().enumerate() {
+            if e.kind == EventType::Milestone {
+                if milestones_seen.contains(&e.name.as_str()) {
+                    continue;
+                }
+                milestones_seen.push(&e.name);
+            }
             // An event name may stand for several steps (a funnel that repeats an action).
             for (step, _) in steps.iter().enumerate().filter(|(_, s)| s.matches(e.kind, &e.name)) {
                 step_events.push(StepEvent { ts: e.ts, step, event });
             }
         }
+        // Stable: one event standing for several steps keeps its steps in order.
+        step_events.sort_by_key(|s| (s.ts, s.step));
         let times = funnel::reach(steps.len(), &step_events, window_ms);
         for (i, ids) in reached.iter_mut().take(times.len()).enumerate() {
             ids.push(user.user.clone());
@@ -96,6 +110,17 @@ mod tests {
         assert_eq!(report[1].median_ms_from_previous, Some(1), "gaps 1 and 4: lower median");
         assert!((report[2].conversion_from_previous - 0.5).abs() < 1e-9);
         assert!((report[2].conversion_from_first - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_milestone_counts_at_its_first_report_and_ties_count_in_order() {
+        let steps: Vec<Step> = ["a", "b"].map(Step::milestone).to_vec();
+        // `a` again at 100 (a second device) does not start a chain that fits the window; `b`
+        // at the same millisecond as `a` counts, whatever order the events are listed in.
+        let late = [events("x", &[(0, "a"), (100, "a"), (110, "b")])];
+        assert_eq!(funnel(&steps, &[user("x", 0)], &late, Some(50))[1].users, 0);
+        let tie = [events("x", &[(5, "b"), (5, "a")])];
+        assert_eq!(funnel(&steps, &[user("x", 0)], &tie, None)[1].users, 1);
     }
 
     #[test]

@@ -215,6 +215,12 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Err(StoreError::Unavailable("this store keeps no rollups".into())) })
     }
 
+    /// A number that changes whenever this store's data may have changed, for caching answers;
+    /// `None` when the store cannot tell (several collectors write to it).
+    fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Write requests accepted and not yet committed (the `/metrics` queue-depth gauge).
     fn queue_depth(&self) -> usize {
         0

@@ -44,6 +44,9 @@ pub struct SqliteStore {
     writer: mpsc::SyncSender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
+    /// Commits so far: this process's writer is the file's only one, so it changes exactly when
+    /// the data does (the report cache's data version).
+    commits: Arc<AtomicU64>,
     /// What `/readyz` checks of the writer.
     writer_health: Arc<WriterHealth>,
 }
@@ -106,15 +109,16 @@ impl SqliteStore {
         let (writer, requests) = mpsc::sync_channel::<WriteRequest>(WRITER_QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
         let writer_health = Arc::new(WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0) });
-        let (writer_depth, health) = (depth.clone(), writer_health.clone());
+        let commits = Arc::new(AtomicU64::new(0));
+        let (writer_depth, health, writer_commits) = (depth.clone(), writer_health.clone(), commits.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let running = Running(health);
-                write_loop(conn, requests, &writer_depth, &running.0);
+                write_loop(conn, requests, &writer_depth, &running.0, &writer_commits);
             })
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth, writer_health })
+        Ok(SqliteStore { path, writer, depth, writer_health, commits })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -125,7 +129,13 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, depth: &AtomicUsize, health: &WriterHealth) {
+fn write_loop(
+    mut conn: Connection,
+    requests: mpsc::Receiver<WriteRequest>,
+    depth: &AtomicUsize,
+    health: &WriterHealth,
+    commits: &AtomicU64,
+) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
@@ -137,6 +147,9 @@ fn write_loop(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, dept
         let result = commit(&mut conn, group.iter().map(|(events, _)| events));
         let failed_at = if result.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
         health.failed_at.store(failed_at, Ordering::Relaxed);
+        // Counted before anyone hears of the commit, so no reader sees new data under an old
+        // version.
+        commits.fetch_add(1, Ordering::SeqCst);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
@@ -292,22 +305,27 @@ impl Store for SqliteStore {
         let (project, user, path) = (project.to_owned(), user.to_owned(), self.path.clone());
         // Its own connection beside the event writer, like `put_plan` (WAL + busy timeout).
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
+            let erased = tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
                 .await
                 .map_err(unavailable)?
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            // The data changed outside the writer: cached reports must not outlive it.
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(erased)
         })
     }
 
     fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
         let (project, path) = (project.to_owned(), self.path.clone());
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+            let deleted = tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
                 Ok(open(&path)?.execute("DELETE FROM events WHERE project = ?1 AND ts < ?2", params![project, before])? as u64)
             })
             .await
             .map_err(unavailable)?
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(deleted)
         })
     }
 
@@ -380,6 +398,11 @@ impl Store for SqliteStore {
             }
             self.read(|conn| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))).await.map(drop)
         })
+    }
+
+    fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
+        let version = self.commits.load(Ordering::SeqCst);
+        Box::pin(async move { Ok(Some(version)) })
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {

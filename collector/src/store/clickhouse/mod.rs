@@ -738,24 +738,10 @@ impl Store for ClickHouseStore {
         );
         // The same order as SQLite's answer: users by key, then time, then type and name.
         let sql = format!(
-            "SELECT who, type, name, min(first) AS at FROM ({}) GROUP BY who, type, name ORDER BY who, at, type, name",
+            "SELECT who, min(first) AS at, type, name, '' FROM ({}) GROUP BY who, type, name ORDER BY who, at, type, name",
             self.with_user_key(&project, &devices, &["type", "name", "first"])
         );
-        Box::pin(async move {
-            let answer = self.select(&sql).await?;
-            let mut r = Reader::new(&answer);
-            let mut users: Vec<UserEvents> = Vec::new();
-            while !r.is_empty() {
-                let who = r.str()?;
-                let kind = EventType::parse(&r.str()?).unwrap_or(EventType::Track);
-                let event = UserEvent { kind, name: r.str()?, ts: r.i64()?, props: Vec::new() };
-                match users.last_mut() {
-                    Some(u) if u.user == who => u.events.push(event),
-                    _ => users.push(UserEvents { user: who, events: vec![event] }),
-                }
-            }
-            Ok(users)
-        })
+        Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
 
     fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
@@ -848,30 +834,32 @@ impl Store for ClickHouseStore {
             "SELECT who, ts, type, name, {props} FROM ({}) ORDER BY who, ts, id",
             self.resolved_events(project, filter, columns)
         );
-        Box::pin(async move {
-            let answer = self.select(&sql).await?;
-            let mut r = Reader::new(&answer);
-            let mut users: Vec<UserEvents> = Vec::new();
-            while !r.is_empty() {
-                let who = r.str()?;
-                let ts = r.i64()?;
-                // Ingest only stores known types; an unknown one is read as a plain track event
-                // (as the SQLite store does).
-                let kind = EventType::parse(&r.str()?).unwrap_or(EventType::Track);
-                let name = r.str()?;
-                let props = match json::parse(&r.str()?) {
-                    Ok(json::Value::Obj(entries)) => entries,
-                    _ => Vec::new(),
-                };
-                let event = UserEvent { ts, kind, name, props };
-                match users.last_mut() {
-                    Some(u) if u.user == who => u.events.push(event),
-                    _ => users.push(UserEvents { user: who, events: vec![event] }),
-                }
-            }
-            Ok(users)
-        })
+        Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
+}
+
+/// Rows of (user key, ts, type, name, props), sorted by user key, grouped into users.
+fn user_events(answer: &[u8]) -> Result<Vec<UserEvents>, StoreError> {
+    let mut r = Reader::new(answer);
+    let mut users: Vec<UserEvents> = Vec::new();
+    while !r.is_empty() {
+        let who = r.str()?;
+        let ts = r.i64()?;
+        // Ingest only stores known types; an unknown one is read as a plain track event
+        // (as the SQLite store does).
+        let kind = EventType::parse(&r.str()?).unwrap_or(EventType::Track);
+        let name = r.str()?;
+        let props = match json::parse(&r.str()?) {
+            Ok(json::Value::Obj(entries)) => entries,
+            _ => Vec::new(),
+        };
+        let event = UserEvent { ts, kind, name, props };
+        match users.last_mut() {
+            Some(u) if u.user == who => u.events.push(event),
+            _ => users.push(UserEvents { user: who, events: vec![event] }),
+        }
+    }
+    Ok(users)
 }
 
 #[cfg(test)]
