@@ -745,9 +745,9 @@ pub fn bench(args: &[String]) -> Result {
     let mut table = Table::default();
     sizes_section(&mut table)?;
     browser_section(&mut table, opts.runs)?;
-    sdk::section(&mut table, opts.runs)?;
     ingest_section(&mut table)?;
     queries_section(&mut table, opts.ten_million)?;
+    sdk::section(&mut table, opts.runs)?;
     table.load.push(("end".into(), load_average()));
 
     let rows = table.markdown();
