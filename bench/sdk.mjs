@@ -8,11 +8,14 @@
 //               interval measured, every tip window closed): the lean tracker alone
 // and for each: requests, loader start → ready, a fresh page's first 50 track() calls, and
 // track() over 10 000 calls (batches of 500). A repeat view with a warm cache shows what the
-// immutable files save.
-// Env: BENCH_COLLECTOR (base URL), BENCH_RUNS (default 7).
+// immutable files save. First, a new user's session with three reloads: events the collector
+// received against the events it stored.
+// Env: BENCH_COLLECTOR (base URL), BENCH_DB (its SQLite file), BENCH_RUNS (default 7).
+import { execFileSync } from "node:child_process";
 import { launchBrowser } from "../tests/e2e/harness.mjs";
 
 const BASE = process.env.BENCH_COLLECTOR;
+const DB = process.env.BENCH_DB;
 const RUNS = Number(process.env.BENCH_RUNS || 7);
 const DEMO = BASE + "/demo/";
 const out = (key, value) => console.log(key + "=" + value);
@@ -118,9 +121,52 @@ async function finishedUser(browser) {
   return storageState;
 }
 
+/** Events the collector received (`onramp_events_accepted_total`: every event of every
+ *  committed batch, repeats included) and stored (rows in its SQLite file: one per event id). */
+async function counts() {
+  const text = await (await fetch(BASE + "/metrics")).text();
+  const received = Number((text.match(/^onramp_events_accepted_total (\d+)/m) || [])[1]);
+  const stored = Number(execFileSync("sqlite3", [DB, "SELECT count(*) FROM events"]).toString().trim());
+  return { received, stored };
+}
+
+/** A new user's session on the demo with three reloads: events the collector received (fetches
+ *  and beacons, repeats included) against the events it stored. */
+async function session(browser) {
+  const before = await counts();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(DEMO);
+  await page.fill("#signup-name", "Session");
+  await page.fill("#signup-email", "session@example.com");
+  await page.click("#signup-submit");
+  await page.click("#new-project");
+  await page.fill("#project-name", "One");
+  await page.click("#project-create");
+  await page.reload();
+  await page.click("a[data-route=team]");
+  await page.click("#invite-teammate");
+  await page.fill("#invite-email", "mate@example.com");
+  await page.click("#invite-send");
+  await page.reload();
+  await page.click("a[data-route=projects]");
+  await page.click("#new-project");
+  await page.fill("#project-name", "Two");
+  await page.click("#project-create");
+  await page.reload();
+  // Past the acknowledgement window: whatever the reloads left on its way has been adopted.
+  await page.waitForTimeout(7000);
+  await page.evaluate(() => window.onramp.flush());
+  await context.close();
+  const after = await counts();
+  out("session_received", after.received - before.received);
+  out("session_stored", after.stored - before.stored);
+}
+
 async function main() {
   const browser = await launchBrowser();
   out("runs", RUNS);
+  await session(browser);
   await measure(browser, "onboarding");
   await measure(browser, "finished", await finishedUser(browser));
   await browser.close();

@@ -17,6 +17,8 @@ mod capture;
 
 use std::cell::RefCell;
 
+use gloo_events::EventListener;
+use gloo_timers::callback::Interval;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -37,7 +39,7 @@ mod tips;
 const LEAN_KEY: &str = "onramp.lean";
 
 /// The outbox's clock tick: heartbeat, adoption of dead tabs, batching by time, retries.
-const TICK_MS: i32 = 1000;
+const TICK_MS: u32 = 1000;
 const ANON_KEY: &str = "onramp.anonymousId";
 #[cfg(feature = "guide")]
 type Props = Vec<(String, Value)>;
@@ -77,6 +79,8 @@ struct Sdk {
     lean: Option<String>,
     /// `flush()` promises waiting for the acknowledgement of what was queued before them.
     flush_waiters: Vec<(u64, js_sys::Function)>,
+    /// Set right after the SDK is stored (the callbacks find it there).
+    hooks: Option<PageHooks>,
 }
 
 /// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
@@ -157,7 +161,8 @@ fn object_entries(value: Value) -> Vec<(String, Value)> {
 /// smaller ones on the next tick.
 fn with_sdk(f: impl FnOnce(&mut Sdk)) {
     let send = SDK.with(|cell| {
-        // Busy means a host handler called back into onramp from inside it: drop, never panic.
+        // Never busy for the page's calls (they wait in DEFERRED, see `Call`); a timer firing
+        // inside a host callback finds its work again on the next tick. Never a panic.
         let Ok(mut guard) = cell.try_borrow_mut() else { return false };
         let Some(sdk) = guard.as_mut() else { return false };
         f(sdk);
@@ -238,10 +243,111 @@ fn enqueue_recorded(sdk: &mut Sdk) -> bool {
     sdk.outbox.due(now, false)
 }
 
+/// A call from the page. One that arrives while onramp is busy — a host callback onramp invoked
+/// (a wrapped `fetch`, a patched `setItem` or `console.error`) calling back into it — waits in
+/// [`DEFERRED`], in order, and runs as soon as onramp is free: no call is dropped.
+enum Call {
+    Init(JsValue),
+    Identify(String, JsValue),
+    Track(String, JsValue, Option<f64>),
+    Complete(String),
+    Reset,
+    Flush(Option<js_sys::Function>),
+}
+
+thread_local! {
+    static DEFERRED: RefCell<std::collections::VecDeque<Call>> = const { RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// Runs `call` now, or after the calls already waiting (see [`Call`]).
+fn run(call: Call) {
+    let waiting = DEFERRED.with(|d| !d.borrow().is_empty());
+    if waiting || SDK.with(|cell| cell.try_borrow_mut().is_err()) {
+        DEFERRED.with(|d| d.borrow_mut().push_back(call));
+        if !waiting {
+            schedule(run_deferred);
+        }
+        return;
+    }
+    apply(call);
+}
+
+fn run_deferred() {
+    loop {
+        if SDK.with(|cell| cell.try_borrow_mut().is_err()) {
+            return schedule(run_deferred); // still busy (a timer inside a host callback)
+        }
+        let Some(call) = DEFERRED.with(|d| d.borrow_mut().pop_front()) else { return };
+        apply(call);
+    }
+}
+
+/// Runs `f` at the end of the current task (a 0 ms timer).
+fn schedule(f: fn()) {
+    let Some(window) = web_sys::window() else { return };
+    let cb = Closure::once_into_js(f);
+    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
+}
+
+fn apply(call: Call) {
+    match call {
+        Call::Init(config) => start(config),
+        Call::Identify(user_id, traits) => identify_user(&user_id, traits),
+        Call::Track(name, props, at) => {
+            let now = now_ms();
+            let ts = at.filter(|t| t.is_finite() && *t > 0.0).map_or(now, |t| (t as i64).min(now));
+            record_track(&name, object_entries(to_value(&props)), ts);
+        }
+        Call::Complete(milestone) => complete_milestone(&milestone),
+        Call::Reset => reset_identity(),
+        Call::Flush(done) => flush_now(done),
+    }
+}
+
 /// Starts the SDK. `config` is `{ writeKey, collector }`; `collector` defaults to this page's
 /// origin. A config error disables the SDK with one console message; the page is unaffected.
 #[wasm_bindgen]
 pub fn init(config: JsValue) {
+    run(Call::Init(config));
+}
+
+/// Names the user. `traits` may carry `signedUpAt` (ms or ISO string, sent on as ms) and
+/// anything else.
+#[wasm_bindgen]
+pub fn identify(user_id: String, traits: JsValue) {
+    run(Call::Identify(user_id, traits));
+}
+
+/// Records a product event; `at` (Unix ms) when it happened earlier than now: a call the
+/// paste-in snippet kept while the SDK loaded, or stored during an outage of the loader.
+#[wasm_bindgen]
+pub fn track(name: String, props: JsValue, at: Option<f64>) {
+    run(Call::Track(name, props, at));
+}
+
+/// The user (or the page, relaying a server) confirms a customer milestone of the plan. The
+/// tracker runs only for users whose milestones are all settled: nothing to confirm there.
+#[wasm_bindgen]
+pub fn complete(milestone: String) {
+    run(Call::Complete(milestone));
+}
+
+/// Log-out: forget the user and start a new anonymous identity.
+#[wasm_bindgen]
+pub fn reset() {
+    run(Call::Reset);
+}
+
+/// Sends what is queued now, without waiting for the batch interval or a backoff, and calls
+/// `done` once everything queued before this call has left the queue: acknowledged by the
+/// collector, or dropped (refused, expired). Without a running SDK, at once. The ES module
+/// turns it into `flush()`'s promise.
+#[wasm_bindgen]
+pub fn flush(done: Option<js_sys::Function>) {
+    run(Call::Flush(done));
+}
+
+fn start(config: JsValue) {
     let config = to_value(&config);
     let Some(write_key) = config.get("writeKey").and_then(Value::as_str) else {
         console_error("onramp: init: `writeKey` is required (a string such as \"wk_…\"); onramp is disabled");
@@ -287,16 +393,15 @@ pub fn init(config: JsValue) {
         tips_options: config.get("tips").cloned().unwrap_or(Value::Null),
         lean: storage_get(LEAN_KEY),
         flush_waiters: Vec::new(),
+        hooks: None,
     };
-    // A second init replaces the SDK but must not add a second ticker and listeners.
+    // A second init replaces the SDK, and with it the ticker and listeners (dropped here).
     let replaced = SDK.with(|cell| cell.borrow_mut().replace(sdk));
-    let first = replaced.is_none();
     if let Some(old) = replaced {
         resolve_flushes(old.flush_waiters.into_iter().map(|(_, f)| f));
     }
-    if first {
-        listen();
-    }
+    let hooks = listen();
+    with_sdk(|sdk| sdk.hooks = hooks);
     match config.get("plan") {
         Some(Value::Bool(false)) => {} // the page opted out: events only, no milestones
         Some(plan @ Value::Obj(_)) => start_plan(plan),
@@ -506,10 +611,7 @@ fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
     });
 }
 
-/// Names the user. `traits` may carry `signedUpAt` (ms or ISO string, sent on as ms) and
-/// anything else.
-#[wasm_bindgen]
-pub fn identify(user_id: &str, traits: JsValue) {
+fn identify_user(user_id: &str, traits: JsValue) {
     let mut traits = object_entries(to_value(&traits));
     let mut signup = None;
     for (k, v) in traits.iter_mut() {
@@ -543,19 +645,9 @@ pub fn identify(user_id: &str, traits: JsValue) {
     tips::refresh();
 }
 
-/// Records a product event; `at` (Unix ms) when it happened earlier than now: a call the
-/// paste-in snippet kept while the SDK loaded, or stored during an outage of the loader.
-#[wasm_bindgen]
-pub fn track(name: &str, props: JsValue, at: Option<f64>) {
-    let now = now_ms();
-    let ts = at.filter(|t| t.is_finite() && *t > 0.0).map_or(now, |t| (t as i64).min(now));
-    record_track(name, object_entries(to_value(&props)), ts);
-}
 
 /// The user (or the page, relaying a server) confirms a customer milestone of the plan.
-/// The tracker runs only for users whose milestones are all settled: nothing to confirm there.
-#[wasm_bindgen]
-pub fn complete(milestone: &str) {
+fn complete_milestone(milestone: &str) {
     #[cfg(feature = "guide")]
     {
         with_sdk(|sdk| {
@@ -571,9 +663,7 @@ pub fn complete(milestone: &str) {
     let _ = milestone;
 }
 
-/// Log-out: forget the user and start a new anonymous identity.
-#[wasm_bindgen]
-pub fn reset() {
+fn reset_identity() {
     let id = Client::new_id(now_ms(), &mut BrowserEntropy);
     if let Some(s) = local_storage() {
         let _ = s.set_item(ANON_KEY, &id);
@@ -594,27 +684,15 @@ pub fn reset() {
     tips::refresh();
 }
 
-/// Sends what is queued now, without waiting for the batch interval or a backoff, and calls
-/// `done` once everything queued before this call has left the queue: acknowledged by the
-/// collector, or dropped (refused, expired). Without a running SDK, at once. The ES module
-/// turns it into `flush()`'s promise.
-#[wasm_bindgen]
-pub fn flush(done: Option<js_sys::Function>) {
+fn flush_now(done: Option<js_sys::Function>) {
     if let Some(done) = done {
-        let waiting = SDK.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut guard) => match guard.as_mut() {
-                Some(sdk) => {
-                    let mark = sdk.outbox.mark();
-                    sdk.flush_waiters.push((mark, done));
-                    None
-                }
-                None => Some(done),
-            },
-            // Re-entered from a host callback: the ticker settles it (`settle_flushes`).
-            Err(_) => {
-                PENDING_FLUSHES.with(|p| p.borrow_mut().push(done));
+        let waiting = SDK.with(|cell| match cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
+            Some(sdk) => {
+                let mark = sdk.outbox.mark();
+                sdk.flush_waiters.push((mark, done));
                 None
             }
+            None => Some(done),
         });
         if let Some(done) = waiting {
             let _ = done.call0(&JsValue::UNDEFINED);
@@ -624,20 +702,11 @@ pub fn flush(done: Option<js_sys::Function>) {
     settle_flushes();
 }
 
-thread_local! {
-    /// `flush()` calls made while the SDK was busy, waiting for their mark (see [`flush`]).
-    static PENDING_FLUSHES: RefCell<Vec<js_sys::Function>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Calls the `flush()` callbacks whose events have all left the queue.
 fn settle_flushes() {
     let done: Vec<js_sys::Function> = SDK.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else { return Vec::new() };
-        let Some(sdk) = guard.as_mut() else { return PENDING_FLUSHES.with(|p| p.take()) };
-        for f in PENDING_FLUSHES.with(|p| p.take()) {
-            let mark = sdk.outbox.mark();
-            sdk.flush_waiters.push((mark, f));
-        }
+        let Some(sdk) = guard.as_mut() else { return Vec::new() };
         let outbox = &sdk.outbox;
         let (done, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut sdk.flush_waiters).into_iter().partition(|(mark, _)| outbox.delivered_up_to(*mark));
@@ -770,37 +839,23 @@ fn beacon(retire: bool) {
     });
 }
 
-/// The page's timers and listeners; they live as long as the page.
-fn listen() {
-    let Some(window) = web_sys::window() else { return };
-    let on = |target: &web_sys::EventTarget, name: &str, f: Closure<dyn FnMut()>| {
-        let _ = target.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
-        f.forget();
-    };
-    let ticker = Closure::<dyn FnMut()>::new(tick);
-    let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(ticker.as_ref().unchecked_ref(), TICK_MS);
-    ticker.forget();
-    // pagehide: the page is going (closed, reloaded, navigated); mark this tab's queue free
-    // for the next page to adopt at once.
-    on(&window, "pagehide", Closure::new(|| beacon(true)));
-    // Coming back from the back-forward cache: beat again (adopted events are detected).
-    on(&window, "pageshow", Closure::new(tick));
-    // Hidden is often the last moment a mobile page gets: a tab switch may end in a kill.
-    if let Some(document) = window.document() {
-        on(
-            &document,
-            "visibilitychange",
-            Closure::new(|| {
-                if web_sys::window().and_then(|w| w.document()).is_some_and(|d| d.hidden()) {
-                    beacon(false);
-                }
-            }),
-        );
-    }
-    on(
-        &window,
-        "online",
-        Closure::new(|| {
+/// The ticker and the page-lifetime listeners, owned by the running SDK: a second `init`
+/// replaces them and a disabled SDK drops them (gloo removes a listener and clears a timer
+/// when its value is dropped), so none outlives the SDK it serves or runs twice.
+struct PageHooks {
+    _ticker: Interval,
+    _listeners: Vec<EventListener>,
+}
+
+fn listen() -> Option<PageHooks> {
+    let window = web_sys::window()?;
+    let mut listeners = vec![
+        // pagehide: the page is going (closed, reloaded, navigated); mark this tab's queue free
+        // for the next page to adopt.
+        EventListener::new(&window, "pagehide", |_| beacon(true)),
+        // Coming back from the back-forward cache: beat again (adopted events are detected).
+        EventListener::new(&window, "pageshow", |_| tick()),
+        EventListener::new(&window, "online", |_| {
             SDK.with(|cell| {
                 if let Some(sdk) = cell.try_borrow_mut().ok().as_mut().and_then(|g| g.as_mut()) {
                     sdk.outbox.online();
@@ -808,7 +863,16 @@ fn listen() {
             });
             send_batch(true);
         }),
-    );
+    ];
+    // Hidden is often the last moment a mobile page gets: a tab switch may end in a kill.
+    if let Some(document) = window.document() {
+        listeners.push(EventListener::new(&document, "visibilitychange", |_| {
+            if web_sys::window().and_then(|w| w.document()).is_some_and(|d| d.hidden()) {
+                beacon(false);
+            }
+        }));
+    }
+    Some(PageHooks { _ticker: Interval::new(TICK_MS, tick), _listeners: listeners })
 }
 
 #[cfg(all(test, feature = "guide"))]

@@ -53,10 +53,12 @@ test("flush() resolves after the collector acknowledged every event queued befor
 
   // While the collector refuses (a 503 from a route standing in for an outage) the promise waits.
   let refusing = true;
-  // Counted from before the calls: the refused attempt may finish before evaluate() returns.
   let attempts = 0;
-  page.on("requestfinished", (r) => { if (r.url().endsWith("/v1/batch")) attempts++; });
-  await page.route("**/v1/batch", (route) => (refusing ? route.fulfill({ status: 503, headers: { "retry-after": "0" }, body: "" }) : route.continue()));
+  await page.route("**/v1/batch", (route) => {
+    if (!refusing) return route.continue();
+    attempts++;
+    return route.fulfill({ status: 503, headers: { "retry-after": "0" }, body: "" });
+  });
   await page.evaluate(() => {
     window.flushed = false;
     for (let i = 0; i < 3; i++) window.onramp.track("d_flush_later", { i });
@@ -110,5 +112,32 @@ test("ids come from crypto.getRandomValues, not Math.random", async () => {
   assert.ok(before.crypto >= 2, "the anonymous id and the tab id at init: " + JSON.stringify(before));
   assert.ok(after.crypto >= before.crypto + 3, "one per event: " + JSON.stringify(after));
   assert.equal(after.math, 0, "Math.random is never used");
+  await context.close();
+});
+
+test("a call made from inside a host callback onramp invoked is kept, in order, not dropped", async () => {
+  const context = await browser.newContext();
+  // The page wraps fetch (as monitoring scripts do) and calls onramp from inside the wrapper,
+  // which runs while onramp is sending its batch.
+  await context.addInitScript(() => {
+    const fetch = window.fetch;
+    window.reentered = 0;
+    window.fetch = function (url, init) {
+      if (String(url).endsWith("/v1/batch") && window.reentered === 0) {
+        window.reentered++;
+        window.onramp.track("d_reentrant", { n: 1 });
+        window.onramp.identify("reentrant@example.com");
+        window.onramp.track("d_reentrant", { n: 2 });
+      }
+      return fetch.call(this, url, init);
+    };
+  });
+  const { page, messages } = await openPage(context);
+  await page.evaluate(() => { window.onramp.track("d_before"); return window.onramp.flush(); });
+  assert.equal(await page.evaluate(() => window.reentered), 1);
+  await page.evaluate(() => window.onramp.flush());
+  const rows = execFileSync("sqlite3", [collector.db, "SELECT json_extract(props, '$.n'), coalesce(user_id, '') FROM events WHERE name = 'd_reentrant' ORDER BY client_ts, json_extract(props, '$.n')"]).toString().trim();
+  assert.equal(rows, "1|\n2|reentrant@example.com", "both kept, the identify between them applied in order");
+  assert.deepEqual(messages.filter((m) => m.type === "pageerror" || (m.type === "error" && m.text.startsWith("onramp"))), []);
   await context.close();
 });

@@ -759,10 +759,10 @@ pub fn bench(args: &[String]) -> Result {
     let mut table = Table::default();
     sizes_section(&mut table)?;
     browser_section(&mut table, opts.runs)?;
-    sdk::section(&mut table, opts.runs)?;
     rerender::section(&mut table)?;
     ingest_section(&mut table)?;
     queries_section(&mut table, opts.ten_million)?;
+    sdk::section(&mut table, opts.runs)?;
     table.load.push(("end".into(), load_average()));
 
     let rows = table.markdown();

@@ -3,7 +3,8 @@
 //! `bench/sdk.mjs` loads the demo page cold in headless Chromium for a user in onboarding (the
 //! full SDK) and for one the full SDK itself marked as finished (the lean tracker alone), and
 //! reports the bytes Chromium received for the SDK (compressed bodies, as the collector serves
-//! them), the requests, ready time and `track()`. twiggy splits both wasm modules by part.
+//! them), the requests, ready time and `track()`; and the events the collector received against
+//! those it stored over a session with three reloads. twiggy splits both wasm modules by part.
 
 use std::process::Command;
 
@@ -12,10 +13,12 @@ use crate::Result;
 
 pub(super) fn section(table: &mut Table, runs: u32) -> Result {
     table.section("5. The SDK per kind of user, as Chromium receives it from the collector (cold cache, median)");
-    let collector = Collector::start(&fresh_db("sdk.db")?)?;
+    let db = fresh_db("sdk.db")?;
+    let collector = Collector::start(&db)?;
     let mut node = Command::new("node");
     node.arg(bench_dir().join("sdk.mjs"))
         .env("BENCH_COLLECTOR", &collector.url)
+        .env("BENCH_DB", &db)
         .env("BENCH_RUNS", runs.to_string())
         .current_dir(root());
     let kv = key_values(&capture(table, &mut node)?);
@@ -60,6 +63,15 @@ pub(super) fn section(table: &mut Table, runs: u32) -> Result {
             track.zip(first).map(|(t, f)| t <= 5.0 && f <= 20.0),
         );
     }
+    let (received, stored) = (num(&kv, "session_received"), num(&kv, "session_stored"));
+    let ratio = received.zip(stored).filter(|(_, s)| *s > 0.0).map(|(r, s)| r / s);
+    table.row(
+        "events received ÷ stored over a new user's session with three reloads (fetches and beacons, repeats included)",
+        &ratio.map_or("?".into(), |r| format!("{r:.2} ×")),
+        &format!("{} received, {} stored", get("session_received"), get("session_stored")),
+        "≤ 1.2 ×",
+        ratio.map(|r| r <= 1.2),
+    );
     for (name, label) in [("tracker", "tracker_bg.wasm (lean tracker)"), ("onramp", "onramp_bg.wasm (full SDK)")] {
         if let Some(parts) = wasm_parts(table, name) {
             table.row(&format!("{label} by part (twiggy; raw bytes before compression)"), &parts, "", "", None);
