@@ -40,6 +40,9 @@ pub struct Project {
     /// Raw events older than this many days are deleted (hourly); none when absent.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Signs this project's webhook requests (Standard Webhooks: `whsec_` + base64 of the key).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
 }
 
 impl Project {
@@ -138,6 +141,7 @@ impl Config {
             allowed_origins: vec!["*".into()],
             admin_token: None,
             retention_days: None,
+            webhook_secret: None,
         }
     }
 

@@ -137,11 +137,17 @@ async fn accept(
         });
     }
     let count = stored.len();
-    // Kept only when a webhook wants to hear about committed events.
-    let committed = state.webhook.as_ref().map(|_| stored.clone());
+    // Worked out before the events move into the store; empty without a webhook.
+    let notifications = match &state.webhook {
+        Some(_) => crate::webhook::value_notifications(&stored, received_at),
+        None => Vec::new(),
+    };
     state.store.insert(stored).await?;
-    if let (Some(hook), Some(events)) = (&state.webhook, committed) {
-        hook.after_commit(&events);
+    // In the outbox before the acknowledgement: if this fails, the SDK resends the batch, the
+    // events are deduplicated and the notifications written then.
+    if let (Some(hook), false) = (&state.webhook, notifications.is_empty()) {
+        state.store.enqueue_notifications(notifications).await?;
+        hook.wake();
     }
     Ok((count, clamped))
 }
