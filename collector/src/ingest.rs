@@ -104,7 +104,7 @@ async fn accept(
     }
     let body = read_body(state, body, MAX_BATCH_BYTES).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
+    let (mut batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
     let project = authenticate(state, headers, &batch)?;
     outcome.project = Some(project.id.clone());
@@ -112,6 +112,11 @@ async fn accept(
 
     let received_at = state.now();
     let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
+    for (index, event) in batch.events.iter_mut().enumerate() {
+        if let Err(e) = crate::identity::check(project, event) {
+            errors.push(WireError { index: Some(original_index(index, &parse_bad)), ..e });
+        }
+    }
     let mut clamped = 0;
     let mut stored = Vec::with_capacity(batch.events.len());
     for (index, event) in batch.events.into_iter().enumerate() {

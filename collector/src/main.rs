@@ -228,6 +228,8 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             admin_token: None,
             retention_days: None,
             webhook_secret: None,
+            identity_secret: None,
+            identity_enforcement: Default::default(),
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }

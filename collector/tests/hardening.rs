@@ -28,6 +28,8 @@ fn project(id: &str, origins: &[&str]) -> Project {
         admin_token: None,
         retention_days: None,
         webhook_secret: None,
+        identity_secret: None,
+        identity_enforcement: Default::default(),
     }
 }
 

@@ -25,6 +25,8 @@ fn project(id: &str, admin: Option<&str>, retention_days: Option<u32>) -> Projec
         admin_token: admin.map(String::from),
         retention_days,
         webhook_secret: None,
+        identity_secret: None,
+        identity_enforcement: Default::default(),
     }
 }
 
