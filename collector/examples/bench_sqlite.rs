@@ -252,6 +252,7 @@ fn clickhouse(db: &Path) -> Result<(), String> {
                     name: get_str(3)?,
                     anonymous_id: get_str(4)?,
                     user_id: r.get(5).map_err(|e| e.to_string())?,
+                    user_hash: None,
                     ts: get_int(7)?,
                     props,
                 },

@@ -40,6 +40,30 @@ pub struct Project {
     /// Raw events older than this many days are deleted (hourly); none when absent.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Signs this project's webhook requests (Standard Webhooks: `whsec_` + base64 of the key).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Identity verification (docs/IDENTITY.md): the secret the customer's backend computes
+    /// each user's `userHash` with.
+    #[serde(default)]
+    pub identity_secret: Option<String>,
+    /// What happens to events claiming a user id without a valid `userHash`, when
+    /// `identity_secret` is set.
+    #[serde(default)]
+    pub identity_enforcement: IdentityEnforcement,
+}
+
+/// See [`Project::identity_enforcement`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityEnforcement {
+    /// Refused: 400 naming each such event and `userHash`; nothing of the batch is stored.
+    #[default]
+    Reject,
+    /// Stored without the user id (as the anonymous visitor they provably are).
+    Anonymous,
+    /// Accepted as claimed: for rolling the hashes out before enforcing them.
+    Off,
 }
 
 impl Project {
@@ -142,6 +166,9 @@ impl Config {
             // The demo's data is for playing with; real projects set their own in the config.
             admin_token: Some("at_demo".into()),
             retention_days: None,
+            webhook_secret: None,
+            identity_secret: None,
+            identity_enforcement: IdentityEnforcement::Reject,
         }
     }
 

@@ -136,7 +136,7 @@ async fn accept(
     }
     let body = read_body(state, body, MAX_BATCH_BYTES).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
+    let (mut batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
     let project = match source {
         Source::Live => authenticate(state, headers, &batch)?,
@@ -152,6 +152,11 @@ async fn accept(
 
     let received_at = state.now();
     let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
+    for (index, event) in batch.events.iter_mut().enumerate() {
+        if let Err(e) = crate::identity::check(project, event) {
+            errors.push(WireError { index: Some(original_index(index, &parse_bad)), ..e });
+        }
+    }
     let mut clamped = 0;
     let mut stored = Vec::with_capacity(batch.events.len());
     for (index, mut event) in batch.events.into_iter().enumerate() {
@@ -189,12 +194,18 @@ async fn accept(
         });
     }
     let count = stored.len();
-    // Kept only when a webhook wants to hear about committed events.
-    // Imported history is not news: no webhook for it.
-    let committed = state.webhook.as_ref().filter(|_| source == Source::Live).map(|_| stored.clone());
+    // Worked out before the events move into the store; empty without a webhook. Imported
+    // history is not news: no webhook for it.
+    let notifications = match &state.webhook {
+        Some(_) if source == Source::Live => crate::webhook::value_notifications(&stored, received_at),
+        _ => Vec::new(),
+    };
     state.store.insert(stored).await?;
-    if let (Some(hook), Some(events)) = (&state.webhook, committed) {
-        hook.after_commit(&events);
+    // In the outbox before the acknowledgement: if this fails, the SDK resends the batch, the
+    // events are deduplicated and the notifications written then.
+    if let (Some(hook), false) = (&state.webhook, notifications.is_empty()) {
+        state.store.enqueue_notifications(notifications).await?;
+        hook.wake();
     }
     Ok((count, clamped))
 }

@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: projects (write keys, read tokens, allowed origins) and paths.
 //! - [`ingest`]: `POST /v1/batch`, from body to committed rows.
+//! - [`identity`]: identity verification (`userHash`).
 //! - [`query`]: the read API behind the dashboard (`/v1/funnel`, `/v1/ttv`, `/v1/cohorts`,
 //!   `/v1/tips`, `/v1/metrics`, `/v1/stalled`, `/v1/report`).
 //! - [`analytics`]: the pure math behind it, shared by every store.
@@ -25,6 +26,7 @@ pub mod analytics;
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod ingest;
 pub mod ops;
 pub mod plans;

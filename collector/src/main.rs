@@ -151,6 +151,10 @@ struct ServeArgs {
     /// Due windows for stall alerts in projects whose plan gives none, e.g. `invited:24h,upload:3d`.
     #[arg(long, env = "ONRAMP_DUE", value_name = "MILESTONE:DURATION,…", value_parser = due_list)]
     due: Option<DueList>,
+    /// Let the webhook reach loopback and private addresses (a relay on the same host or
+    /// network); refused otherwise.
+    #[arg(long, env = "ONRAMP_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::FalseyValueParser::new())]
+    webhook_allow_private: bool,
     /// How often to scan for newly stalled users.
     #[arg(long, env = "ONRAMP_STALL_SCAN", value_name = "DURATION", default_value = "60s", value_parser = duration)]
     stall_scan: Duration,
@@ -243,6 +247,9 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
             admin_token: None,
             retention_days: None,
+            webhook_secret: None,
+            identity_secret: None,
+            identity_enforcement: Default::default(),
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
@@ -409,7 +416,10 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     };
     let webhook = match &args.webhook {
         Some(url) => match Webhook::new(url, args.due.clone().map(|d| d.0).unwrap_or_default(), args.stall_scan) {
-            Ok(hook) => Some(hook),
+            Ok(mut hook) => {
+                hook.allow_private = args.webhook_allow_private;
+                Some(Arc::new(hook))
+            }
             Err(e) => {
                 eprintln!("onramp-collector: {e}");
                 return ExitCode::from(2);
@@ -461,8 +471,12 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let mut state = AppState::new(config, store);
     state.log_requests = !args.quiet;
     if let Some(hook) = webhook {
+        state.webhook = Some(hook.clone());
         state.spawn_background(onramp_collector::webhook::scan_loop(state.clone(), hook.clone()));
-        state.webhook = Some(Arc::new(hook));
+        state.spawn_background(onramp_collector::webhook::delivery_loop(state.clone(), hook));
+        for p in state.config.projects.iter().filter(|p| p.webhook_secret.is_none()) {
+            eprintln!("onramp-collector: project {:?} has no webhookSecret: its webhook requests go unsigned", p.id);
+        }
     }
     if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
         state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));

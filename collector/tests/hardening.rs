@@ -27,6 +27,9 @@ fn project(id: &str, origins: &[&str]) -> Project {
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         admin_token: None,
         retention_days: None,
+        webhook_secret: None,
+        identity_secret: None,
+        identity_enforcement: Default::default(),
     }
 }
 

@@ -24,6 +24,9 @@ fn project(id: &str, admin: Option<&str>, retention_days: Option<u32>) -> Projec
         allowed_origins: vec!["*".into()],
         admin_token: admin.map(String::from),
         retention_days,
+        webhook_secret: None,
+        identity_secret: None,
+        identity_enforcement: Default::default(),
     }
 }
 
@@ -182,6 +185,29 @@ async fn clickhouse_erases_and_exports_as_sqlite_does() {
         store.insert(events.clone()).await.expect("insert");
         store.insert(vec![other.clone()]).await.expect("insert");
     }
+    // The webhook outbox behaves the same on both: one notification per (project, kind, user),
+    // due until delivered, retried when due.
+    let n = |user: &str, at: i64| onramp_collector::store::Notification {
+        id: format!("msg_{user}"),
+        project: "acme".into(),
+        kind: "value_reached".into(),
+        user: user.into(),
+        payload: format!("{{\"user\":\"{user}\"}}"),
+        created_at: at,
+        attempts: 0,
+    };
+    for store in stores {
+        store.enqueue_notifications(vec![n("alice", 10), n("bob", 11)]).await.expect("enqueue");
+        store.enqueue_notifications(vec![n("alice", 12)]).await.expect("enqueue again");
+        let due = store.due_notifications(100, 10).await.expect("due");
+        assert_eq!(due, vec![n("alice", 10), n("bob", 11)], "the first copy, once");
+        use onramp_collector::store::Attempt;
+        store.record_attempt("msg_alice", Attempt::Retry { next: 200, error: "503".into() }).await.expect("retry");
+        store.record_attempt("msg_bob", Attempt::Delivered { at: 100 }).await.expect("delivered");
+        assert!(store.due_notifications(150, 10).await.expect("due").is_empty());
+        let due = store.due_notifications(200, 10).await.expect("due");
+        assert_eq!((due.len(), due[0].attempts), (1, 1));
+    }
     for user in ["alice", "bob", "v1", "a1"] {
         let (a, b) = (sqlite.user_data("acme", user).await.expect("sqlite"), clickhouse.user_data("acme", user).await.expect("ch"));
         assert_eq!(a, b, "{user}");
@@ -196,5 +222,6 @@ async fn clickhouse_erases_and_exports_as_sqlite_does() {
         assert_eq!(store.users("globex").await.expect("users").len(), 1, "other project untouched");
         assert_eq!(store.delete_events_before("acme", NOW - 1500).await.expect("retention"), 1, "event 4");
         assert_eq!(store.user_data("acme", "bob").await.expect("bob").events.len(), 1);
+        assert!(store.due_notifications(1000, 10).await.expect("due").is_empty(), "alice's notification erased with her");
     }
 }

@@ -16,6 +16,9 @@ pub trait Entropy {
 pub struct Client {
     pub anonymous_id: String,
     pub user_id: Option<String>,
+    /// The identity-verification hash for `user_id` given to `identify` (docs/IDENTITY.md);
+    /// sent with every event of that user.
+    pub user_hash: Option<String>,
     /// Events recorded and not yet handed to the delivery outbox, oldest first.
     outbox: Vec<Event>,
     /// Millisecond and counter of the last id, so ids made in one millisecond stay ordered.
@@ -25,7 +28,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(anonymous_id: String) -> Client {
-        Client { anonymous_id, user_id: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
+        Client { anonymous_id, user_id: None, user_hash: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
     }
 
     /// A fresh random id, used for anonymous ids.
@@ -69,6 +72,7 @@ impl Client {
             name: name.into(),
             anonymous_id: self.anonymous_id.clone(),
             user_id: self.user_id.clone(),
+            user_hash: self.user_id.as_ref().and(self.user_hash.clone()),
             ts: now_ms,
             props,
         }
@@ -91,7 +95,14 @@ impl Client {
 
     /// Links the anonymous id to `user_id`: the identify event carries both, so the collector
     /// attributes this visitor's earlier anonymous events to the user.
-    pub fn identify(&mut self, user_id: &str, traits: Vec<(String, Value)>, now_ms: i64, entropy: &mut impl Entropy) {
+    ///
+    /// A `userHash` trait is taken out of the traits (it is a credential, not a trait) and sent
+    /// with every event of this user, for collectors that verify identities.
+    pub fn identify(&mut self, user_id: &str, mut traits: Vec<(String, Value)>, now_ms: i64, entropy: &mut impl Entropy) {
+        let hash = traits.iter().position(|(k, _)| k == "userHash").map(|i| traits.remove(i).1);
+        if self.user_id.as_deref() != Some(user_id) || hash.is_some() {
+            self.user_hash = hash.and_then(|h| h.as_str().map(String::from));
+        }
         self.user_id = Some(user_id.into());
         self.record(EventType::Identify, "identify", traits, now_ms, entropy);
     }
@@ -100,6 +111,7 @@ impl Client {
     /// identity they were recorded under.
     pub fn reset(&mut self, new_anonymous_id: String) {
         self.user_id = None;
+        self.user_hash = None;
         self.anonymous_id = new_anonymous_id;
     }
 
@@ -168,5 +180,24 @@ pub(crate) mod tests {
         c.reset("anon2".into());
         let e = c.record(EventType::Track, "x", vec![], 2, &mut rng);
         assert_eq!((e.user_id.as_deref(), e.anonymous_id.as_str()), (None, "anon2"));
+    }
+
+    #[test]
+    fn user_hash_goes_with_every_event_of_its_user_and_never_into_traits() {
+        let mut c = Client::new("anon".into());
+        let mut rng = Counter(0);
+        let traits = vec![("plan".into(), Value::Str("pro".into())), ("userHash".into(), Value::Str("ab12".into()))];
+        c.identify("u1", traits, 1, &mut rng);
+        c.record(EventType::Track, "x", vec![], 2, &mut rng);
+        c.identify("u1", vec![], 3, &mut rng); // again, without the hash: still u1's
+        let events = c.take_recorded();
+        assert_eq!(events[0].props, vec![("plan".to_string(), Value::Str("pro".into()))], "not a trait");
+        assert!(events.iter().all(|e| e.user_hash.as_deref() == Some("ab12")));
+        assert!(events[0].to_json().contains(r#""userHash":"ab12""#));
+        c.identify("u2", vec![], 4, &mut rng);
+        assert_eq!(c.record(EventType::Track, "y", vec![], 5, &mut rng).user_hash, None, "another user: not u1's hash");
+        c.identify("u2", vec![("userHash".into(), Value::Str("cd34".into()))], 6, &mut rng);
+        c.reset("anon2".into());
+        assert_eq!(c.record(EventType::Track, "z", vec![], 7, &mut rng).user_hash, None, "anonymous events carry none");
     }
 }

@@ -63,6 +63,9 @@ pub struct Event {
     pub name: String,
     pub anonymous_id: String,
     pub user_id: Option<String>,
+    /// Identity verification: HMAC-SHA256 of `user_id` with the project's identity secret, hex,
+    /// computed by the customer's backend and passed to `identify` (docs/IDENTITY.md).
+    pub user_hash: Option<String>,
     /// Client clock, Unix milliseconds.
     pub ts: i64,
     /// Always a JSON object.
@@ -115,6 +118,10 @@ impl Event {
             out.push_str(",\"userId\":");
             json::write_str(out, user);
         }
+        if let Some(hash) = &self.user_hash {
+            out.push_str(",\"userHash\":");
+            json::write_str(out, hash);
+        }
         out.push_str(",\"ts\":");
         json::write_num(out, self.ts as f64);
         out.push_str(",\"props\":");
@@ -166,6 +173,7 @@ impl Event {
         let name = text("name", MAX_NAME_LEN, true)?.unwrap_or_default();
         let anonymous_id = text("anonymousId", MAX_ID_LEN * 2, true)?.unwrap_or_default();
         let user_id = text("userId", 256, false)?;
+        let user_hash = text("userHash", 128, false)?;
         let ts = match v.get("ts") {
             Some(Value::Num(n)) if n.is_finite() && *n >= 0.0 && n.fract() == 0.0 => *n as i64,
             Some(Value::Num(_)) => return Err(at("ts", "expected Unix milliseconds as a whole number".into())),
@@ -177,7 +185,7 @@ impl Event {
             Some(Value::Obj(entries)) => entries.clone(),
             Some(other) => return Err(at("props", format!("expected an object, found {}", other.kind()))),
         };
-        Ok(Event { id, kind, name, anonymous_id, user_id, ts, props })
+        Ok(Event { id, kind, name, anonymous_id, user_id, user_hash, ts, props })
     }
 }
 
@@ -266,6 +274,7 @@ mod tests {
                 name: "project_created".into(),
                 anonymous_id: "anon-1".into(),
                 user_id: Some("u1".into()),
+                user_hash: Some("9f86d081884c7d65".into()),
                 ts: 1_700_000_000_000,
                 props: vec![("plan".into(), Value::Str("pro <b>".into()))],
             }],

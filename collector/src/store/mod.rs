@@ -140,6 +140,33 @@ pub fn user_events_condition(user: &str, linked: &str, all_linked: &str, user_is
     )
 }
 
+/// A webhook notification in the outbox (see `crate::webhook`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// The `webhook-id`: derived from (project, kind, user), so the same on every retry and on
+    /// every collector.
+    pub id: String,
+    pub project: String,
+    /// `value_reached` or `user_stalled`.
+    pub kind: String,
+    pub user: String,
+    /// The JSON body, exactly as signed and sent.
+    pub payload: String,
+    pub created_at: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered { at: i64 },
+    /// Failed; try again at `next`.
+    Retry { next: i64, error: String },
+    /// Failed for the last time.
+    GaveUp { at: i64, error: String },
+}
+
 #[derive(Debug)]
 pub enum StoreError {
     /// The store cannot take writes or answer now; the client should retry (HTTP 503).
@@ -237,6 +264,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the project's raw events dated (corrected time) before `before`, Unix ms
     /// (retention). Returns how many were deleted.
     fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64>;
+
+    /// Adds webhook notifications to the durable outbox, each unless the outbox already holds
+    /// one for its (project, kind, user); resolves once they are committed.
+    fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()>;
+
+    /// Notifications neither delivered nor given up whose next attempt is due at `now`, oldest
+    /// first, at most `limit`.
+    fn due_notifications(&self, now: i64, limit: usize) -> StoreFuture<'_, Vec<Notification>>;
+
+    /// Records the outcome of an attempt to deliver notification `id`.
+    fn record_attempt(&self, id: &str, attempt: Attempt) -> StoreFuture<'_, ()>;
 
     /// The project's stored plan (validated JSON text), if any. Stores that keep no plans say
     /// none, and the collector serves the plan file it was started with.

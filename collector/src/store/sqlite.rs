@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use onramp::core::wire::EventType;
 
 use super::{
-    sqlite_rollup, user_events_condition, EventFilter, Progress, Store, StoreError, StoreFuture, StoredEvent, UserData,
+    sqlite_rollup, user_events_condition, Attempt, EventFilter, Notification, Progress, Store, StoreError, StoreFuture,
+    StoredEvent, UserData,
     UserEvent, UserEvents, UserSeen,
 };
 
@@ -28,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_analytics_covering.sql"),
     include_str!("../../migrations/0005_rollups.sql"),
     include_str!("../../migrations/0006_event_key_per_project.sql"),
+    include_str!("../../migrations/0007_webhook_outbox.sql"),
 ];
 
 /// The migration (1-based) that creates the rollup tables: applying it fills them from the
@@ -219,6 +221,7 @@ const ERASE_USER: &[&str] = &[
     "DELETE FROM rollup_devices WHERE project = ?1 AND {rollups}",
     "DELETE FROM rollup_events WHERE project = ?1 AND {rollups}",
     "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
+    "DELETE FROM webhook_outbox WHERE project = ?1 AND user = ?2",
 ];
 
 fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
@@ -295,7 +298,73 @@ pub fn backup(database: &Path, file: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// Runs `work` on a connection of its own beside the event writer (WAL + busy timeout), as
+    /// rare writes (plans, erasures, the webhook outbox) do.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || work(&mut open(&path)?))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)
+        })
+    }
+}
+
 impl Store for SqliteStore {
+    fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            for n in &notifications {
+                tx.execute(
+                    "INSERT OR IGNORE INTO webhook_outbox (id, project, kind, user, payload, created_at, next_attempt_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    params![n.id, n.project, n.kind, n.user, n.payload, n.created_at],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn due_notifications(&self, now: i64, limit: usize) -> StoreFuture<'_, Vec<Notification>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, project, kind, user, payload, created_at, attempts FROM webhook_outbox
+                 WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now, limit as i64], |r| {
+                Ok(Notification {
+                    id: r.get(0)?,
+                    project: r.get(1)?,
+                    kind: r.get(2)?,
+                    user: r.get(3)?,
+                    payload: r.get(4)?,
+                    created_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn record_attempt(&self, id: &str, attempt: Attempt) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let (sql, time, error) = match attempt {
+                Attempt::Delivered { at } => ("delivered_at = ?2, last_error = ?3", at, None),
+                Attempt::Retry { next, error } => ("next_attempt_at = ?2, last_error = ?3", next, Some(error)),
+                Attempt::GaveUp { at, error } => ("failed_at = ?2, last_error = ?3", at, Some(error)),
+            };
+            conn.execute(&format!("UPDATE webhook_outbox SET attempts = attempts + 1, {sql} WHERE id = ?1"), params![id, time, error])?;
+            Ok(())
+        })
+    }
+
     fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
         let (project, user) = (project.to_owned(), user.to_owned());
         self.read(move |conn| user_data(conn, &project, &user))

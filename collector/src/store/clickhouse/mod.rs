@@ -30,8 +30,8 @@ use onramp::core::wire::EventType;
 use crate::analytics::Step;
 
 use super::{
-    user_events_condition, EventFilter, Progress, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent,
-    UserEvents, UserSeen,
+    user_events_condition, Attempt, EventFilter, Notification, Progress, Store, StoreError, StoreFuture, StoredEvent,
+    UserData, UserEvent, UserEvents, UserSeen,
 };
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
@@ -71,6 +71,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0004_first_links.sql"),
         sharded: &[("links", BY_DEVICE)],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0005_webhook_outbox.sql"),
+        sharded: &[("webhook_outbox", "cityHash64(project, user)"), ("webhook_attempts", "cityHash64(id)")],
     },
 ];
 
@@ -574,6 +578,75 @@ impl Drop for Waiting<'_> {
 }
 
 impl Store for ClickHouseStore {
+    fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {
+        let mut rows = Vec::new();
+        for n in &notifications {
+            for text in [&n.id, &n.project, &n.kind, &n.user, &n.payload] {
+                put_str(&mut rows, text);
+            }
+            put_i64(&mut rows, n.created_at);
+            put_u64(&mut rows, u64::MAX - n.created_at.max(0) as u64);
+        }
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let sql = "INSERT INTO webhook_outbox (id, project, kind, user, payload, created_at, first) FORMAT RowBinary";
+            self.http.run(sql, rows, Duration::from_secs(30)).await.map(drop)
+        })
+    }
+
+    fn due_notifications(&self, now: i64, limit: usize) -> StoreFuture<'_, Vec<Notification>> {
+        // A notification with no attempt row yet joins to zeros: due at once.
+        let sql = format!(
+            "SELECT id, project, kind, user, payload, created_at, toUInt64(attempts) FROM
+               (SELECT id, project, kind, user, payload, created_at FROM webhook_outbox FINAL)
+             {join} (SELECT id, attempts, next_attempt_at, delivered_at, failed_at FROM webhook_attempts FINAL) USING id
+             WHERE delivered_at = 0 AND failed_at = 0 AND next_attempt_at <= {now}
+             ORDER BY next_attempt_at, id LIMIT {limit}",
+            join = self.join()
+        );
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut out = Vec::new();
+            while !r.is_empty() {
+                out.push(Notification {
+                    id: r.str()?,
+                    project: r.str()?,
+                    kind: r.str()?,
+                    user: r.str()?,
+                    payload: r.str()?,
+                    created_at: r.i64()?,
+                    attempts: r.u64()? as u32,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn record_attempt(&self, id: &str, attempt: Attempt) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let sql = format!("SELECT toUInt64(max(attempts)) FROM webhook_attempts WHERE id = {}", quote(&id));
+            let before = Reader::new(&self.select(&sql).await?).u64()?;
+            let (next, delivered, failed, error) = match attempt {
+                Attempt::Delivered { at } => (0, at, 0, String::new()),
+                Attempt::Retry { next, error } => (next, 0, 0, error),
+                Attempt::GaveUp { at, error } => (0, 0, at, error),
+            };
+            let mut row = Vec::new();
+            put_str(&mut row, &id);
+            put_u64(&mut row, before + 1);
+            for n in [next, delivered, failed] {
+                put_i64(&mut row, n);
+            }
+            put_str(&mut row, &error);
+            let sql = "INSERT INTO webhook_attempts (id, attempts, next_attempt_at, delivered_at, failed_at, last_error) FORMAT RowBinary";
+            self.http.run(sql, row, Duration::from_secs(30)).await.map(drop)
+        })
+    }
+
     fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
         let (project, user) = (project.to_owned(), user.to_owned());
         Box::pin(async move {
@@ -627,6 +700,7 @@ impl Store for ClickHouseStore {
             }
             let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
             self.delete_where("links", &links).await?;
+            self.delete_where("webhook_outbox", &format!("project = {} AND user = {}", quote(&project), quote(&user))).await?;
             Ok(erased)
         })
     }
@@ -890,7 +964,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
