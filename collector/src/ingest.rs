@@ -14,7 +14,7 @@
 //! | 503 + `Retry-After` | storage unavailable, or shutting down | waits, retries |
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -76,21 +76,28 @@ fn origin_allowed_somewhere(state: &AppState, origin: &HeaderValue) -> bool {
 
 /// Who sent a batch, and so which checks apply.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
+enum Source<'a> {
     /// The SDK, with the public write key: rate-limited, origin-checked, events at most
     /// [`MAX_PAST_MS`] old, client clocks corrected by `sentAt`.
     Live,
-    /// `POST /v1/import` with the project's admin token: a team's existing history, events of any
-    /// age, their times taken as sent (only clamped when in the future).
-    Import,
+    /// `POST /v1/import[?project=ID]` with an admin token (the project's, or the global one):
+    /// a team's existing history, events of any age, their times taken as sent (only clamped
+    /// when in the future).
+    Import { project: Option<&'a str> },
 }
 
 /// `POST /v1/import` (`Authorization: Bearer ADMIN_TOKEN`): the batch format of `/v1/batch`, for
 /// history of any age. Idempotent by event id like every write, and it feeds the rollups like
-/// live events; the same answers (200 after the commit, 400 naming event and field).
-pub async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// live events; the same answers (200 after the commit, 400 naming event and field). The admin
+/// token is checked as for the other admin routes ([`crate::privacy::authorize_admin`]).
+pub async fn import(
+    State(state): State<AppState>,
+    Query(q): Query<crate::privacy::ProjectParam>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut outcome = BatchOutcome::default();
-    let result = accept(&state, &headers, body, &mut outcome, Source::Import).await;
+    let result = accept(&state, &headers, body, &mut outcome, Source::Import { project: q.project.as_deref() }).await;
     answer(&state, result, outcome)
 }
 
@@ -129,7 +136,7 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
     outcome: &mut BatchOutcome,
-    source: Source,
+    source: Source<'_>,
 ) -> Result<(usize, usize), ApiError> {
     if state.is_draining() {
         return Err(ApiError::Draining);
@@ -140,10 +147,7 @@ async fn accept(
     outcome.events = batch.events.len() + errors.len();
     let project = match source {
         Source::Live => authenticate(state, headers, &batch)?,
-        Source::Import => {
-            let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-            bearer.and_then(|t| state.config.project_by_admin_token(t)).ok_or(ApiError::AdminRequired)?
-        }
+        Source::Import { project } => crate::privacy::authorize_admin(state, headers, project)?,
     };
     outcome.project = Some(project.id.clone());
     if source == Source::Live {
@@ -167,7 +171,7 @@ async fn accept(
         let ts = match source {
             Source::Live => correct_timestamp(event.ts, batch.sent_at, received_at),
             // History is dated by the system it came from; there is no send offset to correct.
-            Source::Import => correct_timestamp(event.ts, received_at, received_at),
+            Source::Import { .. } => correct_timestamp(event.ts, received_at, received_at),
         };
         if source == Source::Live && ts < received_at - MAX_PAST_MS {
             errors.push(WireError {
@@ -181,7 +185,7 @@ async fn accept(
         }
         let unclamped = match source {
             Source::Live => event.ts.saturating_add(received_at.saturating_sub(batch.sent_at)),
-            Source::Import => event.ts,
+            Source::Import { .. } => event.ts,
         };
         clamped += usize::from(ts != unclamped.max(0));
         stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });

@@ -30,7 +30,7 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Deserialize)]
 pub struct ProjectParam {
-    project: Option<String>,
+    pub project: Option<String>,
 }
 
 /// The project an admin request acts on: `?project=ID` opened by that project's admin token or

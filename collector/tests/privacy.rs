@@ -164,6 +164,12 @@ async fn retention_deletes_raw_events_older_than_the_project_keeps() {
     assert!(matches!(done.as_slice(), [(p, Ok(3))] if p == "acme"), "{done:?}");
     assert_eq!(stored_ids(&s.db, "acme"), ["4", "5", "6"]);
     assert_eq!(stored_ids(&s.db, "globex"), ["g"], "no retention set: kept");
+    // The devices that lost events have their rollups recomputed from what remains: Alice's
+    // device a1 had only events 1–3, so it is gone from the rollups and from the users.
+    assert_eq!(s.state.store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let mut users: Vec<String> = s.state.store.users("acme").await.expect("users").into_iter().map(|u| u.user).collect();
+    users.sort();
+    assert_eq!(users, ["bob", "v1"]);
 }
 
 /// The same erasure and export against a real ClickHouse give the same answers as SQLite.
@@ -221,6 +227,9 @@ async fn clickhouse_erases_and_exports_as_sqlite_does() {
         assert_eq!(store.verify_rollups(Some("acme")).await.expect("verify"), Vec::<String>::new(), "rollups erased too");
         assert_eq!(store.users("globex").await.expect("users").len(), 1, "other project untouched");
         assert_eq!(store.delete_events_before("acme", NOW - 1500).await.expect("retention"), 1, "event 4");
+        assert_eq!(store.verify_rollups(Some("acme")).await.expect("verify"), Vec::<String>::new(), "rollups follow retention");
+        let first_seen = store.users("acme").await.expect("users").into_iter().find(|u| u.user == "bob").map(|u| u.first_seen);
+        assert_eq!(first_seen, Some(NOW - 1000), "bob's first remaining event");
         assert_eq!(store.user_data("acme", "bob").await.expect("bob").events.len(), 1);
         assert!(store.due_notifications(1000, 10).await.expect("due").is_empty(), "alice's notification erased with her");
     }

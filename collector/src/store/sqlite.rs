@@ -388,7 +388,13 @@ impl Store for SqliteStore {
         let (project, path) = (project.to_owned(), self.path.clone());
         Box::pin(async move {
             let deleted = tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
-                Ok(open(&path)?.execute("DELETE FROM events WHERE project = ?1 AND ts < ?2", params![project, before])? as u64)
+                let mut conn = open(&path)?;
+                // Immediate: it reads the devices, then writes; the writer thread may commit in
+                // between otherwise, and a deferred transaction could not upgrade its snapshot.
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let deleted = sqlite_rollup::delete_events_before(&tx, &project, before)?;
+                tx.commit()?;
+                Ok(deleted)
             })
             .await
             .map_err(unavailable)?

@@ -80,6 +80,44 @@ pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn F
     Ok(total)
 }
 
+/// Retention: deletes `project`'s events dated before `before` and recomputes the rollups and
+/// identity links of every device that had one, in the caller's transaction, so the rollups stay
+/// what a recompute from the remaining events gives (`rollup verify` finds nothing). Returns the
+/// events deleted.
+pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) -> rusqlite::Result<u64> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS retention_devices (user_id TEXT NOT NULL, anonymous_id TEXT NOT NULL,
+           PRIMARY KEY (user_id, anonymous_id)) WITHOUT ROWID;
+         DELETE FROM temp.retention_devices;",
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO temp.retention_devices
+         SELECT DISTINCT COALESCE(user_id, ''), anonymous_id FROM events WHERE project = ?1 AND ts < ?2",
+        params![project, before],
+    )?;
+    let deleted = tx.execute("DELETE FROM events WHERE project = ?1 AND ts < ?2", params![project, before])? as u64;
+    if deleted == 0 {
+        return Ok(0);
+    }
+    let device = "(user_id, anonymous_id) IN (SELECT user_id, anonymous_id FROM temp.retention_devices)";
+    let event_device = "(COALESCE(user_id, ''), anonymous_id) IN (SELECT user_id, anonymous_id FROM temp.retention_devices)";
+    let anonymous = "anonymous_id IN (SELECT anonymous_id FROM temp.retention_devices)";
+    for sql in [
+        format!("DELETE FROM rollup_devices WHERE project = ?1 AND {device}"),
+        format!("DELETE FROM rollup_events WHERE project = ?1 AND {device}"),
+        format!("DELETE FROM identities WHERE project = ?1 AND {anonymous}"),
+        format!("INSERT INTO rollup_devices {}", DEVICES_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
+        format!("INSERT INTO rollup_events {}", EVENTS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
+        format!(
+            "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) {}",
+            LINKS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {anonymous}"))
+        ),
+    ] {
+        tx.execute(&sql, params![project])?;
+    }
+    Ok(deleted)
+}
+
 fn count(conn: &Connection, table: &str, project: Option<&str>) -> rusqlite::Result<u64> {
     conn.query_row(&format!("SELECT COUNT(*) FROM {table} WHERE ?1 IS NULL OR project = ?1"), params![project], |r| r.get(0))
 }

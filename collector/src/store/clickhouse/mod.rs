@@ -381,6 +381,37 @@ impl ClickHouseStore {
         Ok(user_events_condition(&quote(user), &linked, &all, "user_id = ''"))
     }
 
+    /// Recomputes the rollups of the events matching `condition` (on columns every rollup has:
+    /// `project`, `anonymous_id`) from the events, on every node's local tables. Returns the
+    /// events read.
+    async fn rebuild_rollups_where(&self, condition: &str, progress: &mut Progress) -> Result<u64, StoreError> {
+        let db = &self.target.database;
+        let mut events = 0;
+        // On every node, its local tables: a device's events and rollups share a shard.
+        for node in &self.target.nodes {
+            let http = Http::new(node, &format!("database={db}"))?;
+            for (table, columns, states) in ROLLUPS {
+                let local = self.target.local(table);
+                progress(format!("{node}: clearing {local}"));
+                http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
+                wait_for_mutations(&http, &local).await?;
+                progress(format!("{node}: filling {local} from {}", self.target.local("events")));
+                http.execute(&format!(
+                    "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
+                    events = self.target.local("events"),
+                    source = rollup_source(table),
+                ))
+                .await?;
+            }
+            let answer = http
+                .run(&format!("SELECT count() FROM {} WHERE {condition} FORMAT RowBinary", self.target.local("events")), Vec::new(), Duration::from_secs(600))
+                .await?;
+            events += Reader::new(&answer).u64()?;
+            progress(format!("{node}: done ({events} events so far)"));
+        }
+        Ok(events)
+    }
+
     /// `ALTER TABLE … DELETE WHERE condition` on every node's local table, then waits until
     /// the mutations are done, so the erasure is complete when this returns.
     async fn delete_where(&self, table: &str, condition: &str) -> Result<(), StoreError> {
@@ -710,8 +741,21 @@ impl Store for ClickHouseStore {
         Box::pin(async move {
             let answer = self.select(&format!("SELECT toUInt64(count()) FROM events FINAL WHERE project = {project} AND ts < {before}")).await?;
             let n = Reader::new(&answer).u64()?;
-            if n > 0 {
-                self.delete_where("events", &format!("project = {project} AND ts < {before}")).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            // The devices that lose events get their rollups recomputed from what remains, so
+            // the rollups stay what a recompute gives (`rollup verify` finds nothing).
+            let answer = self.select(&format!("SELECT DISTINCT anonymous_id FROM events WHERE project = {project} AND ts < {before}")).await?;
+            let mut r = Reader::new(&answer);
+            let mut devices = Vec::new();
+            while !r.is_empty() {
+                devices.push(quote(&r.str()?));
+            }
+            self.delete_where("events", &format!("project = {project} AND ts < {before}")).await?;
+            for chunk in devices.chunks(1000) {
+                let condition = format!("project = {project} AND anonymous_id IN ({})", chunk.join(", "));
+                self.rebuild_rollups_where(&condition, &mut (Box::new(|_| ()) as Progress)).await?;
             }
             Ok(n)
         })
@@ -820,33 +864,7 @@ impl Store for ClickHouseStore {
 
     fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
-        Box::pin(async move {
-            let db = &self.target.database;
-            let mut events = 0;
-            // On every node, its local tables: a device's events and rollups share a shard.
-            for node in &self.target.nodes {
-                let http = Http::new(node, &format!("database={db}"))?;
-                for (table, columns, states) in ROLLUPS {
-                    let local = self.target.local(table);
-                    progress(format!("{node}: clearing {local}"));
-                    http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
-                    wait_for_mutations(&http, &local).await?;
-                    progress(format!("{node}: filling {local} from {}", self.target.local("events")));
-                    http.execute(&format!(
-                        "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
-                        events = self.target.local("events"),
-                        source = rollup_source(table),
-                    ))
-                    .await?;
-                }
-                let answer = http
-                    .run(&format!("SELECT count() FROM {} WHERE {condition} FORMAT RowBinary", self.target.local("events")), Vec::new(), Duration::from_secs(600))
-                    .await?;
-                events += Reader::new(&answer).u64()?;
-                progress(format!("{node}: done ({events} events so far)"));
-            }
-            Ok(events)
-        })
+        Box::pin(async move { self.rebuild_rollups_where(&condition, &mut progress).await })
     }
 
     fn verify_rollups(&self, project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
