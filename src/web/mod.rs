@@ -27,7 +27,7 @@ use crate::core::delivery::{Next, Outbox, Policy};
 #[cfg(feature = "guide")]
 use crate::core::engine::{Emit, Engine};
 use crate::core::json::{self, Value};
-use crate::core::plan::{Plan, PlanError};
+use crate::core::plan::{CaptureRule, Plan, PlanError};
 use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
@@ -81,6 +81,8 @@ struct Sdk {
     flush_waiters: Vec<(u64, js_sys::Function)>,
     /// Set right after the SDK is stored (the callbacks find it there).
     hooks: Option<PageHooks>,
+    /// Auto-capture's history wrappers, listeners and observer, once the plan has loaded.
+    capture: Option<capture::Hooks>,
 }
 
 /// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
@@ -394,6 +396,7 @@ fn start(config: JsValue) {
         lean: storage_get(LEAN_KEY),
         flush_waiters: Vec::new(),
         hooks: None,
+        capture: None,
     };
     // A second init replaces the SDK, and with it the ticker and listeners (dropped here).
     let replaced = SDK.with(|cell| cell.borrow_mut().replace(sdk));
@@ -506,7 +509,7 @@ fn start_plan(doc: &Value) {
         tips_options = std::mem::replace(&mut sdk.tips_options, Value::Null);
         update_lean_mark(sdk, now);
     });
-    capture::install(rules);
+    start_capture(rules);
     tips::start(&tips_options, &locale);
 }
 
@@ -533,7 +536,15 @@ fn start_plan(doc: &Value) {
             clear_lean_mark(sdk);
         }
     });
-    capture::install(rules);
+    start_capture(rules);
+}
+
+/// Installs auto-capture for the running SDK, which owns what it adds to the page (a disabled
+/// or replaced SDK takes it away). The previous capture goes first: dropping it forgets the rules.
+fn start_capture(rules: Vec<CaptureRule>) {
+    with_sdk(|sdk| drop(sdk.capture.take()));
+    let Some(hooks) = capture::install(rules) else { return };
+    with_sdk(|sdk| sdk.capture = Some(hooks));
 }
 
 /// Full build: writes [`LEAN_KEY`] while this identified user's onboarding is over, removes it
