@@ -31,12 +31,24 @@ pub struct ParseError {
 /// lean tracker, see [`parse`]).
 pub const NO_OFFSET: usize = usize::MAX;
 
+impl ParseError {
+    /// "invalid JSON at byte <offset>: <message>", built without `core::fmt` (see
+    /// [`super::plan::PlanError::message`]).
+    pub fn describe(&self) -> String {
+        let mut out = String::from("invalid JSON");
+        if self.offset != NO_OFFSET {
+            out.push_str(" at byte ");
+            write_num(&mut out, self.offset as f64);
+        }
+        out.push_str(": ");
+        out.push_str(self.message);
+        out
+    }
+}
+
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.offset == NO_OFFSET {
-            return write!(f, "invalid JSON: {}", self.message);
-        }
-        write!(f, "invalid JSON at byte {}: {}", self.offset, self.message)
+        f.write_str(&self.describe())
     }
 }
 

@@ -359,7 +359,7 @@ fn start(config: JsValue) {
     };
     let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let collector = config.get("collector").and_then(Value::as_str).unwrap_or(&origin);
-    let batch_url = format!("{}/v1/batch", collector.trim_end_matches('/'));
+    let batch_url = String::from(collector.trim_end_matches('/')) + "/v1/batch";
 
     let storage = local_storage();
     let stored = storage.as_ref().and_then(|s| s.get_item(ANON_KEY).ok().flatten());
@@ -433,7 +433,7 @@ fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
     let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| match json::parse(&text.as_string().unwrap_or_default()) {
         Ok(doc) => start_plan(&doc),
-        Err(e) => disable(&PlanError { pointer: String::new(), problem: e.to_string(), expected: "a JSON document".into() }),
+        Err(e) => disable(&PlanError { pointer: String::new(), problem: e.describe(), expected: "a JSON document".into() }),
     });
     let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
         // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
@@ -459,7 +459,7 @@ thread_local! {
 /// already queued stay stored for a page with a good plan.
 fn disable(error: &PlanError) {
     let mut message = String::from("onramp: ");
-    message.push_str(&error.to_string());
+    message.push_str(&error.message());
     message.push_str(". onramp is disabled; the page is unaffected.");
     console_error(&message);
     if let Some(sdk) = SDK.with(|cell| cell.borrow_mut().take()) {
