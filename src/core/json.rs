@@ -27,9 +27,28 @@ pub struct ParseError {
     pub message: &'static str,
 }
 
+/// [`ParseError::offset`] when the reader cannot tell where (the browser's `JSON.parse` in the
+/// lean tracker, see [`parse`]).
+pub const NO_OFFSET: usize = usize::MAX;
+
+impl ParseError {
+    /// "invalid JSON at byte <offset>: <message>", built without `core::fmt` (see
+    /// [`super::plan::PlanError::message`]).
+    pub fn describe(&self) -> String {
+        let mut out = String::from("invalid JSON");
+        if self.offset != NO_OFFSET {
+            out.push_str(" at byte ");
+            write_num(&mut out, self.offset as f64);
+        }
+        out.push_str(": ");
+        out.push_str(self.message);
+        out
+    }
+}
+
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid JSON at byte {}: {}", self.offset, self.message)
+        f.write_str(&self.describe())
     }
 }
 
@@ -149,6 +168,13 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// In the lean tracker's wasm the browser's own `JSON.parse` reads JSON text instead
+/// (src/web/browser_json.rs): the reader below, with its number parsing, cost the tracker
+/// 5.6 KB raw. Everywhere else (the full SDK, plan validation, the collector) it is this one.
+#[cfg(all(target_arch = "wasm32", not(feature = "guide")))]
+pub use crate::web::browser_json::parse;
+
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
 pub fn parse(text: &str) -> Result<Value, ParseError> {
     let mut p = Parser { bytes: text.as_bytes(), pos: 0 };
     p.skip_ws();
@@ -160,11 +186,13 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     Ok(value)
 }
 
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
 struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
 impl Parser<'_> {
     fn err(&self, message: &'static str) -> ParseError {
         ParseError { offset: self.pos, message }

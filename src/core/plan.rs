@@ -370,10 +370,22 @@ pub struct PlanError {
     pub expected: String,
 }
 
+impl PlanError {
+    /// "plan <pointer>: <problem>; expected <expected>", built without `core::fmt`, whose
+    /// formatting code the lean tracker would otherwise carry for this one message.
+    pub fn message(&self) -> String {
+        let at = if self.pointer.is_empty() { "(document)" } else { &self.pointer };
+        let mut out = String::with_capacity(16 + at.len() + self.problem.len() + self.expected.len());
+        for part in ["plan ", at, ": ", &self.problem, "; expected ", &self.expected] {
+            out.push_str(part);
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() { "(document)" } else { &self.pointer };
-        write!(f, "plan {at}: {}; expected {}", self.problem, self.expected)
+        f.write_str(&self.message())
     }
 }
 
@@ -397,7 +409,9 @@ fn child(ptr: &str, key: &str) -> String {
 }
 
 fn index(ptr: &str, i: usize) -> String {
-    child(ptr, &i.to_string())
+    let mut token = String::new();
+    json::write_num(&mut token, i as f64);
+    child(ptr, &token)
 }
 
 fn found(v: &Value) -> String {
@@ -412,8 +426,8 @@ fn found(v: &Value) -> String {
             json::write_num(&mut out, *n);
             out
         }
-        Value::Bool(b) => format!("found {b}"),
-        other => format!("found {}", other.kind()),
+        Value::Bool(b) => String::from(if *b { "found true" } else { "found false" }),
+        other => String::from("found ") + other.kind(),
     }
 }
 
@@ -597,7 +611,7 @@ fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
             (None, ')') => depth[0] -= 1,
             (None, '[') => depth[1] += 1,
             (None, ']') => depth[1] -= 1,
-            (None, '{' | '}' | ';') => return err(ptr, format!("'{c}' in the selector"), SELECTOR_EXPECTED),
+            (None, '{' | '}' | ';') => return err(ptr, String::from("'") + c.encode_utf8(&mut [0; 4]) + "' in the selector", SELECTOR_EXPECTED),
             _ => {}
         }
         if depth[0] < 0 || depth[1] < 0 {

@@ -17,9 +17,14 @@
 //! captured `signed_up` event reaches the engine, and the event counts for the user with their
 //! sign-up time. The event keeps the time it happened at. On page hide the queue is drained at
 //! once, before the last beacon.
+//!
+//! What [`install`] adds to the page (history wrappers, listeners, the observer) comes back as a
+//! [`Hooks`] value the SDK owns: a second `init` or a disabled SDK drops it, which removes all of
+//! it and forgets the rules, so nothing outlives the SDK it serves or runs twice.
 
 use std::cell::RefCell;
 
+use gloo_events::EventListener;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -40,7 +45,6 @@ struct State {
     last_url: String,
     /// Per rule: whether its selector matched at the last look (for "appear").
     present: Vec<bool>,
-    drain: Closure<dyn FnMut()>,
 }
 
 /// Clicks and submits seen before the plan arrived.
@@ -48,6 +52,9 @@ const MAX_EARLY: usize = 100;
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// Made once per page and never dropped: a drain already scheduled when the SDK goes must
+    /// find a live function (it then finds no state and does nothing).
+    static DRAIN: Closure<dyn FnMut()> = Closure::new(drain);
     static EARLY: RefCell<Vec<(&'static str, web_sys::Element, i64)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -72,29 +79,45 @@ pub fn dom_event(kind: &str, target: JsValue, ts: f64) {
     }
 }
 
-/// Starts capturing for `rules`. Called once per page, when the plan has loaded.
-pub fn install(rules: Vec<CaptureRule>) {
-    let Some(window) = web_sys::window() else { return };
-    let Some(document) = window.document() else { return };
+/// What capturing added to the page. Dropped, it takes all of it away again and forgets the
+/// rules: the history methods are the page's own again (unless the page wrapped them after us,
+/// see [`HistoryPatch`]), the listeners are removed and the observer disconnected.
+pub struct Hooks {
+    _history: Vec<HistoryPatch>,
+    _listeners: Vec<EventListener>,
+    _observer: Option<Observer>,
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        STATE.with(|s| s.borrow_mut().take());
+    }
+}
+
+/// Starts capturing for `rules`, when the plan has loaded; `None` without a page.
+pub fn install(rules: Vec<CaptureRule>) -> Option<Hooks> {
+    let window = web_sys::window()?;
+    let document = window.document()?;
     let needs = |kind: &str| rules.iter().any(|r| r.on.name() == kind);
     let (views, appears) = (needs("view"), needs("appear"));
     let attributes = attribute_names(&rules);
     let present = vec![false; rules.len()];
-    let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present, drain: Closure::new(drain) };
-    if STATE.with(|s| s.borrow_mut().replace(state).is_some()) {
-        return; // listeners are in place already; they read the new rules
-    }
+    let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present };
+    STATE.with(|s| s.borrow_mut().replace(state));
     for (kind, target, ts) in EARLY.with(|e| std::mem::take(&mut *e.borrow_mut())) {
         enqueue(matches(kind, &target, ts));
     }
+    let mut hooks = Hooks { _history: Vec::new(), _listeners: Vec::new(), _observer: None };
     if views {
-        watch_history(&window);
+        hooks._history = watch_history(&window);
+        hooks._listeners = ["popstate", "hashchange"].map(|name| EventListener::new(&window, name, |_| check_view())).into();
         check_view();
     }
     if appears {
-        observe_mutations(&document, &attributes);
+        hooks._observer = observe_mutations(&document, &attributes);
         check_appear();
     }
+    Some(hooks)
 }
 
 fn now_ms() -> i64 {
@@ -111,10 +134,12 @@ fn enqueue(found: Vec<Captured>) {
         state.queue.extend(found);
         let first = !state.drain_scheduled;
         state.drain_scheduled = true;
-        first.then(|| state.drain.as_ref().clone())
+        Some(first)
     });
-    if let (Some(f), Some(w)) = (schedule, web_sys::window()) {
-        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f.unchecked_ref(), 0);
+    if let (Some(true), Some(w)) = (schedule, web_sys::window()) {
+        DRAIN.with(|f| {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f.as_ref().unchecked_ref(), 0);
+        });
     }
 }
 
@@ -192,32 +217,51 @@ pub fn check_view() {
     enqueue(found);
 }
 
+type HistoryWrapper = Closure<dyn FnMut(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>;
+
+/// One wrapped history method. Dropped, it puts the original back if `history` still holds our
+/// wrapper. If the page wrapped it after us, the page's wrapper calls ours: ours then stays alive
+/// (it only calls through, since the rules are gone) rather than break the page's chain.
+struct HistoryPatch {
+    history: web_sys::History,
+    key: JsValue,
+    original: js_sys::Function,
+    wrapper: Option<HistoryWrapper>,
+}
+
+impl Drop for HistoryPatch {
+    fn drop(&mut self) {
+        let Some(wrapper) = self.wrapper.take() else { return };
+        let current = js_sys::Reflect::get(&self.history, &self.key).unwrap_or(JsValue::UNDEFINED);
+        if current == *wrapper.as_ref() {
+            let _ = js_sys::Reflect::set(&self.history, &self.key, &self.original);
+        } else {
+            wrapper.forget();
+        }
+    }
+}
+
 /// Wraps `pushState` and `replaceState` so SPA navigations are seen as they happen. The
 /// original is called first and its result or exception passed on unchanged: the page must
 /// behave exactly as without onramp.
-fn watch_history(window: &web_sys::Window) {
-    let Ok(history) = window.history() else { return };
+fn watch_history(window: &web_sys::Window) -> Vec<HistoryPatch> {
+    let Ok(history) = window.history() else { return Vec::new() };
+    let mut patches = Vec::new();
     for name in ["pushState", "replaceState"] {
         let key = JsValue::from_str(name);
         let Some(original) = js_sys::Reflect::get(&history, &key).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()) else {
             continue;
         };
-        let this = history.clone();
-        let wrapper = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
-            move |state: JsValue, title: JsValue, url: JsValue| {
-                let result = original.call3(&this, &state, &title, &url);
-                check_view();
-                result
-            },
-        );
+        let (this, call) = (history.clone(), original.clone());
+        let wrapper = HistoryWrapper::new(move |state: JsValue, title: JsValue, url: JsValue| {
+            let result = call.call3(&this, &state, &title, &url);
+            check_view();
+            result
+        });
         let _ = js_sys::Reflect::set(&history, &key, wrapper.as_ref());
-        wrapper.forget();
+        patches.push(HistoryPatch { history: history.clone(), key, original, wrapper: Some(wrapper) });
     }
-    for name in ["popstate", "hashchange"] {
-        let f = Closure::<dyn FnMut()>::new(check_view);
-        let _ = window.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
-        f.forget();
-    }
+    patches
 }
 
 /// The attributes an appear rule can come to match by: `class`, `id`, `hidden`, `open`, and
@@ -237,10 +281,21 @@ fn attribute_names(rules: &[CaptureRule]) -> Vec<String> {
     names
 }
 
-fn observe_mutations(document: &web_sys::Document, attributes: &[String]) {
+/// The document's observer; dropped, it is disconnected before its callback goes.
+struct Observer {
+    observer: web_sys::MutationObserver,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.observer.disconnect();
+    }
+}
+
+fn observe_mutations(document: &web_sys::Document, attributes: &[String]) -> Option<Observer> {
     let callback = Closure::<dyn FnMut()>::new(check_appear);
-    let Ok(observer) = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()) else { return };
-    callback.forget();
+    let observer = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()).ok()?;
     let options = web_sys::MutationObserverInit::new();
     options.set_child_list(true);
     options.set_subtree(true);
@@ -251,6 +306,7 @@ fn observe_mutations(document: &web_sys::Document, attributes: &[String]) {
     }
     options.set_attribute_filter(&filter);
     let _ = observer.observe_with_options(document, &options);
+    Some(Observer { observer, _callback: callback })
 }
 
 fn check_appear() {

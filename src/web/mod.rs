@@ -13,6 +13,8 @@
 //! alone. The tracker removes the mark when the plan's version changes, another user is
 //! identified, or on `reset`, so the next page view brings the guide back.
 
+#[cfg(not(feature = "guide"))]
+pub(crate) mod browser_json;
 mod capture;
 
 use std::cell::RefCell;
@@ -27,7 +29,7 @@ use crate::core::delivery::{Next, Outbox, Policy};
 #[cfg(feature = "guide")]
 use crate::core::engine::{Emit, Engine};
 use crate::core::json::{self, Value};
-use crate::core::plan::{Plan, PlanError};
+use crate::core::plan::{CaptureRule, Plan, PlanError};
 use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
@@ -81,6 +83,8 @@ struct Sdk {
     flush_waiters: Vec<(u64, js_sys::Function)>,
     /// Set right after the SDK is stored (the callbacks find it there).
     hooks: Option<PageHooks>,
+    /// Auto-capture's history wrappers, listeners and observer, once the plan has loaded.
+    capture: Option<capture::Hooks>,
 }
 
 /// `localStorage`, or nothing when the browser refuses it (the outbox then works in memory).
@@ -355,7 +359,7 @@ fn start(config: JsValue) {
     };
     let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let collector = config.get("collector").and_then(Value::as_str).unwrap_or(&origin);
-    let batch_url = format!("{}/v1/batch", collector.trim_end_matches('/'));
+    let batch_url = String::from(collector.trim_end_matches('/')) + "/v1/batch";
 
     let storage = local_storage();
     let stored = storage.as_ref().and_then(|s| s.get_item(ANON_KEY).ok().flatten());
@@ -394,6 +398,7 @@ fn start(config: JsValue) {
         lean: storage_get(LEAN_KEY),
         flush_waiters: Vec::new(),
         hooks: None,
+        capture: None,
     };
     // A second init replaces the SDK, and with it the ticker and listeners (dropped here).
     let replaced = SDK.with(|cell| cell.borrow_mut().replace(sdk));
@@ -428,7 +433,7 @@ fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
     let on_text = Closure::<dyn FnMut(JsValue)>::new(|text: JsValue| match json::parse(&text.as_string().unwrap_or_default()) {
         Ok(doc) => start_plan(&doc),
-        Err(e) => disable(&PlanError { pointer: String::new(), problem: e.to_string(), expected: "a JSON document".into() }),
+        Err(e) => disable(&PlanError { pointer: String::new(), problem: e.describe(), expected: "a JSON document".into() }),
     });
     let on_response = Closure::<dyn FnMut(JsValue)>::new(move |response: JsValue| {
         // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
@@ -454,7 +459,7 @@ thread_local! {
 /// already queued stay stored for a page with a good plan.
 fn disable(error: &PlanError) {
     let mut message = String::from("onramp: ");
-    message.push_str(&error.to_string());
+    message.push_str(&error.message());
     message.push_str(". onramp is disabled; the page is unaffected.");
     console_error(&message);
     if let Some(sdk) = SDK.with(|cell| cell.borrow_mut().take()) {
@@ -506,7 +511,7 @@ fn start_plan(doc: &Value) {
         tips_options = std::mem::replace(&mut sdk.tips_options, Value::Null);
         update_lean_mark(sdk, now);
     });
-    capture::install(rules);
+    start_capture(rules);
     tips::start(&tips_options, &locale);
 }
 
@@ -533,7 +538,15 @@ fn start_plan(doc: &Value) {
             clear_lean_mark(sdk);
         }
     });
-    capture::install(rules);
+    start_capture(rules);
+}
+
+/// Installs auto-capture for the running SDK, which owns what it adds to the page (a disabled
+/// or replaced SDK takes it away). The previous capture goes first: dropping it forgets the rules.
+fn start_capture(rules: Vec<CaptureRule>) {
+    with_sdk(|sdk| drop(sdk.capture.take()));
+    let Some(hooks) = capture::install(rules) else { return };
+    with_sdk(|sdk| sdk.capture = Some(hooks));
 }
 
 /// Full build: writes [`LEAN_KEY`] while this identified user's onboarding is over, removes it

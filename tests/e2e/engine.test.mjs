@@ -151,6 +151,43 @@ test("auto-capture sees SPA route changes, elements added later, submits and app
   await context.close();
 });
 
+test("a second init replaces auto-capture's hooks, and a disabled SDK hands the page its history methods back", async () => {
+  const plan = (event) => ({
+    version: "hooks-" + event,
+    milestones: [{ id: "m", title: "M", value: true, condition: { event } }],
+    capture: [{ event, on: "view", path: "/hooks/next*" }, { event: event + "_toast", on: "appear", selector: ".toast" }],
+  });
+  const context = await browser.newContext();
+  const page = await pageWithPlan(context, "/hooks/", plan("route_a"), "<p>hi</p>");
+  const events = watchEvents(page);
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/hooks/");
+  await sdkReady(page);
+  const native = () => page.evaluate(() => ["pushState", "replaceState"].map((m) => String(history[m]).includes("[native code]")));
+  assert.deepEqual(await native(), [false, false], "wrapped while capturing views");
+
+  await page.evaluate((p) => onramp.init({ writeKey: "wk_demo", plan: p }), plan("route_b"));
+  await page.evaluate(() => history.pushState({}, "", "/hooks/next1"));
+  await page.evaluate(() => { const t = document.createElement("p"); t.className = "toast"; document.body.appendChild(t); });
+  const got = await eventually(async () => {
+    await page.evaluate(() => window.onramp.flush());
+    const names = events().map((e) => e.name);
+    return names.includes("route_b") && names.includes("route_b_toast") ? events() : null;
+  }, { timeout: 8000 });
+  assert.ok(got, "the second plan's rules capture; got " + JSON.stringify(events().map((e) => e.name)));
+  assert.equal(named(got, "track", "route_b").length, 1, "one view per navigation: the old wrapper is gone, not wrapped twice");
+  assert.equal(named(got, "track", "route_b_toast").length, 1, "one observer");
+  assert.deepEqual(got.filter((e) => e.name.startsWith("route_a")), [], "the first plan's rules are gone");
+
+  // A broken plan disables the SDK: everything auto-capture added to the page goes with it.
+  await page.evaluate(() => onramp.init({ writeKey: "wk_demo", plan: { version: "x", milestones: [{ id: "a" }] } }));
+  await eventually(() => messages.some((m) => m.type === "error"));
+  assert.deepEqual(await native(), [true, true], "history methods are the page's own again");
+  await page.evaluate(() => history.pushState({}, "", "/hooks/next2"));
+  assert.equal(new URL(page.url()).pathname, "/hooks/next2", "navigation still works");
+  await context.close();
+});
+
 test("a broken plan gives one console error naming the field, and the page keeps working", async () => {
   const plan = {
     version: "broken-1",

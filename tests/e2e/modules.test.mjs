@@ -78,10 +78,16 @@ test("the full SDK while onboarding may need it; the lean tracker alone once it 
   const second = await open(context, V1);
   assert.deepEqual(kinds(second.files), { full: 0, tracker: 2 }, "the guide is never downloaded: " + second.files);
   await second.tab.click("#btn");
-  await second.tab.evaluate(() => { window.onramp.track("after_done", { n: 1 }); });
+  // The tracker reads props with the browser's JSON.parse (src/web/browser_json.rs): nesting,
+  // numbers, text and order arrive as the page gave them.
+  const props = { n: 1.5, text: "é \"q\" \u2028", list: [1, "two", null, true, { deep: [-0.25] }], none: null };
+  await second.tab.evaluate((p) => { window.onramp.track("after_done", p); }, props);
   assert.ok(await eventually(async () => { await second.tab.evaluate(() => window.onramp.flush()); return stored("btn_clicked") === 1; }),
     "auto-capture still works in the tracker");
   assert.equal(stored("after_done"), 1);
+  const sent = execFileSync("sqlite3", [collector.db, `SELECT props FROM events WHERE name = 'after_done'`]).toString().trim();
+  assert.deepEqual(JSON.parse(sent), props);
+  assert.deepEqual(Object.keys(JSON.parse(sent)), Object.keys(props), "key order kept");
   assert.deepEqual(second.messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
   await second.tab.close();
 

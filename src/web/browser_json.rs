@@ -1,0 +1,42 @@
+//! JSON text in the lean tracker is the browser's job: `JSON.parse` reads it, and the result is
+//! walked into the core's [`Value`]. The tracker then carries no JSON reader of its own (the
+//! core's, src/core/json.rs, stays in the full SDK, where plan validation needs its byte offsets).
+
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::core::json::{ParseError, Value, MAX_DEPTH, NO_OFFSET};
+
+pub fn parse(text: &str) -> Result<Value, ParseError> {
+    let js = js_sys::JSON::parse(text).map_err(|_| ParseError { offset: NO_OFFSET, message: "the browser's JSON.parse refused it" })?;
+    from_js(&js, 0).ok_or(ParseError { offset: NO_OFFSET, message: "nested too deeply" })
+}
+
+/// A value `JSON.parse` made (so only null, booleans, numbers, strings, arrays and plain
+/// objects) as a [`Value`]; `None` past [`MAX_DEPTH`], as the core's reader refuses it too.
+fn from_js(js: &JsValue, depth: usize) -> Option<Value> {
+    if let Some(b) = js.as_bool() {
+        return Some(Value::Bool(b));
+    }
+    if let Some(n) = js.as_f64() {
+        return Some(Value::Num(n));
+    }
+    if let Some(s) = js.as_string() {
+        return Some(Value::Str(s));
+    }
+    if !js.is_object() {
+        return Some(Value::Null);
+    }
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    if let Some(items) = js.dyn_ref::<js_sys::Array>() {
+        return items.iter().map(|v| from_js(&v, depth + 1)).collect::<Option<_>>().map(Value::Arr);
+    }
+    let entries = js_sys::Object::entries(js.unchecked_ref());
+    let mut out = Vec::with_capacity(entries.length() as usize);
+    for pair in entries.iter() {
+        let pair: js_sys::Array = pair.unchecked_into();
+        out.push((pair.get(0).as_string()?, from_js(&pair.get(1), depth + 1)?));
+    }
+    Some(Value::Obj(out))
+}
