@@ -626,15 +626,26 @@ fn record_track(name: &str, props: Vec<(String, Value)>, ts: i64) {
 
 fn identify_user(user_id: &str, traits: JsValue) {
     let mut traits = object_entries(to_value(&traits));
+    // The collector's definition (core::time::signed_up_at): a sign-up time it would refuse is
+    // left out here, with one console line, so the identify itself is still sent and linked.
     let mut signup = None;
-    for (k, v) in traits.iter_mut() {
-        if k == "signedUpAt" {
-            signup = crate::core::time::parse_time(v);
-            if let Some(ms) = signup {
+    let now = now_ms();
+    traits.retain_mut(|(k, v)| {
+        if k != "signedUpAt" || *v == Value::Null {
+            return true;
+        }
+        match crate::core::time::signed_up_at(v, now) {
+            Ok(ms) => {
+                signup = Some(ms);
                 *v = Value::Num(ms as f64);
+                true
+            }
+            Err(why) => {
+                console_error(&["onramp: identify's signedUpAt ", why, "; left out"].concat());
+                false
             }
         }
-    }
+    });
     let _ = signup; // read by the guide build
     with_sdk(|sdk| {
         let now = now_ms();

@@ -90,6 +90,32 @@ test("calls made before the SDK loads are replayed in order", async () => {
   assert.ok(report, "early calls reached the collector attributed to the user, in order");
 });
 
+test("identify reads signedUpAt by the collector's definition: seconds become ms, an impossible time is left out and the identify still arrives", async () => {
+  const page = await (await browser.newContext()).newPage();
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/demo/");
+  await page.waitForFunction(() => window.onramp.ready);
+  const seconds = Math.floor(Date.now() / 1000) - 3600;
+  await page.evaluate((s) => {
+    onramp.identify("seconds@example.com", { signedUpAt: s, plan: "trial" });
+    onramp.identify("ancient@example.com", { signedUpAt: 5, plan: "trial" });
+    return window.onramp.flush();
+  }, seconds);
+  const identifyOf = async (user) => {
+    const { status, body } = await getJson(`${collector.url}/v1/users/${encodeURIComponent(user)}/export`, "at_demo");
+    assert.equal(status, 200, user);
+    return body.events.find((e) => e.type === "identify");
+  };
+  const secondsIdentify = await eventually(() => identifyOf("seconds@example.com"));
+  assert.equal(secondsIdentify.props.signedUpAt, seconds * 1000, "seconds read as seconds, sent as ms");
+  const ancient = await eventually(() => identifyOf("ancient@example.com"));
+  assert.ok(ancient, "the identify with an impossible sign-up time is stored (not refused with a 400)");
+  assert.equal(ancient.props.signedUpAt, undefined, "the impossible time is left out");
+  assert.equal(ancient.props.plan, "trial", "the other traits are kept");
+  const said = messages.filter((m) => m.type === "error" && m.text.includes("signedUpAt"));
+  assert.equal(said.length, 1, "one console line names the field");
+});
+
 test("the collector serves the bundle at stable URLs with the right types", async () => {
   for (const [path, type] of [["loader.js", "javascript"], ["index.mjs", "javascript"], ["onramp_bg.wasm", "application/wasm"]]) {
     const r = await fetch(collector.url + "/sdk/v1/" + path);
