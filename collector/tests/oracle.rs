@@ -15,6 +15,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{post, serve_with_clock, Collector};
@@ -73,10 +74,10 @@ struct Stream {
 }
 
 fn stream() -> impl Strategy<Value = Stream> {
-    let spec = (0u8..5, prop::option::weighted(0.5, 0u8..4), 0u8..9, 0u8..17, 0u8..3, 0u8..4, prop::option::of(0u8..3), any::<bool>())
+    let spec = (0u8..4, prop::option::weighted(0.5, 0u8..4), 0u8..12, 0u8..17, 0u8..3, 0u8..4, prop::option::of(0u8..3), any::<bool>())
         .prop_map(|(device, user, what, slot, tick, batch, signup, pro)| Spec { device, user, what, slot, tick, batch, signup, pro });
     (
-        prop::collection::vec(spec, 1..45),
+        prop::collection::vec(spec, 4..50),
         Just(vec![0u8, 1, 2, 3]).prop_shuffle(),
         prop::collection::vec(any::<bool>(), 4),
         any::<bool>(),
@@ -106,9 +107,9 @@ fn events(s: &Stream) -> Vec<Ev> {
             let user = p.user.map(|u| format!("u{u}"));
             let (kind, name, props, user) = match p.what {
                 0 => ("track", "m1", json!({}), user),
-                1 => ("track", "a", json!({}), user),
-                2 => ("milestone", "m1", json!({}), user),
-                3 => ("milestone", "m2", json!({}), user),
+                1 | 9 => ("track", "a", json!({}), user),
+                2 | 10 => ("milestone", "m1", json!({}), user),
+                3 | 11 => ("milestone", "m2", json!({}), user),
                 4 => {
                     let mut traits = json!({"plan": if p.pro { "pro" } else { "free" }});
                     if let Some(days) = p.signup {
@@ -305,7 +306,7 @@ fn questions() -> Vec<String> {
         "/v1/funnel?users=true",
         "/v1/funnel?steps=m1,m2&window=1d&users=true",
         "/v1/funnel?steps=event:m1,event:a,event:a&users=true",
-        "/v1/funnel?steps=m1,event:b&window=6h&users=true",
+        "/v1/funnel?steps=m1,event:b&window=5h&users=true",
         "/v1/funnel?steps=m1,m2&trait.plan=pro&users=true",
         "/v1/ttv",
         "/v1/ttv?steps=m1,event:m1&value=m1&trait.plan=free",
@@ -350,7 +351,7 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
         ("/v1/funnel?users=true", all.clone(), ms.to_vec(), None),
         ("/v1/funnel?steps=m1,m2&window=1d&users=true", all.clone(), ms.to_vec(), Some(D)),
         ("/v1/funnel?steps=event:m1,event:a,event:a&users=true", all.clone(), vec![(false, "m1"), (false, "a"), (false, "a")], None),
-        ("/v1/funnel?steps=m1,event:b&window=6h&users=true", all.clone(), vec![(true, "m1"), (false, "b")], Some(6 * H)),
+        ("/v1/funnel?steps=m1,event:b&window=5h&users=true", all.clone(), vec![(true, "m1"), (false, "b")], Some(5 * H)),
         ("/v1/funnel?steps=m1,m2&trait.plan=pro&users=true", selected(&users, None, None, Some("pro")), ms.to_vec(), None),
     ];
     for (path, who, steps, window) in funnels {
@@ -426,6 +427,24 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
             .collect();
         prop_assert_eq!(listed, pairs, "{}", path);
     }
+
+    // The dashboard's one request answers as the separate routes do, so the reference above
+    // covers it too.
+    let filters = ["".to_string(), format!("trait.plan=pro&from={}&to={SPLIT}&", BASE - 2 * D)];
+    for filter in filters {
+        let report = ask_json(c, &format!("/v1/report?{filter}window=1d&by=week")).await?;
+        for (part, route) in [("funnel", "funnel"), ("ttv", "ttv"), ("cohorts", "cohorts"), ("tips", "tips"), ("metrics", "metrics"), ("stalled", "stalled")] {
+            let own = match route {
+                "funnel" => "window=1d",
+                "cohorts" => "by=week",
+                _ => "",
+            };
+            let mut alone = ask_json(c, &format!("/v1/{route}?{filter}{own}")).await?;
+            // The report names its project once, at the top.
+            alone.as_object_mut().expect("object").remove("project");
+            prop_assert_eq!(&report[part], &alone, "/v1/report?{}: {} differs from /v1/{}", filter, part, route);
+        }
+    }
     Ok(())
 }
 
@@ -439,10 +458,46 @@ async fn post_all(c: &Collector, bodies: &[String]) -> Result<(), TestCaseError>
     Ok(())
 }
 
+/// How many streams had each ambiguous case, so a generator gone trivial fails the test.
+static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+const SEEN_NAMES: [&str; 6] = [
+    "a user through both milestones",
+    "a user through the ad-hoc funnel with a repeated step",
+    "a stalled pair",
+    "an anonymous event counted for a user by its link",
+    "two steps of one user at the same millisecond",
+    "a sign-up time from identify",
+];
+
+fn count_seen(evs: &[Ev]) {
+    let users = reference_users(evs);
+    let all = selected(&users, None, None, None);
+    let linked = evs.iter().any(|e| e.user.is_none() && users.iter().any(|u| u.key.starts_with('u') && evs.iter().any(|f| f.anon == e.anon && f.user.as_deref() == Some(u.key.as_str()))));
+    let tie = users.iter().any(|u| {
+        let mut times: Vec<i64> = u.reached.values().copied().chain(u.tracks.iter().map(|t| t.0)).collect();
+        let n = times.len();
+        times.sort();
+        times.dedup();
+        times.len() < n
+    });
+    let seen = [
+        reference_funnel(&all, &[(true, "m1"), (true, "m2")], None)[1].0 > 0,
+        reference_funnel(&all, &[(false, "m1"), (false, "a"), (false, "a")], None)[2].0 > 0,
+        users.iter().any(|u| DUE.iter().any(|(m, within)| u.signup + within <= NOW && !u.reached.contains_key(m))),
+        linked,
+        tie,
+        evs.iter().any(|e| e.props.get("signedUpAt").is_some()),
+    ];
+    for (counter, seen) in SEEN.iter().zip(seen) {
+        counter.fetch_add(usize::from(seen), Ordering::Relaxed);
+    }
+}
+
 /// One stream through SQLite (and ClickHouse when given a database for it).
 async fn run_case(s: Stream, clickhouse: Option<String>) -> Result<(), TestCaseError> {
     let evs = events(&s);
     let bodies = batches(&s, &evs);
+    count_seen(&evs);
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite_store = Arc::new(SqliteStore::open(dir.path().join("o.db")).expect("sqlite"));
     let sqlite = serve_with_clock(sqlite_store.clone(), Some(NOW)).await;
@@ -477,6 +532,10 @@ async fn sqlite_answers_equal_the_reference() {
     let result = runner(48).run(&stream(), |s| tokio::task::block_in_place(|| handle.block_on(run_case(s, None))));
     if let Err(e) = result {
         panic!("{e}");
+    }
+    for (counter, name) in SEEN.iter().zip(SEEN_NAMES) {
+        let n = counter.load(Ordering::Relaxed);
+        assert!(n >= 5, "only {n} of 48 streams had {name}");
     }
 }
 
