@@ -113,7 +113,9 @@ fn events(s: &Stream) -> Vec<Ev> {
                 4 => {
                     let mut traits = json!({"plan": if p.pro { "pro" } else { "free" }});
                     if let Some(days) = p.signup {
-                        traits["signedUpAt"] = json!(BASE - i64::from(days) * D + 7 * H);
+                        let at = BASE - i64::from(days) * D + 7 * H;
+                        // Sent in seconds now and then, as older SDKs and imports do: one instant.
+                        traits["signedUpAt"] = if p.tick == 1 { json!(at / 1000) } else { json!(at) };
                     }
                     ("identify", "identify", traits, Some(user.unwrap_or_else(|| format!("u{}", p.device % 4))))
                 }
@@ -172,6 +174,10 @@ struct RefUser {
     reached: BTreeMap<&'static str, i64>,
     /// Track events (ts, id, name), sorted.
     tracks: Vec<(i64, String, &'static str)>,
+    /// The names of the user's tip events (all are of tip `t1`).
+    tips: BTreeSet<&'static str>,
+    /// `valueMs` of the user's first `first_session_length` metric.
+    first_session: Option<i64>,
 }
 
 fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
@@ -199,14 +205,18 @@ fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
             let first_seen = es[0].ts;
             // Traits: later identifies (by time, then id) win per key.
             let trait_of = |k: &str| es.iter().filter(|e| e.kind == "identify").filter_map(|e| e.props.get(k).cloned()).last();
-            let signup = trait_of("signedUpAt").and_then(|v| v.as_i64()).unwrap_or(first_seen);
+            // A number below 10^11 is seconds.
+            let ms = |v: i64| if v < 100_000_000_000 { v * 1000 } else { v };
+            let signup = trait_of("signedUpAt").and_then(|v| v.as_i64()).map(ms).unwrap_or(first_seen);
             let plan = trait_of("plan").and_then(|v| v.as_str().map(str::to_string));
             let mut reached = BTreeMap::new();
             for e in es.iter().filter(|e| e.kind == "milestone") {
                 reached.entry(e.name).or_insert(e.ts);
             }
             let tracks = es.iter().filter(|e| e.kind == "track").map(|e| (e.ts, e.id.clone(), e.name)).collect();
-            RefUser { key, signup, plan, reached, tracks }
+            let tips = es.iter().filter(|e| e.kind == "tip").map(|e| e.name).collect();
+            let first_session = es.iter().find(|e| e.kind == "metric").and_then(|e| e.props["valueMs"].as_i64());
+            RefUser { key, signup, plan, reached, tracks, tips, first_session }
         })
         .collect()
 }
@@ -427,6 +437,32 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
             .collect();
         prop_assert_eq!(listed, pairs, "{}", path);
     }
+
+    // Tip t1 (leading to m2): selected users who were shown it against those who were not.
+    for (path, who) in [("/v1/tips", all.clone()), ("/v1/tips?trait.plan=pro", selected(&users, None, None, Some("pro")))] {
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let group = |members: Vec<&&RefUser>| {
+            let times: Vec<i64> = members.iter().filter_map(|u| since(u, "m2")).collect();
+            json!({"users": members.len(), "completed": times.len(), "completionRate": ratio(times.len(), members.len()), "medianMs": quantile(&times, 50)})
+        };
+        let (saw, not): (Vec<&&RefUser>, Vec<&&RefUser>) = who.iter().partition(|u| u.tips.contains("tip_shown"));
+        let dismissed = saw.iter().filter(|u| u.tips.contains("tip_dismissed")).count();
+        let cta = saw.iter().filter(|u| u.tips.contains("tip_cta_clicked")).count();
+        let rows = if who.iter().any(|u| !u.tips.is_empty()) {
+            json!([{"tipId": "t1", "milestone": "m2", "saw": group(saw.clone()), "didNotSee": group(not), "dismissed": dismissed, "dismissRate": ratio(dismissed, saw.len()), "ctaClicked": cta}])
+        } else {
+            json!([])
+        };
+        let tips = ask_json(c, path).await?;
+        prop_assert_eq!(&tips["tips"], &rows, "{}", path);
+        prop_assert_eq!(&tips["users"], &json!(who.len()), "{}", path);
+    }
+
+    // First-session length: each user's first reported value.
+    let sessions: Vec<i64> = all.iter().filter_map(|u| u.first_session).collect();
+    let metrics = ask_json(c, "/v1/metrics").await?;
+    prop_assert_eq!(&metrics["firstSessionLength"]["users"], &json!(sessions.len()), "first sessions");
+    prop_assert_eq!(&metrics["firstSessionLength"]["ms"], &quantiles(&sessions), "first sessions");
 
     // The dashboard's one request answers as the separate routes do, so the reference above
     // covers it too.
