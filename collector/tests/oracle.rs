@@ -204,7 +204,7 @@ fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
             es.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
             let first_seen = es[0].ts;
             // Traits: later identifies (by time, then id) win per key.
-            let trait_of = |k: &str| es.iter().filter(|e| e.kind == "identify").filter_map(|e| e.props.get(k).cloned()).last();
+            let trait_of = |k: &str| es.iter().filter(|e| e.kind == "identify").rev().find_map(|e| e.props.get(k).cloned());
             // A number below 10^11 is seconds.
             let ms = |v: i64| if v < 100_000_000_000 { v * 1000 } else { v };
             let signup = trait_of("signedUpAt").and_then(|v| v.as_i64()).map(ms).unwrap_or(first_seen);
@@ -357,7 +357,8 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
     let all = selected(&users, None, None, None);
     let ms = [(true, "m1"), (true, "m2")];
 
-    let funnels: [(&str, Vec<&RefUser>, Vec<(bool, &str)>, Option<i64>); 5] = [
+    type Question<'a> = (&'a str, Vec<&'a RefUser>, Vec<(bool, &'a str)>, Option<i64>);
+    let funnels: [Question; 5] = [
         ("/v1/funnel?users=true", all.clone(), ms.to_vec(), None),
         ("/v1/funnel?steps=m1,m2&window=1d&users=true", all.clone(), ms.to_vec(), Some(D)),
         ("/v1/funnel?steps=event:m1,event:a,event:a&users=true", all.clone(), vec![(false, "m1"), (false, "a"), (false, "a")], None),
