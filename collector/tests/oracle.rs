@@ -404,15 +404,7 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
         row.2 += usize::from(u.reached.contains_key("m2"));
     }
     let cohorts = ask_json(c, "/v1/cohorts?by=day").await?;
-    let rows: Vec<(i64, usize, usize, usize)> = cohorts["cohorts"]
-        .as_array()
-        .expect("cohorts")
-        .iter()
-        .map(|r| {
-            let n = |v: &Value| v.as_u64().expect("count") as usize;
-            (r["start"].as_i64().expect("start"), n(&r["users"]), n(&r["reached"][0]), n(&r["reached"][1]))
-        })
-        .collect();
+    let rows = common::cohort_rows(&cohorts);
     prop_assert_eq!(rows, days.into_iter().map(|(k, (a, b, c))| (k, a, b, c)).collect::<Vec<_>>(), "cohorts");
 
     // Stalled (user, milestone) pairs: due at or before now, never reached.
