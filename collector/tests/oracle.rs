@@ -115,7 +115,12 @@ fn events(s: &Stream) -> Vec<Ev> {
                     if let Some(days) = p.signup {
                         let at = BASE - i64::from(days) * D + 7 * H;
                         // Sent in seconds now and then, as older SDKs and imports do: one instant.
-                        traits["signedUpAt"] = if p.tick == 1 { json!(at / 1000) } else { json!(at) };
+                        // `null` (unknown) now and then: it must not erase an earlier sign-up.
+                        traits["signedUpAt"] = match p.tick {
+                            1 => json!(at / 1000),
+                            2 if p.slot % 2 == 0 => Value::Null,
+                            _ => json!(at),
+                        };
                     }
                     ("identify", "identify", traits, Some(user.unwrap_or_else(|| format!("u{}", p.device % 4))))
                 }
@@ -203,11 +208,17 @@ fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
         .map(|(key, mut es)| {
             es.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
             let first_seen = es[0].ts;
-            // Traits: later identifies (by time, then id) win per key.
+            // Traits: later identifies (by time, then id) win per key; a null sign-up is none.
             let trait_of = |k: &str| es.iter().filter(|e| e.kind == "identify").rev().find_map(|e| e.props.get(k).cloned());
             // A number below 10^11 is seconds.
             let ms = |v: i64| if v < 100_000_000_000 { v * 1000 } else { v };
-            let signup = trait_of("signedUpAt").and_then(|v| v.as_i64()).map(ms).unwrap_or(first_seen);
+            let signup = es
+                .iter()
+                .rev()
+                .filter(|e| e.kind == "identify")
+                .find_map(|e| e.props["signedUpAt"].as_i64())
+                .map(ms)
+                .unwrap_or(first_seen);
             let plan = trait_of("plan").and_then(|v| v.as_str().map(str::to_string));
             let mut reached = BTreeMap::new();
             for e in es.iter().filter(|e| e.kind == "milestone") {
