@@ -264,15 +264,7 @@ async fn check(c: &Collector, sims: &[Sim], store: &str) {
         row.1 += usize::from(s.client_added.is_some());
         row.2 += usize::from(s.invoice_sent.is_some());
     }
-    let rows: Vec<(i64, usize, usize, usize)> = cohorts["cohorts"]
-        .as_array()
-        .expect("cohorts")
-        .iter()
-        .map(|r| {
-            let n = |v: &Value| v.as_u64().expect("count") as usize;
-            (r["start"].as_i64().expect("start"), n(&r["users"]), n(&r["reached"][0]), n(&r["reached"][1]))
-        })
-        .collect();
+    let rows = common::cohort_rows(&cohorts);
     assert_eq!(rows, truth.into_iter().map(|(k, (a, b, c))| (k, a, b, c)).collect::<Vec<_>>(), "{store}: cohorts");
     assert_eq!(cohorts["stepKinds"], json!(["milestone", "milestone"]));
 

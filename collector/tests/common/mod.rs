@@ -82,3 +82,10 @@ pub async fn get(url: &str, path_and_query: &str) -> Value {
 pub async fn funnel(url: &str, steps: &str) -> Value {
     get(url, &format!("/v1/funnel?steps={steps}&users=true")).await
 }
+
+/// A two-step cohorts answer as (start, users, reached step 1, reached step 2) rows.
+pub fn cohort_rows(cohorts: &Value) -> Vec<(i64, usize, usize, usize)> {
+    let n = |v: &Value| v.as_u64().expect("count") as usize;
+    let rows = cohorts["cohorts"].as_array().expect("cohorts");
+    rows.iter().map(|r| (r["start"].as_i64().expect("start"), n(&r["users"]), n(&r["reached"][0]), n(&r["reached"][1]))).collect()
+}
