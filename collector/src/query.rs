@@ -242,6 +242,22 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
     }
 
+    /// [`Ctx::firsts`] of `steps`, or nothing without a step: an empty filter would mean every
+    /// event name.
+    async fn firsts_of(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.firsts(steps).await
+    }
+
+    /// The tip events (with props), and the milestones their tips lead to.
+    async fn tip_events(&self) -> Result<(Vec<UserEvents>, Vec<Step>), ApiError> {
+        let tip_events = self.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
+        let milestones = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
+        Ok((tip_events, milestones))
+    }
+
     /// The steps, the value milestone, and when each user first reached either.
     async fn milestones(&self) -> Result<(Vec<Step>, Step, Vec<UserEvents>), ApiError> {
         let (steps, value) = (self.steps()?, self.value());
@@ -359,15 +375,12 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
     }))
 }
 
-async fn tips_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let tip_events = ctx.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
-    let milestones: Vec<Step> = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
-    let reached = ctx.firsts(&milestones).await?;
-    let reach = FirstReach::new(&reached);
+/// `reach` must cover the milestones of the tips in `tip_events` ([`Ctx::tip_events`]).
+fn tips_report(ctx: &Ctx<'_>, tip_events: &[UserEvents], reach: &FirstReach) -> Value {
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
     };
-    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, &tip_events, &reach)
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tip_events, reach)
         .iter()
         .map(|t| {
             json!({
@@ -381,7 +394,7 @@ async fn tips_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    Ok(json!({ "users": ctx.users.len(), "tips": rows }))
+    json!({ "users": ctx.users.len(), "tips": rows })
 }
 
 async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
@@ -402,12 +415,14 @@ fn stall_json(s: &Stall) -> Value {
     json!({ "user": s.user, "milestone": s.milestone, "signedUpAt": s.signed_up_at, "dueAt": s.due_at, "lastSeen": s.last_seen })
 }
 
-async fn stalls(ctx: &Ctx<'_>) -> Result<(Vec<Due>, Vec<Stall>), ApiError> {
-    let due = ctx.due()?;
-    let milestones: Vec<Step> = due.iter().map(|d| Step::milestone(&d.milestone)).collect();
-    let reached = if milestones.is_empty() { Vec::new() } else { ctx.firsts(&milestones).await? };
-    let list = a::stalled::stalled(&ctx.users, &due, &FirstReach::new(&reached), ctx.now);
-    Ok((due, list))
+/// The milestones the `due` windows are about.
+fn due_milestones(due: &[Due]) -> Vec<Step> {
+    due.iter().map(|d| Step::milestone(&d.milestone)).collect()
+}
+
+/// `reach` must cover [`due_milestones`] of `due`.
+fn stalls(ctx: &Ctx<'_>, due: &[Due], reach: &FirstReach) -> Vec<Stall> {
+    a::stalled::stalled(&ctx.users, due, reach, ctx.now)
 }
 
 fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
@@ -482,7 +497,9 @@ pub async fn tip_effect(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
-    Ok(Json(tips_report(&ctx).await?))
+    let (tip_events, milestones) = ctx.tip_events().await?;
+    let reached = ctx.firsts_of(&milestones).await?;
+    Ok(Json(tips_report(&ctx, &tip_events, &FirstReach::new(&reached))))
 }
 
 pub async fn seed_metrics(
@@ -501,7 +518,9 @@ pub async fn stalled(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
-    let (due, list) = stalls(&ctx).await?;
+    let due = ctx.due()?;
+    let reached = ctx.firsts_of(&due_milestones(&due)).await?;
+    let list = stalls(&ctx, &due, &FirstReach::new(&reached));
     match ctx.params.get("format").unwrap_or("json") {
         "json" => Ok(Json(stalled_json(&due, &list)).into_response()),
         "csv" => Ok((
@@ -550,8 +569,8 @@ impl ReportCache {
 }
 
 /// Everything the dashboard shows, from one request: one read of the users, one of the first
-/// times (funnel of milestones, time-to-value, cohorts), one of each kind of event the rest
-/// needs; served from [`ReportCache`] while the data has not changed.
+/// times (funnel of milestones, time-to-value, cohorts, stalls, tips), one of each kind of event
+/// the rest needs; served from [`ReportCache`] while the data has not changed.
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -575,9 +594,18 @@ pub async fn report(
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
     let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
-    let (steps, value, firsts) = ctx.milestones().await?;
+    let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
+    let (tip_events, tip_milestones) = ctx.tip_events().await?;
+    // One read of the first times for every report: each looks up only its own (type, name)
+    // pairs, so the others' rows change no answer.
+    let mut wanted = steps.clone();
+    wanted.push(value.clone());
+    wanted.extend(due_milestones(&due));
+    wanted.extend(tip_milestones);
+    let firsts = ctx.firsts(&wanted).await?;
     let reach = FirstReach::new(&firsts);
-    // The first times just read serve a funnel of milestones too: one read for both.
+    // The first times just read serve a funnel of milestones too (the matcher skips events of
+    // other names): one read for all.
     let raw;
     let events: &[UserEvents] = if all_milestones(&steps) {
         &firsts
@@ -585,7 +613,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         raw = ctx.funnel_events(&steps).await?;
         &raw
     };
-    let (due, stall_list) = stalls(&ctx).await?;
+    let stall_list = stalls(&ctx, &due, &reach);
     Ok(json!({
         "project": ctx.project.id,
         "now": ctx.now,
@@ -596,7 +624,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "funnel": funnel_report(&ctx, events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
-        "tips": tips_report(&ctx).await?,
+        "tips": tips_report(&ctx, &tip_events, &reach),
         "metrics": metrics_report(&ctx).await?,
         "stalled": stalled_json(&due, &stall_list),
         // Filter choices come from every user, so a filter can be undone.

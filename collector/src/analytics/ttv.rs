@@ -1,6 +1,7 @@
 //! Time-to-value: how long from sign-up to each milestone and to the value milestone, and the
 //! same by sign-up cohort.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::time::{day_start, week_start, DAY, HOUR};
@@ -40,17 +41,19 @@ pub struct TtvReport {
     pub first_day: Activation,
 }
 
-fn times(step: &Step, users: &[User], reach: &FirstReach) -> Vec<i64> {
-    users.iter().filter_map(|u| reach.since_signup(u, step)).collect()
+// Generic over `User` and `&User`, so cohorts group references rather than copies of users.
+fn times<U: Borrow<User>>(step: &Step, users: &[U], reach: &FirstReach) -> Vec<i64> {
+    users.iter().filter_map(|u| reach.since_signup(u.borrow(), step)).collect()
 }
 
-fn milestone_times(step: &Step, users: &[User], reach: &FirstReach) -> MilestoneTimes {
+fn milestone_times<U: Borrow<User>>(step: &Step, users: &[U], reach: &FirstReach) -> MilestoneTimes {
     let t = times(step, users, reach);
     MilestoneTimes { step: step.clone(), reached: t.len(), quantiles: Quantiles::of(t) }
 }
 
-fn activation(value: &Step, users: &[User], reach: &FirstReach, now: i64) -> Activation {
-    let eligible: Vec<&User> = users.iter().filter(|u| u.signed_up_at + ACTIVATION_WINDOW <= now).collect();
+fn activation<U: Borrow<User>>(value: &Step, users: &[U], reach: &FirstReach, now: i64) -> Activation {
+    let eligible: Vec<&User> =
+        users.iter().map(Borrow::borrow).filter(|u: &&User| u.signed_up_at + ACTIVATION_WINDOW <= now).collect();
     let activated =
         eligible.iter().filter(|u| reach.since_signup(u, value).is_some_and(|t| t < ACTIVATION_WINDOW)).count();
     Activation { eligible: eligible.len(), activated, rate: ratio(activated, eligible.len()) }
@@ -104,9 +107,9 @@ pub struct Cohort {
 
 /// The cohort table, oldest cohort first; periods with no sign-ups are left out.
 pub fn cohorts(period: Period, steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> Vec<Cohort> {
-    let mut groups: BTreeMap<i64, Vec<User>> = BTreeMap::new();
+    let mut groups: BTreeMap<i64, Vec<&User>> = BTreeMap::new();
     for u in users {
-        groups.entry(period.start(u.signed_up_at)).or_default().push(u.clone());
+        groups.entry(period.start(u.signed_up_at)).or_default().push(u);
     }
     groups
         .into_iter()

@@ -124,7 +124,10 @@ impl SqliteStore {
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        // NO_MUTEX: a connection is used by one thread at a time (it moves into the blocking
+        // task), so SQLite need not lock it on every call; serialized mode spent a fifth of a
+        // report's CPU time locking and unlocking once per column read.
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
         Ok(conn)
