@@ -237,18 +237,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
-    /// input), from the store's rollups.
+    /// input), from the store's rollups; nothing without a step (an empty filter would mean
+    /// every event name).
     async fn firsts(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
-    }
-
-    /// [`Ctx::firsts`] of `steps`, or nothing without a step: an empty filter would mean every
-    /// event name.
-    async fn firsts_of(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        self.firsts(steps).await
+        Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
     }
 
     /// The tip events (with props), and the milestones their tips lead to.
@@ -416,7 +411,7 @@ fn stall_json(s: &Stall) -> Value {
 }
 
 /// The milestones the `due` windows are about.
-fn due_milestones(due: &[Due]) -> Vec<Step> {
+pub fn due_milestones(due: &[Due]) -> Vec<Step> {
     due.iter().map(|d| Step::milestone(&d.milestone)).collect()
 }
 
@@ -498,7 +493,7 @@ pub async fn tip_effect(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let (tip_events, milestones) = ctx.tip_events().await?;
-    let reached = ctx.firsts_of(&milestones).await?;
+    let reached = ctx.firsts(&milestones).await?;
     Ok(Json(tips_report(&ctx, &tip_events, &FirstReach::new(&reached))))
 }
 
@@ -519,7 +514,7 @@ pub async fn stalled(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    let reached = ctx.firsts_of(&due_milestones(&due)).await?;
+    let reached = ctx.firsts(&due_milestones(&due)).await?;
     let list = stalls(&ctx, &due, &FirstReach::new(&reached));
     match ctx.params.get("format").unwrap_or("json") {
         "json" => Ok(Json(stalled_json(&due, &list)).into_response()),

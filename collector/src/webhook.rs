@@ -29,7 +29,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onramp::core::wire::EventType;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
@@ -38,7 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::analytics::stalled::{self, Due, Stall};
 use crate::analytics::FirstReach;
 use crate::query;
-use crate::store::{Attempt, EventFilter, Notification, StoreError, StoredEvent};
+use crate::store::{Attempt, Notification, StoreError, StoredEvent};
 use crate::{AppState, Project};
 
 /// The SDK's value marker (docs/EVENTS.md).
@@ -265,8 +264,7 @@ pub async fn stalls_due_between(
         return Ok(Vec::new());
     }
     let users = query::load_users(state, project).await?;
-    let names: Vec<String> = due.iter().map(|d| d.milestone.clone()).collect();
-    let filter = EventFilter { types: vec![EventType::Milestone], ..EventFilter::names(&names) };
+    let filter = query::reaching(&query::due_milestones(due));
     let reached = state.store.firsts(&project.id, &filter).await?;
     let all = stalled::stalled(&users, due, &FirstReach::new(&reached), until);
     Ok(stalled::newly_stalled(all, after, until))
