@@ -143,7 +143,7 @@ async fn accept(
     }
     let body = read_body(state, body, MAX_BATCH_BYTES).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-    let (mut batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
+    let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
     let project = match source {
         Source::Live => authenticate(state, headers, &batch)?,
@@ -156,23 +156,22 @@ async fn accept(
 
     let received_at = state.now();
     let parse_bad: Vec<usize> = errors.iter().filter_map(|e| e.index).collect();
-    for (index, event) in batch.events.iter_mut().enumerate() {
-        if let Err(e) = crate::identity::check(project, event) {
-            errors.push(WireError { index: Some(original_index(index, &parse_bad)), ..e });
-        }
-    }
+    // History is dated by the system it came from: an import has no send offset to correct.
+    let sent_at = match source {
+        Source::Live => batch.sent_at,
+        Source::Import { .. } => received_at,
+    };
     let mut clamped = 0;
     let mut stored = Vec::with_capacity(batch.events.len());
     for (index, mut event) in batch.events.into_iter().enumerate() {
+        if let Err(e) = crate::identity::check(project, &mut event) {
+            errors.push(WireError { index: Some(original_index(index, &parse_bad)), ..e });
+        }
         if let Err(message) = normalize_signed_up_at(&mut event, received_at) {
             errors.push(WireError { index: Some(original_index(index, &parse_bad)), field: "props.signedUpAt", message });
             continue;
         }
-        let ts = match source {
-            Source::Live => correct_timestamp(event.ts, batch.sent_at, received_at),
-            // History is dated by the system it came from; there is no send offset to correct.
-            Source::Import { .. } => correct_timestamp(event.ts, received_at, received_at),
-        };
+        let ts = correct_timestamp(event.ts, sent_at, received_at);
         if source == Source::Live && ts < received_at - MAX_PAST_MS {
             errors.push(WireError {
                 index: Some(original_index(index, &parse_bad)),
@@ -183,10 +182,7 @@ async fn accept(
             });
             continue;
         }
-        let unclamped = match source {
-            Source::Live => event.ts.saturating_add(received_at.saturating_sub(batch.sent_at)),
-            Source::Import { .. } => event.ts,
-        };
+        let unclamped = event.ts.saturating_add(received_at.saturating_sub(sent_at));
         clamped += usize::from(ts != unclamped.max(0));
         stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });
     }
