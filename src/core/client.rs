@@ -19,6 +19,9 @@ pub struct Client {
     /// The identity-verification hash for `user_id` given to `identify` (docs/IDENTITY.md);
     /// sent with every event of that user.
     pub user_hash: Option<String>,
+    /// The account given to `group()`: every event carries it as `props.accountId` (unless the
+    /// event's own props name one).
+    pub account_id: Option<String>,
     /// Events recorded and not yet handed to the delivery outbox, oldest first.
     outbox: Vec<Event>,
     /// Millisecond and counter of the last id, so ids made in one millisecond stay ordered.
@@ -28,7 +31,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(anonymous_id: String) -> Client {
-        Client { anonymous_id, user_id: None, user_hash: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
+        Client { anonymous_id, user_id: None, user_hash: None, account_id: None, outbox: Vec::new(), last_id_ms: 0, id_counter: 0 }
     }
 
     /// A fresh random id, used for anonymous ids.
@@ -62,10 +65,15 @@ impl Client {
         &mut self,
         kind: EventType,
         name: &str,
-        props: Vec<(String, Value)>,
+        mut props: Vec<(String, Value)>,
         now_ms: i64,
         entropy: &mut impl Entropy,
     ) -> Event {
+        if let Some(account) = &self.account_id {
+            if !props.iter().any(|(k, _)| k == "accountId") {
+                props.push(("accountId".into(), Value::Str(account.clone())));
+            }
+        }
         Event {
             id: self.next_event_id(now_ms, entropy),
             kind,
@@ -107,11 +115,12 @@ impl Client {
         self.record(EventType::Identify, "identify", traits, now_ms, entropy);
     }
 
-    /// Log-out: forget the user and start a new anonymous identity. Queued events keep the
+    /// Log-out: forget the user (and their account) and start a new anonymous identity. Queued events keep the
     /// identity they were recorded under.
     pub fn reset(&mut self, new_anonymous_id: String) {
         self.user_id = None;
         self.user_hash = None;
+        self.account_id = None;
         self.anonymous_id = new_anonymous_id;
     }
 

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+pub mod machine;
 pub mod markup;
 pub mod num;
 pub mod placement;

@@ -152,7 +152,7 @@ pub fn drain() {
         std::mem::take(&mut state.queue)
     });
     for c in queue {
-        super::record_track(&c.name, c.props, c.ts);
+        super::dispatch(crate::core::machine::Input::Track { name: c.name, props: c.props, at: Some(c.ts) });
     }
 }
 

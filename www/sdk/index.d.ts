@@ -54,13 +54,19 @@ export type Props = Record<string, unknown>;
 
 /** Starts the SDK. Calls made before the wasm has loaded are kept and replayed in order. */
 export function init(options: InitOptions): void;
-/** Names the current user; earlier anonymous events are linked to them. */
+/** Names the current user; earlier anonymous events are linked to them. Identifying as a
+ *  different user than the current one starts a fresh anonymous id and fresh local state, as
+ *  `reset()` would: one anonymous id never maps to two users (docs/IDENTITY.md). */
 export function identify(userId: string, traits?: Traits): void;
+/** The account (company, workspace, team) the user works in. Every later event carries it as
+ *  `props.accountId`, across page views, until `reset()`; `traits` describe the account and are
+ *  sent once, with a `group` event. */
+export function group(accountId: string, traits?: Record<string, unknown>): void;
 /** Records a product event. */
 export function track(name: string, props?: Props): void;
 /** Marks a customer milestone of the plan as done (the user confirmed it, or your server did). */
 export function complete(milestone: string): void;
-/** Log-out: forgets the user and starts a new anonymous identity. */
+/** Log-out: forgets the user and their account, and starts a new anonymous identity. */
 export function reset(): void;
 /** Sends queued events now. Resolves once everything queued before the call has been
  *  acknowledged by the collector (or dropped: refused, expired); at once when onramp cannot run. */

@@ -2,7 +2,7 @@
 // directly; the script-tag loader calls `attach` to replay the calls queued before load.
 import initWasm, * as wasm from "./onramp.js";
 
-const METHODS = ["init", "identify", "track", "complete", "reset", "flush"];
+const METHODS = ["init", "identify", "track", "group", "complete", "reset", "flush"];
 // Calls kept while the wasm loads; bounded so a page that never loads it cannot grow forever.
 const MAX_PENDING = 1000;
 let pending = [];
@@ -80,6 +80,7 @@ function watchDom() {
 export function init(config) { enqueue("init", [config]); }
 export function identify(userId, traits) { enqueue("identify", [String(userId), traits]); }
 export function track(name, props) { enqueue("track", [String(name), props]); }
+export function group(accountId, traits) { enqueue("group", [String(accountId), traits]); }
 export function complete(milestone) { enqueue("complete", [String(milestone)]); }
 export function reset() { enqueue("reset", []); }
 /** Sends queued events now. Resolves once everything queued before the call has been
@@ -91,7 +92,7 @@ export function flush() {
   });
 }
 
-const API = { init, identify, track, complete, reset, flush };
+const API = { init, identify, track, group, complete, reset, flush };
 
 const KEPT = "onramp.early.";
 

@@ -11,7 +11,7 @@
   function queue(call) {
     if (o.length < 200) { call.t = Date.now(); o.push(call); }
   }
-  ["init", "identify", "track", "complete", "reset", "flush"].forEach(function (m) {
+  ["init", "identify", "track", "group", "complete", "reset", "flush"].forEach(function (m) {
     o[m] = o[m] || function () { queue([m].concat([].slice.call(arguments))); };
   });
   o.c || ["click", "submit"].forEach(function (t) {

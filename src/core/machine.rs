@@ -1,0 +1,926 @@
+//! The SDK as one sans-IO state machine: [`Machine::handle`] takes the time and one [`Input`]
+//! (a call the page made, a timer, the page being hidden or closed, the network's answers) and
+//! returns the [`Effect`]s the browser layer must carry out (send, beacon, schedule, render,
+//! console lines, resolve `flush()`). It never touches the network, timers or the DOM, so the
+//! whole init → plan → replay → send → acknowledge flow is tested natively (see the tests).
+//!
+//! Storage is the one service it uses directly, through [`KeyValue`]: `localStorage` is
+//! synchronous, and the outbox's multi-tab lock must read its own claim back at once. Writes
+//! that can wait for the end of the task (the queue after a burst of `track` calls, the
+//! engine's state) are asked for with [`Effect::PersistSoon`]; the host answers with
+//! [`Input::Persist`] from a 0 ms timer.
+//!
+//! The browser layer feeds inputs through one queue: a call made while an input is being
+//! handled (a host callback onramp invoked calling back into it) waits there, in order, and is
+//! never dropped.
+
+use super::client::{Client, Entropy};
+use super::delivery::{Next, Outbox, Policy};
+#[cfg(feature = "guide")]
+use super::engine::{Emit, Engine};
+use super::json::Value;
+use super::plan::{CaptureRule, PlanError};
+use super::storage::{KeyValue, WriteBehind};
+use super::wire::EventType;
+
+/// `localStorage` key read by the loader (www/sdk/loader.js): present, the page loads the lean
+/// tracker only. Its value is `<plan version>\n<user id>`.
+pub const LEAN_KEY: &str = "onramp.lean";
+/// This browser's anonymous id.
+pub const ANON_KEY: &str = "onramp.anonymousId";
+/// The user this anonymous id was identified as: identifying as someone else starts a fresh
+/// anonymous id (docs/IDENTITY.md), even on a later page view.
+pub const USER_KEY: &str = "onramp.userId";
+/// The account given to `group()`, carried by every later event until `reset()`.
+pub const ACCOUNT_KEY: &str = "onramp.accountId";
+
+/// The tick: heartbeat, adoption of dead tabs, batching by time, retries.
+pub const TICK_MS: u32 = 1000;
+
+/// Product events kept while the plan loads, replayed into the engine when it arrives.
+#[cfg(feature = "guide")]
+const MAX_EARLY: usize = 200;
+
+type Props = Vec<(String, Value)>;
+
+/// The plan as the machine receives it, read and checked by the browser layer (selectors need
+/// the browser's CSS parser). The full SDK needs all of it; the tracker only the version and
+/// the capture rules ([`super::plan::Plan::capture_only`]).
+#[cfg(feature = "guide")]
+pub type LoadedPlan = super::plan::Plan;
+#[cfg(not(feature = "guide"))]
+pub struct LoadedPlan {
+    pub version: String,
+    pub capture: Vec<CaptureRule>,
+}
+
+pub enum Input {
+    /// `init(options)`; `page_origin` is the page's own origin (the default collector).
+    Init { options: Value, page_origin: String },
+    Identify { user_id: String, traits: Props },
+    Track { name: String, props: Props, at: Option<i64> },
+    Group { account_id: String, traits: Props },
+    /// A customer milestone confirmed by the user or the page (full SDK only).
+    Complete(String),
+    Reset,
+    /// `flush()`: the host resolves waiter `id` when [`Effect::ResolveFlush`] names it.
+    Flush(u64),
+    Tick,
+    /// The 0 ms timer asked for by [`Effect::PersistSoon`].
+    Persist,
+    PageHidden,
+    PageClosed,
+    Online,
+    /// The plan arrived, read and checked.
+    PlanLoaded(LoadedPlan),
+    /// The plan cannot be used: onramp steps aside with one console line naming the field.
+    PlanRefused(PlanError),
+    /// The collector answered a [`Effect::Send`]: `status` 0 for a network error; `body` is
+    /// read for 400 and 413 only.
+    Answered { status: u16, retry_after: Option<String>, body: String },
+}
+
+/// Where the plan comes from; the host fetches or reads it and answers with
+/// [`Input::PlanLoaded`] or [`Input::PlanRefused`] (or nothing: no plan, events only).
+#[derive(Debug, PartialEq)]
+pub enum PlanSource {
+    Inline(Value),
+    Url(String),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    /// POST `body` to `url` (a keepalive fetch) and answer with [`Input::Answered`].
+    Send { url: String, body: String },
+    /// Hand `body` to `navigator.sendBeacon`: no answer.
+    Beacon { url: String, body: String },
+    /// Answer with [`Input::Persist`] at the end of the task.
+    PersistSoon,
+    /// Answer with [`Input::Tick`] after this long (one pending tick at a time).
+    ScheduleTick(u32),
+    /// Add the page-lifetime listeners (hidden, closed, shown, online), replacing any.
+    Listen,
+    /// Remove every listener, timer and capture hook: onramp is disabled.
+    Stop,
+    LoadPlan(PlanSource),
+    /// Start auto-capture with these rules (replacing earlier ones).
+    Capture(Vec<CaptureRule>),
+    /// Start the tips UI with init's `tips` options and the plan's default locale.
+    #[cfg(feature = "guide")]
+    StartGuide { options: Value, default_locale: String },
+    /// Re-decide what the tips show; with an event's name after that event (tour steps,
+    /// `afterEvent` triggers).
+    #[cfg(feature = "guide")]
+    Render(Option<String>),
+    Console(String),
+    ResolveFlush(u64),
+}
+
+/// The running SDK, between `init` and a disabling error.
+struct Running<S: KeyValue> {
+    client: Client,
+    outbox: Outbox<S>,
+    batch_url: String,
+    page_origin: String,
+    /// The engine's user state (and the small keys above), written at the end of the task.
+    kv: WriteBehind<S>,
+    /// The [`LEAN_KEY`] value last written (full SDK) or found (tracker).
+    lean: Option<String>,
+    /// `flush()` waiters and the outbox mark each waits for.
+    flushes: Vec<(u64, u64)>,
+    persist_asked: bool,
+    #[cfg(feature = "guide")]
+    tab: String,
+    #[cfg(feature = "guide")]
+    engine: Option<Engine>,
+    #[cfg(feature = "guide")]
+    early: Vec<(String, Props, i64)>,
+    #[cfg(feature = "guide")]
+    signup: Option<i64>,
+    #[cfg(feature = "guide")]
+    tips_options: Value,
+}
+
+pub struct Machine<S: KeyValue + Clone, E: Entropy> {
+    storage: S,
+    entropy: E,
+    sdk: Option<Running<S>>,
+}
+
+impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
+    pub fn new(storage: S, entropy: E) -> Self {
+        Machine { storage, entropy, sdk: None }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.sdk.is_some()
+    }
+
+    pub fn handle(&mut self, now: i64, input: Input) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if let Input::Init { options, page_origin } = input {
+            self.init(now, &options, page_origin, &mut fx);
+        } else if let Input::PlanRefused(error) = input {
+            self.disable(&error, &mut fx);
+        } else if let Some(sdk) = self.sdk.as_mut() {
+            sdk.handle(now, input, &mut self.storage, &mut self.entropy, &mut fx);
+            sdk.after(now, &mut self.entropy, &mut fx);
+        } else if let Input::Flush(id) = input {
+            fx.push(Effect::ResolveFlush(id)); // nothing to wait for
+        }
+        fx
+    }
+
+    /// Runs `f` with the engine and its storage, and records the events it returns: the tips
+    /// layer's way in. `None` when there is no plan (or no SDK).
+    #[cfg(feature = "guide")]
+    pub fn with_engine<R>(
+        &mut self,
+        now: i64,
+        f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R,
+    ) -> (Option<R>, Vec<Effect>) {
+        let mut fx = Vec::new();
+        let Some(sdk) = self.sdk.as_mut() else { return (None, fx) };
+        let Some(engine) = sdk.engine.as_mut() else { return (None, fx) };
+        let mut out = Vec::new();
+        let r = f(engine, &mut sdk.kv, &mut out);
+        sdk.record_emits(out, now, &mut self.entropy);
+        sdk.update_lean_mark(now);
+        sdk.after(now, &mut self.entropy, &mut fx);
+        (Some(r), fx)
+    }
+
+    fn init(&mut self, now: i64, options: &Value, page_origin: String, fx: &mut Vec<Effect>) {
+        if let Some(old) = self.sdk.take() {
+            // A second init replaces the SDK: its listeners go, its waiters are answered.
+            fx.push(Effect::Stop);
+            fx.extend(old.flushes.into_iter().map(|(id, _)| Effect::ResolveFlush(id)));
+        }
+        let Some(write_key) = options.get("writeKey").and_then(Value::as_str) else {
+            fx.push(Effect::Console("onramp: init: `writeKey` is required (a string such as \"wk_…\"); onramp is disabled".into()));
+            return;
+        };
+        let collector = String::from(options.get("collector").and_then(Value::as_str).unwrap_or(&page_origin).trim_end_matches('/'));
+        let storage = &mut self.storage;
+        let anonymous_id = storage.get(ANON_KEY).unwrap_or_else(|| {
+            let id = Client::new_id(now, &mut self.entropy);
+            storage.set(ANON_KEY, &id);
+            id
+        });
+        let tab = Client::new_id(now, &mut self.entropy);
+        // The queue is written at the end of the task, not on every push (see `PersistSoon`).
+        let policy = Policy { sync_persist_max: 0, ..Policy::default() };
+        let outbox = Outbox::open(self.storage.clone(), write_key.into(), &tab, policy, now);
+        let mut client = Client::new(anonymous_id);
+        client.account_id = self.storage.get(ACCOUNT_KEY);
+        let sdk = Running {
+            client,
+            outbox,
+            batch_url: collector.clone() + "/v1/batch",
+            page_origin,
+            kv: WriteBehind::new(self.storage.clone()),
+            lean: self.storage.get(LEAN_KEY),
+            flushes: Vec::new(),
+            persist_asked: false,
+            #[cfg(feature = "guide")]
+            tab,
+            #[cfg(feature = "guide")]
+            engine: None,
+            #[cfg(feature = "guide")]
+            early: Vec::new(),
+            #[cfg(feature = "guide")]
+            signup: None,
+            #[cfg(feature = "guide")]
+            tips_options: options.get("tips").cloned().unwrap_or(Value::Null),
+        };
+        self.sdk = Some(sdk);
+        fx.push(Effect::Listen);
+        fx.push(Effect::ScheduleTick(TICK_MS));
+        match options.get("plan") {
+            Some(Value::Bool(false)) => {} // the page opted out: events only, no milestones
+            Some(plan @ Value::Obj(_)) => fx.push(Effect::LoadPlan(PlanSource::Inline(plan.clone()))),
+            Some(Value::Str(url)) => fx.push(Effect::LoadPlan(PlanSource::Url(url.clone()))),
+            None | Some(Value::Null) => {
+                let mut url = collector;
+                url.push_str("/v1/plan?writeKey=");
+                encode_component(&mut url, write_key);
+                fx.push(Effect::LoadPlan(PlanSource::Url(url)));
+            }
+            Some(other) => self.disable(
+                &PlanError {
+                    pointer: String::new(),
+                    problem: String::from("init: `plan` is ") + other.kind(),
+                    expected: "a plan object, the URL of one, or false".into(),
+                },
+                fx,
+            ),
+        }
+    }
+
+    /// One console error naming the field, and onramp steps aside: the page keeps working,
+    /// events already queued stay stored for a page with a good plan.
+    fn disable(&mut self, error: &PlanError, fx: &mut Vec<Effect>) {
+        let mut message = String::from("onramp: ");
+        message.push_str(&error.message());
+        message.push_str(". onramp is disabled; the page is unaffected.");
+        fx.push(Effect::Console(message));
+        if let Some(mut sdk) = self.sdk.take() {
+            sdk.write();
+            fx.push(Effect::Stop);
+            fx.extend(sdk.flushes.into_iter().map(|(id, _)| Effect::ResolveFlush(id)));
+        }
+    }
+}
+
+impl<S: KeyValue> Running<S> {
+    fn handle(&mut self, now: i64, input: Input, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        match input {
+            Input::Init { .. } | Input::PlanRefused(_) => {} // handled by the machine
+            Input::Track { name, props, at } => {
+                let ts = at.filter(|t| *t > 0).map_or(now, |t| t.min(now));
+                self.track(name, props, ts, rng, fx);
+            }
+            Input::Identify { user_id, traits } => self.identify(now, user_id, traits, storage, rng, fx),
+            Input::Group { account_id, traits } => self.group(now, account_id, traits, storage, rng, fx),
+            Input::Complete(milestone) => self.complete(now, &milestone, rng, fx),
+            Input::Reset => self.reset(now, storage, rng, fx),
+            Input::Flush(id) => {
+                self.flushes.push((id, self.outbox.mark()));
+                self.enqueue_recorded(now, rng);
+                self.send(now, true, fx);
+            }
+            Input::Tick => {
+                self.outbox.tick(now);
+                self.enqueue_recorded(now, rng);
+                self.write();
+                self.send(now, false, fx);
+                fx.push(Effect::ScheduleTick(TICK_MS));
+            }
+            Input::Persist => {
+                self.persist_asked = false;
+                self.write();
+            }
+            Input::PageHidden => self.beacon(now, false, rng, fx),
+            Input::PageClosed => self.beacon(now, true, rng, fx),
+            Input::Online => {
+                self.outbox.online();
+                self.send(now, true, fx);
+            }
+            Input::PlanLoaded(plan) => self.start_plan(now, plan, storage, rng, fx),
+            Input::Answered { status, retry_after, body } => {
+                let refused_before = self.outbox.is_refused();
+                let next = self.outbox.settle(status, retry_after.as_deref(), &body, now, rng);
+                self.outbox.report_drops(&mut self.client, now, rng);
+                if !refused_before && self.outbox.is_refused() {
+                    fx.push(Effect::Console(self.refusal(status)));
+                }
+                if next == Next::SendNow {
+                    self.send(now, true, fx);
+                }
+            }
+        }
+    }
+
+    /// After every input: what was recorded goes into the outbox, a due batch goes out,
+    /// finished `flush()`es resolve, and pending writes get their moment.
+    fn after(&mut self, now: i64, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        if self.enqueue_recorded(now, rng) {
+            self.send(now, false, fx);
+        }
+        let outbox = &self.outbox;
+        self.flushes.retain(|&(id, mark)| {
+            let done = outbox.delivered_up_to(mark);
+            if done {
+                fx.push(Effect::ResolveFlush(id));
+            }
+            !done
+        });
+        if !self.persist_asked && (self.kv.has_pending() || self.outbox.has_unwritten()) {
+            self.persist_asked = true;
+            fx.push(Effect::PersistSoon);
+        }
+    }
+
+    /// Moves what the client recorded into the persistent outbox, reports drops, and says
+    /// whether a batch is due.
+    fn enqueue_recorded(&mut self, now: i64, rng: &mut impl Entropy) -> bool {
+        for event in self.client.take_recorded() {
+            self.outbox.push(&event, now);
+        }
+        self.outbox.report_drops(&mut self.client, now, rng);
+        self.outbox.due(now, false)
+    }
+
+    fn send(&mut self, now: i64, force: bool, fx: &mut Vec<Effect>) {
+        if let Some(body) = self.outbox.next_batch(now, force) {
+            fx.push(Effect::Send { url: self.batch_url.clone(), body });
+        }
+    }
+
+    fn write(&mut self) {
+        self.kv.flush();
+        self.outbox.persist_pending();
+    }
+
+    /// The page is hidden or going: the whole queue goes to `sendBeacon`, which the browser
+    /// delivers even after unload; the events stay queued until acknowledged.
+    fn beacon(&mut self, now: i64, retire: bool, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        self.enqueue_recorded(now, rng);
+        // Persist before send, here too: the next page adopts what is stored.
+        self.write();
+        for body in self.outbox.beacon_bodies(now) {
+            fx.push(Effect::Beacon { url: self.batch_url.clone(), body });
+        }
+        if retire {
+            self.outbox.retire();
+        }
+    }
+
+    /// One console line when the collector refuses this page (401/403; the SDK then sends
+    /// nothing more from it): what to change, and where.
+    fn refusal(&self, status: u16) -> String {
+        let collector = self.batch_url.trim_end_matches("/v1/batch");
+        let origin = self.page_origin.as_str();
+        let mut parts = vec!["onramp: the collector at ", collector];
+        if status == 403 {
+            parts.extend([" does not allow this page's origin ", origin, " for this write key: add \"", origin, "\" to the project's allowedOrigins"]);
+        } else {
+            parts.push(" does not know this write key: check init's writeKey");
+        }
+        parts.push(". Events from this page are dropped.");
+        parts.concat()
+    }
+
+    fn track(&mut self, name: String, props: Props, ts: i64, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        #[cfg(feature = "guide")]
+        {
+            match self.engine.as_mut() {
+                Some(engine) => {
+                    let emits = engine.observe(&mut self.kv, &name, &props, ts);
+                    self.client.record(EventType::Track, &name, props, ts, rng);
+                    self.record_emits(emits, ts, rng);
+                    self.update_lean_mark(ts);
+                    fx.push(Effect::Render(Some(name)));
+                }
+                None => {
+                    if self.early.len() < MAX_EARLY {
+                        self.early.push((name.clone(), props.clone(), ts));
+                    }
+                    self.client.record(EventType::Track, &name, props, ts, rng);
+                }
+            }
+        }
+        #[cfg(not(feature = "guide"))]
+        {
+            let _ = &fx;
+            self.client.record(EventType::Track, &name, props, ts, rng);
+        }
+    }
+
+    fn identify(&mut self, now: i64, user_id: String, mut traits: Props, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        if user_id.is_empty() {
+            fx.push(Effect::Console("onramp: identify needs a user id; ignored".into()));
+            return;
+        }
+        // One anonymous id never maps to two users (docs/IDENTITY.md): someone else than the
+        // user this browser was identified as starts afresh, as after `reset()`.
+        let previous = self.client.user_id.clone().or_else(|| storage.get(USER_KEY));
+        if previous.as_deref().is_some_and(|p| p != user_id) {
+            self.reset(now, storage, rng, fx);
+        }
+        // The collector's definition (core::time::signed_up_at): a sign-up time it would refuse
+        // is left out here, with one console line, so the identify itself is still sent.
+        let mut signup = None;
+        traits.retain_mut(|(k, v)| {
+            if k != "signedUpAt" || *v == Value::Null {
+                return true;
+            }
+            match super::time::signed_up_at(v, now) {
+                Ok(ms) => {
+                    signup = Some(ms);
+                    *v = Value::Num(ms as f64);
+                    true
+                }
+                Err(why) => {
+                    fx.push(Effect::Console(["onramp: identify's signedUpAt ", why, "; left out"].concat()));
+                    false
+                }
+            }
+        });
+        if previous.as_deref() != Some(user_id.as_str()) {
+            storage.set(USER_KEY, &user_id);
+        }
+        self.client.identify(&user_id, traits, now, rng);
+        #[cfg(feature = "guide")]
+        {
+            self.signup = signup.or(self.signup);
+            if let Some(engine) = self.engine.as_mut() {
+                let emits = engine.identify(&mut self.kv, &user_id, signup, now);
+                self.record_emits(emits, now, rng);
+            }
+            self.update_lean_mark(now);
+            fx.push(Effect::Render(None));
+        }
+        #[cfg(not(feature = "guide"))]
+        {
+            let _ = signup;
+            // Another user than the one whose onboarding is over: theirs may not be.
+            if self.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(_, user)| user != user_id) {
+                self.clear_lean_mark(storage);
+            }
+        }
+    }
+
+    /// `group(accountId, traits)`: the user works in this account. A `group` event (type
+    /// `identify`, so the account becomes one of the user's traits in reports) carries the
+    /// account's traits under `account`; every later event carries `accountId` in its props.
+    fn group(&mut self, now: i64, account_id: String, traits: Props, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        if account_id.is_empty() {
+            fx.push(Effect::Console("onramp: group needs an account id; ignored".into()));
+            return;
+        }
+        storage.set(ACCOUNT_KEY, &account_id);
+        self.client.account_id = Some(account_id);
+        let props = if traits.is_empty() { Vec::new() } else { vec![("account".into(), Value::Obj(traits))] };
+        self.client.record(EventType::Identify, "group", props, now, rng);
+    }
+
+    fn complete(&mut self, now: i64, milestone: &str, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        #[cfg(feature = "guide")]
+        {
+            if let Some(engine) = self.engine.as_mut() {
+                let emits = engine.mark_done(&mut self.kv, milestone, now);
+                self.record_emits(emits, now, rng);
+            }
+            self.update_lean_mark(now);
+            fx.push(Effect::Render(None));
+        }
+        let _ = (now, milestone, rng, &fx);
+    }
+
+    /// Log-out: a new anonymous id, no user, no account; queued events keep the identity they
+    /// were recorded under.
+    fn reset(&mut self, now: i64, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        let id = Client::new_id(now, rng);
+        storage.set(ANON_KEY, &id);
+        storage.remove(USER_KEY);
+        storage.remove(ACCOUNT_KEY);
+        #[cfg(feature = "guide")]
+        {
+            if let Some(engine) = self.engine.as_mut() {
+                engine.reset(&self.kv, &id);
+            }
+            self.signup = None;
+            fx.push(Effect::Render(None));
+        }
+        let _ = &fx;
+        // The next user's onboarding is unknown: the next page view loads the guide.
+        self.clear_lean_mark(storage);
+        self.client.reset(id);
+    }
+
+    fn clear_lean_mark(&mut self, storage: &mut S) {
+        if self.lean.take().is_some() {
+            storage.remove(LEAN_KEY);
+        }
+    }
+
+    /// The full SDK starts the engine (replaying the events seen while the plan loaded),
+    /// auto-capture and the tips.
+    #[cfg(feature = "guide")]
+    fn start_plan(&mut self, now: i64, plan: LoadedPlan, _storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        let rules = plan.capture.clone();
+        let default_locale = plan.default_locale.clone();
+        let mut engine = Engine::new(plan, self.tab.clone(), &self.client.anonymous_id, &self.kv);
+        let mut emits = engine.touch(&mut self.kv, now);
+        if let Some(user) = self.client.user_id.clone() {
+            emits.extend(engine.identify(&mut self.kv, &user, self.signup, now));
+        }
+        for (name, props, ts) in std::mem::take(&mut self.early) {
+            emits.extend(engine.observe(&mut self.kv, &name, &props, ts));
+        }
+        self.engine = Some(engine);
+        self.record_emits(emits, now, rng);
+        self.update_lean_mark(now);
+        fx.push(Effect::Capture(rules));
+        let options = std::mem::replace(&mut self.tips_options, Value::Null);
+        fx.push(Effect::StartGuide { options, default_locale });
+    }
+
+    /// The tracker reads only the plan's version and capture rules. A new plan version may
+    /// open milestones for this user: the mark goes, the next page view loads the guide.
+    #[cfg(not(feature = "guide"))]
+    fn start_plan(&mut self, _now: i64, plan: LoadedPlan, storage: &mut S, _rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        if self.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(v, _)| v != plan.version) {
+            self.clear_lean_mark(storage);
+        }
+        fx.push(Effect::Capture(plan.capture));
+    }
+
+    #[cfg(feature = "guide")]
+    fn record_emits(&mut self, emits: Vec<Emit>, now: i64, rng: &mut impl Entropy) {
+        for e in emits {
+            self.client.record(e.kind, &e.name, e.props, now, rng);
+        }
+    }
+
+    /// Full SDK: writes [`LEAN_KEY`] while this identified user's onboarding is over, removes
+    /// it otherwise; only when that changes, so an event costs no storage write for it.
+    #[cfg(feature = "guide")]
+    fn update_lean_mark(&mut self, now: i64) {
+        let Some(engine) = self.engine.as_ref() else { return };
+        let mark = (!engine.needs_guide(now)).then(|| [engine.plan().version.as_str(), "\n", engine.identity()].concat());
+        if mark != self.lean {
+            match &mark {
+                Some(value) => drop(self.kv.inner.set(LEAN_KEY, value)),
+                None => self.kv.inner.remove(LEAN_KEY),
+            }
+            self.lean = mark;
+        }
+    }
+}
+
+/// `encodeURIComponent` for a query value (the write key).
+fn encode_component(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+/// The init → plan → replay → send → acknowledge flow, natively: the browser layer only
+/// carries out these effects, so what they say here is what the page does.
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::core::client::tests::Counter;
+    use crate::core::json;
+    use crate::core::storage::MemoryStorage;
+
+    /// One `localStorage` shared by the tabs and page views of a test.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<MemoryStorage>>);
+    impl KeyValue for Shared {
+        fn get(&self, key: &str) -> Option<String> {
+            self.0.borrow().get(key)
+        }
+        fn set(&mut self, key: &str, value: &str) -> bool {
+            self.0.borrow_mut().set(key, value)
+        }
+        fn remove(&mut self, key: &str) {
+            self.0.borrow_mut().remove(key)
+        }
+        fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+            self.0.borrow().keys_with_prefix(prefix)
+        }
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+    const ORIGIN: &str = "https://app.example";
+
+    fn options(plan: Option<Value>) -> Value {
+        let mut entries = vec![("writeKey".to_string(), Value::Str("wk_demo".into())), ("collector".into(), Value::Str("https://c.example/".into()))];
+        if let Some(plan) = plan {
+            entries.push(("plan".into(), plan));
+        }
+        Value::Obj(entries)
+    }
+
+    /// A page view: a machine over `storage`, initialised at `now`.
+    fn page(storage: &Shared, plan: Option<Value>, now: i64, seed: u8) -> (Machine<Shared, Counter>, Vec<Effect>) {
+        let mut m = Machine::new(storage.clone(), Counter(seed));
+        let fx = m.handle(now, Input::Init { options: options(plan), page_origin: ORIGIN.into() });
+        (m, fx)
+    }
+
+    fn no_plan() -> Option<Value> {
+        Some(Value::Bool(false))
+    }
+
+    fn track(m: &mut Machine<Shared, Counter>, now: i64, name: &str) -> Vec<Effect> {
+        m.handle(now, Input::Track { name: name.into(), props: Vec::new(), at: None })
+    }
+
+    /// The events in the batches sent (`Send`) or beaconed (`Beacon`) among `fx`.
+    fn events(fx: &[Effect], beacon: bool) -> Vec<Value> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send { body, .. } if !beacon => Some(body),
+                Effect::Beacon { body, .. } if beacon => Some(body),
+                _ => None,
+            })
+            .flat_map(|body| json::parse(body).expect("a JSON batch").get("events").and_then(Value::as_array).expect("events").to_vec())
+            .collect()
+    }
+
+    fn names(events: &[Value]) -> Vec<String> {
+        events.iter().map(|e| e.get("name").and_then(Value::as_str).unwrap_or_default().to_string()).collect()
+    }
+
+    fn field<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
+        event.get(key).and_then(Value::as_str)
+    }
+
+    fn prop<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
+        event.get("props").and_then(|p| p.get(key))
+    }
+
+    fn ack() -> Input {
+        Input::Answered { status: 200, retry_after: None, body: String::new() }
+    }
+
+    fn consoles(fx: &[Effect]) -> Vec<&str> {
+        fx.iter().filter_map(|e| if let Effect::Console(m) = e { Some(m.as_str()) } else { None }).collect()
+    }
+
+    #[test]
+    fn init_listens_ticks_and_asks_for_the_collectors_plan() {
+        let storage = Shared::default();
+        let (_, fx) = page(&storage, None, T0, 0);
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Listen,
+                Effect::ScheduleTick(TICK_MS),
+                Effect::LoadPlan(PlanSource::Url("https://c.example/v1/plan?writeKey=wk_demo".into()))
+            ]
+        );
+        assert!(storage.get(ANON_KEY).is_some(), "the anonymous id is stored");
+        let mut m = Machine::new(storage.clone(), Counter(0));
+        let fx = m.handle(T0, Input::Init { options: Value::Obj(Vec::new()), page_origin: ORIGIN.into() });
+        assert_eq!(consoles(&fx).len(), 1, "one console line without a write key");
+        assert!(!m.is_running());
+    }
+
+    #[test]
+    fn events_go_in_a_batch_on_the_tick_and_flush_resolves_only_after_the_acknowledgement() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        for i in 0..3 {
+            let fx = track(&mut m, T0 + i, "opened");
+            assert!(events(&fx, false).is_empty(), "not sent at once: batched");
+            assert!(fx.contains(&Effect::PersistSoon) || i > 0, "written at the end of the task");
+        }
+        m.handle(T0 + 5, Input::Persist);
+        assert!(storage.keys_with_prefix("onramp.q.").len() == 1, "persisted before sending");
+        let fx = m.handle(T0 + 10, Input::Flush(7));
+        assert_eq!(names(&events(&fx, false)), ["opened"; 3], "flush sends at once");
+        assert!(!fx.contains(&Effect::ResolveFlush(7)), "not before the acknowledgement");
+        // A 503: the promise still waits; the retry after the backoff is acknowledged.
+        let fx = m.handle(T0 + 20, Input::Answered { status: 503, retry_after: Some("0".into()), body: String::new() });
+        assert!(!fx.contains(&Effect::ResolveFlush(7)));
+        let fx = m.handle(T0 + 2000, Input::Tick);
+        assert_eq!(names(&events(&fx, false)).len(), 3, "resent");
+        assert!(fx.contains(&Effect::ScheduleTick(TICK_MS)), "the next tick");
+        let fx = m.handle(T0 + 2010, ack());
+        assert!(fx.contains(&Effect::ResolveFlush(7)));
+        assert!(storage.keys_with_prefix("onramp.q.").is_empty(), "removed from storage once acknowledged");
+        // Nothing queued: a flush resolves at once.
+        assert!(m.handle(T0 + 2020, Input::Flush(8)).contains(&Effect::ResolveFlush(8)));
+    }
+
+    #[cfg(feature = "guide")]
+    #[test]
+    fn events_before_the_plan_are_replayed_into_the_engine_when_it_arrives() {
+        let storage = Shared::default();
+        let (mut m, fx) = page(&storage, None, T0, 0);
+        assert!(matches!(fx.last(), Some(Effect::LoadPlan(PlanSource::Url(_)))));
+        m.handle(T0 + 1, Input::Identify { user_id: "u1".into(), traits: vec![("signedUpAt".into(), Value::Num(T0 as f64))] });
+        track(&mut m, T0 + 2, "signed_up");
+        let fx = m.handle(T0 + 3, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        assert!(fx.iter().any(|e| matches!(e, Effect::Capture(rules) if !rules.is_empty())), "auto-capture starts");
+        assert!(fx.iter().any(|e| matches!(e, Effect::StartGuide { .. })), "the tips start");
+        let fx = m.handle(T0 + 10, Input::Flush(1));
+        let sent = events(&fx, false);
+        let milestone = sent.iter().find(|e| field(e, "type") == Some("milestone")).expect("a milestone from the replayed event");
+        assert_eq!(field(milestone, "name"), Some("signed_up"));
+        assert_eq!(field(milestone, "userId"), Some("u1"));
+        // The engine's clock never runs backwards: the replayed event counts at the plan's arrival.
+        assert!(prop(milestone, "sinceSignupMs").and_then(Value::as_f64).is_some_and(|ms| (2.0..=3.0).contains(&ms)));
+        // After the plan, an event reaches the engine at once and the tips hear of it.
+        let fx = track(&mut m, T0 + 20, "project_created");
+        assert!(fx.contains(&Effect::Render(Some("project_created".into()))));
+    }
+
+    #[test]
+    fn a_batch_beaconed_when_hidden_is_not_beaconed_again_on_pagehide_nor_sent_in_its_window() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        for i in 0..5 {
+            track(&mut m, T0 + i, "d_beacon");
+        }
+        let fx = m.handle(T0 + 10, Input::PageHidden);
+        assert_eq!(names(&events(&fx, true)).len(), 5, "beaconed once when hidden");
+        let fx = m.handle(T0 + 20, Input::PageClosed);
+        assert!(events(&fx, true).is_empty(), "not again on pagehide");
+        // Shown again (no pagehide came): nothing goes by fetch until the window passed.
+        let mut m2 = m;
+        let fx = m2.handle(T0 + 1500, Input::Tick);
+        assert!(events(&fx, false).is_empty(), "within the acknowledgement window");
+        let fx = m2.handle(T0 + 6000, Input::Tick);
+        assert_eq!(events(&fx, false).len(), 5, "after it, sent again (a beacon may be lost)");
+    }
+
+    #[test]
+    fn a_reload_adopts_the_queue_but_skips_events_in_flight_until_their_window_passed() {
+        let storage = Shared::default();
+        let (mut old, _) = page(&storage, no_plan(), T0, 0);
+        for i in 0..4 {
+            track(&mut old, T0 + i, "before_reload");
+        }
+        let fx = old.handle(T0 + 10, Input::PageHidden);
+        assert_eq!(events(&fx, true).len(), 4);
+        old.handle(T0 + 11, Input::PageClosed);
+        // The reloaded page, a moment later: the old tab's events are on their way.
+        let (mut new, _) = page(&storage, no_plan(), T0 + 200, 50);
+        let fx = new.handle(T0 + 1300, Input::Tick);
+        assert!(events(&fx, false).is_empty(), "not adopted within the window");
+        let fx = new.handle(T0 + 5100, Input::Tick);
+        assert_eq!(names(&events(&fx, false)), ["before_reload"; 4], "adopted after the window, sent by the adopting page");
+        new.handle(T0 + 5200, ack());
+        let fx = new.handle(T0 + 9000, Input::Tick);
+        assert!(events(&fx, false).is_empty(), "and not again");
+    }
+
+    #[test]
+    fn a_refused_origin_gives_one_console_line_and_nothing_is_sent_again() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        track(&mut m, T0, "a");
+        let fx = m.handle(T0 + 1, Input::Flush(1));
+        assert_eq!(events(&fx, false).len(), 1);
+        let fx = m.handle(T0 + 2, Input::Answered { status: 403, retry_after: None, body: String::new() });
+        let lines = consoles(&fx);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("https://app.example") && lines[0].contains("allowedOrigins"), "{}", lines[0]);
+        assert!(fx.contains(&Effect::ResolveFlush(1)), "the events are dropped: nothing to wait for");
+        let mut later = Vec::new();
+        for i in 0..5 {
+            later.extend(track(&mut m, T0 + 10 + i, "b"));
+            later.extend(m.handle(T0 + 2000 * (i + 1), Input::Tick));
+        }
+        later.extend(m.handle(T0 + 20_000, Input::PageHidden));
+        later.extend(m.handle(T0 + 20_001, Input::Flush(2)));
+        assert!(events(&later, false).is_empty() && events(&later, true).is_empty(), "no retry, no beacon");
+        assert!(consoles(&later).is_empty(), "one line, not one per event");
+        assert!(later.contains(&Effect::ResolveFlush(2)));
+        // 401: the write key.
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        track(&mut m, T0, "a");
+        m.handle(T0 + 1, Input::Flush(1));
+        let fx = m.handle(T0 + 2, Input::Answered { status: 401, retry_after: None, body: String::new() });
+        assert!(consoles(&fx)[0].contains("writeKey"));
+    }
+
+    #[test]
+    fn identifying_as_another_user_starts_a_fresh_anonymous_id_even_after_a_reload() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        let first_anon = storage.get(ANON_KEY).expect("anonymous id");
+        track(&mut m, T0, "browsing");
+        m.handle(T0 + 1, Input::Identify { user_id: "alice".into(), traits: Vec::new() });
+        m.handle(T0 + 2, Input::Identify { user_id: "alice".into(), traits: Vec::new() });
+        assert_eq!(storage.get(ANON_KEY).as_deref(), Some(first_anon.as_str()), "the same user again: same id");
+        m.handle(T0 + 3, Input::Identify { user_id: "bob".into(), traits: Vec::new() });
+        track(&mut m, T0 + 4, "as_bob");
+        let sent = events(&m.handle(T0 + 5, Input::Flush(1)), false);
+        let by_name = |n: &str| sent.iter().filter(|e| field(e, "name") == Some(n)).collect::<Vec<_>>();
+        let identifies = by_name("identify");
+        assert_eq!(field(identifies[0], "anonymousId"), Some(first_anon.as_str()), "alice links the browsing");
+        let bob_anon = field(identifies[2], "anonymousId").expect("anon");
+        assert_ne!(bob_anon, first_anon, "bob starts from a fresh anonymous id");
+        assert_eq!(field(by_name("as_bob")[0], "anonymousId"), Some(bob_anon));
+        assert_eq!(field(by_name("browsing")[0], "userId"), None, "queued events keep their identity");
+        m.handle(T0 + 6, ack());
+        // A later page view: the browser was bob's; carol gets a fresh id too.
+        let (mut next, _) = page(&storage, no_plan(), T0 + 60_000, 90);
+        next.handle(T0 + 60_001, Input::Identify { user_id: "bob".into(), traits: Vec::new() });
+        assert_eq!(storage.get(ANON_KEY).as_deref(), Some(bob_anon), "bob again: kept");
+        next.handle(T0 + 60_002, Input::Identify { user_id: "carol".into(), traits: Vec::new() });
+        assert_ne!(storage.get(ANON_KEY).as_deref(), Some(bob_anon), "carol: fresh");
+        // After reset, the next user is not "another user": the anonymous visitor becomes them.
+        next.handle(T0 + 60_003, Input::Reset);
+        let anon = storage.get(ANON_KEY);
+        next.handle(T0 + 60_004, Input::Identify { user_id: "dave".into(), traits: Vec::new() });
+        assert_eq!(storage.get(ANON_KEY), anon);
+    }
+
+    #[test]
+    fn group_puts_the_account_on_every_later_event_across_page_views_until_reset() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        track(&mut m, T0, "before");
+        m.handle(T0 + 1, Input::Group { account_id: "acme".into(), traits: vec![("plan".into(), Value::Str("pro".into()))] });
+        track(&mut m, T0 + 2, "after");
+        m.handle(T0 + 3, Input::Track { name: "own".into(), props: vec![("accountId".into(), Value::Str("other".into()))], at: None });
+        let sent = events(&m.handle(T0 + 4, Input::Flush(1)), false);
+        assert_eq!(names(&sent), ["before", "group", "after", "own"]);
+        assert_eq!(prop(&sent[0], "accountId"), None);
+        assert_eq!(field(&sent[1], "type"), Some("identify"));
+        assert_eq!(prop(&sent[1], "account").and_then(|a| a.get("plan")), Some(&Value::Str("pro".into())));
+        assert_eq!(prop(&sent[2], "accountId"), Some(&Value::Str("acme".into())));
+        assert_eq!(prop(&sent[3], "accountId"), Some(&Value::Str("other".into())), "an event's own accountId wins");
+        m.handle(T0 + 5, ack());
+        let (mut next, _) = page(&storage, no_plan(), T0 + 60_000, 70);
+        track(&mut next, T0 + 60_001, "reloaded");
+        next.handle(T0 + 60_002, Input::Reset);
+        track(&mut next, T0 + 60_003, "logged_out");
+        let sent = events(&next.handle(T0 + 60_004, Input::Flush(1)), false);
+        assert_eq!(prop(&sent[0], "accountId"), Some(&Value::Str("acme".into())), "a reload keeps it");
+        assert_eq!(prop(&sent[1], "accountId"), None, "reset clears it");
+        assert_eq!(storage.get(ACCOUNT_KEY), None);
+        // Another user identifying clears it too (as reset would).
+        next.handle(T0 + 60_005, Input::Identify { user_id: "u1".into(), traits: Vec::new() });
+        next.handle(T0 + 60_006, Input::Group { account_id: "acme".into(), traits: Vec::new() });
+        next.handle(T0 + 60_007, Input::Identify { user_id: "u2".into(), traits: Vec::new() });
+        assert_eq!(storage.get(ACCOUNT_KEY), None);
+    }
+
+    #[test]
+    fn a_bad_plan_disables_onramp_with_one_line_and_answers_waiting_flushes() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, None, T0, 0);
+        track(&mut m, T0, "kept");
+        m.handle(T0 + 1, Input::Flush(3));
+        let error = PlanError { pointer: "/milestones/0/id".into(), problem: "is empty".into(), expected: "an id".into() };
+        let fx = m.handle(T0 + 2, Input::PlanRefused(error));
+        assert_eq!(consoles(&fx).len(), 1);
+        assert!(consoles(&fx)[0].contains("/milestones/0/id"));
+        assert!(fx.contains(&Effect::Stop) && fx.contains(&Effect::ResolveFlush(3)));
+        assert!(!m.is_running());
+        assert!(m.handle(T0 + 3, Input::Tick).is_empty(), "nothing runs any more");
+        assert!(!storage.keys_with_prefix("onramp.q.").is_empty(), "queued events stay stored for a later page");
+    }
+
+    #[test]
+    fn a_second_init_replaces_the_first_and_answers_its_flushes() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        track(&mut m, T0, "x");
+        m.handle(T0 + 1, Input::Flush(1));
+        let fx = m.handle(T0 + 2, Input::Init { options: options(no_plan()), page_origin: ORIGIN.into() });
+        assert_eq!(fx[..2], [Effect::Stop, Effect::ResolveFlush(1)]);
+        assert!(fx.contains(&Effect::Listen));
+    }
+
+    #[test]
+    fn an_impossible_sign_up_time_is_left_out_with_one_line_and_the_identify_still_sent() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        let fx = m.handle(T0, Input::Identify { user_id: "u".into(), traits: vec![("signedUpAt".into(), Value::Num(-5.0))] });
+        assert_eq!(consoles(&fx).len(), 1);
+        let sent = events(&m.handle(T0 + 1, Input::Flush(1)), false);
+        assert_eq!(names(&sent), ["identify"]);
+        assert_eq!(prop(&sent[0], "signedUpAt"), None);
+    }
+}
