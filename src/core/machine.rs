@@ -120,6 +120,8 @@ pub enum Effect {
 struct Running<S: KeyValue> {
     client: Client,
     outbox: Outbox<S>,
+    /// The collector's base URL (no trailing slash), and its batch endpoint.
+    collector: String,
     batch_url: String,
     page_origin: String,
     /// The engine's user state (and the small keys above), written at the end of the task.
@@ -217,6 +219,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
             client,
             outbox,
             batch_url: collector.clone() + "/v1/batch",
+            collector: collector.clone(),
             page_origin,
             kv: WriteBehind::new(self.storage.clone()),
             lean: self.storage.get(LEAN_KEY),
@@ -379,9 +382,8 @@ impl<S: KeyValue> Running<S> {
     /// One console line when the collector refuses this page (401/403; the SDK then sends
     /// nothing more from it): what to change, and where.
     fn refusal(&self, status: u16) -> String {
-        let collector = self.batch_url.trim_end_matches("/v1/batch");
         let origin = self.page_origin.as_str();
-        let mut parts = vec!["onramp: the collector at ", collector];
+        let mut parts = vec!["onramp: the collector at ", self.collector.as_str()];
         if status == 403 {
             parts.extend([" does not allow this page's origin ", origin, " for this write key: add \"", origin, "\" to the project's allowedOrigins"]);
         } else {

@@ -361,8 +361,13 @@ fn check_selectors<'a>(selectors: impl IntoIterator<Item = (String, &'a str)>) -
     let Some(document) = web_sys::window().and_then(|w| w.document()) else { return Ok(()) };
     for (pointer, selector) in selectors {
         // Tip targets may descend into shadow roots and iframes with `>>>` (docs/TIPS.md):
-        // each segment is a selector of its own.
-        if selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err()) {
+        // each segment is a selector of its own. The tracker checks capture selectors only,
+        // which are plain (matched with `closest`), and so carries no substring search.
+        #[cfg(feature = "guide")]
+        let refused = selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err());
+        #[cfg(not(feature = "guide"))]
+        let refused = document.query_selector(selector).is_err();
+        if refused {
             return Err(PlanError {
                 pointer,
                 problem: String::from("the browser cannot parse the selector ") + selector,
