@@ -306,7 +306,7 @@ fn wasm_part(name: &str) -> String {
     if name.starts_with("data segment") {
         return "data (strings, CSS, tables)".into();
     }
-    if name.contains("dlmalloc") || name.contains("__rdl_") || name.contains("__rust_alloc") || name.contains("__rust_realloc") {
+    if name.contains("dlmalloc") || name.contains("lol_alloc") || name.contains("__rdl_") || name.contains("__rust_alloc") || name.contains("__rust_realloc") {
         return "allocator".into();
     }
     if name.contains("::fmt") || name.contains("Formatter") {
