@@ -603,6 +603,11 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    // The same tests run compiled to wasm in headless Chromium (`cargo test --target
+    // wasm32-unknown-unknown`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::core::client::tests::Counter;
     use crate::core::json;
