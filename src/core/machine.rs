@@ -193,8 +193,10 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
     }
 
     fn init(&mut self, now: i64, options: &Value, page_origin: String, fx: &mut Vec<Effect>) {
-        if let Some(old) = self.sdk.take() {
-            // A second init replaces the SDK: its listeners go, its waiters are answered.
+        if let Some(mut old) = self.sdk.take() {
+            // A second init replaces the SDK: what it has not written yet is written (its queue
+            // is adopted by the new one), its listeners go, its waiters are answered.
+            old.write();
             fx.push(Effect::Stop);
             fx.extend(old.flushes.into_iter().map(|(id, _)| Effect::ResolveFlush(id)));
         }
@@ -915,9 +917,13 @@ mod tests {
         let (mut m, _) = page(&storage, no_plan(), T0, 0);
         track(&mut m, T0, "x");
         m.handle(T0 + 1, Input::Flush(1));
+        track(&mut m, T0 + 1, "y"); // recorded, not yet written (that waits for the end of the task)
         let fx = m.handle(T0 + 2, Input::Init { options: options(no_plan()), page_origin: ORIGIN.into() });
         assert_eq!(fx[..2], [Effect::Stop, Effect::ResolveFlush(1)]);
         assert!(fx.contains(&Effect::Listen));
+        // The replaced SDK's queue is adopted once its heartbeat lapses: nothing is lost.
+        let fx = m.handle(T0 + 12_000, Input::Tick);
+        assert_eq!(names(&events(&fx, false)), ["x", "y"]);
     }
 
     #[test]
