@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //!
-//! - [`core`]: pure Rust, no browser APIs. The wire format shared with the collector, the JSON
-//!   reader/writer, ids, the client's event queue and the funnel step-matcher. Tested natively.
-//! - `web` (wasm32 only): the thin browser layer. It exports `init`, `identify`, `track` and
-//!   `reset` to JavaScript, reads the clock, storage and network, and hands everything that
-//!   decides to [`core`].
+//! - [`core`]: pure Rust, no browser APIs. The SDK as one state machine
+//!   ([`core::machine`]: `handle(now, Input) -> Vec<Effect>`), the wire format shared with the
+//!   collector, the JSON reader/writer, ids, the client's event queue, delivery, the plan, the
+//!   milestone engine and the funnel step-matcher. Tested natively.
+//! - `web` (wasm32 only): the thin browser layer. It exports `init`, `identify`, `track`,
+//!   `group`, `complete`, `reset` and `flush` to JavaScript, turns them and the page's events
+//!   into the machine's inputs, and carries out its effects (network, timers, DOM, console).
 #![cfg_attr(target_arch = "wasm32", deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod core;
