@@ -17,3 +17,8 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+// Natively (the collector, `plan check`, tests) JSON text is serde_json's, so the core needs its
+// `serde` feature there; it is on by default (through `guide`) and the collector names it.
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "serde")))]
+compile_error!("natively the core reads JSON with serde_json: build it with the `serde` feature (on by default)");

@@ -13,7 +13,6 @@
 //! alone. The tracker removes the mark when the plan's version changes, another user is
 //! identified, or on `reset`, so the next page view brings the guide back.
 
-#[cfg(not(feature = "guide"))]
 pub(crate) mod browser_json;
 mod capture;
 
