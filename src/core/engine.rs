@@ -53,11 +53,9 @@ pub const STATE_PREFIX: &str = "onramp.state.";
 /// Inactivity after which the next activity starts a new session (the usual analytics default).
 pub const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
 
-pub const ONBOARDING_COMPLETED: &str = "onboarding_completed";
-pub const TIME_TO_VALUE: &str = "time_to_value";
-pub const FIRST_SESSION_LENGTH: &str = "first_session_length";
-pub const RETURN_INTERVAL: &str = "return_interval";
-pub const CORE_TASK_COMPLETION: &str = "core_task_completion";
+pub use super::vocab::metric::{CORE_TASK_COMPLETION, FIRST_SESSION_LENGTH, RETURN_INTERVAL};
+pub use super::vocab::milestone::{ONBOARDING_COMPLETED, TIME_TO_VALUE};
+use super::vocab;
 
 /// An event the engine wants recorded.
 #[derive(Clone, Debug, PartialEq)]
@@ -264,8 +262,8 @@ fn key(identity: &str) -> String {
 
 fn props_since(state: &UserState, t: i64) -> Vec<(String, Value)> {
     vec![
-        ("sinceSignupMs".into(), Value::Num(state.since_signup(t) as f64)),
-        ("signupKnown".into(), Value::Bool(state.signup.is_some())),
+        (vocab::prop::SINCE_SIGNUP_MS.into(), Value::Num(state.since_signup(t) as f64)),
+        (vocab::prop::SIGNUP_KNOWN.into(), Value::Bool(state.signup.is_some())),
     ]
 }
 
@@ -394,7 +392,7 @@ impl Engine {
             return;
         }
         self.state.done.insert(name.into(), t);
-        let mut props = vec![("valueMs".into(), Value::Num(value_ms.max(0) as f64))];
+        let mut props = vec![(vocab::prop::VALUE_MS.into(), Value::Num(value_ms.max(0) as f64))];
         props.extend(props_since(&self.state, t));
         out.push(emit(EventType::Metric, name, props));
     }
@@ -465,22 +463,22 @@ impl Engine {
         self.state.reached.insert(id.into(), t);
         self.state.counts.remove(id);
         let mut props = props_since(&self.state, t);
-        props.push(("value".into(), Value::Bool(value)));
-        props.push(("kind".into(), Value::Str(kind.as_str().into())));
-        props.push(("planVersion".into(), Value::Str(self.plan.version.clone())));
+        props.push((vocab::prop::VALUE.into(), Value::Bool(value)));
+        props.push((vocab::prop::KIND.into(), Value::Str(kind.as_str().into())));
+        props.push((vocab::prop::PLAN_VERSION.into(), Value::Str(self.plan.version.clone())));
         out.push(emit(EventType::Milestone, id, props));
         if value && !self.state.done.contains_key(TIME_TO_VALUE) {
             self.state.done.insert(TIME_TO_VALUE.into(), t);
             let mut props = props_since(&self.state, t);
-            props.push(("milestone".into(), Value::Str(id.into())));
+            props.push((vocab::prop::MILESTONE.into(), Value::Str(id.into())));
             out.push(emit(EventType::Milestone, TIME_TO_VALUE, props));
         }
         if required {
             let (done, total) = self.required_progress();
             let mut props = vec![
-                ("value".into(), Value::Num(if total == 0 { 1.0 } else { done as f64 / total as f64 })),
-                ("reached".into(), Value::Num(done as f64)),
-                ("required".into(), Value::Num(total as f64)),
+                (vocab::prop::VALUE.into(), Value::Num(if total == 0 { 1.0 } else { done as f64 / total as f64 })),
+                (vocab::prop::REACHED.into(), Value::Num(done as f64)),
+                (vocab::prop::REQUIRED.into(), Value::Num(total as f64)),
             ];
             props.extend(props_since(&self.state, t));
             out.push(emit(EventType::Metric, CORE_TASK_COMPLETION, props));

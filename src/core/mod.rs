@@ -23,4 +23,5 @@ pub mod time;
 #[cfg(feature = "guide")]
 pub mod tips;
 pub mod vecmap;
+pub mod vocab;
 pub mod wire;

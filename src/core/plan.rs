@@ -27,7 +27,7 @@ const MAX_SELECTOR: usize = 500;
 const MAX_COUNT: f64 = 1_000_000.0;
 
 /// Milestone event names the engine emits itself; a milestone may not take them as its id.
-pub const RESERVED_IDS: [&str; 2] = ["onboarding_completed", "time_to_value"];
+pub const RESERVED_IDS: [&str; 2] = [super::vocab::milestone::ONBOARDING_COMPLETED, super::vocab::milestone::TIME_TO_VALUE];
 
 /// Tips are for a user's first hours: without a `window`, a tip may show in the first 24 h.
 pub const DEFAULT_TIP_WINDOW_MS: i64 = 24 * HOUR_MS;
