@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`core`]: pure Rust, no browser APIs. The wire format shared with the collector, the JSON
-//!   reader/writer, ids, the client's event queue and the funnel step-matcher. Tested natively.
+//! - [`core`]: pure Rust, no browser APIs. The wire format and the event vocabulary shared with
+//!   the collector, JSON values (text is read by the platform: the browser's `JSON.parse`,
+//!   serde_json natively), the plan, the milestone engine and its versioned persisted state, ids,
+//!   the client's event queue and the funnel step-matcher. Tested natively.
 //! - `web` (wasm32 only): the thin browser layer. It exports `init`, `identify`, `track` and
 //!   `reset` to JavaScript, reads the clock, storage and network, and hands everything that
 //!   decides to [`core`].

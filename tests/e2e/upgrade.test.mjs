@@ -41,7 +41,9 @@ test("a user's milestones stored by the previous SDK survive the upgrade", async
 
   // Plant the old state on the collector's origin before any onramp code runs there: Trackly's
   // own record of the signed-in user (it identifies them on load) and onramp's, version 1.
-  await page.goto(collector.url + "/healthz");
+  // (An empty page of the collector's origin, without even a favicon request.)
+  await page.route("**/plant-old-state", (route) => route.fulfill({ contentType: "text/html", body: "<link rel=icon href=data:,>" }));
+  await page.goto(collector.url + "/plant-old-state");
   const t0 = Date.now() - 10 * MIN;
   await page.evaluate(({ user, t0, state }) => {
     localStorage.clear();
