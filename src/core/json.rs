@@ -6,9 +6,9 @@
 //!
 //! JSON *text* is read by the platform's reader, never by one written here: the browser's own
 //! `JSON.parse` in the wasm SDK (src/web/browser_json.rs), serde_json natively (the collector,
-//! `onramp-collector plan check`, tests). Typed documents (the persisted user state, the wire
-//! batch on the collector) go through serde: [`from_text`] and [`to_text`], serde_json natively
-//! and `JSON.parse`/`JSON.stringify` with serde-wasm-bindgen in the guide's wasm.
+//! `onramp-collector plan check`, tests). Typed documents go through serde: the wire batch on the
+//! collector with serde_json, the persisted user state with [`from_text`] and [`to_text`]
+//! (serde over this [`Value`], [`super::json_serde`]).
 //!
 //! What stays hand-written is the *writer* ([`write_str`], [`write_num`], [`Value::write_to`]):
 //! the lean tracker serialises every event it sends with it and carries no serde (see
@@ -188,20 +188,10 @@ impl From<serde_json::Error> for ParseError {
     }
 }
 
-/// Reads a typed document from JSON text.
-#[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
-pub fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
-    serde_json::from_str(text).map_err(ParseError::from)
-}
-
-/// Writes a typed document as JSON text; `None` only if `T`'s own `Serialize` fails.
-#[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
-pub fn to_text<T: serde::Serialize>(value: &T) -> Option<String> {
-    serde_json::to_string(value).ok()
-}
-
-#[cfg(all(feature = "serde", target_arch = "wasm32"))]
-pub use crate::web::browser_json::{from_text, to_text};
+/// Typed documents to and from JSON text, the same code natively and in the browser (see
+/// [`super::json_serde`] for why not serde-wasm-bindgen or serde_json there).
+#[cfg(feature = "serde")]
+pub use super::json_serde::{from_text, to_text};
 
 /// `Value` is the serde data model's own dynamic value, so it crosses serde_json (the collector)
 /// and serde-wasm-bindgen (the guide) like any typed field. Objects keep their key order.

@@ -12,6 +12,8 @@ pub mod engine;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+#[cfg(feature = "serde")]
+pub mod json_serde;
 pub mod markup;
 pub mod num;
 pub mod placement;

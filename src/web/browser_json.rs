@@ -1,9 +1,7 @@
-//! JSON text in the browser is the browser's job: `JSON.parse` reads it and `JSON.stringify`
-//! writes it, so the SDK carries no JSON reader of its own (issue 12). The lean tracker walks
-//! the parsed value into the core's [`Value`] by hand ([`parse`]); the guide build also moves
-//! typed documents (the persisted user state) across with serde-wasm-bindgen ([`from_text`],
-//! [`to_text`]), which the tracker does not carry: serde's derive and error formatting would
-//! cost it tens of kilobytes (issue 12's measurement: ≈ 30 KB gzip for a plan-sized set of types).
+//! JSON text in the browser is the browser's job: `JSON.parse` reads it, and the result is
+//! walked into the core's [`Value`], so the SDK carries no JSON reader of its own (issue 12).
+//! Typed documents (the persisted user state) then go from the [`Value`] through serde
+//! (`core::json_serde`).
 
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -52,19 +50,4 @@ fn from_js(js: &JsValue, depth: usize) -> Option<Value> {
         out.push((pair.get(0).as_string()?, from_js(&pair.get(1), depth + 1)?));
     }
     Some(Value::Obj(out))
-}
-
-/// Reads a typed document: `JSON.parse`, then serde-wasm-bindgen from the JS value.
-#[cfg(feature = "serde")]
-pub fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
-    let js = js_sys::JSON::parse(text).map_err(syntax_error)?;
-    serde_wasm_bindgen::from_value(js).map_err(|e| ParseError { message: e.to_string() })
-}
-
-/// Writes a typed document: serde-wasm-bindgen to a plain JS value (maps as objects, as JSON
-/// has them), then `JSON.stringify`.
-#[cfg(feature = "serde")]
-pub fn to_text<T: serde::Serialize>(value: &T) -> Option<String> {
-    let js = value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).ok()?;
-    js_sys::JSON::stringify(&js).ok()?.as_string()
 }
