@@ -234,56 +234,82 @@ impl Batch {
 mod read {
     use super::*;
     use serde::Deserialize;
+    use serde_json::value::RawValue;
 
-    /// The envelope, its events still unread so each can be refused on its own.
+    /// The envelope, its events still unread (their exact text, in document order) so each can
+    /// be refused on its own.
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Envelope {
+    struct Envelope<'a> {
         /// May come in a header instead.
         #[serde(default)]
         write_key: Option<String>,
         #[serde(deserialize_with = "checks::sent_at")]
         sent_at: i64,
-        events: Vec<serde_json::Value>,
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
     }
 
     const ENVELOPE_FIELDS: [&str; 3] = ["writeKey", "sentAt", "events"];
 
+    type PathError = serde_path_to_error::Error<serde_json::Error>;
+
+    /// Reads `text` as a `T` with the path of any error.
+    fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, PathError> {
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let mut track = serde_path_to_error::Track::new();
+        let value = T::deserialize(serde_path_to_error::Deserializer::new(&mut reader, &mut track));
+        // Text after the document ("{…} x") is refused like any syntax error.
+        match value.and_then(|v| reader.end().map(|()| v)) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(serde_path_to_error::Error::new(track.path(), e)),
+        }
+    }
+
     /// The field an error is about: the first step of its path, or the one serde names as missing.
-    fn field_of(error: &serde_path_to_error::Error<serde_json::Error>, fields: &'static [&'static str], whole: &'static str) -> &'static str {
+    fn field_of(error: &PathError, fields: &'static [&'static str], whole: &'static str) -> &'static str {
         let named = match error.path().iter().next() {
             Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
-            _ => {
-                // serde's own wording for a missing field: "missing field `name`".
-                let message = error.inner().to_string();
-                message.split('`').nth(1).map(String::from)
-            }
+            // serde's own wording for a missing field: "missing field `name`".
+            _ => error.inner().to_string().split('`').nth(1).map(String::from),
         };
         named.and_then(|n| fields.iter().copied().find(|f| *f == n)).unwrap_or(whole)
     }
 
-    /// serde_json's message without its " at line 1 column 9" (meaningless for a value already
-    /// parsed) and with our own words for a missing field.
-    fn message_of(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    /// serde_json's message, in our words where they are clearer: no position (the event index
+    /// and field say where), "is required" for a missing field, "nested too deeply" for its
+    /// stack guard.
+    fn message_of(error: &PathError) -> String {
         let text = error.inner().to_string();
+        let text = match text.rfind(" at line ") {
+            Some(at) => &text[..at],
+            None => &text,
+        };
         if text.starts_with("missing field") {
-            return "is required".into();
+            "is required".into()
+        } else if text.starts_with("recursion limit exceeded") {
+            "nested too deeply".into()
+        } else {
+            text.into()
         }
-        text
+    }
+
+    /// "expected an object, found …" when `text` is JSON but not an object.
+    fn not_an_object(text: &str) -> Option<String> {
+        match json::parse(text) {
+            Ok(v) if v.as_object().is_none() => Some(format!("expected an object, found {}", v.kind())),
+            _ => None,
+        }
     }
 
     impl Event {
-        /// Reads one event; `index` is only used to label errors.
-        pub fn from_json_value(v: serde_json::Value, index: usize) -> Result<Event, WireError> {
-            if !v.is_object() {
-                let kind = json::Value::deserialize(&v).map_or("a value", |v| v.kind());
-                return Err(WireError { index: Some(index), field: EVENT_ITSELF, message: format!("expected an object, found {kind}") });
+        /// Reads one event from its JSON text; `index` is only used to label errors.
+        pub fn from_json_text(text: &str, index: usize) -> Result<Event, WireError> {
+            let at = |field, message| WireError { index: Some(index), field, message };
+            if !text.trim_start().starts_with('{') {
+                return Err(at(EVENT_ITSELF, not_an_object(text).unwrap_or_else(|| "expected an object".into())));
             }
-            serde_path_to_error::deserialize(v).map_err(|e| WireError {
-                index: Some(index),
-                field: field_of(&e, &EVENT_FIELDS, EVENT_ITSELF),
-                message: message_of(&e),
-            })
+            read(text).map_err(|e| at(field_of(&e, &EVENT_FIELDS, EVENT_ITSELF), message_of(&e)))
         }
     }
 
@@ -302,20 +328,23 @@ mod read {
         /// envelope (not JSON, no events array, too many events) fails the whole batch.
         pub fn parse_lenient(text: &str) -> Result<(Batch, Vec<WireError>), WireError> {
             let top = |field: &'static str, message: String| WireError { index: None, field, message };
-            let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| top(BODY_ITSELF, json::ParseError::from(e).describe()))?;
-            if !doc.is_object() {
-                let kind = json::Value::deserialize(&doc).map_or("a value", |v| v.kind());
-                return Err(top(BODY_ITSELF, format!("expected an object, found {kind}")));
+            if let Some(message) = not_an_object(text) {
+                return Err(top(BODY_ITSELF, message));
             }
-            let envelope: Envelope =
-                serde_path_to_error::deserialize(doc).map_err(|e| top(field_of(&e, &ENVELOPE_FIELDS, BODY_ITSELF), message_of(&e)))?;
+            let envelope: Envelope = read(text).map_err(|e| {
+                let syntax = e.inner().is_syntax() || e.inner().is_eof();
+                match syntax {
+                    true => top(BODY_ITSELF, json::ParseError::from(e.into_inner()).describe()),
+                    false => top(field_of(&e, &ENVELOPE_FIELDS, BODY_ITSELF), message_of(&e)),
+                }
+            })?;
             if envelope.events.len() > MAX_EVENTS_PER_BATCH {
                 return Err(top("events", format!("has {} events; at most {MAX_EVENTS_PER_BATCH} per batch", envelope.events.len())));
             }
             let mut events = Vec::with_capacity(envelope.events.len());
             let mut errors = Vec::new();
-            for (i, item) in envelope.events.into_iter().enumerate() {
-                match Event::from_json_value(item, i) {
+            for (i, raw) in envelope.events.into_iter().enumerate() {
+                match Event::from_json_text(raw.get(), i) {
                     Ok(e) if e.to_json().len() > MAX_EVENT_BYTES => errors.push(WireError {
                         index: Some(i),
                         field: EVENT_ITSELF,
@@ -326,6 +355,28 @@ mod read {
                 }
             }
             Ok((Batch { write_key: envelope.write_key.unwrap_or_default(), sent_at: envelope.sent_at, events }, errors))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn props_keep_their_order() {
+            let text = r#"{"sentAt":1,"events":[{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{"z":1,"a":{"y":2,"b":3}}}]}"#;
+            let batch = Batch::parse(text).expect("valid");
+            assert_eq!(batch.events[0].to_json(), r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{"z":1,"a":{"y":2,"b":3}}}"#);
+        }
+
+        #[test]
+        fn deep_props_are_refused_by_name() {
+            let deep = "[".repeat(5000) + &"]".repeat(5000);
+            let text = format!(r#"{{"sentAt":1,"events":[{{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{{"x":{deep}}}}}]}}"#);
+            match Batch::parse_lenient(&text) {
+                Ok((_, errors)) => assert!(errors[0].message.contains("nested too deeply"), "{}", errors[0]),
+                Err(e) => assert!(e.message.contains("nested too deeply"), "{e}"),
+            }
         }
     }
 }
