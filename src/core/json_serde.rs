@@ -3,11 +3,12 @@
 //! Why not serde-wasm-bindgen (or serde_json) for typed documents in the wasm: their errors
 //! format what they found (`invalid type: floating point `1.5`, expected u32`), and that
 //! formatting pulls `core::fmt` with Rust's float printing into the bundle. Measured on the full
-//! SDK with the persisted user state as the only serde type (`cargo xtask build`, wasm-opt -Oz):
-//! serde-wasm-bindgen added 46.7 KB raw / 19.8 KB gzip / 15.7 KB brotli, 13.9 KB of it `<f64 as
-//! Display>::fmt` alone; this bridge, over the [`Value`] that the browser's `JSON.parse` already
-//! fills (src/web/browser_json.rs) and the writer the SDK already has, costs a fraction of that
-//! (numbers in `BENCHMARKS.md` and the commit that added it). The SDK never shows serde's
+//! SDK's wasm with the persisted user state as its only serde type (`cargo xtask build`, after
+//! wasm-opt -Oz), against the hand-written state JSON before it (221 729 B raw, 97 115 gzip,
+//! 82 839 brotli): with serde-wasm-bindgen 268 464 / 116 954 / 98 542 (+46.7 KB raw, +19.8 KB
+//! gzip; `<f64 as Display>::fmt` alone 13.9 KB raw); with this bridge, over the [`Value`] the
+//! browser's `JSON.parse` already fills (src/web/browser_json.rs) and the writer the SDK already
+//! has, 231 231 / 100 781 / 85 388 (+9.5 KB raw, +3.7 KB gzip). The SDK never shows serde's
 //! messages anyway: a stored document it cannot read is simply not trusted (see
 //! `core::persisted`). Where a message matters (the collector's 400, `plan check`) the native
 //! side uses serde_json with its full errors.
