@@ -295,6 +295,9 @@ mod serde_impl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In headless Chromium these read with the browser's JSON.parse: both readers, one behaviour.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn round_trips_nested_documents() {
