@@ -441,7 +441,7 @@ mod checks {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn sent_at<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         match f64::deserialize(d) {
-            Ok(n) if n.is_finite() && n >= 0.0 && n < 9.2e18 => Ok(n as i64),
+            Ok(n) if (0.0..9.2e18).contains(&n) => Ok(n as i64),
             _ => Err(D::Error::custom("expected Unix milliseconds")),
         }
     }
