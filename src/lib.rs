@@ -3,9 +3,11 @@
 //! # Layout
 //!
 //! - [`core`]: pure Rust, no browser APIs. The SDK as one state machine
-//!   ([`core::machine`]: `handle(now, Input) -> Vec<Effect>`), the wire format shared with the
-//!   collector, the JSON reader/writer, ids, the client's event queue, delivery, the plan, the
-//!   milestone engine and the funnel step-matcher. Tested natively.
+//!   ([`core::machine`]: `handle(now, Input) -> Vec<Effect>`), the wire format and the event
+//!   vocabulary shared with the collector, JSON values (text is read by the platform: the
+//!   browser's `JSON.parse`, serde_json natively), ids, the client's event queue, delivery, the
+//!   plan, the milestone engine and its versioned persisted state, and the funnel step-matcher.
+//!   Tested natively.
 //! - `web` (wasm32 only): the thin browser layer. It exports `init`, `identify`, `track`,
 //!   `group`, `complete`, `reset` and `flush` to JavaScript, turns them and the page's events
 //!   into the machine's inputs, and carries out its effects (network, timers, DOM, console).
@@ -25,3 +27,8 @@ mod web;
 #[cfg(all(target_arch = "wasm32", not(feature = "guide")))]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> = lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+// Natively (the collector, `plan check`, tests) JSON text is serde_json's, so the core needs its
+// `serde` feature there; it is on by default (through `guide`) and the collector names it.
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "serde")))]
+compile_error!("natively the core reads JSON with serde_json: build it with the `serde` feature (on by default)");

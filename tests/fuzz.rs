@@ -160,7 +160,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     for open in ["[", "{\"a\":"] {
         let text = open.repeat(200_000);
         let err = json::parse(&text).expect_err("too deep");
-        assert_eq!(err.message, "nested too deeply");
+        assert!(err.message.starts_with("nested too deeply"), "{err}");
     }
     let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
     assert!(json::parse(&ok).is_ok());

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use onramp::core::wire::WireError;
+use onramp::core::wire::{Rejection, WireError};
 use serde_json::json;
 
 use crate::store::StoreError;
@@ -61,9 +61,6 @@ impl ApiError {
     }
 }
 
-fn error_list(errors: &[WireError]) -> Vec<serde_json::Value> {
-    errors.iter().map(|e| json!({"index": e.index, "field": e.field, "message": e.to_string()})).collect()
-}
 
 fn with_retry_after(status: StatusCode, body: serde_json::Value, seconds: u64) -> Response {
     let mut response = (status, Json(body)).into_response();
@@ -83,12 +80,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             ApiError::BadBatch(errors) => {
-                (StatusCode::BAD_REQUEST, json!({"error": "invalid batch", "errors": error_list(&errors)}))
+                return (StatusCode::BAD_REQUEST, Json(Rejection::new("invalid batch", &errors))).into_response()
             }
-            ApiError::EventsTooLarge(errors) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "events over the per-event size limit", "errors": error_list(&errors)}),
-            ),
+            ApiError::EventsTooLarge(errors) => {
+                let body = Rejection::new("events over the per-event size limit", &errors);
+                return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+            }
             ApiError::RateLimited(seconds) => {
                 let body = json!({"error": format!("too many requests for this write key; retry after {seconds} s")});
                 return with_retry_after(StatusCode::TOO_MANY_REQUESTS, body, seconds);

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use onramp::core::json::Value;
+use onramp::core::vocab;
 use onramp::core::wire::{Batch, Event, EventType, WireError, MAX_BATCH_BYTES};
 use serde_json::json;
 
@@ -218,7 +219,7 @@ fn normalize_signed_up_at(event: &mut Event, now: i64) -> Result<(), String> {
     if event.kind != EventType::Identify {
         return Ok(());
     }
-    let Some(slot) = event.props.iter().position(|(k, _)| k == "signedUpAt") else { return Ok(()) };
+    let Some(slot) = event.props.iter().position(|(k, _)| k == vocab::prop::SIGNED_UP_AT) else { return Ok(()) };
     let value = &event.props[slot].1;
     if *value == Value::Null {
         event.props.remove(slot);

@@ -40,7 +40,7 @@ pub fn authorize<'a>(state: &'a AppState, headers: &HeaderMap, token: Option<&st
 }
 
 /// The SDK's own marker of the value milestone (docs/EVENTS.md), used when no plan names one.
-pub const DEFAULT_VALUE: &str = "time_to_value";
+pub const DEFAULT_VALUE: &str = onramp::core::vocab::milestone::TIME_TO_VALUE;
 
 /// At most this many stalled users in a JSON answer (the CSV export has them all).
 const STALLED_JSON_LIMIT: usize = 500;
@@ -430,7 +430,7 @@ fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
 
 /// Trait keys and their most common values among all users, for the dashboard's filters.
 fn traits_report(users: &[User]) -> Value {
-    const HIDDEN: [&str; 3] = ["signedUpAt", "email", "name"];
+    const HIDDEN: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
     let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for u in users {
         for (k, v) in u.traits.iter().filter(|(k, _)| !HIDDEN.contains(&k.as_str())) {

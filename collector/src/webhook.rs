@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
+use onramp::core::vocab;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -41,7 +42,7 @@ use crate::store::{Attempt, Notification, StoreError, StoredEvent};
 use crate::{AppState, Project};
 
 /// The SDK's value marker (docs/EVENTS.md).
-const VALUE_EVENT: &str = query::DEFAULT_VALUE;
+const VALUE_EVENT: &str = vocab::milestone::TIME_TO_VALUE;
 
 /// Notifications sent per pass of the delivery loop.
 const BATCH: usize = 50;
@@ -225,13 +226,14 @@ pub fn value_notifications(events: &[StoredEvent], now: i64) -> Vec<Notification
         if out.iter().any(|n| n.project == s.project && n.user == user) {
             continue;
         }
-        let prop = |k: &str| e.prop(k).map(|v| serde_json::from_str::<Value>(&v.to_json()).unwrap_or(Value::Null));
+        // Value implements Serialize: the prop goes into the payload as it was stored.
+        let prop = |k: &str| e.prop(k).and_then(|v| serde_json::to_value(v).ok());
         let payload = json!({
             "type": "value_reached",
             "project": s.project,
             "user": user,
-            "milestone": prop("milestone"),
-            "ttvMs": prop("sinceSignupMs"),
+            "milestone": prop(vocab::prop::MILESTONE),
+            "ttvMs": prop(vocab::prop::SINCE_SIGNUP_MS),
             "at": s.ts,
         });
         out.push(notification(&s.project, "value_reached", user, payload, now));

@@ -33,7 +33,8 @@
 use super::client::{Client, Entropy};
 use super::json::{self, Value};
 use super::storage::KeyValue;
-use super::wire::{Event, EventType, MAX_EVENT_BYTES};
+use super::vocab;
+use super::wire::{self, Event, EventType, MAX_EVENT_BYTES};
 
 /// Storage keys: `onramp.q.<tab>` holds a tab's queue as a JSON array of events,
 /// `onramp.hb.<tab>` its heartbeat (Unix ms, or [`ADOPTED`] once another tab took the queue).
@@ -721,10 +722,10 @@ impl<S: KeyValue> Outbox<S> {
                 self.remove(i);
             }
             let props = vec![
-                ("count".into(), Value::Num(count as f64)),
-                ("reason".into(), Value::Str(reason.as_str().into())),
+                (vocab::prop::COUNT.into(), Value::Num(count as f64)),
+                (vocab::prop::REASON.into(), Value::Str(reason.as_str().into())),
             ];
-            let event = client.event(EventType::Metric, "events_dropped", props, now, rng);
+            let event = client.event(EventType::Metric, vocab::metric::EVENTS_DROPPED, props, now, rng);
             self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)), seq: 0 });
         }
         self.persist_or_defer();
@@ -750,13 +751,14 @@ fn parse_queue(text: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The indices a 400 names (`{"errors":[{"index":3,…}]}`), within the batch, ascending.
+/// The indices a 400 names (`{"errors":[{"index":3,…}]}`, [`wire::Rejection`]), within the
+/// batch, ascending. Read by hand: the tracker carries no serde.
 fn bad_indices(body: &str, len: usize) -> Vec<usize> {
     let Ok(doc) = json::parse(body) else { return Vec::new() };
     // A mask rather than a sort: sorting code costs the bundle kilobytes.
     let mut bad = vec![false; len];
-    for e in doc.get("errors").and_then(Value::as_array).unwrap_or(&[]) {
-        if let Some(i) = e.get("index").and_then(Value::as_f64).filter(|&i| i >= 0.0 && (i as usize) < len) {
+    for e in doc.get(wire::REJECTION_ERRORS).and_then(Value::as_array).unwrap_or(&[]) {
+        if let Some(i) = e.get(wire::REJECTION_INDEX).and_then(Value::as_f64).filter(|&i| i >= 0.0 && (i as usize) < len) {
             bad[i as usize] = true;
         }
     }

@@ -40,7 +40,8 @@
 //! unknown, the first time the engine saw the user stands in and events say `signupKnown: false`.
 
 
-use super::json::{self, Value};
+use super::json::Value;
+use super::persisted;
 use super::plan::{MilestoneKind, Plan};
 use super::storage::KeyValue;
 use super::vecmap::VecMap;
@@ -52,11 +53,9 @@ pub const STATE_PREFIX: &str = "onramp.state.";
 /// Inactivity after which the next activity starts a new session (the usual analytics default).
 pub const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
 
-pub const ONBOARDING_COMPLETED: &str = "onboarding_completed";
-pub const TIME_TO_VALUE: &str = "time_to_value";
-pub const FIRST_SESSION_LENGTH: &str = "first_session_length";
-pub const RETURN_INTERVAL: &str = "return_interval";
-pub const CORE_TASK_COMPLETION: &str = "core_task_completion";
+pub use super::vocab::metric::{CORE_TASK_COMPLETION, FIRST_SESSION_LENGTH, RETURN_INTERVAL};
+pub use super::vocab::milestone::{ONBOARDING_COMPLETED, TIME_TO_VALUE};
+use super::vocab;
 
 /// An event the engine wants recorded.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,110 +221,17 @@ impl UserState {
         (t - self.signup_or_first_seen().0).max(0)
     }
 
-    pub fn to_json(&self) -> String {
-        let num = |n: i64| Value::Num(n as f64);
-        let opt = |n: Option<i64>| n.map_or(Value::Null, num);
-        let times = |m: &VecMap<i64>| Value::Obj(m.iter().map(|(k, t)| (k.clone(), num(*t))).collect());
-        let counter = |c: &GCounter| Value::Obj(c.0.iter().map(|(k, n)| (k.clone(), Value::Num(*n as f64))).collect());
-        let tips = self
-            .tips
-            .iter()
-            .map(|(id, t)| {
-                let v = Value::Obj(vec![
-                    ("shown".into(), counter(&t.shown)),
-                    ("last".into(), opt(t.last_shown)),
-                    ("dismissed".into(), opt(t.dismissed)),
-                    ("snoozedUntil".into(), opt(t.snoozed_until)),
-                    ("step".into(), Value::Num(t.tour_step as f64)),
-                ]);
-                (id.clone(), v)
-            })
-            .collect();
-        Value::Obj(vec![
-            ("v".into(), Value::Num(1.0)),
-            ("signup".into(), opt(self.signup)),
-            ("firstSeen".into(), opt(self.first_seen)),
-            ("lastTs".into(), num(self.last_ts)),
-            ("reached".into(), times(&self.reached)),
-            ("counts".into(), Value::Obj(self.counts.iter().map(|(k, c)| (k.clone(), counter(c))).collect())),
-            ("done".into(), times(&self.done)),
-            ("firstStart".into(), opt(self.first_start)),
-            ("firstEnd".into(), opt(self.first_end)),
-            ("secondStart".into(), opt(self.second_start)),
-            ("lastActivity".into(), opt(self.last_activity)),
-            (
-                "session".into(),
-                Value::Obj(vec![
-                    ("start".into(), num(self.session.start)),
-                    ("last".into(), num(self.session.last)),
-                    ("tips".into(), counter(&self.session.tips_shown)),
-                    ("lastTip".into(), opt(self.session.last_tip)),
-                ]),
-            ),
-            ("tips".into(), Value::Obj(tips)),
-        ])
-        .to_json()
+    /// The stored form: a versioned serde document ([`super::persisted`]); `None` only if it
+    /// cannot be serialised, and then the state stays in memory.
+    pub fn to_json(&self) -> Option<String> {
+        persisted::write(self)
     }
 
-    /// Reads a stored state. Storage is outside our control (other versions, extensions, users
-    /// editing it): anything unreadable is skipped, never trusted and never a panic.
+    /// Reads a stored state of any version the SDK ever wrote ([`super::persisted`]). Storage is
+    /// outside our control (other versions, extensions, users editing it): a document that is
+    /// not onramp's is an empty state, never trusted and never a panic.
     pub fn from_json(text: &str) -> UserState {
-        let Ok(doc) = json::parse(text) else { return UserState::default() };
-        let int = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|n| n.is_finite()).map(|n| n as i64);
-        let times = |v: Option<&Value>| -> VecMap<i64> {
-            v.and_then(Value::as_object)
-                .map(|e| e.iter().filter_map(|(k, t)| int(Some(t)).map(|t| (k.clone(), t))).collect())
-                .unwrap_or_default()
-        };
-        let counter = |v: Option<&Value>| -> GCounter {
-            GCounter(
-                v.and_then(Value::as_object)
-                    .map(|e| e.iter().filter_map(|(k, n)| int(Some(n)).map(|n| (k.clone(), n.clamp(0, u32::MAX as i64) as u32))).collect())
-                    .unwrap_or_default(),
-            )
-        };
-        let session = doc.get("session");
-        let tips = doc
-            .get("tips")
-            .and_then(Value::as_object)
-            .map(|e| {
-                e.iter()
-                    .map(|(id, t)| {
-                        let s = TipState {
-                            shown: counter(t.get("shown")),
-                            last_shown: int(t.get("last")),
-                            dismissed: int(t.get("dismissed")),
-                            snoozed_until: int(t.get("snoozedUntil")),
-                            tour_step: int(t.get("step")).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
-                        };
-                        (id.clone(), s)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        UserState {
-            signup: int(doc.get("signup")),
-            first_seen: int(doc.get("firstSeen")),
-            last_ts: int(doc.get("lastTs")).unwrap_or(0),
-            reached: times(doc.get("reached")),
-            counts: doc
-                .get("counts")
-                .and_then(Value::as_object)
-                .map(|e| e.iter().map(|(k, c)| (k.clone(), counter(Some(c)))).collect())
-                .unwrap_or_default(),
-            done: times(doc.get("done")),
-            first_start: int(doc.get("firstStart")),
-            first_end: int(doc.get("firstEnd")),
-            second_start: int(doc.get("secondStart")),
-            last_activity: int(doc.get("lastActivity")),
-            session: SessionState {
-                start: int(session.and_then(|s| s.get("start"))).unwrap_or(0),
-                last: int(session.and_then(|s| s.get("last"))).unwrap_or(0),
-                tips_shown: counter(session.and_then(|s| s.get("tips"))),
-                last_tip: int(session.and_then(|s| s.get("lastTip"))),
-            },
-            tips,
-        }
+        persisted::read(text).state
     }
 }
 
@@ -342,6 +248,9 @@ pub struct Engine {
     /// tab wrote since, and merging it again would change nothing (merge is idempotent), so the
     /// per-event parse is skipped.
     stored: String,
+    /// The stored document was written by a newer release (a rollout, another tab): this one
+    /// reads it but never overwrites it, and keeps its own changes in memory.
+    stored_is_newer: bool,
 }
 
 fn key(identity: &str) -> String {
@@ -353,8 +262,8 @@ fn key(identity: &str) -> String {
 
 fn props_since(state: &UserState, t: i64) -> Vec<(String, Value)> {
     vec![
-        ("sinceSignupMs".into(), Value::Num(state.since_signup(t) as f64)),
-        ("signupKnown".into(), Value::Bool(state.signup.is_some())),
+        (vocab::prop::SINCE_SIGNUP_MS.into(), Value::Num(state.since_signup(t) as f64)),
+        (vocab::prop::SIGNUP_KNOWN.into(), Value::Bool(state.signup.is_some())),
     ]
 }
 
@@ -366,7 +275,7 @@ impl Engine {
     /// An engine for the anonymous identity `anonymous_id`, loading its state.
     pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
         let mut engine =
-            Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default(), stored: String::new() };
+            Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default(), stored: String::new(), stored_is_newer: false };
         engine.sync(store);
         engine.apply_aliases();
         engine
@@ -389,7 +298,9 @@ impl Engine {
     pub fn sync(&mut self, store: &dyn KeyValue) {
         if let Some(text) = store.get(&key(&self.identity)) {
             if text != self.stored {
-                self.state.merge(&UserState::from_json(&text));
+                let stored = persisted::read(&text);
+                self.stored_is_newer = stored.is_newer();
+                self.state.merge(&stored.state);
                 self.stored = text;
             }
         }
@@ -397,7 +308,10 @@ impl Engine {
 
     /// Stores the state; false when storage refused it (then it lives in memory only).
     pub fn save(&mut self, store: &mut dyn KeyValue) -> bool {
-        let text = self.state.to_json();
+        if self.stored_is_newer {
+            return true;
+        }
+        let Some(text) = self.state.to_json() else { return false };
         if text == self.stored {
             return true;
         }
@@ -478,7 +392,7 @@ impl Engine {
             return;
         }
         self.state.done.insert(name.into(), t);
-        let mut props = vec![("valueMs".into(), Value::Num(value_ms.max(0) as f64))];
+        let mut props = vec![(vocab::prop::VALUE_MS.into(), Value::Num(value_ms.max(0) as f64))];
         props.extend(props_since(&self.state, t));
         out.push(emit(EventType::Metric, name, props));
     }
@@ -549,22 +463,22 @@ impl Engine {
         self.state.reached.insert(id.into(), t);
         self.state.counts.remove(id);
         let mut props = props_since(&self.state, t);
-        props.push(("value".into(), Value::Bool(value)));
-        props.push(("kind".into(), Value::Str(kind.as_str().into())));
-        props.push(("planVersion".into(), Value::Str(self.plan.version.clone())));
+        props.push((vocab::prop::VALUE.into(), Value::Bool(value)));
+        props.push((vocab::prop::KIND.into(), Value::Str(kind.as_str().into())));
+        props.push((vocab::prop::PLAN_VERSION.into(), Value::Str(self.plan.version.clone())));
         out.push(emit(EventType::Milestone, id, props));
         if value && !self.state.done.contains_key(TIME_TO_VALUE) {
             self.state.done.insert(TIME_TO_VALUE.into(), t);
             let mut props = props_since(&self.state, t);
-            props.push(("milestone".into(), Value::Str(id.into())));
+            props.push((vocab::prop::MILESTONE.into(), Value::Str(id.into())));
             out.push(emit(EventType::Milestone, TIME_TO_VALUE, props));
         }
         if required {
             let (done, total) = self.required_progress();
             let mut props = vec![
-                ("value".into(), Value::Num(if total == 0 { 1.0 } else { done as f64 / total as f64 })),
-                ("reached".into(), Value::Num(done as f64)),
-                ("required".into(), Value::Num(total as f64)),
+                (vocab::prop::VALUE.into(), Value::Num(if total == 0 { 1.0 } else { done as f64 / total as f64 })),
+                (vocab::prop::REACHED.into(), Value::Num(done as f64)),
+                (vocab::prop::REQUIRED.into(), Value::Num(total as f64)),
             ];
             props.extend(props_since(&self.state, t));
             out.push(emit(EventType::Metric, CORE_TASK_COMPLETION, props));
@@ -593,6 +507,7 @@ impl Engine {
             let previous = std::mem::replace(&mut self.identity, user_id.into());
             let before = std::mem::take(&mut self.state);
             self.stored.clear(); // another key: nothing of it has been read yet
+            self.stored_is_newer = false;
             self.sync(store);
             // Only an anonymous identity is carried over: never one user's progress to another.
             if self.anonymous {
@@ -620,6 +535,7 @@ impl Engine {
         self.anonymous = true;
         self.state = UserState::default();
         self.stored.clear();
+        self.stored_is_newer = false;
         self.sync(store);
     }
 
@@ -954,7 +870,7 @@ pub(crate) mod tests {
         e.identify(&mut store, "u", Some(T0), T0);
         e.observe(&mut store, "signed_up", &[], T0 + 1);
         e.update(&mut store, |s, tab| s.tips.entry("x".into()).or_default().shown.add(tab, 2));
-        assert_eq!(UserState::from_json(&e.state.to_json()), e.state);
+        assert_eq!(UserState::from_json(&e.state.to_json().expect("serialises")), e.state);
         for garbage in ["", "null", "[1]", "{\"reached\":5}", "{\"reached\":{\"a\":\"x\"},\"counts\":{\"b\":{\"t\":-4}}}"] {
             store.set(&key("u"), garbage);
             let mut e = Engine::new(trackly(), "t".into(), ANON, &store);

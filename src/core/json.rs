@@ -1,13 +1,21 @@
-//! A small JSON reader and writer.
+//! JSON values, and JSON text without a reader of our own.
 //!
-//! Why not serde_json: it adds tens of kilobytes to the wasm bundle, and the SDK only needs to
-//! read a plan and write event batches. This module is the single JSON implementation used by the
-//! SDK (in the browser), by plan validation (SDK, CLI, collector) and by the collector's batch
-//! parser, so all three agree on what is valid. Hostile input is bounded: nesting depth is
-//! limited and every error names its byte offset.
+//! [`Value`] is the core's dynamic JSON value: event props, user traits, plan filter operands.
+//! Objects keep their keys in document order (a `Vec`, smaller and faster than a map for the
+//! handful of keys they hold).
+//!
+//! JSON *text* is read by the platform's reader, never by one written here: the browser's own
+//! `JSON.parse` in the wasm SDK (src/web/browser_json.rs), serde_json natively (the collector,
+//! `onramp-collector plan check`, tests). Typed documents go through serde: the wire batch on the
+//! collector with serde_json, the persisted user state with [`from_text`] and [`to_text`]
+//! (serde over this [`Value`], [`super::json_serde`]).
+//!
+//! What stays hand-written is the *writer* ([`write_str`], [`write_num`], [`Value::write_to`]):
+//! the lean tracker serialises every event it sends with it and carries no serde (see
+//! `wire::Event::write_json` for the measured cost of the alternative).
 
-
-/// Deepest nesting accepted; deeper documents are rejected rather than risking the stack.
+/// Deepest nesting the browser-side reader accepts (serde_json's own limit is 128); deeper
+/// documents are refused rather than risking the stack.
 pub const MAX_DEPTH: usize = 64;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -21,28 +29,17 @@ pub enum Value {
     Obj(Vec<(String, Value)>),
 }
 
+/// JSON text that could not be read; `message` is the reader's own account of where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
-    pub offset: usize,
-    pub message: &'static str,
+    pub message: String,
 }
 
-/// [`ParseError::offset`] when the reader cannot tell where (the browser's `JSON.parse` in the
-/// lean tracker, see [`parse`]).
-pub const NO_OFFSET: usize = usize::MAX;
-
 impl ParseError {
-    /// "invalid JSON at byte <offset>: <message>", built without `core::fmt` (see
+    /// "invalid JSON: <reader's message>", built without `core::fmt` (see
     /// [`super::plan::PlanError::message`]).
     pub fn describe(&self) -> String {
-        let mut out = String::from("invalid JSON");
-        if self.offset != NO_OFFSET {
-            out.push_str(" at byte ");
-            write_num(&mut out, self.offset as f64);
-        }
-        out.push_str(": ");
-        out.push_str(self.message);
-        out
+        String::from("invalid JSON: ") + &self.message
     }
 }
 
@@ -168,214 +165,129 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// In the lean tracker's wasm the browser's own `JSON.parse` reads JSON text instead
-/// (src/web/browser_json.rs): the reader below, with its number parsing, cost the tracker
-/// 5.6 KB raw. Everywhere else (the full SDK, plan validation, the collector) it is this one.
-#[cfg(all(target_arch = "wasm32", not(feature = "guide")))]
+/// Reads JSON text: the browser's `JSON.parse` in the wasm SDK, serde_json natively. Both are
+/// strict RFC 8259 readers (no `01`, `1.`, `-.5`; lone surrogates refused or replaced), so the
+/// SDK, the collector and `plan check` agree on what a valid document is.
+#[cfg(target_arch = "wasm32")]
 pub use crate::web::browser_json::parse;
 
-#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
+#[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
 pub fn parse(text: &str) -> Result<Value, ParseError> {
-    let mut p = Parser { bytes: text.as_bytes(), pos: 0 };
-    p.skip_ws();
-    let value = p.value(0)?;
-    p.skip_ws();
-    if p.pos != p.bytes.len() {
-        return Err(p.err("unexpected text after the document"));
-    }
-    Ok(value)
+    serde_json::from_str(text).map_err(ParseError::from)
 }
 
-#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
-struct Parser<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+#[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
+impl From<serde_json::Error> for ParseError {
+    fn from(e: serde_json::Error) -> ParseError {
+        let message = e.to_string();
+        // serde_json's stack guard (128 levels): say what it means for the document.
+        match message.strip_prefix("recursion limit exceeded") {
+            Some(at) => ParseError { message: String::from("nested too deeply") + at },
+            None => ParseError { message },
+        }
+    }
 }
 
-#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))]
-impl Parser<'_> {
-    fn err(&self, message: &'static str) -> ParseError {
-        ParseError { offset: self.pos, message }
-    }
+/// Typed documents to and from JSON text, the same code natively and in the browser (see
+/// [`super::json_serde`] for why not serde-wasm-bindgen or serde_json there).
+#[cfg(feature = "serde")]
+pub use super::json_serde::{from_text, to_text};
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
+/// `Value` is the serde data model's own dynamic value, so it crosses serde_json (the collector)
+/// and serde-wasm-bindgen (the guide) like any typed field. Objects keep their key order.
+#[cfg(feature = "serde")]
+mod serde_impl {
+    use super::Value;
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.pos += 1;
-        }
-    }
-
-    fn literal(&mut self, word: &'static str, value: Value) -> Result<Value, ParseError> {
-        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
-            self.pos += word.len();
-            Ok(value)
-        } else {
-            Err(self.err("unknown literal"))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, ParseError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        match self.peek() {
-            None => Err(self.err("unexpected end of input")),
-            Some(b'n') => self.literal("null", Value::Null),
-            Some(b't') => self.literal("true", Value::Bool(true)),
-            Some(b'f') => self.literal("false", Value::Bool(false)),
-            Some(b'"') => Ok(Value::Str(self.string()?)),
-            Some(b'[') => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(Value::Arr(items));
-                }
-                loop {
-                    self.skip_ws();
-                    items.push(self.value(depth + 1)?);
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(Value::Arr(items));
-                        }
-                        _ => return Err(self.err("expected ',' or ']'")),
+    impl Serialize for Value {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Value::Null => s.serialize_unit(),
+                Value::Bool(b) => s.serialize_bool(*b),
+                // Whole numbers as integers, so serde_json writes `5`, not `5.0`, as the
+                // hand-written writer does.
+                Value::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => s.serialize_i64(*n as i64),
+                Value::Num(n) if n.is_finite() => s.serialize_f64(*n),
+                Value::Num(_) => s.serialize_unit(),
+                Value::Str(t) => s.serialize_str(t),
+                Value::Arr(items) => {
+                    let mut seq = s.serialize_seq(Some(items.len()))?;
+                    for item in items {
+                        seq.serialize_element(item)?;
                     }
+                    seq.end()
+                }
+                Value::Obj(entries) => {
+                    let mut map = s.serialize_map(Some(entries.len()))?;
+                    for (k, v) in entries {
+                        map.serialize_entry(k, v)?;
+                    }
+                    map.end()
                 }
             }
-            Some(b'{') => {
-                self.pos += 1;
-                let mut entries: Vec<(String, Value)> = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(Value::Obj(entries));
-                }
-                loop {
-                    self.skip_ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(self.err("expected a string key"));
-                    }
-                    let key = self.string()?;
-                    self.skip_ws();
-                    if self.peek() != Some(b':') {
-                        return Err(self.err("expected ':'"));
-                    }
-                    self.pos += 1;
-                    self.skip_ws();
-                    let value = self.value(depth + 1)?;
-                    // Last duplicate wins, as in JSON.parse.
-                    match entries.iter_mut().find(|(k, _)| *k == key) {
-                        Some(slot) => slot.1 = value,
-                        None => entries.push((key, value)),
-                    }
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(Value::Obj(entries));
-                        }
-                        _ => return Err(self.err("expected ',' or '}'")),
-                    }
-                }
-            }
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.err("unexpected character")),
         }
     }
 
-    fn number(&mut self) -> Result<Value, ParseError> {
-        let start = self.pos;
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(ValueVisitor)
         }
-        let digits_start = self.pos;
-        while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.peek() {
-            self.pos += 1;
-        }
-        if self.pos == digits_start {
-            return Err(self.err("expected a digit"));
-        }
-        // from_utf8 cannot fail: only ASCII bytes were consumed.
-        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or("x");
-        super::num::parse_f64(text).map(Value::Num).ok_or(ParseError {
-            offset: start,
-            message: "malformed number",
-        })
     }
 
-    fn hex4(&mut self) -> Result<u32, ParseError> {
-        let mut n = 0;
-        for _ in 0..4 {
-            let d = match self.peek() {
-                Some(c @ b'0'..=b'9') => c - b'0',
-                Some(c @ b'a'..=b'f') => c - b'a' + 10,
-                Some(c @ b'A'..=b'F') => c - b'A' + 10,
-                _ => return Err(self.err("bad \\u escape")),
-            };
-            n = n * 16 + d as u32;
-            self.pos += 1;
-        }
-        Ok(n)
-    }
+    struct ValueVisitor;
 
-    fn string(&mut self) -> Result<String, ParseError> {
-        self.pos += 1; // opening quote
-        let mut out = String::new();
-        loop {
-            let run_start = self.pos;
-            while let Some(c) = self.peek() {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                self.pos += 1;
+    impl<'de> Visitor<'de> for ValueVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            Value::deserialize(d)
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::Num(n as f64))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::Num(n as f64))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(Value::Num(n))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::Str(s.into()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Value, E> {
+            Ok(Value::Str(s))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
             }
-            // The input is a &str and we stopped on ASCII bytes, so the run is valid UTF-8.
-            out.push_str(std::str::from_utf8(&self.bytes[run_start..self.pos]).unwrap_or(""));
-            match self.peek() {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(out);
+            Ok(Value::Arr(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                // A repeated key: the last one wins, as in `JSON.parse`.
+                match entries.iter_mut().find(|(key, _)| *key == k) {
+                    Some(slot) => slot.1 = v,
+                    None => entries.push((k, v)),
                 }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let esc = self.peek().ok_or_else(|| self.err("unterminated string"))?;
-                    self.pos += 1;
-                    match esc {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi)
-                                && self.bytes[self.pos..].starts_with(b"\\u")
-                            {
-                                self.pos += 2;
-                                let lo = self.hex4()?;
-                                0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
-                            } else {
-                                hi
-                            };
-                            out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
-                        }
-                        _ => return Err(self.err("unknown escape")),
-                    }
-                }
-                Some(_) => return Err(self.err("control character in string")),
             }
+            Ok(Value::Obj(entries))
         }
     }
 }
@@ -383,6 +295,9 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In headless Chromium these read with the browser's JSON.parse: both readers, one behaviour.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn round_trips_nested_documents() {
@@ -393,24 +308,28 @@ mod tests {
     }
 
     #[test]
+    fn keeps_key_order_and_the_last_of_a_repeated_key() {
+        let v = parse(r#"{"z":1,"a":2,"z":3}"#).expect("valid");
+        assert_eq!(v, Value::Obj(vec![("z".into(), Value::Num(3.0)), ("a".into(), Value::Num(2.0))]));
+    }
+
+    #[test]
     fn decodes_surrogate_pairs() {
         assert_eq!(parse(r#""\ud83d\ude80""#).expect("valid"), Value::Str("🚀".into()));
     }
 
+    /// What the old hand-written reader accepted or mis-decoded (issue 12): a strict reader
+    /// refuses them, in the browser and natively alike.
     #[test]
-    fn rejects_malformed_input_with_offsets() {
-        for (text, offset) in [("{", 1), ("[1,]", 3), ("{\"a\" 1}", 5), ("tru", 0), ("1 2", 2), ("\"abc", 4)] {
+    fn refuses_what_json_does_not_allow() {
+        for text in ["{", "[1,]", "{\"a\" 1}", "tru", "1 2", "\"abc", "01", "1.", "-.5"] {
             let err = parse(text).expect_err(text);
-            assert_eq!(err.offset, offset, "{text}: {err}");
+            assert!(err.describe().starts_with("invalid JSON: "), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn bounds_nesting_depth() {
-        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
-        assert_eq!(parse(&deep).expect_err("too deep").message, "nested too deeply");
-        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
-        assert!(parse(&ok).is_ok());
+        // `JSON.parse` keeps a lone surrogate (the browser layer then replaces it with U+FFFD
+        // when it becomes a Rust string); serde_json refuses it.
+        #[cfg(not(target_arch = "wasm32"))]
+        assert!(parse(r#""\ud83d\u0041""#).is_err());
     }
 
     #[test]
@@ -418,5 +337,15 @@ mod tests {
         let mut s = String::new();
         write_num(&mut s, 1_700_000_000_123.0);
         assert_eq!(s, "1700000000123");
+    }
+
+    /// The hand-written writer (what the tracker sends) and serde's agree on every value.
+    #[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
+    #[test]
+    fn the_hand_written_writer_matches_serde() {
+        let text = r#"{"a":[1,2.5,-3,true,false,null],"b":{"c":"x\"y\\z\n\u0001é🚀"},"d":[],"e":{}}"#;
+        let v = parse(text).expect("valid");
+        assert_eq!(v.to_json(), to_text(&v).expect("serialises"));
+        assert_eq!(v.to_json(), text);
     }
 }

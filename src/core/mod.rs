@@ -6,17 +6,25 @@
 
 pub mod client;
 pub mod delivery;
+// The milestone engine and tip scheduling are the guide's: the lean tracker leaves them out.
+#[cfg(feature = "guide")]
 pub mod engine;
 pub mod funnel;
 pub mod ids;
 pub mod json;
+#[cfg(feature = "serde")]
+pub mod json_serde;
 pub mod machine;
 pub mod markup;
 pub mod num;
 pub mod placement;
+#[cfg(feature = "guide")]
+pub mod persisted;
 pub mod plan;
 pub mod storage;
 pub mod time;
+#[cfg(feature = "guide")]
 pub mod tips;
 pub mod vecmap;
+pub mod vocab;
 pub mod wire;

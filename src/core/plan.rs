@@ -27,7 +27,7 @@ const MAX_SELECTOR: usize = 500;
 const MAX_COUNT: f64 = 1_000_000.0;
 
 /// Milestone event names the engine emits itself; a milestone may not take them as its id.
-pub const RESERVED_IDS: [&str; 2] = ["onboarding_completed", "time_to_value"];
+pub const RESERVED_IDS: [&str; 2] = [super::vocab::milestone::ONBOARDING_COMPLETED, super::vocab::milestone::TIME_TO_VALUE];
 
 /// Tips are for a user's first hours: without a `window`, a tip may show in the first 24 h.
 pub const DEFAULT_TIP_WINDOW_MS: i64 = 24 * HOUR_MS;
@@ -1123,7 +1123,9 @@ mod tests {
             error(r#"{"version":"1","milestones":[{"id":"a","title":"A","requried":false,"condition":{"event":"e"}}]}"#),
             "plan /milestones/0/requried: unknown field; expected one of id, aliases, title, description, kind, condition, due, required, value"
         );
-        assert_eq!(error("{"), "plan (document): invalid JSON at byte 1: expected a string key; expected a JSON document");
+        // The reader's own words: serde_json here, the browser's JSON.parse in the SDK.
+        #[cfg(not(target_arch = "wasm32"))]
+        assert_eq!(error("{"), "plan (document): invalid JSON: EOF while parsing an object at line 1 column 1; expected a JSON document");
     }
 
     #[test]

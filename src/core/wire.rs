@@ -19,11 +19,10 @@ use super::json::{self, Value};
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 pub const MAX_EVENTS_PER_BATCH: usize = 1000;
-const MAX_ID_LEN: usize = 64;
-const MAX_NAME_LEN: usize = 200;
 
 /// What an event records. The names are the wire strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum EventType {
     /// A product action: `track()` calls and auto-captured page activity.
     Track,
@@ -56,23 +55,41 @@ impl EventType {
     }
 }
 
+/// An event's props: always a JSON object on the wire, its keys in the order they were given.
+pub type Props = Vec<(String, Value)>;
+
+/// One event. The serde derive is the definition of its JSON form: the collector reads events
+/// with it, and [`Event::write_json`] (the tracker's hand-written writer) is tested against it.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
 pub struct Event {
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "checks::id"))]
     pub id: String,
+    #[cfg_attr(feature = "serde", serde(rename = "type"))]
     pub kind: EventType,
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "checks::name"))]
     pub name: String,
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "checks::anonymous_id"))]
     pub anonymous_id: String,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "checks::user_id"))]
     pub user_id: Option<String>,
     /// Identity verification: HMAC-SHA256 of `user_id` with the project's identity secret, hex,
     /// computed by the customer's backend and passed to `identify` (docs/IDENTITY.md).
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "checks::user_hash"))]
     pub user_hash: Option<String>,
     /// Client clock, Unix milliseconds.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "checks::ts"))]
     pub ts: i64,
-    /// Always a JSON object.
-    pub props: Vec<(String, Value)>,
+    /// Always a JSON object; `null` or absent reads as empty.
+    #[cfg_attr(feature = "serde", serde(default, with = "checks::props"))]
+    pub props: Props,
 }
 
+/// The fields of an [`Event`] as the wire names them, so an error can name one as a `&'static`.
+pub const EVENT_FIELDS: [&str; 8] = ["id", "type", "name", "anonymousId", "userId", "userHash", "ts", "props"];
+
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct Batch {
     pub write_key: String,
     pub sent_at: i64,
@@ -91,9 +108,14 @@ pub struct WireError {
 impl WireError {
     /// An event refused for its size alone (the collector answers 413 when all errors are).
     pub fn is_too_large(&self) -> bool {
-        self.field == "(event)" && self.message.starts_with("is larger than")
+        self.field == EVENT_ITSELF && self.message.starts_with("is larger than")
     }
 }
+
+/// [`WireError::field`] when the problem is the event as a whole (not an object, too large).
+pub const EVENT_ITSELF: &str = "(event)";
+/// [`WireError::field`] when the body as a whole is unreadable.
+pub const BODY_ITSELF: &str = "(body)";
 
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,7 +126,45 @@ impl std::fmt::Display for WireError {
     }
 }
 
+/// The body of the collector's 400 and 413 answers to a batch, which the SDK reads to drop just
+/// the events named: `{"error": "invalid batch", "errors": [{"index", "field", "message"}]}`.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Rejection {
+    pub error: String,
+    pub errors: Vec<RejectedEvent>,
+}
+
+/// One entry of [`Rejection::errors`]: `index` is absent when the whole body was refused.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RejectedEvent {
+    pub index: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// The JSON keys of a [`Rejection`], for the tracker's hand-written reader of it (delivery).
+pub const REJECTION_ERRORS: &str = "errors";
+pub const REJECTION_INDEX: &str = "index";
+
+impl Rejection {
+    pub fn new(error: &str, errors: &[WireError]) -> Rejection {
+        Rejection {
+            error: error.into(),
+            errors: errors
+                .iter()
+                .map(|e| RejectedEvent { index: e.index, field: e.field.into(), message: e.to_string() })
+                .collect(),
+        }
+    }
+}
+
 impl Event {
+    /// The event's JSON form, written by hand: the lean tracker sends every event through this
+    /// and carries no serde (serde's derive and its error formatting cost the tracker's wasm far
+    /// more than these few lines; see issue 12). `the_hand_written_writer_is_the_serde_form`
+    /// checks it against the derive, which is the definition.
     pub fn write_json(&self, out: &mut String) {
         out.push_str("{\"id\":");
         json::write_str(out, &self.id);
@@ -148,45 +208,6 @@ impl Event {
     pub fn prop(&self, key: &str) -> Option<&Value> {
         json::field(&self.props, key)
     }
-
-    /// Reads one event; `index` is only used to label errors.
-    pub fn from_value(v: &Value, index: usize) -> Result<Event, WireError> {
-        let at = |field: &'static str, message: String| WireError { index: Some(index), field, message };
-        if v.as_object().is_none() {
-            return Err(at("(event)", format!("expected an object, found {}", v.kind())));
-        }
-        let text = |field: &'static str, max: usize, required: bool| -> Result<Option<String>, WireError> {
-            match v.get(field) {
-                None | Some(Value::Null) if !required => Ok(None),
-                None | Some(Value::Null) => Err(at(field, "is required".into())),
-                Some(Value::Str(s)) if s.is_empty() => Err(at(field, "must not be empty".into())),
-                Some(Value::Str(s)) if s.len() > max => Err(at(field, format!("is longer than {max} bytes"))),
-                Some(Value::Str(s)) => Ok(Some(s.clone())),
-                Some(other) => Err(at(field, format!("expected a string, found {}", other.kind()))),
-            }
-        };
-        let id = text("id", MAX_ID_LEN, true)?.unwrap_or_default();
-        let kind_text = text("type", 16, true)?.unwrap_or_default();
-        let kind = EventType::parse(&kind_text).ok_or_else(|| {
-            at("type", format!("unknown type {kind_text:?}; expected track, identify, milestone, tip or metric"))
-        })?;
-        let name = text("name", MAX_NAME_LEN, true)?.unwrap_or_default();
-        let anonymous_id = text("anonymousId", MAX_ID_LEN * 2, true)?.unwrap_or_default();
-        let user_id = text("userId", 256, false)?;
-        let user_hash = text("userHash", 128, false)?;
-        let ts = match v.get("ts") {
-            Some(Value::Num(n)) if n.is_finite() && *n >= 0.0 && n.fract() == 0.0 => *n as i64,
-            Some(Value::Num(_)) => return Err(at("ts", "expected Unix milliseconds as a whole number".into())),
-            None => return Err(at("ts", "is required".into())),
-            Some(other) => return Err(at("ts", format!("expected a number, found {}", other.kind()))),
-        };
-        let props = match v.get("props") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Obj(entries)) => entries.clone(),
-            Some(other) => return Err(at("props", format!("expected an object, found {}", other.kind()))),
-        };
-        Ok(Event { id, kind, name, anonymous_id, user_id, user_hash, ts, props })
-    }
 }
 
 impl Batch {
@@ -206,61 +227,248 @@ impl Batch {
         out.push_str("]}");
         out
     }
+}
 
-    /// Parses and validates a whole batch. The first bad event is reported; see
-    /// [`Batch::parse_lenient`] for the per-event form the collector uses.
-    pub fn parse(text: &str) -> Result<Batch, WireError> {
-        let (batch, mut errors) = Batch::parse_lenient(text)?;
-        match errors.is_empty() {
-            true => Ok(batch),
-            false => Err(errors.swap_remove(0)),
+/// Reading batches: the collector's side (and tests), with serde_json.
+#[cfg(all(feature = "serde", not(target_arch = "wasm32")))]
+mod read {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    /// The envelope, its events still unread (their exact text, in document order) so each can
+    /// be refused on its own.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope<'a> {
+        /// May come in a header instead.
+        #[serde(default)]
+        write_key: Option<String>,
+        #[serde(deserialize_with = "checks::sent_at")]
+        sent_at: i64,
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+
+    const ENVELOPE_FIELDS: [&str; 3] = ["writeKey", "sentAt", "events"];
+
+    type PathError = serde_path_to_error::Error<serde_json::Error>;
+
+    /// Reads `text` as a `T` with the path of any error.
+    fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, PathError> {
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let mut track = serde_path_to_error::Track::new();
+        let value = T::deserialize(serde_path_to_error::Deserializer::new(&mut reader, &mut track));
+        // Text after the document ("{…} x") is refused like any syntax error.
+        match value.and_then(|v| reader.end().map(|()| v)) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(serde_path_to_error::Error::new(track.path(), e)),
         }
     }
 
-    /// Parses a batch, returning the good events and one error per bad event. An error in the
-    /// envelope (not JSON, no events array, too many events) fails the whole batch.
-    pub fn parse_lenient(text: &str) -> Result<(Batch, Vec<WireError>), WireError> {
-        let top = |field: &'static str, message: String| WireError { index: None, field, message };
-        let doc = json::parse(text).map_err(|e| top("(body)", e.to_string()))?;
-        if doc.as_object().is_none() {
-            return Err(top("(body)", format!("expected an object, found {}", doc.kind())));
+    /// The field an error is about: the first step of its path, or the one serde names as missing.
+    fn field_of(error: &PathError, fields: &'static [&'static str], whole: &'static str) -> &'static str {
+        let named = match error.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            // serde's own wording for a missing field: "missing field `name`".
+            _ => error.inner().to_string().split('`').nth(1).map(String::from),
+        };
+        named.and_then(|n| fields.iter().copied().find(|f| *f == n)).unwrap_or(whole)
+    }
+
+    /// serde_json's message, in our words where they are clearer: no position (the event index
+    /// and field say where), "is required" for a missing field, "nested too deeply" for its
+    /// stack guard.
+    fn message_of(error: &PathError) -> String {
+        let text = error.inner().to_string();
+        let text = match text.rfind(" at line ") {
+            Some(at) => &text[..at],
+            None => &text,
+        };
+        if text.starts_with("missing field") {
+            "is required".into()
+        } else if text.starts_with("recursion limit exceeded") {
+            "nested too deeply".into()
+        } else {
+            text.into()
         }
-        let write_key = match doc.get("writeKey") {
-            Some(Value::Str(s)) => s.clone(),
-            None => String::new(), // may come in a header instead
-            Some(other) => return Err(top("writeKey", format!("expected a string, found {}", other.kind()))),
-        };
-        let sent_at = match doc.get("sentAt") {
-            Some(Value::Num(n)) if n.is_finite() && *n >= 0.0 => *n as i64,
-            None => return Err(top("sentAt", "is required".into())),
-            Some(other) => return Err(top("sentAt", format!("expected Unix milliseconds, found {}", other.kind()))),
-        };
-        let items = match doc.get("events") {
-            Some(Value::Arr(items)) => items,
-            None => return Err(top("events", "is required".into())),
-            Some(other) => return Err(top("events", format!("expected an array, found {}", other.kind()))),
-        };
-        if items.len() > MAX_EVENTS_PER_BATCH {
-            return Err(top("events", format!("has {} events; at most {MAX_EVENTS_PER_BATCH} per batch", items.len())));
+    }
+
+    /// "expected an object, found …" when `text` is JSON but not an object.
+    fn not_an_object(text: &str) -> Option<String> {
+        match json::parse(text) {
+            Ok(v) if v.as_object().is_none() => Some(format!("expected an object, found {}", v.kind())),
+            _ => None,
         }
-        let mut events = Vec::with_capacity(items.len());
-        let mut errors = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match Event::from_value(item, i) {
-                Ok(e) if e.to_json().len() > MAX_EVENT_BYTES => errors.push(WireError {
-                    index: Some(i),
-                    field: "(event)",
-                    message: format!("is larger than {MAX_EVENT_BYTES} bytes"),
-                }),
-                Ok(e) => events.push(e),
-                Err(e) => errors.push(e),
+    }
+
+    impl Event {
+        /// Reads one event from its JSON text; `index` is only used to label errors.
+        pub fn from_json_text(text: &str, index: usize) -> Result<Event, WireError> {
+            let at = |field, message| WireError { index: Some(index), field, message };
+            if !text.trim_start().starts_with('{') {
+                return Err(at(EVENT_ITSELF, not_an_object(text).unwrap_or_else(|| "expected an object".into())));
+            }
+            read(text).map_err(|e| at(field_of(&e, &EVENT_FIELDS, EVENT_ITSELF), message_of(&e)))
+        }
+    }
+
+    impl Batch {
+        /// Parses and validates a whole batch. The first bad event is reported; see
+        /// [`Batch::parse_lenient`] for the per-event form the collector uses.
+        pub fn parse(text: &str) -> Result<Batch, WireError> {
+            let (batch, mut errors) = Batch::parse_lenient(text)?;
+            match errors.is_empty() {
+                true => Ok(batch),
+                false => Err(errors.swap_remove(0)),
             }
         }
-        Ok((Batch { write_key, sent_at, events }, errors))
+
+        /// Parses a batch, returning the good events and one error per bad event. An error in the
+        /// envelope (not JSON, no events array, too many events) fails the whole batch.
+        pub fn parse_lenient(text: &str) -> Result<(Batch, Vec<WireError>), WireError> {
+            let top = |field: &'static str, message: String| WireError { index: None, field, message };
+            if let Some(message) = not_an_object(text) {
+                return Err(top(BODY_ITSELF, message));
+            }
+            let envelope: Envelope = read(text).map_err(|e| {
+                let syntax = e.inner().is_syntax() || e.inner().is_eof();
+                match syntax {
+                    true => top(BODY_ITSELF, json::ParseError::from(e.into_inner()).describe()),
+                    false => top(field_of(&e, &ENVELOPE_FIELDS, BODY_ITSELF), message_of(&e)),
+                }
+            })?;
+            if envelope.events.len() > MAX_EVENTS_PER_BATCH {
+                return Err(top("events", format!("has {} events; at most {MAX_EVENTS_PER_BATCH} per batch", envelope.events.len())));
+            }
+            let mut events = Vec::with_capacity(envelope.events.len());
+            let mut errors = Vec::new();
+            for (i, raw) in envelope.events.into_iter().enumerate() {
+                match Event::from_json_text(raw.get(), i) {
+                    Ok(e) if e.to_json().len() > MAX_EVENT_BYTES => errors.push(WireError {
+                        index: Some(i),
+                        field: EVENT_ITSELF,
+                        message: format!("is larger than {MAX_EVENT_BYTES} bytes"),
+                    }),
+                    Ok(e) => events.push(e),
+                    Err(e) => errors.push(e),
+                }
+            }
+            Ok((Batch { write_key: envelope.write_key.unwrap_or_default(), sent_at: envelope.sent_at, events }, errors))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn props_keep_their_order() {
+            let text = r#"{"sentAt":1,"events":[{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{"z":1,"a":{"y":2,"b":3}}}]}"#;
+            let batch = Batch::parse(text).expect("valid");
+            assert_eq!(batch.events[0].to_json(), r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{"z":1,"a":{"y":2,"b":3}}}"#);
+        }
+
+        #[test]
+        fn deep_props_are_refused_by_name() {
+            let deep = "[".repeat(5000) + &"]".repeat(5000);
+            let text = format!(r#"{{"sentAt":1,"events":[{{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":{{"x":{deep}}}}}]}}"#);
+            match Batch::parse_lenient(&text) {
+                Ok((_, errors)) => assert!(errors[0].message.contains("nested too deeply"), "{}", errors[0]),
+                Err(e) => assert!(e.message.contains("nested too deeply"), "{e}"),
+            }
+        }
     }
 }
 
-#[cfg(test)]
+/// The rules of each field, as serde `deserialize_with` functions: their messages are what the
+/// collector's 400 says about the field.
+#[cfg(feature = "serde")]
+mod checks {
+    use super::*;
+
+    const MAX_ID_LEN: usize = 64;
+    const MAX_NAME_LEN: usize = 200;
+    const MAX_ANONYMOUS_ID_LEN: usize = 128;
+    const MAX_USER_ID_LEN: usize = 256;
+    const MAX_USER_HASH_LEN: usize = 128;
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde::ser::{SerializeMap, Serializer};
+
+    fn text<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Err(D::Error::custom("must not be empty"));
+        }
+        if s.len() > max {
+            return Err(D::Error::custom(format!("is longer than {max} bytes")));
+        }
+        Ok(s)
+    }
+
+    fn optional_text<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<Option<String>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => text(serde::de::value::StringDeserializer::<D::Error>::new(s), max).map(Some),
+        }
+    }
+
+    pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(d, MAX_ID_LEN)
+    }
+    pub fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(d, MAX_NAME_LEN)
+    }
+    pub fn anonymous_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(d, MAX_ANONYMOUS_ID_LEN)
+    }
+    pub fn user_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        optional_text(d, MAX_USER_ID_LEN)
+    }
+    pub fn user_hash<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        optional_text(d, MAX_USER_HASH_LEN)
+    }
+
+    /// Unix milliseconds: a whole number, not negative.
+    pub fn ts<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match f64::deserialize(d) {
+            Ok(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n < 9.2e18 => Ok(n as i64),
+            _ => Err(D::Error::custom("expected Unix milliseconds as a whole number")),
+        }
+    }
+
+    /// The batch's send time: any non-negative number (a fraction is dropped).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sent_at<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match f64::deserialize(d) {
+            Ok(n) if (0.0..9.2e18).contains(&n) => Ok(n as i64),
+            _ => Err(D::Error::custom("expected Unix milliseconds")),
+        }
+    }
+
+    pub mod props {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(props: &Props, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(props.len()))?;
+            for (k, v) in props {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Props, D::Error> {
+            match Value::deserialize(d)? {
+                Value::Null => Ok(Vec::new()),
+                Value::Obj(entries) => Ok(entries),
+                other => Err(D::Error::custom(format!("expected an object, found {}", other.kind()))),
+            }
+        }
+    }
+}
+
+// Reading batches is the collector's side: these run natively.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
@@ -295,9 +503,54 @@ mod tests {
             {"id":"c","type":"bogus","name":"n","anonymousId":"x","ts":5}]}"#;
         let (batch, errors) = Batch::parse_lenient(text).expect("envelope ok");
         assert_eq!(batch.events.len(), 1);
-        assert_eq!(errors[0].to_string(), "events[1].name: expected a string, found a number");
+        assert_eq!(errors[0].to_string(), "events[1].name: invalid type: integer `7`, expected a string");
         assert_eq!(errors[1].index, Some(2));
         assert_eq!(errors[1].field, "type");
+    }
+
+    #[test]
+    fn every_field_rule_names_its_field() {
+        let ok = r#""id":"a","type":"track","name":"n","anonymousId":"x","ts":5"#;
+        let cases = [
+            (r#"{"type":"track","name":"n","anonymousId":"x","ts":5}"#, "id", "is required"),
+            (r#"{"id":"","type":"track","name":"n","anonymousId":"x","ts":5}"#, "id", "must not be empty"),
+            (&*format!(r#"{{"id":"a","type":"track","name":"{}","anonymousId":"x","ts":5}}"#, "n".repeat(201)), "name", "is longer than 200 bytes"),
+            (r#"{"id":"a","type":"bogus","name":"n","anonymousId":"x","ts":5}"#, "type", "unknown variant `bogus`"),
+            (r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":1.5}"#, "ts", "whole number"),
+            (r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":-1}"#, "ts", "whole number"),
+            (r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":"1"}"#, "ts", "whole number"),
+            (r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"userId":""}"#, "userId", "must not be empty"),
+            (r#"{"id":"a","type":"track","name":"n","anonymousId":"x","ts":5,"props":[]}"#, "props", "expected an object, found an array"),
+            ("7", EVENT_ITSELF, "expected an object, found a number"),
+        ];
+        for (event, field, message) in cases {
+            let text = format!(r#"{{"sentAt":1,"events":[{{{ok}}},{event}]}}"#);
+            let (batch, errors) = Batch::parse_lenient(&text).expect("envelope ok");
+            assert_eq!(batch.events.len(), 1, "{event}");
+            assert_eq!((errors[0].index, errors[0].field), (Some(1), field), "{event}: {}", errors[0]);
+            assert!(errors[0].message.contains(message), "{event}: {}", errors[0]);
+        }
+        let text = format!(r#"{{"sentAt":1,"events":[{{{ok},"userId":null,"props":null,"extra":1}}]}}"#);
+        let batch = Batch::parse(&text).expect("null optionals and unknown fields are fine");
+        assert_eq!((batch.events[0].user_id.clone(), batch.events[0].props.len()), (None, 0));
+    }
+
+    /// The tracker writes events by hand; the serde derive is the definition it must match.
+    #[test]
+    fn the_hand_written_writer_is_the_serde_form() {
+        let mut b = sample();
+        b.events.push(Event { user_id: None, user_hash: None, props: Vec::new(), ..b.events[0].clone() });
+        b.events[0].props.push(("n".into(), Value::Num(2.5)));
+        b.events[0].props.push(("nested".into(), Value::Arr(vec![Value::Null, Value::Bool(true), Value::Num(-3.0)])));
+        assert_eq!(b.to_json(), serde_json::to_string(&b).expect("serialises"));
+    }
+
+    #[test]
+    fn the_rejection_body_names_each_event() {
+        let errors = [WireError { index: Some(3), field: "ts", message: "too old".into() }];
+        let body = serde_json::to_value(Rejection::new("invalid batch", &errors)).expect("serialises");
+        assert_eq!(body, serde_json::json!({"error": "invalid batch", "errors": [{"index": 3, "field": "ts", "message": "events[3].ts: too old"}]}));
+        assert_eq!(body[REJECTION_ERRORS][0][REJECTION_INDEX], 3);
     }
 
     #[test]
@@ -305,6 +558,9 @@ mod tests {
         assert_eq!(Batch::parse("[]").expect_err("not object").field, "(body)");
         assert_eq!(Batch::parse(r#"{"events":[]}"#).expect_err("no sentAt").field, "sentAt");
         assert_eq!(Batch::parse(r#"{"sentAt":1}"#).expect_err("no events").field, "events");
+        assert_eq!(Batch::parse(r#"{"sentAt":-1,"events":[]}"#).expect_err("bad sentAt").field, "sentAt");
+        assert_eq!(Batch::parse(r#"{"sentAt":1,"events":{}}"#).expect_err("events not an array").field, "events");
+        assert_eq!(Batch::parse(r#"{"sentAt":1,"events":[]"#).expect_err("not JSON").field, BODY_ITSELF);
     }
 
     #[test]

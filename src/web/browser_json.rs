@@ -1,18 +1,29 @@
-//! JSON text in the lean tracker is the browser's job: `JSON.parse` reads it, and the result is
-//! walked into the core's [`Value`]. The tracker then carries no JSON reader of its own (the
-//! core's, src/core/json.rs, stays in the full SDK, where plan validation needs its byte offsets).
+//! JSON text in the browser is the browser's job: `JSON.parse` reads it, and the result is
+//! walked into the core's [`Value`], so the SDK carries no JSON reader of its own (issue 12).
+//! Typed documents (the persisted user state) then go from the [`Value`] through serde
+//! (`core::json_serde`).
 
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::json::{ParseError, Value, MAX_DEPTH, NO_OFFSET};
+use crate::core::json::{ParseError, Value, MAX_DEPTH};
+
+/// The `SyntaxError`'s own message ("Unexpected token } in JSON at position 32"), or a
+/// generic one when the thrown value is not an `Error`.
+fn syntax_error(thrown: JsValue) -> ParseError {
+    let message = thrown
+        .dyn_ref::<js_sys::Error>()
+        .and_then(|e| e.message().as_string())
+        .unwrap_or_else(|| String::from("the browser's JSON.parse refused it"));
+    ParseError { message }
+}
 
 pub fn parse(text: &str) -> Result<Value, ParseError> {
-    let js = js_sys::JSON::parse(text).map_err(|_| ParseError { offset: NO_OFFSET, message: "the browser's JSON.parse refused it" })?;
-    from_js(&js, 0).ok_or(ParseError { offset: NO_OFFSET, message: "nested too deeply" })
+    let js = js_sys::JSON::parse(text).map_err(syntax_error)?;
+    from_js(&js, 0).ok_or_else(|| ParseError { message: String::from("nested too deeply") })
 }
 
 /// A value `JSON.parse` made (so only null, booleans, numbers, strings, arrays and plain
-/// objects) as a [`Value`]; `None` past [`MAX_DEPTH`], as the core's reader refuses it too.
+/// objects) as a [`Value`]; `None` past [`MAX_DEPTH`].
 fn from_js(js: &JsValue, depth: usize) -> Option<Value> {
     if let Some(b) = js.as_bool() {
         return Some(Value::Bool(b));

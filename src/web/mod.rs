@@ -19,7 +19,6 @@
 //! [`crate::core::machine::LEAN_KEY`] while the engine says the user's onboarding is over; the
 //! loader then fetches the tracker alone (see the machine).
 
-#[cfg(not(feature = "guide"))]
 pub(crate) mod browser_json;
 mod capture;
 

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use onramp::core::vocab::{metric, prop};
+
 use super::time::{DAY, HOUR, MINUTE};
 use super::{Histogram, Quantiles, User};
 use crate::store::UserEvents;
@@ -41,13 +43,13 @@ pub fn seed_metrics(users: &[User], metric_events: &[UserEvents]) -> SeedMetrics
         let number = |name: &'static str, key: &'static str| {
             u.events.iter().filter(move |e| e.name == name).filter_map(move |e| e.prop(key).and_then(|v| v.as_f64()))
         };
-        if let Some(latest) = number("core_task_completion", "value").next_back() {
+        if let Some(latest) = number(metric::CORE_TASK_COMPLETION, prop::VALUE).next_back() {
             ratios.push(latest);
         }
-        if let Some(first) = number("first_session_length", "valueMs").next() {
+        if let Some(first) = number(metric::FIRST_SESSION_LENGTH, prop::VALUE_MS).next() {
             sessions.push(first as i64);
         }
-        if let Some(first) = number("return_interval", "valueMs").next() {
+        if let Some(first) = number(metric::RETURN_INTERVAL, prop::VALUE_MS).next() {
             returns.push(first as i64);
         }
     }

@@ -141,7 +141,7 @@ pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents], now: i64) -
                     }
                 }
             }
-            let signup = json::field(&traits, "signedUpAt").and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
+            let signup = json::field(&traits, onramp::core::vocab::prop::SIGNED_UP_AT).and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
             User {
                 signed_up_at: signup.unwrap_or(s.first_seen),
                 signup_known: signup.is_some(),

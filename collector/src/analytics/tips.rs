@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use onramp::core::vocab::{prop, tip};
+
 use super::{percentile, ratio, FirstReach, Step, User};
 use crate::store::UserEvents;
 
@@ -57,7 +59,7 @@ pub fn milestones(tip_events: &[UserEvents]) -> Vec<String> {
     let mut names: Vec<String> = tip_events
         .iter()
         .flat_map(|u| &u.events)
-        .filter_map(|e| e.prop("milestone").and_then(|v| v.as_str()).map(String::from))
+        .filter_map(|e| e.prop(prop::MILESTONE).and_then(|v| v.as_str()).map(String::from))
         .collect();
     names.sort();
     names.dedup();
@@ -71,15 +73,15 @@ pub fn tip_effects(users: &[User], tip_events: &[UserEvents], reach: &FirstReach
     let mut tips: BTreeMap<&str, Seen> = BTreeMap::new();
     for u in tip_events.iter().filter(|u| selected.contains(u.user.as_str())) {
         for e in &u.events {
-            let Some(tip_id) = e.prop("tipId").and_then(|v| v.as_str()) else { continue };
+            let Some(tip_id) = e.prop(prop::TIP_ID).and_then(|v| v.as_str()) else { continue };
             let seen = tips.entry(tip_id).or_default();
             if seen.milestone.is_none() {
-                seen.milestone = e.prop("milestone").and_then(|v| v.as_str());
+                seen.milestone = e.prop(prop::MILESTONE).and_then(|v| v.as_str());
             }
             match e.name.as_str() {
-                "tip_shown" => seen.shown.insert(u.user.as_str()),
-                "tip_dismissed" => seen.dismissed.insert(u.user.as_str()),
-                "tip_cta_clicked" => seen.cta.insert(u.user.as_str()),
+                tip::SHOWN => seen.shown.insert(u.user.as_str()),
+                tip::DISMISSED => seen.dismissed.insert(u.user.as_str()),
+                tip::CTA_CLICKED => seen.cta.insert(u.user.as_str()),
                 _ => false,
             };
         }

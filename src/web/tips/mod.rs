@@ -20,6 +20,7 @@ use web_sys::{Element, Event, HtmlElement, KeyboardEvent, ShadowRoot};
 
 use crate::core::engine::{Emit, Engine, UserState};
 use crate::core::json::Value;
+use crate::core::vocab::{prop, tip};
 use crate::core::placement::{self, Side};
 use crate::core::plan::{CtaAction, Tip, TipKind};
 use crate::core::storage::KeyValue;
@@ -330,7 +331,7 @@ fn target_timeout(i: usize) {
             if !ui.reported.contains(&(i, step)) {
                 ui.reported.push((i, step));
                 let selector = Value::Str(selector(tip, step).to_owned());
-                emit(out, engine, i, "tip_target_missing", Some(step), Some(("selector", selector)));
+                emit(out, engine, i, tip::TARGET_MISSING, Some(step), Some((prop::SELECTOR, selector)));
             }
         }
         ui.skip.push(i);
@@ -388,13 +389,13 @@ fn record(engine: &mut Engine, store: &mut dyn KeyValue, i: usize, f: impl FnOnc
 fn emit(out: &mut Vec<Emit>, engine: &Engine, i: usize, name: &str, step: Option<usize>, extra: Option<(&str, Value)>) {
     let Some(tip) = engine.plan().tips.get(i) else { return };
     let step = step.filter(|_| tip.kind == TipKind::Tour);
-    let mut props = vec![("tipId".to_owned(), Value::Str(tip.id.clone()))];
+    let mut props = vec![(prop::TIP_ID.to_owned(), Value::Str(tip.id.clone()))];
     if let Some(m) = &tip.milestone {
-        props.push(("milestone".into(), Value::Str(m.clone())));
+        props.push((prop::MILESTONE.into(), Value::Str(m.clone())));
     }
-    props.push(("sinceSignupMs".into(), Value::Num(engine.state.since_signup(now()) as f64)));
+    props.push((prop::SINCE_SIGNUP_MS.into(), Value::Num(engine.state.since_signup(now()) as f64)));
     if let Some(s) = step {
-        props.push(("step".into(), Value::Num(s as f64)));
+        props.push((prop::STEP.into(), Value::Num(s as f64)));
     }
     if let Some((k, v)) = extra {
         props.push((k.into(), v));
@@ -703,7 +704,7 @@ impl Ui {
         s.counted = true;
         let t = now();
         if record(engine, store, s.tip, |state, tip, tab| sched::record_shown(state, tab, tip, t)) {
-            emit(out, engine, s.tip, "tip_shown", Some(s.step), None);
+            emit(out, engine, s.tip, tip::SHOWN, Some(s.step), None);
         }
     }
 
@@ -799,7 +800,7 @@ impl Ui {
 
     fn complete_step(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, i: usize, step: usize, t: i64) {
         if record(engine, store, i, |state, tip, _| sched::record_step(state, tip, step, t)) {
-            emit(out, engine, i, "tour_step_completed", Some(step), None);
+            emit(out, engine, i, tip::TOUR_STEP_COMPLETED, Some(step), None);
         }
     }
 
@@ -809,7 +810,7 @@ impl Ui {
         let t = now();
         let s = self.surfaces.remove(pos);
         record(engine, store, s.tip, |state, tip, _| {
-            if event == "tip_snoozed" {
+            if event == tip::SNOOZED {
                 sched::record_snoozed(state, tip, t)
             } else {
                 sched::record_dismissed(state, tip, t)
@@ -843,8 +844,8 @@ impl Ui {
         };
         let t = now();
         match action {
-            "x" => self.close(pos, engine, store, out, "tip_dismissed"),
-            "l" => self.close(pos, engine, store, out, "tip_snoozed"),
+            "x" => self.close(pos, engine, store, out, tip::DISMISSED),
+            "l" => self.close(pos, engine, store, out, tip::SNOOZED),
             "n" => self.next(pos, engine, store, out),
             "b" => {
                 let mut s = self.surfaces.remove(pos);
@@ -855,7 +856,7 @@ impl Ui {
             }
             "c" => {
                 let Some(cta) = cta else { return };
-                emit(out, engine, i, "tip_cta_clicked", Some(step), None);
+                emit(out, engine, i, tip::CTA_CLICKED, Some(step), None);
                 match cta {
                     CtaAction::Action(a) if a == "next" => return self.next(pos, engine, store, out),
                     CtaAction::Action(a) if a == "open_checklist" => {
@@ -884,7 +885,7 @@ impl Ui {
                 s.open = !s.open;
                 if kind == TipKind::Checklist {
                     if s.open {
-                        emit(out, engine, i, "checklist_opened", None, None);
+                        emit(out, engine, i, tip::CHECKLIST_OPENED, None, None);
                     }
                     self.build_checklist(&mut s, engine);
                     focus_later(if s.open { s.card.clone() } else { s.float.clone() });
@@ -901,7 +902,7 @@ impl Ui {
             a => {
                 if let Some(m) = a.strip_prefix("m:") {
                     out.extend(engine.mark_done(store, m, t));
-                    emit(out, engine, i, "customer_milestone_marked", None, Some(("milestone", Value::Str(m.to_owned()))));
+                    emit(out, engine, i, tip::CUSTOMER_MILESTONE_MARKED, None, Some((prop::MILESTONE, Value::Str(m.to_owned()))));
                 } else if let Some(n) = a.strip_prefix("s:").and_then(|n| n.parse::<usize>().ok()) {
                     self.forced = Some(n);
                     self.focus_tip = Some(n);
