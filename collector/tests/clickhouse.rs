@@ -61,7 +61,7 @@ async fn migrations_are_idempotent_and_recorded() {
     // A second collector starting against the same database migrates nothing twice.
     let _again = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("reopen");
     let versions = server.query("SELECT count(), max(version) FROM onramp.onramp_migrations").expect("query");
-    assert_eq!(versions.trim(), "5\t5");
+    assert_eq!(versions.trim(), "6\t6");
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }
