@@ -172,8 +172,8 @@ struct Ctx<'a> {
     /// Every user of the project, and those the request selects.
     all: Vec<User>,
     users: Vec<User>,
-    /// Visitors who never identified that the request selects (first seen in the sign-up range,
-    /// and no trait asked for: they have none); not users, so in no milestone report.
+    /// Visitors who never identified that the request selects (by the same sign-up range and
+    /// trait filters as users); not users, so in no report.
     visitors: usize,
     now: i64,
 }

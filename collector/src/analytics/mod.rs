@@ -126,8 +126,7 @@ impl User {
 }
 
 /// The store's user list as reports see it: identified users, and apart from them the visitors
-/// who never identified (keyed by anonymous id, no traits, first seen standing in for sign-up),
-/// each sorted by key. A stored `signedUpAt` outside the accepted range (written before ingest
+/// who never identified (keyed by anonymous id; resolved the same way), each sorted by key. A stored `signedUpAt` outside the accepted range (written before ingest
 /// checked it) counts as unknown.
 pub fn resolve_users(seen: Vec<UserSeen>, now: i64) -> (Vec<User>, Vec<User>) {
     let (mut users, mut visitors) = (Vec::new(), Vec::new());
