@@ -157,11 +157,10 @@ pub async fn plan_defaults(state: &AppState, project: &Project) -> PlanDefaults 
     }
 }
 
-/// Every user of `project` with sign-up time and traits resolved.
-pub async fn load_users(state: &AppState, project: &Project) -> Result<Vec<User>, StoreError> {
-    let seen = state.store.users(&project.id).await?;
-    let identifies = state.store.events(&project.id, &EventFilter::types(&[EventType::Identify]).with_props()).await?;
-    Ok(a::resolve_users(seen, &identifies, state.now()))
+/// Every user of `project` with sign-up time and traits resolved (from the store's rollups), and
+/// apart from them the visitors who never identified.
+pub async fn load_users(state: &AppState, project: &Project) -> Result<(Vec<User>, Vec<User>), StoreError> {
+    Ok(a::resolve_users(state.store.users(&project.id).await?, state.now()))
 }
 
 /// The selected users of one request, with what every report needs.
@@ -173,6 +172,9 @@ struct Ctx<'a> {
     /// Every user of the project, and those the request selects.
     all: Vec<User>,
     users: Vec<User>,
+    /// Visitors who never identified that the request selects (by the same sign-up range and
+    /// trait filters as users); not users, so in no report.
+    visitors: usize,
     now: i64,
 }
 
@@ -186,10 +188,11 @@ impl<'a> Ctx<'a> {
         let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
-        let all = load_users(state, project).await?;
+        let (all, visitors) = load_users(state, project).await?;
         let users = all.iter().filter(|u| selection.admits(u)).cloned().collect();
+        let visitors = visitors.iter().filter(|v| selection.admits(v)).count();
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, all, users, now: state.now() })
+        Ok(Ctx { state, project, params, plan, all, users, visitors, now: state.now() })
     }
 
     fn step(&self, text: &str) -> Step {
@@ -622,6 +625,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "tips": tips_report(&ctx, &tip_events, &reach),
         "metrics": metrics_report(&ctx).await?,
         "stalled": stalled_json(&due, &stall_list),
+        "visitors": ctx.visitors,
         // Filter choices come from every user, so a filter can be undone.
         "traits": traits_report(&ctx.all),
     }))

@@ -265,7 +265,7 @@ pub async fn stalls_due_between(
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    let users = query::load_users(state, project).await?;
+    let (users, _visitors) = query::load_users(state, project).await?;
     let filter = query::reaching(&query::due_milestones(due));
     let reached = state.store.firsts(&project.id, &filter).await?;
     let all = stalled::stalled(&users, due, &FirstReach::new(&reached), until);

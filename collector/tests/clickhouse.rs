@@ -61,9 +61,46 @@ async fn migrations_are_idempotent_and_recorded() {
     // A second collector starting against the same database migrates nothing twice.
     let _again = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("reopen");
     let versions = server.query("SELECT count(), max(version) FROM onramp.onramp_migrations").expect("query");
-    assert_eq!(versions.trim(), "5\t5");
+    assert_eq!(versions.trim(), "6\t6");
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
+}
+
+/// A database from before the trait rollup: identifies stored without their trait arrays (as
+/// an older collector wrote them). Applying the migration writes them again with the arrays, so
+/// users get their traits and sign-up times, and the rollups equal a recompute.
+#[tokio::test]
+async fn the_trait_migration_backfills_identifies_stored_before_it() {
+    let (server, store) = clickhouse().await;
+    let old = "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen) VALUES";
+    server
+        .query(&format!(
+            "{old} ('demo', 'anon-a', 'i1', 'identify', 'identify', 'alice', 5, 5, 9, 9, '{{\"plan\":\"pro\",\"signedUpAt\":1700000000000}}', 100),
+                   ('demo', 'anon-a', 'i2', 'identify', 'identify', 'alice', 7, 7, 9, 9, '{{\"plan\":\"team\"}}', 100),
+                   ('demo', 'anon-b', 'i3', 'identify', 'identify', 'bob', 6, 6, 9, 9, '{{}}', 100)"
+        ))
+        .expect("insert as an old collector");
+    let traits = |users: Vec<onramp_collector::store::UserSeen>| users.into_iter().map(|u| (u.user, u.traits)).collect::<Vec<_>>();
+    let mut before = traits(store.users("demo").await.expect("users"));
+    before.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(before.iter().all(|(_, t)| t.is_empty()), "not in the rollup yet: {before:?}");
+    server.query("ALTER TABLE onramp.onramp_migrations DELETE WHERE version = 6").expect("forget migration 6");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let store = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate");
+    let mut after = traits(store.users("demo").await.expect("users"));
+    after.sort_by(|a, b| a.0.cmp(&b.0));
+    use onramp::core::json::Value;
+    assert_eq!(
+        after,
+        vec![
+            ("alice".to_string(), vec![("plan".to_string(), Value::Str("team".into())), ("signedUpAt".into(), Value::Num(1_700_000_000_000.0))]),
+            ("bob".to_string(), vec![]),
+        ]
+    );
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    assert_eq!(server.query("SELECT count() FROM onramp.events FINAL").expect("count").trim(), "3", "written again, not added");
 }
 
 /// ClickHouse dies while batches are being posted: requests are answered 503 with Retry-After

@@ -50,6 +50,8 @@ impl Lcg {
 struct Sim {
     /// The id reports list them under: the user id once identified, else the anonymous id.
     key: String,
+    /// Whether they ever identified: visitors who never did are in no report, counted apart.
+    identified: bool,
     /// `signedUpAt` when identified with one.
     signed_up_at: Option<i64>,
     /// Track events: (ts, name, is a test invoice).
@@ -173,6 +175,7 @@ fn simulate() -> (Vec<Sim>, Vec<String>) {
         }
         sims.push(Sim {
             key: if identified { user } else { anon },
+            identified,
             signed_up_at: with_signup.then_some(signup),
             tracks,
             client_added,
@@ -209,15 +212,18 @@ async fn get(c: &Collector, path: &str) -> Value {
     r.json().await.expect("json")
 }
 
-async fn check(c: &Collector, sims: &[Sim], store: &str) {
+async fn check(c: &Collector, all: &[Sim], store: &str) {
+    let sims: Vec<&Sim> = all.iter().filter(|s| s.identified).collect();
+    let visitors = all.len() - sims.len();
+    assert!(visitors > 20, "the data has visitors who never identified: {visitors}");
     // The funnel of the plan's milestones: a user is at step 2 when their invoice_sent
     // milestone event came at or after their client_added one.
-    let both: Vec<&Sim> = sims.iter().filter(|s| s.client_added.is_some() && s.invoice_sent.is_some()).collect();
+    let both: Vec<&Sim> = sims.iter().copied().filter(|s| s.client_added.is_some() && s.invoice_sent.is_some()).collect();
     let funnel = get(c, "/v1/funnel?users=true").await;
     let steps = funnel["steps"].as_array().expect("steps");
     assert_eq!(steps[0]["name"], "client_added");
     assert_eq!((steps[0]["kind"].as_str(), steps[1]["kind"].as_str()), (Some("milestone"), Some("milestone")), "{store}");
-    assert_eq!(steps[0]["userIds"], json!(sorted_keys(sims.iter().filter(|s| s.client_added.is_some()))), "{store}: client_added");
+    assert_eq!(steps[0]["userIds"], json!(sorted_keys(sims.iter().copied().filter(|s| s.client_added.is_some()))), "{store}: client_added");
     assert_eq!(steps[1]["userIds"], json!(sorted_keys(both.iter().copied())), "{store}: invoice_sent");
     let gaps: Vec<i64> = both.iter().map(|s| s.invoice_sent.unwrap_or(0) - s.client_added.unwrap_or(0)).collect();
     assert_eq!(steps[1]["medianMsFromPrevious"], json!(quantile(&gaps, 50)), "{store}: median gap");
@@ -234,7 +240,7 @@ async fn check(c: &Collector, sims: &[Sim], store: &str) {
     assert_eq!(steps[1]["kind"], "event");
     let first_client = |s: &Sim| s.first_track("client_added", i64::MIN);
     let reached: Vec<&Sim> =
-        sims.iter().filter(|s| first_client(s).is_some_and(|c| s.first_track("invoice_sent", c).is_some())).collect();
+        sims.iter().copied().filter(|s| first_client(s).is_some_and(|c| s.first_track("invoice_sent", c).is_some())).collect();
     assert_eq!(steps[1]["userIds"], json!(sorted_keys(reached.into_iter())), "{store}: ad-hoc invoice_sent");
 
     // Time-to-value: the value milestone is invoice_sent, from sign-up.
@@ -246,7 +252,7 @@ async fn check(c: &Collector, sims: &[Sim], store: &str) {
     assert_eq!(ttv["value"]["ms"], quantiles(&value), "{store}: time to value");
     let clients: Vec<i64> = sims.iter().filter_map(|s| s.since_signup(s.client_added)).collect();
     assert_eq!(ttv["milestones"][0]["ms"], quantiles(&clients), "{store}: time to client_added");
-    let eligible: Vec<&Sim> = sims.iter().filter(|s| s.signup() + D <= NOW).collect();
+    let eligible: Vec<&Sim> = sims.iter().copied().filter(|s| s.signup() + D <= NOW).collect();
     let activated = eligible.iter().filter(|s| s.since_signup(s.invoice_sent).is_some_and(|t| t < D)).count();
     assert_eq!(ttv["firstDay"], json!({"eligible": eligible.len(), "activated": activated, "rate": activated as f64 / eligible.len() as f64}));
 
@@ -258,7 +264,7 @@ async fn check(c: &Collector, sims: &[Sim], store: &str) {
     // Cohorts by sign-up day count milestones only.
     let cohorts = get(c, "/v1/cohorts?by=day").await;
     let mut truth: BTreeMap<i64, (usize, usize, usize)> = BTreeMap::new();
-    for s in sims {
+    for s in &sims {
         let row = truth.entry(s.signup() - s.signup().rem_euclid(D)).or_default();
         row.0 += 1;
         row.1 += usize::from(s.client_added.is_some());
@@ -280,6 +286,8 @@ async fn check(c: &Collector, sims: &[Sim], store: &str) {
     assert_eq!(report["valueKind"], "milestone");
     assert_eq!(report["ttv"]["value"]["ms"], quantiles(&value));
     assert_eq!(report["stalled"]["total"], json!(total));
+    assert_eq!(report["visitors"], json!(visitors), "{store}: visitors, apart");
+    assert_eq!(report["funnel"]["users"], json!(sims.len()), "{store}: users");
 }
 
 /// Stores the plan and posts every batch (out of order, some twice) to `c`, then checks it.

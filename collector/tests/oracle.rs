@@ -122,7 +122,10 @@ fn events(s: &Stream) -> Vec<Ev> {
                             _ => json!(at),
                         };
                     }
-                    ("identify", "identify", traits, Some(user.unwrap_or_else(|| format!("u{}", p.device % 4))))
+                    // Now and then without a user id (the wire format allows it): its traits
+                    // count for whoever its device is linked to, folded at query time.
+                    let user = if p.slot % 3 == 2 { None } else { Some(user.unwrap_or_else(|| format!("u{}", p.device % 4))) };
+                    ("identify", "identify", traits, user)
                 }
                 5 => ("track", "b", json!({}), user),
                 6 => ("tip", "tip_shown", json!({"tipId": "t1", "milestone": "m2"}), user),
@@ -185,7 +188,10 @@ struct RefUser {
     first_session: Option<i64>,
 }
 
-fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
+/// The users (every user key that came from a user id: the event's own, or its device's link),
+/// and apart from them the visitors who never identified (keys that are anonymous ids nobody
+/// linked), each user key once.
+fn reference_users(evs: &[Ev]) -> (Vec<RefUser>, Vec<RefUser>) {
     // Links: an anonymous id belongs to the user of its first (by time, then id) event that
     // carried a user id.
     let mut links: BTreeMap<&str, (i64, &str, &str)> = BTreeMap::new();
@@ -199,11 +205,13 @@ fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
         }
     }
     let key = |e: &Ev| e.user.clone().or_else(|| links.get(e.anon.as_str()).map(|l| l.2.to_string())).unwrap_or_else(|| e.anon.clone());
+    let identified = |e: &Ev| e.user.is_some() || links.contains_key(e.anon.as_str());
     let mut by_user: BTreeMap<String, Vec<&Ev>> = BTreeMap::new();
     for e in evs {
         by_user.entry(key(e)).or_default().push(e);
     }
-    by_user
+    let (users, visitors): (Vec<_>, Vec<_>) = by_user.into_iter().partition(|(_, es)| es.iter().any(|e| identified(e)));
+    let resolve = |people: Vec<(String, Vec<&Ev>)>| people
         .into_iter()
         .map(|(key, mut es)| {
             es.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
@@ -229,7 +237,8 @@ fn reference_users(evs: &[Ev]) -> Vec<RefUser> {
             let first_session = es.iter().find(|e| e.kind == "metric").and_then(|e| e.props["valueMs"].as_i64());
             RefUser { key, signup, plan, reached, tracks, tips, first_session }
         })
-        .collect()
+        .collect();
+    (resolve(users), resolve(visitors))
 }
 
 /// Nearest rank: the value at rank ⌈p·n/100⌉ of the sorted values.
@@ -365,7 +374,7 @@ fn funnel_of(answer: &Value) -> RefFunnel {
 
 /// The collector's answers against the reference.
 async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError> {
-    let users = reference_users(evs);
+    let (users, visitors) = reference_users(evs);
     let all = selected(&users, None, None, None);
     let ms = [(true, "m1"), (true, "m2")];
 
@@ -477,6 +486,17 @@ async fn check_reference(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError>
     prop_assert_eq!(&metrics["firstSessionLength"]["users"], &json!(sessions.len()), "first sessions");
     prop_assert_eq!(&metrics["firstSessionLength"]["ms"], &quantiles(&sessions), "first sessions");
 
+    // Visitors who never identified are in no report above, and counted apart, selected as users
+    // are (an identify without a user id on a device nobody linked gives them traits).
+    for (query, expected) in [
+        ("".to_string(), visitors.len()),
+        (format!("from={}&to={SPLIT}", BASE - 2 * D), selected(&visitors, Some(BASE - 2 * D), Some(SPLIT), None).len()),
+        ("trait.plan=pro".to_string(), selected(&visitors, None, None, Some("pro")).len()),
+    ] {
+        let report = ask_json(c, &format!("/v1/report?{query}")).await?;
+        prop_assert_eq!(&report["visitors"], &json!(expected), "/v1/report?{} visitors", query);
+    }
+
     // The dashboard's one request answers as the separate routes do, so the reference above
     // covers it too.
     let filters = ["".to_string(), format!("trait.plan=pro&from={}&to={SPLIT}&", BASE - 2 * D)];
@@ -508,18 +528,20 @@ async fn post_all(c: &Collector, bodies: &[String]) -> Result<(), TestCaseError>
 }
 
 /// How many streams had each ambiguous case, so a generator gone trivial fails the test.
-static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
-const SEEN_NAMES: [&str; 6] = [
+static SEEN: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+const SEEN_NAMES: [&str; 8] = [
     "a user through both milestones",
     "a user through the ad-hoc funnel with a repeated step",
     "a stalled pair",
     "an anonymous event counted for a user by its link",
     "two steps of one user at the same millisecond",
     "a sign-up time from identify",
+    "a visitor who never identified",
+    "an identify without a user id, on a device linked to a user",
 ];
 
 fn count_seen(evs: &[Ev]) {
-    let users = reference_users(evs);
+    let (users, visitors) = reference_users(evs);
     let all = selected(&users, None, None, None);
     let linked = evs.iter().any(|e| e.user.is_none() && users.iter().any(|u| u.key.starts_with('u') && evs.iter().any(|f| f.anon == e.anon && f.user.as_deref() == Some(u.key.as_str()))));
     let tie = users.iter().any(|u| {
@@ -536,6 +558,8 @@ fn count_seen(evs: &[Ev]) {
         linked,
         tie,
         evs.iter().any(|e| e.props.get("signedUpAt").is_some()),
+        !visitors.is_empty(),
+        evs.iter().any(|e| e.kind == "identify" && e.user.is_none() && users.iter().any(|u| evs.iter().any(|f| f.anon == e.anon && f.user.as_deref() == Some(u.key.as_str())))),
     ];
     for (counter, seen) in SEEN.iter().zip(seen) {
         counter.fetch_add(usize::from(seen), Ordering::Relaxed);

@@ -49,20 +49,25 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     }
     assert_eq!(rollup("verify", &db), (0, String::new()), "ingest kept the rollups equal to a recompute");
     let answer = report(&db).await;
-    assert!(answer.contains("\"users\":200"), "{answer:.300}");
+    let parsed: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    let (users, visitors) = (parsed["funnel"]["users"].as_u64().unwrap_or(0), parsed["visitors"].as_u64().unwrap_or(0));
+    assert!(users > 100 && visitors > 0 && users + visitors == 200, "users and visitors who never identified, apart: {answer:.300}");
+    assert!(parsed["traits"]["plan"].is_array(), "traits from the rollup: {answer:.300}");
 
     // Damage two rows: verify names them, rebuild repairs them.
     let conn = rusqlite::Connection::open(&db).expect("open");
     conn.execute_batch(
         "UPDATE rollup_events SET first_ts = first_ts + 1 WHERE name = 'project_created' AND anonymous_id = 'anon-7';
-         DELETE FROM rollup_devices WHERE anonymous_id = 'anon-9';",
+         DELETE FROM rollup_devices WHERE anonymous_id = 'anon-9';
+         UPDATE rollup_traits SET value = '\"gold\"' WHERE key = 'plan' AND anonymous_id = (SELECT MIN(anonymous_id) FROM rollup_traits);",
     )
     .expect("damage");
     let (code, out) = rollup("verify", &db);
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
     // anon-9 had two device rows (before and after identify), both gone.
-    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_traits") && l.contains("\"plan\"")).count(), 2, "{out}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_devices recomputed, not stored") && l.contains("\"anon-9\"")).count(), 2, "{out}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_events") && l.contains("\"anon-7\"")).count(), 2, "{out}");
     assert_ne!(report(&db).await, answer, "reports read the rollups");
@@ -74,6 +79,7 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     // them): the migration builds them on first start.
     conn.execute_batch(
         "DROP TABLE rollup_devices; DROP TABLE rollup_events; DROP TABLE identities; DROP TABLE webhook_outbox;
+         DROP TABLE rollup_traits;
          CREATE TABLE identities (project TEXT NOT NULL, anonymous_id TEXT NOT NULL, user_id TEXT NOT NULL,
                                   PRIMARY KEY (project, anonymous_id)) WITHOUT ROWID;
          INSERT OR REPLACE INTO identities SELECT project, anonymous_id, user_id FROM events WHERE user_id IS NOT NULL;

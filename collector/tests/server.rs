@@ -187,8 +187,9 @@ async fn imports_history_of_any_age_with_the_admin_token_once() {
 async fn the_report_is_served_from_cache_until_new_events_arrive() {
     let s = start().await;
     let db = s._dir.path().join("events.db");
+    // Identified users: visitors who never identified are in no report.
     let send = |id: &'static str, anon: &'static str| {
-        let body = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [event(id, "opened", anon, None, 1_000)]});
+        let body = json!({"writeKey": "wk_demo", "sentAt": 1_000, "events": [event(id, "opened", anon, Some(anon), 1_000)]});
         post(&s.url, body.to_string())
     };
     assert_eq!(send("c0", "anon-0").await.status(), 200);

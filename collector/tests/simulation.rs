@@ -251,8 +251,8 @@ fn check_quantiles(what: &str, answer: &Value, values: &[i64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_users_match_ground_truth() {
-    let users = simulate();
-    let mut events = wire_events(&users);
+    let people = simulate();
+    let mut events = wire_events(&people);
     assert!(events.len() > 150_000, "a sizeable simulation: {} events", events.len());
     // Sent as they happened: in time order, each batch received when its last event happened
     // (the collector refuses events older than 30 days, and the simulation spans 60).
@@ -267,6 +267,11 @@ async fn simulated_users_match_ground_truth() {
         assert_eq!(r.status(), 200, "{:.300}", r.text().await.unwrap_or_default());
     }
     clock.store(NOW, Ordering::SeqCst);
+
+    // Visitors who never identified are in no report, and counted apart.
+    let (users, visitors): (Vec<SimUser>, Vec<SimUser>) = people.into_iter().partition(|u| u.signup.is_some());
+    assert!(visitors.len() > 100, "{} visitors", visitors.len());
+    assert_eq!(get(&s, &format!("/v1/report?steps={}", STEPS.map(|s| format!("milestone:{s}")).join(","))).await["visitors"], json!(visitors.len()));
 
     // Whole population, and two filtered ones: by trait (the upgraded plan wins) and by date.
     let from = NOW - 30 * D;

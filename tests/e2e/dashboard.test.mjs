@@ -116,6 +116,8 @@ test("the dashboard shows the demo's users and the collector's numbers", async (
   assert.deepEqual(funnelRows.map((r) => Number(r[1].replace(/,/g, ""))), api.funnel.steps.map((s) => s.users));
   assert.ok(api.funnel.steps[0].users >= 402, "demo and seeded users are in the funnel");
   assert.equal(await page.textContent("#kpi-users"), api.ttv.users.toLocaleString("en-US"));
+  assert.equal(typeof api.visitors, "number", "visitors who never identified, counted apart");
+  assert.equal(await page.textContent("#kpi-visitors"), api.visitors.toLocaleString("en-US"));
   const cohortRows = await page.$$eval("#cohorts tbody tr", (rows) => rows.length);
   assert.equal(cohortRows, api.cohorts.cohorts.length);
   assert.equal(await page.$$eval("#funnel rect", (r) => r.length), 2 * 4, "one bar and its track per step");
@@ -151,6 +153,7 @@ test("the dashboard draws any value the API can return", async () => {
   extreme.stalled.total = 1e15;
   extreme.stalled.stalled = [{ user: "mallory", milestone: "project_created", signedUpAt: -1e18, dueAt: 9e15, lastSeen: -8.7e15 }];
   extreme.funnel.steps[1].medianMsFromPrevious = 1e300;
+  extreme.visitors = "many";
   extreme.ttv.value.ms = { count: 1, p50: -1e18, p75: 1e300, p90: null };
   extreme.cohorts.cohorts.push({ start: -1e18, label: "", users: 0, reached: extreme.cohorts.steps.map(() => 0),
     value: { name: "x", kind: "milestone", reached: 0, ms: { count: 0, p50: null, p75: null, p90: null } },
@@ -163,6 +166,7 @@ test("the dashboard draws any value the API can return", async () => {
   const row = await page.$$eval("#stalled tbody tr td", (cells) => cells.map((c) => c.textContent));
   assert.deepEqual(row.slice(0, 5), ["mallory", "project_created", "–", "–", "–"]);
   assert.equal(await page.$$eval("#cohorts tbody tr", (rows) => rows.length), extreme.cohorts.cohorts.length);
+  assert.equal(await page.textContent("#kpi-visitors"), "–");
   const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
   assert.deepEqual(bad, [], "no errors in the page");
 });

@@ -17,7 +17,7 @@
   hash.forEach(function (v, k) { if (k.indexOf("trait.") === 0) traitChoice[k.slice(6)] = v; });
 
   function pct(x) { return x == null ? "–" : (x * 100).toFixed(x > 0 && x < 0.1 ? 1 : 0) + "%"; }
-  function num(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+  function num(n) { return typeof n === "number" && isFinite(n) ? n.toLocaleString("en-US") : "–"; }
   function fixed(x, digits) { return x.toFixed(digits).replace(/\.0$/, ""); }
   function dur(ms) {
     if (ms == null) return "–";
@@ -206,6 +206,7 @@
     $("kpi-value").textContent = t.users ? pct(t.value.reached / t.users) : "–";
     $("kpi-ttv").textContent = dur(t.value.ms.p50);
     $("kpi-activation").textContent = t.firstDay.eligible ? pct(t.firstDay.rate) : "–";
+    $("kpi-visitors").textContent = num(r.visitors);
     $("funnel-window").textContent = r.funnel.windowMs ? ", within " + dur(r.funnel.windowMs) + " of the first" : "";
     drawFunnel(r.funnel.steps);
     drawTtv(t);

@@ -125,36 +125,31 @@ impl User {
     }
 }
 
-/// Joins the store's user list with the users' identify events (fetched with props). A stored
+/// The store's user list as reports see it: identified users, and apart from them the visitors
+/// who never identified (keyed by anonymous id; resolved the same way), each sorted by key. A stored
 /// `signedUpAt` outside the accepted range (written before ingest checked it) counts as unknown.
-pub fn resolve_users(seen: Vec<UserSeen>, identifies: &[UserEvents], now: i64) -> Vec<User> {
-    let by_user: HashMap<&str, &UserEvents> = identifies.iter().map(|u| (u.user.as_str(), u)).collect();
-    let mut users: Vec<User> = seen
-        .into_iter()
-        .map(|s| {
-            let mut traits: Vec<(String, Value)> = Vec::new();
-            for e in by_user.get(s.user.as_str()).map_or(&[][..], |u| &u.events) {
-                for (k, v) in &e.props {
-                    match traits.iter_mut().find(|(key, _)| key == k) {
-                        Some(slot) => slot.1 = v.clone(),
-                        None => traits.push((k.clone(), v.clone())),
-                    }
-                }
-            }
-            let signup = json::field(&traits, onramp::core::vocab::prop::SIGNED_UP_AT).and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
-            User {
-                signed_up_at: signup.unwrap_or(s.first_seen),
-                signup_known: signup.is_some(),
-                id: s.user,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
-                traits,
-            }
-        })
-        .collect();
+pub fn resolve_users(seen: Vec<UserSeen>, now: i64) -> (Vec<User>, Vec<User>) {
+    let (mut users, mut visitors) = (Vec::new(), Vec::new());
+    for s in seen {
+        let signup = json::field(&s.traits, onramp::core::vocab::prop::SIGNED_UP_AT).and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
+        let user = User {
+            signed_up_at: signup.unwrap_or(s.first_seen),
+            signup_known: signup.is_some(),
+            id: s.user,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            traits: s.traits,
+        };
+        if s.identified {
+            users.push(user)
+        } else {
+            visitors.push(user)
+        }
+    }
     // Stores return users in any order; reports list them sorted.
     users.sort_by(|a, b| a.id.cmp(&b.id));
-    users
+    visitors.sort_by(|a, b| a.id.cmp(&b.id));
+    (users, visitors)
 }
 
 /// A trait value as the API compares and shows it: strings as they are, numbers in JSON form.
@@ -311,8 +306,6 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::UserEvent;
-    use onramp::core::wire::EventType;
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -334,29 +327,21 @@ mod tests {
     }
 
     #[test]
-    fn traits_merge_later_wins_and_sign_up_falls_back_to_first_seen() {
-        let identify = |ts, props: Vec<(&str, Value)>| UserEvent {
-            ts,
-            kind: EventType::Identify,
-            name: "identify".into(),
-            props: props.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        };
+    fn sign_up_comes_from_the_traits_and_falls_back_to_first_seen() {
+        let traits = vec![("plan".to_string(), Value::Str("pro".into())), ("seats".into(), Value::Num(3.0)), ("signedUpAt".into(), Value::Num(1e12))];
         let seen = vec![
-            UserSeen { user: "b".into(), first_seen: 5, last_seen: 9 },
-            UserSeen { user: "a".into(), first_seen: 1, last_seen: 2 },
+            UserSeen { user: "b".into(), first_seen: 5, last_seen: 9, identified: true, traits: Vec::new() },
+            UserSeen { user: "anon".into(), first_seen: 3, last_seen: 4, identified: false, traits: Vec::new() },
+            UserSeen { user: "a".into(), first_seen: 1, last_seen: 2, identified: true, traits },
+            UserSeen { user: "c".into(), first_seen: 7, last_seen: 7, identified: true, traits: vec![("signedUpAt".into(), Value::Num(-1e18))] },
         ];
-        let ids = vec![UserEvents {
-            user: "a".into(),
-            events: vec![
-                identify(1, vec![("plan", Value::Str("trial".into())), ("signedUpAt", Value::Num(1_000_000_000_000.0))]),
-                identify(2, vec![("plan", Value::Str("pro".into())), ("seats", Value::Num(3.0))]),
-            ],
-        }];
-        let users = resolve_users(seen, &ids, 2_000_000_000_000);
-        assert_eq!(users[0].id, "a");
+        let (users, visitors) = resolve_users(seen, 2_000_000_000_000);
+        assert_eq!(users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(visitors.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["anon"], "never identified: apart");
         assert_eq!((users[0].signed_up_at, users[0].signup_known), (1_000_000_000_000, true));
         assert_eq!(users[0].trait_value("plan"), Some(&Value::Str("pro".into())));
         assert_eq!((users[1].signed_up_at, users[1].signup_known), (5, false));
+        assert_eq!((users[2].signed_up_at, users[2].signup_known), (7, false), "an impossible stored time is unknown");
 
         let pro = Selection { traits: vec![("plan".into(), vec!["pro".into()]), ("seats".into(), vec!["3".into()])], ..Default::default() };
         assert!(pro.admits(&users[0]));

@@ -1,9 +1,10 @@
 //! Storage backends. The collector writes accepted events and reads them back for analytics.
 //!
 //! The read side is deliberately small and data-oriented: a backend lists the project's users
-//! (with when each was first and last seen) and hands over each user's events, filtered by type,
-//! name and time. Every piece of analytics math (funnel matching, sign-up and trait resolution,
-//! quantiles, cohorts, tip effect, stalls) happens afterwards in shared Rust code
+//! (with when each was first and last seen, whether they ever identified, and their latest
+//! traits) and hands over each user's events, filtered by type, name and time. Every piece of
+//! analytics math (funnel matching, sign-up resolution, quantiles, cohorts, tip effect, stalls)
+//! happens afterwards in shared Rust code
 //! ([`crate::analytics`] and `onramp::core`), so SQLite and ClickHouse give identical answers for
 //! the same events.
 //!
@@ -18,9 +19,12 @@
 //! # Rollups
 //!
 //! Both stores keep per-device rollups as events are stored (SQLite in the same transaction,
-//! ClickHouse by materialized views): first and last seen per device, and first and last time
-//! and count per device and event (type, name). [`Store::users`] and [`Store::firsts`] read them,
-//! so the user list and every first-reach question cost one row per device, not per event.
+//! ClickHouse by materialized views): first and last seen per device, first and last time and
+//! count per device and event (type, name), and the latest value (by event time, then event id)
+//! of each identify trait per device — which, folded into users, is each user's latest traits
+//! and sign-up time. [`Store::users`] and [`Store::firsts`] read them, folding devices into user
+//! keys inside the engine (GROUP BY), so the user list and every first-reach question cost one
+//! row per user, and no report reads identify events.
 //!
 //! # Contract for implementations
 //!
@@ -53,13 +57,19 @@ pub struct StoredEvent {
     pub received_at: i64,
 }
 
-/// A user key (see the module docs) with the span of its events.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A user key (see the module docs) with the span of its events and its latest traits.
+#[derive(Clone, Debug, PartialEq)]
 pub struct UserSeen {
     pub user: String,
     /// Corrected time of the user's earliest and latest event, Unix ms.
     pub first_seen: i64,
     pub last_seen: i64,
+    /// Whether the key comes from a user id (an event's own, or its device's link); false for a
+    /// visitor who never identified, keyed by their anonymous id.
+    pub identified: bool,
+    /// Per trait key, the value of the latest identify event (by time, then event id) that set
+    /// it, in key order; the store normalised `signedUpAt` to ms at ingest.
+    pub traits: Vec<(String, Value)>,
 }
 
 /// One stored event as analytics reads it.
@@ -207,7 +217,8 @@ pub trait Store: Send + Sync + 'static {
     /// another project is another event.
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()>;
 
-    /// Every user key of `project` with its first and last event time, in any order.
+    /// Every user key of `project` with its first and last event time, whether it identified,
+    /// and its latest traits, in any order.
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>>;
 
     /// The events of `project` that pass `filter`, grouped by user key, each user's sorted by

@@ -30,11 +30,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_rollups.sql"),
     include_str!("../../migrations/0006_event_key_per_project.sql"),
     include_str!("../../migrations/0007_webhook_outbox.sql"),
+    include_str!("../../migrations/0008_rollup_traits.sql"),
 ];
 
-/// The migration (1-based) that creates the rollup tables: applying it fills them from the
+/// The migrations (1-based) that create rollup tables: applying one fills its tables from the
 /// events already stored, with progress in the log.
 const ROLLUPS_MIGRATION: usize = 5;
+const TRAITS_MIGRATION: usize = 8;
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
@@ -92,9 +94,11 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        if i + 1 == ROLLUPS_MIGRATION {
-            let mut log = |line: String| eprintln!("onramp-collector: migration {ROLLUPS_MIGRATION}: {line}");
-            sqlite_rollup::rebuild(&tx, None, &mut log)?;
+        let mut log = |line: String| eprintln!("onramp-collector: migration {}: {line}", i + 1);
+        match i + 1 {
+            ROLLUPS_MIGRATION => drop(sqlite_rollup::rebuild_counts(&tx, None, &mut log)?),
+            TRAITS_MIGRATION => sqlite_rollup::rebuild_traits(&tx, None, &mut log)?,
+            _ => {}
         }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
@@ -223,6 +227,7 @@ const ERASE_USER: &[&str] = &[
     "DELETE FROM events WHERE project = ?1 AND {events}",
     "DELETE FROM rollup_devices WHERE project = ?1 AND {rollups}",
     "DELETE FROM rollup_events WHERE project = ?1 AND {rollups}",
+    "DELETE FROM rollup_traits WHERE project = ?1 AND {rollups}",
     "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
     "DELETE FROM webhook_outbox WHERE project = ?1 AND user = ?2",
 ];
@@ -548,68 +553,83 @@ fn user_key(user_id: Option<String>, anonymous_id: String, identities: &HashMap<
     user_id.or_else(|| identities.get(&anonymous_id).cloned()).unwrap_or(anonymous_id)
 }
 
+/// A rollup row `r`'s user key (see `store` docs): its user id, else its device's link `i`, else
+/// its anonymous id. Folding devices into users is then a GROUP BY on it, inside SQLite.
+const WHO: &str = "CASE WHEN r.user_id != '' THEN r.user_id ELSE COALESCE(i.user_id, r.anonymous_id) END";
+/// Joins each rollup row without a user id to its device's link.
+const LINKED: &str = "LEFT JOIN identities i ON r.user_id = '' AND i.project = r.project AND i.anonymous_id = r.anonymous_id";
+
 fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
-    let identities = identities(conn, project)?;
-    // One rollup row per (user id, device); several fold into one user key.
-    let mut stmt = conn.prepare_cached(
-        "SELECT NULLIF(user_id, ''), anonymous_id, first_seen, last_seen FROM rollup_devices WHERE project = ?",
-    )?;
+    // Each user's latest value of each trait across their devices: the row of the greatest
+    // (ts, event) per (user, trait), picked here rather than by a window function over every
+    // row, which cost SQLite five times as much.
+    let mut stmt = conn.prepare_cached(&format!("SELECT {WHO} AS who, r.key, r.value, r.ts, r.event FROM rollup_traits r {LINKED} WHERE r.project = ?1"))?;
     let mut rows = stmt.query([project])?;
-    let mut users: HashMap<String, UserSeen> = HashMap::new();
+    let mut latest: HashMap<(String, String), (i64, String, String)> = HashMap::new();
     while let Some(row) = rows.next()? {
-        let user = user_key(row.get(0)?, row.get(1)?, &identities);
-        let (first, last): (i64, i64) = (row.get(2)?, row.get(3)?);
-        users
-            .entry(user.clone())
-            .and_modify(|u| {
-                u.first_seen = u.first_seen.min(first);
-                u.last_seen = u.last_seen.max(last);
-            })
-            .or_insert(UserSeen { user, first_seen: first, last_seen: last });
+        let (ts, event): (i64, String) = (row.get(3)?, row.get(4)?);
+        match latest.entry((row.get(0)?, row.get(1)?)) {
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if (ts, &event) > (slot.get().0, &slot.get().1) {
+                    *slot.get_mut() = (ts, event, row.get(2)?);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => drop(slot.insert((ts, event, row.get(2)?))),
+        }
     }
-    Ok(users.into_values().collect())
+    let mut traits: HashMap<String, Vec<(String, onramp::core::json::Value)>> = HashMap::new();
+    for ((who, key), (_, _, value)) in latest {
+        // Ingest stored it from a parsed value, so only a damaged file fails to parse.
+        if let Ok(value) = onramp::core::json::parse(&value) {
+            traits.entry(who).or_default().push((key, value));
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {WHO} AS who, MIN(r.first_seen), MAX(r.last_seen), MAX(r.user_id != '' OR i.user_id IS NOT NULL)
+         FROM rollup_devices r {LINKED} WHERE r.project = ?1 GROUP BY who"
+    ))?;
+    let rows = stmt.query_map([project], |r| {
+        let user: String = r.get(0)?;
+        let mut traits = traits.remove(&user).unwrap_or_default();
+        traits.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(UserSeen { first_seen: r.get(1)?, last_seen: r.get(2)?, identified: r.get(3)?, traits, user })
+    })?;
+    rows.collect()
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
-/// keys with MIN.
+/// keys with MIN inside SQLite.
 fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
-    let identities = identities(conn, project)?;
-    let mut sql = String::from("SELECT NULLIF(user_id, ''), anonymous_id, type, name, first_ts FROM rollup_events WHERE project = ?");
+    let mut sql = format!("SELECT {WHO} AS who, r.type, r.name, MIN(r.first_ts) AS at FROM rollup_events r {LINKED} WHERE r.project = ?");
     let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
     let names: Vec<&str> = filter.names.iter().map(String::as_str).collect();
-    for (column, values) in [("type", &types), ("name", &names)] {
+    for (column, values) in [("r.type", &types), ("r.name", &names)] {
         if !values.is_empty() {
             sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(",")));
         }
     }
+    // The order `Store::firsts` promises: users by key, each user's by time, then type and name.
+    sql.push_str(" GROUP BY who, r.type, r.name ORDER BY who, at, r.type, r.name");
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project];
     args.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
     args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(args.as_slice())?;
-    let mut firsts: HashMap<(String, String, String), i64> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let who = user_key(row.get(0)?, row.get(1)?, &identities);
-        let ts: i64 = row.get(4)?;
-        firsts.entry((who, row.get(2)?, row.get(3)?)).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
-    }
-    Ok(group_firsts(firsts))
-}
-
-/// First times keyed by (user key, type, name) as [`Store::firsts`] answers them: users in key
-/// order, each user's events by time, ties in (type, name) order.
-pub(super) fn group_firsts(firsts: HashMap<(String, String, String), i64>) -> Vec<UserEvents> {
-    let mut rows: Vec<((String, String, String), i64)> = firsts.into_iter().collect();
-    rows.sort_by(|a, b| (&a.0 .0, a.1, &a.0 .1, &a.0 .2).cmp(&(&b.0 .0, b.1, &b.0 .1, &b.0 .2)));
     let mut users: Vec<UserEvents> = Vec::new();
-    for ((who, kind, name), ts) in rows {
-        let event = UserEvent { ts, kind: EventType::parse(&kind).unwrap_or(EventType::Track), name, props: Vec::new() };
+    while let Some(row) = rows.next()? {
+        let who = row.get_ref(0)?.as_str()?;
+        let event = UserEvent {
+            ts: row.get(3)?,
+            kind: EventType::parse(row.get_ref(1)?.as_str()?).unwrap_or(EventType::Track),
+            name: row.get(2)?,
+            props: Vec::new(),
+        };
         match users.last_mut() {
             Some(u) if u.user == who => u.events.push(event),
-            _ => users.push(UserEvents { user: who, events: vec![event] }),
+            _ => users.push(UserEvents { user: who.to_owned(), events: vec![event] }),
         }
     }
-    users
+    Ok(users)
 }
 
 fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {

@@ -1,6 +1,8 @@
-//! The SQLite store's rollups (`migrations/0005_rollups.sql`): per device, first and last seen;
-//! per device and event (type, name), first and last time and the number of distinct events; and
-//! the identity links (each device's first event with a user id), which fold devices into users.
+//! The SQLite store's rollups (`migrations/0005_rollups.sql`, `0008_rollup_traits.sql`): per
+//! device, first and last seen; per device and event (type, name), first and last time and the
+//! number of distinct events; per device and identify trait, the latest value (by event time,
+//! then event id); and the identity links (each device's first event with a user id), which fold
+//! devices into users.
 //!
 //! The writer adds each newly stored event in the transaction that stores it ([`add`]), so a
 //! committed event is always in the rollups and a resend (ignored by the event id) is never
@@ -8,6 +10,10 @@
 //! `onramp-collector rollup rebuild` on demand) and [`verify`] lists every difference between
 //! the stored rows and a recompute.
 
+use std::collections::BTreeMap;
+
+use onramp::core::json::{self, Value};
+use onramp::core::wire::EventType;
 use rusqlite::{params, Connection, Transaction};
 
 use super::StoredEvent;
@@ -30,7 +36,64 @@ pub(super) fn add(tx: &Transaction<'_>, s: &StoredEvent) -> rusqlite::Result<()>
            first_ts = MIN(first_ts, excluded.first_ts), last_ts = MAX(last_ts, excluded.last_ts), events = events + 1",
     )?
     .execute(params![s.project, e.kind.as_str(), e.name, user, e.anonymous_id, s.ts])?;
+    if e.kind == EventType::Identify {
+        for (key, value) in &e.props {
+            set_trait(tx, &s.project, user, &e.anonymous_id, key, &value.to_json(), s.ts, &e.id)?;
+        }
+    }
     Ok(())
+}
+
+/// Keeps a device's trait value from the identify with the greatest (time, event id): the same
+/// row whatever order identifies arrive in.
+#[allow(clippy::too_many_arguments)]
+fn set_trait(tx: &Connection, project: &str, user: &str, anonymous_id: &str, key: &str, value: &str, ts: i64, event: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO rollup_traits (project, user_id, anonymous_id, key, value, ts, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (project, user_id, anonymous_id, key) DO UPDATE SET
+           value = excluded.value, ts = excluded.ts, event = excluded.event
+         WHERE (excluded.ts, excluded.event) > (rollup_traits.ts, rollup_traits.event)",
+    )?
+    .execute(params![project, user, anonymous_id, key, value, ts, event])?;
+    Ok(())
+}
+
+/// A trait row's key (project, user id or '', anonymous id, trait) and its (value JSON, ts, event).
+type TraitRows = BTreeMap<(String, String, String, String), (String, i64, String)>;
+
+/// The trait rollup as recomputed from the identify events passing `condition` (SQL on `events`,
+/// with `?1` bound to `project`): the stored props are parsed and re-serialised by the same code
+/// as ingest, so the values compare as text.
+fn traits_from_events(conn: &Connection, condition: &str, project: Option<&str>) -> rusqlite::Result<TraitRows> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT project, COALESCE(user_id, ''), anonymous_id, ts, id, props FROM events WHERE type = 'identify' AND {condition}"
+    ))?;
+    let mut rows = stmt.query(params![project])?;
+    let mut out = TraitRows::new();
+    while let Some(row) = rows.next()? {
+        let (project, user, anon, ts, id): (String, String, String, i64, String) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+        let Ok(Value::Obj(props)) = json::parse(row.get_ref(5)?.as_str()?) else { continue };
+        for (key, value) in props {
+            let slot = out.entry((project.clone(), user.clone(), anon.clone(), key)).or_insert((String::new(), i64::MIN, String::new()));
+            if (ts, id.as_str()) > (slot.1, slot.2.as_str()) {
+                *slot = (value.to_json(), ts, id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn insert_traits(tx: &Transaction<'_>, rows: TraitRows) -> rusqlite::Result<()> {
+    for ((project, user, anon, key), (value, ts, event)) in rows {
+        set_trait(tx, &project, &user, &anon, &key, &value, ts, &event)?;
+    }
+    Ok(())
+}
+
+fn stored_traits(conn: &Connection, project: Option<&str>) -> rusqlite::Result<TraitRows> {
+    let mut stmt = conn.prepare("SELECT project, user_id, anonymous_id, key, value, ts, event FROM rollup_traits WHERE ?1 IS NULL OR project = ?1")?;
+    let rows = stmt.query_map(params![project], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), (r.get(4)?, r.get(5)?, r.get(6)?))))?;
+    rows.collect()
 }
 
 /// The rollups as recomputed from the events, as SELECTs over `events` restricted by `?1` (a
@@ -51,6 +114,23 @@ const LINKS_FROM_EVENTS: &str = "SELECT project, anonymous_id, user_id, ts, id F
 /// Recomputes the rollups of `project` (or of every project) from the stored events, in the
 /// caller's transaction, reporting progress per event name. Returns the events read.
 pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<u64> {
+    let events = rebuild_counts(tx, project, progress)?;
+    rebuild_traits(tx, project, progress)?;
+    Ok(events)
+}
+
+/// Recomputes the trait rollup (`migrations/0008_rollup_traits.sql` builds it with this).
+pub fn rebuild_traits(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM rollup_traits WHERE ?1 IS NULL OR project = ?1", params![project])?;
+    progress("traits: reading identify events".into());
+    insert_traits(tx, traits_from_events(tx, "(?1 IS NULL OR project = ?1)", project)?)?;
+    progress(format!("traits: done ({} rows)", count(tx, "rollup_traits", project)?));
+    Ok(())
+}
+
+/// Recomputes the identity links and the per-device rollups of `migrations/0005_rollups.sql`
+/// (which builds them with this). Returns the events read.
+pub fn rebuild_counts(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<u64> {
     tx.execute("DELETE FROM rollup_devices WHERE ?1 IS NULL OR project = ?1", params![project])?;
     tx.execute("DELETE FROM rollup_events WHERE ?1 IS NULL OR project = ?1", params![project])?;
     tx.execute("DELETE FROM identities WHERE ?1 IS NULL OR project = ?1", params![project])?;
@@ -106,6 +186,7 @@ pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) ->
         format!("DELETE FROM rollup_devices WHERE project = ?1 AND {device}"),
         format!("DELETE FROM rollup_events WHERE project = ?1 AND {device}"),
         format!("DELETE FROM identities WHERE project = ?1 AND {anonymous}"),
+        format!("DELETE FROM rollup_traits WHERE project = ?1 AND {device}"),
         format!("INSERT INTO rollup_devices {}", DEVICES_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
         format!("INSERT INTO rollup_events {}", EVENTS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
         format!(
@@ -115,6 +196,7 @@ pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) ->
     ] {
         tx.execute(&sql, params![project])?;
     }
+    insert_traits(tx, traits_from_events(tx, &format!("project = ?1 AND {event_device}"), Some(project))?)?;
     Ok(deleted)
 }
 
@@ -150,6 +232,20 @@ pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<
                     .collect();
                 out.push(format!("{table} {label}: ({})", cells.join(", ")));
             }
+        }
+    }
+    let (stored, fresh) = (stored_traits(conn, project)?, traits_from_events(conn, "(?1 IS NULL OR project = ?1)", project)?);
+    let line = |label: &str, (p, u, a, k): &(String, String, String, String), (v, ts, e): &(String, i64, String)| {
+        format!("rollup_traits {label}: ({p:?}, {u:?}, {a:?}, {k:?}, {v:?}, {ts}, {e:?})")
+    };
+    for (key, row) in &stored {
+        if fresh.get(key) != Some(row) {
+            out.push(line("stored, not in a recompute", key, row));
+        }
+    }
+    for (key, row) in &fresh {
+        if stored.get(key) != Some(row) {
+            out.push(line("recomputed, not stored", key, row));
         }
     }
     Ok(out)

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use self::rowbinary::{put_i64, put_str, put_u64, Reader};
+use self::rowbinary::{put_i64, put_str, put_strs, put_u64, Reader};
 use onramp::core::json;
 use onramp::core::wire::EventType;
 
@@ -76,7 +76,15 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/clickhouse/0005_webhook_outbox.sql"),
         sharded: &[("webhook_outbox", "cityHash64(project, user)"), ("webhook_attempts", "cityHash64(id)")],
     },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0006_rollup_traits.sql"),
+        sharded: &[("rollup_traits", BY_DEVICE)],
+    },
 ];
+
+/// The migration (1-based) that adds the identify trait arrays: applying it writes the
+/// identifies already stored again with their arrays ([`backfill_traits`]).
+const TRAITS_MIGRATION: usize = 6;
 
 /// Every sharded table of every migration: a later migration may name an earlier one's table.
 fn sharded_tables() -> impl Iterator<Item = &'static str> {
@@ -208,6 +216,10 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// In a query of [`ClickHouseStore::with_user_key`]: whether the row's user key comes from a user
+/// id (its own or its device's link) rather than a never-identified visitor's anonymous id.
+const IDENTIFIED: &str = "(user_id != '' OR linked_user != '') AS identified";
+
 pub struct ClickHouseStore {
     target: Target,
     http: Http,
@@ -221,7 +233,7 @@ impl ClickHouseStore {
     /// must be called inside a Tokio runtime).
     pub async fn open(url: &str) -> Result<ClickHouseStore, StoreError> {
         let target = Target::parse(url).map_err(StoreError::Unavailable)?;
-        migrate(&target).await?;
+        let backfill = migrate(&target).await?;
         let mut settings = format!("database={}", target.database);
         if target.cluster.is_some() {
             // A Distributed insert is acknowledged only once every shard has its rows; the
@@ -229,6 +241,9 @@ impl ClickHouseStore {
             settings.push_str("&insert_distributed_sync=1");
         }
         let http = Http::new(&target.http, &settings)?;
+        if backfill {
+            backfill_traits(&http).await?;
+        }
         let (writer, requests) = mpsc::channel(QUEUE_REQUESTS);
         tokio::spawn(write_loop(http.clone(), requests));
         Ok(ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) })
@@ -256,8 +271,9 @@ impl ClickHouseStore {
     /// user id, else the user its anonymous id was linked to, else the anonymous id): the same
     /// rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
     ///
-    /// `columns` are the event columns to return after the user key; only they (and the ones the
-    /// key and ordering need) are read, so a query without props never touches that column.
+    /// `columns` are the event columns to return after the user key, then `identified`
+    /// ([`IDENTIFIED`]); only they (and the ones the key and ordering need) are read, so a query
+    /// without props never touches that column.
     fn resolved_events(&self, project: &str, filter: &EventFilter, columns: &[&str]) -> String {
         let project = quote(project);
         let mut conditions = format!("project = {project}");
@@ -276,7 +292,9 @@ impl ClickHouseStore {
         }
         let read = columns.iter().filter(|c| !["anonymous_id", "user_id", "id"].contains(c)).copied().collect::<Vec<_>>();
         let source = format!("SELECT anonymous_id, user_id, id, {} FROM events FINAL WHERE {conditions}", read.join(", "));
-        self.with_user_key(&project, &source, columns)
+        let mut columns = columns.to_vec();
+        columns.push(IDENTIFIED);
+        self.with_user_key(&project, &source, &columns)
     }
 
     /// `source` (a query giving `anonymous_id`, `user_id` and `columns` of `project`) with each
@@ -330,7 +348,7 @@ impl ClickHouseStore {
         let sql = format!(
             "SELECT toUInt64(level), toUInt64(count()) FROM (
                SELECT who, windowFunnel({window})(toUInt32(ts - {min}), {conditions}) AS level
-               FROM ({inner}) GROUP BY who)
+               FROM ({inner}) GROUP BY who HAVING max(identified))
              GROUP BY level",
             conditions = conditions.join(", "),
         );
@@ -390,16 +408,15 @@ impl ClickHouseStore {
         // On every node, its local tables: a device's events and rollups share a shard.
         for node in &self.target.nodes {
             let http = Http::new(node, &format!("database={db}"))?;
-            for (table, columns, states) in ROLLUPS {
+            for Rollup { table, columns, states, source, array_join, .. } in &ROLLUPS {
                 let local = self.target.local(table);
                 progress(format!("{node}: clearing {local}"));
                 http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
                 wait_for_mutations(&http, &local).await?;
                 progress(format!("{node}: filling {local} from {}", self.target.local("events")));
                 http.execute(&format!(
-                    "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
+                    "INSERT INTO {local} SELECT {columns}, {states} FROM {events} {array_join} WHERE {condition} AND {source} GROUP BY {columns}",
                     events = self.target.local("events"),
-                    source = rollup_source(table),
                 ))
                 .await?;
             }
@@ -447,8 +464,10 @@ impl ClickHouseStore {
 }
 
 /// Applies the migrations this node has not seen yet, on every node. Statements are idempotent
-/// (`IF NOT EXISTS`), so collectors starting at the same time may both run them safely.
-async fn migrate(target: &Target) -> Result<(), StoreError> {
+/// (`IF NOT EXISTS`), so collectors starting at the same time may both run them safely. Returns
+/// whether the trait migration was among them (the caller then runs [`backfill_traits`]).
+async fn migrate(target: &Target) -> Result<bool, StoreError> {
+    let mut applied_traits = false;
     for node in &target.nodes {
         let http = Http::new(node, "")?;
         let db = &target.database;
@@ -466,8 +485,26 @@ async fn migrate(target: &Target) -> Result<(), StoreError> {
                 sql = sql.replace(&format!("{{{table}}}"), &target.local(table));
             }
             for statement in statements(&sql) {
-                http.execute(statement).await?;
+                match http.execute(statement).await {
+                    // 18.16 has no ADD COLUMN IF NOT EXISTS: a collector starting beside this
+                    // one may have added it.
+                    Err(StoreError::Unavailable(e)) if statement.contains(" ADD COLUMN ") && e.contains("already exists") => {}
+                    result => result?,
+                }
+                if target.cluster.is_some() && statement.contains(" ADD COLUMN ") {
+                    // The Distributed table over a local one needs the column too.
+                    let distributed = sharded_tables()
+                        .find(|t| statement.contains(&format!("ALTER TABLE {db}.{t}_local ")))
+                        .map(|t| statement.replacen(&format!("{db}.{t}_local"), &format!("{db}.{t}"), 1));
+                    if let Some(alter) = distributed {
+                        match http.execute(&alter).await {
+                            Err(StoreError::Unavailable(e)) if e.contains("already exists") => {}
+                            result => result?,
+                        }
+                    }
+                }
             }
+            applied_traits |= i + 1 == TRAITS_MIGRATION;
             if let Some(cluster) = &target.cluster {
                 // On every node, so any node can take reads and writes for the whole cluster.
                 for (table, key) in migration.sharded {
@@ -481,7 +518,75 @@ async fn migrate(target: &Target) -> Result<(), StoreError> {
             http.execute(&format!("INSERT INTO {db}.onramp_migrations (version) VALUES ({})", i + 1)).await?;
         }
     }
+    Ok(applied_traits)
+}
+
+/// The migration of the trait rollup, for identifies stored before it: writes each again with its
+/// trait arrays (the same row and version otherwise, so the copy replaces the original when
+/// parts merge), which feeds the view; the other rollups' states are unchanged by a repeat.
+/// Reads a batch of identifies at a time, telling the log how far it got.
+async fn backfill_traits(http: &Http) -> Result<(), StoreError> {
+    let log = |line: String| eprintln!("onramp-collector: ClickHouse migration {TRAITS_MIGRATION}: {line}");
+    let pending = "type = 'identify' AND empty(trait_keys) AND props != '{}'";
+    let total = Reader::new(&http.run(&format!("SELECT count() FROM events FINAL WHERE {pending} FORMAT RowBinary"), Vec::new(), Duration::from_secs(600)).await?).u64()?;
+    log(format!("{total} identify events to read"));
+    let mut done = 0;
+    let mut after = String::new();
+    loop {
+        let sql = format!(
+            "SELECT project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen
+             FROM events FINAL WHERE {pending} AND (project, anonymous_id, id) > ({after}) ORDER BY project, anonymous_id, id LIMIT 10000
+             FORMAT RowBinary",
+            after = if after.is_empty() { "'', '', ''".to_string() } else { after.clone() },
+        );
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(600)).await?;
+        let mut r = Reader::new(&answer);
+        let mut rows = Vec::new();
+        let mut n = 0;
+        while !r.is_empty() {
+            let (project, anon, id) = (r.str()?, r.str()?, r.str()?);
+            let texts = [r.str()?, r.str()?, r.str()?];
+            let times = [r.i64()?, r.i64()?, r.i64()?, r.i64()?];
+            let (props, version) = (r.str()?, r.u64()?);
+            for text in [&project, &anon, &id] {
+                put_str(&mut rows, text);
+            }
+            for text in &texts {
+                put_str(&mut rows, text);
+            }
+            for t in times {
+                put_i64(&mut rows, t);
+            }
+            let traits = match json::parse(&props) {
+                Ok(json::Value::Obj(entries)) => entries,
+                _ => Vec::new(),
+            };
+            put_str(&mut rows, &props);
+            put_u64(&mut rows, version);
+            put_traits(&mut rows, &traits);
+            after = format!("{}, {}, {}", quote(&project), quote(&anon), quote(&id));
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        http.run(&format!("INSERT INTO events ({EVENT_COLUMNS}) FORMAT RowBinary"), rows, Duration::from_secs(600)).await?;
+        done += n;
+        log(format!("{done}/{total} identify events"));
+    }
     Ok(())
+}
+
+/// The columns every insert into `events` writes, in RowBinary order.
+const EVENT_COLUMNS: &str =
+    "project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values";
+
+/// An identify's traits as the two arrays the trait rollup's view reads: keys, and values as
+/// JSON text (the same text SQLite's rollup keeps). Empty for other events.
+fn put_traits(rows: &mut Vec<u8>, traits: &[(String, json::Value)]) {
+    put_strs(rows, traits.iter().map(|(k, _)| k.as_str()));
+    let values: Vec<String> = traits.iter().map(|(_, v)| v.to_json()).collect();
+    put_strs(rows, values.iter().map(String::as_str));
 }
 
 /// The statements of a migration file: split on `;` at line ends, `--` comments dropped (the
@@ -538,13 +643,14 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
         put_i64(&mut rows, s.received_at);
         put_str(&mut rows, &onramp::core::json::Value::Obj(e.props.clone()).to_json());
         put_u64(&mut rows, u64::MAX - arrival);
+        put_traits(&mut rows, if e.kind == EventType::Identify { &e.props } else { &[] });
     }
     if rows.is_empty() {
         return Ok(());
     }
     let timeout = Duration::from_secs(30);
     http.run(
-        "INSERT INTO events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen) FORMAT RowBinary",
+        &format!("INSERT INTO events ({EVENT_COLUMNS}) FORMAT RowBinary"),
         rows,
         timeout,
     )
@@ -552,22 +658,68 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
     Ok(())
 }
 
-/// The rollup tables: name, key columns, and the states recomputed from events (the same as
-/// `migrations/clickhouse/0003_rollups.sql`'s views).
-const ROLLUPS: [(&str, &str, &str); 3] = [
-    ("rollup_devices", "project, anonymous_id, user_id", "minState(ts), maxState(ts)"),
-    ("rollup_events", "project, type, name, anonymous_id, user_id", "minState(ts), maxState(ts), uniqExactState(id)"),
-    ("links", "project, anonymous_id", "argMinState(user_id, (ts, id))"),
-];
-
-/// Which events each rollup sums up.
-fn rollup_source(table: &str) -> &'static str {
-    if table == "links" {
-        "user_id != ''"
-    } else {
-        "1"
-    }
+/// One rollup table and how it is recomputed from the events (the same as its migration's view).
+struct Rollup {
+    table: &'static str,
+    /// The key columns.
+    columns: &'static str,
+    /// The states, as the view computes them.
+    states: &'static str,
+    /// Which events it sums up, and how their rows are unrolled (`ARRAY JOIN …` or nothing).
+    source: &'static str,
+    array_join: &'static str,
+    /// Its values as text, for `rollup verify`: as stored (merging the states) and as recomputed
+    /// from the events.
+    stored: [&'static str; 3],
+    recomputed: [&'static str; 3],
 }
+
+const ROLLUPS: [Rollup; 4] = [
+    Rollup {
+        table: "rollup_devices",
+        columns: "project, anonymous_id, user_id",
+        states: "minState(ts), maxState(ts)",
+        source: "1",
+        array_join: "",
+        stored: ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "''"],
+        recomputed: ["toString(min(ts))", "toString(max(ts))", "''"],
+    },
+    Rollup {
+        table: "rollup_events",
+        columns: "project, type, name, anonymous_id, user_id",
+        states: "minState(ts), maxState(ts), uniqExactState(id)",
+        source: "1",
+        array_join: "",
+        stored: ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "toString(uniqExactMerge(ids))"],
+        recomputed: ["toString(min(ts))", "toString(max(ts))", "toString(uniqExact(id))"],
+    },
+    Rollup {
+        table: "links",
+        columns: "project, anonymous_id",
+        states: "argMinState(user_id, (ts, id))",
+        source: "user_id != ''",
+        array_join: "",
+        stored: ["argMinMerge(first_user)", "''", "''"],
+        recomputed: ["argMin(user_id, (ts, id))", "''", "''"],
+    },
+    Rollup {
+        table: "rollup_traits",
+        columns: "project, anonymous_id, user_id, key",
+        states: "argMaxState((value, ts, id), (ts, id))",
+        source: "type = 'identify'",
+        array_join: "ARRAY JOIN trait_keys AS key, trait_values AS value",
+        stored: [
+            "tupleElement(argMaxMerge(latest), 1)",
+            "toString(tupleElement(argMaxMerge(latest), 2))",
+            "tupleElement(argMaxMerge(latest), 3)",
+        ],
+        recomputed: [
+            "tupleElement(argMax((value, ts, id), (ts, id)), 1)",
+            "toString(tupleElement(argMax((value, ts, id), (ts, id)), 2))",
+            "tupleElement(argMax((value, ts, id), (ts, id)), 3)",
+        ],
+    },
+];
 
 /// Waits until `table` has no unfinished mutation (18.16 runs `ALTER … DELETE` in the
 /// background and has no setting to wait for it). Mutations run in the merge pool, so a server
@@ -726,7 +878,7 @@ impl Store for ClickHouseStore {
             let erased = self.user_data(&project, &user).await?.events.len() as u64;
             let condition = format!("project = {} AND {}", quote(&project), self.user_condition(&project, &user).await?);
             let linked = self.linked(&project, Some(&user)).await?;
-            for table in ["events", "rollup_devices", "rollup_events"] {
+            for table in ["events", "rollup_devices", "rollup_events", "rollup_traits"] {
                 self.delete_where(table, &condition).await?;
             }
             let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
@@ -825,15 +977,37 @@ impl Store for ClickHouseStore {
              WHERE project = {project} GROUP BY anonymous_id, user_id"
         );
         let sql = format!(
-            "SELECT who, min(first), max(last) FROM ({}) GROUP BY who",
-            self.with_user_key(&project, &devices, &["first", "last"])
+            "SELECT who, min(first), max(last), toUInt8(max(identified)) FROM ({}) GROUP BY who",
+            self.with_user_key(&project, &devices, &["first", "last", IDENTIFIED])
+        );
+        // Each user's latest value of each trait across their devices, by (time, event id).
+        let devices = format!(
+            "SELECT anonymous_id, user_id, key, argMaxMerge(latest) AS latest FROM rollup_traits
+             WHERE project = {project} GROUP BY anonymous_id, user_id, key"
+        );
+        let traits = format!(
+            "SELECT who, key, argMax(tupleElement(latest, 1), (tupleElement(latest, 2), tupleElement(latest, 3))) FROM ({})
+             GROUP BY who, key",
+            self.with_user_key(&project, &devices, &["key", "latest"])
         );
         Box::pin(async move {
+            let answer = self.select(&traits).await?;
+            let mut r = Reader::new(&answer);
+            let mut traits: std::collections::HashMap<String, Vec<(String, json::Value)>> = std::collections::HashMap::new();
+            while !r.is_empty() {
+                let (who, key, value) = (r.str()?, r.str()?, r.str()?);
+                if let Ok(value) = json::parse(&value) {
+                    traits.entry(who).or_default().push((key, value));
+                }
+            }
             let answer = self.select(&sql).await?;
             let mut r = Reader::new(&answer);
             let mut users = Vec::new();
             while !r.is_empty() {
-                users.push(UserSeen { user: r.str()?, first_seen: r.i64()?, last_seen: r.i64()? });
+                let (user, first_seen, last_seen, identified) = (r.str()?, r.i64()?, r.i64()?, r.u8()? != 0);
+                let mut traits = traits.remove(&user).unwrap_or_default();
+                traits.sort_by(|a, b| a.0.cmp(&b.0));
+                users.push(UserSeen { user, first_seen, last_seen, identified, traits });
             }
             Ok(users)
         })
@@ -871,27 +1045,16 @@ impl Store for ClickHouseStore {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
         Box::pin(async move {
             let mut out = Vec::new();
-            for (table, columns, _) in ROLLUPS {
+            for Rollup { table, columns, source, array_join, stored: values, recomputed, .. } in &ROLLUPS {
                 // Every rollup as stored and as recomputed, each row as its key and its values.
-                let values = match table {
-                    "rollup_devices" => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "''"],
-                    "links" => ["argMinMerge(first_user)", "''", "''"],
-                    _ => ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "toString(uniqExactMerge(ids))"],
-                };
-                let recomputed = match table {
-                    "rollup_devices" => ["toString(min(ts))", "toString(max(ts))", "''"],
-                    "links" => ["argMin(user_id, (ts, id))", "''", "''"],
-                    _ => ["toString(min(ts))", "toString(max(ts))", "toString(uniqExact(id))"],
-                };
                 let key = format!("concat({})", columns.split(", ").map(|c| format!("{c}, '|'")).collect::<Vec<_>>().join(", "));
                 let stored = self
                     .select(&format!("SELECT {key}, concat({}) FROM {table} WHERE {condition} GROUP BY {columns}", values.join(", ' ', ")))
                     .await?;
                 let fresh = self
                     .select(&format!(
-                        "SELECT {key}, concat({}) FROM events WHERE {condition} AND {} GROUP BY {columns}",
+                        "SELECT {key}, concat({}) FROM events {array_join} WHERE {condition} AND {source} GROUP BY {columns}",
                         recomputed.join(", ' ', "),
-                        rollup_source(table)
                     ))
                     .await?;
                 let read = |bytes: &[u8]| -> Result<std::collections::BTreeMap<String, String>, StoreError> {
@@ -982,12 +1145,14 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
                 // the rollup backfills only add states a repeat leaves as they are.
+                // `migrate` takes an existing column as added (18.16 has no ADD COLUMN IF NOT EXISTS).
                 let idempotent = statement.contains(" IF NOT EXISTS ")
+                    || statement.contains(" ADD COLUMN ")
                     || statement.contains("DROP TABLE IF EXISTS ")
                     || statement.contains("INSERT INTO {db}.{rollup_")
                     || statement.contains("INSERT INTO {db}.{links}");

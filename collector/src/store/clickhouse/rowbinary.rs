@@ -10,8 +10,21 @@ fn malformed(what: &str) -> StoreError {
 }
 
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    let mut n = s.len() as u64;
-    // The length is an unsigned LEB128 varint.
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// An `Array(String)`: its length, then each string.
+pub fn put_strs<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Item = &'a str>) {
+    put_len(out, items.len());
+    for s in items {
+        put_str(out, s);
+    }
+}
+
+/// A length as an unsigned LEB128 varint.
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    let mut n = n as u64;
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -21,7 +34,6 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
         }
         out.push(byte | 0x80);
     }
-    out.extend_from_slice(s.as_bytes());
 }
 
 pub fn put_i64(out: &mut Vec<u8>, v: i64) {
@@ -78,10 +90,13 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(self.eight()?))
     }
 
+    pub fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
     pub fn u64(&mut self) -> Result<u64, StoreError> {
         Ok(u64::from_le_bytes(self.eight()?))
     }
-
 }
 
 #[cfg(test)]
