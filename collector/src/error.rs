@@ -28,6 +28,8 @@ pub enum ApiError {
     Conflict { message: String, current: Option<u64> },
     /// The named thing does not exist (a plan version, say).
     NotFound(String),
+    /// A preview token that is not genuine, has expired, or is for another project.
+    PreviewRefused(String),
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
     /// The body could not be read as HTTP (a malformed chunk, say).
@@ -59,6 +61,7 @@ impl ApiError {
             }
             ApiError::Conflict { .. } => "conflict",
             ApiError::NotFound(_) => "not_found",
+            ApiError::PreviewRefused(_) => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
             ApiError::MalformedBody(_) => "bad_body",
@@ -126,6 +129,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict { message, current } => (StatusCode::CONFLICT, json!({"error": message, "current": current})),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
+            ApiError::PreviewRefused(why) => (StatusCode::UNAUTHORIZED, json!({"error": why})),
             ApiError::AdminRequired => (
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "an admin token is required (Authorization: Bearer …); the read token is not enough"}),

@@ -286,16 +286,24 @@ pub async fn put(State(state): State<AppState>, Query(q): Query<PutQuery>, heade
 }
 
 /// `POST /v1/plan/check`: validates without storing, so the editor shows the collector's own
-/// verdict as the PM types.
+/// verdict as the PM types. The check itself succeeds either way (200, so browsers log no
+/// error for every keystroke): `{"ok": true, …}`, or `{"ok": false, "pointer", "problem",
+/// "expected", "error"}` — the same fields a refused `PUT` answers with.
 pub async fn check(State(state): State<AppState>, Query(q): Query<PutQuery>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authorize_editor(&state, &headers, q.project.as_deref())?;
-    let plan = read_plan(&state, body).await?;
-    let p = &plan.plan;
-    Ok(Json(json!({
-        "ok": true, "version": p.version, "etag": plan.etag,
-        "milestones": p.milestones.len(), "capture": p.capture.len(), "tips": p.tips.len()
-    }))
-    .into_response())
+    let body = crate::ingest::read_body(&state, body, MAX_PLAN_BYTES).await?;
+    let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let answer = match ServedPlan::parse(text) {
+        Ok(plan) => {
+            let p = &plan.plan;
+            json!({
+                "ok": true, "version": p.version, "etag": plan.etag,
+                "milestones": p.milestones.len(), "capture": p.capture.len(), "tips": p.tips.len()
+            })
+        }
+        Err(e) => json!({"ok": false, "error": e.to_string(), "pointer": e.pointer, "problem": e.problem, "expected": e.expected}),
+    };
+    Ok(Json(answer).into_response())
 }
 
 fn version_json(v: &PlanVersion) -> serde_json::Value {

@@ -14,6 +14,8 @@ pub mod markup;
 pub mod num;
 pub mod placement;
 pub mod plan;
+pub mod preview;
+pub mod selector;
 pub mod storage;
 pub mod time;
 pub mod tips;

@@ -34,6 +34,8 @@ use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
 #[cfg(feature = "guide")]
+mod preview;
+#[cfg(feature = "guide")]
 mod tips;
 
 /// `localStorage` key read by the loader (www/sdk/loader.js): present, the page loads the lean
@@ -211,6 +213,10 @@ fn write_now() {
 }
 
 fn write_storage(sdk: &mut Sdk) {
+    #[cfg(feature = "guide")]
+    if preview::active() {
+        return; // preview works on an in-memory copy of the user's state
+    }
     sdk.kv.flush();
     sdk.outbox.persist_pending();
 }
@@ -240,6 +246,10 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
 /// drops, and says whether a batch is due.
 fn enqueue_recorded(sdk: &mut Sdk) -> bool {
     let now = now_ms();
+    #[cfg(feature = "guide")]
+    if preview::active() {
+        preview::keep(sdk.client.take_recorded(), sdk.engine.as_ref().map(Engine::plan)); // never sent
+    }
     for event in sdk.client.take_recorded() {
         sdk.outbox.push(&event, now);
     }
@@ -360,6 +370,8 @@ fn start(config: JsValue) {
     let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let collector = config.get("collector").and_then(Value::as_str).unwrap_or(&origin);
     let batch_url = String::from(collector.trim_end_matches('/')) + "/v1/batch";
+    #[cfg(feature = "guide")]
+    preview::begin(collector, write_key);
 
     let storage = local_storage();
     let stored = storage.as_ref().and_then(|s| s.get_item(ANON_KEY).ok().flatten());
@@ -513,6 +525,7 @@ fn start_plan(doc: &Value) {
     });
     start_capture(rules);
     tips::start(&tips_options, &locale);
+    preview::plan_started();
 }
 
 /// The tracker reads only the plan's version and capture rules (see [`Plan::capture_only`]).

@@ -7,8 +7,10 @@
   // marks such a user in localStorage ("onramp.lean"), the tracker unmarks them when the plan
   // changes or someone else signs in, and the next page view brings the full SDK back.
   var MODULE = "index.mjs", WASM = "onramp_bg.wasm";
+  // A preview link (docs/AUTHORING.md) always needs the full SDK: the panel lives in it.
   try {
-    if (w.localStorage.getItem("onramp.lean")) MODULE = "tracker.mjs", WASM = "tracker_bg.wasm";
+    var preview = /onramp-preview=/.test(w.location.hash) || w.sessionStorage.getItem("onramp.preview");
+    if (w.localStorage.getItem("onramp.lean") && !preview) MODULE = "tracker.mjs", WASM = "tracker_bg.wasm";
   } catch (e) { /* storage blocked: the full SDK */ }
   var script = d.currentScript;
   var q = w.onramp;

@@ -287,6 +287,7 @@ fn demo() -> Result {
     println!();
     println!("  demo page:  http://{listen}/demo/");
     println!("  dashboard:  http://{listen}/dashboard/#token=rt_demo");
+    println!("  plan editor: http://{listen}/dashboard/plan.html#editor=et_demo");
     println!("  events are stored in {}", data.join("demo.db").display());
     println!("  (Ctrl-C to stop)");
     println!();
