@@ -238,6 +238,13 @@ mod tests {
         s.session.tips_shown.add("tab", 3);
         let line = tip_line(&p, &s, i("create_project"), &page(now, "#/projects"), seen("#/projects")).expect("line");
         assert_eq!(line.reason, "capped: 3 shown this session (at most 3)");
+        // Ready, but another tip holds the user's attention.
+        let welcome = &p.tips[i("welcome")];
+        let pg = page(now, "#/projects");
+        let line = tip_line(&p, &user(now), i("create_project"), &pg, Seen { focus: Some(welcome), ..seen("#/projects") }).expect("line");
+        assert_eq!((line.verdict, line.reason.as_str()), (Verdict::Show, "ready, waiting: `welcome` has the user's attention (one tip at a time)"));
+        let line = tip_line(&p, &user(now), i("create_project"), &pg, Seen { on_screen: true, ..seen("#/projects") }).expect("line");
+        assert_eq!(line.reason, "on screen");
         // Another page.
         let line = tip_line(&p, &user(now), i("create_project"), &page(now, "#/team"), seen("#/team")).expect("line");
         assert_eq!(line.reason, "only on pages matching hash `#/projects*` (this page: `#/team`)");

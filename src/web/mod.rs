@@ -12,6 +12,9 @@
 //! over ([`Engine::needs_guide`]) and removes it otherwise; the loader then fetches the tracker
 //! alone. The tracker removes the mark when the plan's version changes, another user is
 //! identified, or on `reset`, so the next page view brings the guide back.
+//!
+//! A third build, with `preview`, adds preview and debug mode ([`preview`]) to the guide; the
+//! loader fetches it only for a preview link, so no user downloads it.
 
 #[cfg(not(feature = "guide"))]
 pub(crate) mod browser_json;
@@ -33,7 +36,7 @@ use crate::core::plan::{CaptureRule, Plan, PlanError};
 use crate::core::storage::{KeyValue, WriteBehind};
 use crate::core::wire::EventType;
 
-#[cfg(feature = "guide")]
+#[cfg(feature = "preview")]
 mod preview;
 #[cfg(feature = "guide")]
 mod tips;
@@ -213,7 +216,7 @@ fn write_now() {
 }
 
 fn write_storage(sdk: &mut Sdk) {
-    #[cfg(feature = "guide")]
+    #[cfg(feature = "preview")]
     if preview::active() {
         return; // preview works on an in-memory copy of the user's state
     }
@@ -246,7 +249,7 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
 /// drops, and says whether a batch is due.
 fn enqueue_recorded(sdk: &mut Sdk) -> bool {
     let now = now_ms();
-    #[cfg(feature = "guide")]
+    #[cfg(feature = "preview")]
     if preview::active() {
         preview::keep(sdk.client.take_recorded(), sdk.engine.as_ref().map(Engine::plan)); // never sent
     }
@@ -370,7 +373,7 @@ fn start(config: JsValue) {
     let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let collector = config.get("collector").and_then(Value::as_str).unwrap_or(&origin);
     let batch_url = String::from(collector.trim_end_matches('/')) + "/v1/batch";
-    #[cfg(feature = "guide")]
+    #[cfg(feature = "preview")]
     preview::begin(collector, write_key);
 
     let storage = local_storage();
@@ -525,6 +528,7 @@ fn start_plan(doc: &Value) {
     });
     start_capture(rules);
     tips::start(&tips_options, &locale);
+    #[cfg(feature = "preview")]
     preview::plan_started();
 }
 

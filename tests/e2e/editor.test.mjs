@@ -7,9 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { useCollectorAndBrowser, watchConsole, eventually, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, assertAxeClean, ARTIFACTS, ROOT } from "./harness.mjs";
 
-const AXE = join(ROOT, "node_modules", "axe-core", "axe.min.js");
 const DEMO = readFileSync(join(ROOT, "pkg-config", "plans", "trackly.json"), "utf8");
 let collector, browser;
 useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
@@ -27,13 +26,8 @@ async function setText(page, text) {
   await page.waitForSelector("#plan-text[data-checked=valid], #plan-text[data-checked=invalid]");
 }
 
-async function axe(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.target.join(" ") + " " + n.failureSummary) }));
-  });
-  assert.deepEqual(result, [], `${what}: axe violations`);
+function axe(page, what) {
+  return assertAxeClean(page, what);
 }
 
 /** The demo as a new user: signs up and returns the welcome modal's title. */

@@ -121,7 +121,7 @@ impl Panel {
             el(&doc, &li, "code", "", &format!("{} · {}", t.kind.as_str(), t.id))?;
             tip_reason.push(el(&doc, &li, "span", "pv-status", "")?);
             tip_state.push(el(&doc, &li, "span", "pv-detail", "")?);
-            button(&doc, &li, &format!("show:{i}"), "Show now", &format!("Show tip {} now", t.id))?;
+            button(&doc, &li, &format!("show:{i}"), "Show now", &format!("Show now: {}", t.id))?;
         }
         let click = EventListener::new(&aside, "click", |e| {
             let action = e
@@ -240,7 +240,17 @@ pub fn refresh() {
             "This preview link has expired: end the preview and open a new one from the plan editor.".to_string()
         };
         set(&panel.header_note, &note);
-        let recent: Vec<&str> = p.kept.iter().rev().take(4).map(|(_, name, _)| name.as_str()).collect();
+        // Tracks by their name; milestones, tips and metrics say what they are.
+        let recent: Vec<String> = p
+            .kept
+            .iter()
+            .rev()
+            .take(4)
+            .map(|(kind, name, _)| match kind {
+                crate::core::wire::EventType::Track => name.clone(),
+                other => format!("{} {name}", other.as_str()),
+            })
+            .collect();
         set(
             &panel.kept,
             &format!(

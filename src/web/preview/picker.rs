@@ -46,44 +46,59 @@ fn document() -> Option<Document> {
 }
 
 /// The element under (x, y), descending into open shadow roots and same-origin iframes.
+/// Nothing of onramp's counts: the picker's layer stops taking the pointer for the test, and
+/// elements of the tips' own shadow root (the panel, a tip) are skipped.
 fn hit(x: f64, y: f64) -> Option<Hit> {
     let doc = document()?;
-    let host = tips::shadow_root()?.host();
-    // Our own layer is on top: take the first element under it that is not onramp's.
-    let all = doc.elements_from_point(x as f32, y as f32);
-    let mut element: Element = all.iter().filter_map(|e| e.dyn_into::<Element>().ok()).find(|e| *e != host)?;
-    let (mut dx, mut dy) = (0.0, 0.0);
-    let mut warning = None;
-    for _ in 0..16 {
-        if let Some(root) = element.shadow_root() {
-            let inner = root.element_from_point((x - dx) as f32, (y - dy) as f32);
-            match inner {
-                Some(inner) if inner != element => element = inner,
-                _ => break,
-            }
-        } else if let Some(frame) = element.dyn_ref::<web_sys::HtmlIFrameElement>() {
-            let Some(inner_doc) = frame.content_document() else {
-                warning = Some("this is a cross-origin frame: onramp cannot reach inside it, so the selector targets the frame itself".to_string());
-                break;
-            };
-            let r = frame.get_bounding_client_rect();
-            dx += r.left() + f64::from(frame.client_left());
-            dy += r.top() + f64::from(frame.client_top());
-            match inner_doc.element_from_point((x - dx) as f32, (y - dy) as f32) {
-                Some(inner) => element = inner,
-                None => break,
-            }
-        } else {
-            if element.tag_name().contains('-') && element.child_element_count() == 0 {
-                warning = Some(format!(
-                    "<{}> has no open shadow root: if its content sits in a closed one, onramp cannot target inside it, so the selector targets the element itself",
-                    element.tag_name().to_lowercase()
-                ));
-            }
-            break;
-        }
+    let ours = tips::shadow_root()?;
+    let host = ours.host();
+    let layer = PICKER.with(|p| p.borrow().as_ref().map(|p| p.layer.clone()));
+    if let Some(l) = &layer {
+        let _ = l.style().set_property("pointer-events", "none");
     }
-    Some(Hit { element, dx, dy, warning })
+    let ours_node: &web_sys::Node = &ours;
+    let not_ours = |e: &Element| *e != host && e.get_root_node() != *ours_node;
+    let first = |list: js_sys::Array| list.iter().filter_map(|e| e.dyn_into::<Element>().ok()).find(|e| not_ours(e));
+    let found = first(doc.elements_from_point(x as f32, y as f32)).map(|mut element| {
+        let (mut dx, mut dy) = (0.0, 0.0);
+        let mut warning = None;
+        for _ in 0..16 {
+            if let Some(root) = element.shadow_root() {
+                match first(root.elements_from_point((x - dx) as f32, (y - dy) as f32)) {
+                    Some(inner) if inner != element && inner.get_root_node() == *AsRef::<web_sys::Node>::as_ref(&root) => element = inner,
+                    _ => break,
+                }
+            } else if element.tag_name() == "IFRAME" {
+                // Not `dyn_ref`: an element of a frame's document fails `instanceof` checks
+                // against the top page's classes.
+                let frame = element.unchecked_ref::<web_sys::HtmlIFrameElement>();
+                let Some(inner_doc) = frame.content_document() else {
+                    warning = Some("this is a cross-origin frame: onramp cannot reach inside it, so the selector targets the frame itself".to_string());
+                    break;
+                };
+                let r = frame.get_bounding_client_rect();
+                dx += r.left() + f64::from(frame.client_left());
+                dy += r.top() + f64::from(frame.client_top());
+                match inner_doc.element_from_point((x - dx) as f32, (y - dy) as f32) {
+                    Some(inner) => element = inner,
+                    None => break,
+                }
+            } else {
+                if element.tag_name().contains('-') && element.child_element_count() == 0 {
+                    warning = Some(format!(
+                        "<{}> has no open shadow root: if its content sits in a closed one, onramp cannot target inside it, so the selector targets the element itself",
+                        element.tag_name().to_lowercase()
+                    ));
+                }
+                break;
+            }
+        }
+        Hit { element, dx, dy, warning }
+    });
+    if let Some(l) = &layer {
+        let _ = l.style().remove_property("pointer-events");
+    }
+    found
 }
 
 fn node(e: &Element) -> Node {
@@ -122,10 +137,14 @@ fn path(e: &Element) -> (Vec<Node>, Option<Element>) {
         }
     }
     let root = cur.get_root_node();
-    let host = if let Some(shadow) = root.dyn_ref::<web_sys::ShadowRoot>() {
-        Some(shadow.host())
-    } else {
-        root.dyn_ref::<Document>().and_then(|d| d.default_view()).and_then(|w| w.frame_element().ok().flatten())
+    // By node type, not `dyn_ref`: a frame's nodes fail `instanceof` against the top page's
+    // classes.
+    let host = match root.node_type() {
+        web_sys::Node::DOCUMENT_FRAGMENT_NODE => Some(root.unchecked_ref::<web_sys::ShadowRoot>().host()),
+        web_sys::Node::DOCUMENT_NODE => {
+            root.unchecked_ref::<Document>().default_view().and_then(|w| w.frame_element().ok().flatten())
+        }
+        _ => None,
     };
     (nodes, host)
 }
@@ -133,10 +152,10 @@ fn path(e: &Element) -> (Vec<Node>, Option<Element>) {
 /// How many elements `selector` matches in `e`'s own tree (document or shadow root).
 fn count_in_tree(e: &Element, selector: &str) -> u32 {
     let root = e.get_root_node();
-    let list = if let Some(shadow) = root.dyn_ref::<web_sys::ShadowRoot>() {
-        shadow.query_selector_all(selector).ok()
-    } else {
-        root.dyn_ref::<Document>().and_then(|d| d.query_selector_all(selector).ok())
+    let list = match root.node_type() {
+        web_sys::Node::DOCUMENT_FRAGMENT_NODE => root.unchecked_ref::<web_sys::ShadowRoot>().query_selector_all(selector).ok(),
+        web_sys::Node::DOCUMENT_NODE => root.unchecked_ref::<Document>().query_selector_all(selector).ok(),
+        _ => None,
     };
     list.map_or(0, |l| l.length())
 }

@@ -244,6 +244,7 @@ pub fn start(options: &Value, default_locale: &str) {
     defer(refresh);
 }
 
+#[cfg(feature = "preview")]
 /// For the preview panel: `f` gets the engine, this page as the scheduler sees it, the tips on
 /// screen, and the scheduler's pick. `None` while the UI or the engine is busy or absent.
 pub fn inspect<R>(f: impl FnOnce(&Engine, &Page, &[usize], sched::Pick) -> R) -> Option<R> {
@@ -261,6 +262,7 @@ pub fn inspect<R>(f: impl FnOnce(&Engine, &Page, &[usize], sched::Pick) -> R) ->
     out
 }
 
+#[cfg(feature = "preview")]
 /// Preview's "show now": tip `i` on screen whatever the schedule says, until it is closed.
 pub fn show_now(i: usize) {
     let ok = with_both(&mut |ui, engine, store, out| {
@@ -275,11 +277,13 @@ pub fn show_now(i: usize) {
     }
 }
 
+#[cfg(feature = "preview")]
 /// The shadow root the tips live in (the preview panel lives there too).
 pub fn shadow_root() -> Option<ShadowRoot> {
     UI.with(|cell| cell.try_borrow().ok()?.as_ref().map(|ui| ui.root.clone()))
 }
 
+#[cfg(feature = "preview")]
 /// The element `selector` (with `>>>` into open shadow roots and same-origin frames) finds
 /// now, as tips look for their targets.
 pub fn find_target(selector: &str) -> Option<Element> {
