@@ -170,7 +170,7 @@ test("every 'why not shown' reason appears in its situation, and show now render
   await t.context.close();
 });
 
-test("a refused or expired preview link opens no panel and still records nothing", async () => {
+test("a forged preview link opens no panel and still records nothing", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   const messages = watchConsole(page);

@@ -127,14 +127,9 @@ fn node(e: &Element) -> Node {
 fn path(e: &Element) -> (Vec<Node>, Option<Element>) {
     let mut nodes = vec![node(e)];
     let mut cur = e.clone();
-    loop {
-        match cur.parent_element() {
-            Some(p) => {
-                nodes.push(node(&p));
-                cur = p;
-            }
-            None => break,
-        }
+    while let Some(p) = cur.parent_element() {
+        nodes.push(node(&p));
+        cur = p;
     }
     let root = cur.get_root_node();
     // By node type, not `dyn_ref`: a frame's nodes fail `instanceof` against the top page's
@@ -284,7 +279,7 @@ fn show(h: &Hit) {
             Some(e)
         };
         line("p", "", "Selector for a rule, a tip target or a tour step:");
-        if let Some(input) = doc.create_element("input").ok() {
+        if let Ok(input) = doc.create_element("input") {
             let _ = input.set_attribute("readonly", "");
             let _ = input.set_attribute("value", &proposal);
             let _ = input.set_attribute("aria-label", "Proposed selector");
