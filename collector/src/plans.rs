@@ -34,6 +34,7 @@ use serde_json::json;
 use crate::config::{Author, AuthorKind};
 use crate::error::ApiError;
 use crate::ingest::cors_headers;
+use crate::privacy::ProjectParam;
 use crate::store::{NewPlanVersion, PlanVersion, Published};
 use crate::{AppState, Project};
 
@@ -314,15 +315,10 @@ fn version_json(v: &PlanVersion) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
-pub struct ProjectQuery {
-    project: Option<String>,
-}
-
 /// `GET /v1/plan/versions`: the history, newest first, and which one is live (`live.source`:
 /// `version` when it is the newest stored version, `file` when the start-up file stands in,
 /// `none` when the SDK gets 204).
-pub async fn versions(State(state): State<AppState>, Query(q): Query<ProjectQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn versions(State(state): State<AppState>, Query(q): Query<ProjectParam>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (project, _) = authorize_editor(&state, &headers, q.project.as_deref())?;
     let history = state.store.plan_versions(&project.id, MAX_VERSIONS_LISTED).await?;
     let live = current(&state, &project.id).await?;
@@ -347,7 +343,7 @@ pub async fn versions(State(state): State<AppState>, Query(q): Query<ProjectQuer
 pub async fn version_text(
     State(state): State<AppState>,
     Path(number): Path<u64>,
-    Query(q): Query<ProjectQuery>,
+    Query(q): Query<ProjectParam>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (project, _) = authorize_editor(&state, &headers, q.project.as_deref())?;
@@ -375,7 +371,7 @@ pub struct Rollback {
 /// current validator refuses is not put back in front of users.
 pub async fn rollback(
     State(state): State<AppState>,
-    Query(q): Query<ProjectQuery>,
+    Query(q): Query<ProjectParam>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -79,13 +79,8 @@ pub fn verify<'a>(projects: &'a [Project], token: &str, now: i64) -> Result<(&'a
     Ok((project, Verified { project: id, expires, editor }))
 }
 
-#[derive(Deserialize)]
-pub struct MintQuery {
-    project: Option<String>,
-}
-
 /// `POST /v1/preview`.
-pub async fn mint(State(state): State<AppState>, Query(q): Query<MintQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn mint(State(state): State<AppState>, Query(q): Query<crate::privacy::ProjectParam>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (project, author) = crate::plans::authorize_editor(&state, &headers, q.project.as_deref())?;
     let expires = state.now() + PREVIEW_TTL_MS;
     let token = sign(project, &author.name, expires);
