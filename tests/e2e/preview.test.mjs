@@ -96,6 +96,11 @@ test("the editor's preview link opens the panel on the demo; nothing done in pre
   const exported = await (await fetch(collector.url + "/v1/users/" + encodeURIComponent(email) + "/export", { headers: { Authorization: "Bearer at_demo" } })).json();
   assert.deepEqual(exported.events, [], "the collector holds nothing of the preview user");
   assert.match(await panel(page).locator(".pv-kept").textContent(), /kept back on this page/);
+  // The picker on the demo itself: the "New project" button, under the modal's backdrop.
+  await panel(page).locator("[data-pv=collapse]").click();
+  const picked = await pick(page, await page.locator("#new-project").boundingBox());
+  assert.equal(picked.selector, "#new-project");
+  assert.match(picked.text, /Matches exactly the picked element/);
   // Ending the preview reloads the page as it is; the tab forgets the token.
   await panel(page).locator("[data-pv=exit]").click();
   await page.waitForLoadState("load");
