@@ -19,6 +19,14 @@
 //! `ONRAMP_ADMIN_TOKEN`) is good for every project; a project's own `"adminToken"` only for that
 //! project. [`Config::project_for_admin`] and [`Config::is_global_admin`] are the checks every
 //! admin route uses.
+//!
+//! # Editor tokens
+//!
+//! Changing what every user of the product sees is not reading reports: `PUT /v1/plan`, plan
+//! versions, rollback and preview links need one of the project's **editor tokens**
+//! (`"editorTokens": {"dana": "et_…"}`, a name per person or tool, so the version history says
+//! who published what), or an admin token. The read token never edits.
+//! [`Config::editor_for`] is the check.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +59,37 @@ pub struct Project {
     /// `identity_secret` is set.
     #[serde(default)]
     pub identity_enforcement: IdentityEnforcement,
+    /// Who may change the plan (see the module docs): name → token. The name is what the
+    /// version history shows as the author.
+    #[serde(default)]
+    pub editor_tokens: std::collections::BTreeMap<String, String>,
+}
+
+/// Who published a plan version: what kind of token, and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    pub kind: AuthorKind,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorKind {
+    /// One of the project's editor tokens; the name is its key in `editorTokens`.
+    Editor,
+    /// The project's or the global admin token.
+    Admin,
+    /// A plan file the collector was started with (`--plan`); the name is the file.
+    File,
+}
+
+impl AuthorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorKind::Editor => "editor",
+            AuthorKind::Admin => "admin",
+            AuthorKind::File => "file",
+        }
+    }
 }
 
 /// See [`Project::identity_enforcement`].
@@ -169,6 +208,7 @@ impl Config {
             webhook_secret: None,
             identity_secret: None,
             identity_enforcement: IdentityEnforcement::Reject,
+            editor_tokens: [("demo".to_string(), "et_demo".to_string())].into(),
         }
     }
 
@@ -185,6 +225,31 @@ impl Config {
         (own || self.is_global_admin(token)).then_some(project)
     }
 
+    /// Who `token` is when it may edit the plan of project `id` (or, with `id` `None`, of the
+    /// project whose editor or admin token it is, or the only project): one of the project's
+    /// editor tokens, its admin token, or the global admin token.
+    pub fn editor_for(&self, id: Option<&str>, token: &str) -> Option<(&Project, Author)> {
+        if token.is_empty() {
+            return None;
+        }
+        let candidates: Vec<&Project> = match id {
+            Some(id) => self.projects.iter().filter(|p| p.id == id).collect(),
+            None => self.projects.iter().collect(),
+        };
+        for project in &candidates {
+            if let Some((name, _)) = project.editor_tokens.iter().find(|(_, t)| t.as_str() == token) {
+                return Some((project, Author { kind: AuthorKind::Editor, name: name.clone() }));
+            }
+            if project.admin_token.as_deref() == Some(token) {
+                return Some((project, Author { kind: AuthorKind::Admin, name: "project admin token".into() }));
+            }
+        }
+        match (self.is_global_admin(token), candidates.as_slice()) {
+            (true, [only]) => Some((only, Author { kind: AuthorKind::Admin, name: "global admin token".into() })),
+            _ => None,
+        }
+    }
+
     /// Replaces the projects (and the rate limit, if given) with those of a JSON config text.
     pub fn apply_json(&mut self, text: &str) -> Result<(), String> {
         let file: ConfigFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -197,6 +262,17 @@ impl Config {
             }
             if file.projects[..i].iter().any(|q| q.write_key == p.write_key || q.read_token == p.read_token) {
                 return Err(format!("projects[{i}]: writeKey and readToken must be unique"));
+            }
+            for (name, token) in &p.editor_tokens {
+                let reused = token.is_empty()
+                    || *token == p.read_token
+                    || *token == p.write_key
+                    || file.projects[..i].iter().any(|q| q.editor_tokens.values().any(|t| t == token));
+                if name.is_empty() || reused {
+                    return Err(format!(
+                        "projects[{i}].editorTokens.{name}: give a non-empty name and a token of its own (not the read token or write key, not another project's)"
+                    ));
+                }
             }
         }
         if let Some(limit) = file.rate_limit {
@@ -250,5 +326,26 @@ mod tests {
         assert!(c.apply_json(dup).expect_err("dup").contains("unique"));
         assert!(c.apply_json(r#"{"projects":[{"id":"a"}]}"#).is_err());
         assert_eq!(c.projects, vec![Config::demo_project()], "unchanged after errors");
+        let same = r#"{"projects":[{"id":"a","writeKey":"k","readToken":"r","allowedOrigins":[],"editorTokens":{"pm":"r"}}]}"#;
+        assert!(c.apply_json(same).expect_err("editor = read").contains("editorTokens.pm"));
+    }
+
+    #[test]
+    fn editor_tokens_open_their_project_only_and_name_the_author() {
+        let mut c = Config::default();
+        c.apply_json(
+            r#"{"projects":[{"id":"a","writeKey":"wa","readToken":"ra","allowedOrigins":[],"editorTokens":{"dana":"ea"},"adminToken":"aa"},
+                            {"id":"b","writeKey":"wb","readToken":"rb","allowedOrigins":[],"editorTokens":{"sam":"eb"}}],
+                "adminToken":"global"}"#,
+        )
+        .expect("valid");
+        let (p, who) = c.editor_for(None, "ea").expect("dana edits a");
+        assert_eq!((p.id.as_str(), who.kind, who.name.as_str()), ("a", AuthorKind::Editor, "dana"));
+        assert!(c.editor_for(Some("b"), "ea").is_none(), "a's editor does not edit b");
+        assert!(c.editor_for(None, "ra").is_none(), "the read token never edits");
+        assert_eq!(c.editor_for(None, "aa").map(|(p, a)| (p.id.clone(), a.kind)), Some(("a".into(), AuthorKind::Admin)));
+        assert!(c.editor_for(None, "global").is_none(), "which project? the global token must name one");
+        assert_eq!(c.editor_for(Some("b"), "global").map(|(p, _)| p.id.clone()), Some("b".into()));
+        assert!(c.editor_for(None, "").is_none());
     }
 }

@@ -22,6 +22,14 @@ pub enum ApiError {
     Unauthorized,
     /// An admin operation without a valid admin token.
     AdminRequired,
+    /// A plan change without an editor token (or admin token) of the project.
+    EditorRequired,
+    /// A plan change based on a version that is no longer current.
+    Conflict { message: String, current: Option<u64> },
+    /// The named thing does not exist (a plan version, say).
+    NotFound(String),
+    /// A preview token that is not genuine, has expired, or is for another project.
+    PreviewRefused(String),
     /// The body is over the batch limit (bytes).
     TooLarge(usize),
     /// The body could not be read as HTTP (a malformed chunk, say).
@@ -48,7 +56,12 @@ impl ApiError {
             ApiError::BadBatch(_) => "invalid",
             ApiError::BadRequest(_) => "bad_body",
             ApiError::BadPlan(_) => "invalid_plan",
-            ApiError::UnknownWriteKey | ApiError::Unauthorized | ApiError::AdminRequired => "unknown_key",
+            ApiError::UnknownWriteKey | ApiError::Unauthorized | ApiError::AdminRequired | ApiError::EditorRequired => {
+                "unknown_key"
+            }
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PreviewRefused(_) => "unknown_key",
             ApiError::OriginNotAllowed(_) => "origin",
             ApiError::TooLarge(_) | ApiError::EventsTooLarge(_) => "too_large",
             ApiError::MalformedBody(_) => "bad_body",
@@ -107,6 +120,13 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, json!({"error": "a valid read token is required (Authorization: Bearer …)"}))
             }
+            ApiError::EditorRequired => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "an editor token of the project is required (Authorization: Bearer …); the read token only reads reports"}),
+            ),
+            ApiError::Conflict { message, current } => (StatusCode::CONFLICT, json!({"error": message, "current": current})),
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
+            ApiError::PreviewRefused(why) => (StatusCode::UNAUTHORIZED, json!({"error": why})),
             ApiError::AdminRequired => (
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "an admin token is required (Authorization: Bearer …); the read token is not enough"}),

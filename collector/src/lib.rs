@@ -12,6 +12,8 @@
 //! - [`store`]: storage backends behind one trait; SQLite is the default, ClickHouse the one
 //!   to scale out with (docs/SCALING.md).
 //! - [`error`]: the one error type every handler returns, mapped to HTTP statuses.
+//! - [`plans`]: the plan the SDK runs on, its versions, and editing it (editor token).
+//! - [`preview`]: signed, short-lived preview links for the SDK's preview and debug panel.
 //! - [`privacy`]: erasure, export and retention of users' data (admin token).
 //! - [`ops`]: Prometheus metrics, the per-key rate limiter, structured request logs.
 //! - [`sdk_files`]: the SDK bundle, precompressed and cached by name.
@@ -30,6 +32,7 @@ pub mod identity;
 pub mod ingest;
 pub mod ops;
 pub mod plans;
+pub mod preview;
 pub mod privacy;
 pub mod query;
 pub mod sdk_files;
@@ -162,6 +165,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
         .route("/v1/import", post(ingest::import))
         .route("/v1/plan", get(plans::get).put(plans::put))
+        .route("/v1/plan/check", post(plans::check))
+        .route("/v1/plan/schema", get(plans::schema))
+        .route("/v1/plan/versions", get(plans::versions))
+        .route("/v1/plan/versions/{number}", get(plans::version_text))
+        .route("/v1/plan/rollback", post(plans::rollback))
+        .route("/v1/preview", post(preview::mint).get(preview::check))
         .route("/v1/funnel", get(query::funnel))
         .route("/v1/ttv", get(query::time_to_value))
         .route("/v1/cohorts", get(query::cohorts))

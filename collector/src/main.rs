@@ -126,6 +126,10 @@ struct ServeArgs {
     /// environment, several separated by `;`.
     #[arg(long = "project", env = "ONRAMP_PROJECTS", value_name = "ID:WRITE_KEY:READ_TOKEN:ORIGINS", value_delimiter = ';')]
     projects: Vec<String>,
+    /// Who may change a project's plan (repeatable): an editor token named NAME (the version
+    /// history's author). In the environment, several separated by `;`.
+    #[arg(long = "editor", env = "ONRAMP_EDITORS", value_name = "PROJECT:NAME:TOKEN", value_delimiter = ';', hide_env_values = true)]
+    editors: Vec<String>,
     /// A project's onboarding plan (repeatable; PROJECT defaults to the first project), validated
     /// and stored at start. Without a plan `GET /v1/plan` answers 204 and the SDK shows nothing.
     #[arg(long = "plan", env = "ONRAMP_PLAN", value_name = "[PROJECT=]FILE")]
@@ -250,6 +254,7 @@ fn parse_project(spec: &str) -> Result<Project, String> {
             webhook_secret: None,
             identity_secret: None,
             identity_enforcement: Default::default(),
+            editor_tokens: Default::default(),
         }),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
@@ -273,6 +278,16 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
             config.plan_files.clear();
         }
         config.projects.extend(projects);
+    }
+    for spec in args.editors.iter().filter(|s| !s.is_empty()) {
+        let usage = || format!("--editor {spec}: expected PROJECT:NAME:TOKEN");
+        let mut parts = spec.splitn(3, ':');
+        let (Some(id), Some(name), Some(token)) = (parts.next(), parts.next(), parts.next()) else { return Err(usage()) };
+        let project = config.projects.iter_mut().find(|p| p.id == id).ok_or_else(|| format!("--editor {spec}: no project {id:?}"))?;
+        if name.is_empty() || token.is_empty() || token == project.read_token || token == project.write_key {
+            return Err(format!("{}; the token must be its own (not the read token or write key)", usage()));
+        }
+        project.editor_tokens.insert(name.into(), token.into());
     }
     if let Some(n) = args.rate_limit {
         if !(n > 0.0) {
@@ -484,7 +499,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     for (project, path) in &explicit_plans {
         let Some(plan) = state.plans.get(project) else { continue };
         // A store that keeps no plans still serves the file (the fallback); say so, go on.
-        if let Err(e) = state.store.put_plan(project, plan.text.clone(), &plan.plan.version, state.now()).await {
+        if let Err(e) = onramp_collector::plans::publish_file(&state, project, path, plan).await {
             eprintln!("onramp-collector: plan {} not stored ({e}); serving it from the file", path.display());
         }
     }

@@ -61,7 +61,8 @@ async fn migrations_are_idempotent_and_recorded() {
     // A second collector starting against the same database migrates nothing twice.
     let _again = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("reopen");
     let versions = server.query("SELECT count(), max(version) FROM onramp.onramp_migrations").expect("query");
-    assert_eq!(versions.trim(), "6\t6");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/clickhouse")).expect("dir").count();
+    assert_eq!(versions.trim(), format!("{files}\t{files}"), "one recorded version per migration file");
     let engine = server.query("SELECT engine FROM system.tables WHERE database = 'onramp' AND name = 'events'").expect("query");
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }
@@ -101,6 +102,39 @@ async fn the_trait_migration_backfills_identifies_stored_before_it() {
     );
     assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
     assert_eq!(server.query("SELECT count() FROM onramp.events FINAL").expect("count").trim(), "3", "written again, not added");
+}
+
+/// Plan versions in ClickHouse: the same scenario as SQLite's (tests/plans.rs), and a plan stored
+/// before versions were kept (migration 0002's table only) is version 1 and stays in the history.
+#[tokio::test]
+async fn plan_versions_author_message_conflict_and_rollback() {
+    let (server, store) = clickhouse().await;
+    let c = common::serve_with_clock(store.clone(), Some(common::plan_versions::NOW)).await;
+    common::plan_versions::scenario(&c.url).await;
+
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg-config/plans/trackly.json")).expect("plan");
+    let legacy = demo.replace('\n', " ");
+    let sql = format!(
+        "INSERT INTO onramp.plans (project, body, version, updated_at) VALUES ('old', {}, 'trackly-2026-11-23.1', 7)",
+        onramp_collector::store::clickhouse::quote(&legacy)
+    );
+    server.query(&sql).expect("insert legacy plan");
+    let history = store.plan_versions("old", 10).await.expect("versions");
+    assert_eq!((history.len(), history[0].number, history[0].author_kind.as_str()), (1, 1, "unknown"));
+    assert_eq!(store.plan("old").await.expect("plan"), Some(legacy.clone()));
+    let new = onramp_collector::store::NewPlanVersion {
+        text: demo.clone(),
+        plan_version: "trackly-2026-11-23.1".into(),
+        author: onramp_collector::config::Author { kind: onramp_collector::config::AuthorKind::Editor, name: "dana".into() },
+        message: "first versioned change".into(),
+        created_at: 9,
+        rollback_of: None,
+    };
+    assert_eq!(store.publish_plan("old", new, Some(Some(1))).await.expect("publish"), onramp_collector::store::Published::Stored(2));
+    let history = store.plan_versions("old", 10).await.expect("versions");
+    assert_eq!(history.iter().map(|v| (v.number, v.author.as_str())).collect::<Vec<_>>(), [(2, "dana"), (1, "")]);
+    assert_eq!(store.plan_version_text("old", 1).await.expect("text"), Some(legacy), "the old plan is kept to roll back to");
+    assert_eq!(store.plan("old").await.expect("plan"), Some(demo));
 }
 
 /// ClickHouse dies while batches are being posted: requests are answered 503 with Retry-After
@@ -213,7 +247,7 @@ async fn two_shard_cluster_behind_two_collectors() {
     }
     // A plan stored through one collector is served by the other (plans are sharded too).
     let plan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg-config/plans/shopfront.json")).expect("plan");
-    let put = reqwest::Client::new().put(format!("{}/v1/plan", collectors[0].url)).bearer_auth("rt_demo").body(plan.clone());
+    let put = reqwest::Client::new().put(format!("{}/v1/plan", collectors[0].url)).bearer_auth("et_demo").body(plan.clone());
     assert_eq!(put.send().await.expect("put").status(), 200);
     let served = reqwest::get(format!("{}/v1/plan?writeKey=wk_demo", collectors[1].url)).await.expect("get");
     assert_eq!(served.text().await.expect("body"), plan);

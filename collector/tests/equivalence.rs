@@ -83,7 +83,7 @@ async fn sqlite_and_clickhouse_answer_every_question_identically() {
     // value milestone and due windows of the questions that leave them out.
     let plan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg-config/plans/trackly.json")).expect("plan");
     for c in [&sqlite, &ch] {
-        let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("rt_demo").body(plan.clone()).send().await.expect("put");
+        let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("et_demo").body(plan.clone()).send().await.expect("put");
         assert_eq!(r.status(), 200);
     }
     assert_eq!(ask(&ch, "/v1/plan?writeKey=wk_demo").await, plan, "ClickHouse serves the stored plan");

@@ -30,6 +30,7 @@ fn project(id: &str, origins: &[&str]) -> Project {
         webhook_secret: None,
         identity_secret: None,
         identity_enforcement: Default::default(),
+        editor_tokens: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn project(id: &str, enforcement: IdentityEnforcement) -> Project {
         webhook_secret: None,
         identity_secret: Some(SECRET.into()),
         identity_enforcement: enforcement,
+        editor_tokens: Default::default(),
     }
 }
 

@@ -293,7 +293,7 @@ async fn check(c: &Collector, all: &[Sim], store: &str) {
 /// Stores the plan and posts every batch (out of order, some twice) to `c`, then checks it.
 async fn post_and_check(c: &Collector, store: &str) {
     let (sims, batches) = simulate();
-    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("rt_demo").body(PLAN).send().await.expect("put");
+    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("et_demo").body(PLAN).send().await.expect("put");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     // Every identify is posted after all other events (a late identify for everyone), each
     // group by eight concurrent clients (ClickHouse's writer groups them, as in production).

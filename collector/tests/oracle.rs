@@ -522,7 +522,7 @@ async fn post_all(c: &Collector, bodies: &[String]) -> Result<(), TestCaseError>
         let r = post(&c.url, b.clone()).await;
         prop_assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     }
-    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("rt_demo").body(PLAN).send().await.expect("put");
+    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("et_demo").body(PLAN).send().await.expect("put");
     prop_assert_eq!(r.status(), 200);
     Ok(())
 }

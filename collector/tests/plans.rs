@@ -78,16 +78,19 @@ async fn a_put_plan_is_validated_stored_and_served_next() {
 
     assert_eq!(put_plan(&c.url, None, shop.clone()).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(put_plan(&c.url, Some("wk_demo"), shop.clone()).await.status(), StatusCode::UNAUTHORIZED, "the write key is public");
+    let read = put_plan(&c.url, Some("rt_demo"), shop.clone()).await;
+    assert_eq!(read.status(), StatusCode::UNAUTHORIZED, "reading reports is not editing onboarding");
+    assert!(read.text().await.expect("body").contains("editor token"));
 
     let broken = std::fs::read_to_string(format!("{ROOT}/tests/plans/broken/two-value-milestones.json")).expect("plan");
-    let refused = put_plan(&c.url, Some("rt_demo"), broken).await;
+    let refused = put_plan(&c.url, Some("et_demo"), broken).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let error: Value = refused.json().await.expect("json");
     assert_eq!(error["pointer"], "/milestones/1/value");
     assert_eq!(error["expected"], "exactly one value milestone");
     assert_eq!(get_plan(&c.url, Some(&old_etag)).await.status(), StatusCode::NOT_MODIFIED, "a refused plan changes nothing");
 
-    let stored = put_plan(&c.url, Some("rt_demo"), shop.clone()).await;
+    let stored = put_plan(&c.url, Some("et_demo"), shop.clone()).await;
     assert_eq!(stored.status(), StatusCode::OK);
     let new = get_plan(&c.url, Some(&old_etag)).await;
     assert_eq!(new.status(), StatusCode::OK, "the old ETag no longer matches");
@@ -105,6 +108,37 @@ async fn a_put_plan_is_validated_stored_and_served_next() {
         .expect("json");
     let steps: Vec<&str> = report["steps"].as_array().expect("steps").iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(steps, ["products_uploaded", "payment_set_up", "store_opened", "first_sale"]);
+}
+
+#[tokio::test]
+async fn every_put_is_a_version_with_author_time_and_message_and_rollback_republishes_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("events.db")).expect("open store");
+    let c = common::serve_with_clock(Arc::new(store), Some(common::plan_versions::NOW)).await;
+    common::plan_versions::scenario(&c.url).await;
+}
+
+#[tokio::test]
+async fn a_plan_stored_before_versions_becomes_version_1_on_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let demo = std::fs::read_to_string(format!("{ROOT}/pkg-config/plans/trackly.json")).expect("demo plan");
+    {
+        // A database as the collector left it before migration 0009 (user_version 7).
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        for sql in ["0001_events", "0002_analytics", "0003_plans", "0004_analytics_covering", "0005_rollups", "0006_event_key_per_project", "0007_webhook_outbox"] {
+            conn.execute_batch(&std::fs::read_to_string(format!("{ROOT}/collector/migrations/{sql}.sql")).expect("sql")).expect(sql);
+        }
+        conn.execute("INSERT INTO plans VALUES ('demo', ?1, 'trackly-2026-11-23.1', 5)", [&demo]).expect("insert");
+        conn.pragma_update(None, "user_version", 7).expect("version");
+    }
+    let c = common::serve(Arc::new(SqliteStore::open(&path).expect("migrate"))).await;
+    let history: Value = common::plan_versions::editor(&c.url, reqwest::Method::GET, "/v1/plan/versions", None).await.json().await.expect("json");
+    assert_eq!(history["current"], 1);
+    assert_eq!(history["versions"][0]["author"]["kind"], "unknown");
+    assert_eq!(history["versions"][0]["etag"], onramp_collector::plans::etag(&demo));
+    let next: Value = common::plan_versions::editor(&c.url, reqwest::Method::PUT, "/v1/plan", Some(common::plan_versions::variant(&demo, 1))).await.json().await.expect("json");
+    assert_eq!(next["number"], 2);
 }
 
 #[test]

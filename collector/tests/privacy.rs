@@ -27,6 +27,7 @@ fn project(id: &str, admin: Option<&str>, retention_days: Option<u32>) -> Projec
         webhook_secret: None,
         identity_secret: None,
         identity_enforcement: Default::default(),
+        editor_tokens: Default::default(),
     }
 }
 

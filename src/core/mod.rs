@@ -21,6 +21,10 @@ pub mod placement;
 #[cfg(feature = "guide")]
 pub mod persisted;
 pub mod plan;
+// The preview panel's words (guide builds; the panel itself ships only in the preview bundle).
+#[cfg(feature = "guide")]
+pub mod preview;
+pub mod selector;
 pub mod storage;
 pub mod time;
 #[cfg(feature = "guide")]

@@ -48,6 +48,9 @@ pub struct Page<'a> {
     pub skip: &'a [usize],
     /// A tip the user asked for.
     pub forced: Option<usize>,
+    /// A tip a product manager asked to review (preview's "show now"): shown whatever the
+    /// schedule, the user's state or the milestones say.
+    pub review: Option<usize>,
     /// False before `identify`.
     pub identified: bool,
 }
@@ -84,32 +87,96 @@ pub fn step(state: &UserState, tip: &Tip) -> usize {
     tip_state(state, tip).map_or(0, |t| t.tour_step as usize)
 }
 
+/// Why a tip may or may not show now: the branch of [`explain`] that decided. The preview
+/// panel words these for the product manager, so they are the scheduler's own reasons, never
+/// re-derived. Times are Unix ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Nothing holds it back.
+    Ready,
+    /// Asked for: by the user (a checklist's "Show me") or by preview's "show now".
+    Requested,
+    /// Before `identify`: tips are for users.
+    Anonymous,
+    /// Its milestone is reached.
+    MilestoneReached,
+    /// The plan's value milestone is reached: tips have done their job.
+    ValueReached,
+    /// A checklist whose required milestones are all reached.
+    ChecklistComplete,
+    /// A tour past its last step.
+    TourFinished,
+    Dismissed { at: i64 },
+    /// The window relative to sign-up closed at `at`.
+    WindowEnded { at: i64 },
+    /// Its target was not found on this route.
+    TargetMissing,
+    /// The trigger's `path` or `hash` does not match this page.
+    OtherPage,
+    /// The trigger's `afterEvent` has not happened in this page view.
+    WaitingForEvent,
+    /// Its own `cap.maxShows` is spent.
+    Capped { shown: u32, max: u32 },
+    /// The plan's `maxTipsPerSession` is spent.
+    SessionCapped { shown: u32, max: u32 },
+    /// Snoozed in this session: back in a later one.
+    SnoozedThisSession { until: i64 },
+    /// Not before `at`: the window opens then.
+    WindowOpens { at: i64 },
+    /// Not before `at`: the trigger's delay.
+    Delay { at: i64 },
+    /// Not before `at`: snoozed.
+    Snoozed { at: i64 },
+    /// Not before `at`: its own `cap.minGap` since it was last shown.
+    TipGap { at: i64 },
+    /// Not before `at`: the plan's `minGapBetweenTips` since the last tip.
+    SessionGap { at: i64 },
+}
+
 /// Whether tip `i` may show now.
 pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict {
-    let Some(tip) = plan.tips.get(i) else { return Verdict::Never };
-    let reached = |m: &String| state.reached.contains_key(m);
-    if !page.identified || tip.milestone.as_ref().is_some_and(reached) {
-        return Verdict::Never;
+    explain(plan, state, i, page).0
+}
+
+/// Whether tip `i` may show now, and the reason. When several things delay it, the reason is
+/// the one that ends last (the one that decides when it may show).
+pub fn explain(plan: &Plan, state: &UserState, i: usize, page: &Page) -> (Verdict, Why) {
+    let never = |why| (Verdict::Never, why);
+    let Some(tip) = plan.tips.get(i) else { return never(Why::Dismissed { at: 0 }) };
+    if page.review == Some(i) {
+        return (Verdict::Show, Why::Requested);
     }
-    let done = if tip.kind == TipKind::Checklist {
-        plan.milestones.iter().filter(|m| m.required).all(|m| reached(&m.id))
-    } else {
-        page.forced != Some(i) && plan.value_milestone().is_some_and(|m| reached(&m.id))
-    };
-    if done {
-        return Verdict::Never;
+    let reached = |m: &String| state.reached.contains_key(m);
+    if !page.identified {
+        return never(Why::Anonymous);
+    }
+    if tip.milestone.as_ref().is_some_and(reached) {
+        return never(Why::MilestoneReached);
+    }
+    if tip.kind == TipKind::Checklist {
+        if plan.milestones.iter().filter(|m| m.required).all(|m| reached(&m.id)) {
+            return never(Why::ChecklistComplete);
+        }
+    } else if page.forced != Some(i) && plan.value_milestone().is_some_and(|m| reached(&m.id)) {
+        return never(Why::ValueReached);
     }
     let ts = tip_state(state, tip).cloned().unwrap_or_default();
     if tip.kind == TipKind::Tour && ts.tour_step as usize >= tip.steps.len() {
-        return Verdict::Never;
+        return never(Why::TourFinished);
     }
     if page.forced == Some(i) {
-        return Verdict::Show;
+        return (Verdict::Show, Why::Requested);
     }
     let now = page.now;
     let since = state.since_signup(now);
-    if ts.dismissed.is_some() || since >= tip.window.until_ms || page.skip.contains(&i) {
-        return Verdict::Never;
+    if let Some(at) = ts.dismissed {
+        return never(Why::Dismissed { at });
+    }
+    if since >= tip.window.until_ms {
+        return never(Why::WindowEnded { at: now - (since - tip.window.until_ms) });
+    }
+    if page.skip.contains(&i) {
+        return never(Why::TargetMissing);
     }
     let this_session = shown_this_session(state, tip);
     // A tour under way follows its steps' targets from page to page; its trigger only starts it.
@@ -118,40 +185,50 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
     if !started_tour
         && (t.path.as_ref().is_some_and(|p| !p.matches(page.path)) || t.hash.as_ref().is_some_and(|h| !h.matches(page.hash)))
     {
-        return Verdict::Never;
+        return never(Why::OtherPage);
     }
-    let mut at = now + (tip.window.from_ms - since).max(0);
+    // The latest of the times it must wait for, and what it is.
+    let mut at = (now, Why::Ready);
+    let mut wait = |t: i64, why: Why| {
+        if t > at.0 {
+            at = (t, why);
+        }
+    };
+    let opens = now + (tip.window.from_ms - since).max(0);
+    wait(opens, Why::WindowOpens { at: opens });
     let mut from = page.route_since;
     if let Some(event) = &t.after_event {
         match page.seen.iter().filter(|(e, _)| e == event).map(|(_, at)| *at).max() {
             Some(seen_at) => from = from.max(seen_at),
-            None if !this_session => return Verdict::Never,
+            None if !this_session => return never(Why::WaitingForEvent),
             None => {}
         }
     }
     if !this_session {
-        at = at.max(from + t.delay_ms);
+        wait(from + t.delay_ms, Why::Delay { at: from + t.delay_ms });
         if let Some(until) = ts.snoozed_until {
-            at = at.max(until);
+            wait(until, Why::Snoozed { at: until });
         }
         let nudge = tip.kind != TipKind::Checklist;
-        if ts.shown.total() >= tip.cap.max_shows || (nudge && state.session.tips_shown.total() >= plan.caps.max_tips_per_session) {
-            return Verdict::Never;
+        if ts.shown.total() >= tip.cap.max_shows {
+            return never(Why::Capped { shown: ts.shown.total(), max: tip.cap.max_shows });
+        }
+        let in_session = state.session.tips_shown.total();
+        if nudge && in_session >= plan.caps.max_tips_per_session {
+            return never(Why::SessionCapped { shown: in_session, max: plan.caps.max_tips_per_session });
         }
         if let Some(last) = ts.last_shown {
-            at = at.max(last + tip.cap.min_gap_ms);
+            wait(last + tip.cap.min_gap_ms, Why::TipGap { at: last + tip.cap.min_gap_ms });
         }
         if let Some(last) = state.session.last_tip.filter(|_| nudge) {
-            at = at.max(last + plan.caps.min_gap_ms);
+            wait(last + plan.caps.min_gap_ms, Why::SessionGap { at: last + plan.caps.min_gap_ms });
         }
-    } else if ts.snoozed_until.is_some_and(|u| u > now) {
-        // Snoozed in this session: back in a later one.
-        return Verdict::Never;
+    } else if let Some(until) = ts.snoozed_until.filter(|u| *u > now) {
+        return never(Why::SnoozedThisSession { until });
     }
-    if at > now {
-        Verdict::At(at)
-    } else {
-        Verdict::Show
+    match at {
+        (t, why) if t > now => (Verdict::At(t), why),
+        _ => (Verdict::Show, Why::Ready),
     }
 }
 
@@ -170,7 +247,7 @@ pub fn pick(plan: &Plan, state: &UserState, page: &Page, on_screen: &[usize]) ->
                 // already shown (it was there before a reload), then priority, then plan order.
                 // A hotspot's closed beacon is ambient: it keeps no place against a more
                 // important tip (the browser layer lists it in `on_screen` only while open).
-                let tier = if page.forced == Some(i) {
+                let tier = if page.forced == Some(i) || page.review == Some(i) {
                     3
                 } else if on_screen.contains(&i) {
                     2
@@ -306,7 +383,7 @@ mod tests {
     }
 
     fn page(now: i64, hash: &str) -> Page<'_> {
-        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, identified: true }
+        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, review: None, identified: true }
     }
 
     fn idx(plan: &Plan, id: &str) -> usize {
@@ -525,5 +602,87 @@ mod tests {
         let pg = Page { skip: &skip, ..page(now, "") };
         assert_eq!(pick(&p, &s, &page(now, ""), &[]).focus, Some(idx(&p, "late")));
         assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+    }
+
+    #[test]
+    fn every_reason_is_the_schedulers_own_in_its_situation() {
+        let p = plan();
+        let now = SIGNUP + 3 * H;
+        let (make, late, hello, tour) = (idx(&p, "make"), idx(&p, "late"), idx(&p, "hello"), idx(&p, "tour"));
+        let why = |s: &UserState, i: usize, pg: &Page| explain(&p, s, i, pg).1;
+        let s = user(now);
+        assert_eq!(why(&s, make, &page(now, "#/projects")), Why::Ready);
+        assert_eq!(why(&s, make, &page(now, "#/team")), Why::OtherPage);
+        assert_eq!(why(&s, hello, &page(now, "")), Why::WaitingForEvent);
+        let seen = [("signed_up".to_string(), now - 200)];
+        assert_eq!(why(&s, hello, &Page { seen: &seen, ..page(now, "") }), Why::Delay { at: now + 800 });
+        assert_eq!(why(&s, make, &Page { identified: false, ..page(now, "#/projects") }), Why::Anonymous);
+        assert_eq!(why(&s, make, &Page { skip: &[make], ..page(now, "#/projects") }), Why::TargetMissing);
+        // The 24-hour window of `make` ended 3 h before now.
+        let later = SIGNUP + 27 * H;
+        assert_eq!(why(&user(later), make, &page(later, "#/projects")), Why::WindowEnded { at: SIGNUP + 24 * H });
+        let early = user(SIGNUP + H);
+        assert_eq!(why(&early, late, &page(SIGNUP + H, "")), Why::WindowOpens { at: SIGNUP + 2 * H });
+
+        let mut s = user(now);
+        s.reached.insert("made".into(), now);
+        assert_eq!(why(&s, make, &page(now, "#/projects")), Why::MilestoneReached);
+        s.reached.insert("shared".into(), now);
+        assert_eq!(why(&s, tour, &page(now, "#/files")), Why::MilestoneReached);
+        assert_eq!(why(&s, hello, &Page { seen: &seen, ..page(now, "") }), Why::ValueReached);
+        assert_eq!(why(&s, idx(&p, "list"), &page(now, "")), Why::ChecklistComplete);
+        // Review shows any tip, even one whose milestone is reached.
+        assert_eq!(explain(&p, &s, make, &Page { review: Some(make), ..page(now, "#/team") }), (Verdict::Show, Why::Requested));
+        assert_eq!(pick(&p, &s, &Page { review: Some(make), ..page(now, "#/team") }, &[]).focus, Some(make));
+
+        // Caps and gaps: hello (maxShows 1) shown in an earlier session; then the session cap.
+        let mut s = user(now);
+        record_shown(&mut s, "tab", &p.tips[hello], now - 5 * H);
+        s.session.start = now - 1000;
+        assert_eq!(why(&s, hello, &Page { seen: &seen, ..page(now, "") }), Why::Capped { shown: 1, max: 1 });
+        record_shown(&mut s, "tab", &p.tips[late], now - 500);
+        assert_eq!(why(&s, make, &page(now, "#/projects")), Why::SessionGap { at: now - 500 + 60_000 });
+        s.session.tips_shown.add("tab", 1);
+        assert_eq!(why(&s, make, &page(now + H, "#/projects")), Why::SessionCapped { shown: 3, max: 3 });
+        record_snoozed(&mut s, &p.tips[late], now);
+        assert_eq!(why(&s, late, &page(now + 1, "")), Why::SnoozedThisSession { until: now + 24 * H });
+        record_dismissed(&mut s, &p.tips[late], now + 2);
+        assert_eq!(why(&s, late, &page(now + 3, "")), Why::Dismissed { at: now + 2 });
+
+        // The reason given for a wait is the one that ends last.
+        let p = Plan::parse(
+            r##"{"version":"1","caps":{"minGapBetweenTips":"1m"},
+            "milestones":[{"id":"v","title":"V","value":true,"condition":{"event":"v"}}],
+            "tips":[{"id":"g","kind":"hotspot","target":"#g","body":"G","window":{"until":"3d"},"cap":{"maxShows":5,"minGap":"4h","snooze":"1d"}}]}"##,
+        )
+        .expect("valid plan");
+        let mut s = user(now);
+        record_shown(&mut s, "tab", &p.tips[0], now - 3 * H);
+        s.session = SessionState { start: now - 1000, last: now, last_tip: Some(now - 100), ..SessionState::default() };
+        // Its own gap (4 h after its last showing) ends after the plan's 1-minute gap.
+        assert_eq!(explain(&p, &s, 0, &page(now, "")), (Verdict::At(now + H), Why::TipGap { at: now + H }));
+        record_snoozed(&mut s, &p.tips[0], now - 3 * H);
+        s.session.last_tip = Some(now - 100);
+        assert_eq!(explain(&p, &s, 0, &page(now, "")), (Verdict::At(now + 21 * H), Why::Snoozed { at: now + 21 * H }));
+        s.tips = Default::default();
+        assert_eq!(explain(&p, &s, 0, &page(now, "")), (Verdict::At(now - 100 + 60_000), Why::SessionGap { at: now - 100 + 60_000 }));
+    }
+
+    #[test]
+    fn explain_and_verdict_agree_everywhere() {
+        // verdict() is explain().0 by construction; this pins that the reasons come with the
+        // same decision the scheduler acts on, over a sweep of times and pages.
+        let p = plan();
+        for hours in [0, 1, 2, 3, 23, 24, 25, 71, 72, 400] {
+            let now = SIGNUP + hours * H;
+            let s = user(now);
+            for hash in ["", "#/projects", "#/files"] {
+                for i in 0..p.tips.len() {
+                    let (v, why) = explain(&p, &s, i, &page(now, hash));
+                    assert_eq!(v, verdict(&p, &s, i, &page(now, hash)));
+                    assert_eq!(v == Verdict::Show, why == Why::Ready, "{i} at {hours} h on {hash}: {why:?}");
+                }
+            }
+        }
     }
 }

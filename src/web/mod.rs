@@ -40,6 +40,8 @@ use crate::core::machine::{Effect, Input, Machine, PlanSource};
 use crate::core::plan::{Plan, PlanError};
 use crate::core::storage::KeyValue;
 
+#[cfg(feature = "preview")]
+mod preview;
 #[cfg(feature = "guide")]
 mod tips;
 
@@ -49,13 +51,25 @@ struct BrowserStorage(Option<web_sys::Storage>);
 
 impl KeyValue for BrowserStorage {
     fn get(&self, key: &str) -> Option<String> {
+        #[cfg(feature = "preview")]
+        if let Some(value) = preview::stored(key) {
+            return value;
+        }
         self.0.as_ref()?.get_item(key).ok().flatten()
     }
     fn set(&mut self, key: &str, value: &str) -> bool {
+        #[cfg(feature = "preview")]
+        if preview::store(key, Some(value)) {
+            return true;
+        }
         // Throws QuotaExceededError when full: reported as false, never to the page.
         self.0.as_ref().is_some_and(|s| s.set_item(key, value).is_ok())
     }
     fn remove(&mut self, key: &str) {
+        #[cfg(feature = "preview")]
+        if preview::store(key, None) {
+            return;
+        }
         if let Some(s) = &self.0 {
             let _ = s.remove_item(key);
         }
@@ -63,7 +77,10 @@ impl KeyValue for BrowserStorage {
     fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         let Some(s) = &self.0 else { return Vec::new() };
         let n = s.length().unwrap_or(0);
-        (0..n).filter_map(|i| s.key(i).ok().flatten()).filter(|k| k.starts_with(prefix)).collect()
+        let keys = (0..n).filter_map(|i| s.key(i).ok().flatten()).filter(|k| k.starts_with(prefix)).collect();
+        #[cfg(feature = "preview")]
+        let keys = preview::stored_keys(keys, prefix);
+        keys
     }
 }
 
@@ -177,6 +194,14 @@ fn dispatch(input: Input) {
 fn carry_out(effects: Vec<Effect>) {
     for effect in effects {
         match effect {
+            // Preview records nothing for real: the batch is kept to show, and acknowledged.
+            #[cfg(feature = "preview")]
+            Effect::Send { body, .. } if preview::active() => {
+                keep_in_preview(&body);
+                dispatch(Input::Answered { status: 200, retry_after: None, body: String::new() });
+            }
+            #[cfg(feature = "preview")]
+            Effect::Beacon { body, .. } if preview::active() => keep_in_preview(&body),
             Effect::Send { url, body } => post(&url, &body),
             Effect::Beacon { url, body } => {
                 if let Some(w) = web_sys::window() {
@@ -216,7 +241,11 @@ fn carry_out(effects: Vec<Effect>) {
                 PAGE.with(|p| p.borrow_mut().capture = hooks);
             }
             #[cfg(feature = "guide")]
-            Effect::StartGuide { options, default_locale } => tips::start(&options, &default_locale),
+            Effect::StartGuide { options, default_locale } => {
+                tips::start(&options, &default_locale);
+                #[cfg(feature = "preview")]
+                preview::plan_started();
+            }
             #[cfg(feature = "guide")]
             Effect::Render(Some(event)) => tips::on_event(&event),
             #[cfg(feature = "guide")]
@@ -245,13 +274,30 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
     result
 }
 
+/// A batch the machine would have sent, in preview: its events go to the panel instead.
+#[cfg(feature = "preview")]
+fn keep_in_preview(body: &str) {
+    use serde::Deserialize;
+    let Ok(batch) = json::parse(body) else { return };
+    let Some(Value::Arr(events)) = batch.get("events") else { return };
+    let events = events.iter().filter_map(|e| crate::core::wire::Event::deserialize(e).ok()).collect();
+    let plan = with_engine(|engine, _, _| engine.plan().clone());
+    preview::keep(events, plan.as_ref());
+}
+
 /// Starts the SDK. `config` is `{ writeKey, collector, plan, tips }`; `collector` defaults to
 /// this page's origin. A config error disables the SDK with one console message; the page is
 /// unaffected.
 #[wasm_bindgen]
 pub fn init(config: JsValue) {
     let page_origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
-    dispatch(Input::Init { options: to_value(&config), page_origin });
+    let options = to_value(&config);
+    #[cfg(feature = "preview")]
+    if let Some(write_key) = options.get("writeKey").and_then(Value::as_str) {
+        let collector = options.get("collector").and_then(Value::as_str).unwrap_or(&page_origin);
+        preview::begin(collector, write_key);
+    }
+    dispatch(Input::Init { options, page_origin });
 }
 
 /// Names the user. `traits` may carry `signedUpAt` (ms or ISO string, sent on as ms) and

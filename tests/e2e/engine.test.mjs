@@ -255,7 +255,7 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
   // The default: the collector's plan for the write key. A PM replaces it; no redeploy.
   const put = await fetch(collector.url + "/v1/plan", {
     method: "PUT",
-    headers: { Authorization: "Bearer rt_demo" },
+    headers: { Authorization: "Bearer et_demo" },
     body: JSON.stringify(plan("from_collector")),
   });
   assert.equal(put.status, 200);

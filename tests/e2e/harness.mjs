@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { before, after } from "node:test";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -60,6 +61,17 @@ export function watchConsole(page) {
   page.on("console", (m) => messages.push({ type: m.type(), text: m.text() }));
   page.on("pageerror", (e) => messages.push({ type: "pageerror", text: String(e) }));
   return messages;
+}
+
+/** Runs axe-core on the page (`include`: what to check, the whole document by default) and
+ *  fails with each violation's rule and nodes. */
+export async function assertAxeClean(page, what, include = null) {
+  await page.addScriptTag({ path: join(ROOT, "node_modules", "axe-core", "axe.min.js") });
+  const result = await page.evaluate(async (include) => {
+    const r = await window.axe.run(include ? { include } : document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.target.join(" ") + " " + n.failureSummary) }));
+  }, include);
+  assert.deepEqual(result, [], `${what}: axe violations`);
 }
 
 /** Polls `fn` until it returns a truthy value or the time runs out (the last value is returned). */

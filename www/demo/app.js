@@ -29,6 +29,8 @@
     list("files", state.files);
     $("projects-empty").hidden = state.projects.length > 0;
     var route = (location.hash.replace(/^#\//, "") || "projects").split("/")[0];
+    // Any other fragment (an onramp preview link's, say) shows the default page.
+    if (!document.querySelector('[data-page="' + route + '"]')) route = "projects";
     document.querySelectorAll("[data-page]").forEach(function (page) {
       page.hidden = page.dataset.page !== route;
     });

@@ -7,8 +7,11 @@
   // marks such a user in localStorage ("onramp.lean"), the tracker unmarks them when the plan
   // changes or someone else signs in, and the next page view brings the full SDK back.
   var MODULE = "index.mjs", WASM = "onramp_bg.wasm";
+  // A preview link (docs/AUTHORING.md) loads the full SDK with preview mode, a bundle of its
+  // own so that users never download the panel and the element picker.
   try {
-    if (w.localStorage.getItem("onramp.lean")) MODULE = "tracker.mjs", WASM = "tracker_bg.wasm";
+    if (/onramp-preview=/.test(w.location.hash) || w.sessionStorage.getItem("onramp.preview")) MODULE = "preview.mjs", WASM = "preview_bg.wasm";
+    else if (w.localStorage.getItem("onramp.lean")) MODULE = "tracker.mjs", WASM = "tracker_bg.wasm";
   } catch (e) { /* storage blocked: the full SDK */ }
   var script = d.currentScript;
   var q = w.onramp;

@@ -146,10 +146,13 @@ fn build() -> Result {
     // both builds write onramp.wasm.
     run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--no-default-features"]))?;
     std::fs::copy(out.join("onramp.wasm"), out.join("tracker.wasm")).map_err(|e| format!("tracker.wasm: {e}"))?;
+    // The guide with preview and debug mode, loaded only for a preview link (docs/AUTHORING.md).
+    run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--features", "preview"]))?;
+    std::fs::copy(out.join("onramp.wasm"), out.join("preview.wasm")).map_err(|e| format!("preview.wasm: {e}"))?;
     run(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "onramp"]))?;
     std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
     let esbuild = root.join("node_modules/.bin/esbuild");
-    for name in ["tracker", "onramp"] {
+    for name in ["tracker", "preview", "onramp"] {
         run(Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&dist).arg(out.join(format!("{name}.wasm"))))?;
         let wasm = dist.join(format!("{name}_bg.wasm"));
         let wasm_opt = root.join("node_modules/.bin/wasm-opt");
@@ -170,7 +173,7 @@ fn build() -> Result {
     }
     if esbuild.exists() {
         // wasm-bindgen's glue is readable source: minified it is 1.4 KB smaller gzipped.
-        for glue in ["onramp.js", "tracker.js"] {
+        for glue in ["onramp.js", "tracker.js", "preview.js"] {
             let glue = dist.join(glue);
             run(Command::new(&esbuild).arg(&glue).args(["--minify", "--allow-overwrite"]).arg(format!("--outfile={}", glue.display())))?;
         }
@@ -182,7 +185,7 @@ fn build() -> Result {
     run(cargo().args(["build", "--release", "-p", "onramp-collector"]))?;
     println!("built dist/ and the collector in {:.1}s", started.elapsed().as_secs_f64());
     println!("{:<16} {:>9} {:>9} {:>9}", "file", "raw", "gzip -9", "brotli");
-    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm", "tracker.js", "tracker_bg.wasm"] {
+    for file in ["loader.js", "index.mjs", "onramp.js", "onramp_bg.wasm", "tracker.js", "tracker_bg.wasm", "preview.js", "preview_bg.wasm"] {
         let (raw, gz, br) = sizes(&dist.join(file));
         let show = |n: Option<usize>| n.map_or("-".into(), |n| n.to_string());
         println!("{file:<16} {raw:>9} {:>9} {:>9}", show(gz), show(br));
@@ -224,9 +227,15 @@ fn serve_files(dist: &Path, esbuild: &Path) -> Result {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    // (glue the module imports, served module name, wasm): the full SDK and the lean tracker.
+    // (glue the module imports, served module name, wasm, the names loader.js gives them): the
+    // full SDK, the lean tracker, and the full SDK with preview mode.
+    let bundles = [
+        ("onramp.js", "onramp.mjs", "onramp_bg.wasm", "\"index.mjs\"", "\"onramp_bg.wasm\""),
+        ("tracker.js", "tracker.mjs", "tracker_bg.wasm", "\"tracker.mjs\"", "\"tracker_bg.wasm\""),
+        ("preview.js", "preview.mjs", "preview_bg.wasm", "\"preview.mjs\"", "\"preview_bg.wasm\""),
+    ];
     let mut replacements = Vec::new();
-    for (glue, served, wasm) in [("onramp.js", "onramp.mjs", "onramp_bg.wasm"), ("tracker.js", "tracker.mjs", "tracker_bg.wasm")] {
+    for (glue, served, wasm, _, _) in bundles {
         let module = if esbuild.exists() {
             // index.mjs imports ./onramp.js; the tracker's entry imports its own glue instead.
             let index = std::fs::read_to_string(dist.join("index.mjs")).map_err(|e| e.to_string())?;
@@ -249,7 +258,7 @@ fn serve_files(dist: &Path, esbuild: &Path) -> Result {
     }
     let loader_path = dist.join("loader.js");
     let mut loader = std::fs::read_to_string(&loader_path).map_err(|e| e.to_string())?;
-    let names = ["\"index.mjs\"", "\"onramp_bg.wasm\"", "\"tracker.mjs\"", "\"tracker_bg.wasm\""];
+    let names: Vec<&str> = bundles.iter().flat_map(|b| [b.3, b.4]).collect();
     let hashed: Vec<&String> = replacements.iter().flat_map(|(m, w)| [m, w]).collect();
     for (name, hashed) in names.iter().zip(&hashed) {
         if !loader.contains(name) {
@@ -287,6 +296,7 @@ fn demo() -> Result {
     println!();
     println!("  demo page:  http://{listen}/demo/");
     println!("  dashboard:  http://{listen}/dashboard/#token=rt_demo");
+    println!("  plan editor: http://{listen}/dashboard/plan.html#editor=et_demo");
     println!("  events are stored in {}", data.join("demo.db").display());
     println!("  (Ctrl-C to stop)");
     println!();

@@ -287,14 +287,65 @@ pub trait Store: Send + Sync + 'static {
     /// Records the outcome of an attempt to deliver notification `id`.
     fn record_attempt(&self, id: &str, attempt: Attempt) -> StoreFuture<'_, ()>;
 
-    /// The project's stored plan (validated JSON text), if any. Stores that keep no plans say
-    /// none, and the collector serves the plan file it was started with.
+    /// The project's current plan (validated JSON text), if any: the newest version. Stores
+    /// that keep no plans say none, and the collector serves the plan file it was started with.
     fn plan(&self, _project: &str) -> StoreFuture<'_, Option<String>> {
         Box::pin(async { Ok(None) })
     }
 
-    /// Replaces the project's plan; `text` has been validated by the caller.
-    fn put_plan(&self, _project: &str, _text: String, _version: &str, _now: i64) -> StoreFuture<'_, ()> {
+    /// Publishes a plan as the project's new current version (numbered one past the newest),
+    /// unless `base` is given and is not the current version's number (`None` in `base`'s
+    /// inner option: "no version yet"). `version.text` has been validated by the caller.
+    fn publish_plan(&self, _project: &str, _version: NewPlanVersion, _base: Option<Option<u64>>) -> StoreFuture<'_, Published> {
         Box::pin(async { Err(StoreError::Unavailable("this store keeps no plans; start the collector with --plan FILE".into())) })
     }
+
+    /// The project's plan versions, newest first, at most `limit` (without their texts).
+    fn plan_versions(&self, _project: &str, _limit: usize) -> StoreFuture<'_, Vec<PlanVersion>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The text of version `number` of the project's plan.
+    fn plan_version_text(&self, _project: &str, _number: u64) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A plan to publish, with who published it and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPlanVersion {
+    pub text: String,
+    /// The plan's own `"version"` field.
+    pub plan_version: String,
+    pub author: crate::config::Author,
+    pub message: String,
+    pub created_at: i64,
+    /// The version this one restores, for a rollback.
+    pub rollback_of: Option<u64>,
+}
+
+/// One stored version of a project's plan, as the history lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanVersion {
+    pub number: u64,
+    pub plan_version: String,
+    /// `editor`, `admin` or `file` (see [`crate::config::AuthorKind`]); `unknown` for a plan
+    /// stored before versions were kept.
+    pub author_kind: String,
+    pub author: String,
+    pub message: String,
+    /// Collector clock, Unix ms.
+    pub created_at: i64,
+    pub rollback_of: Option<u64>,
+    /// The text's entity tag (what `GET /v1/plan` answers with while it is current).
+    pub etag: String,
+}
+
+/// What [`Store::publish_plan`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Stored as this version number.
+    Stored(u64),
+    /// Not stored: the current version is not the one the change was based on.
+    Conflict { current: Option<u64> },
 }

@@ -16,9 +16,8 @@ use tokio::sync::oneshot;
 use onramp::core::wire::EventType;
 
 use super::{
-    sqlite_rollup, user_events_condition, Attempt, EventFilter, Notification, Progress, Store, StoreError, StoreFuture,
-    StoredEvent, UserData,
-    UserEvent, UserEvents, UserSeen,
+    sqlite_rollup, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
+    Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
 };
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
@@ -31,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_event_key_per_project.sql"),
     include_str!("../../migrations/0007_webhook_outbox.sql"),
     include_str!("../../migrations/0008_rollup_traits.sql"),
+    include_str!("../../migrations/0009_plan_versions.sql"),
 ];
 
 /// The migrations (1-based) that create rollup tables: applying one fills its tables from the
@@ -426,22 +426,86 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_plan(&self, project: &str, text: String, version: &str, now: i64) -> StoreFuture<'_, ()> {
-        let (project, version, path) = (project.to_owned(), version.to_owned(), self.path.clone());
-        // Rare and small: its own connection beside the event writer (WAL + busy timeout).
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
-                open(&path)?.execute(
-                    "INSERT INTO plans (project, body, version, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (project) DO UPDATE SET body = excluded.body, version = excluded.version,
-                     updated_at = excluded.updated_at",
-                    params![project, text, version, now],
-                )?;
-                Ok(())
-            })
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)
+    fn publish_plan(&self, project: &str, version: NewPlanVersion, base: Option<Option<u64>>) -> StoreFuture<'_, Published> {
+        let project = project.to_owned();
+        self.write(move |conn| {
+            // Immediate: the number is read and written in one transaction, so two editors
+            // publishing at once get consecutive numbers, and `base` is checked against the
+            // version this transaction replaces.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: Option<u64> = tx.query_row(
+                "SELECT max(number) FROM plan_versions WHERE project = ?1",
+                params![project],
+                |r| r.get(0),
+            )?;
+            if let Some(base) = base {
+                if base != current {
+                    return Ok(Published::Conflict { current });
+                }
+            }
+            let number = current.unwrap_or(0) + 1;
+            let v = &version;
+            tx.execute(
+                "INSERT INTO plan_versions (project, number, body, version, etag, author_kind, author, message, created_at, rollback_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    project,
+                    number,
+                    v.text,
+                    v.plan_version,
+                    crate::plans::etag(&v.text),
+                    v.author.kind.as_str(),
+                    v.author.name,
+                    v.message,
+                    v.created_at,
+                    v.rollback_of
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO plans (project, body, version, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project) DO UPDATE SET body = excluded.body, version = excluded.version,
+                 updated_at = excluded.updated_at",
+                params![project, v.text, v.plan_version, v.created_at],
+            )?;
+            tx.commit()?;
+            Ok(Published::Stored(number))
+        })
+    }
+
+    fn plan_versions(&self, project: &str, limit: usize) -> StoreFuture<'_, Vec<PlanVersion>> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT number, version, etag, CASE WHEN etag = '' THEN body END, author_kind, author, message, created_at, rollback_of
+                 FROM plan_versions WHERE project = ?1 ORDER BY number DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![project, limit as i64], |r| {
+                let etag: String = r.get(2)?;
+                let body: Option<String> = r.get(3)?;
+                Ok(PlanVersion {
+                    number: r.get(0)?,
+                    plan_version: r.get(1)?,
+                    etag: body.map_or(etag, |b| crate::plans::etag(&b)),
+                    author_kind: r.get(4)?,
+                    author: r.get(5)?,
+                    message: r.get(6)?,
+                    created_at: r.get(7)?,
+                    rollback_of: r.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn plan_version_text(&self, project: &str, number: u64) -> StoreFuture<'_, Option<String>> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT body FROM plan_versions WHERE project = ?1 AND number = ?2",
+                params![project, number],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 

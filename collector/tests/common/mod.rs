@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod history;
+pub mod plan_versions;
 
 use std::sync::Arc;
 

@@ -67,6 +67,8 @@ struct Ui {
     /// `(tip, step)` already reported missing in this page view.
     reported: Vec<(usize, usize)>,
     forced: Option<usize>,
+    /// The tip preview's "show now" asked for (shown whatever the schedule says) until closed.
+    review: Option<usize>,
     /// Open the checklist when it is next rendered (a CTA asked for it).
     open_checklist: bool,
     /// The user is working in this tip: focus its main button after rendering.
@@ -226,6 +228,7 @@ pub fn start(options: &Value, default_locale: &str) {
         skip: Vec::new(),
         reported: Vec::new(),
         forced: None,
+        review: None,
         open_checklist: false,
         focus_tip: None,
         wake: None,
@@ -240,6 +243,52 @@ pub fn start(options: &Value, default_locale: &str) {
     // After the calls queued with init (identify, typically) have run: a tip shown to the
     // anonymous visitor a moment before `identify` would not count for the user.
     defer(refresh);
+}
+
+#[cfg(feature = "preview")]
+/// For the preview panel: `f` gets the engine, this page as the scheduler sees it, the tips on
+/// screen, and the scheduler's pick. `None` while the UI or the engine is busy or absent.
+pub fn inspect<R>(f: impl FnOnce(&Engine, &Page, &[usize], sched::Pick) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    with_both(&mut |ui, engine, _, _| {
+        let (_, path, hash) = location();
+        let page = ui.page(engine, now(), &path, &hash);
+        let on_screen: Vec<usize> = ui.surfaces.iter().map(|s| s.tip).collect();
+        let pick = sched::pick(engine.plan(), &engine.state, &page, &ui.on_screen());
+        if let Some(f) = f.take() {
+            out = Some(f(engine, &page, &on_screen, pick));
+        }
+    });
+    out
+}
+
+#[cfg(feature = "preview")]
+/// Preview's "show now": tip `i` on screen whatever the schedule says, until it is closed.
+pub fn show_now(i: usize) {
+    let ok = with_both(&mut |ui, engine, store, out| {
+        ui.review = Some(i);
+        ui.skip.retain(|&s| s != i);
+        ui.reported.retain(|&(t, _)| t != i);
+        ui.focus_tip = Some(i);
+        ui.reconcile(engine, store, out);
+    });
+    if !ok {
+        defer(refresh);
+    }
+}
+
+#[cfg(feature = "preview")]
+/// The shadow root the tips live in (the preview panel lives there too).
+pub fn shadow_root() -> Option<ShadowRoot> {
+    UI.with(|cell| cell.try_borrow().ok()?.as_ref().map(|ui| ui.root.clone()))
+}
+
+#[cfg(feature = "preview")]
+/// The element `selector` (with `>>>` into open shadow roots and same-origin frames) finds
+/// now, as tips look for their targets.
+pub fn find_target(selector: &str) -> Option<Element> {
+    dom::find(selector).ok().map(|f| f.el)
 }
 
 /// Re-decides what is on screen: after an event, a milestone, identify, a route change, a timer.
@@ -338,6 +387,10 @@ fn target_timeout(i: usize) {
         if ui.forced == Some(i) {
             ui.forced = None;
         }
+        // A tip reviewed in preview whose target is not here: the panel then says so.
+        if ui.review == Some(i) {
+            ui.review = None;
+        }
         let gone = ui.surfaces.remove(pos);
         ui.give_back_focus(&gone);
         ui.reconcile(engine, store, out);
@@ -426,6 +479,26 @@ fn anchored(kind: TipKind) -> bool {
 }
 
 impl Ui {
+    /// The page as the scheduler sees it.
+    fn page<'a>(&'a self, engine: &Engine, t: i64, path: &'a str, hash: &'a str) -> Page<'a> {
+        Page {
+            now: t,
+            path,
+            hash,
+            route_since: self.route_since,
+            seen: &self.seen,
+            skip: &self.skip,
+            forced: self.forced,
+            review: self.review,
+            identified: !engine.is_anonymous(),
+        }
+    }
+
+    /// The tips holding their place (a hotspot's closed beacon holds none).
+    fn on_screen(&self) -> Vec<usize> {
+        self.surfaces.iter().filter(|s| s.kind != TipKind::Hotspot || s.open).map(|s| s.tip).collect()
+    }
+
     fn ctx<'a>(&'a self, engine: &'a Engine) -> Ctx<'a> {
         Ctx { locale: &self.locale, default_locale: &engine.plan().default_locale, labels: &self.labels }
     }
@@ -436,17 +509,8 @@ impl Ui {
             self.complete_step(engine, store, out, i, step, t);
         }
         let (_, path, hash) = location();
-        let on_screen: Vec<usize> = self.surfaces.iter().filter(|s| s.kind != TipKind::Hotspot || s.open).map(|s| s.tip).collect();
-        let page = Page {
-            now: t,
-            path: &path,
-            hash: &hash,
-            route_since: self.route_since,
-            seen: &self.seen,
-            skip: &self.skip,
-            forced: self.forced,
-            identified: !engine.is_anonymous(),
-        };
+        let on_screen = self.on_screen();
+        let page = self.page(engine, t, &path, &hash);
         let pick = sched::pick(engine.plan(), &engine.state, &page, &on_screen);
         let want = [pick.focus, pick.checklist];
         let mut k = 0;
@@ -818,6 +882,9 @@ impl Ui {
             true
         });
         emit(out, engine, s.tip, event, Some(s.step), None);
+        if self.review == Some(s.tip) {
+            self.review = None;
+        }
         if self.forced == Some(s.tip) {
             self.forced = None;
         }

@@ -30,8 +30,8 @@ use onramp::core::wire::EventType;
 use crate::analytics::Step;
 
 use super::{
-    user_events_condition, Attempt, EventFilter, Notification, Progress, Store, StoreError, StoreFuture, StoredEvent,
-    UserData, UserEvent, UserEvents, UserSeen,
+    user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
+    StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
 };
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
@@ -79,6 +79,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0006_rollup_traits.sql"),
         sharded: &[("rollup_traits", BY_DEVICE)],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0007_plan_versions.sql"),
+        sharded: &[("plan_versions", "cityHash64(project)")],
     },
 ];
 
@@ -251,6 +255,53 @@ impl ClickHouseStore {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The newest `limit` plan versions of `project`, newest first. A project whose plan was
+    /// stored before versions were kept (migration 0002's `plans` only) has that plan as
+    /// version 1, author `unknown`, returned with its text (it is in no `plan_versions` row).
+    async fn newest_plan_versions(&self, project: &str, limit: usize) -> Result<Vec<(PlanVersion, Option<String>)>, StoreError> {
+        let sql = format!(
+            "SELECT number, version, etag, author_kind, author, message, created_at, rollback_of FROM plan_versions
+             WHERE project = {} ORDER BY number DESC, created_at DESC, etag DESC LIMIT {limit}",
+            quote(project)
+        );
+        let answer = self.select(&sql).await?;
+        let mut r = Reader::new(&answer);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            let v = PlanVersion {
+                number: r.u64()?,
+                plan_version: r.str()?,
+                etag: r.str()?,
+                author_kind: r.str()?,
+                author: r.str()?,
+                message: r.str()?,
+                created_at: r.u64()? as i64,
+                rollback_of: Some(r.u64()?).filter(|n| *n > 0),
+            };
+            out.push((v, None));
+        }
+        if out.is_empty() && limit > 0 {
+            let sql = format!("SELECT body, version, updated_at FROM plans FINAL WHERE project = {} ORDER BY updated_at DESC LIMIT 1", quote(project));
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            if !r.is_empty() {
+                let (body, plan_version, updated_at) = (r.str()?, r.str()?, r.u64()?);
+                let legacy = PlanVersion {
+                    number: 1,
+                    plan_version,
+                    author_kind: "unknown".into(),
+                    author: String::new(),
+                    message: "stored before version history was kept".into(),
+                    created_at: updated_at as i64,
+                    rollback_of: None,
+                    etag: crate::plans::etag(&body),
+                };
+                out.push((legacy, Some(body)));
+            }
+        }
+        Ok(out)
     }
 
     async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
@@ -587,6 +638,20 @@ fn put_traits(rows: &mut Vec<u8>, traits: &[(String, json::Value)]) {
     put_strs(rows, traits.iter().map(|(k, _)| k.as_str()));
     let values: Vec<String> = traits.iter().map(|(_, v)| v.to_json()).collect();
     put_strs(rows, values.iter().map(String::as_str));
+}
+
+/// One `plan_versions` row in RowBinary, in the migration's column order.
+fn put_plan_version(rows: &mut Vec<u8>, project: &str, v: &PlanVersion, body: &str) {
+    put_str(rows, project);
+    put_u64(rows, v.number);
+    put_str(rows, body);
+    put_str(rows, &v.plan_version);
+    put_str(rows, &v.etag);
+    put_str(rows, &v.author_kind);
+    put_str(rows, &v.author);
+    put_str(rows, &v.message);
+    put_u64(rows, v.created_at.max(0) as u64);
+    put_u64(rows, v.rollback_of.unwrap_or(0));
 }
 
 /// The statements of a migration file: split on `;` at line ends, `--` comments dropped (the
@@ -942,30 +1007,75 @@ impl Store for ClickHouseStore {
     }
 
     fn plan(&self, project: &str) -> StoreFuture<'_, Option<String>> {
-        let sql = format!("SELECT body FROM plans FINAL WHERE project = {} ORDER BY updated_at DESC LIMIT 1", quote(project));
+        let project = project.to_owned();
         Box::pin(async move {
-            let answer = self.select(&sql).await?;
-            let mut r = Reader::new(&answer);
-            if r.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(r.str()?))
+            match self.newest_plan_versions(&project, 1).await?.into_iter().next() {
+                Some((_, Some(legacy))) => Ok(Some(legacy)),
+                Some((current, None)) => self.plan_version_text(&project, current.number).await,
+                None => Ok(None),
             }
         })
     }
 
-    /// Written at once, not through the group-commit writer: plans change rarely.
-    fn put_plan(&self, project: &str, text: String, version: &str, now: i64) -> StoreFuture<'_, ()> {
-        let mut row = Vec::new();
-        put_str(&mut row, project);
-        put_str(&mut row, &text);
-        put_str(&mut row, version);
-        put_u64(&mut row, now.max(0) as u64);
+    /// Written at once, not through the group-commit writer: plans change rarely. ClickHouse
+    /// has no transactions, so the `base` check and the number are read just before the
+    /// insert: two collectors publishing the same project within that gap may both succeed
+    /// (see the migration for how the history keeps both).
+    fn publish_plan(&self, project: &str, version: NewPlanVersion, base: Option<Option<u64>>) -> StoreFuture<'_, Published> {
+        let project = project.to_owned();
         Box::pin(async move {
+            let newest = self.newest_plan_versions(&project, 1).await?.into_iter().next();
+            let current = newest.as_ref().map(|(v, _)| v.number);
+            if let Some(base) = base {
+                if base != current {
+                    return Ok(Published::Conflict { current });
+                }
+            }
+            let mut rows = Vec::new();
+            if let Some((legacy, Some(body))) = &newest {
+                // The plan stored before versions were kept joins the history as version 1.
+                put_plan_version(&mut rows, &project, legacy, body);
+            }
+            let number = current.unwrap_or(0) + 1;
+            let stored = PlanVersion {
+                number,
+                plan_version: version.plan_version.clone(),
+                author_kind: version.author.kind.as_str().into(),
+                author: version.author.name.clone(),
+                message: version.message.clone(),
+                created_at: version.created_at,
+                rollback_of: version.rollback_of,
+                etag: crate::plans::etag(&version.text),
+            };
+            put_plan_version(&mut rows, &project, &stored, &version.text);
+            let columns = "project, number, body, version, etag, author_kind, author, message, created_at, rollback_of";
             self.http
-                .run("INSERT INTO plans (project, body, version, updated_at) FORMAT RowBinary", row, Duration::from_secs(30))
-                .await
-                .map(drop)
+                .run(&format!("INSERT INTO plan_versions ({columns}) FORMAT RowBinary"), rows, Duration::from_secs(30))
+                .await?;
+            Ok(Published::Stored(number))
+        })
+    }
+
+    fn plan_versions(&self, project: &str, limit: usize) -> StoreFuture<'_, Vec<PlanVersion>> {
+        let project = project.to_owned();
+        Box::pin(async move { Ok(self.newest_plan_versions(&project, limit).await?.into_iter().map(|(v, _)| v).collect()) })
+    }
+
+    fn plan_version_text(&self, project: &str, number: u64) -> StoreFuture<'_, Option<String>> {
+        let sql = format!(
+            "SELECT body FROM plan_versions WHERE project = {} AND number = {number} ORDER BY created_at DESC, etag DESC LIMIT 1",
+            quote(project)
+        );
+        let project = project.to_owned();
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            if !r.is_empty() {
+                return Ok(Some(r.str()?));
+            }
+            // Version 1 may still be the plan stored before versions were kept.
+            let legacy = self.newest_plan_versions(&project, 1).await?.into_iter().next();
+            Ok(legacy.and_then(|(v, body)| body.filter(|_| v.number == number)))
         })
     }
 
@@ -1145,7 +1255,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
