@@ -108,9 +108,17 @@ impl<'de> Deserializer<'de> for &'de Value {
         visitor.visit_newtype_struct(self)
     }
 
+    /// Unit variants, as [`ValueSerializer`] writes them: the variant's name.
+    fn deserialize_enum<V: Visitor<'de>>(self, _: &'static str, _: &'static [&'static str], visitor: V) -> Result<V::Value, ShapeError> {
+        match self {
+            Value::Str(s) => visitor.visit_enum(de::value::BorrowedStrDeserializer::<ShapeError>::new(s)),
+            _ => Err(ShapeError),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+        unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }
 
@@ -343,6 +351,15 @@ mod tests {
     use serde::{Deserialize, Serialize};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A wire event (its type is an enum) reads through the bridge as it does through serde_json.
+    #[test]
+    fn unit_variants_read_back() {
+        let text = r#"{"id":"e1","type":"track","name":"signed_up","anonymousId":"a","ts":5,"props":{"captured":"submit"}}"#;
+        let event: crate::core::wire::Event = from_text(text).expect("event");
+        assert_eq!((event.kind, event.name.as_str()), (crate::core::wire::EventType::Track, "signed_up"));
+        assert_eq!(from_text::<crate::core::wire::EventType>(r#""nope""#), Err(ParseError { message: String::from("not the expected shape") }));
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq, Default)]
     #[serde(rename_all = "camelCase", default)]

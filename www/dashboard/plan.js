@@ -128,6 +128,15 @@
     var problem = str(error.problem);
     var m = /invalid JSON at byte (\d+)/.exec(problem);
     if (m) { var at = T.byteToIndex(text.value, Number(m[1])); return { start: at, end: Math.min(at + 1, text.value.length) }; }
+    // serde_json's form: "… at line L column C", C counted in UTF-8 bytes from the line's start.
+    m = /invalid JSON: .* at line (\d+) column (\d+)/.exec(problem);
+    if (m) {
+      var lines = text.value.split("\n"), start = 0, line = Math.min(Number(m[1]), lines.length);
+      for (var i = 0; i < line - 1; i++) start += lines[i].length + 1;
+      var col = T.byteToIndex(lines[line - 1] || "", Math.max(Number(m[2]) - 1, 0));
+      var pos = Math.min(start + col, text.value.length);
+      return { start: pos, end: Math.min(pos + 1, text.value.length) };
+    }
     return T.rangeOf(text.value, str(error.pointer));
   }
 
