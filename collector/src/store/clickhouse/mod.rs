@@ -396,12 +396,14 @@ impl ClickHouseStore {
                 http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
                 wait_for_mutations(&http, &local).await?;
                 progress(format!("{node}: filling {local} from {}", self.target.local("events")));
-                http.execute(&format!(
+                // One pass over every event: far longer than an ordinary statement's 60 s
+                // (100 M events take tens of minutes on 2 cores).
+                let sql = format!(
                     "INSERT INTO {local} SELECT {columns}, {states} FROM {events} WHERE {condition} AND {source} GROUP BY {columns}",
                     events = self.target.local("events"),
                     source = rollup_source(table),
-                ))
-                .await?;
+                );
+                http.run(&sql, Vec::new(), REBUILD_TIMEOUT).await?;
             }
             let answer = http
                 .run(&format!("SELECT count() FROM {} WHERE {condition} FORMAT RowBinary", self.target.local("events")), Vec::new(), Duration::from_secs(600))
@@ -554,6 +556,9 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
 
 /// The rollup tables: name, key columns, and the states recomputed from events (the same as
 /// `migrations/clickhouse/0003_rollups.sql`'s views).
+/// How long one rollup's recompute may run (`rollup rebuild`).
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
 const ROLLUPS: [(&str, &str, &str); 3] = [
     ("rollup_devices", "project, anonymous_id, user_id", "minState(ts), maxState(ts)"),
     ("rollup_events", "project, type, name, anonymous_id, user_id", "minState(ts), maxState(ts), uniqExactState(id)"),
