@@ -821,9 +821,12 @@ pub fn bench(args: &[String]) -> Result {
     if opts.only.is_some() {
         let path = root().join("BENCHMARKS.md");
         let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let sections: Vec<&str> =
+            table.load.iter().filter(|(s, _)| s != "end").map(|(s, _)| s.split(' ').next().unwrap_or(s).trim_end_matches('.')).collect();
         let note = format!(
-            "- **Sections {} refreshed** by `{invocation}` on {date} at commit `{commit}` in {:.0} s; load average (1, 5, 15 min) as each started: {}.",
-            table.load.iter().filter(|(s, _)| s != "end").map(|(s, _)| s.split(' ').next().unwrap_or(s).trim_end_matches('.')).collect::<Vec<_>>().join(", "),
+            "- **{} {} refreshed** by `{invocation}` on {date} at commit `{commit}` in {:.0} s; load average (1, 5, 15 min) as each started: {}.",
+            if sections.len() == 1 { "Section" } else { "Sections" },
+            sections.join(", "),
             started.elapsed().as_secs_f64(),
             load.join("; ")
         );
