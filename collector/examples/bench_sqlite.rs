@@ -9,6 +9,13 @@
 //!                                                events into it through the collector's
 //!                                                ClickHouse store, prints `store=URL`, and
 //!                                                keeps the server until stdin closes
+//! bench_sqlite clickhouse-generate EVENTS        starts a local clickhouse-server and
+//!                                                generates EVENTS events of the same shape as
+//!                                                `generate` inside it (`INSERT … SELECT …
+//!                                                FROM numbers(EVENTS)`), without the rollups
+//!                                                (the caller runs `onramp-collector rollup
+//!                                                rebuild`); prints `store=URL`, keeps the
+//!                                                server until stdin closes
 //! ```
 //!
 //! Both open the file through [`SqliteStore::open`] first, so the schema, indexes and migrations
@@ -40,6 +47,7 @@ fn main() {
         "insert" => insert(Path::new(arg(1)), number(2), number(3) as usize),
         "generate" => generate(Path::new(arg(1)), number(2)),
         "clickhouse" => clickhouse(Path::new(arg(1))),
+        "clickhouse-generate" => clickhouse_generate(number(1)),
         _ => usage(),
     };
     if let Err(e) = result {
@@ -49,7 +57,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_sqlite insert DB EVENTS COMMIT_BATCHES | generate DB EVENTS | clickhouse DB");
+    eprintln!("usage: bench_sqlite insert DB EVENTS COMMIT_BATCHES | generate DB EVENTS | clickhouse DB | clickhouse-generate EVENTS");
     std::process::exit(2)
 }
 
@@ -272,6 +280,74 @@ fn clickhouse(db: &Path) -> Result<(), String> {
     println!("events={copied}");
     println!("seconds={:.1}", started.elapsed().as_secs_f64());
     // Keep the server for the caller's queries until it closes our stdin.
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
+    drop(server);
+    Ok(())
+}
+
+/// One statement to a ClickHouse server's HTTP interface (curl, as `xtask bench` uses).
+fn clickhouse_sql(http: &str, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--max-time", "7200", "--data-binary", sql, http])
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!("{}: {text}", sql.lines().next().unwrap_or(sql)));
+    }
+    Ok(text)
+}
+
+/// `generate`'s data made by ClickHouse itself, for scales a copy through the store would take
+/// hours to load: row `n` is event `n % 20` of user `n / 20 + 1`. Event 0 is anonymous browsing
+/// before sign-up, 1 the identify (with `signedUpAt`), 2 the first funnel step, 3–6 the next
+/// steps while the user goes on (each with 70 % probability, so 1 to 5 steps), and the rest
+/// product events, every two hours or so. Users sign up over 30 days, as in `generate`. The
+/// rollup views are detached while loading, so the rollups come from `rollup rebuild`.
+fn clickhouse_generate(events: u64) -> Result<(), String> {
+    use onramp_collector::store::clickhouse::{server::LocalServer, ClickHouseStore};
+
+    let started = Instant::now();
+    let server = LocalServer::start().map_err(|e| format!("clickhouse-server: {e}"))?;
+    let url = server.store_url("onramp");
+    let http = server.http_url();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(ClickHouseStore::open(&url)).map_err(|e| e.to_string())?;
+    let views = ["rollup_devices_mv", "rollup_events_mv", "links_mv"];
+    for view in views {
+        clickhouse_sql(&http, &format!("DETACH TABLE onramp.{view}"))?;
+    }
+    let steps = STEPS.map(|s| format!("'{s}'")).join(",");
+    let noise = NOISE.map(|s| format!("'{s}'")).join(",");
+    let per_user = EVENTS_PER_USER;
+    let sql = format!(
+        "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen)
+         SELECT 'demo', concat('anon-', toString(u)), concat('g-', toString(number)), type, name, uid, ts, ts, ts, ts, props,
+                18446744073709551615 - number
+         FROM (
+           SELECT number, intDiv(number, {per_user}) + 1 AS u, number % {per_user} AS k,
+                  1700000000000 + toInt64(cityHash64(u, 0) % 2592000000) AS signup,
+                  cityHash64(u, 1) % 1000 AS luck,
+                  1 + (luck < 700) + (luck < 490) + (luck < 343) + (luck < 240) AS reached,
+                  k >= 2 AND k <= 6 AND k < reached + 2 AS is_step,
+                  multiIf(k = 0, signup - 600000, k <= 2, signup, signup + toInt64(k) * 7200000 + toInt64(cityHash64(number) % 7200000)) AS ts,
+                  multiIf(k = 1, 'identify', is_step, 'milestone', 'track') AS type,
+                  multiIf(k = 0, 'page_viewed', k = 1, 'identify', is_step, arrayElement([{steps}], toUInt64(k - 1)),
+                          arrayElement([{noise}], cityHash64(number, 2) % 6 + 1)) AS name,
+                  if(k = 0, '', concat('user-', toString(u))) AS uid,
+                  if(k = 1, concat('{{\"signedUpAt\":', toString(signup), ',\"plan\":\"trial\"}}'), '{{}}') AS props
+           FROM numbers({events})
+         )"
+    );
+    clickhouse_sql(&http, &sql)?;
+    for view in views {
+        clickhouse_sql(&http, &format!("ATTACH TABLE onramp.{view}"))?;
+    }
+    let users = events.div_ceil(per_user);
+    println!("store={url}");
+    println!("events={events}");
+    println!("users={users}");
+    println!("seconds={:.1}", started.elapsed().as_secs_f64());
     std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
     drop(server);
     Ok(())

@@ -8,7 +8,9 @@
 //! compared with a reference computed here from the raw events, by code written from the
 //! definitions in docs/ANALYTICS.md and sharing nothing with the collector's analytics (user
 //! keys, links, sign-up, traits, milestone funnels, ad-hoc funnels, time-to-value quantiles,
-//! first-day activation, cohorts, stalled pairs). A few streams also go to a real
+//! first-day activation, cohorts, stalled pairs; and in a second part, day and week cohorts with
+//! their time-to-value and first-day activation, the seed metrics with their histograms, the
+//! report's trait choices and the stalled CSV body). A few streams also go to a real
 //! clickhouse-server, whose answers to every route must equal SQLite's byte for byte. After each
 //! stream both stores' rollups must equal a recompute (`rollup verify`).
 
@@ -74,7 +76,7 @@ struct Stream {
 }
 
 fn stream() -> impl Strategy<Value = Stream> {
-    let spec = (0u8..4, prop::option::weighted(0.5, 0u8..4), 0u8..12, 0u8..17, 0u8..3, 0u8..4, prop::option::of(0u8..3), any::<bool>())
+    let spec = (0u8..4, prop::option::weighted(0.5, 0u8..4), 0u8..15, 0u8..17, 0u8..3, 0u8..4, prop::option::of(0u8..3), any::<bool>())
         .prop_map(|(device, user, what, slot, tick, batch, signup, pro)| Spec { device, user, what, slot, tick, batch, signup, pro });
     (
         prop::collection::vec(spec, 4..50),
@@ -112,6 +114,10 @@ fn events(s: &Stream) -> Vec<Ev> {
                 3 | 11 => ("milestone", "m2", json!({}), user),
                 4 => {
                     let mut traits = json!({"plan": if p.pro { "pro" } else { "free" }});
+                    // A number trait (shown as its JSON text; a later null wins like any value)
+                    // and one the dashboard's filter choices never show.
+                    traits["seats"] = if p.tick == 2 { Value::Null } else { json!(p.slot % 3) };
+                    traits["email"] = json!(format!("{}@example.com", p.device));
                     if let Some(days) = p.signup {
                         let at = BASE - i64::from(days) * D + 7 * H;
                         // Sent in seconds now and then, as older SDKs and imports do: one instant.
@@ -130,6 +136,13 @@ fn events(s: &Stream) -> Vec<Ev> {
                 5 => ("track", "b", json!({}), user),
                 6 => ("tip", "tip_shown", json!({"tipId": "t1", "milestone": "m2"}), user),
                 7 => ("tip", if p.pro { "tip_dismissed" } else { "tip_cta_clicked" }, json!({"tipId": "t1", "milestone": "m2"}), user),
+                // Ratios in quarters, so any order of summing gives the same mean.
+                12 => ("metric", "core_task_completion", json!({"value": f64::from(p.tick) / 4.0}), user),
+                // Every bucket of the histogram, mostly right on an edge, else 1 ms past it.
+                13 => {
+                    let at = [H / 2, H, 4 * H, D, 3 * D, 7 * D, 8 * D][usize::from(p.slot % 7)];
+                    ("metric", "return_interval", json!({"valueMs": at + i64::from(p.tick / 2)}), user)
+                }
                 _ => ("metric", "first_session_length", json!({"valueMs": i64::from(p.slot) * 60_000 + i64::from(p.tick)}), user),
             };
             Ev { id: format!("e{i:03}"), kind, name, anon, user, ts, props }
@@ -186,6 +199,8 @@ struct RefUser {
     tips: BTreeSet<&'static str>,
     /// `valueMs` of the user's first `first_session_length` metric.
     first_session: Option<i64>,
+    /// All the user's events, sorted by time, then id (for the reference's second part).
+    events: Vec<Ev>,
 }
 
 /// The users (every user key that came from a user id: the event's own, or its device's link),
@@ -234,8 +249,9 @@ fn reference_users(evs: &[Ev]) -> (Vec<RefUser>, Vec<RefUser>) {
             }
             let tracks = es.iter().filter(|e| e.kind == "track").map(|e| (e.ts, e.id.clone(), e.name)).collect();
             let tips = es.iter().filter(|e| e.kind == "tip").map(|e| e.name).collect();
-            let first_session = es.iter().find(|e| e.kind == "metric").and_then(|e| e.props["valueMs"].as_i64());
-            RefUser { key, signup, plan, reached, tracks, tips, first_session }
+            let first_session = es.iter().find(|e| e.kind == "metric" && e.name == "first_session_length").and_then(|e| e.props["valueMs"].as_i64());
+            let events = es.iter().map(|e| (*e).clone()).collect();
+            RefUser { key, signup, plan, reached, tracks, tips, first_session, events }
         })
         .collect();
     (resolve(users), resolve(visitors))
@@ -571,12 +587,14 @@ async fn run_case(s: Stream, clickhouse: Option<String>) -> Result<(), TestCaseE
     let evs = events(&s);
     let bodies = batches(&s, &evs);
     count_seen(&evs);
+    count_seen_more(&evs);
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite_store = Arc::new(SqliteStore::open(dir.path().join("o.db")).expect("sqlite"));
     let sqlite = serve_with_clock(sqlite_store.clone(), Some(NOW)).await;
     post_all(&sqlite, &bodies).await?;
     prop_assert_eq!(sqlite_store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
     check_reference(&sqlite, &evs).await?;
+    check_reference_more(&sqlite, &evs).await?;
     // Every other question must at least be answered.
     for q in questions() {
         ask(&sqlite, &q).await?;
@@ -591,6 +609,7 @@ async fn run_case(s: Stream, clickhouse: Option<String>) -> Result<(), TestCaseE
             prop_assert_eq!(ask(&sqlite, &q).await?, ask(&ch, &q).await?, "{}: SQLite and ClickHouse differ", q);
         }
         check_reference(&ch, &evs).await?;
+        check_reference_more(&ch, &evs).await?;
     }
     Ok(())
 }
@@ -608,7 +627,7 @@ async fn sqlite_answers_equal_the_reference() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    for (counter, name) in SEEN.iter().zip(SEEN_NAMES) {
+    for (counter, name) in SEEN.iter().zip(SEEN_NAMES).chain(SEEN_MORE.iter().zip(SEEN_MORE_NAMES)) {
         let n = counter.load(Ordering::Relaxed);
         assert!(n >= 5, "only {n} streams had {name}");
     }
@@ -629,5 +648,255 @@ async fn clickhouse_answers_equal_sqlite_and_the_reference() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference, part 2, from docs/ANALYTICS.md: cohorts by day and week with their
+// time-to-value and first-day activation, the seed metrics with their histograms, the report's
+// trait choices and the stalled CSV. Written apart from the collector as the part above is, and
+// over the same users (`reference_users`, `selected`).
+
+/// A step as a request names it: (is a milestone, name).
+type RefStep<'a> = (bool, &'a str);
+
+/// First reach of a step: a milestone's first `milestone` event, an event's first `track` event.
+fn first_reach(u: &RefUser, (milestone, name): RefStep) -> Option<i64> {
+    if milestone {
+        u.reached.get(name).copied()
+    } else {
+        u.tracks.iter().find(|t| t.2 == name).map(|t| t.0)
+    }
+}
+
+/// Time from sign-up to a step's first reach, clamped at 0.
+fn time_to(u: &RefUser, step: RefStep) -> Option<i64> {
+    first_reach(u, step).map(|t| (t - u.signup).max(0))
+}
+
+/// UTC calendar date of a time, counted day by day from 1970 (no shared date code).
+fn civil(ms: i64) -> (i64, i64, i64) {
+    let mut days = ms.div_euclid(D);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut year = 1970;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let lengths = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut month = 0;
+    while days >= lengths[month] {
+        days -= lengths[month];
+        month += 1;
+    }
+    (year, month as i64 + 1, days + 1)
+}
+
+fn ref_date(ms: i64) -> String {
+    let (y, m, d) = civil(ms);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn ref_iso(ms: i64) -> String {
+    let in_day = ms.rem_euclid(D);
+    format!("{}T{:02}:{:02}:{:02}Z", ref_date(ms), in_day / H, in_day % H / 60_000, in_day % 60_000 / 1000)
+}
+
+/// Start of the UTC day, or of the Monday-started week (1970-01-01 was a Thursday).
+fn period_start(ms: i64, week: bool) -> i64 {
+    let day = ms.div_euclid(D);
+    let back = if week { (day + 3).rem_euclid(7) } else { 0 };
+    (day - back) * D
+}
+
+/// First-day activation of `who`: signed up at least 24 h before now; value in under 24 h.
+fn ref_first_day(who: &[&RefUser], value: RefStep) -> Value {
+    let eligible: Vec<&&RefUser> = who.iter().filter(|u| u.signup + D <= NOW).collect();
+    let activated = eligible.iter().filter(|u| time_to(u, value).is_some_and(|t| t < D)).count();
+    let rate = if eligible.is_empty() { 0.0 } else { activated as f64 / eligible.len() as f64 };
+    json!({"eligible": eligible.len(), "activated": activated, "rate": rate})
+}
+
+fn kind_of((milestone, _): RefStep) -> &'static str {
+    if milestone { "milestone" } else { "event" }
+}
+
+/// `/v1/cohorts`: per sign-up day or week with sign-ups, oldest first.
+fn ref_cohorts(who: &[&RefUser], week: bool, steps: &[RefStep], value: RefStep) -> Value {
+    let mut groups: BTreeMap<i64, Vec<&RefUser>> = BTreeMap::new();
+    for u in who {
+        groups.entry(period_start(u.signup, week)).or_default().push(u);
+    }
+    let rows: Vec<Value> = groups
+        .into_iter()
+        .map(|(start, members)| {
+            let reached: Vec<usize> = steps.iter().map(|s| members.iter().filter(|u| first_reach(u, *s).is_some()).count()).collect();
+            let times: Vec<i64> = members.iter().filter_map(|u| time_to(u, value)).collect();
+            json!({
+                "start": start,
+                "label": ref_date(start),
+                "users": members.len(),
+                "reached": reached,
+                "value": {"name": value.1, "kind": kind_of(value), "reached": times.len(), "ms": quantiles(&times)},
+                "firstDay": ref_first_day(&members, value),
+            })
+        })
+        .collect();
+    json!({
+        "by": if week { "week" } else { "day" },
+        "steps": steps.iter().map(|s| s.1).collect::<Vec<_>>(),
+        "stepKinds": steps.iter().map(|s| kind_of(*s)).collect::<Vec<_>>(),
+        "valueMilestone": value.1,
+        "valueKind": kind_of(value),
+        "cohorts": rows,
+    })
+}
+
+/// Values of a user's `metric` events of `name`, by time, then id.
+fn metric_values<'a>(u: &'a RefUser, name: &'a str, key: &'a str) -> impl DoubleEndedIterator<Item = &'a Value> + 'a {
+    u.events.iter().filter(move |e| e.kind == "metric" && e.name == name).map(move |e| &e.props[key])
+}
+
+/// Each user's value (first or latest), quantiles, and histogram over `edges`.
+fn ref_distribution(values: Vec<i64>, edges: &[i64]) -> Value {
+    let mut counts = vec![0u64; edges.len() + 1];
+    for v in &values {
+        counts[edges.iter().filter(|e| *e <= v).count()] += 1;
+    }
+    json!({"users": values.len(), "ms": quantiles(&values), "histogram": {"edgesMs": edges, "counts": counts}})
+}
+
+/// `/v1/metrics`: core-task completion is the mean of each user's latest `value`; first-session
+/// length and return interval each user's first `valueMs`.
+fn ref_metrics(who: &[&RefUser]) -> Value {
+    const MIN: i64 = 60_000;
+    let ratios: Vec<f64> = who.iter().filter_map(|u| metric_values(u, "core_task_completion", "value").next_back().and_then(Value::as_f64)).collect();
+    let first = |name: &str| -> Vec<i64> { who.iter().filter_map(|u| metric_values(u, name, "valueMs").next().and_then(Value::as_i64)).collect() };
+    let mean = (!ratios.is_empty()).then(|| ratios.iter().sum::<f64>() / ratios.len() as f64);
+    json!({
+        "users": who.len(),
+        "coreTaskCompletion": {"users": ratios.len(), "rate": mean},
+        "firstSessionLength": ref_distribution(first("first_session_length"), &[MIN, 5 * MIN, 15 * MIN, 30 * MIN, H]),
+        "returnInterval": ref_distribution(first("return_interval"), &[H, 4 * H, D, 3 * D, 7 * D]),
+    })
+}
+
+/// The report's filter choices, from every user (whatever the filters): per trait key but
+/// `signedUpAt`, `email` and `name`, each value's users, most users first, then by value; a
+/// value is its string, or the JSON text of anything else; keys with over 50 values left out.
+fn ref_trait_choices(every: &[&RefUser]) -> Value {
+    let mut keys: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for u in every {
+        // Later identifies (by time, then id) win per key.
+        let mut traits: BTreeMap<String, Value> = BTreeMap::new();
+        for e in u.events.iter().filter(|e| e.kind == "identify") {
+            for (k, v) in e.props.as_object().expect("identify props") {
+                traits.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in traits.into_iter().filter(|(k, _)| !["signedUpAt", "email", "name"].contains(&k.as_str())) {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            *keys.entry(k).or_default().entry(text).or_default() += 1;
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (k, values) in keys.into_iter().filter(|(_, v)| v.len() <= 50) {
+        let mut values: Vec<(String, usize)> = values.into_iter().collect();
+        values.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), v.clone()));
+        out.insert(k, values.into_iter().map(|(value, users)| json!({"value": value, "users": users})).collect());
+    }
+    Value::Object(out)
+}
+
+/// `/v1/stalled?format=csv`: a header, then every stalled pair by due time, then user, then
+/// milestone; times as ISO 8601 UTC seconds, hours overdue to one decimal.
+fn ref_stalled_csv(who: &[&RefUser], due: &[(&str, i64)]) -> String {
+    let mut pairs: Vec<(i64, &str, &str, &RefUser)> = Vec::new();
+    for u in who {
+        for (m, within) in due {
+            if u.signup + within <= NOW && !u.reached.contains_key(m) {
+                pairs.push((u.signup + within, &u.key, m, u));
+            }
+        }
+    }
+    pairs.sort_by_key(|p| (p.0, p.1, p.2));
+    let mut csv = String::from("user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n");
+    for (due_at, user, m, u) in pairs {
+        let last_seen = u.events.iter().map(|e| e.ts).max().expect("a user has events");
+        // Tenths of an hour, rounded half up (generated times never fall on a half).
+        let tenths = ((NOW - due_at) * 10 + H / 2) / H;
+        csv.push_str(&format!("{user},{m},{},{},{},{}.{}\r\n", ref_iso(u.signup), ref_iso(due_at), ref_iso(last_seen), tenths / 10, tenths % 10));
+    }
+    csv
+}
+
+/// The collector's answers against the reference, part 2.
+async fn check_reference_more(c: &Collector, evs: &[Ev]) -> Result<(), TestCaseError> {
+    let (users, _visitors) = reference_users(evs);
+    let all = selected(&users, None, None, None);
+    let pro = selected(&users, None, None, Some("pro"));
+    let range = format!("from={}&to={}", BASE - 2 * D, SPLIT);
+    let in_range = selected(&users, Some(BASE - 2 * D), Some(SPLIT), None);
+    let ms: [RefStep; 2] = [(true, "m1"), (true, "m2")];
+    let without_project = |mut v: Value| {
+        v.as_object_mut().expect("object").remove("project");
+        v
+    };
+
+    let cohorts: [(String, &[&RefUser], bool, &[RefStep], RefStep); 4] = [
+        ("/v1/cohorts?by=week".into(), &all, true, &ms, (true, "m2")),
+        ("/v1/cohorts?by=week&trait.plan=pro".into(), &pro, true, &ms, (true, "m2")),
+        (format!("/v1/cohorts?by=week&{range}"), &in_range, true, &ms, (true, "m2")),
+        ("/v1/cohorts?by=day&steps=m1,event:b&value=event:b".into(), &all, false, &[(true, "m1"), (false, "b")], (false, "b")),
+    ];
+    for (path, who, week, steps, value) in cohorts {
+        prop_assert_eq!(without_project(ask_json(c, &path).await?), ref_cohorts(who, week, steps, value), "{}", path);
+    }
+
+    let metrics = [("/v1/metrics".to_string(), &all), (format!("/v1/metrics?trait.plan=pro&{range}"), &selected(&users, Some(BASE - 2 * D), Some(SPLIT), Some("pro")))];
+    for (path, who) in metrics {
+        prop_assert_eq!(without_project(ask_json(c, &path).await?), ref_metrics(who), "{}", path);
+    }
+
+    // Trait choices come from every user, whatever the filters.
+    let path = "/v1/report?trait.plan=pro&by=week";
+    prop_assert_eq!(&ask_json(c, path).await?["traits"], &ref_trait_choices(&all), "{}", path);
+
+    let free = selected(&users, None, None, Some("free"));
+    for (path, who, due) in [
+        ("/v1/stalled?format=csv", &all, DUE.to_vec()),
+        ("/v1/stalled?format=csv&due=m1:6h,m2:1d&trait.plan=free", &free, vec![("m1", 6 * H), ("m2", D)]),
+    ] {
+        prop_assert_eq!(ask(c, path).await?, ref_stalled_csv(who, &due), "{}", path);
+    }
+    Ok(())
+}
+
+/// How many streams had each case the second part checks, so a generator gone trivial fails.
+static SEEN_MORE: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+const SEEN_MORE_NAMES: [&str; 5] = [
+    "sign-ups in two weeks",
+    "a user whose latest core-task ratio differs from their first",
+    "a return interval on a histogram edge",
+    "a first-day activation",
+    "two values of a trait tied on users",
+];
+
+fn count_seen_more(evs: &[Ev]) {
+    let (users, _visitors) = reference_users(evs);
+    let all = selected(&users, None, None, None);
+    let weeks: BTreeSet<i64> = all.iter().map(|u| period_start(u.signup, true)).collect();
+    let ratios_differ = all.iter().any(|u| {
+        let ratios: Vec<&Value> = metric_values(u, "core_task_completion", "value").collect();
+        ratios.first() != ratios.last()
+    });
+    let on_edge = evs.iter().any(|e| e.name == "return_interval" && [H, 4 * H, D, 3 * D, 7 * D].contains(&e.props["valueMs"].as_i64().unwrap_or(0)));
+    let activated = ref_first_day(&all, (true, "m2"))["activated"].as_u64() > Some(0);
+    let tied = ref_trait_choices(&all).as_object().expect("traits").values().any(|values| {
+        let counts: Vec<&Value> = values.as_array().expect("values").iter().map(|v| &v["users"]).collect();
+        counts.windows(2).any(|w| w[0] == w[1])
+    });
+    for (counter, seen) in SEEN_MORE.iter().zip([weeks.len() > 1, ratios_differ, on_edge, activated, tied]) {
+        counter.fetch_add(usize::from(seen), Ordering::Relaxed);
     }
 }

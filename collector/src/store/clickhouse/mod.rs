@@ -465,11 +465,13 @@ impl ClickHouseStore {
                 http.execute(&format!("ALTER TABLE {local} DELETE WHERE {condition}")).await?;
                 wait_for_mutations(&http, &local).await?;
                 progress(format!("{node}: filling {local} from {}", self.target.local("events")));
-                http.execute(&format!(
+                // One pass over every event: far longer than an ordinary statement's 60 s
+                // (100 M events take tens of minutes on 2 cores).
+                let sql = format!(
                     "INSERT INTO {local} SELECT {columns}, {states} FROM {events} {array_join} WHERE {condition} AND {source} GROUP BY {columns}",
                     events = self.target.local("events"),
-                ))
-                .await?;
+                );
+                http.run(&sql, Vec::new(), REBUILD_TIMEOUT).await?;
             }
             let answer = http
                 .run(&format!("SELECT count() FROM {} WHERE {condition} FORMAT RowBinary", self.target.local("events")), Vec::new(), Duration::from_secs(600))
@@ -722,6 +724,9 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
     .await?;
     Ok(())
 }
+
+/// How long one rollup's recompute may run (`rollup rebuild`).
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// One rollup table and how it is recomputed from the events (the same as its migration's view).
 struct Rollup {
