@@ -658,6 +658,45 @@ impl Engine {
         self.anonymous || open_milestone || open_tip || !s.done.contains_key(RETURN_INTERVAL)
     }
 
+    /// Merges the user's state as the collector serves it (`GET /v1/state`, docs/IDENTITY.md):
+    /// what they did on other devices. The rules are the cross-tab ones (earliest reached time
+    /// and dismissal win, seed metrics once per user); the first two sessions are cut again over
+    /// both timelines, so a phone's first page view after days on the laptop is the user's
+    /// second session, and its first-session length is measured now if nobody has yet. Ignored
+    /// unless the engine is `user`'s (a later identify or reset made it someone else's).
+    pub fn merge_remote(&mut self, store: &mut dyn KeyValue, user: &str, remote: &UserState, now: i64) -> Vec<Emit> {
+        let mut out = Vec::new();
+        if self.anonymous || self.identity != user {
+            return out;
+        }
+        self.sync(store);
+        let s = &mut self.state;
+        s.absorb(remote);
+        s.last_activity = max_opt(s.last_activity, remote.last_activity);
+        if let (Some(local), Some(other)) = (s.first_start, remote.first_start) {
+            let timeline = |x: &UserState, start| (start, x.first_end.unwrap_or(start), x.second_start);
+            let (a, b) = if other < local { (timeline(remote, other), timeline(s, local)) } else { (timeline(s, local), timeline(remote, other)) };
+            let (first_end, second_start) = if b.0 - a.1 > SESSION_GAP_MS {
+                (a.1, min_opt(a.2, Some(b.0))) // b's first session came after a gap: a second session
+            } else {
+                let second = min_opt(a.2, b.2);
+                (min_opt(Some(a.1.max(b.1)), second).unwrap_or(a.1), second)
+            };
+            (s.first_start, s.first_end, s.second_start) = (Some(a.0), Some(first_end), second_start);
+        } else if s.first_start.is_none() {
+            (s.first_start, s.first_end, s.second_start) = (remote.first_start, remote.first_end, remote.second_start);
+        }
+        self.apply_aliases();
+        let t = self.clock(now);
+        if let (Some(first), Some(end), Some(second)) = (self.state.first_start, self.state.first_end, self.state.second_start) {
+            self.once(FIRST_SESSION_LENGTH, t, end - first, &mut out);
+            self.once(RETURN_INTERVAL, t, second - first, &mut out);
+        }
+        self.check_completion(t, &mut out);
+        self.save(store);
+        out
+    }
+
     /// Whether `milestone` has been reached, and when.
     pub fn reached(&self, milestone: &str) -> Option<i64> {
         self.state.reached.get(milestone).copied()
