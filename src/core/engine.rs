@@ -338,6 +338,10 @@ pub struct Engine {
     /// True until `identify`: an anonymous identity's state is handed to the user it turns into.
     anonymous: bool,
     pub state: UserState,
+    /// While the collector's view of this user is on its way (docs/IDENTITY.md), the
+    /// once-per-user metrics wait for it: another device may have measured them already.
+    /// [`Engine::merge_remote`] or [`Engine::release_held`] measures what is still due.
+    pub hold_once: bool,
     /// The text last written to (or read from) storage. Storage still holding it means no other
     /// tab wrote since, and merging it again would change nothing (merge is idempotent), so the
     /// per-event parse is skipped.
@@ -366,7 +370,15 @@ impl Engine {
     /// An engine for the anonymous identity `anonymous_id`, loading its state.
     pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
         let mut engine =
-            Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default(), stored: String::new() };
+            Engine {
+            plan,
+            tab,
+            identity: anonymous_id.into(),
+            anonymous: true,
+            state: UserState::default(),
+            hold_once: false,
+            stored: String::new(),
+        };
         engine.sync(store);
         engine.apply_aliases();
         engine
@@ -474,7 +486,7 @@ impl Engine {
 
     /// Emits a duration metric once per user.
     fn once(&mut self, name: &str, t: i64, value_ms: i64, out: &mut Vec<Emit>) {
-        if self.state.done.contains_key(name) {
+        if self.state.done.contains_key(name) || self.hold_once {
             return;
         }
         self.state.done.insert(name.into(), t);
@@ -667,6 +679,7 @@ impl Engine {
     pub fn merge_remote(&mut self, store: &mut dyn KeyValue, user: &str, remote: &UserState, now: i64) -> Vec<Emit> {
         let mut out = Vec::new();
         if self.anonymous || self.identity != user {
+            self.hold_once = false;
             return out;
         }
         self.sync(store);
@@ -687,14 +700,33 @@ impl Engine {
             (s.first_start, s.first_end, s.second_start) = (remote.first_start, remote.first_end, remote.second_start);
         }
         self.apply_aliases();
+        self.hold_once = false;
         let t = self.clock(now);
-        if let (Some(first), Some(end), Some(second)) = (self.state.first_start, self.state.first_end, self.state.second_start) {
-            self.once(FIRST_SESSION_LENGTH, t, end - first, &mut out);
-            self.once(RETURN_INTERVAL, t, second - first, &mut out);
-        }
+        self.measure_due(t, &mut out);
         self.check_completion(t, &mut out);
         self.save(store);
         out
+    }
+
+    /// The collector could not be asked: the once-per-user metrics held for its answer are
+    /// measured from local state.
+    pub fn release_held(&mut self, store: &mut dyn KeyValue, now: i64) -> Vec<Emit> {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.hold_once) {
+            self.sync(store);
+            let t = self.clock(now);
+            self.measure_due(t, &mut out);
+            self.save(store);
+        }
+        out
+    }
+
+    /// The session metrics a second session makes due, unless measured already.
+    fn measure_due(&mut self, t: i64, out: &mut Vec<Emit>) {
+        if let (Some(first), Some(end), Some(second)) = (self.state.first_start, self.state.first_end, self.state.second_start) {
+            self.once(FIRST_SESSION_LENGTH, t, end - first, out);
+            self.once(RETURN_INTERVAL, t, second - first, out);
+        }
     }
 
     /// Whether `milestone` has been reached, and when.

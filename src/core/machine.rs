@@ -155,6 +155,9 @@ struct Running<S: KeyValue> {
     /// and user, again after a failure at the next `identify` or when the browser is back online.
     #[cfg(feature = "guide")]
     state_asked: Option<String>,
+    /// Asked and not answered yet: the engine holds the once-per-user metrics meanwhile.
+    #[cfg(feature = "guide")]
+    state_pending: bool,
     /// A state that arrived before the plan, merged when the engine starts.
     #[cfg(feature = "guide")]
     remote: Option<(String, super::engine::UserState)>,
@@ -262,6 +265,8 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
             },
             #[cfg(feature = "guide")]
             state_asked: None,
+            #[cfg(feature = "guide")]
+            state_pending: false,
             #[cfg(feature = "guide")]
             remote: None,
         };
@@ -491,13 +496,14 @@ impl<S: KeyValue> Running<S> {
         #[cfg(feature = "guide")]
         {
             self.signup = signup.or(self.signup);
+            // Asked first: the engine holds the once-per-user metrics for the answer.
+            self.ask_state(&user_id, fx);
             if let Some(engine) = self.engine.as_mut() {
                 let emits = engine.identify(&mut self.kv, &user_id, signup, now);
                 self.record_emits(emits, now, rng);
             }
             self.update_lean_mark(now);
             fx.push(Effect::Render(None));
-            self.ask_state(&user_id, fx);
         }
         #[cfg(not(feature = "guide"))]
         {
@@ -547,9 +553,11 @@ impl<S: KeyValue> Running<S> {
         {
             if let Some(engine) = self.engine.as_mut() {
                 engine.reset(&self.kv, &id);
+                engine.hold_once = false;
             }
             self.signup = None;
             self.state_asked = None;
+            self.state_pending = false;
             self.remote = None;
             fx.push(Effect::Render(None));
         }
@@ -567,6 +575,10 @@ impl<S: KeyValue> Running<S> {
             return;
         }
         self.state_asked = Some(user.into());
+        self.state_pending = true;
+        if let Some(engine) = self.engine.as_mut() {
+            engine.hold_once = true;
+        }
         let mut url = self.state_url.clone();
         url.push_str("&user=");
         encode_component(&mut url, user);
@@ -585,8 +597,14 @@ impl<S: KeyValue> Running<S> {
         if self.client.user_id.as_deref() != Some(user.as_str()) {
             return;
         }
+        self.state_pending = false;
         let Some(body) = body else {
+            // Offline or refused: local state alone for now, asked again later.
             self.state_asked = None;
+            if let Some(engine) = self.engine.as_mut() {
+                let emits = engine.release_held(&mut self.kv, now);
+                self.record_emits(emits, now, rng);
+            }
             return;
         };
         let remote = super::engine::UserState::from_json(&body);
@@ -614,6 +632,7 @@ impl<S: KeyValue> Running<S> {
         let rules = plan.capture.clone();
         let default_locale = plan.default_locale.clone();
         let mut engine = Engine::new(plan, self.tab.clone(), &self.client.anonymous_id, &self.kv);
+        engine.hold_once = self.state_pending;
         let mut emits = engine.touch(&mut self.kv, now);
         if let Some(user) = self.client.user_id.clone() {
             emits.extend(engine.identify(&mut self.kv, &user, self.signup, now));
@@ -1111,5 +1130,35 @@ mod tests {
         assert_eq!(fetches(&fx).len(), 1);
         m.handle(now + 8, Input::RemoteState { user_id: "bob".into(), body: Some(laptop_state()) });
         assert_eq!(reached(&mut m, now + 8, "signed_up"), None);
+    }
+
+    #[cfg(feature = "guide")]
+    #[test]
+    fn a_second_session_waits_for_the_collector_before_measuring_the_first_one() {
+        // Ann's first session on this laptop at T0; she is back two days later.
+        let laptop = Shared::default();
+        let (mut m, _) = page(&laptop, None, T0, 3);
+        m.handle(T0, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        m.handle(T0, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
+        m.handle(T0 + 1, Input::RemoteState { user_id: "ann".into(), body: Some("{}".into()) });
+        track(&mut m, T0 + 5 * MIN, "files_viewed");
+        sent(&mut m, T0 + 5 * MIN);
+        m.handle(T0 + 5 * MIN, Input::Persist);
+        let later = T0 + 2 * DAY;
+        for (answer, expected) in [
+            // The phone measured it already (the collector's `done`): not again.
+            (Some(r#"{"done":{"first_session_length":1,"return_interval":1}}"#.to_string()), Vec::<String>::new()),
+            // Offline: measured from local state alone.
+            (None, vec!["first_session_length".to_string(), "return_interval".to_string()]),
+        ] {
+            let storage = Shared(Rc::new(RefCell::new(laptop.0.borrow().clone())));
+            let (mut m, _) = page(&storage, None, later, 4);
+            m.handle(later, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            m.handle(later, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
+            assert!(!names(&sent(&mut m, later + 1)).iter().any(|n| n == "first_session_length"), "held for the answer");
+            m.handle(later + 2, Input::RemoteState { user_id: "ann".into(), body: answer });
+            let names = names(&sent(&mut m, later + 3));
+            assert_eq!(names.iter().filter(|n| n.ends_with("_length") || n.ends_with("_interval")).cloned().collect::<Vec<_>>(), expected);
+        }
     }
 }
