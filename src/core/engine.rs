@@ -684,7 +684,10 @@ impl Engine {
         }
         self.sync(store);
         let s = &mut self.state;
+        // The sign-up time the page gives (its backend's) wins over one the collector has seen.
+        let signup = s.signup;
         s.absorb(remote);
+        s.signup = signup.or(remote.signup);
         s.last_activity = max_opt(s.last_activity, remote.last_activity);
         if let (Some(local), Some(other)) = (s.first_start, remote.first_start) {
             let timeline = |x: &UserState, start| (start, x.first_end.unwrap_or(start), x.second_start);
