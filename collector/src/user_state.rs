@@ -120,30 +120,14 @@ pub struct StateQuery {
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<StateQuery>, headers: HeaderMap) -> Response {
-    // CORS as `/v1/plan` and `/v1/batch` give it: only the key's project's origins.
-    let origin = headers
-        .get(header::ORIGIN)
-        .filter(|o| {
-            let Ok(o) = o.to_str() else { return false };
-            match q.write_key.as_deref().and_then(|k| state.config.project_by_write_key(k)) {
-                Some(project) => project.allows_origin(o),
-                None => state.config.any_allows_origin(o),
-            }
-        })
-        .cloned();
+    let origin = crate::plans::readable_by(&state, q.write_key.as_deref(), &headers);
     let mut response = serve(&state, q, &headers).await.unwrap_or_else(|e| e.into_response());
     cors_headers(response.headers_mut(), origin.as_ref());
     response
 }
 
 async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let key = q.write_key.ok_or_else(|| ApiError::BadRequest("writeKey: required".into()))?;
-    let project = state.config.project_by_write_key(&key).ok_or(ApiError::UnknownWriteKey)?;
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        if !project.allows_origin(origin) {
-            return Err(ApiError::OriginNotAllowed(origin.into()));
-        }
-    }
+    let project = crate::plans::sdk_project(state, q.write_key, headers)?;
     let user = q.user.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::BadRequest("user: required (the id passed to identify)".into()))?;
     // A project that verifies identities lets only the user's own signed pages read their state;
     // `off` (rolling the hashes out) checks a hash that is given, as ingest accepts one.
