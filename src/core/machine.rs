@@ -632,7 +632,8 @@ impl<S: KeyValue> Running<S> {
         let rules = plan.capture.clone();
         let default_locale = plan.default_locale.clone();
         let mut engine = Engine::new(plan, self.tab.clone(), &self.client.anonymous_id, &self.kv);
-        engine.hold_once = self.state_pending;
+        // Held while the answer is on its way, or here and merged below, after identify.
+        engine.hold_once = self.state_pending || self.remote.is_some();
         let mut emits = engine.touch(&mut self.kv, now);
         if let Some(user) = self.client.user_id.clone() {
             emits.extend(engine.identify(&mut self.kv, &user, self.signup, now));
@@ -1145,18 +1146,26 @@ mod tests {
         sent(&mut m, T0 + 5 * MIN);
         m.handle(T0 + 5 * MIN, Input::Persist);
         let later = T0 + 2 * DAY;
-        for (answer, expected) in [
+        let measured = r#"{"done":{"first_session_length":1,"return_interval":1}}"#.to_string();
+        for (answer, plan_first, expected) in [
             // The phone measured it already (the collector's `done`): not again.
-            (Some(r#"{"done":{"first_session_length":1,"return_interval":1}}"#.to_string()), Vec::<String>::new()),
+            (Some(measured.clone()), true, Vec::<String>::new()),
+            // The same, with the answer in before the plan.
+            (Some(measured), false, Vec::new()),
             // Offline: measured from local state alone.
-            (None, vec!["first_session_length".to_string(), "return_interval".to_string()]),
+            (None, true, vec!["first_session_length".to_string(), "return_interval".to_string()]),
         ] {
             let storage = Shared(Rc::new(RefCell::new(laptop.0.borrow().clone())));
             let (mut m, _) = page(&storage, None, later, 4);
-            m.handle(later, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            if plan_first {
+                m.handle(later, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            }
             m.handle(later, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
             assert!(!names(&sent(&mut m, later + 1)).iter().any(|n| n == "first_session_length"), "held for the answer");
             m.handle(later + 2, Input::RemoteState { user_id: "ann".into(), body: answer });
+            if !plan_first {
+                m.handle(later + 2, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            }
             let names = names(&sent(&mut m, later + 3));
             assert_eq!(names.iter().filter(|n| n.ends_with("_length") || n.ends_with("_interval")).cloned().collect::<Vec<_>>(), expected);
         }

@@ -45,7 +45,7 @@ async function identify(d, user, traits = {}) {
   await d.page.evaluate(([u, t]) => window.onramp.identify(u, t), [user, traits]);
   const response = await answered;
   assert.equal(response.status(), 200);
-  await d.page.waitForTimeout(100); // the answer's input runs after the response resolves
+  await d.page.waitForTimeout(300); // the answer's input runs after the response resolves
   return response.json();
 }
 
@@ -101,7 +101,7 @@ test("one first_session_length per user across devices", async () => {
   const phone = await device({ offsetMs: 2 * H });
   await identify(phone, user);
   await flush(phone);
-  await eventually(() => sql(`SELECT count(*) FROM events WHERE name = 'first_session_length' AND user_id = '${user}'`) === "1");
+  await eventually(() => sql(`SELECT count(*) FROM events WHERE name = 'first_session_length' AND user_id = '${user}'`) === "1", { timeout: 20000 });
   const anonOf = (d) => d.page.evaluate(() => localStorage.getItem("onramp.anonymousId"));
   assert.equal(sql(`SELECT anonymous_id FROM events WHERE name = 'first_session_length'`), await anonOf(phone));
 
