@@ -237,3 +237,161 @@ async fn verified_projects_need_the_users_hash() {
     let (status, _, _) = state(&url, &format!("writeKey=wk_rollout&user=ann&userHash={}", hash("bob"))).await;
     assert_eq!(status, 400);
 }
+
+mod permutations {
+    //! The property of issue 19: any permutation and duplication of users' batches yields the
+    //! same identity links, states and reports, on SQLite and on ClickHouse, as the batches
+    //! posted once in order. The history (common::history: anonymous visits, identify, second
+    //! devices, resends, ties, skewed clocks) gets shared computers added: a device identified
+    //! as one user, later as another (an older SDK that kept the anonymous id), each identify
+    //! in its own batch, so a permutation delivers the later user's first.
+
+    use super::common::history::{history, HOUR, NOW, STEPS};
+    use super::common::{self, post, serve_with_clock, Collector};
+    use onramp_collector::store::clickhouse::ClickHouseStore;
+    use onramp_collector::store::sqlite::SqliteStore;
+    use onramp_collector::store::Store;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const USERS: usize = 10;
+
+    fn batches() -> Vec<String> {
+        let mut out = history(0..USERS, 19);
+        for u in 0..USERS / 2 {
+            let (a, b, device) = (format!("user-{:04}", 2 * u), format!("user-{:04}", 2 * u + 1), format!("shared-{u}"));
+            let at = NOW - 3 * 24 * HOUR + u as i64 * HOUR;
+            let one = |id: String, kind: &str, name: &str, user: Option<&str>, ts: i64| {
+                let mut e = json!({"id": id, "type": kind, "name": name, "anonymousId": device, "ts": ts, "props": {}});
+                if let Some(user) = user {
+                    e["userId"] = json!(user);
+                }
+                json!({"writeKey": "wk_demo", "sentAt": NOW, "events": [e]}).to_string()
+            };
+            out.push(one(format!("s{u}-1"), "track", "project_created", None, at));
+            out.push(one(format!("s{u}-2"), "identify", "identify", Some(&a), at + 1000));
+            out.push(one(format!("s{u}-3"), "milestone", "signed_up", Some(&a), at + 2000));
+            out.push(one(format!("s{u}-4"), "identify", "identify", Some(&b), at + HOUR));
+            out.push(one(format!("s{u}-5"), "milestone", "teammate_invited", Some(&b), at + HOUR + 1000));
+        }
+        out
+    }
+
+    fn users() -> Vec<String> {
+        (0..USERS).map(|u| format!("user-{u:04}")).chain((0..USERS / 2).map(|u| format!("shared-{u}"))).collect()
+    }
+
+    /// Everything a permutation must not change: each user's links, state, and the reports.
+    async fn answers(c: &Collector, store: &dyn Store) -> Result<Vec<String>, TestCaseError> {
+        let mut out = Vec::new();
+        for user in users() {
+            let mut links = store.user_data("demo", &user).await.map_err(|e| TestCaseError::fail(e.to_string()))?.identities;
+            links.sort();
+            out.push(format!("{user} links {links:?}"));
+            let r = reqwest::get(format!("{}/v1/state?writeKey=wk_demo&user={user}", c.url)).await.expect("state");
+            prop_assert_eq!(r.status().as_u16(), 200);
+            out.push(format!("{user} state {}", r.text().await.expect("body")));
+        }
+        let steps = STEPS.join(",");
+        for path in [format!("/v1/funnel?steps={steps}&users=true"), format!("/v1/ttv?steps={steps}"), "/v1/metrics".into(), "/v1/tips".into()] {
+            let r = reqwest::Client::new().get(format!("{}{path}", c.url)).bearer_auth("rt_demo").send().await.expect("get");
+            prop_assert_eq!(r.status().as_u16(), 200);
+            out.push(format!("{path} {}", r.text().await.expect("body")));
+        }
+        Ok(out)
+    }
+
+    /// `bodies` shuffled by `seed`, about a third of them sent twice (a copy later on).
+    fn permuted(bodies: &[String], seed: u64) -> Vec<String> {
+        let mut state = seed | 1;
+        let mut below = |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let mut out: Vec<String> = bodies.to_vec();
+        for body in bodies {
+            if below(3) == 0 {
+                out.push(body.clone());
+            }
+        }
+        for i in (1..out.len()).rev() {
+            out.swap(i, below(i + 1));
+        }
+        out
+    }
+
+    async fn post_all(c: &Collector, bodies: &[String]) -> Result<(), TestCaseError> {
+        for body in bodies {
+            prop_assert_eq!(post(&c.url, body.clone()).await.status().as_u16(), 200);
+        }
+        Ok(())
+    }
+
+    async fn baseline() -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(dir.path().join("in-order.db")).expect("sqlite"));
+        let c = serve_with_clock(store.clone(), Some(NOW)).await;
+        post_all(&c, &batches()).await.expect("post");
+        let answers = answers(&c, store.as_ref()).await.expect("answers");
+        // Not a vacuous property: the shared computers link to their first user only.
+        assert!(answers.iter().any(|a| a.starts_with("user-0000 links") && a.contains("shared-0")), "{answers:?}");
+        assert!(!answers.iter().any(|a| a.starts_with("user-0001 links") && a.contains("shared-0")), "{answers:?}");
+        answers
+    }
+
+    async fn case(seed: u64, expected: &[String], clickhouse: Option<String>) -> Result<(), TestCaseError> {
+        let bodies = permuted(&batches(), seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, c): (Arc<dyn Store>, _) = match clickhouse {
+            Some(url) => {
+                let store: Arc<dyn Store> = Arc::new(ClickHouseStore::open(&url).await.expect("open ClickHouse"));
+                (store.clone(), serve_with_clock(store, Some(NOW)).await)
+            }
+            None => {
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("p.db")).expect("sqlite"));
+                (store.clone(), serve_with_clock(store, Some(NOW)).await)
+            }
+        };
+        post_all(&c, &bodies).await?;
+        let got = answers(&c, store.as_ref()).await?;
+        prop_assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(expected) {
+            prop_assert_eq!(g, e);
+        }
+        Ok(())
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_permutation_and_duplication_gives_the_same_links_states_and_reports_on_sqlite() {
+        let expected = baseline().await;
+        let handle = tokio::runtime::Handle::current();
+        let result = runner(8).run(&any::<u64>(), |seed| tokio::task::block_in_place(|| handle.block_on(case(seed, &expected, None))));
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_permutation_and_duplication_gives_the_same_links_states_and_reports_on_clickhouse() {
+        let expected = baseline().await;
+        let (server, _) = common::clickhouse().await;
+        // Without background merges, duplicated rows stay apart: reads must fold them.
+        server.query("SYSTEM STOP MERGES").expect("stop merges");
+        let handle = tokio::runtime::Handle::current();
+        let cases = std::sync::atomic::AtomicUsize::new(0);
+        let result = runner(3).run(&any::<u64>(), |seed| {
+            let n = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = server.store_url(&format!("perm{n}"));
+            tokio::task::block_in_place(|| handle.block_on(case(seed, &expected, Some(url))))
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+}
