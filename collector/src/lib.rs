@@ -6,6 +6,7 @@
 //! - [`config`]: projects (write keys, read tokens, allowed origins) and paths.
 //! - [`ingest`]: `POST /v1/batch`, from body to committed rows.
 //! - [`identity`]: identity verification (`userHash`).
+//! - [`user_state`]: `GET /v1/state`, a user's milestone state across devices for the SDK.
 //! - [`query`]: the read API behind the dashboard (`/v1/funnel`, `/v1/ttv`, `/v1/cohorts`,
 //!   `/v1/tips`, `/v1/metrics`, `/v1/stalled`, `/v1/report`).
 //! - [`analytics`]: the pure math behind it, shared by every store.
@@ -39,6 +40,7 @@ pub mod sdk_files;
 pub mod serve;
 pub mod rollup;
 pub mod store;
+pub mod user_state;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -171,6 +173,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/plan/versions/{number}", get(plans::version_text))
         .route("/v1/plan/rollback", post(plans::rollback))
         .route("/v1/preview", post(preview::mint).get(preview::check))
+        .route("/v1/state", get(user_state::get))
         .route("/v1/funnel", get(query::funnel))
         .route("/v1/ttv", get(query::time_to_value))
         .route("/v1/cohorts", get(query::cohorts))

@@ -129,35 +129,43 @@ pub fn authorize_editor<'a>(state: &'a AppState, headers: &HeaderMap, project: O
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<PlanQuery>, headers: HeaderMap) -> Response {
-    // CORS only for the key's project's origins (any project's, for an unknown key), as
-    // `/v1/batch` does: a refusal must not be readable by every other site.
-    let origin = headers.get(header::ORIGIN).filter(|o| {
-        let Ok(o) = o.to_str() else { return false };
-        match q.write_key.as_deref().and_then(|k| state.config.project_by_write_key(k)) {
-            Some(project) => project.allows_origin(o),
-            None => state.config.any_allows_origin(o),
-        }
-    });
-    let origin = origin.cloned();
-    let mut response = match serve(&state, q, &headers).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    let origin = readable_by(&state, q.write_key.as_deref(), &headers);
+    let mut response = serve(&state, q, &headers).await.unwrap_or_else(|e| e.into_response());
     cors_headers(response.headers_mut(), origin.as_ref());
     response
 }
 
-async fn serve(state: &AppState, q: PlanQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let project = match q.write_key {
-        None if headers.contains_key(header::AUTHORIZATION) => return serve_to_editor(state, q.project.as_deref(), headers).await,
-        None => return Err(ApiError::BadRequest("writeKey: required".into())),
-        Some(key) => state.config.project_by_write_key(&key).ok_or(ApiError::UnknownWriteKey)?,
+/// The origin that may read the answer to an SDK read (`/v1/plan`, `/v1/state`): the key's
+/// project's allowed origins (any project's, for an unknown key), as `/v1/batch` does, so a
+/// refusal is not readable by every other site.
+pub(crate) fn readable_by(state: &AppState, write_key: Option<&str>, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let o = origin.to_str().ok()?;
+    let allowed = match write_key.and_then(|k| state.config.project_by_write_key(k)) {
+        Some(project) => project.allows_origin(o),
+        None => state.config.any_allows_origin(o),
     };
+    allowed.then(|| origin.clone())
+}
+
+/// The project of an SDK read: its write key is required and known, and the page's origin
+/// (when the browser says it) allowed.
+pub(crate) fn sdk_project<'a>(state: &'a AppState, write_key: Option<String>, headers: &HeaderMap) -> Result<&'a crate::Project, ApiError> {
+    let key = write_key.ok_or_else(|| ApiError::BadRequest("writeKey: required".into()))?;
+    let project = state.config.project_by_write_key(&key).ok_or(ApiError::UnknownWriteKey)?;
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         if !project.allows_origin(origin) {
             return Err(ApiError::OriginNotAllowed(origin.into()));
         }
     }
+    Ok(project)
+}
+
+async fn serve(state: &AppState, q: PlanQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
+    if q.write_key.is_none() && headers.contains_key(header::AUTHORIZATION) {
+        return serve_to_editor(state, q.project.as_deref(), headers).await;
+    }
+    let project = sdk_project(state, q.write_key, headers)?;
     let Some(plan) = current(state, &project.id).await? else {
         // 204, not 404: browsers log every 4xx in the console, and a project without a plan is
         // not an error on the customer's page. The SDK then runs without milestones.

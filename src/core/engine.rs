@@ -244,6 +244,10 @@ pub struct Engine {
     /// True until `identify`: an anonymous identity's state is handed to the user it turns into.
     anonymous: bool,
     pub state: UserState,
+    /// While the collector's view of this user is on its way (docs/IDENTITY.md), the
+    /// once-per-user metrics wait for it: another device may have measured them already.
+    /// [`Engine::merge_remote`] or [`Engine::release_held`] measures what is still due.
+    pub hold_once: bool,
     /// The text last written to (or read from) storage. Storage still holding it means no other
     /// tab wrote since, and merging it again would change nothing (merge is idempotent), so the
     /// per-event parse is skipped.
@@ -275,7 +279,16 @@ impl Engine {
     /// An engine for the anonymous identity `anonymous_id`, loading its state.
     pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
         let mut engine =
-            Engine { plan, tab, identity: anonymous_id.into(), anonymous: true, state: UserState::default(), stored: String::new(), stored_is_newer: false };
+            Engine {
+                plan,
+                tab,
+                identity: anonymous_id.into(),
+                anonymous: true,
+                state: UserState::default(),
+                hold_once: false,
+                stored: String::new(),
+                stored_is_newer: false,
+            };
         engine.sync(store);
         engine.apply_aliases();
         engine
@@ -388,7 +401,7 @@ impl Engine {
 
     /// Emits a duration metric once per user.
     fn once(&mut self, name: &str, t: i64, value_ms: i64, out: &mut Vec<Emit>) {
-        if self.state.done.contains_key(name) {
+        if self.state.done.contains_key(name) || self.hold_once {
             return;
         }
         self.state.done.insert(name.into(), t);
@@ -572,6 +585,68 @@ impl Engine {
             !done && !dismissed && since < t.window.until_ms
         });
         self.anonymous || open_milestone || open_tip || !s.done.contains_key(RETURN_INTERVAL)
+    }
+
+    /// Merges the user's state as the collector serves it (`GET /v1/state`, docs/IDENTITY.md):
+    /// what they did on other devices. The rules are the cross-tab ones (earliest reached time
+    /// and dismissal win, seed metrics once per user); the first two sessions are cut again over
+    /// both timelines, so a phone's first page view after days on the laptop is the user's
+    /// second session, and its first-session length is measured now if nobody has yet. Ignored
+    /// unless the engine is `user`'s (a later identify or reset made it someone else's).
+    pub fn merge_remote(&mut self, store: &mut dyn KeyValue, user: &str, remote: &UserState, now: i64) -> Vec<Emit> {
+        let mut out = Vec::new();
+        if self.anonymous || self.identity != user {
+            self.hold_once = false;
+            return out;
+        }
+        self.sync(store);
+        let s = &mut self.state;
+        // The sign-up time the page gives (its backend's) wins over one the collector has seen.
+        let signup = s.signup;
+        s.absorb(remote);
+        s.signup = signup.or(remote.signup);
+        s.last_activity = max_opt(s.last_activity, remote.last_activity);
+        if let (Some(local), Some(other)) = (s.first_start, remote.first_start) {
+            let timeline = |x: &UserState, start| (start, x.first_end.unwrap_or(start), x.second_start);
+            let (a, b) = if other < local { (timeline(remote, other), timeline(s, local)) } else { (timeline(s, local), timeline(remote, other)) };
+            let (first_end, second_start) = if b.0 - a.1 > SESSION_GAP_MS {
+                (a.1, min_opt(a.2, Some(b.0))) // b's first session came after a gap: a second session
+            } else {
+                let second = min_opt(a.2, b.2);
+                (min_opt(Some(a.1.max(b.1)), second).unwrap_or(a.1), second)
+            };
+            (s.first_start, s.first_end, s.second_start) = (Some(a.0), Some(first_end), second_start);
+        } else if s.first_start.is_none() {
+            (s.first_start, s.first_end, s.second_start) = (remote.first_start, remote.first_end, remote.second_start);
+        }
+        self.apply_aliases();
+        self.hold_once = false;
+        let t = self.clock(now);
+        self.measure_due(t, &mut out);
+        self.check_completion(t, &mut out);
+        self.save(store);
+        out
+    }
+
+    /// The collector could not be asked: the once-per-user metrics held for its answer are
+    /// measured from local state.
+    pub fn release_held(&mut self, store: &mut dyn KeyValue, now: i64) -> Vec<Emit> {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.hold_once) {
+            self.sync(store);
+            let t = self.clock(now);
+            self.measure_due(t, &mut out);
+            self.save(store);
+        }
+        out
+    }
+
+    /// The session metrics a second session makes due, unless measured already.
+    fn measure_due(&mut self, t: i64, out: &mut Vec<Emit>) {
+        if let (Some(first), Some(end), Some(second)) = (self.state.first_start, self.state.first_end, self.state.second_start) {
+            self.once(FIRST_SESSION_LENGTH, t, end - first, out);
+            self.once(RETURN_INTERVAL, t, second - first, out);
+        }
     }
 
     /// Whether `milestone` has been reached, and when.

@@ -78,6 +78,10 @@ pub enum Input {
     /// The collector answered a [`Effect::Send`]: `status` 0 for a network error; `body` is
     /// read for 400 and 413 only.
     Answered { status: u16, retry_after: Option<String>, body: String },
+    /// The collector answered a [`Effect::FetchState`] for `user_id`: the state document on a
+    /// 200, `None` on anything else (offline, an error): local state goes on alone.
+    #[cfg(feature = "guide")]
+    RemoteState { user_id: String, body: Option<String> },
 }
 
 /// Where the plan comes from; the host fetches or reads it and answers with
@@ -114,6 +118,9 @@ pub enum Effect {
     Render(Option<String>),
     Console(String),
     ResolveFlush(u64),
+    /// GET `url` (the user's state, `/v1/state`) and answer with [`Input::RemoteState`].
+    #[cfg(feature = "guide")]
+    FetchState { url: String, user_id: String },
 }
 
 /// The running SDK, between `init` and a disabling error.
@@ -141,6 +148,19 @@ struct Running<S: KeyValue> {
     signup: Option<i64>,
     #[cfg(feature = "guide")]
     tips_options: Value,
+    /// `/v1/state?writeKey=…`, the user's state across devices (docs/IDENTITY.md).
+    #[cfg(feature = "guide")]
+    state_url: String,
+    /// The user whose state was asked for on this page (and not refused): asked once per page
+    /// and user, again after a failure at the next `identify` or when the browser is back online.
+    #[cfg(feature = "guide")]
+    state_asked: Option<String>,
+    /// Asked and not answered yet: the engine holds the once-per-user metrics meanwhile.
+    #[cfg(feature = "guide")]
+    state_pending: bool,
+    /// A state that arrived before the plan, merged when the engine starts.
+    #[cfg(feature = "guide")]
+    remote: Option<(String, super::engine::UserState)>,
 }
 
 pub struct Machine<S: KeyValue + Clone, E: Entropy> {
@@ -237,6 +257,18 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
             signup: None,
             #[cfg(feature = "guide")]
             tips_options: options.get("tips").cloned().unwrap_or(Value::Null),
+            #[cfg(feature = "guide")]
+            state_url: {
+                let mut url = collector.clone() + "/v1/state?writeKey=";
+                encode_component(&mut url, write_key);
+                url
+            },
+            #[cfg(feature = "guide")]
+            state_asked: None,
+            #[cfg(feature = "guide")]
+            state_pending: false,
+            #[cfg(feature = "guide")]
+            remote: None,
         };
         self.sdk = Some(sdk);
         fx.push(Effect::Listen);
@@ -310,7 +342,13 @@ impl<S: KeyValue> Running<S> {
             Input::Online => {
                 self.outbox.online();
                 self.send(now, true, fx);
+                #[cfg(feature = "guide")]
+                if let Some(user) = self.client.user_id.clone() {
+                    self.ask_state(&user, fx);
+                }
             }
+            #[cfg(feature = "guide")]
+            Input::RemoteState { user_id, body } => self.remote_state(now, user_id, body, rng, fx),
             Input::PlanLoaded(plan) => self.start_plan(now, plan, storage, rng, fx),
             Input::Answered { status, retry_after, body } => {
                 let refused_before = self.outbox.is_refused();
@@ -458,6 +496,8 @@ impl<S: KeyValue> Running<S> {
         #[cfg(feature = "guide")]
         {
             self.signup = signup.or(self.signup);
+            // Asked first: the engine holds the once-per-user metrics for the answer.
+            self.ask_state(&user_id, fx);
             if let Some(engine) = self.engine.as_mut() {
                 let emits = engine.identify(&mut self.kv, &user_id, signup, now);
                 self.record_emits(emits, now, rng);
@@ -513,14 +553,70 @@ impl<S: KeyValue> Running<S> {
         {
             if let Some(engine) = self.engine.as_mut() {
                 engine.reset(&self.kv, &id);
+                engine.hold_once = false;
             }
             self.signup = None;
+            self.state_asked = None;
+            self.state_pending = false;
+            self.remote = None;
             fx.push(Effect::Render(None));
         }
         let _ = &fx;
         // The next user's onboarding is unknown: the next page view loads the guide.
         self.clear_lean_mark(storage);
         self.client.reset(id);
+    }
+
+    /// Asks the collector for `user`'s state across devices, unless this page already did.
+    /// With identity verification the read needs the user's hash, as their events do.
+    #[cfg(feature = "guide")]
+    fn ask_state(&mut self, user: &str, fx: &mut Vec<Effect>) {
+        if self.state_asked.as_deref() == Some(user) {
+            return;
+        }
+        self.state_asked = Some(user.into());
+        self.state_pending = true;
+        if let Some(engine) = self.engine.as_mut() {
+            engine.hold_once = true;
+        }
+        let mut url = self.state_url.clone();
+        url.push_str("&user=");
+        encode_component(&mut url, user);
+        if let Some(hash) = &self.client.user_hash {
+            url.push_str("&userHash=");
+            encode_component(&mut url, hash);
+        }
+        fx.push(Effect::FetchState { url, user_id: user.into() });
+    }
+
+    /// The collector's answer to [`Running::ask_state`]: merged into the engine (kept until the
+    /// plan arrives), or, on a failure, asked again later. An answer for someone who is no longer
+    /// the user (a reset or another identify meanwhile) is dropped.
+    #[cfg(feature = "guide")]
+    fn remote_state(&mut self, now: i64, user: String, body: Option<String>, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        if self.client.user_id.as_deref() != Some(user.as_str()) {
+            return;
+        }
+        self.state_pending = false;
+        let Some(body) = body else {
+            // Offline or refused: local state alone for now, asked again later.
+            self.state_asked = None;
+            if let Some(engine) = self.engine.as_mut() {
+                let emits = engine.release_held(&mut self.kv, now);
+                self.record_emits(emits, now, rng);
+            }
+            return;
+        };
+        let remote = super::engine::UserState::from_json(&body);
+        match self.engine.as_mut() {
+            Some(engine) => {
+                let emits = engine.merge_remote(&mut self.kv, &user, &remote, now);
+                self.record_emits(emits, now, rng);
+                self.update_lean_mark(now);
+                fx.push(Effect::Render(None));
+            }
+            None => self.remote = Some((user, remote)),
+        }
     }
 
     fn clear_lean_mark(&mut self, storage: &mut S) {
@@ -536,12 +632,17 @@ impl<S: KeyValue> Running<S> {
         let rules = plan.capture.clone();
         let default_locale = plan.default_locale.clone();
         let mut engine = Engine::new(plan, self.tab.clone(), &self.client.anonymous_id, &self.kv);
+        // Held while the answer is on its way, or here and merged below, after identify.
+        engine.hold_once = self.state_pending || self.remote.is_some();
         let mut emits = engine.touch(&mut self.kv, now);
         if let Some(user) = self.client.user_id.clone() {
             emits.extend(engine.identify(&mut self.kv, &user, self.signup, now));
         }
         for (name, props, ts) in std::mem::take(&mut self.early) {
             emits.extend(engine.observe(&mut self.kv, &name, &props, ts));
+        }
+        if let Some((user, remote)) = self.remote.take() {
+            emits.extend(engine.merge_remote(&mut self.kv, &user, &remote, now));
         }
         self.engine = Some(engine);
         self.record_emits(emits, now, rng);
@@ -935,5 +1036,138 @@ mod tests {
         let sent = events(&m.handle(T0 + 1, Input::Flush(1)), false);
         assert_eq!(names(&sent), ["identify"]);
         assert_eq!(prop(&sent[0], "signedUpAt"), None);
+    }
+
+    const MIN: i64 = 60_000;
+    const DAY: i64 = 24 * 60 * MIN;
+
+    /// What the collector serves (`GET /v1/state`, docs/IDENTITY.md) for a user who, on a laptop
+    /// at T0, signed up at T0 + 1 min and dismissed the welcome tip, in one 10-minute session.
+    fn laptop_state() -> String {
+        let (t0, end) = (T0, T0 + 10 * MIN);
+        format!(
+            r#"{{"v":1,"signup":null,"firstSeen":{t0},"lastTs":{end},"reached":{{"signed_up":{}}},"counts":{{}},"done":{{}},
+            "firstStart":{t0},"firstEnd":{end},"secondStart":null,"lastActivity":{end},"session":{{"start":{t0},"last":{end},"tips":{{}},"lastTip":null}},
+            "tips":{{"welcome":{{"shown":{{}},"last":{t0},"dismissed":{},"snoozedUntil":null,"step":0}}}}}}"#,
+            T0 + MIN,
+            T0 + 2 * MIN
+        )
+    }
+
+    fn fetches(fx: &[Effect]) -> Vec<(&str, &str)> {
+        fx.iter().filter_map(|e| if let Effect::FetchState { url, user_id } = e { Some((url.as_str(), user_id.as_str())) } else { None }).collect()
+    }
+
+    /// Everything sent from now on: flushed and acknowledged.
+    fn sent(m: &mut Machine<Shared, Counter>, now: i64) -> Vec<Value> {
+        let sent = events(&m.handle(now, Input::Flush(now as u64)), false);
+        m.handle(now, ack());
+        sent
+    }
+
+    #[cfg(feature = "guide")]
+    fn reached(m: &mut Machine<Shared, Counter>, now: i64, milestone: &str) -> Option<i64> {
+        m.with_engine(now, |e, _, _| e.reached(milestone)).0.flatten()
+    }
+
+    #[cfg(feature = "guide")]
+    #[test]
+    fn identify_fetches_the_users_state_and_merges_it_like_another_tab() {
+        let phone = Shared::default();
+        let now = T0 + 2 * DAY;
+        let (mut m, _) = page(&phone, None, now, 1);
+        m.handle(now, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        let fx = m.handle(now + 1, Input::Identify { user_id: "ann b".into(), traits: vec![("userHash".into(), Value::Str("ab/+".into()))] });
+        assert_eq!(fetches(&fx), [("https://c.example/v1/state?writeKey=wk_demo&user=ann%20b&userHash=ab%2F%2B", "ann b")]);
+        assert!(fetches(&m.handle(now + 2, Input::Identify { user_id: "ann b".into(), traits: Vec::new() })).is_empty(), "once per page and user");
+        // Before the answer the phone knows nothing of the laptop: its own signed_up goes out.
+        track(&mut m, now + 3, "signed_up");
+        assert!(names(&sent(&mut m, now + 4)).contains(&"signed_up".to_string()));
+
+        // Offline: local state goes on alone, and the state is asked for again once online.
+        assert!(m.handle(now + 5, Input::RemoteState { user_id: "ann b".into(), body: None }).is_empty());
+        assert_eq!(reached(&mut m, now + 5, "signed_up"), Some(now + 3));
+        assert_eq!(fetches(&m.handle(now + 6, Input::Online)).len(), 1, "reconciles when back online");
+
+        let fx = m.handle(now + 7, Input::RemoteState { user_id: "ann b".into(), body: Some(laptop_state()) });
+        assert!(fx.contains(&Effect::Render(None)), "the tips are decided again");
+        assert_eq!(reached(&mut m, now + 7, "signed_up"), Some(T0 + MIN), "the earliest reached time wins");
+        let dismissed = m.with_engine(now, |e, _, _| e.state.tips.get("welcome").and_then(|t| t.dismissed)).0.flatten();
+        assert_eq!(dismissed, Some(T0 + 2 * MIN), "dismissed on the laptop, dismissed here");
+        // This page view is the user's second session: the laptop's first one is measured, once.
+        let out = sent(&mut m, now + 8);
+        assert_eq!(names(&out), ["first_session_length", "return_interval"]);
+        assert_eq!(prop(&out[0], "valueMs"), Some(&Value::Num((10 * MIN) as f64)));
+        // The user's own timeline on this device starts at identify (now + 1).
+        assert_eq!(prop(&out[1], "valueMs"), Some(&Value::Num((2 * DAY + 1) as f64)));
+        // `after` holds across devices: project_created needs signed_up, reached on the laptop.
+        track(&mut m, now + 9, "project_created");
+        let out = sent(&mut m, now + 10);
+        assert!(names(&out).contains(&"project_created".to_string()) && !names(&out).contains(&"signed_up".to_string()), "{:?}", names(&out));
+        // The same answer again (another identify after a failure, say) changes nothing.
+        m.handle(now + 11, Input::RemoteState { user_id: "ann b".into(), body: Some(laptop_state()) });
+        assert_eq!(names(&sent(&mut m, now + 12)), Vec::<String>::new());
+    }
+
+    #[cfg(feature = "guide")]
+    #[test]
+    fn a_state_before_the_plan_waits_for_it_and_one_for_a_former_user_is_dropped() {
+        let storage = Shared::default();
+        let now = T0 + 5 * MIN; // within the laptop's session: the same session, no metric
+        let (mut m, _) = page(&storage, None, now, 2);
+        m.handle(now, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
+        m.handle(now + 1, Input::RemoteState { user_id: "ann".into(), body: Some(laptop_state()) });
+        m.handle(now + 2, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        assert_eq!(reached(&mut m, now + 2, "signed_up"), Some(T0 + MIN));
+        assert!(!names(&sent(&mut m, now + 3)).iter().any(|n| n == "signed_up" || n == "first_session_length"));
+        // A shared computer: Ann logs out; her late answer must not become the next user's.
+        m.handle(now + 4, Input::Reset);
+        m.handle(now + 5, Input::RemoteState { user_id: "ann".into(), body: Some(laptop_state()) });
+        assert_eq!(reached(&mut m, now + 5, "signed_up"), None);
+        let fx = m.handle(now + 6, Input::Identify { user_id: "bob".into(), traits: Vec::new() });
+        assert_eq!(fetches(&fx), [("https://c.example/v1/state?writeKey=wk_demo&user=bob", "bob")]);
+        // Bob without a reset after Ann: also a fresh start, and Ann's answer is dropped.
+        let fx = m.handle(now + 7, Input::Identify { user_id: "cy".into(), traits: Vec::new() });
+        assert_eq!(fetches(&fx).len(), 1);
+        m.handle(now + 8, Input::RemoteState { user_id: "bob".into(), body: Some(laptop_state()) });
+        assert_eq!(reached(&mut m, now + 8, "signed_up"), None);
+    }
+
+    #[cfg(feature = "guide")]
+    #[test]
+    fn a_second_session_waits_for_the_collector_before_measuring_the_first_one() {
+        // Ann's first session on this laptop at T0; she is back two days later.
+        let laptop = Shared::default();
+        let (mut m, _) = page(&laptop, None, T0, 3);
+        m.handle(T0, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        m.handle(T0, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
+        m.handle(T0 + 1, Input::RemoteState { user_id: "ann".into(), body: Some("{}".into()) });
+        track(&mut m, T0 + 5 * MIN, "files_viewed");
+        sent(&mut m, T0 + 5 * MIN);
+        m.handle(T0 + 5 * MIN, Input::Persist);
+        let later = T0 + 2 * DAY;
+        let measured = r#"{"done":{"first_session_length":1,"return_interval":1}}"#.to_string();
+        for (answer, plan_first, expected) in [
+            // The phone measured it already (the collector's `done`): not again.
+            (Some(measured.clone()), true, Vec::<String>::new()),
+            // The same, with the answer in before the plan.
+            (Some(measured), false, Vec::new()),
+            // Offline: measured from local state alone.
+            (None, true, vec!["first_session_length".to_string(), "return_interval".to_string()]),
+        ] {
+            let storage = Shared(Rc::new(RefCell::new(laptop.0.borrow().clone())));
+            let (mut m, _) = page(&storage, None, later, 4);
+            if plan_first {
+                m.handle(later, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            }
+            m.handle(later, Input::Identify { user_id: "ann".into(), traits: Vec::new() });
+            assert!(!names(&sent(&mut m, later + 1)).iter().any(|n| n == "first_session_length"), "held for the answer");
+            m.handle(later + 2, Input::RemoteState { user_id: "ann".into(), body: answer });
+            if !plan_first {
+                m.handle(later + 2, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            }
+            let names = names(&sent(&mut m, later + 3));
+            assert_eq!(names.iter().filter(|n| n.ends_with("_length") || n.ends_with("_interval")).cloned().collect::<Vec<_>>(), expected);
+        }
     }
 }

@@ -259,6 +259,8 @@ fn carry_out(effects: Vec<Effect>) {
             #[cfg(feature = "guide")]
             Effect::Render(None) => tips::refresh(),
             Effect::Console(message) => console_error(&message),
+            #[cfg(feature = "guide")]
+            Effect::FetchState { url, user_id } => fetch_state(&url, user_id),
             Effect::ResolveFlush(id) => {
                 let done = PAGE.with(|p| {
                     let mut page = p.borrow_mut();
@@ -404,6 +406,34 @@ fn fetch_plan(url: &str) {
     });
     RESPONSES.with(|r| drop(window.fetch_with_str(url).then2(&on_response, &r.ignore)));
     on_response.forget();
+}
+
+/// Fetches the user's state across devices (`/v1/state`). Anything but a 200 (offline, a
+/// refusal) answers `None`: the page goes on with its local state and asks again later. One of
+/// the two closures is never called and stays allocated: a few bytes, once per page and user.
+#[cfg(feature = "guide")]
+fn fetch_state(url: &str, user_id: String) {
+    let Some(window) = web_sys::window() else { return };
+    let failed = {
+        let user_id = user_id.clone();
+        Closure::once(move |_: JsValue| dispatch(Input::RemoteState { user_id, body: None }))
+    };
+    let on_response = Closure::once(move |response: JsValue| {
+        let Some(text) = response.dyn_ref::<web_sys::Response>().filter(|r| r.status() == 200).and_then(|r| r.text().ok()) else {
+            return dispatch(Input::RemoteState { user_id, body: None });
+        };
+        let failed_body = {
+            let user_id = user_id.clone();
+            Closure::once(move |_: JsValue| dispatch(Input::RemoteState { user_id, body: None }))
+        };
+        let on_text = Closure::once(move |text: JsValue| dispatch(Input::RemoteState { user_id, body: text.as_string() }));
+        drop(text.then2(&on_text, &failed_body));
+        on_text.forget();
+        failed_body.forget();
+    });
+    drop(window.fetch_with_str(url).then2(&on_response, &failed));
+    on_response.forget();
+    failed.forget();
 }
 
 /// Reads the plan (all of it in the full SDK, its version and capture rules in the tracker)

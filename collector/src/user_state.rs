@@ -1,0 +1,155 @@
+//! `GET /v1/state?writeKey=…&user=…[&userHash=…]`: a user's milestone state as the collector
+//! knows it from the events it stores, for the SDK to merge at `identify` (docs/IDENTITY.md,
+//! "State served by the collector"). One user across devices: a milestone reached on the
+//! laptop is reached on the phone, an `after` gate opened on one opens on the other, a tip
+//! dismissed on one stays dismissed, the once-per-user seed metrics are not measured again.
+//!
+//! The answer is the engine's own state document ([`UserState`]), so the SDK merges it with
+//! the rules that already hold across tabs. What it holds, derived by [`derive`] from the
+//! user's events (every device linked to the user, by the store's identity rule):
+//!
+//! - `reached`: per milestone of the plan (its id or a former id), the first `milestone` event's
+//!   time;
+//! - `done`: the first `time_to_value` / `onboarding_completed` milestone and
+//!   `first_session_length` / `return_interval` metric events (measured once per user);
+//! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown`, the latest
+//!   `tip_snoozed` plus the tip's snooze time, and the furthest `tour_step_completed`;
+//! - `signup` (the identify events' `signedUpAt`), `firstSeen`, the first two sessions (30-minute
+//!   gaps between event times, as the engine cuts them) and the last activity.
+//!
+//! Not in it: per-condition counts (a `count` condition counts events matching props filters
+//! after a gate opened, which the stored events cannot replay without the plan version each
+//! device ran; and a server count added to a device's own count would count that device's
+//! events twice), per-session tip caps, event names, props, traits and anonymous ids.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use onramp::core::engine::{
+    GCounter, SessionState, UserState, FIRST_SESSION_LENGTH, ONBOARDING_COMPLETED, RETURN_INTERVAL, SESSION_GAP_MS,
+    TIME_TO_VALUE,
+};
+use onramp::core::plan::Plan;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::IdentityEnforcement;
+use crate::error::ApiError;
+use crate::ingest::cors_headers;
+use crate::AppState;
+
+/// The user's state from their stored events (`events` as [`crate::store::Store::user_data`]
+/// returns them: objects with `type`, `name`, `ts`, `props`, in time order), restricted to
+/// the ids `plan` names.
+pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
+    let mut s = UserState::default();
+    let mut times: Vec<i64> = Vec::with_capacity(events.len());
+    for e in events {
+        let (Some(kind), Some(name), Some(ts)) = (e["type"].as_str(), e["name"].as_str(), e["ts"].as_i64()) else { continue };
+        times.push(ts);
+        let props = &e["props"];
+        match kind {
+            "milestone" if [TIME_TO_VALUE, ONBOARDING_COMPLETED].contains(&name) => first(&mut s.done, name, ts),
+            "milestone" if plan.milestones.iter().any(|m| m.id == name || m.aliases.iter().any(|a| a == name)) => {
+                first(&mut s.reached, name, ts)
+            }
+            "metric" if [FIRST_SESSION_LENGTH, RETURN_INTERVAL].contains(&name) => first(&mut s.done, name, ts),
+            "identify" => {
+                if let Some(at) = props["signedUpAt"].as_f64().filter(|n| n.is_finite()) {
+                    s.signup = Some(s.signup.map_or(at as i64, |x| x.min(at as i64)));
+                }
+            }
+            "tip" => {
+                let Some(tip) = props["tipId"].as_str().and_then(|id| plan.tips.iter().find(|t| t.id == id)) else { continue };
+                let t = s.tips.entry(tip.id.clone()).or_default();
+                match name {
+                    "tip_dismissed" => t.dismissed = Some(t.dismissed.map_or(ts, |d| d.min(ts))),
+                    "tip_shown" => t.last_shown = Some(t.last_shown.map_or(ts, |d| d.max(ts))),
+                    "tip_snoozed" => {
+                        let until = ts.saturating_add(tip.cap.snooze_ms);
+                        t.snoozed_until = Some(t.snoozed_until.map_or(until, |d| d.max(until)));
+                    }
+                    "tour_step_completed" => {
+                        if let Some(step) = props["step"].as_u64() {
+                            t.tour_step = t.tour_step.max((step as u32).saturating_add(1));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    times.sort_unstable();
+    if let (Some(&start), Some(&last)) = (times.first(), times.last()) {
+        s.first_seen = Some(start);
+        s.last_ts = last;
+        s.last_activity = Some(last);
+        s.first_start = Some(start);
+        // Sessions as the engine cuts them: a gap of more than 30 minutes starts a new one.
+        let mut session_start = start;
+        let mut previous = start;
+        for &t in &times[1..] {
+            if t - previous > SESSION_GAP_MS {
+                if s.second_start.is_none() {
+                    s.first_end = Some(previous);
+                    s.second_start = Some(t);
+                }
+                session_start = t;
+            }
+            previous = t;
+        }
+        s.first_end.get_or_insert(last);
+        s.session = SessionState { start: session_start, last, tips_shown: GCounter::default(), last_tip: None };
+    }
+    s
+}
+
+fn first(map: &mut onramp::core::vecmap::VecMap<i64>, name: &str, ts: i64) {
+    let e = map.entry(name.into()).or_insert(ts);
+    *e = (*e).min(ts);
+}
+
+#[derive(Deserialize)]
+pub struct StateQuery {
+    #[serde(rename = "writeKey")]
+    write_key: Option<String>,
+    user: Option<String>,
+    #[serde(rename = "userHash")]
+    user_hash: Option<String>,
+}
+
+pub async fn get(State(state): State<AppState>, Query(q): Query<StateQuery>, headers: HeaderMap) -> Response {
+    let origin = crate::plans::readable_by(&state, q.write_key.as_deref(), &headers);
+    let mut response = serve(&state, q, &headers).await.unwrap_or_else(|e| e.into_response());
+    cors_headers(response.headers_mut(), origin.as_ref());
+    response
+}
+
+async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let project = crate::plans::sdk_project(state, q.write_key, headers)?;
+    let user = q.user.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::BadRequest("user: required (the id passed to identify)".into()))?;
+    // A project that verifies identities lets only the user's own signed pages read their state;
+    // `off` (rolling the hashes out) checks a hash that is given, as ingest accepts one.
+    if let Some(secret) = project.identity_secret.as_deref() {
+        let valid = q.user_hash.as_deref().is_some_and(|h| crate::identity::verify(secret, &user, h));
+        let required = project.identity_enforcement != IdentityEnforcement::Off || q.user_hash.is_some();
+        if required && !valid {
+            return Err(ApiError::BadRequest(format!(
+                "userHash: {} for user {user:?}: this project verifies identities (docs/IDENTITY.md)",
+                if q.user_hash.is_some() { "does not match" } else { "is missing" }
+            )));
+        }
+    }
+    let doc = match crate::plans::current(state, &project.id).await? {
+        Some(plan) => derive(&plan.plan, &state.store.user_data(&project.id, &user).await?.events),
+        None => UserState::default(),
+    };
+    // Derived from stored events, every number finite: it always serialises. Were it ever not
+    // to, the SDK keeps its local state on a 5xx (offline first), so that is the honest answer.
+    let body = doc.to_json().ok_or_else(|| ApiError::Store(crate::store::StoreError::Unavailable(format!("user {user:?}: state not serialisable"))))?;
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    // Per user and changing with every event: never cached by the browser or a proxy.
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

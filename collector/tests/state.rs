@@ -1,0 +1,398 @@
+//! `GET /v1/state` over a real socket, on SQLite and on a real clickhouse-server: one user's
+//! milestone state across two devices, as docs/IDENTITY.md ("State served by the collector")
+//! defines it, with the ambiguous cases: a milestone reached on both devices (the earliest
+//! wins), a resent batch, a late conflicting identify of a device already linked (event time
+//! decides, not arrival), a milestone id that is also a product event's name, ids the plan
+//! does not name, and another user's events. Identity verification guards the read.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{clickhouse, serve_with_clock};
+use onramp_collector::config::{IdentityEnforcement, PlanSource};
+use onramp_collector::store::sqlite::SqliteStore;
+use onramp_collector::store::Store;
+use onramp_collector::{AppState, Config, Project};
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_800_000_000_000;
+const T0: i64 = NOW - 10 * DAY;
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+fn ev(id: &str, kind: &str, name: &str, anon: &str, user: Option<&str>, ts: i64, props: Value) -> Value {
+    let mut e = json!({"id": id, "type": kind, "name": name, "anonymousId": anon, "ts": ts, "props": props});
+    if let Some(u) = user {
+        e["userId"] = json!(u);
+    }
+    e
+}
+
+/// The demo plan (pkg-config/plans/trackly.json): milestones `signed_up`, `project_created`
+/// (after `signed_up`), …; tips `welcome` (default 24 h snooze), `files_tour` (a tour), ….
+fn laptop() -> Vec<Value> {
+    vec![
+        // Anonymous before sign-up: the user's, once the device is linked.
+        ev("l1", "track", "signed_up", "laptop", None, T0, json!({})),
+        ev("l2", "milestone", "signed_up", "laptop", None, T0 + MIN, json!({})),
+        ev("l3", "identify", "identify", "laptop", Some("ann"), T0 + 2 * MIN, json!({"signedUpAt": T0 - HOUR})),
+        ev("l4", "tip", "tip_shown", "laptop", Some("ann"), T0 + 3 * MIN, json!({"tipId": "welcome"})),
+        ev("l5", "tip", "tip_dismissed", "laptop", Some("ann"), T0 + 4 * MIN, json!({"tipId": "welcome"})),
+        ev("l6", "tip", "tip_snoozed", "laptop", Some("ann"), T0 + 5 * MIN, json!({"tipId": "create_project"})),
+        ev("l7", "tip", "tour_step_completed", "laptop", Some("ann"), T0 + 6 * MIN, json!({"tipId": "files_tour", "step": 0})),
+        // A tip id and a milestone the plan does not name: not in the state.
+        ev("l8", "tip", "tip_dismissed", "laptop", Some("ann"), T0 + 7 * MIN, json!({"tipId": "gone"})),
+        ev("l9", "milestone", "retired_milestone", "laptop", Some("ann"), T0 + 8 * MIN, json!({})),
+    ]
+}
+
+fn phone() -> Vec<Value> {
+    vec![
+        // The second session (more than 30 minutes after the laptop's last event), on the phone.
+        ev("p1", "track", "project_created", "phone", None, T0 + DAY, json!({})),
+        ev("p2", "identify", "identify", "phone", Some("ann"), T0 + DAY + MIN, json!({})),
+        // Reached again on the phone, later: the laptop's time stays.
+        ev("p3", "milestone", "signed_up", "phone", Some("ann"), T0 + DAY + 2 * MIN, json!({})),
+        ev("p4", "milestone", "project_created", "phone", Some("ann"), T0 + DAY + 3 * MIN, json!({})),
+        ev("p5", "metric", "first_session_length", "phone", Some("ann"), T0 + DAY + 3 * MIN, json!({"valueMs": 8 * MIN})),
+        ev("p6", "tip", "tour_step_completed", "phone", Some("ann"), T0 + DAY + 4 * MIN, json!({"tipId": "files_tour", "step": 2})),
+    ]
+}
+
+fn others() -> Vec<Value> {
+    vec![
+        // Bob on his own device reaches everything: none of it is Ann's.
+        ev("b1", "milestone", "file_uploaded", "bobs", Some("bob"), T0 - DAY, json!({})),
+        ev("b2", "tip", "tip_dismissed", "bobs", Some("bob"), T0 - DAY, json!({"tipId": "invite_teammate"})),
+        // A late identify of Ann's phone as Bob, dated after the phone's first link: it stays Ann's.
+        ev("b3", "identify", "identify", "phone", Some("bob"), T0 + 2 * DAY, json!({})),
+    ]
+}
+
+async fn post(url: &str, key: &str, events: Vec<Value>) {
+    let body = json!({"writeKey": key, "sentAt": NOW, "events": events}).to_string();
+    let r = reqwest::Client::new().post(format!("{url}/v1/batch")).body(body).send().await.expect("post");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn state(url: &str, query: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = reqwest::Client::new()
+        .get(format!("{url}/v1/state?{query}"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .expect("get");
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+}
+
+/// What docs/IDENTITY.md says Ann's state is, figure by figure from the events above.
+fn expected_ann() -> Value {
+    json!({
+        // Earliest `milestone` event per plan milestone over both devices (the laptop's
+        // anonymous one counts: the laptop is linked to Ann).
+        "reached": {"signed_up": T0 + MIN, "project_created": T0 + DAY + 3 * MIN},
+        "done": {"first_session_length": T0 + DAY + 3 * MIN},
+        "signup": T0 - HOUR,
+        "firstSeen": T0,
+        // Sessions from event times: the laptop's (T0 … T0+8min), then the phone's.
+        "firstStart": T0, "firstEnd": T0 + 8 * MIN, "secondStart": T0 + DAY,
+        "lastActivity": T0 + DAY + 4 * MIN, "lastTs": T0 + DAY + 4 * MIN,
+        "session": {"start": T0 + DAY, "last": T0 + DAY + 4 * MIN},
+        "tips": {
+            "welcome": {"dismissed": T0 + 4 * MIN, "last": T0 + 3 * MIN, "snoozedUntil": null, "step": 0},
+            "create_project": {"dismissed": null, "last": null, "snoozedUntil": T0 + 5 * MIN + DAY, "step": 0},
+            "files_tour": {"dismissed": null, "last": null, "snoozedUntil": null, "step": 3},
+        },
+    })
+}
+
+/// The parts of the answer the docs define (the rest is the engine's bookkeeping, empty here).
+fn defined(doc: &Value) -> Value {
+    let tips: serde_json::Map<String, Value> = doc["tips"]
+        .as_object()
+        .expect("tips")
+        .iter()
+        .map(|(id, t)| (id.clone(), json!({"dismissed": t["dismissed"], "last": t["last"], "snoozedUntil": t["snoozedUntil"], "step": t["step"]})))
+        .collect();
+    json!({
+        "reached": doc["reached"], "done": doc["done"], "signup": doc["signup"], "firstSeen": doc["firstSeen"],
+        "firstStart": doc["firstStart"], "firstEnd": doc["firstEnd"], "secondStart": doc["secondStart"],
+        "lastActivity": doc["lastActivity"], "lastTs": doc["lastTs"],
+        "session": {"start": doc["session"]["start"], "last": doc["session"]["last"]},
+        "tips": tips,
+    })
+}
+
+async fn check_two_devices(store: Arc<dyn Store>) {
+    let c = serve_with_clock(store, Some(NOW)).await;
+    // The phone's batch first, the laptop's later, Bob's in between; then everything resent.
+    post(&c.url, "wk_demo", phone()).await;
+    post(&c.url, "wk_demo", others()).await;
+    post(&c.url, "wk_demo", laptop()).await;
+    let mut all = phone();
+    all.extend(others());
+    all.extend(laptop());
+    post(&c.url, "wk_demo", all).await;
+
+    let (status, doc, headers) = state(&c.url, "writeKey=wk_demo&user=ann").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(defined(&doc), expected_ann());
+    assert_eq!(doc["counts"], json!({}), "no counts: the docs say why");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["access-control-allow-origin"], "http://localhost:3000");
+
+    // Bob: his own device only (the phone's late identify links nothing).
+    let (_, bob, _) = state(&c.url, "writeKey=wk_demo&user=bob").await;
+    assert_eq!(bob["reached"], json!({"file_uploaded": T0 - DAY}));
+    assert_eq!(bob["tips"]["invite_teammate"]["dismissed"], json!(T0 - DAY));
+    // His late identify on the phone is his own event; the phone's anonymous events stay Ann's.
+    assert_eq!((&bob["firstEnd"], &bob["secondStart"]), (&json!(T0 - DAY), &json!(T0 + 2 * DAY)), "{bob}");
+
+    // A user with no events: an empty state, not an error.
+    let (status, nobody, _) = state(&c.url, "writeKey=wk_demo&user=nobody").await;
+    assert_eq!((status, &nobody["reached"], &nobody["firstSeen"]), (200, &json!({}), &Value::Null));
+
+    // Bad requests name the field.
+    let (status, msg, _) = state(&c.url, "writeKey=wk_demo").await;
+    assert_eq!(status, 400);
+    assert!(msg.to_string().contains("user"), "{msg}");
+    let (status, _, _) = state(&c.url, "writeKey=wk_nope&user=ann").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_state_across_devices_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).expect("store"));
+    check_two_devices(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_state_across_devices_on_clickhouse() {
+    let (_server, store) = clickhouse().await;
+    check_two_devices(store).await;
+}
+
+const SECRET: &str = "sk_state_9c1";
+
+fn hash(user: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(user.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// With identity verification the read needs the user's valid hash, as ingest does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_projects_need_the_users_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).expect("store"));
+    let mut config = Config::default();
+    config.projects = ["strict", "rollout"]
+        .iter()
+        .map(|id| Project {
+            id: (*id).into(),
+            write_key: format!("wk_{id}"),
+            read_token: format!("rt_{id}"),
+            allowed_origins: vec!["*".into()],
+            admin_token: None,
+            retention_days: None,
+            webhook_secret: None,
+            identity_secret: Some(SECRET.into()),
+            identity_enforcement: if *id == "strict" { IdentityEnforcement::Reject } else { IdentityEnforcement::Off },
+            editor_tokens: Default::default(),
+        })
+        .collect();
+    config.plan_files = vec![("strict".into(), PlanSource::Demo), ("rollout".into(), PlanSource::Demo)];
+    let mut app = AppState::new(config, store);
+    app.clock = Arc::new(|| NOW);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(onramp_collector::run(listener, app, std::future::pending()));
+
+    let mut reached = ev("s1", "milestone", "signed_up", "dev", Some("ann"), T0, json!({}));
+    reached["userHash"] = json!(hash("ann"));
+    post(&url, "wk_strict", vec![reached.clone()]).await;
+    post(&url, "wk_rollout", vec![reached]).await;
+
+    let good = hash("ann");
+    let (status, doc, _) = state(&url, &format!("writeKey=wk_strict&user=ann&userHash={good}")).await;
+    assert_eq!((status, &doc["reached"]), (200, &json!({"signed_up": T0})));
+    for (query, why) in [
+        ("writeKey=wk_strict&user=ann".to_string(), "is missing"),
+        (format!("writeKey=wk_strict&user=ann&userHash={}", hash("bob")), "does not match"),
+        (format!("writeKey=wk_strict&user=bob&userHash={good}"), "does not match"),
+    ] {
+        let (status, msg, _) = state(&url, &query).await;
+        assert_eq!(status, 400, "{query}");
+        let msg = msg.to_string();
+        assert!(msg.contains("userHash") && msg.contains(why), "{query}: {msg}");
+    }
+    // Rolling out (`off`): no hash is accepted, a given one must still be right.
+    let (status, doc, _) = state(&url, "writeKey=wk_rollout&user=ann").await;
+    assert_eq!((status, &doc["reached"]), (200, &json!({"signed_up": T0})));
+    let (status, _, _) = state(&url, &format!("writeKey=wk_rollout&user=ann&userHash={}", hash("bob"))).await;
+    assert_eq!(status, 400);
+}
+
+mod permutations {
+    //! The property of issue 19: any permutation and duplication of users' batches yields the
+    //! same identity links, states and reports, on SQLite and on ClickHouse, as the batches
+    //! posted once in order. The history (common::history: anonymous visits, identify, second
+    //! devices, resends, ties, skewed clocks) gets shared computers added: a device identified
+    //! as one user, later as another (an older SDK that kept the anonymous id), each identify
+    //! in its own batch, so a permutation delivers the later user's first.
+
+    use super::common::history::{history, HOUR, NOW, STEPS};
+    use super::common::{self, post, serve_with_clock, Collector};
+    use onramp_collector::store::clickhouse::ClickHouseStore;
+    use onramp_collector::store::sqlite::SqliteStore;
+    use onramp_collector::store::Store;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const USERS: usize = 10;
+
+    fn batches() -> Vec<String> {
+        let mut out = history(0..USERS, 19);
+        for u in 0..USERS / 2 {
+            let (a, b, device) = (format!("user-{:04}", 2 * u), format!("user-{:04}", 2 * u + 1), format!("shared-{u}"));
+            let at = NOW - 3 * 24 * HOUR + u as i64 * HOUR;
+            let one = |id: String, kind: &str, name: &str, user: Option<&str>, ts: i64| {
+                let mut e = json!({"id": id, "type": kind, "name": name, "anonymousId": device, "ts": ts, "props": {}});
+                if let Some(user) = user {
+                    e["userId"] = json!(user);
+                }
+                json!({"writeKey": "wk_demo", "sentAt": NOW, "events": [e]}).to_string()
+            };
+            out.push(one(format!("s{u}-1"), "track", "project_created", None, at));
+            out.push(one(format!("s{u}-2"), "identify", "identify", Some(&a), at + 1000));
+            out.push(one(format!("s{u}-3"), "milestone", "signed_up", Some(&a), at + 2000));
+            out.push(one(format!("s{u}-4"), "identify", "identify", Some(&b), at + HOUR));
+            out.push(one(format!("s{u}-5"), "milestone", "teammate_invited", Some(&b), at + HOUR + 1000));
+        }
+        out
+    }
+
+    fn users() -> Vec<String> {
+        (0..USERS).map(|u| format!("user-{u:04}")).chain((0..USERS / 2).map(|u| format!("shared-{u}"))).collect()
+    }
+
+    /// Everything a permutation must not change: each user's links, state, and the reports.
+    async fn answers(c: &Collector, store: &dyn Store) -> Result<Vec<String>, TestCaseError> {
+        let mut out = Vec::new();
+        for user in users() {
+            let mut links = store.user_data("demo", &user).await.map_err(|e| TestCaseError::fail(e.to_string()))?.identities;
+            links.sort();
+            out.push(format!("{user} links {links:?}"));
+            let r = reqwest::get(format!("{}/v1/state?writeKey=wk_demo&user={user}", c.url)).await.expect("state");
+            prop_assert_eq!(r.status().as_u16(), 200);
+            out.push(format!("{user} state {}", r.text().await.expect("body")));
+        }
+        let steps = STEPS.join(",");
+        for path in [format!("/v1/funnel?steps={steps}&users=true"), format!("/v1/ttv?steps={steps}"), "/v1/metrics".into(), "/v1/tips".into()] {
+            let r = reqwest::Client::new().get(format!("{}{path}", c.url)).bearer_auth("rt_demo").send().await.expect("get");
+            prop_assert_eq!(r.status().as_u16(), 200);
+            out.push(format!("{path} {}", r.text().await.expect("body")));
+        }
+        Ok(out)
+    }
+
+    /// `bodies` shuffled by `seed`, about a third of them sent twice (a copy later on).
+    fn permuted(bodies: &[String], seed: u64) -> Vec<String> {
+        let mut state = seed | 1;
+        let mut below = |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let mut out: Vec<String> = bodies.to_vec();
+        for body in bodies {
+            if below(3) == 0 {
+                out.push(body.clone());
+            }
+        }
+        for i in (1..out.len()).rev() {
+            out.swap(i, below(i + 1));
+        }
+        out
+    }
+
+    async fn post_all(c: &Collector, bodies: &[String]) -> Result<(), TestCaseError> {
+        for body in bodies {
+            prop_assert_eq!(post(&c.url, body.clone()).await.status().as_u16(), 200);
+        }
+        Ok(())
+    }
+
+    async fn baseline() -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(dir.path().join("in-order.db")).expect("sqlite"));
+        let c = serve_with_clock(store.clone(), Some(NOW)).await;
+        post_all(&c, &batches()).await.expect("post");
+        let answers = answers(&c, store.as_ref()).await.expect("answers");
+        // Not a vacuous property: the shared computers link to their first user only.
+        assert!(answers.iter().any(|a| a.starts_with("user-0000 links") && a.contains("shared-0")), "{answers:?}");
+        assert!(!answers.iter().any(|a| a.starts_with("user-0001 links") && a.contains("shared-0")), "{answers:?}");
+        answers
+    }
+
+    async fn case(seed: u64, expected: &[String], clickhouse: Option<String>) -> Result<(), TestCaseError> {
+        let bodies = permuted(&batches(), seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, c): (Arc<dyn Store>, _) = match clickhouse {
+            Some(url) => {
+                let store: Arc<dyn Store> = Arc::new(ClickHouseStore::open(&url).await.expect("open ClickHouse"));
+                (store.clone(), serve_with_clock(store, Some(NOW)).await)
+            }
+            None => {
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("p.db")).expect("sqlite"));
+                (store.clone(), serve_with_clock(store, Some(NOW)).await)
+            }
+        };
+        post_all(&c, &bodies).await?;
+        let got = answers(&c, store.as_ref()).await?;
+        prop_assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(expected) {
+            prop_assert_eq!(g, e);
+        }
+        Ok(())
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_permutation_and_duplication_gives_the_same_links_states_and_reports_on_sqlite() {
+        let expected = baseline().await;
+        let handle = tokio::runtime::Handle::current();
+        let result = runner(8).run(&any::<u64>(), |seed| tokio::task::block_in_place(|| handle.block_on(case(seed, &expected, None))));
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_permutation_and_duplication_gives_the_same_links_states_and_reports_on_clickhouse() {
+        let expected = baseline().await;
+        let (server, _) = common::clickhouse().await;
+        // Without background merges, duplicated rows stay apart: reads must fold them.
+        server.query("SYSTEM STOP MERGES").expect("stop merges");
+        let handle = tokio::runtime::Handle::current();
+        let cases = std::sync::atomic::AtomicUsize::new(0);
+        let result = runner(3).run(&any::<u64>(), |seed| {
+            let n = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = server.store_url(&format!("perm{n}"));
+            tokio::task::block_in_place(|| handle.block_on(case(seed, &expected, Some(url))))
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+}
