@@ -110,13 +110,15 @@ fn expected_ann() -> Value {
     })
 }
 
-/// The parts of the answer the docs define (the rest is the engine's bookkeeping, empty here).
+/// The parts of the answer the docs define (the rest is the engine's bookkeeping, empty here),
+/// from the persisted state's version 2 (`core::persisted`: nulls left out, a tour at its first
+/// step has no `tourStep`), under short names.
 fn defined(doc: &Value) -> Value {
     let tips: serde_json::Map<String, Value> = doc["tips"]
         .as_object()
         .expect("tips")
         .iter()
-        .map(|(id, t)| (id.clone(), json!({"dismissed": t["dismissed"], "last": t["last"], "snoozedUntil": t["snoozedUntil"], "step": t["step"]})))
+        .map(|(id, t)| (id.clone(), json!({"dismissed": t["dismissed"], "last": t["lastShown"], "snoozedUntil": t["snoozedUntil"], "step": t.get("tourStep").cloned().unwrap_or(json!(0))})))
         .collect();
     json!({
         "reached": doc["reached"], "done": doc["done"], "signup": doc["signup"], "firstSeen": doc["firstSeen"],
@@ -141,7 +143,7 @@ async fn check_two_devices(store: Arc<dyn Store>) {
     let (status, doc, headers) = state(&c.url, "writeKey=wk_demo&user=ann").await;
     assert_eq!(status, 200, "{doc}");
     assert_eq!(defined(&doc), expected_ann());
-    assert_eq!(doc["counts"], json!({}), "no counts: the docs say why");
+    assert!(doc.get("counts").is_none_or(|c| c == &json!({})), "no counts (the docs say why): {}", doc["counts"]);
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["access-control-allow-origin"], "http://localhost:3000");
 
@@ -154,7 +156,8 @@ async fn check_two_devices(store: Arc<dyn Store>) {
 
     // A user with no events: an empty state, not an error.
     let (status, nobody, _) = state(&c.url, "writeKey=wk_demo&user=nobody").await;
-    assert_eq!((status, &nobody["reached"], &nobody["firstSeen"]), (200, &json!({}), &Value::Null));
+    assert_eq!((status, &nobody["firstSeen"]), (200, &Value::Null));
+    assert!(nobody.get("reached").is_none_or(|r| r == &json!({})), "nothing reached: {nobody}");
 
     // Bad requests name the field.
     let (status, msg, _) = state(&c.url, "writeKey=wk_demo").await;
