@@ -106,6 +106,23 @@ pub enum IdentityEnforcement {
 }
 
 impl Project {
+    /// A project with its keys and origins and every optional setting off (no admin token,
+    /// retention, webhook signing, identity verification or editors): what `--project` gives.
+    pub fn new(id: &str, write_key: &str, read_token: &str, allowed_origins: Vec<String>) -> Project {
+        Project {
+            id: id.into(),
+            write_key: write_key.into(),
+            read_token: read_token.into(),
+            allowed_origins,
+            admin_token: None,
+            retention_days: None,
+            webhook_secret: None,
+            identity_secret: None,
+            identity_enforcement: IdentityEnforcement::default(),
+            editor_tokens: Default::default(),
+        }
+    }
+
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == "*" || o == origin)
     }
@@ -198,17 +215,11 @@ impl Config {
     /// no flags just works on a laptop.
     pub fn demo_project() -> Project {
         Project {
-            id: "demo".into(),
-            write_key: "wk_demo".into(),
-            read_token: "rt_demo".into(),
-            allowed_origins: vec!["*".into()],
             // The demo's data is for playing with; real projects set their own in the config.
             admin_token: Some("at_demo".into()),
-            retention_days: None,
-            webhook_secret: None,
-            identity_secret: None,
             identity_enforcement: IdentityEnforcement::Reject,
             editor_tokens: [("demo".to_string(), "et_demo".to_string())].into(),
+            ..Project::new("demo", "wk_demo", "rt_demo", vec!["*".into()])
         }
     }
 

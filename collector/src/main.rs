@@ -244,18 +244,12 @@ impl StoreChoice {
 fn parse_project(spec: &str) -> Result<Project, String> {
     let parts: Vec<&str> = spec.splitn(4, ':').collect();
     match parts.as_slice() {
-        [id, wk, rt, origins] if !id.is_empty() && !wk.is_empty() && !rt.is_empty() => Ok(Project {
-            id: (*id).into(),
-            write_key: (*wk).into(),
-            read_token: (*rt).into(),
-            allowed_origins: origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
-            admin_token: None,
-            retention_days: None,
-            webhook_secret: None,
-            identity_secret: None,
-            identity_enforcement: Default::default(),
-            editor_tokens: Default::default(),
-        }),
+        [id, wk, rt, origins] if !id.is_empty() && !wk.is_empty() && !rt.is_empty() => Ok(Project::new(
+            id,
+            wk,
+            rt,
+            origins.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+        )),
         _ => Err(format!("--project {spec}: expected ID:WRITE_KEY:READ_TOKEN:ORIGINS")),
     }
 }

@@ -20,18 +20,7 @@ struct Server {
 }
 
 fn project(id: &str, origins: &[&str]) -> Project {
-    Project {
-        id: id.into(),
-        write_key: format!("wk_{id}"),
-        read_token: format!("rt_{id}"),
-        allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
-        admin_token: None,
-        retention_days: None,
-        webhook_secret: None,
-        identity_secret: None,
-        identity_enforcement: Default::default(),
-        editor_tokens: Default::default(),
-    }
+    Project::new(id, &format!("wk_{id}"), &format!("rt_{id}"), origins.iter().map(|o| o.to_string()).collect())
 }
 
 async fn start(rate_limit: RateLimit) -> Server {

@@ -34,16 +34,9 @@ fn run(program: &str, args: &[&str]) -> String {
 
 fn project(id: &str, enforcement: IdentityEnforcement) -> Project {
     Project {
-        id: id.into(),
-        write_key: format!("wk_{id}"),
-        read_token: format!("rt_{id}"),
-        allowed_origins: vec!["*".into()],
-        admin_token: None,
-        retention_days: None,
-        webhook_secret: None,
         identity_secret: Some(SECRET.into()),
         identity_enforcement: enforcement,
-        editor_tokens: Default::default(),
+        ..Project::new(id, &format!("wk_{id}"), &format!("rt_{id}"), vec!["*".into()])
     }
 }
 

@@ -18,16 +18,9 @@ const DAY: i64 = 86_400_000;
 
 fn project(id: &str, admin: Option<&str>, retention_days: Option<u32>) -> Project {
     Project {
-        id: id.into(),
-        write_key: format!("wk_{id}"),
-        read_token: format!("rt_{id}"),
-        allowed_origins: vec!["*".into()],
         admin_token: admin.map(String::from),
         retention_days,
-        webhook_secret: None,
-        identity_secret: None,
-        identity_enforcement: Default::default(),
-        editor_tokens: Default::default(),
+        ..Project::new(id, &format!("wk_{id}"), &format!("rt_{id}"), vec!["*".into()])
     }
 }
 

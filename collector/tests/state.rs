@@ -198,16 +198,9 @@ async fn verified_projects_need_the_users_hash() {
     config.projects = ["strict", "rollout"]
         .iter()
         .map(|id| Project {
-            id: (*id).into(),
-            write_key: format!("wk_{id}"),
-            read_token: format!("rt_{id}"),
-            allowed_origins: vec!["*".into()],
-            admin_token: None,
-            retention_days: None,
-            webhook_secret: None,
             identity_secret: Some(SECRET.into()),
             identity_enforcement: if *id == "strict" { IdentityEnforcement::Reject } else { IdentityEnforcement::Off },
-            editor_tokens: Default::default(),
+            ..Project::new(id, &format!("wk_{id}"), &format!("rt_{id}"), vec!["*".into()])
         })
         .collect();
     config.plan_files = vec![("strict".into(), PlanSource::Demo), ("rollout".into(), PlanSource::Demo)];
