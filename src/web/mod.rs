@@ -284,32 +284,13 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>)
     result
 }
 
-/// A batch the machine would have sent, in preview: its events go to the panel instead. Read
-/// field by field: the panel needs only type, name, time and props, not the wire's checks.
+/// A batch the machine would have sent, in preview: its events go to the panel instead.
 #[cfg(feature = "preview")]
 fn keep_in_preview(body: &str) {
-    use crate::core::wire::{Event, EventType};
+    use serde::Deserialize;
     let Ok(batch) = json::parse(body) else { return };
     let Some(Value::Arr(events)) = batch.get("events") else { return };
-    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(String::from);
-    let events = events
-        .iter()
-        .filter_map(|e| {
-            Some(Event {
-                id: text(e, "id")?,
-                kind: EventType::parse(e.get("type")?.as_str()?)?,
-                name: text(e, "name")?,
-                anonymous_id: text(e, "anonymousId")?,
-                user_id: text(e, "userId"),
-                user_hash: None,
-                ts: e.get("ts").and_then(Value::as_f64).map_or(0, |t| t as i64),
-                props: match e.get("props") {
-                    Some(Value::Obj(props)) => props.clone(),
-                    _ => Vec::new(),
-                },
-            })
-        })
-        .collect();
+    let events = events.iter().filter_map(|e| crate::core::wire::Event::deserialize(e).ok()).collect();
     let plan = with_engine(|engine, _, _| engine.plan().clone());
     preview::keep(events, plan.as_ref());
 }
