@@ -4,8 +4,7 @@
 //! docs/EVENTS.md is their reference; `every_name_is_documented` keeps the two in step.
 //!
 //! Plain `&'static str` constants: they cost the wasm nothing beyond the strings it already
-//! sends. Surveys have no events yet (they come with the guide's surveys); their names go here.
-
+//! sends. 
 /// Events of type `milestone`. Besides these, a plan's own milestones are reported under their
 /// id (a plan may not use these names: [`super::plan::RESERVED_IDS`]).
 pub mod milestone {
@@ -41,6 +40,31 @@ pub mod tip {
     pub const CUSTOMER_MILESTONE_MARKED: &str = "customer_milestone_marked";
 }
 
+/// Events of type `survey`: a micro-survey surface changed (docs/SURVEYS.md).
+pub mod survey {
+    pub const SHOWN: &str = "survey_shown";
+    /// `score` (absent for open-text questions), `group`, `text` (plain text, ≤ 1 000 chars).
+    pub const ANSWERED: &str = "survey_answered";
+    pub const DISMISSED: &str = "survey_dismissed";
+    /// "Ask me later".
+    pub const SNOOZED: &str = "survey_snoozed";
+}
+
+/// Events of type `prompt`: a growth prompt at a milestone (docs/EXPERIMENTS.md).
+pub mod prompt {
+    pub const SHOWN: &str = "prompt_shown";
+    /// The call to action was taken; `action`.
+    pub const ACTION: &str = "prompt_action";
+    /// "Not now".
+    pub const DISMISSED: &str = "prompt_dismissed";
+}
+
+/// Events of type `experiment`.
+pub mod experiment {
+    /// Sent once per user and experiment at identify; `experiment`, `arm` (`control` | `treatment`).
+    pub const ASSIGNED: &str = "experiment_assigned";
+}
+
 /// Prop (and trait) keys of those events.
 pub mod prop {
     /// Milliseconds from sign-up (or first-seen standing in) to the event; never negative.
@@ -68,6 +92,21 @@ pub mod prop {
     pub const REASON: &str = "reason";
     /// The identify trait with the user's sign-up time (normalised to Unix ms at ingest).
     pub const SIGNED_UP_AT: &str = "signedUpAt";
+    /// Survey events: the survey's id in the plan, and its kind (`csat` | `nps` | `ces` | `question`).
+    pub const SURVEY_ID: &str = "surveyId";
+    pub const SURVEY_KIND: &str = "surveyKind";
+    /// `survey_answered`: the answer on the survey's scale (csat 1–3 faces or 1–5, nps 0–10, ces 1–7).
+    pub const SCORE: &str = "score";
+    /// `survey_answered`: nps `detractor` | `passive` | `promoter`; csat `unhappy` | `neutral` | `happy`.
+    pub const GROUP: &str = "group";
+    /// `survey_answered`: the user's own words.
+    pub const TEXT: &str = "text";
+    /// Prompt events: the prompt's id in the plan; `prompt_action`: which action.
+    pub const PROMPT_ID: &str = "promptId";
+    pub const ACTION: &str = "action";
+    /// `experiment_assigned`: the experiment (`global` for the global holdout) and the user's arm.
+    pub const EXPERIMENT: &str = "experiment";
+    pub const ARM: &str = "arm";
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -107,6 +146,23 @@ mod tests {
             prop::COUNT,
             prop::REASON,
             prop::SIGNED_UP_AT,
+            survey::SHOWN,
+            survey::ANSWERED,
+            survey::DISMISSED,
+            survey::SNOOZED,
+            prompt::SHOWN,
+            prompt::ACTION,
+            prompt::DISMISSED,
+            experiment::ASSIGNED,
+            prop::SURVEY_ID,
+            prop::SURVEY_KIND,
+            prop::SCORE,
+            prop::GROUP,
+            prop::TEXT,
+            prop::PROMPT_ID,
+            prop::ACTION,
+            prop::EXPERIMENT,
+            prop::ARM,
         ];
         for name in names {
             assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/EVENTS.md");

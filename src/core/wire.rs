@@ -34,11 +34,25 @@ pub enum EventType {
     Tip,
     /// A seed metric computed in the SDK (first-session length, return interval…).
     Metric,
+    /// Something happened to a micro-survey: shown, answered, dismissed, snoozed.
+    Survey,
+    /// Something happened to a growth prompt: shown, acted on, put off.
+    Prompt,
+    /// The user was assigned to an arm of a holdout experiment.
+    Experiment,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] =
-        [EventType::Track, EventType::Identify, EventType::Milestone, EventType::Tip, EventType::Metric];
+    pub const ALL: [EventType; 8] = [
+        EventType::Track,
+        EventType::Identify,
+        EventType::Milestone,
+        EventType::Tip,
+        EventType::Metric,
+        EventType::Survey,
+        EventType::Prompt,
+        EventType::Experiment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +61,9 @@ impl EventType {
             EventType::Milestone => "milestone",
             EventType::Tip => "tip",
             EventType::Metric => "metric",
+            EventType::Survey => "survey",
+            EventType::Prompt => "prompt",
+            EventType::Experiment => "experiment",
         }
     }
 
