@@ -12,24 +12,35 @@
 //!   time;
 //! - `done`: the first `time_to_value` / `onboarding_completed` milestone and
 //!   `first_session_length` / `return_interval` metric events (measured once per user);
-//! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown`, the latest
-//!   `tip_snoozed` plus the tip's snooze time, and the furthest `tour_step_completed`;
+//! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown` and how many
+//!   there were (its `maxShows` counts them on every device), the latest `tip_snoozed` plus the
+//!   tip's snooze time, and the furthest `tour_step_completed`;
+//! - `surveys` (the survey ledger, docs/SURVEYS.md): per survey of the plan, the latest
+//!   `survey_shown`, `survey_answered`, `survey_dismissed`, the latest `survey_snoozed` plus its
+//!   "ask me later" time, and the first `track` event that triggers an event survey;
+//! - the fatigue budget's counts: surfaces (non-checklist tips, surveys, prompts) shown in the
+//!   last session, tips among them, and in the current day, as the engine cuts days;
 //! - `signup` (the identify events' `signedUpAt`), `firstSeen`, the first two sessions (30-minute
 //!   gaps between event times, as the engine cuts them) and the last activity.
 //!
 //! Not in it: per-condition counts (a `count` condition counts events matching props filters
 //! after a gate opened, which the stored events cannot replay without the plan version each
 //! device ran; and a server count added to a device's own count would count that device's
-//! events twice), per-session tip caps, event names, props, traits and anonymous ids.
+//! events twice), event names, props, traits and anonymous ids. Counts are served under the
+//! `ledger` entry of their G-counters; the SDK raises its own to them (`GCounter::raise_to`), so
+//! a showing this browser counted and the collector stored is counted once.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use onramp::core::budget::DAY_MS;
 use onramp::core::engine::{
-    GCounter, SessionState, UserState, FIRST_SESSION_LENGTH, ONBOARDING_COMPLETED, RETURN_INTERVAL, SESSION_GAP_MS,
+    DayState, SessionState, UserState, LEDGER, FIRST_SESSION_LENGTH, ONBOARDING_COMPLETED, RETURN_INTERVAL, SESSION_GAP_MS,
     TIME_TO_VALUE,
 };
-use onramp::core::plan::Plan;
+use onramp::core::json::Value as CoreValue;
+use onramp::core::plan::{Plan, TipKind};
+use onramp::core::vocab::{prompt, survey};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -44,6 +55,8 @@ use crate::AppState;
 pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
     let mut s = UserState::default();
     let mut times: Vec<i64> = Vec::with_capacity(events.len());
+    // Guidance surfaces shown: (time, charged to the fatigue budget, a tip charged to the tip caps).
+    let mut surfaces: Vec<(i64, bool, bool)> = Vec::new();
     for e in events {
         let (Some(kind), Some(name), Some(ts)) = (e["type"].as_str(), e["name"].as_str(), e["ts"].as_i64()) else { continue };
         times.push(ts);
@@ -64,7 +77,11 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
                 let t = s.tips.entry(tip.id.clone()).or_default();
                 match name {
                     "tip_dismissed" => t.dismissed = Some(t.dismissed.map_or(ts, |d| d.min(ts))),
-                    "tip_shown" => t.last_shown = Some(t.last_shown.map_or(ts, |d| d.max(ts))),
+                    "tip_shown" => {
+                        t.last_shown = Some(t.last_shown.map_or(ts, |d| d.max(ts)));
+                        t.shown.add(LEDGER, 1);
+                        surfaces.push((ts, tip.kind != TipKind::Checklist, tip.kind != TipKind::Checklist));
+                    }
                     "tip_snoozed" => {
                         let until = ts.saturating_add(tip.cap.snooze_ms);
                         t.snoozed_until = Some(t.snoozed_until.map_or(until, |d| d.max(until)));
@@ -76,6 +93,27 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
                     }
                     _ => {}
                 }
+            }
+            "survey" => {
+                let Some(survey) = props["surveyId"].as_str().and_then(|id| plan.surveys.iter().find(|v| v.id == id)) else { continue };
+                let v = s.surveys.entry(survey.id.clone()).or_default();
+                let latest = |t: &mut Option<i64>, at: i64| *t = Some(t.map_or(at, |d| d.max(at)));
+                match name {
+                    survey::SHOWN => {
+                        latest(&mut v.last_shown, ts);
+                        surfaces.push((ts, true, false));
+                    }
+                    survey::ANSWERED => latest(&mut v.answered, ts),
+                    survey::DISMISSED => latest(&mut v.dismissed, ts),
+                    survey::SNOOZED => latest(&mut v.snoozed_until, ts.saturating_add(survey.ask_later_ms)),
+                    _ => {}
+                }
+            }
+            "prompt" if name == prompt::SHOWN => surfaces.push((ts, true, false)),
+            "track" => {
+                // An event survey's trigger, as the engine observes it.
+                let props: Vec<(String, CoreValue)> = props.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default();
+                onramp::core::surveys::observe(plan, &mut s, name, &props, ts);
             }
             _ => {}
         }
@@ -100,9 +138,37 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
             previous = t;
         }
         s.first_end.get_or_insert(last);
-        s.session = SessionState { start: session_start, last, tips_shown: GCounter::default(), last_tip: None };
+        s.session = SessionState { start: session_start, last, ..SessionState::default() };
+    }
+    // The fatigue budget's session and day, as the engine counts them: every surface of the
+    // last session, and the day (24 hours from its first surface) the latest surface is in.
+    surfaces.sort_unstable();
+    for &(ts, _, tip) in surfaces.iter().filter(|(_, charged, _)| *charged) {
+        if ts >= s.session.start {
+            s.session.shown.add(LEDGER, 1);
+            if tip {
+                s.session.tips_shown.add(LEDGER, 1);
+                s.session.last_tip = Some(ts);
+            }
+        }
+        if ts - s.day.start >= DAY_MS {
+            s.day = DayState { start: ts, ..DayState::default() };
+        }
+        s.day.shown.add(LEDGER, 1);
     }
     s
+}
+
+/// A stored prop in the core's JSON type, which the plan's filters test.
+fn core_value(v: &Value) -> CoreValue {
+    match v {
+        Value::Null => CoreValue::Null,
+        Value::Bool(b) => CoreValue::Bool(*b),
+        Value::Number(n) => CoreValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => CoreValue::Str(s.clone()),
+        Value::Array(items) => CoreValue::Arr(items.iter().map(core_value).collect()),
+        Value::Object(o) => CoreValue::Obj(o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()),
+    }
 }
 
 fn first(map: &mut onramp::core::vecmap::VecMap<i64>, name: &str, ts: i64) {

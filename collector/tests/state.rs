@@ -392,3 +392,76 @@ mod permutations {
         }
     }
 }
+
+/// The demo plan with three surveys: the ledger serves what each device asked.
+fn plan_with_surveys() -> String {
+    let mut plan: Value = serde_json::from_str(include_str!("../../pkg-config/plans/trackly.json")).expect("plan");
+    plan["surveys"] = json!([
+        {"id": "nps", "kind": "nps", "question": "Recommend us?", "when": {"afterSignup": "14d"}},
+        {"id": "csat", "kind": "csat", "question": "How was it?", "when": {"milestone": "signed_up"}, "askLater": "3d"},
+        {"id": "ces", "kind": "ces", "question": "Easy?", "when": {"event": "export", "where": {"format": "csv"}}},
+    ]);
+    plan.to_string()
+}
+
+/// The survey ledger and the shared caps in `GET /v1/state` (docs/SURVEYS.md): what a visitor
+/// was asked before identifying is the user's; another device's showings count for `maxShows`,
+/// the session's tip caps and the fatigue budget.
+async fn check_ledger(store: Arc<dyn Store>) {
+    let c = serve_with_clock(store, Some(NOW)).await;
+    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("et_demo").body(plan_with_surveys()).send().await.expect("put");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let s = |id: &str| json!({"surveyId": id});
+    post(
+        &c.url,
+        "wk_demo",
+        vec![
+            // Anonymous on the laptop: dismissed the NPS survey, then signed up.
+            ev("s1", "survey", "survey_shown", "laptop", None, T0, s("nps")),
+            ev("s2", "survey", "survey_dismissed", "laptop", None, T0 + MIN, s("nps")),
+            ev("s3", "identify", "identify", "laptop", Some("cy"), T0 + 2 * MIN, json!({})),
+            ev("s4", "tip", "tip_shown", "laptop", Some("cy"), T0 + 3 * MIN, json!({"tipId": "welcome"})),
+            ev("s5", "track", "export", "laptop", Some("cy"), T0 + 4 * MIN, json!({"format": "pdf"})),
+            // The next day on the phone: one session with a tip, a survey snoozed and a prompt.
+            ev("s6", "identify", "identify", "phone", Some("cy"), T0 + DAY, json!({})),
+            ev("s7", "tip", "tip_shown", "phone", Some("cy"), T0 + DAY + MIN, json!({"tipId": "welcome"})),
+            ev("s8", "survey", "survey_shown", "phone", Some("cy"), T0 + DAY + 2 * MIN, s("csat")),
+            ev("s9", "survey", "survey_snoozed", "phone", Some("cy"), T0 + DAY + 3 * MIN, s("csat")),
+            ev("s10", "prompt", "prompt_shown", "phone", Some("cy"), T0 + DAY + 4 * MIN, json!({"promptId": "upgrade"})),
+            ev("s11", "track", "export", "phone", Some("cy"), T0 + DAY + 5 * MIN, json!({"format": "csv"})),
+            ev("s12", "track", "export", "phone", Some("cy"), T0 + DAY + 6 * MIN, json!({"format": "csv"})),
+            // A survey the plan does not name: not in the ledger.
+            ev("s13", "survey", "survey_answered", "phone", Some("cy"), T0 + DAY + 7 * MIN, json!({"surveyId": "gone", "score": 3})),
+        ],
+    )
+    .await;
+    let (status, doc, _) = state(&c.url, "writeKey=wk_demo&user=cy").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(
+        doc["surveys"],
+        json!({
+            "nps": {"lastShown": T0, "dismissed": T0 + MIN},
+            "csat": {"lastShown": T0 + DAY + 2 * MIN, "snoozedUntil": T0 + DAY + 3 * MIN + 3 * DAY},
+            "ces": {"triggered": T0 + DAY + 5 * MIN},
+        })
+    );
+    assert_eq!(doc["tips"]["welcome"]["shown"], json!({"ledger": 2}), "both devices' showings");
+    // The phone's session: a tip, a survey and a prompt; the day began with the laptop's tip.
+    assert_eq!(doc["session"]["tipsShown"], json!({"ledger": 1}));
+    assert_eq!(doc["session"]["shown"], json!({"ledger": 3}));
+    assert_eq!(doc["session"]["lastTip"], json!(T0 + DAY + MIN));
+    assert_eq!(doc["day"], json!({"start": T0 + DAY + MIN, "shown": {"ledger": 3}}), "the day the laptop began (its first survey) ended before the phone's tip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survey_ledger_and_shared_caps_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("events.db")).expect("store"));
+    check_ledger(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survey_ledger_and_shared_caps_on_clickhouse() {
+    let (_server, store) = clickhouse().await;
+    check_ledger(store).await;
+}

@@ -83,7 +83,19 @@ impl GCounter {
             *e = (*e).max(*n);
         }
     }
+    /// Makes the total at least `total`, the collector's count (its ledger) of showings on all
+    /// devices, which includes this browser's delivered ones: the [`LEDGER`] entry holds what
+    /// the tabs' own entries do not account for, so nothing is counted twice.
+    pub fn raise_to(&mut self, total: u32) {
+        let own = self.0.iter().filter(|(k, _)| *k != LEDGER).fold(0u32, |a, (_, n)| a.saturating_add(*n));
+        let e = self.0.entry(LEDGER.into()).or_insert(0);
+        *e = (*e).max(total.saturating_sub(own));
+    }
 }
+
+/// The G-counter entry standing for the collector's count (see [`GCounter::raise_to`]); the
+/// collector serves counts under it.
+pub const LEDGER: &str = "ledger";
 
 /// One tip's history for this user; owned by tip scheduling (`core::tips`), persisted here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,6 +126,59 @@ pub struct SessionState {
     pub last: i64,
     pub tips_shown: GCounter,
     pub last_tip: Option<i64>,
+    /// Guidance surfaces of every kind shown in this session: the fatigue budget's
+    /// ([`super::budget`]).
+    pub shown: GCounter,
+}
+
+/// The fatigue budget's day: 24 hours from the first surface shown in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DayState {
+    pub start: i64,
+    pub shown: GCounter,
+}
+
+impl DayState {
+    /// The join: two views of one day (starts less than a day apart) count together from the
+    /// earlier start; otherwise the later day is the current one.
+    fn merge(&mut self, o: &DayState) {
+        let (early, late) = if o.start < self.start { (o, &*self) } else { (&*self, o) };
+        *self = if late.start - early.start < super::budget::DAY_MS {
+            let mut merged = early.clone();
+            merged.shown.merge(&late.shown);
+            merged
+        } else {
+            late.clone()
+        };
+    }
+}
+
+/// One survey's history for this user; owned by survey scheduling (`core::surveys`), persisted
+/// here, and served by the collector's ledger (`GET /v1/state`) from the survey events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SurveyState {
+    /// When its trigger (an event) first happened, so a delay survives a reload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggered: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_shown: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dismissed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snoozed_until: Option<i64>,
+}
+
+impl SurveyState {
+    fn merge(&mut self, o: &SurveyState) {
+        self.triggered = min_opt(self.triggered, o.triggered);
+        self.last_shown = max_opt(self.last_shown, o.last_shown);
+        self.answered = max_opt(self.answered, o.answered);
+        self.dismissed = max_opt(self.dismissed, o.dismissed);
+        self.snoozed_until = max_opt(self.snoozed_until, o.snoozed_until);
+    }
 }
 
 /// Everything the engine remembers about one user.
@@ -138,6 +203,8 @@ pub struct UserState {
     pub last_activity: Option<i64>,
     pub session: SessionState,
     pub tips: VecMap<TipState>,
+    pub day: DayState,
+    pub surveys: VecMap<SurveyState>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -180,11 +247,13 @@ impl UserState {
             let mut merged = early.clone();
             merged.last = early.last.max(late.last);
             merged.tips_shown.merge(&late.tips_shown);
+            merged.shown.merge(&late.shown);
             merged.last_tip = max_opt(early.last_tip, late.last_tip);
             merged
         } else {
             late.clone()
         };
+        self.day.merge(&o.day);
     }
 
     /// Takes over an anonymous visitor's progress on `identify`. Its session bookkeeping is not
@@ -203,6 +272,10 @@ impl UserState {
         union_min(&mut self.done, &anon.done);
         for (id, t) in &anon.tips {
             self.tips.entry(id.clone()).or_default().merge(t);
+        }
+        // What a visitor was asked (shown, dismissed, snoozed) is what the user was asked.
+        for (id, t) in &anon.surveys {
+            self.surveys.entry(id.clone()).or_default().merge(t);
         }
     }
 
@@ -434,6 +507,7 @@ impl Engine {
     fn observe_in_memory(&mut self, name: &str, props: &[(String, Value)], ts: i64, out: &mut Vec<Emit>) {
         let t = self.clock(ts);
         self.activity(t, out);
+        super::surveys::observe(&self.plan, &mut self.state, name, props, t);
         // Gates are judged on the state before this event: an event that reaches milestone A
         // does not also count for a milestone that must come after A.
         let counting: Vec<(String, u32)> = self
@@ -603,6 +677,28 @@ impl Engine {
         let s = &mut self.state;
         // The sign-up time the page gives (its backend's) wins over one the collector has seen.
         let signup = s.signup;
+        // Counts served by the ledger include this browser's delivered showings: raise to them.
+        let mut remote = remote.clone();
+        remote.tips.retain(|id, t| {
+            let mut own = s.tips.get(id).map(|l| l.shown.clone()).unwrap_or_default();
+            own.raise_to(t.shown.total());
+            t.shown = own;
+            true
+        });
+        // The current session and day, when the collector's (any device's) are the same ones.
+        if remote.session.last >= s.session.start - SESSION_GAP_MS && remote.session.start <= s.session.last + SESSION_GAP_MS {
+            s.session.tips_shown.raise_to(remote.session.tips_shown.total());
+            s.session.shown.raise_to(remote.session.shown.total());
+            s.session.last_tip = max_opt(s.session.last_tip, remote.session.last_tip);
+        }
+        if (remote.day.start - s.day.start).abs() < super::budget::DAY_MS {
+            s.day.start = s.day.start.min(remote.day.start);
+            s.day.shown.raise_to(remote.day.shown.total());
+        } else if remote.day.start > s.day.start {
+            s.day = DayState { start: remote.day.start, shown: GCounter::default() };
+            s.day.shown.raise_to(remote.day.shown.total());
+        }
+        let remote = &remote;
         s.absorb(remote);
         s.signup = signup.or(remote.signup);
         s.last_activity = max_opt(s.last_activity, remote.last_activity);
@@ -675,6 +771,38 @@ pub(crate) mod tests {
 
     pub fn trackly() -> Plan {
         Plan::parse(TRACKLY).expect("the demo plan is valid")
+    }
+
+    #[test]
+    fn the_ledgers_counts_raise_the_local_ones_without_counting_a_showing_twice() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        e.identify(&mut store, "ann", Some(T0), T0);
+        let welcome = e.plan().tips[0].clone();
+        e.update(&mut store, |s, tab| crate::core::tips::record_shown(s, tab, &welcome, T0 + 1));
+        // The collector stored that showing and one from the phone, in this same session.
+        let mut remote = UserState::default();
+        remote.tips.entry(welcome.id.clone()).or_default().shown.add(LEDGER, 2);
+        remote.session = SessionState { start: T0 - 5 * MIN, last: T0 + 2, ..SessionState::default() };
+        remote.session.shown.add(LEDGER, 2);
+        remote.session.tips_shown.add(LEDGER, 2);
+        remote.day = DayState { start: T0 - 5 * MIN, ..DayState::default() };
+        remote.day.shown.add(LEDGER, 2);
+        e.merge_remote(&mut store, "ann", &remote, T0 + 3);
+        e.merge_remote(&mut store, "ann", &remote, T0 + 4);
+        let s = &e.state;
+        let counts = (s.tips[&welcome.id].shown.total(), s.session.tips_shown.total(), s.session.shown.total(), s.day.shown.total());
+        assert_eq!(counts, (2, 2, 2, 2), "the laptop's showing once, the phone's once, however often merged");
+        assert_eq!(s.day.start, T0 - 5 * MIN, "the collector's day began earlier");
+    }
+
+    #[test]
+    fn a_visitors_survey_history_is_the_users_after_identify() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        e.update(&mut store, |s, _| s.surveys.entry("nps".into()).or_default().dismissed = Some(T0));
+        e.identify(&mut store, "ann", None, T0 + MIN);
+        assert_eq!(e.state.surveys["nps"].dismissed, Some(T0));
     }
 
     fn names(out: &[Emit]) -> Vec<&str> {

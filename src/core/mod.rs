@@ -4,6 +4,9 @@
 //! `cargo test`. The browser layer ([`crate::web`]) and the collector implement the traits that
 //! connect it to the outside world.
 
+// The one fatigue budget every guidance surface is charged to (guide builds).
+#[cfg(feature = "guide")]
+pub mod budget;
 pub mod client;
 pub mod delivery;
 // The milestone engine and tip scheduling are the guide's: the lean tracker leaves them out.
@@ -26,6 +29,8 @@ pub mod plan;
 pub mod preview;
 pub mod selector;
 pub mod storage;
+#[cfg(feature = "guide")]
+pub mod surveys;
 pub mod time;
 #[cfg(feature = "guide")]
 pub mod tips;

@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{GCounter, SessionState, TipState, UserState};
+use super::engine::{DayState, GCounter, SessionState, SurveyState, TipState, UserState};
 use super::json;
 use super::vecmap::VecMap;
 
@@ -59,6 +59,26 @@ struct StoredUser {
     session: StoredSession,
     #[serde(skip_serializing_if = "VecMap::is_empty")]
     tips: VecMap<StoredTip>,
+    #[serde(skip_serializing_if = "StoredDay::is_empty")]
+    day: StoredDay,
+    #[serde(skip_serializing_if = "VecMap::is_empty")]
+    surveys: VecMap<SurveyState>,
+}
+
+/// The fatigue budget's day (added in version 2 without a version bump: absent reads as empty,
+/// and an older release reading it ignores it).
+#[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+struct StoredDay {
+    start: i64,
+    #[serde(skip_serializing_if = "VecMap::is_empty")]
+    shown: VecMap<u32>,
+}
+
+impl StoredDay {
+    fn is_empty(&self) -> bool {
+        self.start == 0 && self.shown.is_empty()
+    }
 }
 
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
@@ -70,6 +90,9 @@ struct StoredSession {
     tips_shown: VecMap<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_tip: Option<i64>,
+    /// Guidance surfaces of every kind (the fatigue budget).
+    #[serde(skip_serializing_if = "VecMap::is_empty")]
+    shown: VecMap<u32>,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
@@ -146,7 +169,10 @@ impl From<&UserState> for StoredUser {
                 last: s.session.last,
                 tips_shown: s.session.tips_shown.0.clone(),
                 last_tip: s.session.last_tip,
+                shown: s.session.shown.0.clone(),
             },
+            day: StoredDay { start: s.day.start, shown: s.day.shown.0.clone() },
+            surveys: s.surveys.clone(),
             tips: s
                 .tips
                 .iter()
@@ -183,7 +209,10 @@ impl From<StoredUser> for UserState {
                 last: s.session.last,
                 tips_shown: GCounter(s.session.tips_shown),
                 last_tip: s.session.last_tip,
+                shown: GCounter(s.session.shown),
             },
+            day: DayState { start: s.day.start, shown: GCounter(s.day.shown) },
+            surveys: s.surveys,
             tips: s
                 .tips
                 .iter()
@@ -230,6 +259,7 @@ mod tests {
                 last: 1_700_000_500_000,
                 tips_shown: counter(&[("tab-a", 2)]),
                 last_tip: Some(1_700_000_450_000),
+                ..SessionState::default()
             },
             ..UserState::default()
         };

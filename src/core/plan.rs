@@ -19,6 +19,7 @@ use super::time::{parse_duration, HOUR as HOUR_MS};
 const MAX_MILESTONES: usize = 100;
 const MAX_RULES: usize = 200;
 const MAX_TIPS: usize = 100;
+const MAX_SURVEYS: usize = 50;
 const MAX_STEPS: usize = 20;
 const MAX_ID: usize = 64;
 const MAX_NAME: usize = 200;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub milestones: Vec<Milestone>,
     pub capture: Vec<CaptureRule>,
     pub tips: Vec<Tip>,
+    /// Micro-surveys (docs/SURVEYS.md).
+    pub surveys: Vec<Survey>,
     pub caps: TipCaps,
 }
 
@@ -315,18 +318,184 @@ impl Default for TipCap {
     }
 }
 
-/// Plan-wide caps, so several tips together never nag.
+/// Plan-wide caps, so several tips together never nag; `max_per_session` and `max_per_day` are
+/// the one fatigue budget every kind of guidance surface is charged to ([`super::budget`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TipCaps {
     pub max_tips_per_session: u32,
     pub min_gap_ms: i64,
+    /// Guidance surfaces of any kind (tips, tours, surveys, prompts) per session.
+    pub max_per_session: u32,
+    /// The same per day (24 hours from the first surface of the day).
+    pub max_per_day: u32,
+    /// The global wait between any two surveys for one user.
+    pub min_gap_between_surveys_ms: i64,
 }
 
 impl Default for TipCaps {
     fn default() -> TipCaps {
-        TipCaps { max_tips_per_session: 3, min_gap_ms: 60_000 }
+        TipCaps { max_tips_per_session: 3, min_gap_ms: 60_000, max_per_session: 3, max_per_day: 5, min_gap_between_surveys_ms: 7 * 24 * HOUR_MS }
     }
 }
+
+/// How long "ask me later" hides a survey unless the survey says otherwise.
+pub const DEFAULT_ASK_LATER_MS: i64 = 7 * 24 * HOUR_MS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SurveyKind {
+    /// Customer satisfaction: three faces, or 1–5.
+    Csat,
+    /// Net promoter score, 0–10.
+    Nps,
+    /// Customer effort score, 1–7 ("how easy").
+    Ces,
+    /// Open text.
+    Question,
+}
+
+impl SurveyKind {
+    pub const ALL: [(&'static str, SurveyKind); 4] =
+        [("csat", SurveyKind::Csat), ("nps", SurveyKind::Nps), ("ces", SurveyKind::Ces), ("question", SurveyKind::Question)];
+    pub fn as_str(self) -> &'static str {
+        SurveyKind::ALL.iter().find(|(_, k)| *k == self).map_or("", |(s, _)| s)
+    }
+}
+
+/// A CSAT survey's scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CsatScale {
+    /// Unhappy, neutral, happy: scores 1–3.
+    #[default]
+    Faces,
+    /// 1–5.
+    Five,
+}
+
+/// Where the survey card sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Corner {
+    #[default]
+    BottomRight,
+    BottomLeft,
+    TopRight,
+    TopLeft,
+}
+
+impl Corner {
+    pub const ALL: [(&'static str, Corner); 4] = [
+        ("bottom-right", Corner::BottomRight),
+        ("bottom-left", Corner::BottomLeft),
+        ("top-right", Corner::TopRight),
+        ("top-left", Corner::TopLeft),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Corner::ALL.iter().find(|(_, c)| *c == self).map_or("bottom-right", |(s, _)| s)
+    }
+}
+
+/// What makes a survey due.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SurveyWhen {
+    /// The milestone is reached.
+    Milestone(String),
+    /// An event whose props pass the filters happened.
+    Event { event: String, filters: Vec<Filter> },
+    /// This long after sign-up.
+    AfterSignup(i64),
+    /// Only the page/route condition (`path`/`hash`): on matching pages.
+    Page,
+}
+
+/// Whether and when a user is asked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recontact {
+    /// Asked once: answered or dismissed, never again.
+    Once,
+    /// Asked again (after the global wait) until answered.
+    UntilAnswered,
+    /// Asked again this long after the last answer or dismissal.
+    Every(i64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Survey {
+    pub id: String,
+    pub kind: SurveyKind,
+    pub scale: CsatScale,
+    pub question: Text,
+    /// The follow-up question under the scale (`nps`: per group when given per group).
+    pub follow_up: FollowUp,
+    pub when: SurveyWhen,
+    /// `when` is further restricted to pages matching these.
+    pub path: Option<Pattern>,
+    pub hash: Option<Pattern>,
+    pub delay_ms: i64,
+    /// Percentage of users asked, 0–100, chosen deterministically per user.
+    pub sample: f64,
+    pub recontact: Recontact,
+    pub ask_later_ms: i64,
+    pub corner: Corner,
+}
+
+/// The follow-up question: none, one text, or (nps) one per group.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FollowUp {
+    pub all: Text,
+    pub detractor: Text,
+    pub passive: Text,
+    pub promoter: Text,
+}
+
+impl FollowUp {
+    /// The text for an answer in `group` (`detractor`, …): the group's own, else the common one.
+    pub fn for_group(&self, group: Option<&str>) -> &Text {
+        let own = match group {
+            Some("detractor") => &self.detractor,
+            Some("passive") => &self.passive,
+            Some("promoter") => &self.promoter,
+            _ => &self.all,
+        };
+        if own.is_empty() { &self.all } else { own }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.detractor.is_empty() && self.passive.is_empty() && self.promoter.is_empty()
+    }
+}
+
+impl Survey {
+    /// The scores the scale offers, lowest first.
+    pub fn scores(&self) -> std::ops::RangeInclusive<u8> {
+        match (self.kind, self.scale) {
+            (SurveyKind::Csat, CsatScale::Faces) => 1..=3,
+            (SurveyKind::Csat, CsatScale::Five) => 1..=5,
+            (SurveyKind::Nps, _) => 0..=10,
+            (SurveyKind::Ces, _) => 1..=7,
+            (SurveyKind::Question, _) => 1..=0,
+        }
+    }
+
+    /// The answer's group (`vocab::prop::GROUP`): nps detractor 0–6, passive 7–8, promoter
+    /// 9–10; csat unhappy, neutral, happy (faces 1, 2, 3; or 1–2, 3, 4–5). None for the others.
+    pub fn group(&self, score: u8) -> Option<&'static str> {
+        match (self.kind, self.scale) {
+            (SurveyKind::Nps, _) => Some(match score {
+                0..=6 => "detractor",
+                7..=8 => "passive",
+                _ => "promoter",
+            }),
+            (SurveyKind::Csat, CsatScale::Faces) => Some(["unhappy", "neutral", "happy"][(score.clamp(1, 3) - 1) as usize]),
+            (SurveyKind::Csat, CsatScale::Five) => Some(match score {
+                0..=2 => "unhappy",
+                3 => "neutral",
+                _ => "happy",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Answers longer than this are cut (characters, not bytes).
+pub const MAX_ANSWER_CHARS: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TourStep {
@@ -654,7 +823,7 @@ impl Plan {
     }
 
     pub fn from_value(doc: &Value) -> Result<Plan, PlanError> {
-        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
         let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
@@ -691,11 +860,14 @@ impl Plan {
         let caps = match top.get("caps") {
             None => TipCaps::default(),
             Some(v) => {
-                let o = Obj::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips"])?;
+                let o = Obj::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips", "maxPerSession", "maxPerDay", "minGapBetweenSurveys"])?;
                 let d = TipCaps::default();
                 TipCaps {
                     max_tips_per_session: o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?,
                     min_gap_ms: o.duration_opt("minGapBetweenTips")?.unwrap_or(d.min_gap_ms),
+                    max_per_session: o.whole_or("maxPerSession", d.max_per_session, 0.0, "a whole number ≥ 0")?,
+                    max_per_day: o.whole_or("maxPerDay", d.max_per_day, 0.0, "a whole number ≥ 0")?,
+                    min_gap_between_surveys_ms: o.duration_opt("minGapBetweenSurveys")?.unwrap_or(d.min_gap_between_surveys_ms),
                 }
             }
         };
@@ -710,7 +882,17 @@ impl Plan {
             }
             tips.push(t);
         }
-        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps })
+        let survey_items = top.array("surveys", MAX_SURVEYS, "an array of surveys")?;
+        let mut surveys: Vec<Survey> = Vec::with_capacity(survey_items.len());
+        for (i, v) in survey_items.iter().enumerate() {
+            let p = index("/surveys", i);
+            let s = survey(v, &p, &milestones)?;
+            if let Some(j) = surveys.iter().position(|o| o.id == s.id) {
+                return err(&(p + "/id"), format!("\"{}\" is already used by /surveys/{j}", s.id), "a unique survey id");
+            }
+            surveys.push(s);
+        }
+        Ok(Plan { version, product, default_locale, milestones, capture, tips, surveys, caps })
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
@@ -718,7 +900,7 @@ impl Plan {
     /// plan's validation, with its messages, stays out of its bundle. The full validation runs
     /// on the collector when the plan is stored, and in the guide build.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
         let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
@@ -754,6 +936,89 @@ impl Plan {
     }
 }
 
+const TOP_FIELDS: [&str; 8] = ["version", "product", "defaultLocale", "milestones", "capture", "tips", "surveys", "caps"];
+
+fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, PlanError> {
+    let o = Obj::new(
+        v,
+        ptr.into(),
+        &["id", "kind", "scale", "question", "followUp", "when", "delay", "sample", "recontact", "askLater", "position"],
+    )?;
+    let id = o.id("id")?;
+    let kind = o.choice("kind", &SurveyKind::ALL, None)?;
+    let scale = match o.get("scale") {
+        None => CsatScale::Faces,
+        Some(_) if kind != SurveyKind::Csat => return err(&o.at("scale"), "only used by \"kind\": \"csat\"", "no \"scale\" on this kind"),
+        Some(_) => o.choice("scale", &[("faces", CsatScale::Faces), ("1-5", CsatScale::Five)], None)?,
+    };
+    let follow_up = match o.get("followUp") {
+        None => FollowUp::default(),
+        Some(f @ Value::Obj(entries)) if kind == SurveyKind::Nps && entries.iter().any(|(k, _)| ["detractor", "passive", "promoter"].contains(&k.as_str())) => {
+            let g = Obj::new(f, o.at("followUp"), &["detractor", "passive", "promoter", "all"])?;
+            FollowUp { all: g.text("all", false)?, detractor: g.text("detractor", false)?, passive: g.text("passive", false)?, promoter: g.text("promoter", false)? }
+        }
+        Some(_) if kind == SurveyKind::Question => return err(&o.at("followUp"), "a follow-up on an open question", "no \"followUp\" on a question survey"),
+        Some(_) => FollowUp { all: o.text("followUp", true)?, ..FollowUp::default() },
+    };
+    let w = Obj::new(o.required("when", WHEN_EXPECTED)?, o.at("when"), &["milestone", "event", "where", "afterSignup", "path", "hash"])?;
+    let path = w.get("path").map(|p| pattern(p, &w.at("path"), '/')).transpose()?;
+    let hash = w.get("hash").map(|p| pattern(p, &w.at("hash"), '#')).transpose()?;
+    let triggers = ["milestone", "event", "afterSignup"].iter().filter(|k| w.get(k).is_some()).count();
+    if triggers > 1 {
+        return err(&w.ptr, "more than one of \"milestone\", \"event\" and \"afterSignup\"", WHEN_EXPECTED);
+    }
+    if w.get("where").is_some() && w.get("event").is_none() {
+        return err(&w.at("where"), "filters without \"event\"", "\"where\" beside an \"event\"");
+    }
+    let when = if let Some(m) = w.get("milestone") {
+        SurveyWhen::Milestone(milestone_ref(m, &w.at("milestone"), milestones)?)
+    } else if let Some(e) = w.get("event") {
+        SurveyWhen::Event { event: event_name(e, &w.at("event"))?, filters: filters(&w)? }
+    } else if w.get("afterSignup").is_some() {
+        SurveyWhen::AfterSignup(w.duration_opt("afterSignup")?.unwrap_or(0))
+    } else if path.is_some() || hash.is_some() {
+        SurveyWhen::Page
+    } else {
+        return err(&w.ptr, "no condition", WHEN_EXPECTED);
+    };
+    let sample = match o.get("sample") {
+        None => 100.0,
+        Some(Value::Num(n)) if (0.0..=100.0).contains(n) => *n,
+        Some(v) => return err(&o.at("sample"), found(v), "a percentage from 0 to 100"),
+    };
+    let recontact = match o.get("recontact") {
+        None => Recontact::Once,
+        Some(Value::Str(s)) if s == "once" => Recontact::Once,
+        Some(Value::Str(s)) if s == "until_answered" => Recontact::UntilAnswered,
+        Some(r @ Value::Obj(_)) => {
+            let r = Obj::new(r, o.at("recontact"), &["every"])?;
+            match r.duration_opt("every")? {
+                Some(ms) if ms > 0 => Recontact::Every(ms),
+                _ => return err(&r.ptr, "missing or zero \"every\"", RECONTACT_EXPECTED),
+            }
+        }
+        Some(v) => return err(&o.at("recontact"), found(v), RECONTACT_EXPECTED),
+    };
+    Ok(Survey {
+        question: o.text("question", true)?,
+        delay_ms: o.duration_opt("delay")?.unwrap_or(0),
+        ask_later_ms: o.duration_opt("askLater")?.unwrap_or(DEFAULT_ASK_LATER_MS),
+        corner: o.choice("position", &Corner::ALL, Some(Corner::BottomRight))?,
+        id,
+        kind,
+        scale,
+        follow_up,
+        when,
+        path,
+        hash,
+        sample,
+        recontact,
+    })
+}
+
+const WHEN_EXPECTED: &str = "one of {\"milestone\": id}, {\"event\": name, \"where\": filters}, {\"afterSignup\": \"14d\"}, optionally with \"path\"/\"hash\" (or those alone)";
+const RECONTACT_EXPECTED: &str = "\"once\", \"until_answered\" or {\"every\": \"90d\"}";
+
 fn milestone(v: &Value, ptr: &str) -> Result<Milestone, PlanError> {
     let o = Obj::new(v, ptr.into(), &["id", "aliases", "title", "description", "kind", "condition", "due", "required", "value"])?;
     let id = o.id("id")?;
@@ -787,6 +1052,11 @@ fn condition(v: &Value, ptr: &str) -> Result<Condition, PlanError> {
     let event = event_name(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
     let count = o.whole_or("count", 1, 1.0, "a whole number from 1 to 1000000")?;
     let after = o.id_opt("after")?;
+    Ok(Condition { event, filters: filters(&o)?, count, after })
+}
+
+/// An object's `where`: property filters.
+fn filters(o: &Obj) -> Result<Vec<Filter>, PlanError> {
     let mut filters = Vec::new();
     if let Some(w) = o.get("where") {
         let wp = o.at("where");
@@ -797,7 +1067,7 @@ fn condition(v: &Value, ptr: &str) -> Result<Condition, PlanError> {
             filters.push(Filter { prop: prop.clone(), op: op(f, &child(&wp, prop))? });
         }
     }
-    Ok(Condition { event, filters, count, after })
+    Ok(filters)
 }
 
 const OP_EXPECTED: &str = "a value to equal, or one object of eq, ne, in, gt, gte, lt, lte, exists, contains";
@@ -1126,6 +1396,37 @@ mod tests {
         // The reader's own words: serde_json here, the browser's JSON.parse in the SDK.
         #[cfg(not(target_arch = "wasm32"))]
         assert_eq!(error("{"), "plan (document): invalid JSON: EOF while parsing an object at line 1 column 1; expected a JSON document");
+    }
+
+    #[test]
+    fn surveys_are_validated_with_pointers() {
+        let plan = |surveys: &str| {
+            String::from(r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e"}}],"surveys":"#) + surveys + "}"
+        };
+        let cases = [
+            (r#"[{"id":"s","kind":"stars","question":"Q","when":{"path":"/*"}}]"#, "plan /surveys/0/kind: found \"stars\"; expected one of csat, nps, ces, question"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"milestone":"zz"}}]"#, "plan /surveys/0/when/milestone: no milestone has id \"zz\"; expected the id of a milestone in this plan"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"milestone":"a","event":"e"}}]"#, "plan /surveys/0/when: more than one of \"milestone\", \"event\" and \"afterSignup\"; expected one of {\"milestone\": id}, {\"event\": name, \"where\": filters}, {\"afterSignup\": \"14d\"}, optionally with \"path\"/\"hash\" (or those alone)"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"path":"/*"},"sample":120}]"#, "plan /surveys/0/sample: found 120; expected a percentage from 0 to 100"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"path":"/*"},"scale":"1-5"}]"#, "plan /surveys/0/scale: only used by \"kind\": \"csat\"; expected no \"scale\" on this kind"),
+            (r#"[{"id":"s","kind":"csat","question":"Q","when":{"path":"/*"},"recontact":"always"}]"#, "plan /surveys/0/recontact: found \"always\"; expected \"once\", \"until_answered\" or {\"every\": \"90d\"}"),
+            (r#"[{"id":"s","kind":"csat","when":{"path":"/*"}}]"#, "plan /surveys/0: missing \"question\"; expected a non-empty string, or an object of locale to string such as {\"en\": \"…\"}"),
+            (r#"[{"id":"s","kind":"csat","question":"Q","when":{"path":"/*"}},{"id":"s","kind":"ces","question":"Q","when":{"path":"/*"}}]"#, "plan /surveys/1/id: \"s\" is already used by /surveys/0; expected a unique survey id"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"where":{"x":1}}}]"#, "plan /surveys/0/when/where: filters without \"event\"; expected \"where\" beside an \"event\""),
+        ];
+        for (surveys, want) in cases {
+            assert_eq!(error(&plan(surveys)), want);
+        }
+        let ok = Plan::parse(&plan(
+            r#"[{"id":"n","kind":"nps","question":{"en":"Recommend us?","de":"Empfehlen?"},"when":{"event":"export","where":{"n":{"gte":2}}},
+                 "followUp":{"detractor":"What went wrong?","promoter":"What do you love?"},"delay":"5s","sample":50,"recontact":{"every":"90d"},
+                 "askLater":"3d","position":"top-left"}]"#,
+        ))
+        .expect("valid");
+        let s = &ok.surveys[0];
+        assert_eq!((s.kind, s.sample, s.recontact, s.ask_later_ms, s.corner), (SurveyKind::Nps, 50.0, Recontact::Every(90 * 24 * HOUR_MS), 72 * HOUR_MS, Corner::TopLeft));
+        assert_eq!(s.question.get("de-AT", "en"), "Empfehlen?");
+        assert!(matches!(&s.when, SurveyWhen::Event { event, filters } if event == "export" && filters.len() == 1));
     }
 
     #[test]

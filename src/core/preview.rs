@@ -103,6 +103,12 @@ pub fn tip_line(plan: &Plan, state: &UserState, i: usize, page: &tips::Page, see
         }
         Why::Capped { shown, max } => format!("capped: shown {shown} of {max} times"),
         Why::SessionCapped { shown, max } => format!("capped: {shown} shown this session (at most {max})"),
+        Why::Budget(crate::core::budget::Spent::Session { shown, max }) => {
+            format!("fatigue budget: {shown} tips, surveys or prompts shown this session (at most {max})")
+        }
+        Why::Budget(crate::core::budget::Spent::Day { shown, max, since }) => {
+            format!("fatigue budget: {shown} tips, surveys or prompts shown today (at most {max}); frees up {}", relative(since + crate::core::budget::DAY_MS, now))
+        }
         Why::SnoozedThisSession { until } => format!("snoozed, back in a later session ({})", relative(until, now)),
         Why::WindowOpens { at } => format!("window opens {}", relative(at, now)),
         Why::Delay { at } => format!("trigger delay: shows {}", relative(at, now)),

@@ -27,6 +27,7 @@
 //! skips caps, gaps, windows and earlier dismissals, but never shows a tip whose milestone is
 //! reached.
 
+use super::budget;
 use super::engine::{TipState, UserState};
 use super::plan::{Advance, Plan, Tip, TipKind};
 
@@ -119,6 +120,8 @@ pub enum Why {
     Capped { shown: u32, max: u32 },
     /// The plan's `maxTipsPerSession` is spent.
     SessionCapped { shown: u32, max: u32 },
+    /// The fatigue budget shared with surveys and prompts (`caps.maxPerSession`, `maxPerDay`).
+    Budget(budget::Spent),
     /// Snoozed in this session: back in a later one.
     SnoozedThisSession { until: i64 },
     /// Not before `at`: the window opens then.
@@ -217,6 +220,13 @@ pub fn explain(plan: &Plan, state: &UserState, i: usize, page: &Page) -> (Verdic
         if nudge && in_session >= plan.caps.max_tips_per_session {
             return never(Why::SessionCapped { shown: in_session, max: plan.caps.max_tips_per_session });
         }
+        if let (true, Err(spent)) = (nudge, budget::check(&plan.caps, state, now)) {
+            return match spent {
+                budget::Spent::Session { .. } => never(Why::Budget(spent)),
+                // The day's budget frees up: a wait, not a never.
+                budget::Spent::Day { since, .. } => (Verdict::At(since + budget::DAY_MS), Why::Budget(spent)),
+            };
+        }
         if let Some(last) = ts.last_shown {
             wait(last + tip.cap.min_gap_ms, Why::TipGap { at: last + tip.cap.min_gap_ms });
         }
@@ -290,6 +300,7 @@ pub fn record_shown(state: &mut UserState, tab: &str, tip: &Tip, now: i64) -> bo
     if tip.kind != TipKind::Checklist {
         state.session.tips_shown.add(tab, 1);
         state.session.last_tip = Some(now);
+        budget::record_shown(state, tab, if tip.kind == TipKind::Tour { budget::Surface::Tour } else { budget::Surface::Tip }, now);
     }
     true
 }
