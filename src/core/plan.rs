@@ -862,11 +862,15 @@ impl Plan {
             Some(v) => {
                 let o = Obj::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips", "maxPerSession", "maxPerDay", "minGapBetweenSurveys"])?;
                 let d = TipCaps::default();
+                let max_tips_per_session = o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?;
+                // Unset, the budget is the tip cap a plan already has (and a day at least one
+                // session's worth), so plans written before the budget keep their behaviour.
+                let max_per_session = o.whole_or("maxPerSession", max_tips_per_session, 0.0, "a whole number ≥ 0")?;
                 TipCaps {
-                    max_tips_per_session: o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?,
+                    max_tips_per_session,
                     min_gap_ms: o.duration_opt("minGapBetweenTips")?.unwrap_or(d.min_gap_ms),
-                    max_per_session: o.whole_or("maxPerSession", d.max_per_session, 0.0, "a whole number ≥ 0")?,
-                    max_per_day: o.whole_or("maxPerDay", d.max_per_day, 0.0, "a whole number ≥ 0")?,
+                    max_per_session,
+                    max_per_day: o.whole_or("maxPerDay", d.max_per_day.max(max_per_session), 0.0, "a whole number ≥ 0")?,
                     min_gap_between_surveys_ms: o.duration_opt("minGapBetweenSurveys")?.unwrap_or(d.min_gap_between_surveys_ms),
                 }
             }

@@ -11,6 +11,7 @@
 
 mod dom;
 mod render;
+mod survey;
 
 use std::cell::{Cell, RefCell};
 
@@ -24,7 +25,9 @@ use crate::core::vocab::{prop, tip};
 use crate::core::placement::{self, Side};
 use crate::core::plan::{CtaAction, Tip, TipKind};
 use crate::core::storage::KeyValue;
+use crate::core::surveys;
 use crate::core::tips::{self as sched, Page};
+use crate::core::vocab::survey as vocab_survey;
 use crate::core::wire::EventType;
 use dom::{Found, Listener, Observer, Timeout};
 use render::Ctx;
@@ -74,6 +77,9 @@ struct Ui {
     /// The user is working in this tip: focus its main button after rendering.
     focus_tip: Option<usize>,
     wake: Option<Timeout>,
+    /// The micro-survey on screen (at most one), and when the next one may be due.
+    survey: Option<survey::Card>,
+    survey_wake: Option<Timeout>,
     /// The one observer of the page's DOM, while a tip is anchored or waits for its target.
     observer: Option<Observer>,
     _route: Vec<Listener>,
@@ -232,6 +238,8 @@ pub fn start(options: &Value, default_locale: &str) {
         open_checklist: false,
         focus_tip: None,
         wake: None,
+        survey: None,
+        survey_wake: None,
         observer: None,
         _route: route,
     };
@@ -425,6 +433,33 @@ fn act(i: usize, action: &str) {
     });
 }
 
+/// The user acted on survey `i`'s card (see `survey::act`).
+fn survey_act(i: usize, action: &str) {
+    let ok = with_both(&mut |ui, engine, store, out| {
+        let Some(s) = engine.plan().surveys.get(i).cloned() else { return };
+        let default_locale = engine.plan().default_locale.clone();
+        let Some(card) = ui.survey.as_mut().filter(|c| c.survey == i) else { return };
+        let ctx = Ctx { locale: &ui.locale, default_locale: &default_locale, labels: &ui.labels };
+        if survey::act(card, &s, action, &ctx, engine, store, out, now()) {
+            ui.survey = None;
+            ui.reconcile(engine, store, out);
+        }
+    });
+    if !ok {
+        defer(refresh);
+    }
+}
+
+/// The thank-you has been read: the card goes.
+fn survey_done() {
+    if !with_both(&mut |ui, engine, store, out| {
+        ui.survey = None;
+        ui.reconcile(engine, store, out);
+    }) {
+        defer(survey_done);
+    }
+}
+
 /// The selector of a tip's target at a tour step.
 fn selector(tip: &Tip, step: usize) -> &str {
     match tip.kind {
@@ -541,6 +576,7 @@ impl Ui {
             }
         }
         self.wake = pick.wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+        self.reconcile_survey(engine, store, out, t, &path, &hash);
         // One observer for the page, only while some tip follows or waits for a target: a page
         // with no anchored tip pays nothing for its mutations.
         if !self.surfaces.iter().any(|s| anchored(s.kind)) {
@@ -548,6 +584,35 @@ impl Ui {
         } else if self.observer.is_none() {
             self.observer = dom::document().and_then(|d| Observer::new(&d, schedule_follow));
         }
+    }
+
+    /// The survey on screen stays until it is answered, dismissed or snoozed (here or in
+    /// another tab); otherwise the first survey due is shown, unless a modal tip holds the page.
+    fn reconcile_survey(&mut self, engine: &mut Engine, store: &mut dyn KeyValue, out: &mut Vec<Emit>, t: i64, path: &str, hash: &str) {
+        if let Some(card) = &self.survey {
+            let closed = engine.plan().surveys.get(card.survey).is_none_or(|s| surveys::closed_since(&engine.state, s, card.shown_at));
+            if card.thanks.is_some() || !closed {
+                return;
+            }
+            self.survey = None;
+        }
+        // The collector's ledger is the truth about what this user was asked on other devices:
+        // while its answer is on the way (after identify), no survey starts.
+        if engine.hold_once {
+            self.survey_wake = None;
+            return;
+        }
+        let user = engine.identity().to_owned();
+        let page = surveys::Page { now: t, path, hash, route_since: self.route_since, user: &user };
+        let (pick, wake) = surveys::pick(engine.plan(), &engine.state, &page);
+        self.survey_wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+        let Some(i) = pick.filter(|_| !self.surfaces.iter().any(|s| s.kind == TipKind::Modal)) else { return };
+        let Some(s) = engine.plan().surveys.get(i).cloned() else { return };
+        let Some(mut card) = survey::mount(self.root.unchecked_ref(), i, &s, &self.ctx(engine), t) else { return };
+        engine.update(store, |state, tab| surveys::record_shown(state, tab, &s, t));
+        survey::emit(out, vocab_survey::SHOWN, surveys::props(&s));
+        card.offer_focus();
+        self.survey = Some(card);
     }
 
     /// Focus inside a tip that goes away returns to where it came from, else to the tip's

@@ -21,7 +21,7 @@ pub struct Ctx<'a> {
     pub labels: &'a Value,
 }
 
-const LABELS: [(&str, &str); 14] = [
+const LABELS: [(&str, &str); 28] = [
     ("close", "Close"),
     ("later", "Later"),
     ("next", "Next"),
@@ -36,6 +36,21 @@ const LABELS: [(&str, &str); 14] = [
     ("progress", "Progress"),
     ("tip", "Tip"),
     ("completed", "Completed"),
+    // Surveys.
+    ("askLater", "Ask me later"),
+    ("send", "Send"),
+    ("thanks", "Thank you for your answer!"),
+    ("unhappy", "Unhappy"),
+    ("neutral", "Neutral"),
+    ("happy", "Happy"),
+    ("npsLow", "0 = not at all likely"),
+    ("npsHigh", "10 = extremely likely"),
+    ("cesLow", "1 = very difficult"),
+    ("cesHigh", "7 = very easy"),
+    ("csatLow", "1 = very unsatisfied"),
+    ("csatHigh", "5 = very satisfied"),
+    ("chooseScore", "Choose a score first."),
+    ("writeAnswer", "Write your answer first."),
 ];
 
 impl Ctx<'_> {
