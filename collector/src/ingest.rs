@@ -198,7 +198,11 @@ async fn accept(
     // Worked out before the events move into the store; empty without a webhook. Imported
     // history is not news: no webhook for it.
     let notifications = match &state.webhook {
-        Some(_) if source == Source::Live => crate::webhook::value_notifications(&stored, received_at),
+        Some(_) if source == Source::Live => {
+            let mut n = crate::webhook::value_notifications(&stored, received_at);
+            n.extend(crate::webhook::survey_notifications(&stored, received_at));
+            n
+        }
         _ => Vec::new(),
     };
     state.store.insert(stored).await?;

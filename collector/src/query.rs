@@ -395,6 +395,72 @@ fn tips_report(ctx: &Ctx<'_>, tip_events: &[UserEvents], reach: &FirstReach) -> 
     json!({ "users": ctx.users.len(), "tips": rows })
 }
 
+/// Survey answers are counted over the last 30 days unless `period` says otherwise.
+const DEFAULT_SURVEY_PERIOD_MS: i64 = 30 * DAY;
+
+/// The parameters of the survey report: the period of answer times (`period=30d` or `all`),
+/// the milestone answers are split by (`milestone=`, default the value milestone), and a trait
+/// to split by (`split=KEY`).
+fn survey_options(ctx: &Ctx<'_>) -> Result<(i64, Step, Option<String>), ApiError> {
+    let from = match ctx.params.get("period") {
+        Some("all") => i64::MIN,
+        Some(_) => ctx.now - ctx.params.duration("period")?.unwrap_or(DEFAULT_SURVEY_PERIOD_MS),
+        None => ctx.now - DEFAULT_SURVEY_PERIOD_MS,
+    };
+    let milestone = match ctx.params.get("milestone").filter(|m| !m.is_empty()) {
+        Some(text) => ctx.step(text),
+        None => ctx.value(),
+    };
+    Ok((from, milestone, ctx.params.get("split").filter(|b| !b.is_empty()).map(String::from)))
+}
+
+fn survey_summary_json(s: &a::surveys::Summary) -> Value {
+    json!({
+        "shown": s.shown, "answered": s.answered, "dismissed": s.dismissed, "snoozed": s.snoozed,
+        "responseRate": s.response_rate, "respondents": s.respondents, "scored": s.scored,
+        "groups": s.groups, "score": s.score,
+        "distribution": s.distribution.iter().map(|(score, n)| json!({ "score": score, "users": n })).collect::<Vec<_>>(),
+    })
+}
+
+/// `reach` must cover the milestone of [`survey_options`].
+fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey_events: &[UserEvents], reach: &FirstReach) -> Result<(Value, Vec<a::surveys::SurveyResult>), ApiError> {
+    let (from, milestone, by) = survey_options(ctx)?;
+    let options = a::surveys::Options { from, until: i64::MAX, milestone: &milestone, by_trait: by.as_deref() };
+    let results = a::surveys::results(&ctx.users, survey_events, plan, reach, &options);
+    let rows: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "surveyId": r.id,
+                "kind": r.kind.as_str(),
+                // What `score` is: nps (−100…100), csat (% satisfied), ces (mean 1–7).
+                "all": survey_summary_json(&r.all),
+                "milestoneReached": survey_summary_json(&r.reached),
+                "milestoneNotReached": survey_summary_json(&r.not_reached),
+                "cohorts": r.cohorts.iter().map(|(week, s)| json!({ "week": time::date(*week), "summary": survey_summary_json(s) })).collect::<Vec<_>>(),
+                "byTrait": r.by_trait.iter().map(|(v, s)| json!({ "value": v, "summary": survey_summary_json(s) })).collect::<Vec<_>>(),
+                "answers": r.answers.iter().take(SURVEY_ANSWERS_JSON_LIMIT).map(|a| json!({
+                    "user": a.user, "at": a.ts, "score": a.score, "group": a.group, "text": a.text, "milestoneReached": a.reached,
+                })).collect::<Vec<_>>(),
+                "answersTotal": r.answers.len(),
+            })
+        })
+        .collect();
+    let report = json!({
+        "users": ctx.users.len(),
+        "periodFrom": (from > i64::MIN).then_some(from),
+        "milestone": milestone.name,
+        "milestoneKind": milestone.kind.as_str(),
+        "split": by,
+        "surveys": rows,
+    });
+    Ok((report, results))
+}
+
+/// At most this many answer texts per survey in a JSON answer (the CSV export has them all).
+const SURVEY_ANSWERS_JSON_LIMIT: usize = 200;
+
 async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let events = ctx.events(EventFilter::types(&[EventType::Metric]).with_props()).await?;
     let m = a::metrics::seed_metrics(&ctx.users, &events);
@@ -533,6 +599,32 @@ pub async fn stalled(
     }
 }
 
+/// `GET /v1/surveys[?period=30d|all][&milestone=m][&split=KEY][&format=csv]`.
+pub async fn surveys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
+    let (_, milestone, _) = survey_options(&ctx)?;
+    let events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
+    let reached = ctx.firsts(&[milestone]).await?;
+    let plan = crate::plans::current(&state, &ctx.project.id).await.ok().flatten();
+    let (report, results) = surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &events, &FirstReach::new(&reached))?;
+    match ctx.params.get("format").unwrap_or("json") {
+        "json" => Ok(Json(report).into_response()),
+        "csv" => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"survey-answers.csv\""),
+            ],
+            a::surveys::to_csv(&results),
+        )
+            .into_response()),
+        other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
+    }
+}
+
 /// Recent `/v1/report` answers, each under (project, query, plan version) with the store's data
 /// version when it was computed: a dashboard reload with no new event is answered without
 /// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`], since stalls and
@@ -591,15 +683,18 @@ pub async fn report(
 }
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
-    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
+    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
     let (tip_events, tip_milestones) = ctx.tip_events().await?;
+    let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
+    let (_, survey_milestone, _) = survey_options(&ctx)?;
     // One read of the first times for every report: each looks up only its own (type, name)
     // pairs, so the others' rows change no answer.
     let mut wanted = steps.clone();
     wanted.push(value.clone());
     wanted.extend(due_milestones(&due));
     wanted.extend(tip_milestones);
+    wanted.push(survey_milestone);
     let firsts = ctx.firsts(&wanted).await?;
     let reach = FirstReach::new(&firsts);
     // The first times just read serve a funnel of milestones too (the matcher skips events of
@@ -612,6 +707,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         &raw
     };
     let stall_list = stalls(&ctx, &due, &reach);
+    let plan = crate::plans::current(state, &ctx.project.id).await.ok().flatten();
     Ok(json!({
         "project": ctx.project.id,
         "now": ctx.now,
@@ -623,6 +719,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
         "tips": tips_report(&ctx, &tip_events, &reach),
+        "surveys": surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &survey_events, &reach)?.0,
         "metrics": metrics_report(&ctx).await?,
         "stalled": stalled_json(&due, &stall_list),
         "visitors": ctx.visitors,

@@ -1,7 +1,9 @@
-//! The optional webhook (`--webhook URL`): a signed JSON POST when a user reaches value or
-//! stalls, so a customer-success tool can act without polling the dashboard.
+//! The optional webhook (`--webhook URL`): a signed JSON POST when a user reaches value,
+//! stalls or answers a survey (`survey_answered`, with `detractor: true` for NPS 0–6), so a
+//! customer-success tool can act without polling the dashboard.
 //!
-//! - **At most one notification per user and kind** (`value_reached`, `user_stalled`): each is
+//! - **At most one notification per user and kind** (`value_reached`, `user_stalled`; one per
+//!   answer event for `survey_answered`): each is
 //!   written to a durable outbox in the store, keyed by (project, kind, user), so resent batches,
 //!   repeated milestone events and several collectors cause one notification, not one per event.
 //! - **Durable**: `value_reached` is written to the outbox before the batch that caused it is
@@ -237,6 +239,40 @@ pub fn value_notifications(events: &[StoredEvent], now: i64) -> Vec<Notification
             "at": s.ts,
         });
         out.push(notification(&s.project, "value_reached", user, payload, now));
+    }
+    out
+}
+
+/// The `survey_answered` notifications a committed batch causes: one per answer event (keyed by
+/// its id, so a resent batch adds none), with `detractor: true` for an NPS score of 0–6 so a
+/// customer-success manager can act the same day. The answer's text goes as plain JSON text.
+pub fn survey_notifications(events: &[StoredEvent], now: i64) -> Vec<Notification> {
+    let mut out = Vec::new();
+    for s in events {
+        let e = &s.event;
+        if e.kind != onramp::core::wire::EventType::Survey || e.name != vocab::survey::ANSWERED {
+            continue;
+        }
+        let user = e.user_id.as_deref().unwrap_or(&e.anonymous_id);
+        let prop = |k: &str| e.prop(k).and_then(|v| serde_json::to_value(v).ok());
+        let kind = e.prop(vocab::prop::SURVEY_KIND).and_then(|v| v.as_str()).unwrap_or("");
+        let score = e.prop(vocab::prop::SCORE).and_then(|v| v.as_f64());
+        let payload = json!({
+            "type": "survey_answered",
+            "project": s.project,
+            "user": user,
+            "surveyId": prop(vocab::prop::SURVEY_ID),
+            "surveyKind": kind,
+            "score": prop(vocab::prop::SCORE),
+            "group": prop(vocab::prop::GROUP),
+            "text": prop(vocab::prop::TEXT),
+            "detractor": kind == "nps" && score.is_some_and(|n| (0.0..7.0).contains(&n)),
+            "at": s.ts,
+        });
+        // One per answer: the id names the event, not just the user.
+        let mut n = notification(&s.project, "survey_answered", user, payload, now);
+        n.id = notification(&s.project, "survey_answered", &e.id, Value::Null, now).id;
+        out.push(n);
     }
     out
 }

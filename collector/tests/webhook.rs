@@ -255,3 +255,43 @@ async fn erasing_a_user_removes_their_pending_notifications() {
     let due = store.due_notifications(1, 10).await.expect("due");
     assert_eq!(due.iter().map(|n| n.user.as_str()).collect::<Vec<_>>(), ["bob"]);
 }
+
+/// `survey_answered`: one notification per answer (a resent batch adds none), `detractor: true`
+/// for NPS 0–6 only, the answer's text as plain JSON text, signed like the others.
+#[tokio::test]
+async fn announces_each_survey_answer_and_flags_detractors() {
+    let (hook_url, mut calls) = receiver(vec![], None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = collector(&dir.path().join("survey.db"), &hook_url, true, Some(Arc::new(AtomicI64::new(T0 + 2000)))).await;
+    let answer = |id: &str, user: &str, kind: &str, score: i64, text: &str| {
+        json!({"id": id, "type": "survey", "name": "survey_answered", "anonymousId": format!("a-{user}"), "userId": user, "ts": T0 + 1000,
+               "props": {"surveyId": "q1", "surveyKind": kind, "score": score, "text": text}})
+    };
+    let events = vec![
+        identify("s0", "dee", T0),
+        answer("s1", "dee", "nps", 6, "<script>alert(1)</script> too slow"),
+        answer("s2", "pat", "nps", 7, ""),
+        answer("s3", "cat", "csat", 1, "meh"),
+    ];
+    post_batch(&c.url, T0 + 2000, events.clone()).await;
+    post_batch(&c.url, T0 + 2000, events).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let call = next(&mut calls).await;
+        assert_eq!(call.signature, python_signature(&call.id, &call.timestamp, &call.body));
+        let body: Value = serde_json::from_str(&call.body).expect("json");
+        got.push((body["user"].as_str().unwrap_or("").to_owned(), body["type"].clone(), body["detractor"].clone(), body["score"].clone(), body["text"].clone()));
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("cat".into(), json!("survey_answered"), json!(false), json!(1), json!("meh")),
+            ("dee".into(), json!("survey_answered"), json!(true), json!(6), json!("<script>alert(1)</script> too slow")),
+            ("pat".into(), json!("survey_answered"), json!(false), json!(7), json!("")),
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(calls.try_recv().is_err(), "the resent batch announced nothing again");
+    c.state.begin_shutdown();
+}

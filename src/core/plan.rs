@@ -477,20 +477,26 @@ impl Survey {
     /// The answer's group (`vocab::prop::GROUP`): nps detractor 0–6, passive 7–8, promoter
     /// 9–10; csat unhappy, neutral, happy (faces 1, 2, 3; or 1–2, 3, 4–5). None for the others.
     pub fn group(&self, score: u8) -> Option<&'static str> {
-        match (self.kind, self.scale) {
-            (SurveyKind::Nps, _) => Some(match score {
-                0..=6 => "detractor",
-                7..=8 => "passive",
-                _ => "promoter",
-            }),
-            (SurveyKind::Csat, CsatScale::Faces) => Some(["unhappy", "neutral", "happy"][(score.clamp(1, 3) - 1) as usize]),
-            (SurveyKind::Csat, CsatScale::Five) => Some(match score {
-                0..=2 => "unhappy",
-                3 => "neutral",
-                _ => "happy",
-            }),
-            _ => None,
-        }
+        score_group(self.kind, self.scale, score)
+    }
+}
+
+/// The group of a `score` on a survey of `kind` (and, for csat, `scale`): the one definition the
+/// SDK reports and the collector's survey analytics count by (docs/SURVEYS.md).
+pub fn score_group(kind: SurveyKind, scale: CsatScale, score: u8) -> Option<&'static str> {
+    match (kind, scale) {
+        (SurveyKind::Nps, _) => Some(match score {
+            0..=6 => "detractor",
+            7..=8 => "passive",
+            _ => "promoter",
+        }),
+        (SurveyKind::Csat, CsatScale::Faces) => Some(["unhappy", "neutral", "happy"][(score.clamp(1, 3) - 1) as usize]),
+        (SurveyKind::Csat, CsatScale::Five) => Some(match score {
+            0..=2 => "unhappy",
+            3 => "neutral",
+            _ => "happy",
+        }),
+        _ => None,
     }
 }
 

@@ -28,11 +28,13 @@
 //! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.
 //! - [`metrics`]: the SDK's seed metrics.
 //! - [`stalled`]: users past a milestone's due window without reaching it.
+//! - [`surveys`]: NPS, CSAT, CES, response rates and answers of the micro-surveys.
 //! - [`time`]: UTC calendar and the date and duration syntax of the API.
 
 pub mod funnel;
 pub mod metrics;
 pub mod stalled;
+pub mod surveys;
 pub mod time;
 pub mod tips;
 pub mod ttv;
