@@ -170,3 +170,34 @@ test("the dashboard draws any value the API can return", async () => {
   const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
   assert.deepEqual(bad, [], "no errors in the page");
 });
+
+test("the surveys panel shows the collector's survey figures, answers as plain text, any value safely", async () => {
+  const real = (await getJson(collector.url + "/v1/report?" + VIEW)).body;
+  assert.ok(real.surveys && Array.isArray(real.surveys.surveys), "the report has a surveys part");
+  const report = JSON.parse(JSON.stringify(real));
+  const summary = (score) => ({ shown: 4, answered: 3, dismissed: 0, snoozed: 0, responseRate: 0.75, respondents: 3, scored: 3, groups: [1, 1, 1], score, distribution: [] });
+  report.surveys = {
+    users: 3, periodFrom: report.now - 30 * 86400000, milestone: "file_uploaded", milestoneKind: "milestone", split: null,
+    surveys: [
+      { surveyId: "nps-q1", kind: "nps", all: summary(-12.5), milestoneReached: summary(50), milestoneNotReached: summary(-100), cohorts: [], byTrait: [],
+        answers: [{ user: "ann", at: report.now - 1000, score: 3, group: "detractor", text: "<img src=x onerror=alert(1)> too slow", milestoneReached: false }], answersTotal: 1 },
+      { surveyId: "weird", kind: "ces", all: summary(1e300), milestoneReached: summary(null), milestoneNotReached: {}, cohorts: [], byTrait: [],
+        answers: [{ user: "bob", at: -1e18, score: null, group: null, text: null, milestoneReached: true }], answersTotal: 1 },
+    ],
+  };
+  const page = await (await browser.newContext()).newPage();
+  const messages = watchConsole(page);
+  await page.route(/\/v1\/report\?/, (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(report) }));
+  await page.goto(collector.url + "/dashboard/#token=rt_demo&" + VIEW);
+  await page.waitForSelector("body[data-loaded=true]");
+  const rows = await page.$$eval("#surveys tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  assert.deepEqual(rows[0], ["nps-q1", "nps", "-13", "3", "75%", "50 / -100", "1 / 1 / 1"]);
+  assert.equal(rows[1][2], "1e+300", "an extreme mean still draws");
+  const answer = await page.$$eval("#survey-answers tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  assert.equal(answer[0][5], "<img src=x onerror=alert(1)> too slow", "the text is shown as text");
+  assert.equal(await page.$$eval("#survey-answers img", (imgs) => imgs.length), 0, "never markup");
+  assert.equal(answer[1][0], "–", "an impossible time shows –");
+  await page.screenshot({ path: join(ARTIFACTS, "dashboard-surveys.png"), fullPage: true });
+  const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
+  assert.deepEqual(bad, [], "no errors in the page");
+});

@@ -153,6 +153,35 @@
     if (!t.tips.length) fillTable($("tips"), [[{ text: "No tip events yet", cls: "muted" }, "", "", "", "", ""]]);
   }
 
+  // Each kind's headline figure: NPS −100…100, CSAT a percentage, CES a mean of 1–7.
+  function surveyScore(kind, x) {
+    if (typeof x !== "number" || !isFinite(x)) return "–";
+    return kind === "nps" ? fixed(x, 0) : kind === "csat" ? fixed(x, 0) + "%" : kind === "ces" ? fixed(x, 1) : "–";
+  }
+
+  function drawSurveys(s) {
+    if (!s || !Array.isArray(s.surveys)) s = { surveys: [] };
+    $("survey-milestone").textContent = s.milestone || "value";
+    $("survey-period").textContent = typeof s.periodFrom === "number" ? dur(s.now - s.periodFrom) : "all time";
+    fillTable($("surveys"), s.surveys.map(function (v) {
+      var all = v.all || {}, yes = v.milestoneReached || {}, no = v.milestoneNotReached || {};
+      var groups = Array.isArray(all.groups) && v.kind !== "ces" && v.kind !== "question" ? all.groups.map(num).join(" / ") : "–";
+      return [String(v.surveyId), String(v.kind), surveyScore(v.kind, all.score), num(all.respondents), pct(all.responseRate),
+        surveyScore(v.kind, yes.score) + " / " + surveyScore(v.kind, no.score), groups];
+    }));
+    if (!s.surveys.length) fillTable($("surveys"), [[{ text: "No survey answers in this period", cls: "muted" }, "", "", "", "", "", ""]]);
+    // Answer texts are the users' own words: text nodes only, never markup.
+    var answers = [];
+    s.surveys.forEach(function (v) { (v.answers || []).forEach(function (a) { answers.push({ survey: v.surveyId, a: a }); }); });
+    answers.sort(function (x, y) { return (y.a.at || 0) - (x.a.at || 0); });
+    fillTable($("survey-answers"), answers.slice(0, 200).map(function (r) {
+      var a = r.a;
+      return [when(a.at), String(r.survey), String(a.user), a.score == null ? "–" : String(a.score) + (a.group ? " (" + a.group + ")" : ""),
+        a.milestoneReached ? "yes" : "no", { text: String(a.text == null ? "" : a.text), cls: "answer" }];
+    }));
+    if (!answers.length) fillTable($("survey-answers"), [[{ text: "No written answers yet", cls: "muted" }, "", "", "", "", ""]]);
+  }
+
   function drawMetrics(m) {
     fillTable($("metrics"), [
       ["Core-task completion", num(m.coreTaskCompletion.users), pct(m.coreTaskCompletion.rate), ""],
@@ -212,6 +241,7 @@
     drawTtv(t);
     drawCohorts(r.cohorts);
     drawTips(r.tips);
+    drawSurveys(Object.assign({ now: r.now }, r.surveys));
     drawMetrics(r.metrics);
     drawStalled(r.stalled, r.now);
     drawTraitFilters(r.traits);
@@ -233,6 +263,9 @@
     csv.set("token", token);
     ["steps", "value", "window", "by"].forEach(function (k) { csv.delete(k); });
     $("csv").href = "/v1/stalled?" + csv.toString();
+    var surveyCsv = new URLSearchParams(csv);
+    surveyCsv.delete("due");
+    $("survey-csv").href = "/v1/surveys?" + surveyCsv.toString();
     fetch("/v1/report?" + q.toString(), { headers: { Authorization: "Bearer " + token } })
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
