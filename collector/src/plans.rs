@@ -439,12 +439,13 @@ pub fn check_files(paths: &[std::path::PathBuf]) -> bool {
     for path in paths {
         match load_file(path) {
             Ok(p) => println!(
-                "{}: ok (version {}, {} milestones, {} capture rules, {} tips)",
+                "{}: ok (version {}, {} milestones, {} capture rules, {} tips, {} surveys)",
                 path.display(),
                 p.plan.version,
                 p.plan.milestones.len(),
                 p.plan.capture.len(),
-                p.plan.tips.len()
+                p.plan.tips.len(),
+                p.plan.surveys.len()
             ),
             Err(e) => {
                 eprintln!("{e}");

@@ -63,6 +63,17 @@ export function watchConsole(page) {
   return messages;
 }
 
+/** Every event the page sends to the collector (`POST /v1/batch`), as it sends them. */
+export function sentEvents(page) {
+  const sent = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
+      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
+    }
+  });
+  return sent;
+}
+
 /** Runs axe-core on the page (`include`: what to check, the whole document by default) and
  *  fails with each violation's rule and nodes. */
 export async function assertAxeClean(page, what, include = null) {

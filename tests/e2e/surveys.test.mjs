@@ -7,11 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { useCollectorAndBrowser, watchConsole, eventually, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, assertAxeClean, sentEvents, ARTIFACTS } from "./harness.mjs";
 
 const H = 3600000;
 const D = 24 * H;
-const AXE = join(ROOT, "node_modules", "axe-core", "axe.min.js");
 let collector, browser;
 useCollectorAndBrowser((c, b) => { collector = c; browser = b; }, { args: ["--quiet"] });
 
@@ -50,23 +49,13 @@ function publish() {
   return published;
 }
 
-function batches(page) {
-  const sent = [];
-  page.on("request", (r) => {
-    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
-      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
-    }
-  });
-  return sent;
-}
-
 /** A page of the tips fixture with `p` for `user` (none: an anonymous visitor), in `context`. */
 async function open(p, { user, context, clockOffset = 0, colorScheme, query = "" } = {}) {
   await publish();
   context = context || await browser.newContext({ viewport: { width: 960, height: 640 }, colorScheme });
   const page = await context.newPage();
   const consoleMessages = watchConsole(page);
-  const sent = batches(page);
+  const sent = sentEvents(page);
   if (clockOffset) await page.addInitScript((off) => { const now = Date.now; Date.now = () => now() + off; }, clockOffset);
   const stateAnswered = user ? page.waitForResponse((r) => r.url().includes("/v1/state?")) : null;
   await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan: p, user: user && { id: user, signedUpAt: Date.now() - H } });
@@ -90,15 +79,6 @@ async function surveyEvents(t, name) {
 async function assertNoCard(page, what) {
   await page.waitForTimeout(1200);
   assert.equal(await card(page).count(), 0, what);
-}
-
-async function axe(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate(async () => {
-    const r = await window.axe.run({ include: [["onramp-tips"]] }, { resultTypes: ["violations"] });
-    return r.violations.map((v) => ({ id: v.id, nodes: v.nodes.map((n) => n.target.join(" ") + " " + n.failureSummary) }));
-  });
-  assert.deepEqual(result, [], `${what}: axe violations`);
 }
 
 async function shot(page, name) {
@@ -138,7 +118,7 @@ for (const k of KINDS) {
     await card(t.page).waitFor();
     assert.equal(await card(t.page).getAttribute("role"), "dialog");
     assert.equal(await t.page.evaluate(() => document.querySelector("onramp-tips").shadowRoot.activeElement?.className), "v", "the card took focus (the user was not working in the page)");
-    await axe(t.page, k.s.id);
+    await assertAxeClean(t.page, k.s.id, [["onramp-tips"]]);
     if (k.keys) {
       const radios = card(t.page).locator("input[type=radio]");
       assert.equal(await radios.count(), { csat: 3, csat5: 5, nps: 11, ces: 7 }[k.s.id]);

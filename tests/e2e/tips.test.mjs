@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { useCollectorAndBrowser, watchConsole, eventually, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, sentEvents, ARTIFACTS, ROOT } from "./harness.mjs";
 
 const H = 3600000;
 const AXE = join(ROOT, "node_modules", "axe-core", "axe.min.js");
@@ -30,23 +30,12 @@ const tooltip = (target, extra = {}) => ({
   body: "Create your **first** project. See [the guide](https://example.com/guide).", ...extra,
 });
 
-/** Every event the page sends to the collector, as it sends them. */
-function batches(page) {
-  const sent = [];
-  page.on("request", (r) => {
-    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
-      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
-    }
-  });
-  return sent;
-}
-
 /** Opens the fixture with a plan and a user who signed up `ageMs` ago; records the batches sent. */
 async function open(p, { ageMs = H, query = "", tips, viewport = { width: 960, height: 640 }, colorScheme, reducedMotion, storage } = {}) {
   const context = await browser.newContext({ viewport, colorScheme, reducedMotion, storageState: storage });
   const page = await context.newPage();
   const consoleMessages = watchConsole(page);
-  const sent = batches(page);
+  const sent = sentEvents(page);
   await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan: p, tips, user: { id: "user@example.com", signedUpAt: Date.now() - ageMs } });
   await page.goto(collector.url + "/demo/fixtures/tips.html" + query);
   await page.evaluate(() => window.onramp.ready);
@@ -491,7 +480,7 @@ test("Trackly demo, new user: the tips lead to the value milestone in the first 
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   const page = await context.newPage();
   const consoleMessages = watchConsole(page);
-  const sent = batches(page);
+  const sent = sentEvents(page);
   await page.goto(collector.url + "/demo/");
   await page.evaluate(() => window.onramp.ready);
   await page.waitForTimeout(500);
@@ -567,7 +556,7 @@ test("Trackly demo, new user: the tips lead to the value milestone in the first 
 test("Trackly demo: a user who signed up 25 hours ago sees none of the 24-hour tips", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   const page = await context.newPage();
-  const sent = batches(page);
+  const sent = sentEvents(page);
   // Trackly keeps its signed-in user in localStorage; this one signed up 25 hours ago.
   await page.addInitScript((signedUpAt) => {
     if (!localStorage.getItem("trackly.state")) {

@@ -41,7 +41,7 @@ pub struct Card {
 
 impl Drop for Card {
     fn drop(&mut self) {
-        let inside = self.wrap.get_root_node().dyn_into::<web_sys::ShadowRoot>().ok().and_then(|r| r.active_element()).is_some_and(|a| self.wrap.contains(Some(&a)));
+        let inside = self.has_focus();
         self.wrap.remove();
         if inside {
             if let Some(el) = self.restore.take().filter(|e| e.is_connected()) {
@@ -154,6 +154,12 @@ impl Card {
         }
     }
 
+    /// Focus is in the card (the shadow root's active element is inside it).
+    fn has_focus(&self) -> bool {
+        let root = self.wrap.get_root_node().dyn_into::<web_sys::ShadowRoot>().ok();
+        root.and_then(|r| r.active_element()).is_some_and(|a| self.wrap.contains(Some(&a)))
+    }
+
     fn find(&self, selector: &str) -> Option<Element> {
         self.wrap.query_selector(selector).ok().flatten()
     }
@@ -179,7 +185,7 @@ impl Card {
 
     /// Answered: a thank-you in place of the form (announced), then gone.
     pub fn thank(&mut self, ctx: &Ctx) {
-        let had_focus = self.wrap.get_root_node().dyn_into::<web_sys::ShadowRoot>().ok().and_then(|r| r.active_element()).is_some_and(|a| self.wrap.contains(Some(&a)));
+        let had_focus = self.has_focus();
         self.wrap.set_text_content(None);
         if let Some(p) = child(&self.wrap, "p", "t", ctx.label("thanks")) {
             set(&p, "role", "status");
