@@ -11,7 +11,8 @@
 //! - `reached`: per milestone of the plan (its id or a former id), the first `milestone` event's
 //!   time;
 //! - `done`: the first `time_to_value` / `onboarding_completed` milestone and
-//!   `first_session_length` / `return_interval` metric events (measured once per user);
+//!   `first_session_length` / `return_interval` metric events (measured once per user), and
+//!   each `experiment_assigned` (`experiment_assigned:<experiment>`: reported once per user);
 //! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown`, the latest
 //!   `tip_snoozed` plus the tip's snooze time, and the furthest `tour_step_completed`;
 //! - `signup` (the identify events' `signedUpAt`), `firstSeen`, the first two sessions (30-minute
@@ -30,6 +31,7 @@ use onramp::core::engine::{
     TIME_TO_VALUE,
 };
 use onramp::core::plan::Plan;
+use onramp::core::vocab::{experiment::ASSIGNED, prop};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,6 +56,11 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
                 first(&mut s.reached, name, ts)
             }
             "metric" if [FIRST_SESSION_LENGTH, RETURN_INTERVAL].contains(&name) => first(&mut s.done, name, ts),
+            "experiment" if name == ASSIGNED => {
+                if let Some(experiment) = props[prop::EXPERIMENT].as_str() {
+                    first(&mut s.done, &[ASSIGNED, ":", experiment].concat(), ts)
+                }
+            }
             "identify" => {
                 if let Some(at) = props["signedUpAt"].as_f64().filter(|n| n.is_finite()) {
                     s.signup = Some(s.signup.map_or(at as i64, |x| x.min(at as i64)));

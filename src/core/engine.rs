@@ -538,8 +538,26 @@ impl Engine {
         let t = self.clock(now);
         let mut out = Vec::new();
         self.activity(t, &mut out);
+        self.assign(user_id, t, &mut out);
         self.save(store);
         out
+    }
+
+    /// Reports the user's holdout arms ([`super::holdout`]), each once per user: `done` keeps
+    /// `experiment_assigned:<experiment>` and merges across tabs (and devices, by `/v1/state`).
+    fn assign(&mut self, user_id: &str, t: i64, out: &mut Vec<Emit>) {
+        for (experiment, arm) in super::holdout::assignments(&self.plan, user_id) {
+            let key = [vocab::experiment::ASSIGNED, ":", &experiment].concat();
+            if self.state.done.contains_key(&key) {
+                continue;
+            }
+            self.state.done.insert(key, t);
+            let props = vec![
+                (vocab::prop::EXPERIMENT.into(), Value::Str(experiment)),
+                (vocab::prop::ARM.into(), Value::Str(arm.as_str().into())),
+            ];
+            out.push(emit(EventType::Experiment, vocab::experiment::ASSIGNED, props));
+        }
     }
 
     /// Log-out: the next identity starts with its own (usually empty) state.
@@ -710,6 +728,32 @@ pub(crate) mod tests {
         assert_eq!(prop(ttv, "sinceSignupMs"), Some(&Value::Num((3 * MIN) as f64)));
         assert_eq!(prop(ttv, "milestone"), Some(&Value::Str("file_uploaded".into())));
         assert!(e.observe(&mut store, "file_uploaded", &[], T0 + 4 * MIN).is_empty(), "reached once");
+    }
+
+    #[test]
+    fn identify_reports_each_holdout_arm_once_per_user() {
+        let plan = Plan::parse(
+            r#"{"version":"1","holdouts":{"salt":"acme","globalPercent":10},
+            "milestones":[{"id":"v","title":"V","value":true,"condition":{"event":"v"}}],
+            "tips":[{"id":"hi","kind":"modal","body":"Hi","controlPercent":25}]}"#,
+        )
+        .expect("valid");
+        // Someone outside the global holdout, so in the tip's experiment too.
+        let user = (0..).map(|i| ["u", &i.to_string()].concat()).find(|u| crate::core::holdout::draw("acme", "global", u) >= 0.1).expect("one");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(plan.clone(), "tab1".into(), ANON, &store);
+        assert!(e.observe(&mut store, "x", &[], T0).iter().all(|o| o.kind != EventType::Experiment), "anonymous: in no experiment");
+        let out: Vec<Emit> = e.identify(&mut store, &user, Some(T0), T0 + 1).into_iter().filter(|o| o.kind == EventType::Experiment).collect();
+        assert_eq!(names(&out), [vocab::experiment::ASSIGNED, vocab::experiment::ASSIGNED]);
+        assert_eq!(prop(&out[0], "experiment"), Some(&Value::Str("global".into())));
+        assert_eq!(prop(&out[0], "arm"), Some(&Value::Str("treatment".into())));
+        assert_eq!(prop(&out[1], "experiment"), Some(&Value::Str("tip:hi".into())));
+        let tip_arm = crate::core::holdout::arm("acme", "tip:hi", &user, 25.0).as_str();
+        assert_eq!(prop(&out[1], "arm"), Some(&Value::Str(tip_arm.into())));
+        // Again, and in another tab: nothing more.
+        assert!(e.identify(&mut store, &user, None, T0 + 2).iter().all(|o| o.kind != EventType::Experiment));
+        let mut other_tab = Engine::new(plan, "tab2".into(), ANON, &store);
+        assert!(other_tab.identify(&mut store, &user, None, T0 + 3).iter().all(|o| o.kind != EventType::Experiment));
     }
 
     #[test]

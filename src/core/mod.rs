@@ -10,6 +10,7 @@ pub mod delivery;
 #[cfg(feature = "guide")]
 pub mod engine;
 pub mod funnel;
+pub mod holdout;
 pub mod ids;
 pub mod json;
 #[cfg(feature = "serde")]

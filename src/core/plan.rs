@@ -43,6 +43,16 @@ pub struct Plan {
     pub capture: Vec<CaptureRule>,
     pub tips: Vec<Tip>,
     pub caps: TipCaps,
+    pub holdouts: Holdouts,
+}
+
+/// The holdout experiments' settings (see [`super::holdout`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Holdouts {
+    /// The project's salt for the assignment hash; changing it re-draws every user.
+    pub salt: String,
+    /// Percentage (0 to 50) of users who get no guidance at all.
+    pub global_percent: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +278,8 @@ pub struct Tip {
     pub cap: TipCap,
     pub steps: Vec<TourStep>,
     pub cta: Option<Cta>,
+    /// Percentage (0 to 50) of users who never see this tip, to measure its effect.
+    pub control_percent: f64,
 }
 
 /// When a tip becomes eligible: on a matching page/route, after an event, after a delay.
@@ -544,6 +556,20 @@ fn one_of(names: &[&str]) -> String {
     out
 }
 
+/// The plan's top-level fields.
+const TOP_FIELDS: [&str; 8] = ["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps", "holdouts"];
+const PERCENT_EXPECTED: &str = "a percentage from 0 to 50";
+
+/// A holdout or control percentage: more than half the users without guidance would measure
+/// guidance on the minority.
+fn percent(v: Option<&Value>, ptr: &str) -> Result<f64, PlanError> {
+    match v {
+        None => Ok(0.0),
+        Some(Value::Num(n)) if (0.0..=50.0).contains(n) => Ok(*n),
+        Some(v) => err(ptr, found(v), PERCENT_EXPECTED),
+    }
+}
+
 const ID_EXPECTED: &str = "an id of 1 to 64 letters, digits, '_', '-' or '.'";
 const TEXT_EXPECTED: &str = "a non-empty string, or an object of locale to string such as {\"en\": \"…\"}";
 const DURATION_EXPECTED: &str = "a duration such as \"30m\", \"24h\" or \"7d\" (units ms, s, m, h, d, w), or milliseconds";
@@ -654,7 +680,7 @@ impl Plan {
     }
 
     pub fn from_value(doc: &Value) -> Result<Plan, PlanError> {
-        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
         let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
@@ -710,7 +736,17 @@ impl Plan {
             }
             tips.push(t);
         }
-        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps })
+        let holdouts = match top.get("holdouts") {
+            None => Holdouts::default(),
+            Some(v) => {
+                let o = Obj::new(v, "/holdouts".into(), &["salt", "globalPercent"])?;
+                Holdouts {
+                    salt: o.str_req("salt", MAX_ID, "the project's salt for holdout assignment: a string of 1 to 64 bytes")?,
+                    global_percent: percent(o.get("globalPercent"), &o.at("globalPercent"))?,
+                }
+            }
+        };
+        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps, holdouts })
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
@@ -718,7 +754,7 @@ impl Plan {
     /// plan's validation, with its messages, stays out of its bundle. The full validation runs
     /// on the collector when the plan is stored, and in the guide build.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let top = Obj::new(doc, String::new(), &["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps"])?;
+        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
         let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
@@ -922,7 +958,7 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
     let o = Obj::new(
         v,
         ptr.into(),
-        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta"],
+        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta", "controlPercent"],
     )?;
     let id = o.id("id")?;
     let kind = o.choice("kind", &TipKind::ALL, None)?;
@@ -1043,6 +1079,7 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
         cap,
         steps,
         cta,
+        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
     })
 }
 

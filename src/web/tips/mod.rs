@@ -480,7 +480,7 @@ fn anchored(kind: TipKind) -> bool {
 
 impl Ui {
     /// The page as the scheduler sees it.
-    fn page<'a>(&'a self, engine: &Engine, t: i64, path: &'a str, hash: &'a str) -> Page<'a> {
+    fn page<'a>(&'a self, engine: &'a Engine, t: i64, path: &'a str, hash: &'a str) -> Page<'a> {
         Page {
             now: t,
             path,
@@ -490,7 +490,7 @@ impl Ui {
             skip: &self.skip,
             forced: self.forced,
             review: self.review,
-            identified: !engine.is_anonymous(),
+            user: (!engine.is_anonymous()).then(|| engine.identity()),
         }
     }
 
