@@ -185,7 +185,7 @@ mod tests {
             r#""tips":[{"id":"hi","kind":"modal","body":"Hi","controlPercent":50},{"id":"plain","kind":"modal","body":"P"}]}"#,
         ]
         .concat();
-        Plan::parse(&text).unwrap()
+        Plan::parse(&text).expect("valid plan")
     }
 
     #[test]

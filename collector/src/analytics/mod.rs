@@ -27,12 +27,15 @@
 //! - [`ttv`]: time-to-value quantiles, histogram, first-day activation, and cohort tables.
 //! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.
 //! - [`metrics`]: the SDK's seed metrics.
+//! - [`experiments`]: lift of guidance on the holdout experiments, with [`stats`]' intervals.
 //! - [`stalled`]: users past a milestone's due window without reaching it.
 //! - [`time`]: UTC calendar and the date and duration syntax of the API.
 
+pub mod experiments;
 pub mod funnel;
 pub mod metrics;
 pub mod stalled;
+pub mod stats;
 pub mod time;
 pub mod tips;
 pub mod ttv;
