@@ -137,7 +137,11 @@ pub struct UserState {
     pub second_start: Option<i64>,
     pub last_activity: Option<i64>,
     pub session: SessionState,
+    /// Tips' states by tip id, and prompts' under `prompt:<id>` ([`super::prompts::state_key`]).
     pub tips: VecMap<TipState>,
+    /// The user's latest NPS answer group and when (`survey_answered` of an `nps` survey), for
+    /// prompts routed by group.
+    pub latest_nps: Option<(i64, String)>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -203,6 +207,10 @@ impl UserState {
         union_min(&mut self.done, &anon.done);
         for (id, t) in &anon.tips {
             self.tips.entry(id.clone()).or_default().merge(t);
+        }
+        // The later answer wins (ties by name, so every tab agrees).
+        if anon.latest_nps > self.latest_nps {
+            self.latest_nps = anon.latest_nps.clone();
         }
     }
 

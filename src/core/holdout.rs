@@ -84,7 +84,8 @@ pub fn tip_experiment(tip_id: &str) -> String {
 }
 
 /// Every experiment of `plan` that `user` is in, with their arm: the global holdout when the plan
-/// has one, and, unless the user is held out globally, each tip that has a control group. This
+/// has one, and, unless the user is held out globally, each tip and prompt that has a control
+/// group. This
 /// is what the SDK reports at identify.
 pub fn assignments(plan: &Plan, user: &str) -> Vec<(String, Arm)> {
     let h = &plan.holdouts;
@@ -96,9 +97,10 @@ pub fn assignments(plan: &Plan, user: &str) -> Vec<(String, Arm)> {
             return out;
         }
     }
-    for tip in plan.tips.iter().filter(|t| t.control_percent > 0.0) {
-        let id = tip_experiment(&tip.id);
-        let a = arm(&h.salt, &id, user, tip.control_percent);
+    let tips = plan.tips.iter().map(|t| (tip_experiment(&t.id), t.control_percent));
+    let prompts = plan.prompts.iter().map(|p| (String::from("prompt:") + &p.id, p.control_percent));
+    for (id, percent) in tips.chain(prompts).filter(|(_, percent)| *percent > 0.0) {
+        let a = arm(&h.salt, &id, user, percent);
         out.push((id, a));
     }
     out

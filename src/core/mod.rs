@@ -19,6 +19,9 @@ pub mod machine;
 pub mod markup;
 pub mod num;
 pub mod placement;
+// Growth prompts at milestones: the guide's, like tips.
+#[cfg(feature = "guide")]
+pub mod prompts;
 #[cfg(feature = "guide")]
 pub mod persisted;
 pub mod plan;

@@ -59,6 +59,17 @@ struct StoredUser {
     session: StoredSession,
     #[serde(skip_serializing_if = "VecMap::is_empty")]
     tips: VecMap<StoredTip>,
+    /// The latest NPS answer group (added in version 2 without a version bump: older readers
+    /// ignore it, and its absence means "no answer").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nps: Option<StoredNps>,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+struct StoredNps {
+    at: i64,
+    group: String,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
@@ -161,6 +172,7 @@ impl From<&UserState> for StoredUser {
                     (id.clone(), tip)
                 })
                 .collect(),
+            nps: s.latest_nps.as_ref().map(|(at, group)| StoredNps { at: *at, group: group.clone() }),
         }
     }
 }
@@ -198,6 +210,7 @@ impl From<StoredUser> for UserState {
                     (id.clone(), tip)
                 })
                 .collect(),
+            latest_nps: s.nps.map(|n| (n.at, n.group)),
         }
     }
 }

@@ -12,6 +12,10 @@
 //! Unknown fields are errors (a misspelt `"requried": false` must not silently mean "required"),
 //! except keys starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
 
+mod prompts;
+
+pub use prompts::{Goal, Prompt, PromptAction, PromptKind, NPS_GROUPS};
+
 use super::json::{self, Value};
 use super::time::{parse_duration, HOUR as HOUR_MS};
 
@@ -44,6 +48,8 @@ pub struct Plan {
     pub tips: Vec<Tip>,
     pub caps: TipCaps,
     pub holdouts: Holdouts,
+    /// Growth prompts at milestones.
+    pub prompts: Vec<Prompt>,
 }
 
 /// The holdout experiments' settings (see [`super::holdout`]).
@@ -557,7 +563,7 @@ fn one_of(names: &[&str]) -> String {
 }
 
 /// The plan's top-level fields.
-const TOP_FIELDS: [&str; 8] = ["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps", "holdouts"];
+const TOP_FIELDS: [&str; 9] = ["version", "product", "defaultLocale", "milestones", "capture", "tips", "caps", "holdouts", "prompts"];
 const PERCENT_EXPECTED: &str = "a percentage from 0 to 50";
 
 /// A holdout or control percentage: more than half the users without guidance would measure
@@ -746,7 +752,8 @@ impl Plan {
                 }
             }
         };
-        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps, holdouts })
+        let prompts = prompts::prompts(top.array("prompts", usize::MAX, "an array of prompts")?, &milestones)?;
+        Ok(Plan { version, product, default_locale, milestones, capture, tips, caps, holdouts, prompts })
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
