@@ -588,6 +588,40 @@ fn experiment_json(e: &a::experiments::Experiment) -> Value {
     })
 }
 
+/// `GET /v1/prompts`: each prompt's conversion, `prompt_shown → prompt_action → goal`, overall
+/// and per NPS group ([`a::prompts`]).
+pub async fn prompts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let plan_prompts = crate::plans::current(&state, &ctx.project.id).await.ok().flatten().map(|p| p.plan.prompts.clone()).unwrap_or_default();
+    let prompt_events = ctx.events(EventFilter::types(&[EventType::Prompt]).with_props()).await?;
+    let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
+    let goals: Vec<Step> = plan_prompts.iter().filter_map(a::prompts::Goal::of).map(|g| g.step).collect();
+    // Every goal event, not only the first: a goal reached again after the action converts.
+    let goal_events = if goals.is_empty() { Vec::new() } else { ctx.events(reaching(&goals)).await? };
+    let list = a::prompts::prompts(&ctx.users, &plan_prompts, &prompt_events, &survey_events, &goal_events);
+    let funnel = |f: &a::prompts::Funnel| {
+        json!({
+            "shown": f.shown, "acted": f.acted, "dismissed": f.dismissed, "converted": f.converted,
+            "actionRate": f.action_rate, "conversionRate": f.conversion_rate,
+        })
+    };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|p| {
+            let mut row = funnel(&p.all);
+            row["promptId"] = json!(p.prompt_id);
+            row["goal"] = json!(p.goal.as_ref().map(|g| json!({ "name": g.step.name, "kind": g.step.kind.as_str(), "withinMs": g.within_ms })));
+            row["byNpsGroup"] = json!(p.by_group.iter().map(|(g, f)| { let mut r = funnel(f); r["group"] = json!(g); r }).collect::<Vec<_>>());
+            row
+        })
+        .collect();
+    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.users.len(), "prompts": rows })))
+}
+
 pub async fn seed_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,

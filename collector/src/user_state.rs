@@ -13,6 +13,7 @@
 //! - `done`: the first `time_to_value` / `onboarding_completed` milestone and
 //!   `first_session_length` / `return_interval` metric events (measured once per user), and
 //!   each `experiment_assigned` (`experiment_assigned:<experiment>`: reported once per user);
+//! - `nps`: the latest `survey_answered` of an `nps` survey's group (routes prompts);
 //! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown`, the latest
 //!   `tip_snoozed` plus the tip's snooze time, and the furthest `tour_step_completed`;
 //! - `signup` (the identify events' `signedUpAt`), `firstSeen`, the first two sessions (30-minute
@@ -31,7 +32,7 @@ use onramp::core::engine::{
     TIME_TO_VALUE,
 };
 use onramp::core::plan::Plan;
-use onramp::core::vocab::{experiment::ASSIGNED, prop};
+use onramp::core::vocab::{experiment::ASSIGNED, prop, survey};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -56,6 +57,14 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
                 first(&mut s.reached, name, ts)
             }
             "metric" if [FIRST_SESSION_LENGTH, RETURN_INTERVAL].contains(&name) => first(&mut s.done, name, ts),
+            "survey" if name == survey::ANSWERED && props[prop::SURVEY_KIND] == "nps" => {
+                if let Some(group) = props[prop::GROUP].as_str() {
+                    let answer = Some((ts, group.to_string()));
+                    if answer > s.latest_nps {
+                        s.latest_nps = answer;
+                    }
+                }
+            }
             "experiment" if name == ASSIGNED => {
                 if let Some(experiment) = props[prop::EXPERIMENT].as_str() {
                     first(&mut s.done, &[ASSIGNED, ":", experiment].concat(), ts)

@@ -599,7 +599,8 @@ impl Engine {
     /// state merges into whoever they turn out to be); a milestone unreached while its due
     /// window is open (or it has none), as reaching it must be seen and reported; the
     /// once-per-user session metrics not yet measured (they need a second session); or a tip
-    /// whose window is still ahead, not dismissed, and whose milestone is unreached. When none
+    /// whose window is still ahead, not dismissed, and whose milestone is unreached; or a prompt
+    /// still pending ([`super::prompts::pending`]). When none
     /// holds, the user's onboarding is over and pages load the lean tracker alone (`web`).
     pub fn needs_guide(&self, now: i64) -> bool {
         let s = &self.state;
@@ -610,7 +611,8 @@ impl Engine {
             let dismissed = s.tips.get(&t.id).is_some_and(|st| st.dismissed.is_some());
             !done && !dismissed && since < t.window.until_ms
         });
-        self.anonymous || open_milestone || open_tip || !s.done.contains_key(RETURN_INTERVAL)
+        let open_prompt = super::prompts::pending(&self.plan, s, now);
+        self.anonymous || open_milestone || open_tip || open_prompt || !s.done.contains_key(RETURN_INTERVAL)
     }
 
     /// Merges the user's state as the collector serves it (`GET /v1/state`, docs/IDENTITY.md):

@@ -173,6 +173,16 @@ pub fn record_not_now(s: &mut UserState, prompt: &Prompt, now: i64) {
     entry(s, prompt).snoozed_until = Some(now.saturating_add(prompt.snooze_ms));
 }
 
+/// A prompt may still show: its milestone is reached, its window not over, and it is not done.
+/// (Before its milestone, the milestone itself keeps the guide loaded.) While one is pending,
+/// pages load the full SDK rather than the lean tracker.
+pub fn pending(plan: &Plan, s: &UserState, now: i64) -> bool {
+    plan.prompts.iter().any(|p| {
+        let done = state(s, p).is_some_and(|t| t.dismissed.is_some());
+        !done && s.reached.get(&p.milestone).is_some_and(|r| now < r.saturating_add(p.delay_ms).saturating_add(p.window_ms))
+    })
+}
+
 /// The user's latest NPS answer, from a `survey_answered` event's props.
 pub fn note_nps(s: &mut UserState, group: &str, at: i64) {
     let answer = Some((at, group.to_string()));

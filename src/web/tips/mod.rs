@@ -10,6 +10,7 @@
 //! Focus moves, which fire focus events, wait until both are released ([`FOCUS`]).
 
 mod dom;
+mod prompt;
 mod render;
 
 use std::cell::{Cell, RefCell};
@@ -74,6 +75,8 @@ struct Ui {
     /// The user is working in this tip: focus its main button after rendering.
     focus_tip: Option<usize>,
     wake: Option<Timeout>,
+    /// The growth prompt on screen.
+    prompt: Option<prompt::PromptSurface>,
     /// The one observer of the page's DOM, while a tip is anchored or waits for its target.
     observer: Option<Observer>,
     _route: Vec<Listener>,
@@ -232,6 +235,7 @@ pub fn start(options: &Value, default_locale: &str) {
         open_checklist: false,
         focus_tip: None,
         wake: None,
+        prompt: None,
         observer: None,
         _route: route,
     };
@@ -512,7 +516,9 @@ impl Ui {
         let on_screen = self.on_screen();
         let page = self.page(engine, t, &path, &hash);
         let pick = sched::pick(engine.plan(), &engine.state, &page, &on_screen);
-        let want = [pick.focus, pick.checklist];
+        // A prompt on screen keeps the stage: no new tip takes the user's attention beside it.
+        let focus = pick.focus.filter(|f| self.prompt.is_none() || on_screen.contains(f));
+        let want = [focus, pick.checklist];
         let mut k = 0;
         while k < self.surfaces.len() {
             if want.contains(&Some(self.surfaces[k].tip)) {
@@ -540,7 +546,12 @@ impl Ui {
                 });
             }
         }
-        self.wake = pick.wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+        let prompt_wake = self.reconcile_prompt(engine, store, out, t, focus.is_some());
+        let wake = match (pick.wake, prompt_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
         // One observer for the page, only while some tip follows or waits for a target: a page
         // with no anchored tip pays nothing for its mutations.
         if !self.surfaces.iter().any(|s| anchored(s.kind)) {
