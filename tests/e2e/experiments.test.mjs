@@ -1,11 +1,14 @@
-// Holdouts and the experiments panel in real headless Chromium, on the shipped bundle served by
-// a real collector (docs/EXPERIMENTS.md): a user in the global holdout never sees guidance and a
-// user outside it does, each reporting their arm once; the dashboard's experiments panel shows
-// the collector's figures and survives any value the API can return.
+// Holdouts, prompts and their dashboard panels in real headless Chromium, on the shipped bundle
+// served by a real collector (docs/EXPERIMENTS.md): a user in the global holdout never sees
+// guidance and a user outside it does, each reporting their arm once; a prompt at the value
+// milestone whose call to action reaches the host app's callback, sharing the tips' budget;
+// the experiments and prompts panels show the collector's figures and survive any value the
+// API can return.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { useCollectorAndBrowser, watchConsole, eventually, getJson, ARTIFACTS } from "./harness.mjs";
+import { readFileSync } from "node:fs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, ARTIFACTS, ROOT } from "./harness.mjs";
 
 const H = 3600000, D = 24 * H;
 let collector, browser;
@@ -37,6 +40,7 @@ const PLAN = {
     { id: "cl", kind: "checklist", title: "Getting started" },
     { id: "tt", kind: "tooltip", milestone: "made", target: "#new", body: "Create your first project." },
   ],
+  prompts: [{ id: "p", milestone: "made", body: "Invite your team", cta: { label: "Invite", action: "invite" } }],
 };
 
 /** Opens the tips fixture as `user`, recording the events the page sends. */
@@ -85,12 +89,13 @@ test("a user in the global holdout never sees guidance; a user outside it does; 
   const h = await open(held);
   // Everything the guided user saw was up by now; the held-out user gets the same page, the
   // same triggers and the time for them, and still nothing.
-  await h.page.evaluate(() => { onramp.track("go"); });
+  await h.page.evaluate(() => { onramp.track("go"); onramp.track("made"); });
   await h.page.waitForTimeout(1500);
-  assert.equal(await visibleGuidance(h.page), 0, "no modal, checklist or tooltip");
+  assert.equal(await visibleGuidance(h.page), 0, "no modal, checklist, tooltip or prompt");
   assert.deepEqual(await eventually(async () => { const a = await assignments(h); return a.length ? a : null; }),
     [["experiment_assigned", "global", "control"]]);
-  assert.deepEqual(h.sent.filter((e) => e.type === "tip"), [], "no tip events");
+  assert.deepEqual(h.sent.filter((e) => e.type === "tip" || e.type === "prompt"), [], "no tip or prompt events");
+  assert.ok(h.sent.some((e) => e.type === "milestone" && e.name === "made"), "the milestone itself is reported");
   // A reload: still nothing, and the arm is not reported again.
   await h.page.reload();
   await h.page.evaluate(() => window.onramp.ready);
@@ -107,6 +112,124 @@ test("a user in the global holdout never sees guidance; a user outside it does; 
     return global && global.control.users >= 1 && global.treatment.users >= 1 ? global : null;
   });
   assert.equal(x.completion.status, "notEnoughData");
+});
+
+// ---- prompts ----
+
+/** A plan whose value milestone opens two prompts, beside a welcome modal; `max` tips and
+ *  prompts together per session. */
+function promptPlan(max) {
+  return {
+    version: "p1", defaultLocale: "en",
+    milestones: [
+      { id: "made", title: "Create a project", condition: { event: "made" } },
+      { id: "shared", title: "Share it", value: true, condition: { event: "shared" } },
+    ],
+    caps: { maxTipsPerSession: max, minGapBetweenTips: "0s" },
+    tips: [{ id: "hello", kind: "modal", title: "Welcome", body: "Three steps and your team is planning here." }],
+    prompts: [
+      { id: "invite", kind: "invite", milestone: "shared", priority: 10, title: "You shared your first project",
+        body: "Bring your team in: invite the people you plan with.", cta: { label: "Invite teammates", action: "open_invite" },
+        goal: { event: "teammate_invited", within: "7d" } },
+      { id: "upgrade", kind: "upgrade", milestone: "shared", body: "Unlock unlimited projects.", cta: { label: "See plans", url: "/billing" } },
+    ],
+  };
+}
+
+async function openWith(plan, user) {
+  const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
+  const page = await context.newPage();
+  const messages = watchConsole(page);
+  const sent = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
+      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
+    }
+  });
+  await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan, user: { id: user, signedUpAt: Date.now() - H } });
+  await page.goto(collector.url + "/demo/fixtures/tips.html");
+  await page.evaluate(() => window.onramp.ready);
+  return { page, context, sent, messages };
+}
+
+async function events(t, type) {
+  await t.page.evaluate(() => window.onramp.flush());
+  return t.sent.filter((e) => e.type === type).map((e) => [e.name, e.props.promptId, e.props.action]);
+}
+
+test("a prompt at the value milestone: the host callback fires with its context, Not now snoozes it", async () => {
+  const t = await openWith(promptPlan(3), "prompted@example.com");
+  await t.page.evaluate(() => {
+    window.__actions = [];
+    window.onramp.on("action", (name, context) => {
+      // The callback may call onramp: it runs after the SDK's own work.
+      window.onramp.track("teammate_invited");
+      window.__actions.push([name, context]);
+    });
+  });
+  const modal = t.page.locator("onramp-tips .m");
+  await modal.waitFor();
+  await t.page.keyboard.press("Escape");
+  await modal.waitFor({ state: "detached" });
+  assert.equal(await t.page.locator("onramp-tips .g").count(), 0, "no prompt before the milestone");
+  await t.page.evaluate(() => onramp.track("shared"));
+  const card = t.page.locator("onramp-tips .g");
+  await card.waitFor();
+  assert.equal(await card.getAttribute("role"), "dialog");
+  assert.equal(await card.locator("h2").textContent(), "You shared your first project");
+  await t.page.screenshot({ path: join(ARTIFACTS, "prompt-invite.png") });
+  await card.locator("[data-a=c]").click();
+  const actions = await eventually(() => t.page.evaluate(() => window.__actions.length ? window.__actions : null));
+  assert.deepEqual(actions, [["open_invite", { promptId: "invite", milestone: "shared", userId: "prompted@example.com" }]]);
+  // The next prompt takes its turn (this plan has no gap between nudges): "Not now" puts it away.
+  const next = t.page.locator("onramp-tips .g:has(a[href='/billing'])");
+  await next.waitFor();
+  assert.equal(await t.page.locator("onramp-tips .g").count(), 1, "one prompt at a time: the invite is gone");
+  await next.locator("[data-a=l]").click();
+  await next.waitFor({ state: "detached" });
+  assert.deepEqual(await eventually(async () => { const e = await events(t, "prompt"); return e.length >= 4 ? e : null; }), [
+    ["prompt_shown", "invite", undefined],
+    ["prompt_action", "invite", "host"],
+    ["prompt_shown", "upgrade", undefined],
+    ["prompt_dismissed", "upgrade", undefined],
+  ]);
+  // A reload: the done prompt and the snoozed one stay away.
+  await t.page.reload();
+  await t.page.evaluate(() => window.onramp.ready);
+  await t.page.waitForTimeout(800);
+  assert.equal(await t.page.locator("onramp-tips .g").count(), 0);
+  assert.deepEqual(t.messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
+  await t.context.close();
+
+  // The collector: shown → acted → the goal (teammate_invited, sent by the host's callback),
+  // the goal as the project's published plan states it (then the demo plan is put back).
+  const publish = (body) => fetch(collector.url + "/v1/plan", { method: "PUT", headers: { Authorization: "Bearer et_demo" }, body });
+  assert.equal((await publish(JSON.stringify(promptPlan(3)))).status, 200);
+  const report = await eventually(async () => {
+    const r = (await getJson(collector.url + "/v1/prompts")).body;
+    const invite = r.prompts.find((p) => p.promptId === "invite");
+    return invite && invite.converted === 1 ? r : null;
+  });
+  const invite = report.prompts.find((p) => p.promptId === "invite");
+  assert.deepEqual([invite.shown, invite.acted, invite.converted], [1, 1, 1]);
+  assert.deepEqual(invite.byNpsGroup.map((g) => g.group), ["none"]);
+  const upgrade = report.prompts.find((p) => p.promptId === "upgrade");
+  assert.deepEqual([upgrade.shown, upgrade.acted, upgrade.dismissed, upgrade.converted], [1, 0, 1, null], "no goal: no conversion");
+  assert.equal((await publish(readFileSync(join(ROOT, "pkg-config", "plans", "trackly.json"), "utf8"))).status, 200);
+});
+
+test("prompts spend the same budget as tips: with one nudge per session, the welcome modal leaves no room", async () => {
+  const t = await openWith(promptPlan(1), "budget@example.com");
+  const modal = t.page.locator("onramp-tips .m");
+  await modal.waitFor();
+  await t.page.keyboard.press("Escape");
+  await modal.waitFor({ state: "detached" });
+  await t.page.evaluate(() => onramp.track("shared"));
+  await t.page.waitForTimeout(1500);
+  assert.equal(await t.page.locator("onramp-tips .g").count(), 0, "the session's one nudge was the modal");
+  assert.ok((await events(t, "milestone")).some((e) => e[0] === "shared"));
+  assert.deepEqual(await events(t, "prompt"), []);
+  await t.context.close();
 });
 
 /** Users in a tip's experiment: treatment completes more often and sooner. */
@@ -168,7 +291,8 @@ test("the experiments panel shows the collector's figures and draws any value th
   };
   await page.route(/\/v1\/experiments/, (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(odd) }));
   await page.evaluate(() => document.querySelector("#controls button").click());
-  await page.waitForFunction(() => [...document.querySelectorAll("#experiments tbody td")].some((td) => td.textContent === "not enough data yet"));
+  await page.waitForFunction(() => [...document.querySelectorAll("#experiments tbody td")].some((td) => td.textContent === "tip:<b>x</b>"));
+  assert.ok((await page.$$eval("#experiments tbody td", (tds) => tds.map((td) => td.textContent))).includes("not enough data yet"));
   const cells = await page.$$eval("#experiments tbody td", (tds) => tds.map((td) => td.textContent));
   assert.ok(cells.includes("tip:<b>x</b>"), "ids are text, never markup");
   assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), [], "no errors in the page");

@@ -194,12 +194,31 @@
     $("experiments-note").textContent = planned.length ? "Planned sample size — " + planned.join("; ") : "";
   }
 
+  function drawPrompts(x) {
+    var rows = [];
+    (x.prompts || []).forEach(function (p) {
+      var goal = p.goal ? stepLabel(p.goal.name, p.goal.kind) + " within " + dur(p.goal.withinMs) : "–";
+      var row = function (label, f) {
+        return [p.promptId, label, num(f.shown), num(f.acted), pct(f.actionRate), num(f.dismissed), goal,
+          f.converted == null ? "–" : num(f.converted), f.conversionRate == null ? "–" : pct(f.conversionRate)];
+      };
+      rows.push(row("all", p));
+      (p.byNpsGroup || []).forEach(function (g) { rows.push(row(g.group, g)); });
+    });
+    if (!rows.length) rows = [[{ text: "No prompts yet: add prompts to the plan (docs/PLANS.md)", cls: "muted" }, "", "", "", "", "", "", "", ""]];
+    fillTable($("prompts"), rows);
+  }
+
   function loadExperiments(q, token) {
     var x = new URLSearchParams();
     q.forEach(function (v, k) { if (k === "from" || k === "to" || k === "value" || k.indexOf("trait.") === 0) x.set(k, v); });
     fetch("/v1/experiments?" + x.toString(), { headers: { Authorization: "Bearer " + token } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (body) { if (body) drawExperiments(body); })
+      .catch(function () {});
+    fetch("/v1/prompts?" + x.toString().replace(/(^|&)value=[^&]*/, ""), { headers: { Authorization: "Bearer " + token } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) drawPrompts(body); })
       .catch(function () {});
   }
 
