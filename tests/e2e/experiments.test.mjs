@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { useCollectorAndBrowser, watchConsole, eventually, getJson, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, assertAxeClean, ARTIFACTS, ROOT } from "./harness.mjs";
 
 const H = 3600000, D = 24 * H;
 let collector, browser;
@@ -43,8 +43,8 @@ const PLAN = {
   prompts: [{ id: "p", milestone: "made", body: "Invite your team", cta: { label: "Invite", action: "invite" } }],
 };
 
-/** Opens the tips fixture as `user`, recording the events the page sends. */
-async function open(user) {
+/** Opens the tips fixture as `user` with `plan`, recording the events the page sends. */
+async function open(user, plan = PLAN) {
   const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
   const page = await context.newPage();
   const messages = watchConsole(page);
@@ -54,7 +54,7 @@ async function open(user) {
       try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
     }
   });
-  await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan: PLAN, user: { id: user, signedUpAt: Date.now() - H } });
+  await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan, user: { id: user, signedUpAt: Date.now() - H } });
   await page.goto(collector.url + "/demo/fixtures/tips.html");
   await page.evaluate(() => window.onramp.ready);
   return { page, context, sent, messages };
@@ -136,29 +136,13 @@ function promptPlan(max) {
   };
 }
 
-async function openWith(plan, user) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
-  const page = await context.newPage();
-  const messages = watchConsole(page);
-  const sent = [];
-  page.on("request", (r) => {
-    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
-      try { sent.push(...JSON.parse(r.postData()).events); } catch { /* not ours */ }
-    }
-  });
-  await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan, user: { id: user, signedUpAt: Date.now() - H } });
-  await page.goto(collector.url + "/demo/fixtures/tips.html");
-  await page.evaluate(() => window.onramp.ready);
-  return { page, context, sent, messages };
-}
-
 async function events(t, type) {
   await t.page.evaluate(() => window.onramp.flush());
   return t.sent.filter((e) => e.type === type).map((e) => [e.name, e.props.promptId, e.props.action]);
 }
 
 test("a prompt at the value milestone: the host callback fires with its context, Not now snoozes it", async () => {
-  const t = await openWith(promptPlan(3), "prompted@example.com");
+  const t = await open("prompted@example.com", promptPlan(3));
   await t.page.evaluate(() => {
     window.__actions = [];
     window.onramp.on("action", (name, context) => {
@@ -171,20 +155,22 @@ test("a prompt at the value milestone: the host callback fires with its context,
   await modal.waitFor();
   await t.page.keyboard.press("Escape");
   await modal.waitFor({ state: "detached" });
-  assert.equal(await t.page.locator("onramp-tips .g").count(), 0, "no prompt before the milestone");
+  assert.equal(await t.page.locator("onramp-tips .q").count(), 0, "no prompt before the milestone");
   await t.page.evaluate(() => onramp.track("shared"));
-  const card = t.page.locator("onramp-tips .g");
+  const card = t.page.locator("onramp-tips .q");
   await card.waitFor();
   assert.equal(await card.getAttribute("role"), "dialog");
   assert.equal(await card.locator("h2").textContent(), "You shared your first project");
+  await t.page.waitForTimeout(400); // past the entrance animation
   await t.page.screenshot({ path: join(ARTIFACTS, "prompt-invite.png") });
+  await assertAxeClean(t.page, "prompt", [["onramp-tips"]]);
   await card.locator("[data-a=c]").click();
   const actions = await eventually(() => t.page.evaluate(() => window.__actions.length ? window.__actions : null));
   assert.deepEqual(actions, [["open_invite", { promptId: "invite", milestone: "shared", userId: "prompted@example.com" }]]);
   // The next prompt takes its turn (this plan has no gap between nudges): "Not now" puts it away.
-  const next = t.page.locator("onramp-tips .g:has(a[href='/billing'])");
+  const next = t.page.locator("onramp-tips .q:has(a[href='/billing'])");
   await next.waitFor();
-  assert.equal(await t.page.locator("onramp-tips .g").count(), 1, "one prompt at a time: the invite is gone");
+  assert.equal(await t.page.locator("onramp-tips .q").count(), 1, "one prompt at a time: the invite is gone");
   await next.locator("[data-a=l]").click();
   await next.waitFor({ state: "detached" });
   assert.deepEqual(await eventually(async () => { const e = await events(t, "prompt"); return e.length >= 4 ? e : null; }), [
@@ -197,7 +183,7 @@ test("a prompt at the value milestone: the host callback fires with its context,
   await t.page.reload();
   await t.page.evaluate(() => window.onramp.ready);
   await t.page.waitForTimeout(800);
-  assert.equal(await t.page.locator("onramp-tips .g").count(), 0);
+  assert.equal(await t.page.locator("onramp-tips .q").count(), 0);
   assert.deepEqual(t.messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
   await t.context.close();
 
@@ -219,14 +205,14 @@ test("a prompt at the value milestone: the host callback fires with its context,
 });
 
 test("prompts spend the same budget as tips: with one nudge per session, the welcome modal leaves no room", async () => {
-  const t = await openWith(promptPlan(1), "budget@example.com");
+  const t = await open("budget@example.com", promptPlan(1));
   const modal = t.page.locator("onramp-tips .m");
   await modal.waitFor();
   await t.page.keyboard.press("Escape");
   await modal.waitFor({ state: "detached" });
   await t.page.evaluate(() => onramp.track("shared"));
   await t.page.waitForTimeout(1500);
-  assert.equal(await t.page.locator("onramp-tips .g").count(), 0, "the session's one nudge was the modal");
+  assert.equal(await t.page.locator("onramp-tips .q").count(), 0, "the session's one nudge was the modal");
   assert.ok((await events(t, "milestone")).some((e) => e[0] === "shared"));
   assert.deepEqual(await events(t, "prompt"), []);
   await t.context.close();

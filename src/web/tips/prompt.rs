@@ -70,7 +70,7 @@ fn emit(out: &mut Vec<Emit>, p: &Prompt, name: &str, action: Option<&str>) {
 
 /// The card: title, body, "Not now" and the call to action (a link for a URL).
 fn card(parent: &Element, p: &Prompt, n: usize, ctx: &Ctx) -> Option<HtmlElement> {
-    let g = child(parent, "div", "g", "")?;
+    let g = child(parent, "div", "q", "")?;
     set(&g, "role", "dialog");
     let id = render::heading(&g, ctx.text(&p.title), ctx.text(&p.body), ID_BASE + n);
     set(&g, "aria-labelledby", &id);
