@@ -8,7 +8,7 @@
 //! - [`identity`]: identity verification (`userHash`).
 //! - [`user_state`]: `GET /v1/state`, a user's milestone state across devices for the SDK.
 //! - [`query`]: the read API behind the dashboard (`/v1/funnel`, `/v1/ttv`, `/v1/cohorts`,
-//!   `/v1/tips`, `/v1/metrics`, `/v1/stalled`, `/v1/surveys`, `/v1/report`).
+//!   `/v1/tips`, `/v1/experiments`, `/v1/prompts`, `/v1/metrics`, `/v1/stalled`, `/v1/surveys`, `/v1/report`).
 //! - [`analytics`]: the pure math behind it, shared by every store.
 //! - [`store`]: storage backends behind one trait; SQLite is the default, ClickHouse the one
 //!   to scale out with (docs/SCALING.md).
@@ -178,6 +178,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ttv", get(query::time_to_value))
         .route("/v1/cohorts", get(query::cohorts))
         .route("/v1/tips", get(query::tip_effect))
+        .route("/v1/experiments", get(query::experiments))
+        .route("/v1/prompts", get(query::prompts))
         .route("/v1/metrics", get(query::seed_metrics))
         .route("/v1/stalled", get(query::stalled))
         .route("/v1/surveys", get(query::surveys))

@@ -566,6 +566,128 @@ pub async fn tip_effect(
     Ok(Json(tips_report(&ctx, &tip_events, &FirstReach::new(&reached))))
 }
 
+/// `GET /v1/experiments[?milestone=m][&mde=0.05]`: lift per holdout experiment
+/// ([`a::experiments`]); `milestone` is the completion step (default: the value milestone),
+/// `mde` the minimum detectable effect on completion the planned sample size is for, as a
+/// proportion (0.05 = five percentage points).
+pub async fn experiments(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &["milestone", "mde", "value"]).await?;
+    Ok(Json(experiments_report(&ctx).await?))
+}
+
+async fn experiments_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    let value = ctx.value();
+    let completion = match ctx.params.get("milestone").filter(|m| !m.is_empty()) {
+        Some(text) => ctx.step(text),
+        None => value.clone(),
+    };
+    let mde = match ctx.params.get("mde") {
+        None => a::experiments::DEFAULT_MDE,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|m| *m > 0.0 && *m < 1.0)
+            .ok_or_else(|| bad("mde", format!("expected a proportion between 0 and 1 such as 0.05, found {text:?}")))?,
+    };
+    let assigned = ctx.events(EventFilter::types(&[EventType::Experiment]).with_props()).await?;
+    let firsts = ctx.firsts(&[completion.clone(), value.clone()]).await?;
+    let reach = FirstReach::new(&firsts);
+    let list = a::experiments::experiments(&ctx.users, &assigned, &completion, &value, &reach, ctx.now, mde);
+    Ok(json!({
+        "project": ctx.project.id,
+        "users": ctx.users.len(),
+        "completion": { "name": completion.name, "kind": completion.kind.as_str() },
+        "valueMilestone": value.name,
+        "valueKind": value.kind.as_str(),
+        "mde": mde,
+        "confidence": 0.95,
+        "experiments": list.iter().map(experiment_json).collect::<Vec<_>>(),
+    }))
+}
+
+fn experiment_json(e: &a::experiments::Experiment) -> Value {
+    use a::experiments::{Comparison, TtvComparison};
+    let arm = |f: &a::experiments::ArmFigures| {
+        json!({
+            "users": f.users,
+            "completed": f.completed,
+            "completionRate": f.completion_rate,
+            "activation": { "eligible": f.eligible, "activated": f.activated, "rate": f.activation_rate },
+            "reachedValue": f.reached_value,
+            "medianTtvMs": f.median_ttv_ms,
+        })
+    };
+    let diff = |d: &a::stats::Difference| json!({ "estimate": d.difference, "low": d.low, "high": d.high });
+    let comparison = |c: &Comparison| match c {
+        Comparison::NoData => json!({ "status": "noData" }),
+        Comparison::NotEnoughData => json!({ "status": "notEnoughData" }),
+        Comparison::Ready { absolute, relative } => json!({
+            "status": "ready",
+            "absolute": diff(absolute),
+            "relative": relative.as_ref().map(diff),
+            "significant": absolute.significant(),
+        }),
+    };
+    let ttv = match &e.ttv {
+        TtvComparison::NoData => json!({ "status": "noData" }),
+        TtvComparison::NotEnoughData => json!({ "status": "notEnoughData" }),
+        TtvComparison::Ready(d) => json!({
+            "status": "ready",
+            "differenceMs": { "estimate": d.difference, "low": d.low, "high": d.high },
+            "significant": d.significant(),
+        }),
+    };
+    json!({
+        "experiment": e.id,
+        "control": arm(&e.control),
+        "treatment": arm(&e.treatment),
+        "completion": comparison(&e.completion),
+        "activation": comparison(&e.activation),
+        "ttv": ttv,
+        "plannedSampleSize": e.planned.map(|p| json!({
+            "baseline": p.baseline, "mde": p.mde, "control": p.control, "treatment": p.treatment, "reached": p.reached,
+        })),
+    })
+}
+
+/// `GET /v1/prompts`: each prompt's conversion, `prompt_shown → prompt_action → goal`, overall
+/// and per NPS group ([`a::prompts`]).
+pub async fn prompts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let plan_prompts = crate::plans::current(&state, &ctx.project.id).await.ok().flatten().map(|p| p.plan.prompts.clone()).unwrap_or_default();
+    let prompt_events = ctx.events(EventFilter::types(&[EventType::Prompt]).with_props()).await?;
+    let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
+    let goals: Vec<Step> = plan_prompts.iter().filter_map(a::prompts::Goal::of).map(|g| g.step).collect();
+    // Every goal event, not only the first: a goal reached again after the action converts.
+    let goal_events = if goals.is_empty() { Vec::new() } else { ctx.events(reaching(&goals)).await? };
+    let list = a::prompts::prompts(&ctx.users, &plan_prompts, &prompt_events, &survey_events, &goal_events);
+    let funnel = |f: &a::prompts::Funnel| {
+        json!({
+            "shown": f.shown, "acted": f.acted, "dismissed": f.dismissed, "converted": f.converted,
+            "actionRate": f.action_rate, "conversionRate": f.conversion_rate,
+        })
+    };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|p| {
+            let mut row = funnel(&p.all);
+            row["promptId"] = json!(p.prompt_id);
+            row["goal"] = json!(p.goal.as_ref().map(|g| json!({ "name": g.step.name, "kind": g.step.kind.as_str(), "withinMs": g.within_ms })));
+            row["byNpsGroup"] = json!(p.by_group.iter().map(|(g, f)| { let mut r = funnel(f); r["group"] = json!(g); r }).collect::<Vec<_>>());
+            row
+        })
+        .collect();
+    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.users.len(), "prompts": rows })))
+}
+
 pub async fn seed_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,

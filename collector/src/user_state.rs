@@ -11,7 +11,9 @@
 //! - `reached`: per milestone of the plan (its id or a former id), the first `milestone` event's
 //!   time;
 //! - `done`: the first `time_to_value` / `onboarding_completed` milestone and
-//!   `first_session_length` / `return_interval` metric events (measured once per user);
+//!   `first_session_length` / `return_interval` metric events (measured once per user), and
+//!   each `experiment_assigned` (`experiment_assigned:<experiment>`: reported once per user);
+//! - `nps`: the latest `survey_answered` of an `nps` survey's group (routes prompts);
 //! - `tips`: per tip of the plan, the first `tip_dismissed`, the latest `tip_shown` and how many
 //!   there were (its `maxShows` counts them on every device), the latest `tip_snoozed` plus the
 //!   tip's snooze time, and the furthest `tour_step_completed`;
@@ -40,7 +42,7 @@ use onramp::core::engine::{
 };
 use onramp::core::json::Value as CoreValue;
 use onramp::core::plan::{Plan, TipKind};
-use onramp::core::vocab::{prompt, survey};
+use onramp::core::vocab::{experiment::ASSIGNED, prompt, prop, survey};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -67,6 +69,19 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
                 first(&mut s.reached, name, ts)
             }
             "metric" if [FIRST_SESSION_LENGTH, RETURN_INTERVAL].contains(&name) => first(&mut s.done, name, ts),
+            "survey" if name == survey::ANSWERED && props[prop::SURVEY_KIND] == "nps" => {
+                if let Some(group) = props[prop::GROUP].as_str() {
+                    let answer = Some((ts, group.to_string()));
+                    if answer > s.latest_nps {
+                        s.latest_nps = answer;
+                    }
+                }
+            }
+            "experiment" if name == ASSIGNED => {
+                if let Some(experiment) = props[prop::EXPERIMENT].as_str() {
+                    first(&mut s.done, &[ASSIGNED, ":", experiment].concat(), ts)
+                }
+            }
             "identify" => {
                 if let Some(at) = props["signedUpAt"].as_f64().filter(|n| n.is_finite()) {
                     s.signup = Some(s.signup.map_or(at as i64, |x| x.min(at as i64)));

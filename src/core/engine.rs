@@ -202,9 +202,13 @@ pub struct UserState {
     pub second_start: Option<i64>,
     pub last_activity: Option<i64>,
     pub session: SessionState,
+    /// Tips' states by tip id, and prompts' under `prompt:<id>` ([`super::prompts::state_key`]).
     pub tips: VecMap<TipState>,
     pub day: DayState,
     pub surveys: VecMap<SurveyState>,
+    /// The user's latest NPS answer group and when (`survey_answered` of an `nps` survey), for
+    /// prompts routed by group.
+    pub latest_nps: Option<(i64, String)>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -276,6 +280,10 @@ impl UserState {
         // What a visitor was asked (shown, dismissed, snoozed) is what the user was asked.
         for (id, t) in &anon.surveys {
             self.surveys.entry(id.clone()).or_default().merge(t);
+        }
+        // The later answer wins (ties by name, so every tab agrees).
+        if anon.latest_nps > self.latest_nps {
+            self.latest_nps = anon.latest_nps.clone();
         }
     }
 
@@ -612,8 +620,26 @@ impl Engine {
         let t = self.clock(now);
         let mut out = Vec::new();
         self.activity(t, &mut out);
+        self.assign(user_id, t, &mut out);
         self.save(store);
         out
+    }
+
+    /// Reports the user's holdout arms ([`super::holdout`]), each once per user: `done` keeps
+    /// `experiment_assigned:<experiment>` and merges across tabs (and devices, by `/v1/state`).
+    fn assign(&mut self, user_id: &str, t: i64, out: &mut Vec<Emit>) {
+        for (experiment, arm) in super::holdout::assignments(&self.plan, user_id) {
+            let key = [vocab::experiment::ASSIGNED, ":", &experiment].concat();
+            if self.state.done.contains_key(&key) {
+                continue;
+            }
+            self.state.done.insert(key, t);
+            let props = vec![
+                (vocab::prop::EXPERIMENT.into(), Value::Str(experiment)),
+                (vocab::prop::ARM.into(), Value::Str(arm.as_str().into())),
+            ];
+            out.push(emit(EventType::Experiment, vocab::experiment::ASSIGNED, props));
+        }
     }
 
     /// Log-out: the next identity starts with its own (usually empty) state.
@@ -647,7 +673,8 @@ impl Engine {
     /// state merges into whoever they turn out to be); a milestone unreached while its due
     /// window is open (or it has none), as reaching it must be seen and reported; the
     /// once-per-user session metrics not yet measured (they need a second session); or a tip
-    /// whose window is still ahead, not dismissed, and whose milestone is unreached. When none
+    /// whose window is still ahead, not dismissed, and whose milestone is unreached; or a prompt
+    /// still pending ([`super::prompts::pending`]). When none
     /// holds, the user's onboarding is over and pages load the lean tracker alone (`web`).
     pub fn needs_guide(&self, now: i64) -> bool {
         let s = &self.state;
@@ -658,7 +685,8 @@ impl Engine {
             let dismissed = s.tips.get(&t.id).is_some_and(|st| st.dismissed.is_some());
             !done && !dismissed && since < t.window.until_ms
         });
-        self.anonymous || open_milestone || open_tip || !s.done.contains_key(RETURN_INTERVAL)
+        let open_prompt = super::prompts::pending(&self.plan, s, now);
+        self.anonymous || open_milestone || open_tip || open_prompt || !s.done.contains_key(RETURN_INTERVAL)
     }
 
     /// Merges the user's state as the collector serves it (`GET /v1/state`, docs/IDENTITY.md):
@@ -838,6 +866,32 @@ pub(crate) mod tests {
         assert_eq!(prop(ttv, "sinceSignupMs"), Some(&Value::Num((3 * MIN) as f64)));
         assert_eq!(prop(ttv, "milestone"), Some(&Value::Str("file_uploaded".into())));
         assert!(e.observe(&mut store, "file_uploaded", &[], T0 + 4 * MIN).is_empty(), "reached once");
+    }
+
+    #[test]
+    fn identify_reports_each_holdout_arm_once_per_user() {
+        let plan = Plan::parse(
+            r#"{"version":"1","holdouts":{"salt":"acme","globalPercent":10},
+            "milestones":[{"id":"v","title":"V","value":true,"condition":{"event":"v"}}],
+            "tips":[{"id":"hi","kind":"modal","body":"Hi","controlPercent":25}]}"#,
+        )
+        .expect("valid");
+        // Someone outside the global holdout, so in the tip's experiment too.
+        let user = (0..).map(|i| ["u", &i.to_string()].concat()).find(|u| crate::core::holdout::draw("acme", "global", u) >= 0.1).expect("one");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(plan.clone(), "tab1".into(), ANON, &store);
+        assert!(e.observe(&mut store, "x", &[], T0).iter().all(|o| o.kind != EventType::Experiment), "anonymous: in no experiment");
+        let out: Vec<Emit> = e.identify(&mut store, &user, Some(T0), T0 + 1).into_iter().filter(|o| o.kind == EventType::Experiment).collect();
+        assert_eq!(names(&out), [vocab::experiment::ASSIGNED, vocab::experiment::ASSIGNED]);
+        assert_eq!(prop(&out[0], "experiment"), Some(&Value::Str("global".into())));
+        assert_eq!(prop(&out[0], "arm"), Some(&Value::Str("treatment".into())));
+        assert_eq!(prop(&out[1], "experiment"), Some(&Value::Str("tip:hi".into())));
+        let tip_arm = crate::core::holdout::arm("acme", "tip:hi", &user, 25.0).as_str();
+        assert_eq!(prop(&out[1], "arm"), Some(&Value::Str(tip_arm.into())));
+        // Again, and in another tab: nothing more.
+        assert!(e.identify(&mut store, &user, None, T0 + 2).iter().all(|o| o.kind != EventType::Experiment));
+        let mut other_tab = Engine::new(plan, "tab2".into(), ANON, &store);
+        assert!(other_tab.identify(&mut store, &user, None, T0 + 3).iter().all(|o| o.kind != EventType::Experiment));
     }
 
     #[test]

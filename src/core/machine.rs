@@ -665,8 +665,23 @@ impl<S: KeyValue> Running<S> {
     #[cfg(feature = "guide")]
     fn record_emits(&mut self, emits: Vec<Emit>, now: i64, rng: &mut impl Entropy) {
         for e in emits {
+            #[cfg(feature = "guide")]
+            self.note_nps(&e, now);
             self.client.record(e.kind, &e.name, e.props, now, rng);
         }
+    }
+
+    /// An NPS answer (`survey_answered` of an `nps` survey) on its way out: remembered as the
+    /// user's latest group, which routes prompts ([`super::prompts`]).
+    #[cfg(feature = "guide")]
+    fn note_nps(&mut self, e: &Emit, now: i64) {
+        use super::vocab::{prop, survey};
+        let field = |k: &str| super::json::field(&e.props, k).and_then(Value::as_str);
+        if e.kind != EventType::Survey || e.name != survey::ANSWERED || field(prop::SURVEY_KIND) != Some("nps") {
+            return;
+        }
+        let (Some(group), Some(engine)) = (field(prop::GROUP), self.engine.as_mut()) else { return };
+        engine.update(&mut self.kv, |state, _| super::prompts::note_nps(state, group, now));
     }
 
     /// Full SDK: writes [`LEAN_KEY`] while this identified user's onboarding is over, removes

@@ -13,6 +13,7 @@ pub mod delivery;
 #[cfg(feature = "guide")]
 pub mod engine;
 pub mod funnel;
+pub mod holdout;
 pub mod ids;
 pub mod json;
 #[cfg(feature = "serde")]
@@ -21,6 +22,9 @@ pub mod machine;
 pub mod markup;
 pub mod num;
 pub mod placement;
+// Growth prompts at milestones: the guide's, like tips.
+#[cfg(feature = "guide")]
+pub mod prompts;
 #[cfg(feature = "guide")]
 pub mod persisted;
 pub mod plan;

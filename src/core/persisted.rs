@@ -63,6 +63,10 @@ struct StoredUser {
     day: StoredDay,
     #[serde(skip_serializing_if = "VecMap::is_empty")]
     surveys: VecMap<SurveyState>,
+    /// The latest NPS answer group (added in version 2 without a version bump: older readers
+    /// ignore it, and its absence means "no answer").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nps: Option<StoredNps>,
 }
 
 /// The fatigue budget's day (added in version 2 without a version bump: absent reads as empty,
@@ -79,6 +83,13 @@ impl StoredDay {
     fn is_empty(&self) -> bool {
         self.start == 0 && self.shown.is_empty()
     }
+}
+
+#[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+struct StoredNps {
+    at: i64,
+    group: String,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
@@ -187,6 +198,7 @@ impl From<&UserState> for StoredUser {
                     (id.clone(), tip)
                 })
                 .collect(),
+            nps: s.latest_nps.as_ref().map(|(at, group)| StoredNps { at: *at, group: group.clone() }),
         }
     }
 }
@@ -227,6 +239,7 @@ impl From<StoredUser> for UserState {
                     (id.clone(), tip)
                 })
                 .collect(),
+            latest_nps: s.nps.map(|n| (n.at, n.group)),
         }
     }
 }

@@ -12,6 +12,10 @@
 //! Unknown fields are errors (a misspelt `"requried": false` must not silently mean "required"),
 //! except keys starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
 
+mod prompts;
+
+pub use prompts::{Goal, Prompt, PromptAction, PromptKind, NPS_GROUPS};
+
 use super::json::{self, Value};
 use super::time::{parse_duration, HOUR as HOUR_MS};
 
@@ -46,6 +50,18 @@ pub struct Plan {
     /// Micro-surveys (docs/SURVEYS.md).
     pub surveys: Vec<Survey>,
     pub caps: TipCaps,
+    pub holdouts: Holdouts,
+    /// Growth prompts at milestones.
+    pub prompts: Vec<Prompt>,
+}
+
+/// The holdout experiments' settings (see [`super::holdout`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Holdouts {
+    /// The project's salt for the assignment hash; changing it re-draws every user.
+    pub salt: String,
+    /// Percentage (0 to 50) of users who get no guidance at all.
+    pub global_percent: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +287,8 @@ pub struct Tip {
     pub cap: TipCap,
     pub steps: Vec<TourStep>,
     pub cta: Option<Cta>,
+    /// Percentage (0 to 50) of users who never see this tip, to measure its effect.
+    pub control_percent: f64,
 }
 
 /// When a tip becomes eligible: on a matching page/route, after an event, after a delay.
@@ -719,6 +737,21 @@ fn one_of(names: &[&str]) -> String {
     out
 }
 
+/// The plan's top-level fields.
+const TOP_FIELDS: [&str; 10] =
+    ["version", "product", "defaultLocale", "milestones", "capture", "tips", "surveys", "caps", "holdouts", "prompts"];
+const PERCENT_EXPECTED: &str = "a percentage from 0 to 50";
+
+/// A holdout or control percentage: more than half the users without guidance would measure
+/// guidance on the minority.
+fn percent(v: Option<&Value>, ptr: &str) -> Result<f64, PlanError> {
+    match v {
+        None => Ok(0.0),
+        Some(Value::Num(n)) if (0.0..=50.0).contains(n) => Ok(*n),
+        Some(v) => err(ptr, found(v), PERCENT_EXPECTED),
+    }
+}
+
 const ID_EXPECTED: &str = "an id of 1 to 64 letters, digits, '_', '-' or '.'";
 const TEXT_EXPECTED: &str = "a non-empty string, or an object of locale to string such as {\"en\": \"…\"}";
 const DURATION_EXPECTED: &str = "a duration such as \"30m\", \"24h\" or \"7d\" (units ms, s, m, h, d, w), or milliseconds";
@@ -902,7 +935,18 @@ impl Plan {
             }
             surveys.push(s);
         }
-        Ok(Plan { version, product, default_locale, milestones, capture, tips, surveys, caps })
+        let holdouts = match top.get("holdouts") {
+            None => Holdouts::default(),
+            Some(v) => {
+                let o = Obj::new(v, "/holdouts".into(), &["salt", "globalPercent"])?;
+                Holdouts {
+                    salt: o.str_req("salt", MAX_ID, "the project's salt for holdout assignment: a string of 1 to 64 bytes")?,
+                    global_percent: percent(o.get("globalPercent"), &o.at("globalPercent"))?,
+                }
+            }
+        };
+        let prompts = prompts::prompts(top.array("prompts", usize::MAX, "an array of prompts")?, &milestones)?;
+        Ok(Plan { version, product, default_locale, milestones, capture, tips, surveys, caps, holdouts, prompts })
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
@@ -945,8 +989,6 @@ impl Plan {
         out
     }
 }
-
-const TOP_FIELDS: [&str; 8] = ["version", "product", "defaultLocale", "milestones", "capture", "tips", "surveys", "caps"];
 
 fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, PlanError> {
     let o = Obj::new(
@@ -1202,7 +1244,7 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
     let o = Obj::new(
         v,
         ptr.into(),
-        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta"],
+        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta", "controlPercent"],
     )?;
     let id = o.id("id")?;
     let kind = o.choice("kind", &TipKind::ALL, None)?;
@@ -1323,6 +1365,7 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
         cap,
         steps,
         cta,
+        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
     })
 }
 

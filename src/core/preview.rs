@@ -69,6 +69,8 @@ pub fn tip_line(plan: &Plan, state: &UserState, i: usize, page: &tips::Page, see
         },
         Why::Requested => "shown on request".to_string(),
         Why::Anonymous => "visitor not identified yet: tips are for signed-up users".to_string(),
+        Why::HeldOut(super::holdout::Withheld::Global) => "user is in the global holdout: no guidance".to_string(),
+        Why::HeldOut(super::holdout::Withheld::Control) => "user is in this tip's control group".to_string(),
         Why::MilestoneReached => {
             let m = tip.milestone.as_deref().unwrap_or_default();
             match milestone_at(m) {
@@ -202,7 +204,7 @@ mod tests {
     }
 
     fn page(now: i64, hash: &str) -> Page<'_> {
-        Page { now, path: "/demo/", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, review: None, identified: true }
+        Page { now, path: "/demo/", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, review: None, user: Some("u1") }
     }
 
     fn user(now: i64) -> UserState {

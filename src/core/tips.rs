@@ -29,6 +29,7 @@
 
 use super::budget;
 use super::engine::{TipState, UserState};
+use super::holdout::{self, Withheld};
 use super::plan::{Advance, Plan, Tip, TipKind};
 
 /// A more important tip due this soon keeps its place free.
@@ -52,8 +53,8 @@ pub struct Page<'a> {
     /// A tip a product manager asked to review (preview's "show now"): shown whatever the
     /// schedule, the user's state or the milestones say.
     pub review: Option<usize>,
-    /// False before `identify`.
-    pub identified: bool,
+    /// The user, once `identify` named them; `None` for an anonymous visitor.
+    pub user: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +89,11 @@ pub fn step(state: &UserState, tip: &Tip) -> usize {
     tip_state(state, tip).map_or(0, |t| t.tour_step as usize)
 }
 
+/// The holdout gate for a tip: the global holdout, or the tip's own control group.
+pub fn withheld_tip(plan: &Plan, user: &str, tip: &Tip) -> Option<Withheld> {
+    holdout::withheld(plan, user, Some((&holdout::tip_experiment(&tip.id), tip.control_percent)))
+}
+
 /// Why a tip may or may not show now: the branch of [`explain`] that decided. The preview
 /// panel words these for the product manager, so they are the scheduler's own reasons, never
 /// re-derived. Times are Unix ms.
@@ -99,6 +105,9 @@ pub enum Why {
     Requested,
     /// Before `identify`: tips are for users.
     Anonymous,
+    /// The user is in the global holdout (no guidance at all) or in this tip's control group
+    /// (docs/EXPERIMENTS.md).
+    HeldOut(Withheld),
     /// Its milestone is reached.
     MilestoneReached,
     /// The plan's value milestone is reached: tips have done their job.
@@ -150,8 +159,10 @@ pub fn explain(plan: &Plan, state: &UserState, i: usize, page: &Page) -> (Verdic
         return (Verdict::Show, Why::Requested);
     }
     let reached = |m: &String| state.reached.contains_key(m);
-    if !page.identified {
-        return never(Why::Anonymous);
+    let Some(user) = page.user else { return never(Why::Anonymous) };
+    // Before the user's own request: a holdout gets no guidance at all, asked for or not.
+    if let Some(w) = withheld_tip(plan, user, tip) {
+        return never(Why::HeldOut(w));
     }
     if tip.milestone.as_ref().is_some_and(reached) {
         return never(Why::MilestoneReached);
@@ -394,7 +405,7 @@ mod tests {
     }
 
     fn page(now: i64, hash: &str) -> Page<'_> {
-        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, review: None, identified: true }
+        Page { now, path: "/app", hash, route_since: now - 10_000, seen: &[], skip: &[], forced: None, review: None, user: Some("u1") }
     }
 
     fn idx(plan: &Plan, id: &str) -> usize {
@@ -412,6 +423,42 @@ mod tests {
         assert_eq!(pick(&p, &s, &page(now, "#/projects"), &[]).focus, Some(make));
         s.reached.insert("made".into(), now);
         assert_eq!(verdict(&p, &s, make, &page(now, "#/projects")), Verdict::Never, "gone once reached");
+    }
+
+    #[test]
+    fn a_held_out_user_gets_no_tip_even_when_asking_for_one_and_a_control_user_misses_only_that_tip() {
+        let mut p = plan();
+        p.holdouts = crate::core::plan::Holdouts { salt: "acme".into(), global_percent: 30.0 };
+        let make_i = idx(&p, "make");
+        p.tips[make_i].control_percent = 40.0;
+        let now = SIGNUP + H;
+        let s = user(now);
+        let (make, list) = (idx(&p, "make"), idx(&p, "list"));
+        let users: Vec<String> = (0..400).map(|i| ["u", &i.to_string()].concat()).collect();
+        let arm = |u: &str, exp: &str, pct: f64| holdout::arm("acme", exp, u, pct) == holdout::Arm::Control;
+        let (mut held, mut control) = (0, 0);
+        for u in &users {
+            let pg = Page { user: Some(u), ..page(now, "#/projects") };
+            let picked = pick(&p, &s, &pg, &[]);
+            if arm(u, "global", 30.0) {
+                held += 1;
+                assert_eq!(picked, Pick::default(), "{u}: nothing at all, checklist included");
+                let asked = Page { forced: Some(list), ..pg };
+                assert_eq!(explain(&p, &s, list, &asked).1, Why::HeldOut(Withheld::Global), "not even on request");
+            } else if arm(u, "tip:make", 40.0) {
+                control += 1;
+                assert_eq!(explain(&p, &s, make, &pg).1, Why::HeldOut(Withheld::Control));
+                assert_eq!(picked.checklist, Some(list), "other guidance unchanged");
+                assert_ne!(picked.focus, Some(make));
+            } else {
+                assert_eq!(picked.focus, Some(make), "{u}: treatment sees it");
+            }
+        }
+        assert!(held > 80 && control > 60, "{held} held out, {control} in make's control group");
+        // A product manager's review still shows it.
+        let held_user = users.iter().find(|u| arm(u, "global", 30.0)).expect("one");
+        let review = Page { user: Some(held_user), review: Some(make), ..page(now, "#/projects") };
+        assert_eq!(verdict(&p, &s, make, &review), Verdict::Show);
     }
 
     #[test]
@@ -556,7 +603,7 @@ mod tests {
     fn anonymous_visitors_see_no_tips() {
         let p = plan();
         let now = SIGNUP + H;
-        let pg = Page { identified: false, ..page(now, "#/projects") };
+        let pg = Page { user: None, ..page(now, "#/projects") };
         assert_eq!(pick(&p, &user(now), &pg, &[]), Pick::default());
     }
 
@@ -627,7 +674,7 @@ mod tests {
         assert_eq!(why(&s, hello, &page(now, "")), Why::WaitingForEvent);
         let seen = [("signed_up".to_string(), now - 200)];
         assert_eq!(why(&s, hello, &Page { seen: &seen, ..page(now, "") }), Why::Delay { at: now + 800 });
-        assert_eq!(why(&s, make, &Page { identified: false, ..page(now, "#/projects") }), Why::Anonymous);
+        assert_eq!(why(&s, make, &Page { user: None, ..page(now, "#/projects") }), Why::Anonymous);
         assert_eq!(why(&s, make, &Page { skip: &[make], ..page(now, "#/projects") }), Why::TargetMissing);
         // The 24-hour window of `make` ended 3 h before now.
         let later = SIGNUP + 27 * H;

@@ -182,6 +182,75 @@
     if (!answers.length) fillTable($("survey-answers"), [[{ text: "No written answers yet", cls: "muted" }, "", "", "", "", ""]]);
   }
 
+  // One experiment's outcomes: completion, first-day activation, median time to value.
+  function signedPct(x) { return (x > 0 ? "+" : "") + (x * 100).toFixed(1) + " pts"; }
+  function signedDur(ms) { return (ms > 0 ? "+" : ms < 0 ? "−" : "") + dur(Math.abs(ms)); }
+  function verdict(c, better) {
+    if (!c || c.status === "noData") return { text: "nobody to compare yet", cls: "muted" };
+    if (c.status !== "ready") return { text: "not enough data yet", cls: "muted" };
+    if (!c.significant) return { text: "no clear difference", cls: "" };
+    return better ? { text: "guidance helps", cls: "better" } : { text: "guidance hurts", cls: "worse" };
+  }
+  function experimentRows(e) {
+    var name = e.experiment === "global" ? "Global holdout (no guidance)" : e.experiment;
+    var users = num(e.control && e.control.users) + " / " + num(e.treatment && e.treatment.users);
+    var rate = function (arm, key) { return arm ? pct(key === "activation" ? arm.activation.rate : arm.completionRate) : "–"; };
+    var prop = function (label, key, c) {
+      var ready = c && c.status === "ready" && c.absolute;
+      return [name, users, label, rate(e.control, key), rate(e.treatment, key),
+        ready ? signedPct(c.absolute.estimate) + " (" + signedPct(c.absolute.low) + " to " + signedPct(c.absolute.high) + ")" : "–",
+        ready && c.relative ? (c.relative.estimate > 0 ? "+" : "") + pct(c.relative.estimate) : "–",
+        verdict(c, ready && c.absolute.estimate > 0)];
+    };
+    var t = e.ttv || {}, d = t.status === "ready" && t.differenceMs;
+    return [
+      prop("Completion", "completion", e.completion),
+      prop("Value in first 24 h", "activation", e.activation),
+      [name, users, "Median time to value", dur(e.control && e.control.medianTtvMs), dur(e.treatment && e.treatment.medianTtvMs),
+        d ? signedDur(d.estimate) + " (" + signedDur(d.low) + " to " + signedDur(d.high) + ")" : "–", "–", verdict(t, d && d.estimate < 0)],
+    ];
+  }
+  function drawExperiments(x) {
+    var rows = [];
+    (x.experiments || []).forEach(function (e) { rows = rows.concat(experimentRows(e)); });
+    if (!rows.length) rows = [[{ text: "No experiments yet: give the plan a holdout or a tip a control group (docs/EXPERIMENTS.md)", cls: "muted" }, "", "", "", "", "", "", ""]];
+    fillTable($("experiments"), rows);
+    var planned = (x.experiments || []).filter(function (e) { return e.plannedSampleSize; }).map(function (e) {
+      var p = e.plannedSampleSize;
+      return e.experiment + ": " + num(p.control) + " control / " + num(p.treatment) + " treatment users to detect " +
+        signedPct(p.mde) + " of completion" + (p.reached ? " (reached)" : " (not yet)");
+    });
+    $("experiments-note").textContent = planned.length ? "Planned sample size — " + planned.join("; ") : "";
+  }
+
+  function drawPrompts(x) {
+    var rows = [];
+    (x.prompts || []).forEach(function (p) {
+      var goal = p.goal ? stepLabel(p.goal.name, p.goal.kind) + " within " + dur(p.goal.withinMs) : "–";
+      var row = function (label, f) {
+        return [p.promptId, label, num(f.shown), num(f.acted), pct(f.actionRate), num(f.dismissed), goal,
+          f.converted == null ? "–" : num(f.converted), f.conversionRate == null ? "–" : pct(f.conversionRate)];
+      };
+      rows.push(row("all", p));
+      (p.byNpsGroup || []).forEach(function (g) { rows.push(row(g.group, g)); });
+    });
+    if (!rows.length) rows = [[{ text: "No prompts yet: add prompts to the plan (docs/PLANS.md)", cls: "muted" }, "", "", "", "", "", "", "", ""]];
+    fillTable($("prompts"), rows);
+  }
+
+  function loadExperiments(q, token) {
+    var x = new URLSearchParams();
+    q.forEach(function (v, k) { if (k === "from" || k === "to" || k === "value" || k.indexOf("trait.") === 0) x.set(k, v); });
+    fetch("/v1/experiments?" + x.toString(), { headers: { Authorization: "Bearer " + token } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) drawExperiments(body); })
+      .catch(function () {});
+    fetch("/v1/prompts?" + x.toString().replace(/(^|&)value=[^&]*/, ""), { headers: { Authorization: "Bearer " + token } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) drawPrompts(body); })
+      .catch(function () {});
+  }
+
   function drawMetrics(m) {
     fillTable($("metrics"), [
       ["Core-task completion", num(m.coreTaskCompletion.users), pct(m.coreTaskCompletion.rate), ""],
@@ -280,6 +349,7 @@
         $("status").textContent = "Project " + r.body.project + " · updated " + new Date().toLocaleTimeString();
         document.body.dataset.loaded = "true";
         render(r.body);
+        loadExperiments(q, token);
       })
       .catch(function (e) { loading = false; $("status").textContent = "Collector unreachable: " + e; });
   }

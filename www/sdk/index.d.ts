@@ -71,6 +71,18 @@ export function reset(): void;
 /** Sends queued events now. Resolves once everything queued before the call has been
  *  acknowledged by the collector (or dropped: refused, expired); at once when onramp cannot run. */
 export function flush(): Promise<void>;
+/** What a prompt's host action tells the app. */
+export interface ActionContext {
+  /** The prompt's id in the plan. */
+  promptId: string;
+  /** The milestone that opened the prompt. */
+  milestone: string;
+  userId: string;
+}
+/** Host callbacks: `on("action", (name, context) => …)` runs when a prompt's call to action asks
+ *  the app to act (`name` is the plan's `cta.action`, e.g. "open_invite_dialog"). Works before
+ *  the SDK has loaded. Returns a function that removes the callback. */
+export function on(type: "action", callback: (name: string, context: ActionContext) => void): () => void;
 /** Loads the wasm; resolves false when it cannot run here (for example a strict CSP). */
 export function load(base?: string, wasm?: string | URL | Promise<Response>): Promise<boolean>;
 /** Used by the script-tag loader: `wasm` is the module's URL or its fetch already under way. */

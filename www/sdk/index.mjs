@@ -92,7 +92,27 @@ export function flush() {
   });
 }
 
-const API = { init, identify, track, group, complete, reset, flush };
+/** Host callbacks. `on("action", (name, context) => …)`: a prompt's call to action asks the app
+ *  to act (`name` is the plan's `cta.action`; `context` has `promptId`, `milestone`, `userId`).
+ *  Called after the SDK's own work, so the callback may call onramp. Returns a function that
+ *  removes the callback. Plain JS over a DOM event (`onramp:action` on window), so it works
+ *  before the wasm has loaded and in every bundle. */
+export function on(type, callback) {
+  if (type !== "action" || typeof callback !== "function" || typeof window === "undefined") {
+    if (type !== "action") console.warn("onramp: on(" + JSON.stringify(type) + ") is not an event onramp sends; use \"action\"");
+    return () => {};
+  }
+  const listener = (e) => {
+    const detail = e.detail || {};
+    queueMicrotask(() => {
+      try { callback(detail.name, detail.context); } catch (error) { console.error("onramp: an action callback failed: " + error); }
+    });
+  };
+  window.addEventListener("onramp:action", listener);
+  return () => window.removeEventListener("onramp:action", listener);
+}
+
+const API = { init, identify, track, group, complete, reset, flush, on };
 
 const KEPT = "onramp.early.";
 
@@ -125,6 +145,7 @@ export function attach(queue, base, wasmSource) {
   const init = calls.findIndex((c) => c[0] === "init");
   if (init >= 0) calls.splice(init + 1, 0, ...takeKeptCalls(queue.p));
   for (const entry of calls) {
+    if (entry[0] === "on") { on(...entry.slice(1)); continue; }
     if (!METHODS.includes(entry[0]) && entry[0] !== "dom_event") continue;
     const args = entry.slice(1);
     // A track call made before the SDK loaded keeps the time it was made at.
@@ -132,6 +153,7 @@ export function attach(queue, base, wasmSource) {
     else enqueue(entry[0], args);
   }
   for (const m of METHODS) queue[m] = API[m];
-  queue.push = (entry) => enqueue(entry[0], entry.slice(1));
+  queue.on = on;
+  queue.push = (entry) => (entry[0] === "on" ? on(...entry.slice(1)) : enqueue(entry[0], entry.slice(1)));
   queue.ready = ready;
 }

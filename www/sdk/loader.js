@@ -17,7 +17,7 @@
   var q = w.onramp;
   if (q && q.loaded) return; // included twice
   if (!q || typeof q.push !== "function") q = [];
-  ["init", "identify", "track", "group", "complete", "reset", "flush"].forEach(function (m) {
+  ["init", "identify", "track", "group", "complete", "reset", "flush", "on"].forEach(function (m) {
     q[m] = q[m] || function () {
       q.push([m].concat([].slice.call(arguments)));
     };

@@ -11,7 +11,7 @@
   function queue(call) {
     if (o.length < 200) { call.t = Date.now(); o.push(call); }
   }
-  ["init", "identify", "track", "group", "complete", "reset", "flush"].forEach(function (m) {
+  ["init", "identify", "track", "group", "complete", "reset", "flush", "on"].forEach(function (m) {
     o[m] = o[m] || function () { queue([m].concat([].slice.call(arguments))); };
   });
   o.c || ["click", "submit"].forEach(function (t) {
@@ -22,7 +22,7 @@
     if (o.ready) return; // the SDK arrived and took the calls
     try {
       var s = localStorage, prefix = "onramp.early.";
-      var calls = o.filter(function (c) { return c[0] != "dom_event" && c[0] != "init"; })
+      var calls = o.filter(function (c) { return c[0] != "dom_event" && c[0] != "init" && c[0] != "on"; })
         .map(function (c) { return [c.t].concat(c); });
       if (calls.length && (s[prefix + o.p] || Object.keys(s).filter(function (k) { return !k.indexOf(prefix); }).length < 10)) {
         s.setItem(prefix + o.p, JSON.stringify(calls));

@@ -27,14 +27,19 @@
 //! - [`ttv`]: time-to-value quantiles, histogram, first-day activation, and cohort tables.
 //! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.
 //! - [`metrics`]: the SDK's seed metrics.
+//! - [`prompts`]: prompt conversion, overall and per NPS group.
+//! - [`experiments`]: lift of guidance on the holdout experiments, with [`stats`]' intervals.
 //! - [`stalled`]: users past a milestone's due window without reaching it.
 //! - [`surveys`]: NPS, CSAT, CES, response rates and answers of the micro-surveys.
 //! - [`time`]: UTC calendar and the date and duration syntax of the API.
 
+pub mod experiments;
 pub mod funnel;
 pub mod metrics;
+pub mod prompts;
 pub mod stalled;
 pub mod surveys;
+pub mod stats;
 pub mod time;
 pub mod tips;
 pub mod ttv;

@@ -10,6 +10,7 @@
 //! Focus moves, which fire focus events, wait until both are released ([`FOCUS`]).
 
 mod dom;
+mod prompt;
 mod render;
 mod survey;
 
@@ -80,6 +81,8 @@ struct Ui {
     /// The micro-survey on screen (at most one), and when the next one may be due.
     survey: Option<survey::Card>,
     survey_wake: Option<Timeout>,
+    /// The growth prompt on screen.
+    prompt: Option<prompt::PromptSurface>,
     /// The one observer of the page's DOM, while a tip is anchored or waits for its target.
     observer: Option<Observer>,
     _route: Vec<Listener>,
@@ -240,6 +243,7 @@ pub fn start(options: &Value, default_locale: &str) {
         wake: None,
         survey: None,
         survey_wake: None,
+        prompt: None,
         observer: None,
         _route: route,
     };
@@ -515,7 +519,7 @@ fn anchored(kind: TipKind) -> bool {
 
 impl Ui {
     /// The page as the scheduler sees it.
-    fn page<'a>(&'a self, engine: &Engine, t: i64, path: &'a str, hash: &'a str) -> Page<'a> {
+    fn page<'a>(&'a self, engine: &'a Engine, t: i64, path: &'a str, hash: &'a str) -> Page<'a> {
         Page {
             now: t,
             path,
@@ -525,7 +529,7 @@ impl Ui {
             skip: &self.skip,
             forced: self.forced,
             review: self.review,
-            identified: !engine.is_anonymous(),
+            user: (!engine.is_anonymous()).then(|| engine.identity()),
         }
     }
 
@@ -547,7 +551,9 @@ impl Ui {
         let on_screen = self.on_screen();
         let page = self.page(engine, t, &path, &hash);
         let pick = sched::pick(engine.plan(), &engine.state, &page, &on_screen);
-        let want = [pick.focus, pick.checklist];
+        // A prompt on screen keeps the stage: no new tip takes the user's attention beside it.
+        let focus = pick.focus.filter(|f| self.prompt.is_none() || on_screen.contains(f));
+        let want = [focus, pick.checklist];
         let mut k = 0;
         while k < self.surfaces.len() {
             if want.contains(&Some(self.surfaces[k].tip)) {
@@ -575,7 +581,12 @@ impl Ui {
                 });
             }
         }
-        self.wake = pick.wake.and_then(|at| Timeout::new(at - t + 20, refresh));
+        let prompt_wake = self.reconcile_prompt(engine, store, out, t, focus.is_some());
+        let wake = match (pick.wake, prompt_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
         self.reconcile_survey(engine, store, out, t, &path, &hash);
         // One observer for the page, only while some tip follows or waits for a target: a page
         // with no anchored tip pays nothing for its mutations.

@@ -21,7 +21,9 @@ pub struct Ctx<'a> {
     pub labels: &'a Value,
 }
 
-const LABELS: [(&str, &str); 28] = [
+const LABELS: [(&str, &str); 30] = [
+    ("notNow", "Not now"),
+    ("copied", "Copied"),
     ("close", "Close"),
     ("later", "Later"),
     ("next", "Next"),
@@ -93,7 +95,7 @@ pub fn rich(parent: &Element, text: &str) {
 
 /// Title (if any) and body; returns the id naming the dialog. Ids are per tip index, unique in
 /// the shadow root (the only scope `aria-labelledby` reaches).
-fn heading(box_: &Element, title: &str, body: &str, n: usize) -> String {
+pub(super) fn heading(box_: &Element, title: &str, body: &str, n: usize) -> String {
     let mut id = String::from("onramp-t");
     dom::num(&mut id, n as f64);
     if !title.is_empty() {
