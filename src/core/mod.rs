@@ -10,6 +10,9 @@ pub mod delivery;
 #[cfg(feature = "guide")]
 pub mod engine;
 pub mod funnel;
+// Customer health: read by the collector only, never shipped to browsers.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod health;
 pub mod ids;
 pub mod json;
 #[cfg(feature = "serde")]
