@@ -25,6 +25,7 @@ const BEYOND_SCHEMA = {
   "after-unknown.json": "a reference to a milestone id that does not exist",
   "duplicate-id.json": "ids unique across array items by value",
   "duplicate-tip.json": "ids unique across array items by value",
+  "lifecycle-dormant-before-at-risk.json": "one duration compared with another",
   "not-json.json": "not JSON at all, so there is nothing to validate",
   "selector-unbalanced.json": "CSS selector syntax",
   "tip-unknown-milestone.json": "a reference to a milestone id that does not exist",

@@ -200,7 +200,7 @@ pub fn sign(secret: &str, id: &str, timestamp: &str, body: &str) -> Result<Strin
 }
 
 /// The notification of `kind` for `user` in `project`, with its stable id.
-fn notification(project: &str, kind: &str, user: &str, payload: Value, now: i64) -> Notification {
+pub(crate) fn notification(project: &str, kind: &str, user: &str, payload: Value, now: i64) -> Notification {
     let digest = Sha256::digest(format!("{project}\u{0}{kind}\u{0}{user}").as_bytes());
     let id = digest[..12].iter().map(|b| format!("{b:02x}")).collect::<String>();
     Notification {

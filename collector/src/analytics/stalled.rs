@@ -73,7 +73,7 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// RFC 4180 field: quoted when it holds a comma, quote or line break; a field starting with one
 /// of [`FORMULA_STARTS`] is prefixed with `'` so a spreadsheet never runs a user-controlled id
 /// as a formula.
-fn csv_field(text: &str) -> String {
+pub fn csv_field(text: &str) -> String {
     let text = if text.starts_with(FORMULA_STARTS) { format!("'{text}") } else { text.to_string() };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
