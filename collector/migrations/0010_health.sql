@@ -19,8 +19,8 @@ CREATE TABLE health_transitions (
     id      TEXT    NOT NULL,
     at      INTEGER NOT NULL,
     what    TEXT    NOT NULL,  -- band | stage
-    "from"  TEXT    NOT NULL,
-    "to"    TEXT    NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state   TEXT NOT NULL,
     detail  TEXT    NOT NULL,  -- the webhook payload
     PRIMARY KEY (project, kind, id, at, what)
 ) WITHOUT ROWID;

@@ -15,7 +15,7 @@ pub fn save(conn: &mut Connection, project: &str, records: &[HealthRecord], tran
             put.execute(params![project, r.kind, r.id, r.day, r.computed_at, r.score, r.band, r.stage, r.detail])?;
         }
         let mut add = tx.prepare_cached(
-            "INSERT OR IGNORE INTO health_transitions (project, kind, id, at, what, \"from\", \"to\", detail)
+            "INSERT OR IGNORE INTO health_transitions (project, kind, id, at, what, from_state, to_state, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for t in transitions {
@@ -49,7 +49,7 @@ pub fn records(conn: &Connection, project: &str, since_day: i64, entity: Option<
 
 pub fn transitions(conn: &Connection, project: &str, since: i64, until: i64) -> rusqlite::Result<Vec<HealthTransition>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, id, at, what, \"from\", \"to\", detail FROM health_transitions
+        "SELECT kind, id, at, what, from_state, to_state, detail FROM health_transitions
          WHERE project = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, kind, id, what",
     )?;
     let rows = stmt.query_map(params![project, since, until], |r| {
