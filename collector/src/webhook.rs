@@ -22,6 +22,9 @@
 //!   e.g. for a relay on the same host). The checked address is the one connected to, so DNS
 //!   cannot swap it in between.
 //!
+//! Customer health adds `health_changed` and `stage_changed`, each once per transition
+//! (`crate::health`, docs/HEALTH.md).
+//!
 //! Only `http://` URLs: the collector carries no TLS client, so point it at a local relay or a
 //! TLS-terminating proxy for an `https://` receiver (and allow private targets for it).
 

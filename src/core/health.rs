@@ -659,6 +659,34 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_docs_health_md() {
+        let signup = 100 * DAY;
+        let f = Facts {
+            now: signup + 10 * DAY,
+            signed_up_at: signup,
+            last_seen: signup + 4 * DAY,
+            value_reached_at: None,
+            milestones: vec![
+                MilestoneFact { title: "Create a project".into(), due_at: signup + 2 * DAY, reached_at: Some(signup + DAY) },
+                MilestoneFact { title: "Invite a teammate".into(), due_at: signup + 5 * DAY, reached_at: None },
+            ],
+            active_days_7: 1,
+            active_days_30: 3,
+            return_interval_ms: Some(30 * HOUR),
+            features_used: 1,
+            features_total: 4,
+            satisfaction: None,
+        };
+        let h = score(&HealthModel::default(), &f);
+        let points: Vec<Option<u32>> = h.measures.iter().map(|m| m.points).collect();
+        assert_eq!(points, vec![Some(40), Some(40), Some(70), Some(30), None, Some(40)]);
+        assert_eq!((h.score, h.band, h.stage), (Some(42), Some(Band::Red), Stage::AtRisk));
+        assert_eq!(h.missing, vec![Measure::Satisfaction]);
+        assert!((h.measures[0].share - 100.0 / 3.0).abs() < 1e-9);
+        assert_eq!(h.reasons.join("; "), "uses 1 of 4 features; 'Invite a teammate' 5 days overdue; active 1 of the last 7 days; no return in 6 days");
+    }
+
+    #[test]
     fn rounding_is_half_up_in_integers() {
         assert_eq!(weighted_score(&[(1, 50), (1, 51)]), Some(51));
         assert_eq!(weighted_score(&[(1, 50), (1, 50)]), Some(50));

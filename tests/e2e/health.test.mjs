@@ -49,8 +49,9 @@ async function post(path, body) {
     headers: body ? { "content-type": "text/plain" } : { Authorization: "Bearer rt_demo" },
     body: body ? JSON.stringify(body) : undefined,
   });
-  assert.equal(r.status, 200, await r.text());
-  return r.json();
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text);
 }
 
 test("the health panel shows the collector's bands, stage changes and at-risk reasons; group() names the account", async () => {

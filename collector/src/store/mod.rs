@@ -158,7 +158,8 @@ pub struct Notification {
     /// every collector.
     pub id: String,
     pub project: String,
-    /// `value_reached` or `user_stalled`.
+    /// `value_reached`, `user_stalled`, or `health_changed` / `stage_changed` (keyed
+    /// `{kind}:{id}:{previous computation}` in `user`; see `crate::health`).
     pub kind: String,
     pub user: String,
     /// The JSON body, exactly as signed and sent.
