@@ -43,7 +43,13 @@ const PLAN: &str = r##"{
     { "event": "teammate_invited", "on": "submit", "selector": "#invite-form" },
     { "event": "file_uploaded", "on": "click", "selector": "#upload" },
     { "event": "report_viewed", "on": "view", "path": "/reports*" }
-  ]
+  ],
+  "health": {
+    "accountMilestones": [
+      { "id": "team_of_three", "title": "3 teammates invited", "event": "teammate_invited", "count": 3, "due": "10d" },
+      { "id": "someone_invited", "title": "Someone invited a teammate", "milestone": "teammate_invited", "due": "4d" }
+    ]
+  }
 }"##;
 
 const FEATURES: [&str; 4] = ["project_created", "teammate_invited", "file_uploaded", "report_viewed"];
@@ -212,6 +218,8 @@ struct Expect {
     /// measure → points (None: no data)
     points: BTreeMap<&'static str, Option<u64>>,
     reasons_contain: Vec<String>,
+    /// Accounts: (id, reached at, progress, due at) of each account milestone.
+    account_milestones: Vec<(String, Option<i64>, u64, Option<i64>)>,
 }
 
 fn tier_points(measure: &str, v: f64) -> u64 {
@@ -355,13 +363,32 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
         if points["milestones"].is_some_and(|p| p < 50) {
             reasons_contain.extend(reasons);
         }
-        users.insert(user.to_string(), Expect { score, band, stage, points, reasons_contain });
+        users.insert(user.to_string(), Expect { score, band, stage, points, reasons_contain, account_milestones: Vec::new() });
     }
     // Accounts: the users' mean score; the most advanced stage any user is in, else at risk if
     // any is, else dormant.
     let mut members: BTreeMap<String, Vec<&Expect>> = BTreeMap::new();
     for (user, (account, _)) in &membership {
         members.entry(account.clone()).or_default().push(&users[user]);
+    }
+    // Account milestones: the 3rd `track` teammate_invited among the account's users (the
+    // milestone event of the same name does not count), and the first user to reach the
+    // teammate_invited milestone; due after the account's first sign-up.
+    let mut account_ms: BTreeMap<String, Vec<(String, Option<i64>, u64, Option<i64>)>> = BTreeMap::new();
+    let mut who: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (user, (account, _)) in &membership {
+        who.entry(account.clone()).or_default().push(user.as_str());
+    }
+    for (account, list) in &who {
+        let evs: Vec<&Ev> = list.iter().flat_map(|u| per_user[u].iter().copied()).collect();
+        let signup = list.iter().map(|u| per_user[u].iter().rev().find_map(|e| e.props["signedUpAt"].as_i64()).expect("signup")).min().expect("a user");
+        let mut invites: Vec<i64> = evs.iter().filter(|e| e.kind == "track" && e.name == "teammate_invited").map(|e| e.ts).collect();
+        invites.sort();
+        let value = list.iter().filter_map(|u| per_user[u].iter().filter(|e| e.kind == "milestone" && e.name == "teammate_invited").map(|e| e.ts).min()).min();
+        account_ms.insert(account.clone(), vec![
+            ("team_of_three".into(), invites.get(2).copied(), invites.len().min(3) as u64, Some(signup + 10 * DAY)),
+            ("someone_invited".into(), value, u64::from(value.is_some()), Some(signup + 4 * DAY)),
+        ]);
     }
     let mut accounts = BTreeMap::new();
     for (account, list) in members {
@@ -374,7 +401,18 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
                 points.insert(m, Some(p));
             }
         }
-        accounts.insert(account, Expect { score, band: score.map(band_of), stage, points, reasons_contain: Vec::new() });
+        let ms = account_ms.remove(&account).unwrap_or_default();
+        let reasons_contain = ms
+            .iter()
+            .filter(|(_, reached, _, due)| reached.is_none() && due.is_some_and(|d| d <= now))
+            .map(|(id, _, progress, due)| {
+                let (title, needed) = if id == "team_of_three" { ("3 teammates invited", 3) } else { ("Someone invited a teammate", 1) };
+                let late = (now - due.unwrap_or(now)) / DAY;
+                let when = if late == 0 { "overdue since today".to_string() } else if late == 1 { "1 day overdue".to_string() } else { format!("{late} days overdue") };
+                format!("'{title}' {when} ({progress} of {needed})")
+            })
+            .collect();
+        accounts.insert(account, Expect { score, band: score.map(band_of), stage, points, reasons_contain, account_milestones: ms });
     }
     Oracle { users, accounts }
 }
@@ -505,6 +543,15 @@ fn check(run: &Run, events: &[Ev]) {
                 for r in &e.reasons_contain {
                     assert!(reasons.contains(&r.as_str()), "{ctx}: reason {r:?} missing");
                 }
+                if kind == "account" {
+                    let got: Vec<(String, Option<i64>, u64, Option<i64>)> = item["accountMilestones"]
+                        .as_array()
+                        .expect("account milestones")
+                        .iter()
+                        .map(|m| (m["id"].as_str().expect("id").to_string(), m["reachedAt"].as_i64(), m["progress"].as_u64().expect("progress"), m["dueAt"].as_i64()))
+                        .collect();
+                    assert_eq!(got, e.account_milestones, "account milestones of {ctx}");
+                }
                 let missing = item["missing"].as_array().expect("missing").len();
                 assert_eq!(missing, e.points.values().filter(|p| p.is_none()).count(), "{ctx}");
                 if missing > 0 {
@@ -531,6 +578,12 @@ fn check(run: &Run, events: &[Ev]) {
     }
     assert!(expected.len() >= 10, "the simulation moves people around: {}", expected.len());
     assert!(expected.iter().any(|t| t.0 == "account"), "accounts change too");
+    let last = oracle(events, COMPUTES[3]);
+    let reached = |id: &str| last.accounts.values().filter(|a| a.account_milestones.iter().any(|m| m.0 == id && m.1.is_some())).count();
+    assert!(reached("team_of_three") >= 1, "some accounts invited three");
+    let overdue = COMPUTES.iter().flat_map(|at| oracle(events, *at).accounts.into_values()).filter(|a| !a.reasons_contain.is_empty()).count();
+    assert!(overdue >= 1, "some account was overdue on an account milestone, and said so");
+    assert!(reached("someone_invited") >= 1);
     let got: Vec<(String, String, String, String, String, i64)> = run
         .calls
         .iter()

@@ -192,6 +192,44 @@ pub struct HealthModel {
     pub onboarding: Profile,
     pub adopted: Profile,
     pub lifecycle: Lifecycle,
+    /// Milestones of an account as a whole (`health.accountMilestones`).
+    pub account_milestones: Vec<AccountMilestone>,
+}
+
+/// A milestone of an account: reached when any of its users reaches a plan milestone, or when
+/// its users together have sent `count` `track` events named `event` ("3 teammates invited").
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountMilestone {
+    pub id: String,
+    pub title: String,
+    pub reach: AccountReach,
+    /// Due this long after the account's first user signed up.
+    pub due_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountReach {
+    Milestone(String),
+    Count { event: String, count: u32 },
+}
+
+impl AccountMilestone {
+    /// When the account reached it and how far it got (`count` at most): `times` are, for a
+    /// plan milestone, each user's first reach, for an event count, every matching event's time.
+    pub fn progress(&self, mut times: Vec<i64>) -> (Option<i64>, u32) {
+        times.sort_unstable();
+        let needed = match &self.reach {
+            AccountReach::Milestone(_) => 1,
+            AccountReach::Count { count, .. } => *count as usize,
+        };
+        (times.get(needed - 1).copied(), times.len().min(needed) as u32)
+    }
+    pub fn needed(&self) -> u32 {
+        match &self.reach {
+            AccountReach::Milestone(_) => 1,
+            AccountReach::Count { count, .. } => *count,
+        }
+    }
 }
 
 fn profile(weights: &[(Measure, u32)]) -> Profile {
@@ -209,8 +247,56 @@ impl Default for HealthModel {
             onboarding: profile(&[(Milestones, 3), (ActiveDays7, 2), (ReturnInterval, 1), (Breadth, 1), (Satisfaction, 1), (LastSeen, 2)]),
             adopted: profile(&[(Milestones, 1), (ActiveDays30, 3), (Breadth, 2), (Satisfaction, 2), (LastSeen, 2)]),
             lifecycle: Lifecycle::default(),
+            account_milestones: Vec::new(),
         }
     }
+}
+
+const ACCOUNT_ID_EXPECTED: &str = "an id of 1 to 64 letters, digits, '_', '-' or '.'";
+
+fn account_milestones(v: &Value, ptr: &str, doc: &Value) -> Result<Vec<AccountMilestone>, PlanError> {
+    let items = match v {
+        Value::Arr(items) if items.len() <= 50 => items,
+        other => return err(ptr, found(other), "an array of at most 50 account milestones"),
+    };
+    let plan_ids: Vec<&str> = doc.get("milestones").and_then(Value::as_array).unwrap_or(&[]).iter().filter_map(|m| m.get("id").and_then(Value::as_str)).collect();
+    let mut out: Vec<AccountMilestone> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let o = Obj::new(item, index(ptr, i), &["id", "title", "milestone", "event", "count", "due"])?;
+        let id = match o.get("id") {
+            Some(Value::Str(s)) if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) => s.clone(),
+            Some(other) => return err(&o.at("id"), found(other), ACCOUNT_ID_EXPECTED),
+            None => return err(&o.ptr, "missing \"id\"", ACCOUNT_ID_EXPECTED),
+        };
+        if let Some(j) = out.iter().position(|m| m.id == id) {
+            return err(&o.at("id"), format!("\"{id}\" is already used by {ptr}/{j}"), "a unique account milestone id");
+        }
+        let title = match o.get("title") {
+            Some(Value::Str(s)) if !s.trim().is_empty() && s.len() <= 200 => s.clone(),
+            Some(other) => return err(&o.at("title"), found(other), "a title of 1 to 200 bytes"),
+            None => return err(&o.ptr, "missing \"title\"", "a title such as \"3 teammates invited\""),
+        };
+        let reach = match (o.get("milestone"), o.get("event")) {
+            (Some(Value::Str(m)), None) if plan_ids.contains(&m.as_str()) => {
+                if o.get("count").is_some() {
+                    return err(&o.at("count"), "a count with \"milestone\"", "\"count\" only with \"event\" (a milestone is reached once)");
+                }
+                AccountReach::Milestone(m.clone())
+            }
+            (Some(other), None) => return err(&o.at("milestone"), found(other), "the id of a milestone in /milestones"),
+            (None, Some(Value::Str(e))) if !e.is_empty() && e.len() <= 200 => {
+                let count = match o.get("count") {
+                    None => 1,
+                    Some(c) => whole(c, &o.at("count"), 1_000_000, "a whole number from 1 to 1000000")?.max(1),
+                };
+                AccountReach::Count { event: e.clone(), count }
+            }
+            (None, Some(other)) => return err(&o.at("event"), found(other), "an event name (a string of 1 to 200 bytes)"),
+            _ => return err(&o.ptr, "not exactly one of \"milestone\", \"event\"", "either \"milestone\": ID (any user reaches it) or \"event\": NAME with \"count\""),
+        };
+        out.push(AccountMilestone { id, title, reach, due_ms: o.duration_opt("due")? });
+    }
+    Ok(out)
 }
 
 const WHOLE_0_100: &str = "a whole number from 0 to 100";
@@ -284,7 +370,10 @@ impl HealthModel {
     pub fn from_plan(doc: &Value) -> Result<HealthModel, PlanError> {
         let mut model = HealthModel::default();
         if let Some(h) = doc.get("health").filter(|v| !matches!(v, Value::Null)) {
-            let o = Obj::new(h, "/health".into(), &["onboardingPeriod", "bands", "schedule", "profiles"])?;
+            let o = Obj::new(h, "/health".into(), &["onboardingPeriod", "bands", "schedule", "profiles", "accountMilestones"])?;
+            if let Some(v) = o.get("accountMilestones") {
+                model.account_milestones = account_milestones(v, &o.at("accountMilestones"), doc)?;
+            }
             if let Some(ms) = o.duration_opt("onboardingPeriod")? {
                 model.onboarding_ms = ms;
             }
@@ -684,6 +773,25 @@ mod tests {
         assert_eq!(h.missing, vec![Measure::Satisfaction]);
         assert!((h.measures[0].share - 100.0 / 3.0).abs() < 1e-9);
         assert_eq!(h.reasons.join("; "), "uses 1 of 4 features; 'Invite a teammate' 5 days overdue; active 1 of the last 7 days; no return in 6 days");
+    }
+
+    #[test]
+    fn account_milestones_are_read_and_counted() {
+        let doc = r#"{"milestones":[{"id":"invited"}],"health":{"accountMilestones":[
+            {"id":"team","title":"3 teammates invited","event":"teammate_invited","count":3,"due":"14d"},
+            {"id":"any","title":"Someone invited","milestone":"invited"}]}}"#;
+        let m = model(doc).expect("ok");
+        assert_eq!(m.account_milestones[0].reach, AccountReach::Count { event: "teammate_invited".into(), count: 3 });
+        assert_eq!(m.account_milestones[0].due_ms, Some(14 * DAY));
+        assert_eq!(m.account_milestones[0].progress(vec![30, 10]), (None, 2));
+        assert_eq!(m.account_milestones[0].progress(vec![30, 10, 20, 5]), (Some(20), 3));
+        assert_eq!(m.account_milestones[1].progress(vec![7, 3]), (Some(3), 1));
+        let e = model(r#"{"milestones":[{"id":"invited"}],"health":{"accountMilestones":[{"id":"x","title":"X","milestone":"nope"}]}}"#).unwrap_err();
+        assert_eq!(e.pointer, "/health/accountMilestones/0/milestone");
+        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e","milestone":"m"}]}}"#).unwrap_err();
+        assert_eq!(e.pointer, "/health/accountMilestones/0");
+        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e"},{"id":"x","title":"Y","event":"f"}]}}"#).unwrap_err();
+        assert_eq!(e.pointer, "/health/accountMilestones/1/id");
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn item(r: &HealthRecord, trend: Option<i64>) -> Json {
         "account": d["account"],
         "members": d["members"],
         "traits": d["traits"],
+        "accountMilestones": d["accountMilestones"],
     })
 }
 

@@ -69,6 +69,21 @@ pub struct Entity {
     pub members: Vec<String>,
     /// An account's traits: the `account` trait of its most recently seen user.
     pub traits: Option<Value>,
+    /// An account's progress on the plan's account milestones.
+    pub account_milestones: Vec<AccountProgress>,
+}
+
+/// How far an account got on one account milestone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountProgress {
+    pub id: String,
+    pub title: String,
+    pub reached_at: Option<i64>,
+    /// Users who reached the milestone, or matching events, so far (at most `needed`).
+    pub progress: u32,
+    pub needed: u32,
+    /// The account's first sign-up plus the milestone's `due`.
+    pub due_at: Option<i64>,
 }
 
 /// The latest NPS/CSAT answer as 0–100 from its `group` (an NPS answer without one is grouped
@@ -156,6 +171,28 @@ pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::cor
         }
     }
 
+    // Account milestones counted over events: every matching `track` event's time, per user.
+    let mut counted: Vec<String> = model
+        .account_milestones
+        .iter()
+        .filter_map(|m| match &m.reach {
+            core::AccountReach::Count { event, .. } => Some(event.clone()),
+            core::AccountReach::Milestone(_) => None,
+        })
+        .collect();
+    counted.sort();
+    counted.dedup();
+    let mut counts: HashMap<String, HashMap<String, Vec<i64>>> = HashMap::new();
+    if !counted.is_empty() {
+        let filter = EventFilter { types: vec![EventType::Track], names: counted, until: Some(now + 1), ..EventFilter::default() };
+        for u in store.events(project, &filter).await? {
+            let per = counts.entry(u.user).or_default();
+            for e in u.events {
+                per.entry(e.name).or_default().push(e.ts);
+            }
+        }
+    }
+
     let due: Vec<(&str, String, i64)> = plan.map_or(Vec::new(), |p| {
         p.milestones
             .iter()
@@ -192,9 +229,16 @@ pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::cor
             account: account_of(u),
             members: Vec::new(),
             traits: None,
+            account_milestones: Vec::new(),
         });
     }
-    let accounts = accounts(model, &users, &out);
+    let times = |user: &str, m: &core::AccountMilestone| -> Vec<i64> {
+        match &m.reach {
+            core::AccountReach::Milestone(id) => reached.get(user).and_then(|r| r.get(id.as_str())).copied().into_iter().collect(),
+            core::AccountReach::Count { event, .. } => counts.get(user).and_then(|c| c.get(event)).cloned().unwrap_or_default(),
+        }
+    };
+    let accounts = accounts(model, &users, &out, &times, now);
     out.extend(accounts);
     Ok(out)
 }
@@ -209,7 +253,7 @@ fn account_of(u: &User) -> Option<String> {
 
 /// Folds users into their accounts ([`core::account`]); an account's measures are its users'
 /// mean points per measure, its reasons those of its lowest-scoring user, prefixed with whose.
-fn accounts(model: &HealthModel, users: &[User], scored: &[Entity]) -> Vec<Entity> {
+fn accounts(model: &HealthModel, users: &[User], scored: &[Entity], times: &dyn Fn(&str, &core::AccountMilestone) -> Vec<i64>, now: i64) -> Vec<Entity> {
     let mut by_account: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in scored.iter().enumerate() {
         if let Some(a) = &e.account {
@@ -229,9 +273,40 @@ fn accounts(model: &HealthModel, users: &[User], scored: &[Entity]) -> Vec<Entit
             }
         }
         let worst = members.iter().copied().filter(|&i| scored[i].health.score.is_some()).min_by_key(|&i| (scored[i].health.score, &scored[i].id));
-        let reasons = worst
-            .map(|i| scored[i].health.reasons.iter().map(|r| format!("{}: {r}", scored[i].id)).collect())
-            .unwrap_or_default();
+        let signed_up = members.iter().filter_map(|&i| users.iter().find(|u| u.id == scored[i].id)).map(|u| u.signed_up_at).min();
+        let progress: Vec<AccountProgress> = model
+            .account_milestones
+            .iter()
+            .map(|m| {
+                let all: Vec<i64> = members.iter().flat_map(|&i| times(&scored[i].id, m)).collect();
+                let (reached_at, progress) = m.progress(all);
+                AccountProgress {
+                    id: m.id.clone(),
+                    title: m.title.clone(),
+                    reached_at,
+                    progress,
+                    needed: m.needed(),
+                    due_at: m.due_ms.zip(signed_up).map(|(d, s)| s + d),
+                }
+            })
+            .collect();
+        // Overdue account milestones first, then the lowest-scoring user's reasons.
+        let mut reasons: Vec<String> = progress
+            .iter()
+            .filter(|p| p.reached_at.is_none() && p.due_at.is_some_and(|d| d <= now))
+            .map(|p| {
+                let late = (now - p.due_at.unwrap_or(now)) / DAY;
+                let when = match late {
+                    0 => "overdue since today".to_string(),
+                    1 => "1 day overdue".to_string(),
+                    n => format!("{n} days overdue"),
+                };
+                format!("'{}' {when} ({} of {})", p.title, p.progress, p.needed)
+            })
+            .collect();
+        if let Some(i) = worst {
+            reasons.extend(scored[i].health.reasons.iter().map(|r| format!("{}: {r}", scored[i].id)));
+        }
         let last = members.iter().copied().max_by_key(|&i| (scored[i].last_seen, std::cmp::Reverse(&scored[i].id)));
         let traits = last.and_then(|i| users.iter().find(|u| u.id == scored[i].id)).and_then(|u| onramp::core::json::field(&u.traits, ACCOUNT_TRAITS).cloned());
         out.push(Entity {
@@ -242,6 +317,7 @@ fn accounts(model: &HealthModel, users: &[User], scored: &[Entity]) -> Vec<Entit
             account: None,
             members: members.iter().map(|&i| scored[i].id.clone()).collect(),
             traits,
+            account_milestones: progress,
         });
     }
     out
@@ -278,6 +354,15 @@ pub fn detail_json(e: &Entity) -> Json {
         "account": e.account,
         "members": (e.kind == Kind::Account).then_some(&e.members),
         "traits": e.traits.as_ref().and_then(|t| serde_json::to_value(t).ok()),
+        "accountMilestones": (e.kind == Kind::Account).then(|| e.account_milestones.iter().map(|p| json!({
+            "id": p.id,
+            "title": p.title,
+            "reached": p.reached_at.is_some(),
+            "reachedAt": p.reached_at,
+            "progress": p.progress,
+            "needed": p.needed,
+            "dueAt": p.due_at,
+        })).collect::<Vec<_>>()),
     })
 }
 
