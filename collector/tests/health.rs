@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::post;
+use common::Rng;
 use onramp_collector::config::PlanSource;
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::store::Store;
@@ -46,7 +47,7 @@ const PLAN: &str = r##"{
   ],
   "health": {
     "accountMilestones": [
-      { "id": "team_of_three", "title": "3 teammates invited", "event": "teammate_invited", "count": 3, "due": "10d" },
+      { "id": "team_of_thirty", "title": "30 teammates invited", "event": "teammate_invited", "count": 30, "due": "10d" },
       { "id": "someone_invited", "title": "Someone invited a teammate", "milestone": "teammate_invited", "due": "4d" }
     ]
   }
@@ -59,25 +60,6 @@ const COMPUTES: [i64; 4] = [T0 + 10 * DAY + 5 * HOUR, T0 + 17 * DAY + 5 * HOUR, 
 
 // ---------------------------------------------------------------------------------------------
 // The simulation.
-
-/// A small deterministic generator (SplitMix64), so every run sees the same users.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Ev {
@@ -120,7 +102,7 @@ fn simulate() -> Vec<Ev> {
             3 => signup + (1 + rng.below(3) as i64) * DAY,
             _ => i64::MAX,
         };
-        let active_pct = [75, 35, 60, 80][profile as usize];
+        let active = [0.75, 0.35, 0.60, 0.80][profile as usize];
         // Every fifth user browses anonymously before identifying, a few hours later.
         let late = i % 5 == 4;
         let identify_at = if late { signup + 3 * HOUR } else { signup };
@@ -141,7 +123,7 @@ fn simulate() -> Vec<Ev> {
             if day_start >= T0 + 41 * DAY {
                 break;
             }
-            let active = d == 0 || rng.chance(active_pct);
+            let active = d == 0 || rng.chance(active);
             if !active {
                 continue;
             }
@@ -164,11 +146,11 @@ fn simulate() -> Vec<Ev> {
             }
         }
         // Milestones (the SDK's `milestone` events), each at most once.
-        if profile != 3 || rng.chance(40) {
+        if profile != 3 || rng.chance(0.40) {
             let at = signup + rng.below(4 * 24) as i64 * HOUR + HOUR;
             if at < stop {
                 push(&mut out, "milestone", "project_created", &anon, who(at).as_deref(), at, json!({"sinceSignupMs": at - signup}));
-                if profile <= 1 || rng.chance(50) {
+                if profile <= 1 || rng.chance(0.50) {
                     let v = at + rng.below(8 * 24) as i64 * HOUR + HOUR;
                     if v < stop {
                         push(&mut out, "milestone", "teammate_invited", &anon, who(v).as_deref(), v, json!({"sinceSignupMs": v - signup, "value": true}));
@@ -187,7 +169,7 @@ fn simulate() -> Vec<Ev> {
                 0 => {
                     let score = rng.below(11);
                     let group = if score >= 9 { "promoter" } else if score >= 7 { "passive" } else { "detractor" };
-                    if rng.chance(50) {
+                    if rng.chance(0.50) {
                         json!({"surveyId": "nps-q", "surveyKind": "nps", "score": score, "group": group})
                     } else {
                         json!({"surveyId": "nps-q", "surveyKind": "nps", "score": score})
@@ -371,7 +353,7 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
     for (user, (account, _)) in &membership {
         members.entry(account.clone()).or_default().push(&users[user]);
     }
-    // Account milestones: the 3rd `track` teammate_invited among the account's users (the
+    // Account milestones: the 30th `track` teammate_invited among the account's users (the
     // milestone event of the same name does not count), and the first user to reach the
     // teammate_invited milestone; due after the account's first sign-up.
     let mut account_ms: BTreeMap<String, Vec<(String, Option<i64>, u64, Option<i64>)>> = BTreeMap::new();
@@ -386,7 +368,7 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
         invites.sort();
         let value = list.iter().filter_map(|u| per_user[u].iter().filter(|e| e.kind == "milestone" && e.name == "teammate_invited").map(|e| e.ts).min()).min();
         account_ms.insert(account.clone(), vec![
-            ("team_of_three".into(), invites.get(2).copied(), invites.len().min(3) as u64, Some(signup + 10 * DAY)),
+            ("team_of_thirty".into(), invites.get(29).copied(), invites.len().min(30) as u64, Some(signup + 10 * DAY)),
             ("someone_invited".into(), value, u64::from(value.is_some()), Some(signup + 4 * DAY)),
         ]);
     }
@@ -406,7 +388,7 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
             .iter()
             .filter(|(_, reached, _, due)| reached.is_none() && due.is_some_and(|d| d <= now))
             .map(|(id, _, progress, due)| {
-                let (title, needed) = if id == "team_of_three" { ("3 teammates invited", 3) } else { ("Someone invited a teammate", 1) };
+                let (title, needed) = if id == "team_of_thirty" { ("30 teammates invited", 30) } else { ("Someone invited a teammate", 1) };
                 let late = (now - due.unwrap_or(now)) / DAY;
                 let when = if late == 0 { "overdue since today".to_string() } else if late == 1 { "1 day overdue".to_string() } else { format!("{late} days overdue") };
                 format!("'{title}' {when} ({progress} of {needed})")
@@ -580,7 +562,7 @@ fn check(run: &Run, events: &[Ev]) {
     assert!(expected.iter().any(|t| t.0 == "account"), "accounts change too");
     let last = oracle(events, COMPUTES[3]);
     let reached = |id: &str| last.accounts.values().filter(|a| a.account_milestones.iter().any(|m| m.0 == id && m.1.is_some())).count();
-    assert!(reached("team_of_three") >= 1, "some accounts invited three");
+    assert!(reached("team_of_thirty") >= 1, "some accounts invited thirty");
     let overdue = COMPUTES.iter().flat_map(|at| oracle(events, *at).accounts.into_values()).filter(|a| !a.reasons_contain.is_empty()).count();
     assert!(overdue >= 1, "some account was overdue on an account milestone, and said so");
     assert!(reached("someone_invited") >= 1);
