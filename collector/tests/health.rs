@@ -200,9 +200,11 @@ struct Expect {
     /// measure → points (None: no data)
     points: BTreeMap<&'static str, Option<u64>>,
     reasons_contain: Vec<String>,
-    /// Accounts: (id, reached at, progress, due at) of each account milestone.
-    account_milestones: Vec<(String, Option<i64>, u64, Option<i64>)>,
+    account_milestones: Vec<AccountMilestone>,
 }
+
+/// An account milestone as expected: (id, reached at, progress, due at).
+type AccountMilestone = (String, Option<i64>, u64, Option<i64>);
 
 fn tier_points(measure: &str, v: f64) -> u64 {
     // (at least, points) for higher-is-better measures, (at most, points) for the others.
@@ -356,7 +358,7 @@ fn oracle(all: &[Ev], now: i64) -> Oracle {
     // Account milestones: the 30th `track` teammate_invited among the account's users (the
     // milestone event of the same name does not count), and the first user to reach the
     // teammate_invited milestone; due after the account's first sign-up.
-    let mut account_ms: BTreeMap<String, Vec<(String, Option<i64>, u64, Option<i64>)>> = BTreeMap::new();
+    let mut account_ms: BTreeMap<String, Vec<AccountMilestone>> = BTreeMap::new();
     let mut who: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (user, (account, _)) in &membership {
         who.entry(account.clone()).or_default().push(user.as_str());
@@ -441,8 +443,7 @@ async fn drive(store: Arc<dyn Store>, events: &[Ev]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.json");
     std::fs::write(&plan, PLAN).expect("plan");
-    let mut config = Config::default();
-    config.plan_files = vec![("demo".into(), PlanSource::File(plan))];
+    let config = Config { plan_files: vec![("demo".into(), PlanSource::File(plan))], ..Config::default() };
     let mut state = AppState::new(config, store);
     let clock = Arc::new(AtomicI64::new(T0));
     let c = clock.clone();
@@ -526,7 +527,7 @@ fn check(run: &Run, events: &[Ev]) {
                     assert!(reasons.contains(&r.as_str()), "{ctx}: reason {r:?} missing");
                 }
                 if kind == "account" {
-                    let got: Vec<(String, Option<i64>, u64, Option<i64>)> = item["accountMilestones"]
+                    let got: Vec<AccountMilestone> = item["accountMilestones"]
                         .as_array()
                         .expect("account milestones")
                         .iter()

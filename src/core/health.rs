@@ -694,19 +694,19 @@ mod tests {
 
     #[test]
     fn bad_sections_are_reported_with_a_pointer() {
-        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"tiers":[{"atLeast":1,"atMost":2,"points":5}]}}}}}"#).unwrap_err();
+        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"tiers":[{"atLeast":1,"atMost":2,"points":5}]}}}}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/profiles/adopted/lastSeen/tiers/0");
-        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"tiers":[{"atMost":1,"points":101}]}}}}}"#).unwrap_err();
+        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"tiers":[{"atMost":1,"points":101}]}}}}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/profiles/adopted/lastSeen/tiers/0/points");
-        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeens":{}}}}}"#).unwrap_err();
+        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeens":{}}}}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/profiles/adopted/lastSeens");
-        let e = model(r#"{"health":{"bands":{"yellow":80}}}"#).unwrap_err();
+        let e = model(r#"{"health":{"bands":{"yellow":80}}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/bands/yellow");
-        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"weight":0}}}}}"#).unwrap_err();
+        let e = model(r#"{"health":{"profiles":{"adopted":{"lastSeen":{"weight":0}}}}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/profiles/adopted");
-        let e = model(r#"{"lifecycle":{"atRiskAfter":"40d"}}"#).unwrap_err();
+        let e = model(r#"{"lifecycle":{"atRiskAfter":"40d"}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/lifecycle/dormantAfter");
-        let e = model(r#"{"health":{"schedule":"5s"}}"#).unwrap_err();
+        let e = model(r#"{"health":{"schedule":"5s"}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/schedule");
     }
 
@@ -786,11 +786,11 @@ mod tests {
         assert_eq!(m.account_milestones[0].progress(vec![30, 10]), (None, 2));
         assert_eq!(m.account_milestones[0].progress(vec![30, 10, 20, 5]), (Some(20), 3));
         assert_eq!(m.account_milestones[1].progress(vec![7, 3]), (Some(3), 1));
-        let e = model(r#"{"milestones":[{"id":"invited"}],"health":{"accountMilestones":[{"id":"x","title":"X","milestone":"nope"}]}}"#).unwrap_err();
+        let e = model(r#"{"milestones":[{"id":"invited"}],"health":{"accountMilestones":[{"id":"x","title":"X","milestone":"nope"}]}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/accountMilestones/0/milestone");
-        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e","milestone":"m"}]}}"#).unwrap_err();
+        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e","milestone":"m"}]}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/accountMilestones/0");
-        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e"},{"id":"x","title":"Y","event":"f"}]}}"#).unwrap_err();
+        let e = model(r#"{"health":{"accountMilestones":[{"id":"x","title":"X","event":"e"},{"id":"x","title":"Y","event":"f"}]}}"#).expect_err("refused");
         assert_eq!(e.pointer, "/health/accountMilestones/1/id");
     }
 
