@@ -21,10 +21,12 @@ const validate = ajv.compile(JSON.parse(read("pkg-config", "plan.schema.json")))
 
 /** Broken plans whose fault JSON Schema cannot express; the SDK's validator refuses them. */
 const BEYOND_SCHEMA = {
+  "account-milestone-unknown.json": "a reference to a milestone id that does not exist",
   "after-cycle.json": "a cycle through `after` references",
   "after-unknown.json": "a reference to a milestone id that does not exist",
   "duplicate-id.json": "ids unique across array items by value",
   "duplicate-tip.json": "ids unique across array items by value",
+  "lifecycle-dormant-before-at-risk.json": "one duration compared with another",
   "not-json.json": "not JSON at all, so there is nothing to validate",
   "selector-unbalanced.json": "CSS selector syntax",
   "tip-unknown-milestone.json": "a reference to a milestone id that does not exist",

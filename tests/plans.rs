@@ -6,7 +6,16 @@
 
 use std::path::{Path, PathBuf};
 
-use onramp::core::plan::Plan;
+use onramp::core::health::HealthModel;
+use onramp::core::plan::{Plan, PlanError};
+
+/// What `plan check` and the collector run: the plan, then its health model (native only).
+fn parse(text: &str) -> Result<Plan, PlanError> {
+    let plan = Plan::parse(text)?;
+    let doc = onramp::core::json::parse(text).map_err(|e| PlanError { pointer: String::new(), problem: e.to_string(), expected: "JSON".into() })?;
+    HealthModel::from_plan(&doc)?;
+    Ok(plan)
+}
 
 fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -28,7 +37,7 @@ fn example_plans_are_valid() {
     let plans = files("pkg-config/plans", "json");
     assert!(plans.len() >= 3, "the three documented examples are there");
     for path in plans {
-        if let Err(e) = Plan::parse(&read(&path)) {
+        if let Err(e) = parse(&read(&path)) {
             panic!("{}: {e}", path.display());
         }
     }
@@ -41,7 +50,7 @@ fn broken_plans_give_their_exact_errors() {
     assert!(broken.len() >= 20);
     let mut failures = Vec::new();
     for path in broken {
-        let got = match Plan::parse(&read(&path)) {
+        let got = match parse(&read(&path)) {
             Ok(_) => "(accepted)".to_string(),
             Err(e) => e.to_string(),
         };

@@ -29,6 +29,7 @@ pub mod analytics;
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod identity;
 pub mod ingest;
 pub mod ops;
@@ -184,6 +185,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/stalled", get(query::stalled))
         .route("/v1/surveys", get(query::surveys))
         .route("/v1/report", get(query::report))
+        .route("/v1/health", get(health::api::list))
+        .route("/v1/health/compute", post(health::api::compute))
+        .route("/v1/health/{kind}/{id}", get(health::api::one))
+        .route("/v1/lifecycle", get(health::api::lifecycle))
         .route("/v1/users/{id}", axum::routing::delete(privacy::erase))
         .route("/v1/users/{id}/export", get(privacy::export))
         .merge(static_files(&state.config))

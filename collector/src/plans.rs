@@ -27,6 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use onramp::core::health::HealthModel;
 use onramp::core::plan::{Plan, PlanError};
 use serde::Deserialize;
 use serde_json::json;
@@ -56,12 +57,17 @@ pub struct ServedPlan {
     pub text: String,
     pub etag: String,
     pub plan: Plan,
+    /// The plan's `health` and `lifecycle` sections with their defaults (docs/HEALTH.md).
+    pub health: HealthModel,
 }
 
 impl ServedPlan {
+    /// Validates the whole plan: what the SDK reads, then the sections only the collector reads.
     pub fn parse(text: String) -> Result<ServedPlan, PlanError> {
         let plan = Plan::parse(&text)?;
-        Ok(ServedPlan { etag: etag(&text), text, plan })
+        let doc = onramp::core::json::parse(&text).map_err(|e| PlanError { pointer: String::new(), problem: e.to_string(), expected: "a JSON document".into() })?;
+        let health = HealthModel::from_plan(&doc)?;
+        Ok(ServedPlan { etag: etag(&text), text, plan, health })
     }
 }
 

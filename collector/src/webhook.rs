@@ -24,6 +24,9 @@
 //!   e.g. for a relay on the same host). The checked address is the one connected to, so DNS
 //!   cannot swap it in between.
 //!
+//! Customer health adds `health_changed` and `stage_changed`, each once per transition
+//! (`crate::health`, docs/HEALTH.md).
+//!
 //! Only `http://` URLs: the collector carries no TLS client, so point it at a local relay or a
 //! TLS-terminating proxy for an `https://` receiver (and allow private targets for it).
 
@@ -202,7 +205,7 @@ pub fn sign(secret: &str, id: &str, timestamp: &str, body: &str) -> Result<Strin
 }
 
 /// The notification of `kind` for `user` in `project`, with its stable id.
-fn notification(project: &str, kind: &str, user: &str, payload: Value, now: i64) -> Notification {
+pub(crate) fn notification(project: &str, kind: &str, user: &str, payload: Value, now: i64) -> Notification {
     let digest = Sha256::digest(format!("{project}\u{0}{kind}\u{0}{user}").as_bytes());
     let id = digest[..12].iter().map(|b| format!("{b:02x}")).collect::<String>();
     Notification {

@@ -75,12 +75,13 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     assert_eq!(rollup("verify --project demo", &db), (0, String::new()));
     assert_eq!(report(&db).await, answer);
 
-    // A database from before the rollups (and so before the webhook outbox and plan versions,
-    // which came after them): the migration builds them on first start.
+    // A database from before the rollups (and so before the webhook outbox, plan versions and
+    // health, which came after them): the migration builds them on first start.
     conn.execute_batch(
         "DROP TABLE rollup_devices; DROP TABLE rollup_events; DROP TABLE identities; DROP TABLE webhook_outbox;
          DROP TABLE rollup_traits;
          DROP TABLE plan_versions;
+         DROP TABLE health_snapshots; DROP TABLE health_transitions;
          CREATE TABLE identities (project TEXT NOT NULL, anonymous_id TEXT NOT NULL, user_id TEXT NOT NULL,
                                   PRIMARY KEY (project, anonymous_id)) WITHOUT ROWID;
          INSERT OR REPLACE INTO identities SELECT project, anonymous_id, user_id FROM events WHERE user_id IS NOT NULL;

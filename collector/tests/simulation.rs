@@ -4,12 +4,15 @@
 //! that shares nothing with the collector's analytics (binary searches instead of the matcher's
 //! scan, counting instead of ranking, plain division instead of the calendar module).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use onramp_collector::store::sqlite::SqliteStore;
 use onramp_collector::{AppState, Config};
+use common::Rng;
 use serde_json::{json, Value};
 
 const USERS: usize = 25_000;
@@ -20,22 +23,7 @@ const D: i64 = 24 * H;
 const NOW: i64 = 1_795_392_000_000;
 const STEPS: [&str; 4] = ["account_created", "project_created", "teammate_invited", "file_uploaded"];
 
-/// splitmix64: tiny, seedable, good enough for behaviour.
-struct Rng(u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
     /// A skewed delay: most within hours, a long tail of days.
     fn delay(&mut self, scale: i64) -> i64 {
         let u = (self.below(1_000_000) + 1) as f64 / 1_000_001.0;

@@ -14,6 +14,9 @@ pub mod delivery;
 pub mod engine;
 pub mod funnel;
 pub mod holdout;
+// Customer health: read by the collector only, never shipped to browsers.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod health;
 pub mod ids;
 pub mod json;
 #[cfg(feature = "serde")]

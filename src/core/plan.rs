@@ -31,6 +31,12 @@ const MAX_TEXT: usize = 2000;
 const MAX_SELECTOR: usize = 500;
 const MAX_COUNT: f64 = 1_000_000.0;
 
+/// The plan's top-level fields. `health` and `lifecycle` are read by the collector only
+/// (`super::health`, native builds): the SDK accepts them unread, so they cost the wasm nothing.
+const TOP_FIELDS: &[&str] = &[
+    "version", "product", "defaultLocale", "milestones", "capture", "tips", "surveys", "caps", "holdouts", "prompts", "health", "lifecycle",
+];
+
 /// Milestone event names the engine emits itself; a milestone may not take them as its id.
 pub const RESERVED_IDS: [&str; 2] = [super::vocab::milestone::ONBOARDING_COMPLETED, super::vocab::milestone::TIME_TO_VALUE];
 
@@ -582,7 +588,7 @@ impl std::fmt::Display for PlanError {
     }
 }
 
-fn err<T>(pointer: &str, problem: impl Into<String>, expected: &str) -> Result<T, PlanError> {
+pub(crate) fn err<T>(pointer: &str, problem: impl Into<String>, expected: &str) -> Result<T, PlanError> {
     Err(PlanError { pointer: pointer.into(), problem: problem.into(), expected: expected.into() })
 }
 
@@ -601,13 +607,13 @@ fn child(ptr: &str, key: &str) -> String {
     out
 }
 
-fn index(ptr: &str, i: usize) -> String {
+pub(crate) fn index(ptr: &str, i: usize) -> String {
     let mut token = String::new();
     json::write_num(&mut token, i as f64);
     child(ptr, &token)
 }
 
-fn found(v: &Value) -> String {
+pub(crate) fn found(v: &Value) -> String {
     match v {
         Value::Str(s) if s.chars().count() <= 40 => {
             let mut out = String::from("found ");
@@ -625,13 +631,13 @@ fn found(v: &Value) -> String {
 }
 
 /// An object being read, with its pointer; checks types and unknown keys.
-struct Obj<'a> {
+pub(crate) struct Obj<'a> {
     v: &'a Value,
-    ptr: String,
+    pub(crate) ptr: String,
 }
 
 impl<'a> Obj<'a> {
-    fn new(v: &'a Value, ptr: String, fields: &[&str]) -> Result<Obj<'a>, PlanError> {
+    pub(crate) fn new(v: &'a Value, ptr: String, fields: &[&str]) -> Result<Obj<'a>, PlanError> {
         let Some(entries) = v.as_object() else {
             return err(&ptr, found(v), "an object");
         };
@@ -643,11 +649,11 @@ impl<'a> Obj<'a> {
         Ok(Obj { v, ptr })
     }
 
-    fn at(&self, key: &str) -> String {
+    pub(crate) fn at(&self, key: &str) -> String {
         child(&self.ptr, key)
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         match self.v.get(key) {
             None | Some(Value::Null) => None,
             some => some,
@@ -682,7 +688,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn duration_opt(&self, key: &str) -> Result<Option<i64>, PlanError> {
+    pub(crate) fn duration_opt(&self, key: &str) -> Result<Option<i64>, PlanError> {
         self.get(key).map(|v| duration(v, &self.at(key))).transpose()
     }
 
@@ -702,7 +708,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn array(&self, key: &str, max: usize, expected: &str) -> Result<&'a [Value], PlanError> {
+    pub(crate) fn array(&self, key: &str, max: usize, expected: &str) -> Result<&'a [Value], PlanError> {
         match self.get(key) {
             None => Ok(&[]),
             Some(Value::Arr(items)) if items.len() <= max => Ok(items),
@@ -713,7 +719,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)], default: Option<T>) -> Result<T, PlanError> {
+    pub(crate) fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)], default: Option<T>) -> Result<T, PlanError> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         match (self.get(key), default) {
             (None, Some(d)) => Ok(d),
@@ -738,8 +744,6 @@ fn one_of(names: &[&str]) -> String {
 }
 
 /// The plan's top-level fields.
-const TOP_FIELDS: [&str; 10] =
-    ["version", "product", "defaultLocale", "milestones", "capture", "tips", "surveys", "caps", "holdouts", "prompts"];
 const PERCENT_EXPECTED: &str = "a percentage from 0 to 50";
 
 /// A holdout or control percentage: more than half the users without guidance would measure
@@ -862,7 +866,7 @@ impl Plan {
     }
 
     pub fn from_value(doc: &Value) -> Result<Plan, PlanError> {
-        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
+        let top = Obj::new(doc, String::new(), TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
         let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
@@ -954,7 +958,7 @@ impl Plan {
     /// plan's validation, with its messages, stays out of its bundle. The full validation runs
     /// on the collector when the plan is stored, and in the guide build.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let top = Obj::new(doc, String::new(), &TOP_FIELDS)?;
+        let top = Obj::new(doc, String::new(), TOP_FIELDS)?;
         let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
         let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
         let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;

@@ -38,6 +38,7 @@
 
 pub mod clickhouse;
 pub mod sqlite;
+pub mod sqlite_health;
 pub mod sqlite_rollup;
 
 use std::future::Future;
@@ -157,7 +158,8 @@ pub struct Notification {
     /// every collector.
     pub id: String,
     pub project: String,
-    /// `value_reached` or `user_stalled`.
+    /// `value_reached`, `user_stalled`, or `health_changed` / `stage_changed` (keyed
+    /// `{kind}:{id}:{previous computation}` in `user`; see `crate::health`).
     pub kind: String,
     pub user: String,
     /// The JSON body, exactly as signed and sent.
@@ -305,10 +307,63 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Stores a health computation: each record replaces the same (kind, id, day) one, each
+    /// transition is kept (once: the same (kind, id, at, what) again is ignored). Resolves once
+    /// committed.
+    fn save_health(&self, _project: &str, _records: Vec<HealthRecord>, _transitions: Vec<HealthTransition>) -> StoreFuture<'_, ()> {
+        Box::pin(async { Err(StoreError::Unavailable("this store keeps no health history".into())) })
+    }
+
+    /// The project's health records of UTC days `since_day` and later, for every entity or the
+    /// one `entity` (kind, id) names, ordered by kind, id, day.
+    fn health_records(&self, _project: &str, _since_day: i64, _entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthRecord>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The project's transitions with `since <= at < until`, ordered by at, kind, id, what.
+    fn health_transitions(&self, _project: &str, _since: i64, _until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// The text of version `number` of the project's plan.
     fn plan_version_text(&self, _project: &str, _number: u64) -> StoreFuture<'_, Option<String>> {
         Box::pin(async { Ok(None) })
     }
+}
+
+/// One computed health of a user or account (see `crate::health`): the day's snapshot, which a
+/// later computation on the same UTC day replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthRecord {
+    /// `user` or `account`.
+    pub kind: String,
+    pub id: String,
+    /// UTC day, days since 1970-01-01.
+    pub day: i64,
+    /// Collector clock, Unix ms.
+    pub computed_at: i64,
+    pub score: Option<u32>,
+    /// `red` | `yellow` | `green`; `None` without a score.
+    pub band: Option<String>,
+    pub stage: String,
+    /// The breakdown as JSON: measures, missing, reasons, profile, account or members.
+    pub detail: String,
+}
+
+/// A band or stage change found by a computation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthTransition {
+    pub kind: String,
+    pub id: String,
+    /// When the computation that found it ran, Unix ms.
+    pub at: i64,
+    /// `band` or `stage`.
+    pub what: String,
+    /// The band or stage before (`none` for no band) and after.
+    pub from: String,
+    pub to: String,
+    /// The webhook payload: the change with its per-measure breakdown.
+    pub detail: String,
 }
 
 /// A plan to publish, with who published it and why.

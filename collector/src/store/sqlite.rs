@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use onramp::core::wire::EventType;
 
 use super::{
-    sqlite_rollup, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
+    sqlite_health, sqlite_rollup, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
     Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
 };
 
@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_webhook_outbox.sql"),
     include_str!("../../migrations/0008_rollup_traits.sql"),
     include_str!("../../migrations/0009_plan_versions.sql"),
+    include_str!("../../migrations/0010_health.sql"),
 ];
 
 /// The migrations (1-based) that create rollup tables: applying one fills its tables from the
@@ -230,6 +231,11 @@ const ERASE_USER: &[&str] = &[
     "DELETE FROM rollup_traits WHERE project = ?1 AND {rollups}",
     "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
     "DELETE FROM webhook_outbox WHERE project = ?1 AND user = ?2",
+    // Health (collector/src/health): the user's snapshots, transitions and their notifications,
+    // whose outbox key is `user:{id}:…`.
+    "DELETE FROM health_snapshots WHERE project = ?1 AND kind = 'user' AND id = ?2",
+    "DELETE FROM health_transitions WHERE project = ?1 AND kind = 'user' AND id = ?2",
+    "DELETE FROM webhook_outbox WHERE project = ?1 AND kind IN ('health_changed', 'stage_changed') AND substr(user, 1, length(?2) + 6) = 'user:' || ?2 || ':'",
 ];
 
 fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
@@ -324,6 +330,21 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn save_health(&self, project: &str, records: Vec<HealthRecord>, transitions: Vec<HealthTransition>) -> StoreFuture<'_, ()> {
+        let project = project.to_owned();
+        self.write(move |conn| sqlite_health::save(conn, &project, &records, &transitions))
+    }
+
+    fn health_records(&self, project: &str, since_day: i64, entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthRecord>> {
+        let project = project.to_owned();
+        self.read(move |conn| sqlite_health::records(conn, &project, since_day, entity))
+    }
+
+    fn health_transitions(&self, project: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+        let project = project.to_owned();
+        self.read(move |conn| sqlite_health::transitions(conn, &project, since, until))
+    }
+
     fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {
         self.write(move |conn| {
             let tx = conn.transaction()?;

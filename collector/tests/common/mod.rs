@@ -90,3 +90,23 @@ pub fn cohort_rows(cohorts: &Value) -> Vec<(i64, usize, usize, usize)> {
     let rows = cohorts["cohorts"].as_array().expect("cohorts");
     rows.iter().map(|r| (r["start"].as_i64().expect("start"), n(&r["users"]), n(&r["reached"][0]), n(&r["reached"][1]))).collect()
 }
+
+/// splitmix64: tiny, seedable, good enough for simulated behaviour (the simulations' users are
+/// the same on every run).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}

@@ -14,6 +14,7 @@
 //! 503 with Retry-After, and the SDK keeps the events in its persistent queue and retries; the
 //! event id makes the retry harmless if the failed insert did in fact land.
 
+mod health;
 mod rowbinary;
 pub mod server;
 
@@ -30,7 +31,7 @@ use onramp::core::wire::EventType;
 use crate::analytics::Step;
 
 use super::{
-    user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
+    user_events_condition, Attempt, EventFilter, HealthRecord, HealthTransition, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
     StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
 };
 
@@ -83,6 +84,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0007_plan_versions.sql"),
         sharded: &[("plan_versions", "cityHash64(project)")],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0008_health.sql"),
+        sharded: &[("health_snapshots", "cityHash64(project, kind, id)"), ("health_transitions", "cityHash64(project, kind, id)")],
     },
 ];
 
@@ -831,6 +836,21 @@ impl Drop for Waiting<'_> {
 }
 
 impl Store for ClickHouseStore {
+    fn save_health(&self, project: &str, records: Vec<HealthRecord>, transitions: Vec<HealthTransition>) -> StoreFuture<'_, ()> {
+        let project = project.to_owned();
+        Box::pin(async move { self.save_health_rows(&project, &records, &transitions).await })
+    }
+
+    fn health_records(&self, project: &str, since_day: i64, entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthRecord>> {
+        let project = project.to_owned();
+        Box::pin(async move { self.health_record_rows(&project, since_day, entity).await })
+    }
+
+    fn health_transitions(&self, project: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+        let project = project.to_owned();
+        Box::pin(async move { self.health_transition_rows(&project, since, until).await })
+    }
+
     fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {
         let mut rows = Vec::new();
         for n in &notifications {
@@ -954,6 +974,7 @@ impl Store for ClickHouseStore {
             let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
             self.delete_where("links", &links).await?;
             self.delete_where("webhook_outbox", &format!("project = {} AND user = {}", quote(&project), quote(&user))).await?;
+            self.erase_health(&project, &user).await?;
             Ok(erased)
         })
     }
@@ -1260,7 +1281,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
