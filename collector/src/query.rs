@@ -19,7 +19,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use onramp::core::wire::EventType;
 use serde_json::{json, Value};
 
 use crate::analytics::stalled::{Due, Stall};
@@ -27,7 +26,7 @@ use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
 use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
-use crate::store::{EventFilter, StoreError, UserEvents};
+use crate::store::{EventFilter, StoreError, UserEvents, UserTip};
 use crate::{AppState, Project};
 
 /// The read token, from `Authorization: Bearer …` (or `?token=` for CSV links and the like).
@@ -249,11 +248,11 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
     }
 
-    /// The tip events (with props), and the milestones their tips lead to.
-    async fn tip_events(&self) -> Result<(Vec<UserEvents>, Vec<Step>), ApiError> {
-        let tip_events = self.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
-        let milestones = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
-        Ok((tip_events, milestones))
+    /// Every user's tips (from the store's tip rollup), and the milestones the tips lead to.
+    async fn tips(&self) -> Result<(Vec<UserTip>, Vec<Step>), ApiError> {
+        let tips = self.state.store.tips(&self.project.id).await?;
+        let milestones = a::tips::milestones(&tips).iter().map(|m| Step::milestone(m)).collect();
+        Ok((tips, milestones))
     }
 
     /// The steps, the value milestone, and when each user first reached either.
@@ -373,12 +372,12 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
     }))
 }
 
-/// `reach` must cover the milestones of the tips in `tip_events` ([`Ctx::tip_events`]).
-fn tips_report(ctx: &Ctx<'_>, tip_events: &[UserEvents], reach: &FirstReach) -> Value {
+/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]).
+fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
     };
-    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tip_events, reach)
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tips, reach)
         .iter()
         .map(|t| {
             json!({
@@ -396,8 +395,8 @@ fn tips_report(ctx: &Ctx<'_>, tip_events: &[UserEvents], reach: &FirstReach) -> 
 }
 
 async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let events = ctx.events(EventFilter::types(&[EventType::Metric]).with_props()).await?;
-    let m = a::metrics::seed_metrics(&ctx.users, &events);
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
+    let m = a::metrics::seed_metrics(&ctx.users, &metrics);
     let dist = |d: &a::metrics::Distribution| {
         json!({ "users": d.users, "ms": quantiles_json(&d.quantiles), "histogram": histogram_json(&d.histogram) })
     };
@@ -495,9 +494,9 @@ pub async fn tip_effect(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
-    let (tip_events, milestones) = ctx.tip_events().await?;
+    let (tips, milestones) = ctx.tips().await?;
     let reached = ctx.firsts(&milestones).await?;
-    Ok(Json(tips_report(&ctx, &tip_events, &FirstReach::new(&reached))))
+    Ok(Json(tips_report(&ctx, &tips, &FirstReach::new(&reached))))
 }
 
 pub async fn seed_metrics(
@@ -593,7 +592,7 @@ pub async fn report(
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
     let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
-    let (tip_events, tip_milestones) = ctx.tip_events().await?;
+    let (tips, tip_milestones) = ctx.tips().await?;
     // One read of the first times for every report: each looks up only its own (type, name)
     // pairs, so the others' rows change no answer.
     let mut wanted = steps.clone();
@@ -622,7 +621,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "funnel": funnel_report(&ctx, events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
-        "tips": tips_report(&ctx, &tip_events, &reach),
+        "tips": tips_report(&ctx, &tips, &reach),
         "metrics": metrics_report(&ctx).await?,
         "stalled": stalled_json(&due, &stall_list),
         "visitors": ctx.visitors,
