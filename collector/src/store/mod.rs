@@ -387,6 +387,24 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async move { Ok(metrics_of(&self.events(&project, &EventFilter::types(&[EventType::Metric]).with_props()).await?)) })
     }
 
+    /// How many distinct `track` events of each of `names` the user key `user` has stored (see
+    /// [Identity](self#identity)), leaving out those sent by the device `except` (an anonymous
+    /// id): what `/v1/state` adds to that device's own counts for `count` conditions. Stores with
+    /// rollups sum their per-device counts; this default reads the user's events.
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        Box::pin(async move {
+            let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for e in self.user_data(&project, &user).await?.events {
+                let (Some("track"), Some(name), Some(anon)) = (e["type"].as_str(), e["name"].as_str(), e["anonymousId"].as_str()) else { continue };
+                if anon != except && names.iter().any(|n| n == name) {
+                    *counts.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+            Ok(counts.into_iter().collect())
+        })
+    }
+
     /// Recomputes the rollups of `project` (every project when `None`) from the stored events,
     /// telling `progress` as it goes; returns the number of events read.
     fn rebuild_rollups(&self, _project: Option<&str>, _progress: Progress) -> StoreFuture<'_, u64> {

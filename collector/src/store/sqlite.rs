@@ -572,6 +572,11 @@ impl Store for SqliteStore {
         self.read(move |conn| query_firsts(conn, &project, &filter))
     }
 
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        self.read(move |conn| query_user_counts(conn, &project, &user, &names, &except))
+    }
+
     fn tips(&self, project: &str) -> StoreFuture<'_, Vec<UserTip>> {
         let project = project.to_owned();
         self.read(move |conn| query_tips(conn, &project))
@@ -709,6 +714,31 @@ fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
         }
     }
     Ok(users)
+}
+
+/// [`Store::user_counts`] from the per-device event rollup: the user's devices by the identity
+/// rule (as erasure selects their rollup rows), through the rollup's key, so one user's read
+/// costs their own rows.
+fn query_user_counts(conn: &Connection, project: &str, user: &str, names: &[String], except: &str) -> rusqlite::Result<Vec<(String, u64)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let devices = user_events_condition(
+        "?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1 AND user_id = ?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1",
+        "user_id = ''",
+    );
+    let sql = format!(
+        "SELECT name, SUM(events) FROM rollup_events WHERE project = ?1 AND type = 'track' AND name IN ({}) AND anonymous_id != ?3 AND {devices}
+         GROUP BY name ORDER BY name",
+        (0..names.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ")
+    );
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project, &user, &except];
+    args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 /// [`Store::tips`] from the tip rollup: its rows keyed by user key, sorted by SQLite, merged

@@ -1181,6 +1181,36 @@ impl Store for ClickHouseStore {
         Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
 
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        Box::pin(async move {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The user's devices by the identity rule (the condition erasure uses), each
+            // device's distinct event ids merged, then summed: an event has one device.
+            let devices = self.user_condition(&project, &user).await?;
+            let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
+            let sql = format!(
+                "SELECT name, sum(n) FROM (
+                   SELECT name, anonymous_id, user_id, uniqExactMerge(ids) AS n FROM rollup_events
+                   WHERE project = {} AND type = 'track' AND name IN ({}) AND anonymous_id != {} AND {devices}
+                   GROUP BY name, anonymous_id, user_id)
+                 GROUP BY name ORDER BY name",
+                quote(&project),
+                names.join(", "),
+                quote(&except),
+            );
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut out = Vec::new();
+            while !r.is_empty() {
+                out.push((r.str()?, r.u64()?));
+            }
+            Ok(out)
+        })
+    }
+
     fn tips(&self, project: &str) -> StoreFuture<'_, Vec<UserTip>> {
         // Devices folded into user keys per (tip, name) here; the names and the earliest
         // milestone of each (user, tip) are merged by `merge_tip_rows`, as on SQLite.
