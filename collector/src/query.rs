@@ -168,9 +168,10 @@ struct Ctx<'a> {
     project: &'a Project,
     params: Params,
     plan: PlanDefaults,
-    /// Every user of the project, and those the request selects.
-    all: Vec<User>,
+    /// The users the request selects, and the project's other users (moved apart, not copied:
+    /// at scale the user list is most of a report's memory).
     users: Vec<User>,
+    others: Vec<User>,
     /// Visitors who never identified that the request selects (by the same sign-up range and
     /// trait filters as users); not users, so in no report.
     visitors: usize,
@@ -188,10 +189,11 @@ impl<'a> Ctx<'a> {
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
         let (all, visitors) = load_users(state, project).await?;
-        let users = all.iter().filter(|u| selection.admits(u)).cloned().collect();
+        // Order kept: both halves stay sorted by user key.
+        let (users, others) = all.into_iter().partition(|u| selection.admits(u));
         let visitors = visitors.iter().filter(|v| selection.admits(v)).count();
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, all, users, visitors, now: state.now() })
+        Ok(Ctx { state, project, params, plan, users, others, visitors, now: state.now() })
     }
 
     fn step(&self, text: &str) -> Step {
@@ -431,7 +433,7 @@ fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
 }
 
 /// Trait keys and their most common values among all users, for the dashboard's filters.
-fn traits_report(users: &[User]) -> Value {
+fn traits_report<'a>(users: impl Iterator<Item = &'a User>) -> Value {
     const HIDDEN: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
     let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for u in users {
@@ -626,6 +628,6 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "stalled": stalled_json(&due, &stall_list),
         "visitors": ctx.visitors,
         // Filter choices come from every user, so a filter can be undone.
-        "traits": traits_report(&ctx.all),
+        "traits": traits_report(ctx.users.iter().chain(&ctx.others)),
     }))
 }
