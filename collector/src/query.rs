@@ -19,7 +19,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use onramp::core::wire::EventType;
 use serde_json::{json, Value};
 
 use crate::analytics::stalled::{Due, Stall};
@@ -27,7 +26,8 @@ use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
 use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
-use crate::store::{EventFilter, StoreError, UserEvents};
+use crate::store::{EventFilter, StoreError, UserEvents, UserTip};
+use onramp::core::wire::EventType;
 use crate::{AppState, Project};
 
 /// The read token, from `Authorization: Bearer …` (or `?token=` for CSV links and the like).
@@ -169,9 +169,10 @@ struct Ctx<'a> {
     project: &'a Project,
     params: Params,
     plan: PlanDefaults,
-    /// Every user of the project, and those the request selects.
-    all: Vec<User>,
+    /// The users the request selects, and the project's other users (moved apart, not copied:
+    /// at scale the user list is most of a report's memory).
     users: Vec<User>,
+    others: Vec<User>,
     /// Visitors who never identified that the request selects (by the same sign-up range and
     /// trait filters as users); not users, so in no report.
     visitors: usize,
@@ -189,10 +190,11 @@ impl<'a> Ctx<'a> {
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
         let (all, visitors) = load_users(state, project).await?;
-        let users = all.iter().filter(|u| selection.admits(u)).cloned().collect();
+        // Order kept: both halves stay sorted by user key.
+        let (users, others) = all.into_iter().partition(|u| selection.admits(u));
         let visitors = visitors.iter().filter(|v| selection.admits(v)).count();
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, all, users, visitors, now: state.now() })
+        Ok(Ctx { state, project, params, plan, users, others, visitors, now: state.now() })
     }
 
     fn step(&self, text: &str) -> Step {
@@ -249,11 +251,11 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
     }
 
-    /// The tip events (with props), and the milestones their tips lead to.
-    async fn tip_events(&self) -> Result<(Vec<UserEvents>, Vec<Step>), ApiError> {
-        let tip_events = self.events(EventFilter::types(&[EventType::Tip]).with_props()).await?;
-        let milestones = a::tips::milestones(&tip_events).iter().map(|m| Step::milestone(m)).collect();
-        Ok((tip_events, milestones))
+    /// Every user's tips (from the store's tip rollup), and the milestones the tips lead to.
+    async fn tips(&self) -> Result<(Vec<UserTip>, Vec<Step>), ApiError> {
+        let tips = self.state.store.tips(&self.project.id).await?;
+        let milestones = a::tips::milestones(&tips).iter().map(|m| Step::milestone(m)).collect();
+        Ok((tips, milestones))
     }
 
     /// The steps, the value milestone, and when each user first reached either.
@@ -373,12 +375,12 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
     }))
 }
 
-/// `reach` must cover the milestones of the tips in `tip_events` ([`Ctx::tip_events`]).
-fn tips_report(ctx: &Ctx<'_>, tip_events: &[UserEvents], reach: &FirstReach) -> Value {
+/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]).
+fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
     };
-    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tip_events, reach)
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tips, reach)
         .iter()
         .map(|t| {
             json!({
@@ -462,8 +464,8 @@ fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey
 const SURVEY_ANSWERS_JSON_LIMIT: usize = 200;
 
 async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let events = ctx.events(EventFilter::types(&[EventType::Metric]).with_props()).await?;
-    let m = a::metrics::seed_metrics(&ctx.users, &events);
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
+    let m = a::metrics::seed_metrics(&ctx.users, &metrics);
     let dist = |d: &a::metrics::Distribution| {
         json!({ "users": d.users, "ms": quantiles_json(&d.quantiles), "histogram": histogram_json(&d.histogram) })
     };
@@ -498,7 +500,7 @@ fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
 }
 
 /// Trait keys and their most common values among all users, for the dashboard's filters.
-fn traits_report(users: &[User]) -> Value {
+fn traits_report<'a>(users: impl Iterator<Item = &'a User>) -> Value {
     const HIDDEN: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
     let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for u in users {
@@ -561,9 +563,9 @@ pub async fn tip_effect(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
-    let (tip_events, milestones) = ctx.tip_events().await?;
+    let (tips, milestones) = ctx.tips().await?;
     let reached = ctx.firsts(&milestones).await?;
-    Ok(Json(tips_report(&ctx, &tip_events, &FirstReach::new(&reached))))
+    Ok(Json(tips_report(&ctx, &tips, &FirstReach::new(&reached))))
 }
 
 /// `GET /v1/experiments[?milestone=m][&mde=0.05]`: lift per holdout experiment
@@ -807,7 +809,7 @@ pub async fn report(
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
     let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
-    let (tip_events, tip_milestones) = ctx.tip_events().await?;
+    let (tips, tip_milestones) = ctx.tips().await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let (_, survey_milestone, _) = survey_options(&ctx)?;
     // One read of the first times for every report: each looks up only its own (type, name)
@@ -840,12 +842,12 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "funnel": funnel_report(&ctx, events, &steps)?,
         "ttv": ttv_report(&ctx, &reach, &steps, &value),
         "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
-        "tips": tips_report(&ctx, &tip_events, &reach),
+        "tips": tips_report(&ctx, &tips, &reach),
         "surveys": surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &survey_events, &reach)?.0,
         "metrics": metrics_report(&ctx).await?,
         "stalled": stalled_json(&due, &stall_list),
         "visitors": ctx.visitors,
         // Filter choices come from every user, so a filter can be undone.
-        "traits": traits_report(&ctx.all),
+        "traits": traits_report(ctx.users.iter().chain(&ctx.others)),
     }))
 }

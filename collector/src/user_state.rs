@@ -25,20 +25,26 @@
 //! - `signup` (the identify events' `signedUpAt`), `firstSeen`, the first two sessions (30-minute
 //!   gaps between event times, as the engine cuts them) and the last activity.
 //!
-//! Not in it: per-condition counts (a `count` condition counts events matching props filters
-//! after a gate opened, which the stored events cannot replay without the plan version each
-//! device ran; and a server count added to a device's own count would count that device's
-//! events twice), event names, props, traits and anonymous ids. Counts are served under the
-//! `ledger` entry of their G-counters; the SDK raises its own to them (`GCounter::raise_to`), so
-//! a showing this browser counted and the collector stored is counted once.
+//! - `counts`: with `anonymousId` (the asking device's), per unreached plan milestone whose
+//!   condition is a plain count (`count` with no `where` filter and no `after` gate), the user's
+//!   `track` events of its name sent from their *other* devices, from the per-device event
+//!   rollup, as the G-counter entry [`OTHER_DEVICES`]: the device's own tabs count its own
+//!   events, so the merge adds the rest without counting any twice, and a count reached across
+//!   devices reaches the milestone.
+//!
+//! Not in it: counts of conditions with `where` filters or an `after` gate (they count only
+//! matching events after the gate opened, which per-device totals cannot tell), event names,
+//! props, traits and anonymous ids. Tip and survey showings are served under the `ledger` entry
+//! of their G-counters; the SDK raises its own to them (`GCounter::raise_to`), so a showing
+//! this browser counted and the collector stored is counted once.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use onramp::core::budget::DAY_MS;
 use onramp::core::engine::{
-    DayState, SessionState, UserState, LEDGER, FIRST_SESSION_LENGTH, ONBOARDING_COMPLETED, RETURN_INTERVAL, SESSION_GAP_MS,
-    TIME_TO_VALUE,
+    DayState, SessionState, UserState, FIRST_SESSION_LENGTH, LEDGER, ONBOARDING_COMPLETED, OTHER_DEVICES,
+    RETURN_INTERVAL, SESSION_GAP_MS, TIME_TO_VALUE,
 };
 use onramp::core::json::Value as CoreValue;
 use onramp::core::plan::{Plan, TipKind};
@@ -186,6 +192,27 @@ fn core_value(v: &Value) -> CoreValue {
     }
 }
 
+/// The plan's unreached milestones whose condition is a plain count (no `where`, no `after`), by
+/// the event name they count.
+pub fn plain_counts<'a>(plan: &'a Plan, state: &UserState) -> Vec<(&'a str, &'a str)> {
+    plan.milestones
+        .iter()
+        .filter(|m| !state.reached.contains_key(&m.id))
+        .filter_map(|m| m.condition.as_ref().filter(|c| c.filters.is_empty() && c.after.is_none()).map(|c| (m.id.as_str(), c.event.as_str())))
+        .collect()
+}
+
+/// Adds to `state` the other devices' counts (`(event name, events)`) of its [`plain_counts`].
+pub fn add_counts(plan: &Plan, state: &mut UserState, counts: &[(String, u64)]) {
+    let wanted: Vec<(String, String)> = plain_counts(plan, state).into_iter().map(|(m, e)| (m.to_owned(), e.to_owned())).collect();
+    for (milestone, event) in wanted {
+        let Some(&(_, n)) = counts.iter().find(|(name, _)| *name == event) else { continue };
+        if n > 0 {
+            state.counts.entry(milestone).or_default().add(OTHER_DEVICES, u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+}
+
 fn first(map: &mut onramp::core::vecmap::VecMap<i64>, name: &str, ts: i64) {
     let e = map.entry(name.into()).or_insert(ts);
     *e = (*e).min(ts);
@@ -198,6 +225,9 @@ pub struct StateQuery {
     user: Option<String>,
     #[serde(rename = "userHash")]
     user_hash: Option<String>,
+    /// The asking device's anonymous id: its own events are left out of the counts served.
+    #[serde(rename = "anonymousId")]
+    anonymous_id: Option<String>,
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<StateQuery>, headers: HeaderMap) -> Response {
@@ -223,7 +253,14 @@ async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<R
         }
     }
     let doc = match crate::plans::current(state, &project.id).await? {
-        Some(plan) => derive(&plan.plan, &state.store.user_data(&project.id, &user).await?.events),
+        Some(plan) => {
+            let mut doc = derive(&plan.plan, &state.store.user_data(&project.id, &user).await?.events);
+            if let Some(device) = q.anonymous_id.as_deref().filter(|a| !a.is_empty()) {
+                let names: Vec<String> = plain_counts(&plan.plan, &doc).iter().map(|(_, e)| e.to_string()).collect();
+                add_counts(&plan.plan, &mut doc, &state.store.user_counts(&project.id, &user, &names, device).await?);
+            }
+            doc
+        }
         None => UserState::default(),
     };
     // Derived from stored events, every number finite: it always serialises. Were it ever not

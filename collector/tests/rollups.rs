@@ -59,14 +59,21 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     conn.execute_batch(
         "UPDATE rollup_events SET first_ts = first_ts + 1 WHERE name = 'project_created' AND anonymous_id = 'anon-7';
          DELETE FROM rollup_devices WHERE anonymous_id = 'anon-9';
-         UPDATE rollup_traits SET value = '\"gold\"' WHERE key = 'plan' AND anonymous_id = (SELECT MIN(anonymous_id) FROM rollup_traits);",
+         UPDATE rollup_traits SET value = '\"gold\"' WHERE key = 'plan' AND anonymous_id = (SELECT MIN(anonymous_id) FROM rollup_traits);
+         UPDATE rollup_tips SET milestone = 'elsewhere' WHERE (project, user_id, anonymous_id, tip_id, name) =
+           (SELECT project, user_id, anonymous_id, tip_id, name FROM rollup_tips WHERE milestone IS NOT NULL ORDER BY 1, 2, 3, 4, 5 LIMIT 1);
+         UPDATE rollup_metrics SET last_value = last_value + 1 WHERE (project, user_id, anonymous_id, name) =
+           (SELECT project, user_id, anonymous_id, name FROM rollup_metrics WHERE name = 'first_session_length' ORDER BY 1, 2, 3, 4 LIMIT 1);",
     )
     .expect("damage");
     let (code, out) = rollup("verify", &db);
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
     // anon-9 had two device rows (before and after identify), both gone.
-    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines.len(), 10, "{out}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_tips") && l.contains("elsewhere")).count(), 1, "{out}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_tips")).count(), 2, "{out}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_metrics")).count(), 2, "{out}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_traits") && l.contains("\"plan\"")).count(), 2, "{out}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_devices recomputed, not stored") && l.contains("\"anon-9\"")).count(), 2, "{out}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("rollup_events") && l.contains("\"anon-7\"")).count(), 2, "{out}");
@@ -80,7 +87,7 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     conn.execute_batch(
         "DROP TABLE rollup_devices; DROP TABLE rollup_events; DROP TABLE identities; DROP TABLE webhook_outbox;
          DROP TABLE rollup_traits;
-         DROP TABLE plan_versions;
+         DROP TABLE plan_versions; DROP TABLE rollup_tips; DROP TABLE rollup_metrics;
          DROP TABLE health_snapshots; DROP TABLE health_transitions;
          CREATE TABLE identities (project TEXT NOT NULL, anonymous_id TEXT NOT NULL, user_id TEXT NOT NULL,
                                   PRIMARY KEY (project, anonymous_id)) WITHOUT ROWID;

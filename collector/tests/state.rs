@@ -465,3 +465,80 @@ async fn survey_ledger_and_shared_caps_on_clickhouse() {
     let (_server, store) = clickhouse().await;
     check_ledger(store).await;
 }
+
+/// A plan with plain counts (served), a count behind an `after` gate and one with a `where`
+/// filter (not served: per-device totals cannot tell which events passed them).
+const COUNT_PLAN: &str = r#"{"version":"1","milestones":[
+  {"id":"exported","title":"Export three times","value":true,"condition":{"event":"export","count":3}},
+  {"id":"shared","title":"Share twice","condition":{"event":"share","count":2}},
+  {"id":"shared_after","title":"Share after exporting","condition":{"event":"share","count":2,"after":"exported"}},
+  {"id":"big_exports","title":"Big exports","condition":{"event":"export","count":2,"where":{"rows":{"gte":100}}}},
+  {"id":"invited","title":"Invite","condition":{"event":"invite","count":2}}]}"#;
+
+/// Issue 19's counters: `count` conditions hold across devices. The state served to one device
+/// carries the user's matching `track` events from their other devices (distinct events: a
+/// resend counts once; the anonymous laptop events count once the laptop is linked), never the
+/// asking device's own, which its tabs count themselves.
+async fn check_counts(store: Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, COUNT_PLAN).expect("plan");
+    let mut config = Config::default();
+    config.plan_files = vec![("demo".into(), PlanSource::File(plan))];
+    let mut app = AppState::new(config, store);
+    app.clock = Arc::new(|| NOW);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(onramp_collector::run(listener, app, std::future::pending()));
+
+    let laptop = vec![
+        ev("c1", "track", "export", "laptop", None, T0, json!({"rows": 500})),
+        ev("c2", "identify", "identify", "laptop", Some("ann"), T0 + MIN, json!({})),
+        ev("c3", "track", "export", "laptop", Some("ann"), T0 + 2 * MIN, json!({})),
+        ev("c4", "track", "share", "laptop", Some("ann"), T0 + 3 * MIN, json!({})),
+        // A milestone event sharing a counted name is not a product event.
+        ev("c5", "milestone", "invite", "laptop", Some("ann"), T0 + 4 * MIN, json!({})),
+    ];
+    let phone = vec![
+        ev("c6", "track", "export", "phone", Some("ann"), T0 + DAY, json!({})),
+        ev("c7", "track", "invite", "phone", Some("ann"), T0 + DAY, json!({})),
+    ];
+    let bob = vec![ev("c8", "track", "export", "bobs", Some("bob"), T0, json!({})), ev("c9", "track", "share", "bobs", Some("bob"), T0, json!({}))];
+    post(&url, "wk_demo", laptop.clone()).await;
+    post(&url, "wk_demo", phone).await;
+    post(&url, "wk_demo", bob).await;
+    post(&url, "wk_demo", laptop).await; // resent
+
+    let counts = |doc: &Value| doc.get("counts").cloned().unwrap_or(json!({}));
+    let (status, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=phone").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(counts(&doc), json!({"exported": {"otherDevices": 2}, "shared": {"otherDevices": 1}}), "the laptop's, for the phone");
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=laptop").await;
+    assert_eq!(counts(&doc), json!({"exported": {"otherDevices": 1}, "invited": {"otherDevices": 1}}), "the phone's, for the laptop");
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=tablet").await;
+    assert_eq!(
+        counts(&doc),
+        json!({"exported": {"otherDevices": 3}, "shared": {"otherDevices": 1}, "invited": {"otherDevices": 1}}),
+        "a new device: all of them"
+    );
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann").await;
+    assert_eq!(counts(&doc), json!({}), "without the asking device, nothing could be told apart");
+
+    // Once the milestone is reached (on any device), its count is not served.
+    post(&url, "wk_demo", vec![ev("c10", "milestone", "exported", "laptop", Some("ann"), T0 + 2 * DAY, json!({}))]).await;
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=phone").await;
+    assert_eq!(counts(&doc), json!({"shared": {"otherDevices": 1}}));
+    assert_eq!(doc["reached"]["exported"], json!(T0 + 2 * DAY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_across_devices_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_counts(Arc::new(SqliteStore::open(&dir.path().join("events.db")).expect("store"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_across_devices_on_clickhouse() {
+    let (_server, store) = clickhouse().await;
+    check_counts(store).await;
+}

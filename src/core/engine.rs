@@ -52,6 +52,11 @@ use super::wire::EventType;
 pub const STATE_PREFIX: &str = "onramp.state.";
 /// Inactivity after which the next activity starts a new session (the usual analytics default).
 pub const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
+/// The entry of a `count` condition's G-counter that stands for the user's other devices: the
+/// collector serves, under it, the user's matching events sent from every device but the asking
+/// one (`GET /v1/state`, docs/IDENTITY.md), so the merge adds them to this device's tabs' own
+/// entries without counting this device's events twice.
+pub const OTHER_DEVICES: &str = "otherDevices";
 
 pub use super::vocab::metric::{CORE_TASK_COMPLETION, FIRST_SESSION_LENGTH, RETURN_INTERVAL};
 pub use super::vocab::milestone::{ONBOARDING_COMPLETED, TIME_TO_VALUE};
@@ -746,10 +751,32 @@ impl Engine {
         self.apply_aliases();
         self.hold_once = false;
         let t = self.clock(now);
+        self.reach_counted(t, &mut out);
         self.measure_due(t, &mut out);
         self.check_completion(t, &mut out);
         self.save(store);
         out
+    }
+
+    /// Reaches every milestone whose count the merged counters already meet: the other devices'
+    /// events ([`OTHER_DEVICES`]) and this device's together, none of them enough alone.
+    fn reach_counted(&mut self, t: i64, out: &mut Vec<Emit>) {
+        let reached = &self.state.reached;
+        let met: Vec<String> = self
+            .plan
+            .milestones
+            .iter()
+            .filter(|m| !reached.contains_key(&m.id))
+            .filter(|m| {
+                m.condition.as_ref().is_some_and(|c| {
+                    c.after.as_ref().is_none_or(|a| reached.contains_key(a)) && self.state.counts.get(&m.id).is_some_and(|n| n.total() >= c.count)
+                })
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in met {
+            self.reach(&id, t, out);
+        }
     }
 
     /// The collector could not be asked: the once-per-user metrics held for its answer are
@@ -954,6 +981,31 @@ pub(crate) mod tests {
         let out = b.observe(&mut store, "e", &[], T0 + 1);
         assert_eq!(names(&out)[0], "a", "one event in each tab makes two");
         assert!(a.observe(&mut store, "e", &[], T0 + 2).is_empty(), "tab A learns it was reached");
+    }
+
+    #[test]
+    fn counts_from_other_devices_add_to_this_devices_own() {
+        let plan = Plan::parse(
+            r#"{"version":"1","milestones":[{"id":"exported","title":"X","value":true,"condition":{"event":"export","count":3}},
+            {"id":"shared","title":"S","condition":{"event":"share","count":2}}]}"#,
+        )
+        .expect("valid");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(plan, "A".into(), ANON, &store);
+        e.identify(&mut store, "ann", Some(T0), T0);
+        assert!(e.observe(&mut store, "export", &[], T0 + 1).is_empty());
+        // The collector: two exports and one share from Ann's laptop (never this device's own).
+        let mut remote = UserState::default();
+        remote.counts.entry("exported".into()).or_default().add(OTHER_DEVICES, 2);
+        remote.counts.entry("shared".into()).or_default().add(OTHER_DEVICES, 1);
+        let out = e.merge_remote(&mut store, "ann", &remote, T0 + 2);
+        assert_eq!(names(&out).iter().filter(|n| **n == "exported").count(), 1, "1 here + 2 elsewhere = 3: reached at the merge");
+        assert_eq!(e.reached("exported"), Some(T0 + 2));
+        assert_eq!(e.reached("shared"), None, "1 elsewhere of 2");
+        // Served again (the same figure): a G-counter entry, so not added twice.
+        assert!(!names(&e.merge_remote(&mut store, "ann", &remote, T0 + 3)).contains(&"shared"));
+        let out = e.observe(&mut store, "share", &[], T0 + 4);
+        assert_eq!(names(&out)[0], "shared", "one share here makes two with the laptop's");
     }
 
     #[test]

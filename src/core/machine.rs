@@ -586,6 +586,9 @@ impl<S: KeyValue> Running<S> {
             url.push_str("&userHash=");
             encode_component(&mut url, hash);
         }
+        // So the counts served are the other devices' (engine::OTHER_DEVICES).
+        url.push_str("&anonymousId=");
+        encode_component(&mut url, &self.client.anonymous_id);
         fx.push(Effect::FetchState { url, user_id: user.into() });
     }
 
@@ -1093,7 +1096,9 @@ mod tests {
         let (mut m, _) = page(&phone, None, now, 1);
         m.handle(now, Input::PlanLoaded(crate::core::engine::tests::trackly()));
         let fx = m.handle(now + 1, Input::Identify { user_id: "ann b".into(), traits: vec![("userHash".into(), Value::Str("ab/+".into()))] });
-        assert_eq!(fetches(&fx), [("https://c.example/v1/state?writeKey=wk_demo&user=ann%20b&userHash=ab%2F%2B", "ann b")]);
+        let anon = m.sdk.as_ref().map(|s| s.client.anonymous_id.clone()).unwrap_or_default();
+        let url = format!("https://c.example/v1/state?writeKey=wk_demo&user=ann%20b&userHash=ab%2F%2B&anonymousId={anon}");
+        assert_eq!(fetches(&fx), [(url.as_str(), "ann b")], "the device's anonymous id, so the counts served are the other devices'");
         assert!(fetches(&m.handle(now + 2, Input::Identify { user_id: "ann b".into(), traits: Vec::new() })).is_empty(), "once per page and user");
         // Before the answer the phone knows nothing of the laptop: its own signed_up goes out.
         track(&mut m, now + 3, "signed_up");
@@ -1140,7 +1145,9 @@ mod tests {
         m.handle(now + 5, Input::RemoteState { user_id: "ann".into(), body: Some(laptop_state()) });
         assert_eq!(reached(&mut m, now + 5, "signed_up"), None);
         let fx = m.handle(now + 6, Input::Identify { user_id: "bob".into(), traits: Vec::new() });
-        assert_eq!(fetches(&fx), [("https://c.example/v1/state?writeKey=wk_demo&user=bob", "bob")]);
+        let anon = m.sdk.as_ref().map(|s| s.client.anonymous_id.clone()).unwrap_or_default();
+        let url = format!("https://c.example/v1/state?writeKey=wk_demo&user=bob&anonymousId={anon}");
+        assert_eq!(fetches(&fx), [(url.as_str(), "bob")]);
         // Bob without a reset after Ann: also a fresh start, and Ann's answer is dropped.
         let fx = m.handle(now + 7, Input::Identify { user_id: "cy".into(), traits: Vec::new() });
         assert_eq!(fetches(&fx).len(), 1);

@@ -168,3 +168,37 @@ test("a shared computer, with and without reset(), and a duplicated late identif
   }
   assert.equal(await reports(), before, "a resend changes no report");
 });
+
+test("a `count` condition holds across devices: two exports on the laptop and one on the phone make three", async () => {
+  // The demo plan with one more milestone, a plain count (published last: the tests above use
+  // the demo plan as it is).
+  const plan = JSON.parse(await (await fetch(collector.url + "/v1/plan?writeKey=wk_demo")).text());
+  plan.milestones.push({ id: "exported_thrice", title: "Export three times", condition: { event: "export", count: 3 } });
+  const put = await fetch(collector.url + "/v1/plan?message=count%20test", { method: "PUT", headers: { Authorization: "Bearer et_demo" }, body: JSON.stringify(plan) });
+  assert.equal(put.status, 200, await put.text());
+
+  const laptop = await device();
+  await identify(laptop, "gus");
+  for (let i = 0; i < 2; i++) await laptop.page.evaluate(() => window.onramp.track("export"));
+  await flush(laptop);
+  await eventually(() => sql("SELECT count(*) FROM events WHERE user_id = 'gus' AND name = 'export'") === "2");
+  assert.deepEqual(milestones("gus"), [], "two of three on the laptop");
+
+  const phone = await device();
+  const state = await identify(phone, "gus");
+  assert.deepEqual(state.counts?.exported_thrice, { otherDevices: 2 }, "the collector serves the laptop's two exports to the phone");
+  await phone.page.evaluate(() => window.onramp.track("export"));
+  await flush(phone);
+  await eventually(() => milestones("gus").includes("exported_thrice"));
+  const phoneAnon = await phone.page.evaluate(() => localStorage.getItem("onramp.anonymousId"));
+  assert.equal(sql("SELECT anonymous_id FROM events WHERE type = 'milestone' AND name = 'exported_thrice'"), phoneAnon, "reached once, on the phone");
+  // Asked again, the phone's own exports are not counted back to it.
+  const reload = await device({ context: await browser.newContext({ storageState: await phone.context.storageState() }) });
+  const again = await identify(reload, "gus");
+  assert.ok(again.reached.exported_thrice, "reached for the user");
+  assert.equal(again.counts?.exported_thrice, undefined, "a reached milestone's count is not served");
+  for (const d of [laptop, phone]) assert.deepEqual(d.messages.filter((m) => m.type === "error"), []);
+  await laptop.context.close();
+  await phone.context.close();
+  await reload.context.close();
+});

@@ -3,11 +3,11 @@
 
 use std::collections::HashSet;
 
-use onramp::core::vocab::{metric, prop};
+use onramp::core::vocab::metric;
 
 use super::time::{DAY, HOUR, MINUTE};
 use super::{Histogram, Quantiles, User};
-use crate::store::UserEvents;
+use crate::store::UserMetric;
 
 pub const SESSION_EDGES: [i64; 5] = [MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR];
 pub const RETURN_EDGES: [i64; 5] = [HOUR, 4 * HOUR, DAY, 3 * DAY, 7 * DAY];
@@ -35,22 +35,17 @@ fn distribution(values: Vec<i64>, edges: &[i64]) -> Distribution {
     Distribution { users: values.len(), histogram: Histogram::new(edges, values.iter().copied()), quantiles: Quantiles::of(values) }
 }
 
-/// Seed metrics of the selected `users`, from their `metric` events (with props).
-pub fn seed_metrics(users: &[User], metric_events: &[UserEvents]) -> SeedMetrics {
+/// Seed metrics of the selected `users`, from every user's first and latest value of each
+/// metric ([`crate::store::Store::metrics`]).
+pub fn seed_metrics(users: &[User], metrics: &[UserMetric]) -> SeedMetrics {
     let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let (mut ratios, mut sessions, mut returns) = (Vec::new(), Vec::new(), Vec::new());
-    for u in metric_events.iter().filter(|u| selected.contains(u.user.as_str())) {
-        let number = |name: &'static str, key: &'static str| {
-            u.events.iter().filter(move |e| e.name == name).filter_map(move |e| e.prop(key).and_then(|v| v.as_f64()))
-        };
-        if let Some(latest) = number(metric::CORE_TASK_COMPLETION, prop::VALUE).next_back() {
-            ratios.push(latest);
-        }
-        if let Some(first) = number(metric::FIRST_SESSION_LENGTH, prop::VALUE_MS).next() {
-            sessions.push(first as i64);
-        }
-        if let Some(first) = number(metric::RETURN_INTERVAL, prop::VALUE_MS).next() {
-            returns.push(first as i64);
+    for m in metrics.iter().filter(|m| selected.contains(m.user.as_str())) {
+        match m.name.as_str() {
+            metric::CORE_TASK_COMPLETION => ratios.push(m.latest),
+            metric::FIRST_SESSION_LENGTH => sessions.push(m.first as i64),
+            metric::RETURN_INTERVAL => returns.push(m.first as i64),
+            _ => {}
         }
     }
     SeedMetrics {
@@ -65,7 +60,7 @@ pub fn seed_metrics(users: &[User], metric_events: &[UserEvents]) -> SeedMetrics
 mod tests {
     use super::*;
     use crate::analytics::test_support::user;
-    use crate::store::UserEvent;
+    use crate::store::{UserEvent, UserEvents};
     use onramp::core::json::Value;
     use onramp::core::wire::EventType;
 
@@ -90,7 +85,7 @@ mod tests {
             UserEvents { user: "b".into(), events: vec![metric(1, "core_task_completion", "value", 0.5)] },
             UserEvents { user: "x".into(), events: vec![metric(1, "core_task_completion", "value", 0.0)] },
         ];
-        let m = seed_metrics(&users, &events);
+        let m = seed_metrics(&users, &crate::store::metrics_of(&events));
         assert_eq!(m.core_task_users, 2);
         assert_eq!(m.core_task_completion, Some(0.75));
         assert_eq!(m.first_session.quantiles.p50, Some(120_000));

@@ -245,9 +245,11 @@ pub fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// When each user first had an event of each type and name: `user → (type, name) → ts`.
+/// When each user first had an event of each type and name: `user → [(type, name, ts)]`.
+/// A user has a handful of firsts, so a short list scanned in place beats a map per user (which
+/// cost an allocation per user and a hash per lookup at scale).
 pub struct FirstReach<'a> {
-    by_user: HashMap<&'a str, HashMap<(EventType, &'a str), i64>>,
+    by_user: HashMap<&'a str, Vec<(EventType, &'a str, i64)>>,
 }
 
 impl<'a> FirstReach<'a> {
@@ -255,10 +257,12 @@ impl<'a> FirstReach<'a> {
         let by_user = events
             .iter()
             .map(|u| {
-                let mut first: HashMap<(EventType, &str), i64> = HashMap::new();
-                // Events are sorted by time, so the first insert per key is the earliest.
+                let mut first: Vec<(EventType, &str, i64)> = Vec::new();
+                // Events are sorted by time, so the first of each (type, name) is the earliest.
                 for e in &u.events {
-                    first.entry((e.kind, e.name.as_str())).or_insert(e.ts);
+                    if !first.iter().any(|(k, n, _)| *k == e.kind && *n == e.name) {
+                        first.push((e.kind, e.name.as_str(), e.ts));
+                    }
                 }
                 (u.user.as_str(), first)
             })
@@ -273,7 +277,8 @@ impl<'a> FirstReach<'a> {
     }
 
     pub fn at(&self, user: &str, step: &Step) -> Option<i64> {
-        self.by_user.get(user)?.get(&(step.kind.event_type(), step.name.as_str())).copied()
+        let kind = step.kind.event_type();
+        self.by_user.get(user)?.iter().find(|(k, n, _)| *k == kind && *n == step.name).map(|(_, _, ts)| *ts)
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use onramp::core::vocab::{prop, tip};
+use onramp::core::vocab::tip;
 
 use super::{percentile, ratio, FirstReach, Step, User};
-use crate::store::UserEvents;
+use crate::store::UserTip;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Group {
@@ -54,39 +54,37 @@ struct Seen<'a> {
     cta: HashSet<&'a str>,
 }
 
-/// The milestones the tips in `tip_events` lead to, so the caller can fetch their reach times.
-pub fn milestones(tip_events: &[UserEvents]) -> Vec<String> {
-    let mut names: Vec<String> = tip_events
-        .iter()
-        .flat_map(|u| &u.events)
-        .filter_map(|e| e.prop(prop::MILESTONE).and_then(|v| v.as_str()).map(String::from))
-        .collect();
+/// The milestones the tips in `tips` lead to, so the caller can fetch their reach times.
+pub fn milestones(tips: &[UserTip]) -> Vec<String> {
+    let mut names: Vec<String> = tips.iter().filter_map(|t| t.milestone.clone()).collect();
     names.sort();
     names.dedup();
     names
 }
 
-/// Every tip with at least one event among the selected `users`, by tip id. `tip_events` are the
-/// tip events with props; `reach` must cover the tips' milestones.
-pub fn tip_effects(users: &[User], tip_events: &[UserEvents], reach: &FirstReach) -> Vec<TipEffect> {
+/// Every tip with at least one event among the selected `users`, by tip id. `tips` are every
+/// user's tips in (user, tip id) order ([`crate::store::Store::tips`]): a tip leads to the
+/// milestone of the first selected user (by key) whose events of it name one. `reach` must cover
+/// the tips' milestones.
+pub fn tip_effects(users: &[User], tips: &[UserTip], reach: &FirstReach) -> Vec<TipEffect> {
     let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
-    let mut tips: BTreeMap<&str, Seen> = BTreeMap::new();
-    for u in tip_events.iter().filter(|u| selected.contains(u.user.as_str())) {
-        for e in &u.events {
-            let Some(tip_id) = e.prop(prop::TIP_ID).and_then(|v| v.as_str()) else { continue };
-            let seen = tips.entry(tip_id).or_default();
-            if seen.milestone.is_none() {
-                seen.milestone = e.prop(prop::MILESTONE).and_then(|v| v.as_str());
-            }
-            match e.name.as_str() {
-                tip::SHOWN => seen.shown.insert(u.user.as_str()),
-                tip::DISMISSED => seen.dismissed.insert(u.user.as_str()),
-                tip::CTA_CLICKED => seen.cta.insert(u.user.as_str()),
+    let mut by_tip: BTreeMap<&str, Seen> = BTreeMap::new();
+    for t in tips.iter().filter(|t| selected.contains(t.user.as_str())) {
+        let seen = by_tip.entry(&t.tip_id).or_default();
+        if seen.milestone.is_none() {
+            seen.milestone = t.milestone.as_deref();
+        }
+        for name in &t.names {
+            match name.as_str() {
+                tip::SHOWN => seen.shown.insert(&t.user),
+                tip::DISMISSED => seen.dismissed.insert(&t.user),
+                tip::CTA_CLICKED => seen.cta.insert(&t.user),
                 _ => false,
             };
         }
     }
-    tips.into_iter()
+    by_tip
+        .into_iter()
         .map(|(tip_id, seen)| {
             let (saw, did_not): (Vec<&User>, Vec<&User>) = users.iter().partition(|u| seen.shown.contains(u.id.as_str()));
             // Only dismissals by users seen to be shown it count (a lost `tip_shown` would
@@ -109,6 +107,7 @@ pub fn tip_effects(users: &[User], tip_events: &[UserEvents], reach: &FirstReach
 mod tests {
     use super::*;
     use crate::analytics::test_support::{events, tip, user};
+    use crate::store::UserEvents;
 
     #[test]
     fn compares_users_who_saw_a_tip_with_those_who_did_not() {
@@ -118,6 +117,7 @@ mod tests {
             UserEvents { user: "b".into(), events: vec![tip(1, "tip_shown", "t1", "project")] },
             UserEvents { user: "z".into(), events: vec![tip(1, "tip_shown", "t1", "project")] },
         ];
+        let tips = crate::store::tips_of(&tips);
         assert_eq!(milestones(&tips), vec!["project"]);
         let reached = [events("a", &[(10, "project")]), events("b", &[(30, "project")]), events("c", &[(50, "project")])];
         let reach = FirstReach::new(&reached);

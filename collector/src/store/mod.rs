@@ -130,6 +130,138 @@ impl EventFilter {
     }
 }
 
+/// One user's events of one tip, folded over their devices: what the tip-effect report reads
+/// (from the tip rollup, never from the events themselves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserTip {
+    pub user: String,
+    /// The events' `tipId` prop (a string; tip events without one are left out).
+    pub tip_id: String,
+    /// The names of the user's events of this tip (`tip_shown`, `tip_dismissed`, …), each once,
+    /// in byte order.
+    pub names: Vec<String>,
+    /// The `milestone` prop (a string) of the user's earliest event of this tip (by time, then
+    /// event id) that has one.
+    pub milestone: Option<String>,
+}
+
+/// One user's first and latest value of one seed metric (by time, then event id), folded over
+/// their devices, from the metric events whose value prop ([`metric_value_prop`]) is a number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserMetric {
+    pub user: String,
+    pub name: String,
+    pub first: f64,
+    pub latest: f64,
+}
+
+/// The prop holding a seed metric's number (docs/EVENTS.md): `value` for the core-task ratio,
+/// `valueMs` for the durations; `None` for metrics no report reads. The SQL that recomputes the
+/// metric rollup (SQLite `sqlite_rollup`, ClickHouse migration 8) spells the same choice.
+pub fn metric_value_prop(name: &str) -> Option<&'static str> {
+    use onramp::core::vocab::{metric, prop};
+    match name {
+        metric::CORE_TASK_COMPLETION => Some(prop::VALUE),
+        metric::FIRST_SESSION_LENGTH | metric::RETURN_INTERVAL => Some(prop::VALUE_MS),
+        _ => None,
+    }
+}
+
+/// [`UserTip`]s from tip events with props (users in key order, each user's events sorted, as
+/// [`Store::events`] gives them), in (user, tip id) order: the definition the rollups keep.
+pub fn tips_of(events: &[UserEvents]) -> Vec<UserTip> {
+    use onramp::core::vocab::prop;
+    let mut out = Vec::new();
+    for u in events {
+        let mut tips: std::collections::BTreeMap<&str, UserTip> = std::collections::BTreeMap::new();
+        for e in u.events.iter().filter(|e| e.kind == EventType::Tip) {
+            let Some(tip_id) = e.prop(prop::TIP_ID).and_then(|v| v.as_str()) else { continue };
+            let tip = tips.entry(tip_id).or_insert_with(|| UserTip { user: u.user.clone(), tip_id: tip_id.into(), names: Vec::new(), milestone: None });
+            if !tip.names.contains(&e.name) {
+                tip.names.push(e.name.clone());
+            }
+            // Events are sorted, so the first with a milestone is the earliest.
+            if tip.milestone.is_none() {
+                tip.milestone = e.prop(prop::MILESTONE).and_then(|v| v.as_str()).map(String::from);
+            }
+        }
+        out.extend(tips.into_values().map(|mut t| {
+            t.names.sort();
+            t
+        }));
+    }
+    out
+}
+
+/// [`UserMetric`]s from metric events with props (as [`tips_of`] takes them), in (user, name)
+/// order: the definition the rollups keep.
+pub fn metrics_of(events: &[UserEvents]) -> Vec<UserMetric> {
+    let mut out = Vec::new();
+    for u in events {
+        let mut metrics: std::collections::BTreeMap<&str, UserMetric> = std::collections::BTreeMap::new();
+        for e in u.events.iter().filter(|e| e.kind == EventType::Metric) {
+            let Some(value) = metric_value_prop(&e.name).and_then(|key| e.prop(key)).and_then(|v| v.as_f64()) else { continue };
+            let m = metrics.entry(&e.name).or_insert_with(|| UserMetric { user: u.user.clone(), name: e.name.clone(), first: value, latest: value });
+            m.latest = value;
+        }
+        out.extend(metrics.into_values());
+    }
+    out
+}
+
+/// A user's milestone-naming event of one tip, by (ts, event id) then the milestone.
+type Earliest = Option<((i64, String), String)>;
+
+/// Merges rollup rows, each one user key's (tip id, event name) with the earliest
+/// milestone-naming event among them, sorted by (user, tip id), into [`UserTip`]s: the last fold
+/// of [`Store::tips`], which both stores' SQL has grouped by user key.
+pub fn merge_tip_rows(rows: impl IntoIterator<Item = (String, String, String, Earliest)>) -> Vec<UserTip> {
+    let mut out: Vec<(UserTip, Earliest)> = Vec::new();
+    for (user, tip_id, name, milestone) in rows {
+        match out.last_mut() {
+            Some((t, earliest)) if t.user == user && t.tip_id == tip_id => {
+                if !t.names.contains(&name) {
+                    t.names.push(name);
+                }
+                if milestone.as_ref().is_some_and(|m| earliest.as_ref().is_none_or(|e| m.0 < e.0)) {
+                    *earliest = milestone;
+                }
+            }
+            _ => out.push((UserTip { user, tip_id, names: vec![name], milestone: None }, milestone)),
+        }
+    }
+    out.into_iter()
+        .map(|(mut t, earliest)| {
+            t.names.sort();
+            t.milestone = earliest.map(|(_, m)| m);
+            t
+        })
+        .collect()
+}
+
+/// A metric's value with the (ts, event id) of the event that reported it.
+pub type Reported = ((i64, String), f64);
+
+/// Merges rollup rows, each one device's (or user key's) first and latest of one metric, sorted
+/// by (user, name), into [`UserMetric`]s: the earliest first and the latest latest.
+pub fn merge_metric_rows(rows: impl IntoIterator<Item = (String, String, Reported, Reported)>) -> Vec<UserMetric> {
+    let mut out: Vec<(String, String, Reported, Reported)> = Vec::new();
+    for (user, name, first, latest) in rows {
+        match out.last_mut() {
+            Some(m) if m.0 == user && m.1 == name => {
+                if first.0 < m.2 .0 {
+                    m.2 = first;
+                }
+                if latest.0 > m.3 .0 {
+                    m.3 = latest;
+                }
+            }
+            _ => out.push((user, name, first, latest)),
+        }
+    }
+    out.into_iter().map(|(user, name, first, latest)| UserMetric { user, name, first: first.1, latest: latest.1 }).collect()
+}
+
 /// A user's stored data, as a privacy export returns it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UserData {
@@ -241,6 +373,38 @@ pub trait Store: Send + Sync + 'static {
         let filter = EventFilter { types: filter.types.clone(), names: filter.names.clone(), ..EventFilter::default() };
         let project = project.to_owned();
         Box::pin(async move { Ok(first_of_each(self.events(&project, &filter).await?)) })
+    }
+
+    /// Each user key's [`UserTip`]s, in (user, tip id) order. Stores with rollups answer from
+    /// them, folding devices into users inside the engine; this default reads the tip events.
+    fn tips(&self, project: &str) -> StoreFuture<'_, Vec<UserTip>> {
+        let project = project.to_owned();
+        Box::pin(async move { Ok(tips_of(&self.events(&project, &EventFilter::types(&[EventType::Tip]).with_props()).await?)) })
+    }
+
+    /// Each user key's [`UserMetric`]s, in (user, name) order. Stores with rollups answer from
+    /// them; this default reads the metric events.
+    fn metrics(&self, project: &str) -> StoreFuture<'_, Vec<UserMetric>> {
+        let project = project.to_owned();
+        Box::pin(async move { Ok(metrics_of(&self.events(&project, &EventFilter::types(&[EventType::Metric]).with_props()).await?)) })
+    }
+
+    /// How many distinct `track` events of each of `names` the user key `user` has stored (see
+    /// [Identity](self#identity)), leaving out those sent by the device `except` (an anonymous
+    /// id): what `/v1/state` adds to that device's own counts for `count` conditions. Stores with
+    /// rollups sum their per-device counts; this default reads the user's events.
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        Box::pin(async move {
+            let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for e in self.user_data(&project, &user).await?.events {
+                let (Some("track"), Some(name), Some(anon)) = (e["type"].as_str(), e["name"].as_str(), e["anonymousId"].as_str()) else { continue };
+                if anon != except && names.iter().any(|n| n == name) {
+                    *counts.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+            Ok(counts.into_iter().collect())
+        })
     }
 
     /// Recomputes the rollups of `project` (every project when `None`) from the stored events,

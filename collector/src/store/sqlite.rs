@@ -17,7 +17,7 @@ use onramp::core::wire::EventType;
 
 use super::{
     sqlite_health, sqlite_rollup, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
-    Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
+    Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows,
 };
 
 /// Versioned migrations, embedded in the binary; `PRAGMA user_version` records how far a file is.
@@ -32,12 +32,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_rollup_traits.sql"),
     include_str!("../../migrations/0009_plan_versions.sql"),
     include_str!("../../migrations/0010_health.sql"),
+    include_str!("../../migrations/0011_rollup_tips_metrics.sql"),
 ];
 
 /// The migrations (1-based) that create rollup tables: applying one fills its tables from the
 /// events already stored, with progress in the log.
 const ROLLUPS_MIGRATION: usize = 5;
 const TRAITS_MIGRATION: usize = 8;
+const TIPS_METRICS_MIGRATION: usize = 10;
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
@@ -99,6 +101,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         match i + 1 {
             ROLLUPS_MIGRATION => drop(sqlite_rollup::rebuild_counts(&tx, None, &mut log)?),
             TRAITS_MIGRATION => sqlite_rollup::rebuild_traits(&tx, None, &mut log)?,
+            TIPS_METRICS_MIGRATION => sqlite_rollup::rebuild_tips_metrics(&tx, None, &mut log)?,
             _ => {}
         }
         tx.pragma_update(None, "user_version", i + 1)?;
@@ -229,6 +232,8 @@ const ERASE_USER: &[&str] = &[
     "DELETE FROM rollup_devices WHERE project = ?1 AND {rollups}",
     "DELETE FROM rollup_events WHERE project = ?1 AND {rollups}",
     "DELETE FROM rollup_traits WHERE project = ?1 AND {rollups}",
+    "DELETE FROM rollup_tips WHERE project = ?1 AND {rollups}",
+    "DELETE FROM rollup_metrics WHERE project = ?1 AND {rollups}",
     "DELETE FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)",
     "DELETE FROM webhook_outbox WHERE project = ?1 AND user = ?2",
     // Health (collector/src/health): the user's snapshots, transitions and their notifications,
@@ -588,6 +593,21 @@ impl Store for SqliteStore {
         self.read(move |conn| query_firsts(conn, &project, &filter))
     }
 
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        self.read(move |conn| query_user_counts(conn, &project, &user, &names, &except))
+    }
+
+    fn tips(&self, project: &str) -> StoreFuture<'_, Vec<UserTip>> {
+        let project = project.to_owned();
+        self.read(move |conn| query_tips(conn, &project))
+    }
+
+    fn metrics(&self, project: &str) -> StoreFuture<'_, Vec<UserMetric>> {
+        let project = project.to_owned();
+        self.read(move |conn| query_metrics(conn, &project))
+    }
+
     fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
         let (project, path) = (project.map(str::to_owned), self.path.clone());
         Box::pin(async move {
@@ -715,6 +735,59 @@ fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
         }
     }
     Ok(users)
+}
+
+/// [`Store::user_counts`] from the per-device event rollup: the user's devices by the identity
+/// rule (as erasure selects their rollup rows), through the rollup's key, so one user's read
+/// costs their own rows.
+fn query_user_counts(conn: &Connection, project: &str, user: &str, names: &[String], except: &str) -> rusqlite::Result<Vec<(String, u64)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let devices = user_events_condition(
+        "?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1 AND user_id = ?2",
+        "SELECT anonymous_id FROM identities WHERE project = ?1",
+        "user_id = ''",
+    );
+    let sql = format!(
+        "SELECT name, SUM(events) FROM rollup_events WHERE project = ?1 AND type = 'track' AND name IN ({}) AND anonymous_id != ?3 AND {devices}
+         GROUP BY name ORDER BY name",
+        (0..names.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ")
+    );
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project, &user, &except];
+    args.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// [`Store::tips`] from the tip rollup: its rows keyed by user key, sorted by SQLite, merged
+/// over a user's devices and the tip's event names ([`merge_tip_rows`]).
+fn query_tips(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserTip>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {WHO} AS who, r.tip_id, r.name, r.milestone, r.milestone_ts, r.milestone_event FROM rollup_tips r {LINKED}
+         WHERE r.project = ?1 ORDER BY who, r.tip_id"
+    ))?;
+    let rows = stmt.query_map([project], |r| {
+        let milestone: Option<String> = r.get(3)?;
+        let earliest = match milestone {
+            Some(m) => Some(((r.get(4)?, r.get(5)?), m)),
+            None => None,
+        };
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, earliest))
+    })?;
+    Ok(merge_tip_rows(rows.collect::<rusqlite::Result<Vec<_>>>()?))
+}
+
+/// [`Store::metrics`] from the metric rollup, merged over a user's devices as [`query_tips`].
+fn query_metrics(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserMetric>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {WHO} AS who, r.name, r.first_ts, r.first_event, r.first_value, r.last_ts, r.last_event, r.last_value
+         FROM rollup_metrics r {LINKED} WHERE r.project = ?1 ORDER BY who, r.name"
+    ))?;
+    let rows = stmt.query_map([project], |r| Ok((r.get(0)?, r.get(1)?, ((r.get(2)?, r.get(3)?), r.get(4)?), ((r.get(5)?, r.get(6)?), r.get(7)?))))?;
+    Ok(merge_metric_rows(rows.collect::<rusqlite::Result<Vec<_>>>()?))
 }
 
 fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {

@@ -1,7 +1,8 @@
 //! The SQLite store's rollups (`migrations/0005_rollups.sql`, `0008_rollup_traits.sql`): per
 //! device, first and last seen; per device and event (type, name), first and last time and the
 //! number of distinct events; per device and identify trait, the latest value (by event time,
-//! then event id); and the identity links (each device's first event with a user id), which fold
+//! then event id); per device and tip, and per device and seed metric, what the tip-effect and
+//! seed-metric reports need (`0011_rollup_tips_metrics.sql`); and the identity links (each device's first event with a user id), which fold
 //! devices into users.
 //!
 //! The writer adds each newly stored event in the transaction that stores it ([`add`]), so a
@@ -13,10 +14,11 @@
 use std::collections::BTreeMap;
 
 use onramp::core::json::{self, Value};
+use onramp::core::vocab::{metric, prop};
 use onramp::core::wire::EventType;
 use rusqlite::{params, Connection, Transaction};
 
-use super::StoredEvent;
+use super::{metric_value_prop, StoredEvent};
 
 /// Adds one newly stored event to the rollups. Only MIN, MAX and +1, so the order events arrive
 /// in does not matter.
@@ -36,10 +38,96 @@ pub(super) fn add(tx: &Transaction<'_>, s: &StoredEvent) -> rusqlite::Result<()>
            first_ts = MIN(first_ts, excluded.first_ts), last_ts = MAX(last_ts, excluded.last_ts), events = events + 1",
     )?
     .execute(params![s.project, e.kind.as_str(), e.name, user, e.anonymous_id, s.ts])?;
-    if e.kind == EventType::Identify {
-        for (key, value) in &e.props {
-            set_trait(tx, &s.project, user, &e.anonymous_id, key, &value.to_json(), s.ts, &e.id)?;
+    match e.kind {
+        EventType::Identify => {
+            for (key, value) in &e.props {
+                set_trait(tx, &s.project, user, &e.anonymous_id, key, &value.to_json(), s.ts, &e.id)?;
+            }
         }
+        EventType::Tip => {
+            let Some(tip_id) = json::field(&e.props, prop::TIP_ID).and_then(|v| v.as_str()) else { return Ok(()) };
+            let milestone = json::field(&e.props, prop::MILESTONE).and_then(|v| v.as_str());
+            // The earliest (ts, event) with a milestone wins; one without changes nothing.
+            tx.prepare_cached(
+                "INSERT INTO rollup_tips (project, user_id, anonymous_id, tip_id, name, milestone, milestone_ts, milestone_event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?7 END, CASE WHEN ?6 IS NOT NULL THEN ?8 END)
+                 ON CONFLICT (project, user_id, anonymous_id, tip_id, name) DO UPDATE SET
+                   milestone = excluded.milestone, milestone_ts = excluded.milestone_ts, milestone_event = excluded.milestone_event
+                 WHERE excluded.milestone IS NOT NULL AND (rollup_tips.milestone IS NULL
+                   OR (excluded.milestone_ts, excluded.milestone_event) < (rollup_tips.milestone_ts, rollup_tips.milestone_event))",
+            )?
+            .execute(params![s.project, user, e.anonymous_id, tip_id, e.name, milestone, s.ts, e.id])?;
+        }
+        EventType::Metric => {
+            let value = metric_value_prop(&e.name).and_then(|key| json::field(&e.props, key)).and_then(|v| v.as_f64());
+            let Some(value) = value else { return Ok(()) };
+            tx.prepare_cached(
+                "INSERT INTO rollup_metrics (project, user_id, anonymous_id, name, first_ts, first_event, first_value, last_ts, last_event, last_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?6, ?7)
+                 ON CONFLICT (project, user_id, anonymous_id, name) DO UPDATE SET
+                   first_ts = CASE WHEN (excluded.first_ts, excluded.first_event) < (first_ts, first_event) THEN excluded.first_ts ELSE first_ts END,
+                   first_value = CASE WHEN (excluded.first_ts, excluded.first_event) < (first_ts, first_event) THEN excluded.first_value ELSE first_value END,
+                   first_event = CASE WHEN (excluded.first_ts, excluded.first_event) < (first_ts, first_event) THEN excluded.first_event ELSE first_event END,
+                   last_ts = CASE WHEN (excluded.last_ts, excluded.last_event) > (last_ts, last_event) THEN excluded.last_ts ELSE last_ts END,
+                   last_value = CASE WHEN (excluded.last_ts, excluded.last_event) > (last_ts, last_event) THEN excluded.last_value ELSE last_value END,
+                   last_event = CASE WHEN (excluded.last_ts, excluded.last_event) > (last_ts, last_event) THEN excluded.last_event ELSE last_event END",
+            )?
+            .execute(params![s.project, user, e.anonymous_id, e.name, s.ts, e.id, value])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The tip rollup as recomputed from the events passing `condition` (on `events`, `?1` bound as
+/// in [`rebuild`]): per device, tip and name, the milestone of the earliest (ts, id) event that
+/// has one. SQLite's JSON functions read the props as ingest's parser does for these flat
+/// string props.
+fn tips_from_events(condition: &str) -> String {
+    format!(
+        "SELECT project, user_id, anonymous_id, tip_id, name, milestone, CASE WHEN milestone IS NOT NULL THEN ts END, CASE WHEN milestone IS NOT NULL THEN id END
+         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY project, user_id, anonymous_id, tip_id, name ORDER BY milestone IS NULL, ts, id) AS n
+               FROM (SELECT project, COALESCE(user_id, '') AS user_id, anonymous_id, json_extract(props, '$.{tip}') AS tip_id, name, ts, id,
+                            CASE WHEN json_type(props, '$.{milestone}') = 'text' THEN json_extract(props, '$.{milestone}') END AS milestone
+                     FROM events WHERE type = 'tip' AND json_type(props, '$.{tip}') = 'text' AND {condition}))
+         WHERE n = 1",
+        tip = prop::TIP_ID,
+        milestone = prop::MILESTONE,
+    )
+}
+
+/// The metric rollup as recomputed from the events passing `condition` (as [`tips_from_events`]):
+/// per device and seed metric, the value of the first and the latest (ts, id) event whose value
+/// prop ([`metric_value_prop`]) is a number.
+fn metrics_from_events(condition: &str) -> String {
+    let path = |name: &str| format!("WHEN '{name}' THEN '$.{}'", metric_value_prop(name).unwrap_or_default());
+    let path = format!(
+        "CASE name {} {} {} END",
+        path(metric::CORE_TASK_COMPLETION),
+        path(metric::FIRST_SESSION_LENGTH),
+        path(metric::RETURN_INTERVAL)
+    );
+    format!(
+        "SELECT project, user_id, anonymous_id, name,
+                MAX(CASE WHEN a = 1 THEN ts END), MAX(CASE WHEN a = 1 THEN id END), MAX(CASE WHEN a = 1 THEN value END),
+                MAX(CASE WHEN z = 1 THEN ts END), MAX(CASE WHEN z = 1 THEN id END), MAX(CASE WHEN z = 1 THEN value END)
+         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY project, user_id, anonymous_id, name ORDER BY ts, id) AS a,
+                         ROW_NUMBER() OVER (PARTITION BY project, user_id, anonymous_id, name ORDER BY ts DESC, id DESC) AS z
+               FROM (SELECT project, COALESCE(user_id, '') AS user_id, anonymous_id, name, ts, id, CAST(json_extract(props, {path}) AS REAL) AS value
+                     FROM events WHERE type = 'metric' AND json_type(props, {path}) IN ('integer', 'real') AND {condition}))
+         WHERE a = 1 OR z = 1 GROUP BY project, user_id, anonymous_id, name"
+    )
+}
+
+/// Recomputes the tip and metric rollups (`migrations/0011_rollup_tips_metrics.sql` builds them
+/// with this).
+pub fn rebuild_tips_metrics(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<()> {
+    let all = "(?1 IS NULL OR project = ?1)";
+    for (table, from_events) in [("rollup_tips", tips_from_events(all)), ("rollup_metrics", metrics_from_events(all))] {
+        tx.execute(&format!("DELETE FROM {table} WHERE {all}"), params![project])?;
+        progress(format!("{table}: reading events"));
+        tx.execute(&format!("INSERT INTO {table} {from_events}"), params![project])?;
+        progress(format!("{table}: done ({} rows)", count(tx, table, project)?));
     }
     Ok(())
 }
@@ -116,6 +204,7 @@ const LINKS_FROM_EVENTS: &str = "SELECT project, anonymous_id, user_id, ts, id F
 pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn FnMut(String)) -> rusqlite::Result<u64> {
     let events = rebuild_counts(tx, project, progress)?;
     rebuild_traits(tx, project, progress)?;
+    rebuild_tips_metrics(tx, project, progress)?;
     Ok(events)
 }
 
@@ -187,6 +276,10 @@ pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) ->
         format!("DELETE FROM rollup_events WHERE project = ?1 AND {device}"),
         format!("DELETE FROM identities WHERE project = ?1 AND {anonymous}"),
         format!("DELETE FROM rollup_traits WHERE project = ?1 AND {device}"),
+        format!("DELETE FROM rollup_tips WHERE project = ?1 AND {device}"),
+        format!("DELETE FROM rollup_metrics WHERE project = ?1 AND {device}"),
+        format!("INSERT INTO rollup_tips {}", tips_from_events(&format!("project = ?1 AND {event_device}"))),
+        format!("INSERT INTO rollup_metrics {}", metrics_from_events(&format!("project = ?1 AND {event_device}"))),
         format!("INSERT INTO rollup_devices {}", DEVICES_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
         format!("INSERT INTO rollup_events {}", EVENTS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", &format!("project = ?1 AND {event_device}"))),
         format!(
@@ -208,6 +301,8 @@ fn count(conn: &Connection, table: &str, project: Option<&str>) -> rusqlite::Res
 /// events, one line each; empty when they agree.
 pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<String>> {
     let mut out = Vec::new();
+    let all = "(?1 IS NULL OR project = ?1)";
+    let (tips, metrics) = (tips_from_events(all), metrics_from_events(all));
     let checks = [
         ("identities", "SELECT project, anonymous_id, user_id, linked_ts, link_event FROM identities WHERE ?1 IS NULL OR project = ?1", LINKS_FROM_EVENTS),
         ("rollup_devices", "SELECT project, user_id, anonymous_id, first_seen, last_seen FROM rollup_devices WHERE ?1 IS NULL OR project = ?1", DEVICES_FROM_EVENTS),
@@ -215,6 +310,16 @@ pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<
             "rollup_events",
             "SELECT project, type, name, user_id, anonymous_id, first_ts, last_ts, events FROM rollup_events WHERE ?1 IS NULL OR project = ?1",
             EVENTS_FROM_EVENTS,
+        ),
+        (
+            "rollup_tips",
+            "SELECT project, user_id, anonymous_id, tip_id, name, milestone, milestone_ts, milestone_event FROM rollup_tips WHERE ?1 IS NULL OR project = ?1",
+            tips.as_str(),
+        ),
+        (
+            "rollup_metrics",
+            "SELECT project, user_id, anonymous_id, name, first_ts, first_event, first_value, last_ts, last_event, last_value FROM rollup_metrics WHERE ?1 IS NULL OR project = ?1",
+            metrics.as_str(),
         ),
     ];
     for (table, stored, recomputed) in checks {
@@ -226,6 +331,8 @@ pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<
                 let cells: Vec<String> = (0..columns)
                     .map(|i| match row.get_ref(i) {
                         Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                        Ok(rusqlite::types::ValueRef::Real(x)) => x.to_string(),
+                        Ok(rusqlite::types::ValueRef::Null) => "NULL".into(),
                         Ok(rusqlite::types::ValueRef::Text(t)) => format!("{:?}", String::from_utf8_lossy(t)),
                         _ => "?".into(),
                     })

@@ -32,7 +32,7 @@ use crate::analytics::Step;
 
 use super::{
     user_events_condition, Attempt, EventFilter, HealthRecord, HealthTransition, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
-    StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserSeen,
+    StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows, Reported,
 };
 
 /// How long the writer waits for more requests after the first one of a group. Bounds the
@@ -88,6 +88,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0008_health.sql"),
         sharded: &[("health_snapshots", "cityHash64(project, kind, id)"), ("health_transitions", "cityHash64(project, kind, id)")],
+    },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0009_rollup_tips_metrics.sql"),
+        sharded: &[("rollup_tips", BY_DEVICE), ("rollup_metrics", BY_DEVICE)],
     },
 ];
 
@@ -543,7 +547,11 @@ async fn migrate(target: &Target) -> Result<bool, StoreError> {
                 sql = sql.replace(&format!("{{{table}}}"), &target.local(table));
             }
             for statement in statements(&sql) {
-                match http.execute(statement).await {
+                // A migration's INSERT … SELECT fills a new rollup from every stored event: as
+                // long as a rebuild, far beyond an ordinary statement's 60 s on a large store.
+                let fills = statement.lines().find(|l| !l.trim_start().starts_with("--")).is_some_and(|l| l.starts_with("INSERT"));
+                let timeout = if fills { REBUILD_TIMEOUT } else { Duration::from_secs(60) };
+                match http.run(statement, Vec::new(), timeout).await.map(drop) {
                     // 18.16 has no ADD COLUMN IF NOT EXISTS: a collector starting beside this
                     // one may have added it.
                     Err(StoreError::Unavailable(e)) if statement.contains(" ADD COLUMN ") && e.contains("already exists") => {}
@@ -749,7 +757,7 @@ struct Rollup {
     recomputed: [&'static str; 3],
 }
 
-const ROLLUPS: [Rollup; 4] = [
+const ROLLUPS: [Rollup; 6] = [
     Rollup {
         table: "rollup_devices",
         columns: "project, anonymous_id, user_id",
@@ -794,7 +802,29 @@ const ROLLUPS: [Rollup; 4] = [
             "tupleElement(argMax((value, ts, id), (ts, id)), 3)",
         ],
     },
+    Rollup {
+        table: "rollup_tips",
+        columns: "project, anonymous_id, user_id, tip_id, name",
+        states: TIP_MILESTONE_STATE,
+        source: "type = 'tip' AND substring(visitParamExtractRaw(props, 'tipId'), 1, 1) = '\"'",
+        array_join: "ARRAY JOIN [visitParamExtractString(props, 'tipId')] AS tip_id, [toUInt8(substring(visitParamExtractRaw(props, 'milestone'), 1, 1) != '\"')] AS no_milestone",
+        stored: ["toString(argMinMerge(milestone))", "''", "''"],
+        recomputed: ["toString(argMin((no_milestone, visitParamExtractString(props, 'milestone'), ts, id), (no_milestone, ts, id)))", "''", "''"],
+    },
+    Rollup {
+        table: "rollup_metrics",
+        columns: "project, anonymous_id, user_id, name",
+        states: "argMinState((value, ts, id), (ts, id)), argMaxState((value, ts, id), (ts, id))",
+        source: "type = 'metric' AND match(value, '^-?[0-9]')",
+        array_join: "ARRAY JOIN [multiIf(name = 'core_task_completion', visitParamExtractRaw(props, 'value'), name IN ('first_session_length', 'return_interval'), visitParamExtractRaw(props, 'valueMs'), '')] AS value",
+        stored: ["toString(argMinMerge(first))", "toString(argMaxMerge(latest))", "''"],
+        recomputed: ["toString(argMin((value, ts, id), (ts, id)))", "toString(argMax((value, ts, id), (ts, id)))", "''"],
+    },
 ];
+
+/// The tip rollup's state (migration 8): (no milestone?, milestone, ts, id) of the earliest
+/// event by (no milestone?, ts, id).
+const TIP_MILESTONE_STATE: &str = "argMinState((no_milestone, visitParamExtractString(props, 'milestone'), ts, id), (no_milestone, ts, id))";
 
 /// Waits until `table` has no unfinished mutation (18.16 runs `ALTER … DELETE` in the
 /// background and has no setting to wait for it). Mutations run in the merge pool, so a server
@@ -968,7 +998,7 @@ impl Store for ClickHouseStore {
             let erased = self.user_data(&project, &user).await?.events.len() as u64;
             let condition = format!("project = {} AND {}", quote(&project), self.user_condition(&project, &user).await?);
             let linked = self.linked(&project, Some(&user)).await?;
-            for table in ["events", "rollup_devices", "rollup_events", "rollup_traits"] {
+            for table in ["events", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"] {
                 self.delete_where(table, &condition).await?;
             }
             let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
@@ -1172,6 +1202,96 @@ impl Store for ClickHouseStore {
         Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
 
+    fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
+        Box::pin(async move {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The user's devices by the identity rule (the condition erasure uses), each
+            // device's distinct event ids merged, then summed: an event has one device.
+            let devices = self.user_condition(&project, &user).await?;
+            let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
+            let sql = format!(
+                "SELECT name, sum(n) FROM (
+                   SELECT name, anonymous_id, user_id, uniqExactMerge(ids) AS n FROM rollup_events
+                   WHERE project = {} AND type = 'track' AND name IN ({}) AND anonymous_id != {} AND {devices}
+                   GROUP BY name, anonymous_id, user_id)
+                 GROUP BY name ORDER BY name",
+                quote(&project),
+                names.join(", "),
+                quote(&except),
+            );
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut out = Vec::new();
+            while !r.is_empty() {
+                out.push((r.str()?, r.u64()?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn tips(&self, project: &str) -> StoreFuture<'_, Vec<UserTip>> {
+        // Devices folded into user keys per (tip, name) here; the names and the earliest
+        // milestone of each (user, tip) are merged by `merge_tip_rows`, as on SQLite.
+        let project = quote(project);
+        let devices = format!(
+            "SELECT anonymous_id, user_id, tip_id, name, argMinMerge(milestone) AS m FROM rollup_tips
+             WHERE project = {project} GROUP BY anonymous_id, user_id, tip_id, name"
+        );
+        let sql = format!(
+            "SELECT who, tip_id, name, tupleElement(e, 1), tupleElement(e, 2), tupleElement(e, 3), tupleElement(e, 4)
+             FROM (SELECT who, tip_id, name, argMin(m, (tupleElement(m, 1), tupleElement(m, 3), tupleElement(m, 4))) AS e
+                   FROM ({}) GROUP BY who, tip_id, name)
+             ORDER BY who, tip_id, name",
+            self.with_user_key(&project, &devices, &["tip_id", "name", "m"])
+        );
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut rows = Vec::new();
+            while !r.is_empty() {
+                let (who, tip_id, name) = (r.str()?, r.str()?, r.str()?);
+                let (none, milestone, ts, id) = (r.u8()? != 0, r.str()?, r.i64()?, r.str()?);
+                rows.push((who, tip_id, name, (!none).then_some(((ts, id), milestone))));
+            }
+            Ok(merge_tip_rows(rows))
+        })
+    }
+
+    fn metrics(&self, project: &str) -> StoreFuture<'_, Vec<UserMetric>> {
+        let project = quote(project);
+        let devices = format!(
+            "SELECT anonymous_id, user_id, name, argMinMerge(first) AS f, argMaxMerge(latest) AS l FROM rollup_metrics
+             WHERE project = {project} GROUP BY anonymous_id, user_id, name"
+        );
+        let sql = format!(
+            "SELECT who, name, tupleElement(f, 1), tupleElement(f, 2), tupleElement(f, 3), tupleElement(l, 1), tupleElement(l, 2), tupleElement(l, 3)
+             FROM (SELECT who, name, argMin(f, (tupleElement(f, 2), tupleElement(f, 3))) AS f, argMax(l, (tupleElement(l, 2), tupleElement(l, 3))) AS l
+                   FROM ({}) GROUP BY who, name)
+             ORDER BY who, name",
+            self.with_user_key(&project, &devices, &["name", "f", "l"])
+        );
+        Box::pin(async move {
+            let answer = self.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut rows = Vec::new();
+            while !r.is_empty() {
+                let (who, name) = (r.str()?, r.str()?);
+                let mut reported = || -> Result<Option<Reported>, StoreError> {
+                    let (text, ts, id) = (r.str()?, r.i64()?, r.str()?);
+                    // The view kept only JSON numbers; parsed by the same code as ingest's.
+                    Ok(json::parse(&text).ok().and_then(|v| v.as_f64()).map(|v| ((ts, id), v)))
+                };
+                if let (Some(first), Some(latest)) = (reported()?, reported()?) {
+                    rows.push((who, name, first, latest));
+                }
+            }
+            Ok(merge_metric_rows(rows))
+        })
+    }
+
     fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
         Box::pin(async move { self.rebuild_rollups_where(&condition, &mut progress).await })
@@ -1281,7 +1401,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
