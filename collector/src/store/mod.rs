@@ -157,7 +157,7 @@ pub struct UserMetric {
 
 /// The prop holding a seed metric's number (docs/EVENTS.md): `value` for the core-task ratio,
 /// `valueMs` for the durations; `None` for metrics no report reads. The SQL that recomputes the
-/// metric rollup (SQLite `sqlite_rollup`, ClickHouse migration 8) spells the same choice.
+/// metric rollup (SQLite `sqlite_rollup`, ClickHouse migration 9) spells the same choice.
 pub fn metric_value_prop(name: &str) -> Option<&'static str> {
     use onramp::core::vocab::{metric, prop};
     match name {

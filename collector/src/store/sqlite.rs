@@ -39,7 +39,7 @@ const MIGRATIONS: &[&str] = &[
 /// events already stored, with progress in the log.
 const ROLLUPS_MIGRATION: usize = 5;
 const TRAITS_MIGRATION: usize = 8;
-const TIPS_METRICS_MIGRATION: usize = 10;
+const TIPS_METRICS_MIGRATION: usize = 11;
 
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;

@@ -822,7 +822,7 @@ const ROLLUPS: [Rollup; 6] = [
     },
 ];
 
-/// The tip rollup's state (migration 8): (no milestone?, milestone, ts, id) of the earliest
+/// The tip rollup's state (migration 9): (no milestone?, milestone, ts, id) of the earliest
 /// event by (no milestone?, ts, id).
 const TIP_MILESTONE_STATE: &str = "argMinState((no_milestone, visitParamExtractString(props, 'milestone'), ts, id), (no_milestone, ts, id))";
 
