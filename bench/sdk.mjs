@@ -131,11 +131,25 @@ async function counts() {
 }
 
 /** A new user's session on the demo with three reloads: events the collector received (fetches
- *  and beacons, repeats included) against the events it stored. */
+ *  and beacons, repeats included) against the events it stored, and the request bytes sent
+ *  against the bytes of the distinct events stored. */
 async function session(browser) {
   const before = await counts();
   const context = await browser.newContext();
   const page = await context.newPage();
+  // Bytes on the wire to the collector: every batch (fetch or beacon) and every question about
+  // which events it stores (`/v1/known`), against the bytes of the distinct events they carried.
+  const wire = { sent: 0, known: 0, events: new Map() };
+  context.on("request", (request) => {
+    const url = request.url();
+    if (!url.includes("/v1/batch") && !url.includes("/v1/known")) return;
+    const body = request.postData() || "";
+    wire.sent += Buffer.byteLength(body);
+    if (url.includes("/v1/known")) return void wire.known++;
+    try {
+      for (const e of JSON.parse(body).events || []) wire.events.set(e.id, Buffer.byteLength(JSON.stringify(e)));
+    } catch {}
+  });
   await page.goto(DEMO);
   await page.fill("#signup-name", "Session");
   await page.fill("#signup-email", "session@example.com");
@@ -161,6 +175,9 @@ async function session(browser) {
   const after = await counts();
   out("session_received", after.received - before.received);
   out("session_stored", after.stored - before.stored);
+  out("session_sent_bytes", wire.sent);
+  out("session_event_bytes", [...wire.events.values()].reduce((a, b) => a + b, 0));
+  out("session_known_requests", wire.known);
 }
 
 async function main() {
