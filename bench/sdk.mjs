@@ -131,11 +131,39 @@ async function counts() {
 }
 
 /** A new user's session on the demo with three reloads: events the collector received (fetches
- *  and beacons, repeats included) against the events it stored. */
+ *  and beacons, repeats included) against the events it stored, and the request bytes sent
+ *  against the bytes of the distinct events stored. */
 async function session(browser) {
   const before = await counts();
   const context = await browser.newContext();
   const page = await context.newPage();
+  // Bytes on the wire to the collector: every batch (fetch or beacon) and every question about
+  // which events it stores (`/v1/known`), against the bytes of the distinct events they carried.
+  // Counted in the page, where the SDK hands the bodies to fetch and sendBeacon (Chromium does
+  // not report the bodies of keepalive requests and beacons to Playwright); kept in
+  // sessionStorage across the reloads.
+  await context.addInitScript(() => {
+    const size = (text) => new TextEncoder().encode(text).length;
+    const add = (url, body) => {
+      url = String(url);
+      if (typeof body !== "string" || !/\/v1\/(batch|known)/.test(url)) return;
+      const wire = JSON.parse(sessionStorage.getItem("bench.wire") || '{"sent":0,"known":0,"events":{}}');
+      wire.sent += size(body);
+      if (url.includes("/v1/known")) wire.known++;
+      else for (const e of JSON.parse(body).events || []) wire.events[e.id] = size(JSON.stringify(e));
+      sessionStorage.setItem("bench.wire", JSON.stringify(wire));
+    };
+    const fetch = window.fetch;
+    window.fetch = function (input, init) {
+      try { add(input, init && init.body); } catch {}
+      return fetch.apply(this, arguments);
+    };
+    const beacon = navigator.sendBeacon.bind(navigator);
+    navigator.sendBeacon = (url, data) => {
+      try { add(url, data); } catch {}
+      return beacon(url, data);
+    };
+  });
   await page.goto(DEMO);
   await page.fill("#signup-name", "Session");
   await page.fill("#signup-email", "session@example.com");
@@ -157,10 +185,14 @@ async function session(browser) {
   // Past the acknowledgement window: whatever the reloads left on its way has been adopted.
   await page.waitForTimeout(7000);
   await page.evaluate(() => window.onramp.flush());
+  const wire = await page.evaluate(() => JSON.parse(sessionStorage.getItem("bench.wire") || '{"sent":0,"known":0,"events":{}}'));
   await context.close();
   const after = await counts();
   out("session_received", after.received - before.received);
   out("session_stored", after.stored - before.stored);
+  out("session_sent_bytes", wire.sent);
+  out("session_event_bytes", Object.values(wire.events).reduce((a, b) => a + b, 0));
+  out("session_known_requests", wire.known);
 }
 
 async function main() {

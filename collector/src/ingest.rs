@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use onramp::core::json::Value;
 use onramp::core::vocab;
-use onramp::core::wire::{Batch, Event, EventType, WireError, MAX_BATCH_BYTES};
+use onramp::core::wire::{Batch, Event, EventType, Known, KnownQuery, WireError, MAX_BATCH_BYTES, MAX_KNOWN_IDS};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -123,13 +123,47 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
     let mut outcome = BatchOutcome::default();
     let result = accept(&state, &headers, body, &mut outcome, Source::Live).await;
     let mut response = answer(&state, result, outcome);
-    // A refusal of the key or the origin (401/403) is readable by any origin: the SDK on a
-    // page the project does not allow must see the answer to stop retrying and to say which
-    // origin to allow. It carries nothing of the project's.
-    let refused = matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    let origin = headers.get(header::ORIGIN).filter(|o| refused || origin_allowed_somewhere(&state, o));
-    cors_headers(response.headers_mut(), origin);
+    sdk_cors(&state, &headers, &mut response);
     response
+}
+
+/// The SDK's CORS answer. A refusal of the key or the origin (401/403) is readable by any
+/// origin: the SDK on a page the project does not allow must see the answer to stop retrying
+/// and to say which origin to allow. It carries nothing of the project's.
+fn sdk_cors(state: &AppState, headers: &HeaderMap, response: &mut Response) {
+    let refused = matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    let origin = headers.get(header::ORIGIN).filter(|o| refused || origin_allowed_somewhere(state, o));
+    cors_headers(response.headers_mut(), origin);
+}
+
+/// `POST /v1/known` ([`KnownQuery`]): which of these event ids the project stores. A page asks
+/// before resending events that may have arrived without its reading the answer (a closing
+/// page's beacons, a crashed tab's keepalive fetch), so they are not sent twice. Authenticated
+/// and rate-limited like a batch; it reveals only whether ids the asker already holds (random
+/// UUIDv7s) were stored. An event still on its way to the store is not named yet: the page then
+/// sends it, and the store keeps it once.
+pub async fn known(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let mut response = match known_ids(&state, &headers, body).await {
+        Ok(known) => (StatusCode::OK, Json(Known { known })).into_response(),
+        Err(e) => e.into_response(),
+    };
+    sdk_cors(&state, &headers, &mut response);
+    response
+}
+
+async fn known_ids(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<String>, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Draining);
+    }
+    let body = read_body(state, body, MAX_KNOWN_IDS * 128).await?;
+    let query: KnownQuery =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("expected {{\"writeKey\", \"ids\": [event ids]}}: {e}")))?;
+    if query.ids.len() > MAX_KNOWN_IDS {
+        return Err(ApiError::BadRequest(format!("ids: {} ids; at most {MAX_KNOWN_IDS} per question", query.ids.len())));
+    }
+    let project = authenticate(state, headers, &query.write_key)?;
+    state.limiter.check(&project.write_key, std::time::Instant::now()).map_err(ApiError::RateLimited)?;
+    Ok(state.store.known_ids(&project.id, query.ids).await?)
 }
 
 async fn accept(
@@ -147,7 +181,7 @@ async fn accept(
     let (batch, mut errors) = Batch::parse_lenient(text).map_err(|e| ApiError::BadBatch(vec![e]))?;
     outcome.events = batch.events.len() + errors.len();
     let project = match source {
-        Source::Live => authenticate(state, headers, &batch)?,
+        Source::Live => authenticate(state, headers, &batch.write_key)?,
         Source::Import { project } => crate::privacy::authorize_admin(state, headers, project)?,
     };
     outcome.project = Some(project.id.clone());
@@ -284,8 +318,8 @@ fn original_index(n: usize, bad: &[usize]) -> usize {
     index
 }
 
-fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap, batch: &Batch) -> Result<&'a Project, ApiError> {
-    let key = match batch.write_key.as_str() {
+fn authenticate<'a>(state: &'a AppState, headers: &HeaderMap, write_key: &str) -> Result<&'a Project, ApiError> {
+    let key = match write_key {
         "" => headers.get("x-onramp-write-key").and_then(|v| v.to_str().ok()).unwrap_or(""),
         key => key,
     };

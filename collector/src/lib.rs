@@ -166,6 +166,7 @@ pub fn system_now_ms() -> i64 {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/batch", post(ingest::batch).options(ingest::preflight))
+        .route("/v1/known", post(ingest::known).options(ingest::preflight))
         .route("/v1/import", post(ingest::import))
         .route("/v1/plan", get(plans::get).put(plans::put))
         .route("/v1/plan/check", post(plans::check))

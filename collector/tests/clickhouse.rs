@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{batch, clickhouse, event, funnel, post, serve};
+use common::{batch, clickhouse, event, funnel, known, post, serve};
 use onramp_collector::analytics::Step;
 use onramp_collector::store::Store;
 use serde_json::json;
@@ -53,6 +53,9 @@ async fn stores_batches_once_links_identities_and_reports_the_funnel() {
     assert_eq!(store.users("other").await.expect("users").len(), 1);
     assert_eq!(store.event_counts().await.expect("counts").1, 9);
     assert_eq!(funnel(&c.url, "event:signed_up").await["steps"][0]["userIds"], json!(["alice", "bob"]));
+    // Which ids are stored (`/v1/known`): the demo project's only, quotes and all.
+    assert_eq!(known(&c.url, "wk_demo", &["e8", "nope", "e1", "it's"]).await, (200, vec!["e1".into(), "e8".into()]));
+    assert_eq!(store.known_ids("other", vec!["e1".into(), "e2".into()]).await.expect("known"), ["e1"]);
 }
 
 #[tokio::test]

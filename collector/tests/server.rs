@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 mod common;
 
-use common::{event, funnel, post, serve, Collector};
+use common::{event, funnel, known, post, serve, Collector};
 use onramp_collector::store::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
@@ -46,6 +46,26 @@ async fn stores_batches_once_and_reports_the_funnel() {
     assert_eq!(report["steps"][1]["userIds"], json!(["alice"]));
     assert_eq!(report["steps"][1]["conversionFromPrevious"], 0.5);
     assert_eq!(funnel(&s.url, "opened").await["steps"][0]["userIds"], json!(["ron"]));
+}
+
+/// A page asks which events the collector stores before it resends ones that may have
+/// arrived (a closing page's beacons): only committed ids of its own project are named.
+#[tokio::test]
+async fn names_the_stored_ids_it_is_asked_about() {
+    let s = start().await;
+    let batch = json!({"writeKey": "wk_demo", "sentAt": 1_000_000, "events": [
+        event("k1", "signed_up", "anon-k", None, 1_000_000),
+        event("k2", "opened", "anon-k", None, 1_000_001),
+    ]});
+    assert_eq!(post(&s.url, batch.to_string()).await.status(), 200);
+    assert_eq!(known(&s.url, "wk_demo", &["k2", "k3", "k1"]).await, (200, vec!["k1".to_string(), "k2".to_string()]));
+    assert_eq!(known(&s.url, "wk_demo", &[]).await, (200, vec![]));
+    assert_eq!(known(&s.url, "wk_nobody", &["k1"]).await.0, 401);
+    let too_many: Vec<String> = (0..=onramp::core::wire::MAX_KNOWN_IDS).map(|i| i.to_string()).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    assert_eq!(known(&s.url, "wk_demo", &too_many).await.0, 400);
+    let r = reqwest::Client::new().post(format!("{}/v1/known", s.url)).body("{").send().await.expect("post");
+    assert_eq!(r.status(), 400);
 }
 
 #[tokio::test]

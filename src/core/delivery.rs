@@ -24,6 +24,12 @@
 //!   again on `pagehide`, nor sent by fetch until their acknowledgement window
 //!   ([`Policy::flight_ms`]) has passed; a closed tab whose events were on their way is marked
 //!   `gone@<end of the window>`, and other tabs adopt its queue only after that.
+//! - **Asked before sent again**: events that may have reached the collector without this page
+//!   reading the answer (handed to `sendBeacon`, or adopted from a tab that closed with events
+//!   on their way or died) are not simply resent once their window has passed: the page first
+//!   asks the collector which of their ids it stores (`POST /v1/known`, [`wire::KnownQuery`])
+//!   and sends only the others. A reload then sends its closing page's beaconed events once,
+//!   not twice. Any answer but a 2xx (an older collector, offline) sends them all: at least once.
 //! - **Refused** (401 unknown write key, 403 origin not allowed): retrying cannot help, so the
 //!   queue is dropped as `rejected` and this page sends nothing more.
 //!
@@ -125,9 +131,22 @@ impl DropReason {
     }
 }
 
+/// Whether an item may already be stored by the collector although no answer said so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Doubt {
+    None,
+    /// Beaconed, or adopted from a tab that had events on their way: ask before sending.
+    Unsure,
+    /// In the [`wire::KnownQuery`] waiting for its answer.
+    Asked,
+}
+
 #[derive(Clone, Debug)]
 struct Item {
+    /// The event's id, for [`wire::KnownQuery`].
+    id: String,
     json: String,
+    doubt: Doubt,
     /// The event's client time, for the age cap.
     ts: i64,
     /// When it entered this queue, for batching by time.
@@ -168,6 +187,8 @@ pub struct Outbox<S: KeyValue> {
     flight_until: i64,
     /// The collector refused the write key or this page's origin (401/403).
     refused: bool,
+    /// A [`wire::KnownQuery`] is on its way (instead of a batch: one request at a time).
+    asking: bool,
     /// The next item's `seq`.
     next_seq: u64,
     /// Consecutive failures of the head batch, and when sending may resume.
@@ -203,6 +224,7 @@ impl<S: KeyValue> Outbox<S> {
             beaconed: 0,
             flight_until: 0,
             refused: false,
+            asking: false,
             next_seq: 0,
             attempts: 0,
             retry_at: 0,
@@ -240,7 +262,7 @@ impl<S: KeyValue> Outbox<S> {
             self.count_drop(DropReason::TooLarge, 1);
             return;
         }
-        self.append(Item { json, ts: event.ts, queued_at: now, stored: false, report: None, seq: 0 });
+        self.append(Item { id: event.id.clone(), json, doubt: Doubt::None, ts: event.ts, queued_at: now, stored: false, report: None, seq: 0 });
         self.enforce_bounds();
         self.persist_or_defer();
     }
@@ -360,6 +382,7 @@ impl<S: KeyValue> Outbox<S> {
         }
         self.in_flight = 0;
         self.beaconed = 0;
+        self.asking = false;
         let kept: Vec<Item> = self.items.drain(..).filter(|i| !i.stored).collect();
         self.bytes = 0;
         for item in kept {
@@ -411,7 +434,9 @@ impl<S: KeyValue> Outbox<S> {
         }
     }
 
-    fn dead_tabs(&self, now: i64) -> Vec<String> {
+    /// The tabs whose queues may be adopted, each with whether its events may have reached the
+    /// collector already (anything but a tab that closed with nothing on its way: `gone`).
+    fn dead_tabs(&self, now: i64) -> Vec<(String, bool)> {
         let mut dead = Vec::new();
         for key in self.storage.keys_with_prefix(QUEUE_PREFIX) {
             // strip_prefix, not slicing: no panic path (and its formatting) in the bundle.
@@ -422,12 +447,12 @@ impl<S: KeyValue> Outbox<S> {
             let mut beat_key = String::from(BEAT_PREFIX);
             beat_key.push_str(tab);
             // No heartbeat at all: an orphaned queue (its tab died before beating).
-            let alive = match self.storage.get(&beat_key) {
-                Some(beat) => !self.beat_is_stale(&beat, now),
-                None => false,
+            let (alive, unsure) = match self.storage.get(&beat_key) {
+                Some(beat) => (!self.beat_is_stale(&beat, now), beat != GONE),
+                None => (false, true),
             };
             if !alive {
-                dead.push(tab.to_owned());
+                dead.push((tab.to_owned(), unsure));
             }
         }
         // Heartbeats of dead tabs with nothing queued are removed so they do not pile up.
@@ -438,8 +463,8 @@ impl<S: KeyValue> Outbox<S> {
                 Some(at) => at.parse::<i64>().is_ok_and(|t| now - t > ADOPTED_KEPT_MS),
                 None => self.beat_is_stale(&beat, now),
             };
-            if tab != self.tab && stale && !dead.iter().any(|d| d == tab) {
-                dead.push(tab.to_owned());
+            if tab != self.tab && stale && !dead.iter().any(|(d, _)| d == tab) {
+                dead.push((tab.to_owned(), false));
             }
         }
         dead
@@ -460,15 +485,16 @@ impl<S: KeyValue> Outbox<S> {
         if dead.is_empty() || !self.lock(now) {
             return;
         }
-        for tab in dead {
+        for (tab, unsure) in dead {
+            let doubt = if unsure { Doubt::Unsure } else { Doubt::None };
             let mut queue_key = String::from(QUEUE_PREFIX);
             queue_key.push_str(&tab);
             let mut beat_key = String::from(BEAT_PREFIX);
             beat_key.push_str(&tab);
             if let Some(text) = self.storage.get(&queue_key) {
-                for (json, ts) in parse_queue(&text) {
+                for (id, json, ts) in parse_queue(&text) {
                     // Queued long ago: the adopted events go in the next batch.
-                    self.append(Item { json, ts, queued_at: 0, stored: false, report: None, seq: 0 });
+                    self.append(Item { id, json, doubt, ts, queued_at: 0, stored: false, report: None, seq: 0 });
                 }
                 self.storage.remove(&queue_key);
                 // Tells the owner, should it still be alive, that its stored events moved.
@@ -508,7 +534,11 @@ impl<S: KeyValue> Outbox<S> {
     /// caller forces it (`flush()`, coming back online). Backoff holds unforced sends.
     pub fn due(&self, now: i64, force: bool) -> bool {
         let waiting = self.items.get(self.in_flight..).unwrap_or_default();
-        if self.in_flight > 0 || waiting.is_empty() || self.refused {
+        if self.in_flight > 0 || self.asking || waiting.is_empty() || self.refused {
+            return false;
+        }
+        // Events that may have arrived are asked about first ([`Outbox::next_check`]).
+        if waiting.iter().any(|i| i.doubt != Doubt::None) {
             return false;
         }
         if force {
@@ -540,6 +570,55 @@ impl<S: KeyValue> Outbox<S> {
         self.in_flight = end;
         self.flight_until = self.flight_until.max(now + self.policy.flight_ms);
         Some(body)
+    }
+
+    /// The body of a [`wire::KnownQuery`] for the events that may have arrived already, once
+    /// their acknowledgement window has passed, or `None`. The answer goes to
+    /// [`Outbox::settle`] like a batch's.
+    pub fn next_check(&mut self, now: i64) -> Option<String> {
+        if self.in_flight > 0 || self.asking || self.refused || now < self.flight_until {
+            return None;
+        }
+        let mut out = String::from("{\"writeKey\":");
+        json::write_str(&mut out, &self.write_key);
+        out.push_str(",\"");
+        out.push_str(wire::KNOWN_QUERY_IDS);
+        out.push_str("\":[");
+        let mut asked = 0;
+        for item in self.items.iter_mut().filter(|i| i.doubt == Doubt::Unsure).take(wire::MAX_KNOWN_IDS) {
+            if asked > 0 {
+                out.push(',');
+            }
+            json::write_str(&mut out, &item.id);
+            item.doubt = Doubt::Asked;
+            asked += 1;
+        }
+        out.push_str("]}");
+        self.asking = asked > 0;
+        self.asking.then_some(out)
+    }
+
+    /// The answer to [`Outbox::next_check`]: the events the collector names are delivered; the
+    /// others (all of them, when the answer is not a readable 2xx) are sent like any other.
+    fn settle_check(&mut self, status: u16, body: &str) -> Next {
+        self.asking = false;
+        let known = match status {
+            200..=299 => known_ids(body),
+            _ => Vec::new(),
+        };
+        let mut i = 0;
+        while i < self.items.len() {
+            if self.items[i].doubt == Doubt::Asked {
+                if known.contains(&self.items[i].id) {
+                    self.remove(i);
+                    continue;
+                }
+                self.items[i].doubt = Doubt::None;
+            }
+            i += 1;
+        }
+        self.persist();
+        self.send_rest()
     }
 
     fn expire(&mut self, now: i64) {
@@ -588,6 +667,9 @@ impl<S: KeyValue> Outbox<S> {
             return bodies;
         }
         let mut start = self.in_flight.max(self.beaconed);
+        for item in self.items.get_mut(start..).unwrap_or_default() {
+            item.doubt = Doubt::Unsure;
+        }
         if start < self.items.len() {
             self.beaconed = self.items.len();
             self.flight_until = self.flight_until.max(now + self.policy.flight_ms);
@@ -603,6 +685,9 @@ impl<S: KeyValue> Outbox<S> {
     /// The answer to the batch in flight: `status` 0 for a network error; `retry_after` the
     /// header's value; `body` the response text (read for a 400's list of bad events).
     pub fn settle(&mut self, status: u16, retry_after: Option<&str>, body: &str, now: i64, rng: &mut impl Entropy) -> Next {
+        if self.asking {
+            return self.settle_check(status, body);
+        }
         if self.in_flight == 0 {
             return Next::Idle;
         }
@@ -726,7 +811,7 @@ impl<S: KeyValue> Outbox<S> {
                 (vocab::prop::REASON.into(), Value::Str(reason.as_str().into())),
             ];
             let event = client.event(EventType::Metric, vocab::metric::EVENTS_DROPPED, props, now, rng);
-            self.append(Item { json: event.to_json(), ts: now, queued_at: now, stored: false, report: Some((count, reason)), seq: 0 });
+            self.append(Item { id: event.id.clone(), json: event.to_json(), doubt: Doubt::None, ts: now, queued_at: now, stored: false, report: Some((count, reason)), seq: 0 });
         }
         self.persist_or_defer();
     }
@@ -737,18 +822,26 @@ impl<S: KeyValue> Outbox<S> {
     }
 }
 
-/// The events of a stored queue as (json, ts); anything unreadable is skipped rather than
+/// The events of a stored queue as (id, json, ts); anything unreadable is skipped rather than
 /// blocking the rest. Full validation is the collector's: a 400 drops just the bad event.
 /// (Not `Event::from_value`: its messages would cost the bundle more than they give here.)
-fn parse_queue(text: &str) -> Vec<(String, i64)> {
+fn parse_queue(text: &str) -> Vec<(String, String, i64)> {
     let Ok(Value::Arr(items)) = json::parse(text) else { return Vec::new() };
     items
         .iter()
         .filter_map(|v| {
-            v.get("id").and_then(Value::as_str)?;
-            Some((v.to_json(), v.get("ts").and_then(Value::as_f64)? as i64))
+            let id = v.get("id").and_then(Value::as_str)?;
+            Some((id.to_owned(), v.to_json(), v.get("ts").and_then(Value::as_f64)? as i64))
         })
         .collect()
+}
+
+/// The ids a [`wire::Known`] answer names; anything unreadable names none (and so every
+/// event asked about is sent).
+fn known_ids(body: &str) -> Vec<String> {
+    let Ok(doc) = json::parse(body) else { return Vec::new() };
+    let ids = doc.get(wire::KNOWN_IDS).and_then(Value::as_array).unwrap_or_default();
+    ids.iter().filter_map(|id| id.as_str().map(String::from)).collect()
 }
 
 /// The indices a 400 names (`{"errors":[{"index":3,…}]}`, [`wire::Rejection`]), within the
@@ -832,11 +925,30 @@ mod tests {
             .collect()
     }
 
+    /// The ids a `/v1/known` question asks about.
+    fn asked(body: &str) -> Vec<String> {
+        let doc = json::parse(body).expect("json");
+        assert_eq!(doc.get("writeKey").and_then(Value::as_str), Some("wk"));
+        doc.get(wire::KNOWN_QUERY_IDS).and_then(Value::as_array).expect("ids").iter().map(|v| v.as_str().expect("id").to_owned()).collect()
+    }
+
+    /// The collector's answer naming `known` as stored.
+    fn known(known: &[String]) -> String {
+        let mut out = String::from("{\"known\":[");
+        for (i, id) in known.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::write_str(&mut out, id);
+        }
+        out + "]}"
+    }
+
     fn stored_names(s: &MemoryStorage, tab: &str) -> Vec<String> {
         let mut key = String::from(QUEUE_PREFIX);
         key.push_str(tab);
         let text = s.entries.get(&key).cloned().unwrap_or_else(|| "[]".into());
-        parse_queue(&text).into_iter().map(|(j, _)| json::parse(&j).ok().and_then(|v| v.get("name").and_then(Value::as_str).map(String::from)).unwrap_or_default()).collect()
+        parse_queue(&text).into_iter().map(|(_, j, _)| json::parse(&j).ok().and_then(|v| v.get("name").and_then(Value::as_str).map(String::from)).unwrap_or_default()).collect()
     }
 
     #[test]
@@ -895,7 +1007,11 @@ mod tests {
         let bodies = o.beacon_bodies(0);
         assert!(bodies.len() >= 2 && bodies.iter().all(|b| b.len() <= o.policy.batch_bytes), "beacons stay under 60 KB");
         assert_eq!(bodies.iter().map(|b| names(b).len()).sum::<usize>(), 5);
-        assert!(o.next_batch(0, true).is_some_and(|b| b.len() <= o.policy.batch_bytes));
+        assert_eq!(o.next_batch(0, true), None, "beaconed: asked about before it is sent again");
+        let end = o.policy.flight_ms;
+        assert_eq!(asked(&o.next_check(end).expect("after the window")).len(), 5);
+        assert_eq!(o.settle(200, None, &known(&[]), end, &mut Counter(0)), Next::SendNow, "none arrived");
+        assert!(o.next_batch(end, true).is_some_and(|b| b.len() <= o.policy.batch_bytes));
     }
 
     #[test]
@@ -1042,7 +1158,42 @@ mod tests {
         new.tick(window_end - 1);
         assert!(new.is_empty());
         new.tick(window_end);
-        assert_eq!(names(&new.next_batch(window_end, true).expect("resent after the window")), ["fetched", "beaconed"]);
+        // Either may have arrived: the new page asks, and sends only what the collector lacks.
+        assert_eq!(new.next_batch(window_end, true), None, "asked about first");
+        let ids = asked(&new.next_check(window_end).expect("asked after the window"));
+        assert_eq!(ids.len(), 2);
+        assert_eq!(new.next_check(window_end), None, "one question at a time");
+        assert_eq!(new.settle(200, None, &known(&ids[1..]), window_end, &mut Counter(0)), Next::SendNow);
+        assert_eq!(names(&new.next_batch(window_end, true).expect("the rest")), ["fetched"], "the beacon arrived");
+        assert_eq!(new.settle(200, None, "", window_end, &mut Counter(0)), Next::Idle);
+        assert!(new.is_empty() && stored_names(new.storage(), "new").is_empty());
+    }
+
+    #[test]
+    fn a_question_that_gets_no_readable_answer_sends_everything_asked_about() {
+        for (status, body) in [(200, "not json"), (404, ""), (0, ""), (503, r#"{"known":["x"]}"#)] {
+            let mut c = client();
+            let mut o = outbox(MemoryStorage::default(), "t", 0);
+            push(&mut o, &mut c, "a", 0);
+            push(&mut o, &mut c, "b", 0);
+            o.beacon_bodies(0);
+            let end = o.policy.flight_ms;
+            let ids = asked(&o.next_check(end).expect("asked"));
+            assert_eq!(ids.len(), 2);
+            o.settle(status, None, body, end, &mut Counter(0));
+            assert_eq!(names(&o.next_batch(end, true).expect("sent")), ["a", "b"], "at least once after {status} {body}");
+        }
+    }
+
+    #[test]
+    fn a_tab_that_closed_with_nothing_on_its_way_is_adopted_without_a_question() {
+        let mut c = client();
+        let mut old = outbox(MemoryStorage::default(), "old", 0);
+        push(&mut old, &mut c, "a", 0);
+        old.retire();
+        let mut new = outbox(old.storage().clone(), "new", 100);
+        assert_eq!(new.next_check(100), None);
+        assert_eq!(names(&new.next_batch(100, true).expect("sent")), ["a"]);
     }
 
     #[test]
@@ -1057,10 +1208,14 @@ mod tests {
         push(&mut o, &mut c, "c", 200);
         assert_eq!(o.beacon_bodies(200).iter().flat_map(|b| names(b)).collect::<Vec<_>>(), ["c"], "only what came since");
         // The tab was only hidden and comes back: nothing is fetched while the beacons may
-        // still be answered, then everything unacknowledged is sent again (at least once).
+        // still be answered, then it asks which arrived and sends the rest again (at least once).
         let end = 200 + o.policy.flight_ms;
         assert_eq!(o.next_batch(end - 1, false), None);
-        assert_eq!(names(&o.next_batch(end, false).expect("after the window")), ["a", "b", "c"]);
+        assert_eq!(o.next_check(end - 1), None);
+        let ids = asked(&o.next_check(end).expect("after the window"));
+        assert_eq!(ids.len(), 3);
+        o.settle(200, None, &known(&ids[..2]), end, &mut Counter(0));
+        assert_eq!(names(&o.next_batch(end, false).expect("the lost beacon's event")), ["c"]);
         o.settle(200, None, "", end, &mut Counter(0));
         assert!(o.is_empty());
         push(&mut o, &mut c, "d", end);
@@ -1119,6 +1274,10 @@ mod tests {
         // a stops beating (crashed); after dead_after b adopts.
         let later = 1000 + b.policy.dead_after_ms + 1;
         b.tick(later);
+        // A crashed tab's keepalive fetch may have arrived: asked about first.
+        let ids = asked(&b.next_check(later).expect("adopted"));
+        b.settle(200, None, &known(&[]), later, &mut Counter(0));
+        assert_eq!(ids.len(), 1);
         assert_eq!(names(&b.next_batch(later, true).expect("adopted")), ["from_a"]);
         // A third tab finds nothing left to adopt.
         let mut c3 = outbox(b.storage().clone(), "c", later + 1);

@@ -75,8 +75,8 @@ pub enum Input {
     PlanLoaded(LoadedPlan),
     /// The plan cannot be used: onramp steps aside with one console line naming the field.
     PlanRefused(PlanError),
-    /// The collector answered a [`Effect::Send`]: `status` 0 for a network error; `body` is
-    /// read for 400 and 413 only.
+    /// The collector answered a [`Effect::Send`] (`body` read for 400 and 413 only) or an
+    /// [`Effect::Ask`] (`body` read for a 2xx): `status` 0 for a network error.
     Answered { status: u16, retry_after: Option<String>, body: String },
     /// The collector answered a [`Effect::FetchState`] for `user_id`: the state document on a
     /// 200, `None` on anything else (offline, an error): local state goes on alone.
@@ -96,6 +96,9 @@ pub enum PlanSource {
 pub enum Effect {
     /// POST `body` to `url` (a keepalive fetch) and answer with [`Input::Answered`].
     Send { url: String, body: String },
+    /// POST `body` to `url` (which of these events the collector stores, `/v1/known`) and
+    /// answer with [`Input::Answered`], the body read on a 2xx.
+    Ask { url: String, body: String },
     /// Hand `body` to `navigator.sendBeacon`: no answer.
     Beacon { url: String, body: String },
     /// Answer with [`Input::Persist`] at the end of the task.
@@ -130,6 +133,7 @@ struct Running<S: KeyValue> {
     /// The collector's base URL (no trailing slash), and its batch endpoint.
     collector: String,
     batch_url: String,
+    known_url: String,
     page_origin: String,
     /// The engine's user state (and the small keys above), written at the end of the task.
     kv: WriteBehind<S>,
@@ -241,6 +245,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
             client,
             outbox,
             batch_url: collector.clone() + "/v1/batch",
+            known_url: collector.clone() + "/v1/known",
             collector: collector.clone(),
             page_origin,
             kv: WriteBehind::new(self.storage.clone()),
@@ -394,8 +399,12 @@ impl<S: KeyValue> Running<S> {
         self.outbox.due(now, false)
     }
 
+    /// The next request: a question about events that may have arrived already (see
+    /// [`super::delivery`]), else a due batch.
     fn send(&mut self, now: i64, force: bool, fx: &mut Vec<Effect>) {
-        if let Some(body) = self.outbox.next_batch(now, force) {
+        if let Some(body) = self.outbox.next_check(now) {
+            fx.push(Effect::Ask { url: self.known_url.clone(), body });
+        } else if let Some(body) = self.outbox.next_batch(now, force) {
             fx.push(Effect::Send { url: self.batch_url.clone(), body });
         }
     }
@@ -802,6 +811,28 @@ mod tests {
         event.get("props").and_then(|p| p.get(key))
     }
 
+    /// The ids of the `/v1/known` questions among `fx`.
+    fn asked(fx: &[Effect]) -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Ask { url, body } => Some((url, body)),
+                _ => None,
+            })
+            .flat_map(|(url, body)| {
+                assert_eq!(url, "https://c.example/v1/known");
+                let doc = json::parse(body).expect("a JSON question");
+                doc.get("ids").and_then(Value::as_array).expect("ids").iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The collector's answer to a question: these ids are stored.
+    fn known(ids: &[String]) -> Input {
+        let known: Vec<Value> = ids.iter().map(|id| Value::Str(id.clone())).collect();
+        let body = Value::Obj(vec![("known".into(), Value::Arr(known))]).to_json();
+        Input::Answered { status: 200, retry_after: None, body }
+    }
+
     fn ack() -> Input {
         Input::Answered { status: 200, retry_after: None, body: String::new() }
     }
@@ -895,7 +926,12 @@ mod tests {
         let fx = m2.handle(T0 + 1500, Input::Tick);
         assert!(events(&fx, false).is_empty(), "within the acknowledgement window");
         let fx = m2.handle(T0 + 6000, Input::Tick);
-        assert_eq!(events(&fx, false).len(), 5, "after it, sent again (a beacon may be lost)");
+        assert!(events(&fx, false).is_empty(), "asked about before they are sent again");
+        let ids = asked(&fx);
+        assert_eq!(ids.len(), 5);
+        // Two beacons of five were lost: those go again, the others not.
+        let fx = m2.handle(T0 + 6050, known(&ids[2..]));
+        assert_eq!(events(&fx, false).iter().map(|e| field(e, "id").unwrap_or_default().to_owned()).collect::<Vec<_>>(), ids[..2]);
     }
 
     #[test]
@@ -913,10 +949,15 @@ mod tests {
         let fx = new.handle(T0 + 1300, Input::Tick);
         assert!(events(&fx, false).is_empty(), "not adopted within the window");
         let fx = new.handle(T0 + 5100, Input::Tick);
-        assert_eq!(names(&events(&fx, false)), ["before_reload"; 4], "adopted after the window, sent by the adopting page");
-        new.handle(T0 + 5200, ack());
+        assert!(events(&fx, false).is_empty(), "adopted after the window, and asked about");
+        let ids = asked(&fx);
+        assert_eq!(ids.len(), 4);
+        // The beacons arrived: nothing is sent twice, and the queue is empty.
+        let fx = new.handle(T0 + 5200, known(&ids));
+        assert!(events(&fx, false).is_empty(), "not sent again");
         let fx = new.handle(T0 + 9000, Input::Tick);
-        assert!(events(&fx, false).is_empty(), "and not again");
+        assert!(events(&fx, false).is_empty() && asked(&fx).is_empty(), "and not later");
+        assert!(storage.0.borrow().entries.keys().all(|k| !k.starts_with(crate::core::delivery::QUEUE_PREFIX)), "nothing left queued");
     }
 
     #[test]
@@ -1042,6 +1083,9 @@ mod tests {
         assert!(fx.contains(&Effect::Listen));
         // The replaced SDK's queue is adopted once its heartbeat lapses: nothing is lost.
         let fx = m.handle(T0 + 12_000, Input::Tick);
+        let ids = asked(&fx);
+        assert_eq!(ids.len(), 2, "its tab did not close: asked about first");
+        let fx = m.handle(T0 + 12_001, known(&[]));
         assert_eq!(names(&events(&fx, false)), ["x", "y"]);
     }
 

@@ -954,14 +954,32 @@ impl Plan {
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
-    /// needs (see `web`): it never builds the milestone engine or the tips, so the rest of the
-    /// plan's validation, with its messages, stays out of its bundle. The full validation runs
-    /// on the collector when the plan is stored, and in the guide build.
+    /// needs (see `web`). It never builds the milestone engine or the tips, and it does not
+    /// validate either: the collector validated the plan when it was stored (`PUT /v1/plan`,
+    /// `--plan`, `onramp-collector plan check`), so a rule the tracker cannot read is reported
+    /// by its pointer alone, with no problem text formatted here. That keeps the validator's
+    /// messages, and the `core::fmt` code they pull in, out of the tracker's bundle (measured
+    /// in the commit that made it: see BENCHMARKS.md, section 5). Fields it does not know are
+    /// ignored, so a plan with sections newer than this release still captures.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let top = Obj::new(doc, String::new(), TOP_FIELDS)?;
-        let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
-        let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
-        let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
+        let unreadable = |pointer: String| PlanError {
+            pointer,
+            problem: String::from("cannot be read"),
+            expected: String::from("a plan that `onramp-collector plan check` accepts"),
+        };
+        let version = match doc.get("version") {
+            Some(Value::Str(v)) if !v.is_empty() => v.clone(),
+            _ => return Err(unreadable(String::from("/version"))),
+        };
+        let rules = match doc.get("capture") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Arr(rules)) => rules,
+            Some(_) => return Err(unreadable(String::from("/capture"))),
+        };
+        let mut capture = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            capture.push(read_capture_rule(rule).map_err(|field| unreadable(child(&index("/capture", i), field)))?);
+        }
         Ok((version, capture))
     }
 
@@ -1235,6 +1253,37 @@ fn capture_rule(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
     Ok(CaptureRule { event, on, props })
 }
 
+/// A capture rule read without checks or messages (the tracker's way, see
+/// [`Plan::capture_only`]); `Err` names the field it could not read.
+fn read_capture_rule(v: &Value) -> Result<CaptureRule, &'static str> {
+    let text = |key: &'static str| match v.get(key) {
+        Some(Value::Str(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(key),
+    };
+    let event = text("event")?.ok_or("event")?;
+    let on = match (text("on")?.as_deref(), text("selector")?) {
+        (Some("view"), _) => {
+            let (path, hash) = (text("path")?.map(Pattern), text("hash")?.map(Pattern));
+            if path.is_none() && hash.is_none() {
+                return Err("path");
+            }
+            Capture::View { path, hash }
+        }
+        (Some("click"), Some(selector)) => Capture::Click { selector },
+        (Some("submit"), Some(selector)) => Capture::Submit { selector },
+        (Some("appear"), Some(selector)) => Capture::Appear { selector },
+        (Some("click" | "submit" | "appear"), None) => return Err("selector"),
+        _ => return Err("on"),
+    };
+    let props = match v.get("props") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Obj(entries)) => entries.clone(),
+        Some(_) => return Err("props"),
+    };
+    Ok(CaptureRule { event, on, props })
+}
+
 fn milestone_ref(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<String, PlanError> {
     let id = id(v, ptr)?;
     if milestones.iter().any(|m| m.id == id) {
@@ -1428,6 +1477,22 @@ mod tests {
         }
         let bad = json::parse(r#"{"version":"1","capture":[{"event":"x","on":"hover","selector":"a"}]}"#).expect("json");
         assert_eq!(Plan::capture_only(&bad).expect_err("bad rule").pointer, "/capture/0/on");
+        // The tracker names the field it cannot read, and ignores sections it does not know.
+        for (text, pointer) in [
+            (r#"{"capture":[]}"#, "/version"),
+            (r#"{"version":"1","capture":{}}"#, "/capture"),
+            (r#"{"version":"1","capture":[{"event":"x","on":"view","path":"/a"},{"event":"x","on":"click"}]}"#, "/capture/1/selector"),
+            (r#"{"version":"1","capture":[{"event":"x","on":"view"}]}"#, "/capture/0/path"),
+            (r#"{"version":"1","capture":[{"on":"click","selector":"a"}]}"#, "/capture/0/event"),
+            (r#"{"version":"1","capture":[{"event":"x","on":"submit","selector":"form","props":[1]}]}"#, "/capture/0/props"),
+        ] {
+            let error = Plan::capture_only(&json::parse(text).expect("json")).expect_err(text);
+            assert_eq!(error.pointer, pointer, "{text}");
+            assert!(error.message().starts_with(&format!("plan {pointer}: cannot be read")), "{}", error.message());
+        }
+        let newer = r#"{"version":"2","surveys":[{"id":"nps"}],"capture":[{"event":"x","on":"click","selector":"a","later":1}]}"#;
+        let (version, rules) = Plan::capture_only(&json::parse(newer).expect("json")).expect("newer plan");
+        assert_eq!((version.as_str(), rules[0].on.selector()), ("2", Some("a")));
     }
 
     #[test]

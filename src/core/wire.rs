@@ -165,6 +165,31 @@ pub struct RejectedEvent {
 pub const REJECTION_ERRORS: &str = "errors";
 pub const REJECTION_INDEX: &str = "index";
 
+/// `POST /v1/known`: which of these event ids the collector already stores. A page asks before
+/// sending events that may have arrived already (beaconed by a page that closed, or in a
+/// keepalive fetch whose answer it never read), so a reload does not send them twice.
+/// `{"writeKey": "wk_…", "ids": ["0190…", …]}`, as `text/plain` like a batch.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
+pub struct KnownQuery {
+    pub write_key: String,
+    pub ids: Vec<String>,
+}
+
+/// The answer to a [`KnownQuery`]: the ids among those asked that are stored (`{"known": […]}`).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Known {
+    pub known: Vec<String>,
+}
+
+/// At most this many ids per [`KnownQuery`] (about 40 bytes each).
+pub const MAX_KNOWN_IDS: usize = 500;
+/// The JSON keys of a [`KnownQuery`] and a [`Known`], for the tracker's hand-written writer and
+/// reader (delivery): the tracker carries no serde.
+pub const KNOWN_QUERY_IDS: &str = "ids";
+pub const KNOWN_IDS: &str = "known";
+
 impl Rejection {
     pub fn new(error: &str, errors: &[WireError]) -> Rejection {
         Rejection {

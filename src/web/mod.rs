@@ -202,7 +202,11 @@ fn carry_out(effects: Vec<Effect>) {
             }
             #[cfg(feature = "preview")]
             Effect::Beacon { body, .. } if preview::active() => keep_in_preview(&body),
+            // Nothing of preview reached the collector: it knows none of these events.
+            #[cfg(feature = "preview")]
+            Effect::Ask { .. } if preview::active() => dispatch(Input::Answered { status: 200, retry_after: None, body: String::new() }),
             Effect::Send { url, body } => post(&url, &body),
+            Effect::Ask { url, body } => ask(&url, &body),
             Effect::Beacon { url, body } => {
                 if let Some(w) = web_sys::window() {
                     let _ = w.navigator().send_beacon_with_opt_str(&url, Some(&body));
@@ -466,6 +470,9 @@ struct Responses {
     on_response: Closure<dyn FnMut(JsValue)>,
     on_400_body: Closure<dyn FnMut(JsValue)>,
     on_413_body: Closure<dyn FnMut(JsValue)>,
+    /// The answer to a `/v1/known` question, and its body on a 2xx.
+    on_known: Closure<dyn FnMut(JsValue)>,
+    on_known_body: Closure<dyn FnMut(JsValue)>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
     /// A rejection handler that does nothing, so a failed fetch is never an unhandled rejection.
     ignore: Closure<dyn FnMut(JsValue)>,
@@ -478,21 +485,44 @@ impl Responses {
             on_response: Closure::new(on_response),
             on_400_body: Closure::new(move |text: JsValue| answered(400, text.as_string().unwrap_or_default())),
             on_413_body: Closure::new(move |text: JsValue| answered(413, text.as_string().unwrap_or_default())),
+            on_known: Closure::new(on_known),
+            on_known_body: Closure::new(move |text: JsValue| answered(200, text.as_string().unwrap_or_default())),
             on_network_error: Closure::new(move |_: JsValue| answered(0, String::new())),
             ignore: Closure::new(|_: JsValue| {}),
         }
     }
 }
 
-fn post(url: &str, body: &str) {
-    let Some(window) = web_sys::window() else { return };
+/// A POST of `body` as text/plain: a CORS-simple request, no preflight.
+fn post_text(url: &str, body: &str) -> Option<js_sys::Promise> {
+    let window = web_sys::window()?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
-    // A string body goes as text/plain: a CORS-simple request, no preflight.
     init.set_body(&JsValue::from_str(body));
     // `keepalive` lets the request finish if the page is closed meanwhile.
     let _ = js_sys::Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
-    RESPONSES.with(|r| drop(window.fetch_with_str_and_init(url, &init).then2(&r.on_response, &r.on_network_error)));
+    Some(window.fetch_with_str_and_init(url, &init))
+}
+
+fn post(url: &str, body: &str) {
+    if let Some(sent) = post_text(url, body) {
+        RESPONSES.with(|r| drop(sent.then2(&r.on_response, &r.on_network_error)));
+    }
+}
+
+fn ask(url: &str, body: &str) {
+    if let Some(sent) = post_text(url, body) {
+        RESPONSES.with(|r| drop(sent.then2(&r.on_known, &r.on_network_error)));
+    }
+}
+
+fn on_known(response: JsValue) {
+    let status = response.dyn_ref::<web_sys::Response>().map_or(0, |r| r.status());
+    let text = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok()).and_then(|r| r.text().ok());
+    match text {
+        Some(text) => RESPONSES.with(|r| drop(text.then2(&r.on_known_body, &r.on_network_error))),
+        None => dispatch(Input::Answered { status, retry_after: None, body: String::new() }),
+    }
 }
 
 fn on_response(response: JsValue) {

@@ -141,3 +141,38 @@ test("a call made from inside a host callback onramp invoked is kept, in order, 
   assert.deepEqual(messages.filter((m) => m.type === "pageerror" || (m.type === "error" && m.text.startsWith("onramp"))), []);
   await context.close();
 });
+
+/** Requests to `path` in the collector's request log. */
+function requests(path) {
+  return collector.log().split("\n").filter((line) => line.includes(`"${path}"`)).length;
+}
+
+test("a reload does not send again what the closing page's beacon delivered, and resends what it lost", async () => {
+  const context = await browser.newContext();
+  let dropBeacons = false;
+  // sendBeacon requests ("ping"), lost on their way while dropBeacons is set.
+  await context.route("**/v1/batch", (route) =>
+    dropBeacons && route.request().resourceType() === "ping" ? route.abort() : route.continue());
+  const { page } = await openPage(context);
+  await page.evaluate(() => window.onramp.flush());
+  const before = received();
+  const asked = requests("/v1/known");
+  await page.evaluate(() => { for (let i = 0; i < 4; i++) window.onramp.track("d_reload", { i }); });
+  await page.reload(); // pagehide beacons the four; the new page adopts them after the window
+  assert.equal(await page.evaluate(() => window.onrampReady), true);
+  assert.ok(await eventually(() => stored("d_reload") === 4, { timeout: 10000 }), "the beacon arrived");
+  // The adopting page asks which of them the collector stores, and sends none again.
+  assert.ok(await eventually(() => requests("/v1/known") > asked, { timeout: 15000 }), "asked after the window");
+  await page.evaluate(() => window.onramp.flush());
+  assert.equal(received() - before, 4, "each event received once over the reload");
+
+  // The beacon is lost this time: the adopting page learns so and sends the events itself.
+  dropBeacons = true;
+  await page.evaluate(() => { for (let i = 0; i < 3; i++) window.onramp.track("d_reload_lost", { i }); });
+  await page.reload();
+  dropBeacons = false;
+  assert.equal(await page.evaluate(() => window.onrampReady), true);
+  assert.ok(await eventually(() => stored("d_reload_lost") === 3, { timeout: 20000 }), "nothing lost");
+  assert.equal(stored("d_reload"), 4);
+  await context.close();
+});

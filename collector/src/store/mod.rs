@@ -351,6 +351,13 @@ pub trait Store: Send + Sync + 'static {
     /// another project is another event.
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()>;
 
+    /// The ids among `ids` that `project` stores (committed), in any order (`POST /v1/known`).
+    /// A store that cannot tell names none, and the page sends those events again: the dedup
+    /// by id keeps each once.
+    fn known_ids(&self, _project: &str, _ids: Vec<String>) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Every user key of `project` with its first and last event time, whether it identified,
     /// and its latest traits, in any order.
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>>;

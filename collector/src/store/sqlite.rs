@@ -399,6 +399,21 @@ impl Store for SqliteStore {
         })
     }
 
+    fn known_ids(&self, project: &str, ids: Vec<String>) -> StoreFuture<'_, Vec<String>> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            // One lookup of the (project, id) key per id; at most MAX_KNOWN_IDS of them.
+            let mut stmt = conn.prepare_cached("SELECT 1 FROM events WHERE project = ?1 AND id = ?2")?;
+            let mut known = Vec::new();
+            for id in ids {
+                if stmt.exists(params![project, id])? {
+                    known.push(id);
+                }
+            }
+            Ok(known)
+        })
+    }
+
     fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
         let (project, user) = (project.to_owned(), user.to_owned());
         self.read(move |conn| user_data(conn, &project, &user))

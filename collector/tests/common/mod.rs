@@ -68,6 +68,23 @@ pub async fn post(url: &str, body: String) -> reqwest::Response {
         .expect("post")
 }
 
+/// `POST /v1/known` from the demo page's origin: the status, and the ids named as stored (sorted).
+pub async fn known(url: &str, write_key: &str, ids: &[&str]) -> (u16, Vec<String>) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/known"))
+        .header("content-type", "text/plain")
+        .header("origin", "http://localhost:3000")
+        .body(json!({"writeKey": write_key, "ids": ids}).to_string())
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let mut known: Vec<String> = body["known"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    known.sort();
+    (status, known)
+}
+
 /// GET a read-API path (e.g. `/v1/funnel?steps=a,b`) with the demo read token.
 pub async fn get(url: &str, path_and_query: &str) -> Value {
     let r = reqwest::Client::new()

@@ -72,6 +72,20 @@ pub(super) fn section(table: &mut Table, runs: u32) -> Result {
         "≤ 1.2 ×",
         ratio.map(|r| r <= 1.2),
     );
+    let (sent, event_bytes) = (num(&kv, "session_sent_bytes"), num(&kv, "session_event_bytes"));
+    let ratio = sent.zip(event_bytes).filter(|(_, e)| *e > 0.0).map(|(s, e)| s / e);
+    table.row(
+        "bytes sent ÷ bytes stored over the same session (request bodies of batches, beacons and `/v1/known` questions, against the distinct events they carried)",
+        &ratio.map_or("?".into(), |r| format!("{r:.2} ×")),
+        &format!(
+            "{} B sent, {} B of events; {} `/v1/known` questions",
+            get("session_sent_bytes"),
+            get("session_event_bytes"),
+            get("session_known_requests")
+        ),
+        "≤ 1.2 ×",
+        ratio.map(|r| r <= 1.2),
+    );
     for (name, label) in [("tracker", "tracker_bg.wasm (lean tracker)"), ("onramp", "onramp_bg.wasm (full SDK)")] {
         if let Some(parts) = wasm_parts(table, name) {
             table.row(&format!("{label} by part (twiggy; raw bytes before compression)"), &parts, "", "", None);

@@ -950,6 +950,24 @@ impl Store for ClickHouseStore {
         })
     }
 
+    fn known_ids(&self, project: &str, ids: Vec<String>) -> StoreFuture<'_, Vec<String>> {
+        let project = quote(project);
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Existence only: no FINAL needed (a row not yet merged is still stored).
+            let list = ids.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ");
+            let answer = self.select(&format!("SELECT DISTINCT id FROM events WHERE project = {project} AND id IN ({list})")).await?;
+            let mut r = Reader::new(&answer);
+            let mut known = Vec::new();
+            while !r.is_empty() {
+                known.push(r.str()?);
+            }
+            Ok(known)
+        })
+    }
+
     fn user_data(&self, project: &str, user: &str) -> StoreFuture<'_, UserData> {
         let (project, user) = (project.to_owned(), user.to_owned());
         Box::pin(async move {
