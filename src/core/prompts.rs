@@ -8,11 +8,13 @@
 //! groups when it names some (the user's latest NPS answer). One prompt at a time, the highest
 //! `priority` first, and never beside a tip that holds the user's attention.
 //!
-//! Prompts spend the **same fatigue budget as tips**: [`budget`] and [`charge_budget`] are the one
-//! place that says so, so that the budget shared by tips, surveys and prompts can replace them.
+//! Prompts spend the **fatigue budget** shared by every kind of guidance ([`super::budget`]:
+//! `caps.maxPerSession`, `caps.maxPerDay`) and, like tips, count toward `maxTipsPerSession` and
+//! the gap between two nudges: [`budget`] and [`charge_budget`] are the one place that says so.
 //! Each prompt's state lives in the user's tip states under `prompt:<id>` ([`state_key`]; tip ids
 //! cannot contain `:`), so it persists and merges across tabs like a tip's.
 
+use super::budget::{self as shared, Spent, Surface};
 use super::engine::{TipState, UserState};
 use super::holdout::{self, Withheld};
 use super::plan::{Plan, Prompt};
@@ -45,8 +47,10 @@ pub enum Why {
     Capped,
     /// The user's latest NPS group is not one it is for.
     OtherGroup,
-    /// The fatigue budget shared with tips is spent for this session.
+    /// The tips' session cap, which prompts count toward, is spent.
     SessionCapped,
+    /// The fatigue budget shared by tips, surveys and prompts is spent (the day's frees up).
+    Budget(Spent),
     /// The gap between guidance shown has not passed yet.
     Gap { at: i64 },
 }
@@ -60,11 +64,10 @@ pub fn shown_this_session(s: &UserState, prompt: &Prompt) -> bool {
     state(s, prompt).and_then(|t| t.last_shown).is_some_and(|l| l >= s.session.start)
 }
 
-/// The fatigue budget prompts share with tips: the plan's `caps` over every nudge in the session
-/// (tips' and prompts' showings together), and the gap between two of them. `Ok` when one more
-/// may show now. When the shared budget (tips, surveys, prompts) lands, this is the call to
-/// point at it.
+/// Whether one more prompt may show now: the fatigue budget shared by every kind of guidance,
+/// then the tips' session cap and the gap between two nudges, which prompts count toward.
 pub fn budget(plan: &Plan, s: &UserState, now: i64) -> Result<(), Why> {
+    shared::check(&plan.caps, s, now).map_err(Why::Budget)?;
     if s.session.tips_shown.total() >= plan.caps.max_tips_per_session {
         return Err(Why::SessionCapped);
     }
@@ -74,8 +77,9 @@ pub fn budget(plan: &Plan, s: &UserState, now: i64) -> Result<(), Why> {
     }
 }
 
-/// Charges one showing to the shared budget (the counters tips' caps read).
+/// Charges one showing to the shared budget and to the counters tips' caps read.
 pub fn charge_budget(s: &mut UserState, tab: &str, now: i64) {
+    shared::record_shown(s, tab, Surface::Prompt, now);
     s.session.tips_shown.add(tab, 1);
     s.session.last_tip = Some(now);
 }
@@ -113,6 +117,7 @@ pub fn explain(plan: &Plan, s: &UserState, i: usize, user: Option<&str>, now: i6
     if let Err(why) = budget(plan, s, now) {
         match why {
             Why::Gap { at: gap } => at = at.max(gap),
+            Why::Budget(Spent::Day { since, .. }) => at = at.max(since + shared::DAY_MS),
             other => return never(other),
         }
     }
@@ -263,9 +268,11 @@ mod tests {
         // Now the tips' own cap is spent by the prompt…
         let page = Page { now: later + 120_000, path: "/", hash: "", route_since: 0, seen: &[], skip: &[], forced: None, review: None, user: Some("u") };
         assert!(matches!(tips::explain(&p, &s, 1, &page).1, tips::Why::SessionCapped { .. }));
-        // …and the other prompts' too.
+        // …and the other prompts' too: the shared budget (`maxPerSession`, by default
+        // `maxTipsPerSession`) says no first.
         note_nps(&mut s, "promoter", later);
-        assert_eq!(explain(&p, &s, idx(&p, "refer"), Some("u"), later + 120_000).1, Why::SessionCapped);
+        assert_eq!(explain(&p, &s, idx(&p, "refer"), Some("u"), later + 120_000).1, Why::Budget(Spent::Session { shown: 2, max: 2 }));
+        assert_eq!(crate::core::budget::shown_today(&s, later), 2, "the prompt was charged to the day's budget too");
     }
 
     #[test]

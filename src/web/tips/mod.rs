@@ -581,7 +581,8 @@ impl Ui {
                 });
             }
         }
-        let prompt_wake = self.reconcile_prompt(engine, store, out, t, focus.is_some());
+        // A survey card and a prompt share the corner: one at a time.
+        let prompt_wake = self.reconcile_prompt(engine, store, out, t, focus.is_some() || self.survey.is_some());
         let wake = match (pick.wake, prompt_wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -617,7 +618,7 @@ impl Ui {
         let page = surveys::Page { now: t, path, hash, route_since: self.route_since, user: &user };
         let (pick, wake) = surveys::pick(engine.plan(), &engine.state, &page);
         self.survey_wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
-        let Some(i) = pick.filter(|_| !self.surfaces.iter().any(|s| s.kind == TipKind::Modal)) else { return };
+        let Some(i) = pick.filter(|_| self.prompt.is_none() && !self.surfaces.iter().any(|s| s.kind == TipKind::Modal)) else { return };
         let Some(s) = engine.plan().surveys.get(i).cloned() else { return };
         let Some(mut card) = survey::mount(self.root.unchecked_ref(), i, &s, &self.ctx(engine), t) else { return };
         engine.update(store, |state, tab| surveys::record_shown(state, tab, &s, t));
