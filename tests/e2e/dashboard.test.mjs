@@ -177,9 +177,10 @@ test("the surveys panel shows the collector's survey figures, answers as plain t
   const report = JSON.parse(JSON.stringify(real));
   const summary = (score) => ({ shown: 4, answered: 3, dismissed: 0, snoozed: 0, responseRate: 0.75, respondents: 3, scored: 3, groups: [1, 1, 1], score, distribution: [] });
   report.surveys = {
-    users: 3, periodFrom: report.now - 30 * 86400000, milestone: "file_uploaded", milestoneKind: "milestone", split: null,
+    users: 3, periodFrom: report.now - 30 * 86400000, milestone: "file_uploaded", milestoneKind: "milestone", split: "plan",
     surveys: [
-      { surveyId: "nps-q1", kind: "nps", all: summary(-12.5), milestoneReached: summary(50), milestoneNotReached: summary(-100), cohorts: [], byTrait: [],
+      { surveyId: "nps-q1", kind: "nps", all: summary(-12.5), milestoneReached: summary(50), milestoneNotReached: summary(-100),
+        cohorts: [{ week: "2026-11-23", summary: summary(20) }], byTrait: [{ value: "<b>pro</b>", summary: summary(-40) }, { value: null, summary: {} }],
         answers: [{ user: "ann", at: report.now - 1000, score: 3, group: "detractor", text: "<img src=x onerror=alert(1)> too slow", milestoneReached: false }], answersTotal: 1 },
       { surveyId: "weird", kind: "ces", all: summary(1e300), milestoneReached: summary(null), milestoneNotReached: {}, cohorts: [], byTrait: [],
         answers: [{ user: "bob", at: -1e18, score: null, group: null, text: null, milestoneReached: true }], answersTotal: 1 },
@@ -193,6 +194,12 @@ test("the surveys panel shows the collector's survey figures, answers as plain t
   const rows = await page.$$eval("#surveys tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
   assert.deepEqual(rows[0], ["nps-q1", "nps", "-13", "3", "75%", "50 / -100", "1 / 1 / 1"]);
   assert.equal(rows[1][2], "1e+300", "an extreme mean still draws");
+  const splits = await page.$$eval("#survey-splits tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  assert.deepEqual(splits, [
+    ["nps-q1", "signed up week of 2026-11-23", "20", "3", "75%"],
+    ["nps-q1", "plan = <b>pro</b>", "-40", "3", "75%"],
+    ["nps-q1", "plan = (none)", "–", "–", "–"],
+  ]);
   const answer = await page.$$eval("#survey-answers tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
   assert.equal(answer[0][5], "<img src=x onerror=alert(1)> too slow", "the text is shown as text");
   assert.equal(await page.$$eval("#survey-answers img", (imgs) => imgs.length), 0, "never markup");

@@ -170,6 +170,16 @@
         surveyScore(v.kind, yes.score) + " / " + surveyScore(v.kind, no.score), groups];
     }));
     if (!s.surveys.length) fillTable($("surveys"), [[{ text: "No survey answers in this period", cls: "muted" }, "", "", "", "", "", ""]]);
+    // Splits: by sign-up week (cohort) and, when the report was split by a trait, its values.
+    var splits = [];
+    s.surveys.forEach(function (v) {
+      (v.cohorts || []).forEach(function (c) { splits.push([String(v.surveyId), "signed up week of " + String(c.week), c.summary || {}, v.kind]); });
+      (v.byTrait || []).forEach(function (t) { splits.push([String(v.surveyId), String(s.split) + " = " + (t.value == null ? "(none)" : String(t.value)), t.summary || {}, v.kind]); });
+    });
+    fillTable($("survey-splits"), splits.map(function (r) {
+      return [r[0], r[1], surveyScore(r[3], r[2].score), num(r[2].respondents), pct(r[2].responseRate)];
+    }));
+    if (!splits.length) fillTable($("survey-splits"), [[{ text: "No survey splits yet", cls: "muted" }, "", "", "", ""]]);
     // Answer texts are the users' own words: text nodes only, never markup.
     var answers = [];
     s.surveys.forEach(function (v) { (v.answers || []).forEach(function (a) { answers.push({ survey: v.surveyId, a: a }); }); });
