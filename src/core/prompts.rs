@@ -303,6 +303,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_prompt_keeps_the_guide_until_done_or_its_window_is_over() {
+        let p = plan("");
+        let now = T0 + H;
+        let mut s = user(now);
+        assert!(!pending(&p, &s, now), "milestones unreached: their own business");
+        s.reached.insert("shared".into(), now);
+        assert!(pending(&p, &s, now + 3 * 24 * H - 1), "`later`: 2 d delay + 1 d window");
+        record_action(&mut s, &p.prompts[idx(&p, "invite")], now);
+        assert!(pending(&p, &s, now + 2 * 24 * H), "`later` still ahead");
+        assert!(!pending(&p, &s, now + 8 * 24 * H), "every window over");
+    }
+
+    #[test]
     fn review_gating_and_bad_prompts_are_refused_with_the_field_named() {
         let bad = |prompt: &str| {
             let text = [
