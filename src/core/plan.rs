@@ -494,6 +494,8 @@ impl Survey {
             (SurveyKind::Csat, CsatScale::Five) => 1..=5,
             (SurveyKind::Nps, _) => 0..=10,
             (SurveyKind::Ces, _) => 1..=7,
+            // Open text has no scale: an empty range (no radios, and no score is in it).
+            #[allow(clippy::reversed_empty_ranges)]
             (SurveyKind::Question, _) => 1..=0,
         }
     }
