@@ -487,7 +487,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
             eprintln!("onramp-collector: project {:?} has no webhookSecret: its webhook requests go unsigned", p.id);
         }
     }
-    // Customer health on each plan's schedule (default hourly), first at start (docs/HEALTH.md).
+    // Customer health on each plan's schedule (default hourly; docs/HEALTH.md).
     state.spawn_background(onramp_collector::health::schedule_loop(state.clone()));
     if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
         state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));

@@ -655,3 +655,33 @@ async fn bad_parameters_are_named_and_csv_is_safe() {
     let r = reqwest::Client::new().get(format!("{}/v1/health/user/nobody", c.url)).bearer_auth("rt_demo").send().await.expect("get");
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn the_schedule_computes_one_period_after_start_then_every_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).expect("store"));
+    let mut state = AppState::new(Config::default(), store.clone());
+    let clock = Arc::new(AtomicI64::new(T0));
+    let c = clock.clone();
+    state.clock = Arc::new(move || c.load(Ordering::SeqCst));
+    let identify = json!({"id": "i1", "type": "identify", "name": "identify", "anonymousId": "a", "userId": "u1", "ts": T0 - HOUR, "props": {"signedUpAt": T0 - HOUR}});
+    let event: onramp::core::wire::Event = serde_json::from_value(identify).expect("event");
+    store
+        .insert(vec![onramp_collector::store::StoredEvent { project: "demo".into(), event, ts: T0 - HOUR, sent_at: T0, received_at: T0 }])
+        .await
+        .expect("insert");
+    state.spawn_background(onramp_collector::health::schedule_loop(state.clone()));
+    let computed = |store: Arc<SqliteStore>| async move { store.health_records("demo", 0, None).await.expect("records").into_iter().map(|r| r.computed_at).collect::<BTreeSet<_>>() };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(computed(store.clone()).await.is_empty(), "nothing at start");
+    clock.store(T0 + HOUR, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(computed(store.clone()).await, BTreeSet::from([T0 + HOUR]), "the demo plan's default: hourly");
+    clock.store(T0 + HOUR + 30 * 60_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(computed(store.clone()).await.len(), 1, "not before the next hour");
+    clock.store(T0 + 2 * HOUR, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(computed(store.clone()).await, BTreeSet::from([T0 + 2 * HOUR]), "recomputed; the day's snapshot replaced");
+    state.begin_shutdown();
+}

@@ -513,28 +513,32 @@ pub async fn run(state: &AppState, project: &Project) -> Result<RunSummary, Stor
     Ok(summary)
 }
 
-/// Recomputes every project's health on its plan's schedule (default hourly); the first run is
-/// at start. Run it with [`AppState::spawn_background`].
+/// Recomputes every project's health on its plan's schedule (default hourly), the first time one
+/// period after start: a restart costs no extra computation, and a project never computed is
+/// computed on its first read. Run it with [`AppState::spawn_background`].
 pub async fn schedule_loop(state: AppState) {
-    let mut next: Vec<i64> = state.config.projects.iter().map(|_| 0).collect();
+    let mut next: Vec<Option<i64>> = state.config.projects.iter().map(|_| None).collect();
     let stopping = state.stopping();
     tokio::pin!(stopping);
     loop {
         for (project, next) in state.config.projects.iter().zip(next.iter_mut()) {
-            if state.now() < *next {
+            if next.is_some_and(|at| state.now() < at) {
                 continue;
             }
             let every = match crate::plans::current(&state, &project.id).await {
                 Ok(Some(s)) => s.health.schedule_ms,
                 _ => HealthModel::default().schedule_ms,
             };
-            if let Err(e) = run(&state, project).await {
-                eprintln!("onramp-collector: health: {e}");
+            if next.is_some() {
+                if let Err(e) = run(&state, project).await {
+                    eprintln!("onramp-collector: health: {e}");
+                }
             }
-            *next = state.now() + every;
+            *next = Some(state.now() + every);
         }
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            // Checking the clock is cheap; the plan is read only when a project is due.
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = &mut stopping => return,
         }
     }
