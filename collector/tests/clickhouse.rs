@@ -107,6 +107,46 @@ async fn the_trait_migration_backfills_identifies_stored_before_it() {
     assert_eq!(server.query("SELECT count() FROM onramp.events FINAL").expect("count").trim(), "3", "written again, not added");
 }
 
+/// A database from before the tip and metric rollups (migration 9): tip and metric events stored
+/// with no view to sum them up. Applying the migration fills the rollups from them, so the
+/// tip-effect and seed-metric reads, and `rollup verify`, agree with a recompute from the events.
+#[tokio::test]
+async fn the_tip_and_metric_migration_backfills_events_stored_before_it() {
+    let (server, _old_store) = clickhouse().await;
+    for table in ["rollup_tips_mv", "rollup_metrics_mv", "rollup_tips", "rollup_metrics"] {
+        server.query(&format!("DROP TABLE onramp.{table}")).expect("as before migration 9");
+    }
+    let old = "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen) VALUES";
+    server
+        .query(&format!(
+            r#"{old} ('demo', 'anon-a', 't1', 'tip', 'tip_shown', 'alice', 5, 5, 9, 9, '{{"tipId":"welcome"}}', 100),
+                   ('demo', 'anon-a', 't2', 'tip', 'tip_dismissed', 'alice', 6, 6, 9, 9, '{{"milestone":"m1","tipId":"welcome"}}', 100),
+                   ('demo', 'anon-a', 't3', 'tip', 'tip_shown', 'alice', 7, 7, 9, 9, '{{"tipId":5}}', 100),
+                   ('demo', 'anon-a', 'm1', 'metric', 'core_task_completion', 'alice', 5, 5, 9, 9, '{{"value":0.25}}', 100),
+                   ('demo', 'anon-a', 'm2', 'metric', 'core_task_completion', 'alice', 8, 8, 9, 9, '{{"value":0.75}}', 100),
+                   ('demo', 'anon-a', 'm3', 'metric', 'core_task_completion', 'alice', 9, 9, 9, 9, '{{"value":"n/a"}}', 100),
+                   ('demo', 'anon-b', 'm4', 'metric', 'return_interval', 'bob', 6, 6, 9, 9, '{{"valueMs":7200000}}', 100)"#
+        ))
+        .expect("insert as an old collector");
+    server.query("ALTER TABLE onramp.onramp_migrations DELETE WHERE version >= 9").expect("forget migration 9 and those after it");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let store = onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate");
+    use onramp_collector::store::{UserMetric, UserTip};
+    let welcome = UserTip { user: "alice".into(), tip_id: "welcome".into(), names: vec!["tip_dismissed".into(), "tip_shown".into()], milestone: Some("m1".into()) };
+    assert_eq!(store.tips("demo").await.expect("tips"), vec![welcome], "a tipId that is not a string names no tip");
+    assert_eq!(
+        store.metrics("demo").await.expect("metrics"),
+        vec![
+            UserMetric { user: "alice".into(), name: "core_task_completion".into(), first: 0.25, latest: 0.75 },
+            UserMetric { user: "bob".into(), name: "return_interval".into(), first: 7_200_000.0, latest: 7_200_000.0 },
+        ],
+        "a value that is not a number is skipped"
+    );
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+}
+
 /// Plan versions in ClickHouse: the same scenario as SQLite's (tests/plans.rs), and a plan stored
 /// before versions were kept (migration 0002's table only) is version 1 and stays in the history.
 #[tokio::test]

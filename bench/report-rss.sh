@@ -1,0 +1,24 @@
+#!/bin/bash
+# bench/report-rss.sh BIN PORT RUNS -- COLLECTOR ARGS…
+#
+# Starts the collector (`BIN --listen 127.0.0.1:PORT --quiet ARGS…`, e.g. `--db FILE` or
+# `--store clickhouse://…`) on data `cargo xtask bench` generated, asks for the full `/v1/report`
+# RUNS times (a new `window` each time, so the report cache never answers), and prints for each:
+# HTTP status and wall time, the collector's CPU time for it (utime + stime from /proc), and its
+# peak RSS so far (VmHWM). What `cargo xtask bench` does not show: CPU apart from waiting for a
+# core on a shared machine, and memory while reports run.
+set -u
+BIN=$1; PORT=$2; RUNS=$3; shift 4
+"$BIN" --listen "127.0.0.1:$PORT" --quiet "$@" > /dev/null 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null' EXIT
+for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.5; done
+cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+STEPS="milestone:signed_up,milestone:project_created,milestone:teammate_invited,milestone:file_uploaded,milestone:report_shared"
+for i in $(seq 1 "$RUNS"); do
+  before=$(cpu)
+  took=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -H "Authorization: Bearer rt_demo" \
+    "http://127.0.0.1:$PORT/v1/report?steps=$STEPS&value=milestone:report_shared&due=signed_up:1h,project_created:24h,report_shared:7d&window=${i}00h")
+  after=$(cpu)
+  echo "run $i: HTTP $took s, collector CPU $(( (after - before) * 1000 / $(getconf CLK_TCK) )) ms, $(grep VmHWM "/proc/$PID/status" | tr -s ' \t' ' ')"
+done
