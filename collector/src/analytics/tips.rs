@@ -35,8 +35,8 @@ pub struct TipEffect {
 }
 
 fn group(members: &[&User], milestone: Option<&str>, reach: &FirstReach) -> Group {
-    let mut times: Vec<i64> =
-        members.iter().filter_map(|u| milestone.and_then(|m| reach.since_signup(u, &Step::milestone(m)))).collect();
+    let step = milestone.map(Step::milestone);
+    let mut times: Vec<i64> = members.iter().filter_map(|u| step.as_ref().and_then(|s| reach.since_signup(u, s))).collect();
     times.sort_unstable();
     Group {
         users: members.len(),
