@@ -291,7 +291,7 @@ test("the surveys panel's period, milestone and split controls ask the collector
   const byMilestone = await api("period=all&milestone=signed_up");
   assert.equal(row[5], `${byMilestone.milestoneReached.score.toFixed(0)} / ${byMilestone.milestoneNotReached.score.toFixed(0)}`);
   assert.equal(await page.textContent("#survey-milestone"), "signed_up");
-  await page.screenshot({ path: join(ARTIFACTS, "dashboard-surveys-controls.png"), fullPage: true });
+  await page.locator("figure", { has: page.locator("#surveys") }).screenshot({ path: join(ARTIFACTS, "dashboard-surveys-controls.png") });
 
   // The fragment restores all three; the CSV link carries them (the stalled one does not).
   const again = await (await browser.newContext()).newPage();
