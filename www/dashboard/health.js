@@ -133,7 +133,7 @@
     var who = f.account ? " in account " + f.account : "";
     if (!f.stage && !f.band) {
       return { title: "At risk", what: "red, at risk or dormant" + who, empty: "Nobody is at risk",
-        requests: ["band=red" + common, "stage=at_risk,dormant" + common] };
+        requests: ["band=red" + common, "stage=at_risk,dormant" + common], filter: common };
     }
     var stage = f.stage === "any" ? "" : f.stage || "at_risk,dormant";
     var words = [f.band ? "band " + f.band : "", stage ? "stage " + stage.replace(/_/g, " ").replace(",", " or ") : ""].filter(Boolean);
