@@ -208,3 +208,103 @@ test("the surveys panel shows the collector's survey figures, answers as plain t
   const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
   assert.deepEqual(bad, [], "no errors in the page");
 });
+
+test("the surveys panel's period, milestone and split controls ask the collector and draw its answer", async () => {
+  // Five users of one sign-up week answer an NPS survey at different times; expected scores are
+  // worked out here from the documented definition (promoters % − detractors %, latest answer).
+  // (The collector refuses events more than 30 days old, so the periods compared are 7 days and all.)
+  const now = Date.now(), signup = now - 25 * D;
+  const answers = [
+    ["sv1", "pro", 10, 2 * D], ["sv2", "pro", 9, 3 * D], ["sv3", "trial", 3, 5 * D],
+    ["sv4", "trial", 8, 10 * D], ["sv5", "pro", 0, 20 * D],
+  ];
+  const group = (s) => (s >= 9 ? "promoter" : s >= 7 ? "passive" : "detractor");
+  const events = [];
+  for (const [user, plan, score, ago] of answers) {
+    const ev = (type, name, ts, props) => events.push({ id: `${user}-${events.length}`, type, name, anonymousId: "anon-" + user, userId: user + "@example.com", ts, props });
+    ev("identify", "identify", signup, { signedUpAt: signup, plan });
+    ev("survey", "survey_answered", now - ago, { surveyId: "nps-dash", surveyKind: "nps", score, group: group(score) });
+  }
+  // Only sv1 reached signed_up (before answering): the milestone split's "yes" side.
+  events.push({ id: "sv1-m", type: "milestone", name: "signed_up", anonymousId: "anon-sv1", userId: "sv1@example.com", ts: signup + 1000, props: { sinceSignupMs: 1000 } });
+  const r = await fetch(collector.url + "/v1/batch", { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ writeKey: "wk_demo", sentAt: now, events }) });
+  assert.equal(r.status, 200, await r.text());
+  const nps = (scores) => {
+    const p = scores.filter((s) => s >= 9).length, d = scores.filter((s) => s <= 6).length;
+    return String(Math.round((p - d) / scores.length * 100));
+  };
+  const scoresOf = (keep) => answers.filter(keep).map((a) => a[2]);
+  const in7 = (a) => a[3] < 7 * D;
+
+  const page = await (await browser.newContext({ viewport: { width: 1360, height: 900 } })).newPage();
+  const messages = watchConsole(page);
+  await page.goto(collector.url + "/dashboard/#token=rt_demo&" + VIEW);
+  await page.waitForSelector("body[data-loaded=true]");
+  const surveyRow = async () => (await page.$$eval("#surveys tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)))).find((row) => row[0] === "nps-dash");
+  const splitRows = () => page.$$eval("#survey-splits tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)).filter((row) => row[0] === "nps-dash"));
+  const api = async (q) => (await getJson(collector.url + "/v1/surveys?" + q)).body.surveys.find((s) => s.surveyId === "nps-dash");
+  const settled = async (want) => { await eventually(async () => { const row = await surveyRow(); return row && want(row); }); return surveyRow(); };
+
+  // The default: the last 30 days, everyone here.
+  let row = await settled((row) => row[3] === "5");
+  assert.equal(row[2], nps(scoresOf(() => true)));
+  assert.equal(row[2], (await api("")).all.score.toFixed(0));
+
+  // The last 7 days: three answers.
+  await page.selectOption("#period", "7d");
+  row = await settled((row) => row[3] === "3");
+  assert.equal(row[2], nps(scoresOf(in7)));
+  assert.equal(row[2], (await api("period=7d")).all.score.toFixed(0));
+  assert.match(await page.textContent("#survey-period"), /^the last 7 d$/);
+
+  // All time: every user's latest answer.
+  await page.selectOption("#period", "all");
+  row = await settled((row) => row[3] === "5");
+  assert.equal(row[2], nps(scoresOf(() => true)));
+  const all = await api("period=all");
+  assert.equal(row[3], String(all.all.respondents));
+  await page.waitForFunction(() => location.hash.includes("period=all"));
+  assert.match(await page.textContent("#survey-period"), /^all time$/);
+
+  // The split by a trait: one row per plan among respondents, as computed here and as the API says.
+  const choices = await page.$$eval("#split option", (os) => os.map((o) => o.value));
+  assert.ok(choices.includes("plan") && choices.includes(""), "the report's traits are offered: " + choices);
+  await page.selectOption("#split", "plan");
+  await eventually(async () => (await splitRows()).some((r) => r[1].startsWith("plan = ")));
+  const byPlan = (await splitRows()).filter((r) => r[1].startsWith("plan = "));
+  assert.deepEqual(byPlan.map((r) => [r[1], r[2], r[3]]), [
+    ["plan = pro", nps(scoresOf((a) => a[1] === "pro")), "3"],
+    ["plan = trial", nps(scoresOf((a) => a[1] === "trial")), "2"],
+  ]);
+  const split = await api("period=all&split=plan");
+  assert.deepEqual(byPlan.map((r) => r[2]), split.byTrait.map((t) => t.summary.score.toFixed(0)));
+  const cohortRows = (await splitRows()).filter((r) => r[1].startsWith("signed up week of"));
+  assert.equal(cohortRows.length, split.cohorts.length, "the sign-up week split stays");
+  assert.equal(cohortRows[0][3], "5");
+  await page.waitForFunction(() => location.hash.includes("split=plan"));
+
+  // The split milestone, typed and applied with Enter: reached by sv1 only.
+  await page.getByLabel("Split by milestone").fill("signed_up");
+  await page.getByLabel("Split by milestone").press("Enter");
+  row = await settled((row) => row[5] === `${nps([10])} / ${nps([9, 3, 8, 0])}`);
+  assert.equal(row[5], `${nps([10])} / ${nps([9, 3, 8, 0])}`);
+  const byMilestone = await api("period=all&milestone=signed_up");
+  assert.equal(row[5], `${byMilestone.milestoneReached.score.toFixed(0)} / ${byMilestone.milestoneNotReached.score.toFixed(0)}`);
+  assert.equal(await page.textContent("#survey-milestone"), "signed_up");
+  await page.locator("figure", { has: page.locator("#surveys") }).screenshot({ path: join(ARTIFACTS, "dashboard-surveys-controls.png") });
+
+  // The fragment restores all three; the CSV link carries them (the stalled one does not).
+  const again = await (await browser.newContext()).newPage();
+  await again.goto(page.url());
+  await again.waitForSelector("body[data-loaded=true]");
+  assert.equal(await again.inputValue("#period"), "all");
+  assert.equal(await again.inputValue("#split"), "plan");
+  assert.equal(await again.inputValue("#milestone"), "signed_up");
+  const csvHref = await page.getAttribute("#survey-csv", "href");
+  assert.match(csvHref, /period=all/);
+  assert.match(csvHref, /split=plan/);
+  const stalled = await fetch(collector.url + (await page.getAttribute("#csv", "href")));
+  assert.equal(stalled.status, 200, "the stalled CSV takes none of the survey parameters");
+  const bad = messages.filter((m) => m.type === "error" || m.type === "pageerror");
+  assert.deepEqual(bad, [], "no errors in the page");
+});

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { useCollectorAndBrowser, watchConsole, getJson, ARTIFACTS } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, getJson, eventually, ARTIFACTS } from "./harness.mjs";
 
 const H = 3600000, D = 24 * H;
 let collector, browser;
@@ -103,13 +103,59 @@ test("the health panel shows the collector's bands, stage changes and at-risk re
   assert.deepEqual(rows.map((r) => r[0]).sort(), want);
   const quietRow = rows.find((r) => r[0] === "quiet@example.com");
   assert.equal(quietRow[1], String(quiet.score));
-  assert.equal(quietRow[4], quiet.reasons.join("; "));
-  assert.match(quietRow[4], /no return in 9 days/);
+  assert.equal(quietRow[3], "at risk", "the stage");
+  assert.equal(quietRow[4], "initech", "the account group() named");
+  assert.equal(quietRow[6], quiet.reasons.join("; "));
+  assert.match(quietRow[6], /no return in 9 days/);
 
   // The matrix has a row per stage; the CSV link downloads the list.
   assert.equal(await page.$$eval("#health-matrix tbody tr", (r) => r.length), 6);
   const csv = await (await fetch(collector.url + (await page.getAttribute("#health-csv", "href")))).text();
   assert.equal(csv.trim().split("\n").length, users.total + 1, "header plus one line per user");
+
+  // The list's filters, each as GET /v1/health answers, kept in the URL fragment.
+  const ids = () => page.$$eval("#health-risk tbody tr:not(.muted)", (rs) => rs.map((r) => r.cells[0].textContent).sort());
+  const apiIds = async (q) => (await getJson(collector.url + "/v1/health?kind=user&limit=500&" + q)).body.items.map((i) => i.id).sort();
+  const shows = async (want) => {
+    await eventually(async () => JSON.stringify(await ids()) === JSON.stringify(want));
+    assert.deepEqual(await ids(), want);
+  };
+  // An account: the seeded members of Globex (independent of the API), and the API's list.
+  await page.fill("#health-account", "globex");
+  await page.selectOption("#health-stage", "any");
+  await shows(["busy1@example.com", "busy2@example.com"]);
+  assert.deepEqual(await apiIds("account=globex"), ["busy1@example.com", "busy2@example.com"]);
+  assert.match(await page.textContent("#health-list-what"), /in account globex/);
+  // A band within it, then a stage across accounts.
+  const green = await apiIds("band=green&account=globex");
+  await page.selectOption("#health-band", "green");
+  await shows(green);
+  await page.selectOption("#health-band", "");
+  await page.fill("#health-account", "");
+  await page.press("#health-account", "Enter");
+  await shows(await apiIds(""));
+  await page.selectOption("#health-stage", "at_risk");
+  const atRisk = await apiIds("stage=at_risk");
+  assert.ok(atRisk.includes("quiet@example.com"), "quiet is at risk (seeded): " + atRisk);
+  await shows(atRisk);
+  // Keyboard only: the account field by its label, Enter applies it.
+  await page.getByLabel("Account", { exact: true }).fill("initech");
+  await page.getByLabel("Account", { exact: true }).press("Enter");
+  await shows(["quiet@example.com"]);
+  await page.waitForFunction(() => location.hash.includes("health.stage=at_risk") && location.hash.includes("health.account=initech"));
+  const filteredCsv = await (await fetch(collector.url + (await page.getAttribute("#health-csv", "href")))).text();
+  assert.equal(filteredCsv.trim().split("\n").length, 2, "the CSV is the filtered list: " + filteredCsv);
+  await page.locator("#health").screenshot({ path: join(ARTIFACTS, "health-panel-filtered.png") });
+  // The fragment restores the view.
+  const again = await (await browser.newContext()).newPage();
+  await again.goto(page.url());
+  await again.waitForSelector("#health[data-loaded=true]");
+  assert.equal(await again.inputValue("#health-stage"), "at_risk");
+  assert.equal(await again.inputValue("#health-account"), "initech");
+  assert.deepEqual(await again.$$eval("#health-risk tbody tr", (rs) => rs.map((r) => r.cells[0].textContent)), ["quiet@example.com"]);
+  // Nobody matches: said, not an empty table.
+  await page.selectOption("#health-band", "green");
+  await eventually(async () => (await page.textContent("#health-risk tbody")) === "Nobody matches");
 
   // Accounts.
   await page.selectOption("#health-kind", "account");

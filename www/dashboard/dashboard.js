@@ -6,13 +6,19 @@
   var SVG = "http://www.w3.org/2000/svg";
   // Used when the project has no plan to take its milestones from (the demo's own events).
   var DEMO_STEPS = "signed_up,project_created,teammate_invited,file_uploaded";
-  var FIELDS = ["from", "to", "steps", "value", "window", "by", "due"];
+  // The form's fields by parameter name; period and milestone are the Surveys panel's (form="controls").
+  var FIELDS = ["from", "to", "steps", "value", "window", "by", "due", "period", "milestone"];
   var H = 3600000, D = 24 * H;
 
   // The form's state lives in the URL hash, so a view can be bookmarked or shared.
   var hash = new URLSearchParams(location.hash.slice(1));
   $("token").value = hash.get("token") || localStorage.getItem("onramp.readToken") || "";
+  // A period the select does not offer (a hand-made link: period=14d) is kept as an option of its own.
+  var period = hash.get("period");
+  if (period && !Array.prototype.some.call($("period").options, function (o) { return o.value === period; })) $("period").appendChild(new Option(period, period));
   FIELDS.forEach(function (f) { if (hash.get(f)) $(f).value = hash.get(f); });
+  // The survey split's choices come with the report (its traits), so the chosen one is kept aside.
+  var surveySplit = hash.get("split") || "";
   var traitChoice = {};
   hash.forEach(function (v, k) { if (k.indexOf("trait.") === 0) traitChoice[k.slice(6)] = v; });
 
@@ -162,7 +168,8 @@
   function drawSurveys(s) {
     if (!s || !Array.isArray(s.surveys)) s = { surveys: [] };
     $("survey-milestone").textContent = s.milestone || "value";
-    $("survey-period").textContent = typeof s.periodFrom === "number" ? dur(s.now - s.periodFrom) : "all time";
+    $("milestone").placeholder = typeof s.milestone === "string" ? stepParam(s.milestone, s.milestoneKind) : "value milestone";
+    $("survey-period").textContent = typeof s.periodFrom === "number" ? "the last " + dur(s.now - s.periodFrom) : "all time";
     fillTable($("surveys"), s.surveys.map(function (v) {
       var all = v.all || {}, yes = v.milestoneReached || {}, no = v.milestoneNotReached || {};
       var groups = Array.isArray(all.groups) && v.kind !== "ces" && v.kind !== "question" ? all.groups.map(num).join(" / ") : "–";
@@ -301,6 +308,7 @@
     var q = new URLSearchParams();
     FIELDS.forEach(function (f) { var v = $(f).value.trim(); if (v) q.set(f, v); });
     Object.keys(traitChoice).forEach(function (k) { if (traitChoice[k]) q.set("trait." + k, traitChoice[k]); });
+    if (surveySplit) q.set("split", surveySplit);
     return q;
   }
 
@@ -324,31 +332,47 @@
     drawMetrics(r.metrics);
     drawStalled(r.stalled, r.now);
     drawTraitFilters(r.traits);
+    drawSplitChoices(r.traits);
   }
 
-  var loading = false;
+  // Split survey scores by sign-up week (always given) and, when chosen, by one user trait.
+  function drawSplitChoices(traits) {
+    var select = $("split"), keys = Object.keys(traits && typeof traits === "object" ? traits : {});
+    if (surveySplit && keys.indexOf(surveySplit) < 0) keys.push(surveySplit);
+    select.textContent = "";
+    select.appendChild(new Option("sign-up week only", ""));
+    keys.forEach(function (k) { select.appendChild(new Option("sign-up week and " + k, k)); });
+    select.value = surveySplit;
+  }
+
+  var loading = false, again = false;
+  // A change made while a report is loading is applied when it arrives, not lost.
+  function loaded() { loading = false; if (again) { again = false; setTimeout(load, 0); } }
   function load() {
     var token = $("token").value.trim();
     if (!token) { $("status").textContent = "Enter the project's read token."; return; }
-    if (loading) return;
+    if (loading) { again = true; return; }
     loading = true;
     localStorage.setItem("onramp.readToken", token);
     var q = query();
     var shown = new URLSearchParams(q);
     shown.set("token", token);
+    // The health panel's filters share the fragment (health.js).
+    new URLSearchParams(location.hash.slice(1)).forEach(function (v, k) { if (k.indexOf("health.") === 0) shown.set(k, v); });
     history.replaceState(null, "", "#" + shown.toString());
     var csv = new URLSearchParams(q);
     csv.set("format", "csv");
     csv.set("token", token);
     ["steps", "value", "window", "by"].forEach(function (k) { csv.delete(k); });
-    $("csv").href = "/v1/stalled?" + csv.toString();
     var surveyCsv = new URLSearchParams(csv);
     surveyCsv.delete("due");
+    ["period", "milestone", "split"].forEach(function (k) { csv.delete(k); });
+    $("csv").href = "/v1/stalled?" + csv.toString();
     $("survey-csv").href = "/v1/surveys?" + surveyCsv.toString();
     fetch("/v1/report?" + q.toString(), { headers: { Authorization: "Bearer " + token } })
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
-        loading = false;
+        loaded();
         if (!r.ok) {
           var error = r.body.error || "Request failed";
           // No plan and no steps given: show the demo's own events rather than an empty page.
@@ -361,10 +385,12 @@
         render(r.body);
         loadExperiments(q, token);
       })
-      .catch(function (e) { loading = false; $("status").textContent = "Collector unreachable: " + e; });
+      .catch(function (e) { loaded(); $("status").textContent = "Collector unreachable: " + e; });
   }
 
   $("controls").addEventListener("submit", function (e) { e.preventDefault(); load(); });
+  $("period").addEventListener("change", load);
+  $("split").addEventListener("change", function () { surveySplit = $("split").value; load(); });
   load();
   setInterval(function () { if (!document.hidden) load(); }, 15000);
 })();

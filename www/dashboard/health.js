@@ -9,7 +9,32 @@
   var BANDS = ["red", "yellow", "green", "none"];
   var COLORS = { red: "#e03131", yellow: "#f59f00", green: "#2f9e44", none: "#ced4da" };
   var STAGES = ["new", "onboarding", "activated", "adopted", "at_risk", "dormant"];
+  // The list's filters live in the URL fragment beside the report's (health.kind, health.band,
+  // health.stage, health.account), so a filtered view can be bookmarked or shared.
+  var FILTERS = { kind: "health-kind", band: "health-band", stage: "health-stage", account: "health-account" };
   var kind = "user";
+  (function restore() {
+    var hash = new URLSearchParams(location.hash.slice(1));
+    Object.keys(FILTERS).forEach(function (k) {
+      var v = hash.get("health." + k), input = $(FILTERS[k]);
+      if (v == null) return;
+      // A value the select does not offer (an old or hand-made link) is kept, not dropped.
+      if (input.tagName === "SELECT" && !Array.prototype.some.call(input.options, function (o) { return o.value === v; })) input.appendChild(new Option(v, v));
+      input.value = v;
+    });
+    kind = $("health-kind").value === "account" ? "account" : "user";
+  })();
+  function filters() {
+    return { band: $("health-band").value, stage: $("health-stage").value, account: $("health-account").value.trim() };
+  }
+  function saveFilters(f) {
+    var hash = new URLSearchParams(location.hash.slice(1));
+    Object.keys(FILTERS).forEach(function (k) {
+      var v = k === "kind" ? (kind === "user" ? "" : kind) : f[k];
+      if (v) hash.set("health." + k, v); else hash.delete("health." + k);
+    });
+    history.replaceState(null, "", "#" + hash.toString());
+  }
 
   function arr(x) { return Array.isArray(x) ? x : []; }
   function obj(x) { return x && typeof x === "object" && !Array.isArray(x) ? x : {}; }
@@ -80,15 +105,16 @@
     $("health-transitions").textContent = count(l.transitions).toLocaleString("en-US") + " changes of stage or band";
   }
 
-  function drawAtRisk(items) {
+  function drawAtRisk(items, empty) {
     var table = $("health-risk");
     table.tBodies[0].textContent = "";
     items = arr(items).filter(function (i) { return i && typeof i === "object"; });
-    if (!items.length) { row(table, ["Nobody is at risk", "", "", "", ""], "muted"); return; }
+    if (!items.length) { row(table, [empty, "", "", "", "", "", ""], "muted"); return; }
     items.slice(0, 200).forEach(function (i) {
       var reasons = arr(i.reasons).filter(function (r) { return typeof r === "string"; }).join("; ");
       var trend = typeof i.trend === "number" && isFinite(i.trend) ? (i.trend > 0 ? "+" : "") + i.trend : "–";
-      var tr = row(table, [text(i.id), i.score == null ? "–" : text(i.score), text(i.band), trend, reasons || "–"]);
+      var stage = typeof i.stage === "string" ? i.stage.replace("_", " ") : "–";
+      var tr = row(table, [text(i.id), i.score == null ? "–" : text(i.score), text(i.band), stage, text(i.account), trend, reasons || "–"]);
       tr.cells[2].className = "band-" + (BANDS.indexOf(i.band) >= 0 ? i.band : "none");
     });
   }
@@ -99,39 +125,69 @@
     });
   }
 
-  var busy = false;
+  // What the list shows, in words, and the requests that give it: with neither band nor stage
+  // chosen, the at-risk list (red by score, or at risk or dormant by stage: two requests).
+  function listQueries(f) {
+    var common = f.account ? "&account=" + encodeURIComponent(f.account) : "";
+    var band = f.band ? "&band=" + encodeURIComponent(f.band) : "";
+    var who = f.account ? " in account " + f.account : "";
+    if (!f.stage && !f.band) {
+      return { title: "At risk", what: "red, at risk or dormant" + who, empty: "Nobody is at risk",
+        requests: ["band=red" + common, "stage=at_risk,dormant" + common], filter: common };
+    }
+    var stage = f.stage === "any" ? "" : f.stage || "at_risk,dormant";
+    var words = [f.band ? "band " + f.band : "", stage ? "stage " + stage.replace(/_/g, " ").replace(",", " or ") : ""].filter(Boolean);
+    return { title: kind === "account" ? "Accounts" : "Users", what: (words.join(", ") || "everyone") + who, empty: "Nobody matches",
+      requests: [(stage ? "stage=" + encodeURIComponent(stage) : "") + band + common], filter: (stage ? "&stage=" + encodeURIComponent(stage) : "") + band + common };
+  }
+
+  var busy = false, again = false;
   function load() {
     var token = ($("token").value || "").trim();
-    if (!token || busy) return;
+    if (!token) return;
+    // A change while a load is under way is applied when it ends, not lost.
+    if (busy) { again = true; return; }
     busy = true;
+    var f = filters(), list = listQueries(f);
+    saveFilters(f);
     var q = "kind=" + kind;
-    $("health-csv").href = "/v1/health?" + q + "&format=csv&token=" + encodeURIComponent(token);
+    $("health-csv").href = "/v1/health?" + q + (list.filter || "") + "&format=csv&token=" + encodeURIComponent(token);
     Promise.all([
       get("/v1/health?" + q + "&limit=1", token),
-      get("/v1/health?" + q + "&stage=at_risk,dormant&limit=200", token),
-      get("/v1/health?" + q + "&band=red&limit=200", token),
       get("/v1/lifecycle?" + q, token),
-    ]).then(function (a) {
-      busy = false;
-      var h = obj(a[0]);
-      drawCounts(h);
-      drawBands(h.bandsOverTime);
-      // At risk or dormant by stage, or red by score: one list, worst first, each once.
-      var seen = {}, list = [];
-      arr(obj(a[2]).items).concat(arr(obj(a[1]).items)).forEach(function (i) {
-        var id = obj(i).id;
-        if (typeof id === "string" && !seen[id]) { seen[id] = 1; list.push(i); }
-      });
-      list.sort(function (x, y) { return (typeof x.score === "number" ? x.score : 101) - (typeof y.score === "number" ? y.score : 101); });
-      drawAtRisk(list);
-      drawMatrix(obj(a[3]));
-      $("health-status").textContent = typeof h.computedAt === "number" && isFinite(new Date(h.computedAt).getTime())
-        ? "computed " + new Date(h.computedAt).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "";
-      $("health").dataset.loaded = "true";
-    }).catch(function (e) { busy = false; $("health-status").textContent = "Health: " + e.message; });
+    ].concat(list.requests.map(function (r) { return get("/v1/health?" + q + "&" + r + "&limit=200", token); })))
+      .then(function (a) {
+        var h = obj(a[0]);
+        drawCounts(h);
+        drawBands(h.bandsOverTime);
+        // One list, worst first, each once.
+        var seen = {}, items = [];
+        a.slice(2).forEach(function (answer) {
+          arr(obj(answer).items).forEach(function (i) {
+            var id = obj(i).id;
+            if (typeof id === "string" && !seen[id]) { seen[id] = 1; items.push(i); }
+          });
+        });
+        items.sort(function (x, y) { return (typeof x.score === "number" ? x.score : 101) - (typeof y.score === "number" ? y.score : 101); });
+        $("health-list-title").textContent = list.title;
+        $("health-list-what").textContent = list.what;
+        var total = a.length === 3 ? count(obj(a[2]).total) : items.length;
+        $("health-list-total").textContent = total > 200 ? "(first 200 of " + total.toLocaleString("en-US") + ")" : "";
+        drawAtRisk(items, list.empty);
+        drawMatrix(obj(a[1]));
+        $("health-status").textContent = typeof h.computedAt === "number" && isFinite(new Date(h.computedAt).getTime())
+          ? "computed " + new Date(h.computedAt).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "";
+        $("health").dataset.loaded = "true";
+      })
+      .catch(function (e) { $("health-status").textContent = "Health: " + e.message; })
+      .then(function () { busy = false; if (again) { again = false; load(); } });
   }
 
   $("health-kind").addEventListener("change", function (e) { kind = e.target.value === "account" ? "account" : "user"; load(); });
+  $("health-band").addEventListener("change", load);
+  $("health-stage").addEventListener("change", load);
+  $("health-account").addEventListener("change", load);
+  $("health-filters").addEventListener("submit", function (e) { e.preventDefault(); load(); });
   $("controls").addEventListener("submit", function () { setTimeout(load, 0); });
   load();
   setInterval(function () { if (!document.hidden) load(); }, 60000);
