@@ -691,7 +691,14 @@ impl Engine {
             !done && !dismissed && since < t.window.until_ms
         });
         let open_prompt = super::prompts::pending(&self.plan, s, now);
-        self.anonymous || open_milestone || open_tip || open_prompt || !s.done.contains_key(RETURN_INTERVAL)
+        let open_survey = self.next_survey(now).is_some_and(|at| at <= now);
+        self.anonymous || open_milestone || open_tip || open_prompt || open_survey || !s.done.contains_key(RETURN_INTERVAL)
+    }
+
+    /// When a survey may next be asked of this user ([`super::surveys::next_ask`]); `None` when
+    /// none ever can be again. A user marked lean is marked only until then.
+    pub fn next_survey(&self, _now: i64) -> Option<i64> {
+        super::surveys::next_ask(&self.plan, &self.state, &self.identity)
     }
 
     /// Merges the user's state as the collector serves it (`GET /v1/state`, docs/IDENTITY.md):
@@ -1147,6 +1154,20 @@ pub(crate) mod tests {
         plan.milestones[4].due_ms = None;
         late.set_plan(plan, &mut store, T0 + 15 * DAY);
         assert!(late.needs_guide(T0 + 15 * DAY));
+
+        // A survey 30 days after sign-up: the lean tracker (which cannot show it) until then.
+        let mut store = MemoryStorage::default();
+        let mut asked = Engine::new(trackly(), "t".into(), ANON, &store);
+        asked.identify(&mut store, "cy@example.com", Some(T0), T0);
+        asked.touch(&mut store, T0 + 60 * MIN);
+        let mut plan = trackly();
+        plan.surveys = Plan::parse(r#"{"version":"s","milestones":[{"id":"m","title":"M","kind":"customer","value":true}],"surveys":[{"id":"nps","kind":"nps","question":"Q","when":{"afterSignup":"30d"}}]}"#)
+            .expect("plan")
+            .surveys;
+        asked.set_plan(plan, &mut store, T0 + 15 * DAY);
+        assert!(!asked.needs_guide(T0 + 15 * DAY), "nothing to ask yet");
+        assert_eq!(asked.next_survey(T0 + 15 * DAY), Some(T0 + 30 * DAY), "the mark holds until then");
+        assert!(asked.needs_guide(T0 + 30 * DAY), "the survey is due: the guide comes back");
     }
 
     #[test]

@@ -24,8 +24,18 @@ use super::storage::{KeyValue, WriteBehind};
 use super::wire::EventType;
 
 /// `localStorage` key read by the loader (www/sdk/loader.js): present, the page loads the lean
-/// tracker only. Its value is `<plan version>\n<user id>`.
+/// tracker only. Its value is `<plan version>\n<user id>`, and `\n<time>` when a survey may be
+/// asked at that time (Unix ms): the tracker removes the mark once it has passed.
 pub const LEAN_KEY: &str = "onramp.lean";
+
+/// The parts of a [`LEAN_KEY`] value: plan version, user id, and until when it holds.
+#[cfg(not(feature = "guide"))]
+fn lean_parts(mark: &str) -> (&str, &str, Option<i64>) {
+    let mut lines = mark.split('\n');
+    let version = lines.next().unwrap_or_default();
+    let user = lines.next().unwrap_or_default();
+    (version, user, lines.next().and_then(|t| t.parse().ok()))
+}
 /// This browser's anonymous id.
 pub const ANON_KEY: &str = "onramp.anonymousId";
 /// The user this anonymous id was identified as: identifying as someone else starts a fresh
@@ -518,7 +528,7 @@ impl<S: KeyValue> Running<S> {
         {
             let _ = signup;
             // Another user than the one whose onboarding is over: theirs may not be.
-            if self.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(_, user)| user != user_id) {
+            if self.lean.as_deref().map(lean_parts).is_none_or(|(_, user, _)| user != user_id) {
                 self.clear_lean_mark(storage);
             }
         }
@@ -665,10 +675,12 @@ impl<S: KeyValue> Running<S> {
     }
 
     /// The tracker reads only the plan's version and capture rules. A new plan version may
-    /// open milestones for this user: the mark goes, the next page view loads the guide.
+    /// open milestones for this user, and a survey may have come due: the mark goes, the next
+    /// page view loads the guide.
     #[cfg(not(feature = "guide"))]
-    fn start_plan(&mut self, _now: i64, plan: LoadedPlan, storage: &mut S, _rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
-        if self.lean.as_deref().and_then(|mark| mark.split_once('\n')).is_none_or(|(v, _)| v != plan.version) {
+    fn start_plan(&mut self, now: i64, plan: LoadedPlan, storage: &mut S, _rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        // A survey that has come due needs the guide too.
+        if self.lean.as_deref().map(lean_parts).is_none_or(|(v, _, until)| v != plan.version || until.is_some_and(|t| t <= now)) {
             self.clear_lean_mark(storage);
         }
         fx.push(Effect::Capture(plan.capture));
@@ -701,7 +713,10 @@ impl<S: KeyValue> Running<S> {
     #[cfg(feature = "guide")]
     fn update_lean_mark(&mut self, now: i64) {
         let Some(engine) = self.engine.as_ref() else { return };
-        let mark = (!engine.needs_guide(now)).then(|| [engine.plan().version.as_str(), "\n", engine.identity()].concat());
+        let mark = (!engine.needs_guide(now)).then(|| {
+            let until = engine.next_survey(now).map(|t| format!("\n{t}")).unwrap_or_default();
+            [engine.plan().version.as_str(), "\n", engine.identity(), &until].concat()
+        });
         if mark != self.lean {
             match &mark {
                 Some(value) => drop(self.kv.inner.set(LEAN_KEY, value)),

@@ -120,6 +120,45 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
     }
 }
 
+/// The earliest time any survey may be asked of `user` (the user id), whatever page they are
+/// on; `None` when none ever can be again. The lean tracker cannot show surveys, so the full
+/// SDK marks a user lean only until then (`machine::LEAN_KEY`): a survey some weeks after
+/// sign-up, or every 90 days, brings the guide back when it is due. A survey still waiting
+/// for its event, a page survey, or one on a milestone reached, may be due at any page view:
+/// "now" (its milestone not yet reached keeps the guide loaded by itself while it is open).
+pub fn next_ask(plan: &Plan, state: &UserState, user: &str) -> Option<i64> {
+    let last_any = state.surveys.values().filter_map(|s| s.last_shown).max();
+    let mut next: Option<i64> = None;
+    for survey in plan.surveys.iter().filter(|s| sampled(s, user)) {
+        let ss = self::state(state, survey).cloned().unwrap_or_default();
+        let closed = ss.answered.max(ss.dismissed);
+        let mut at = i64::MIN;
+        match survey.recontact {
+            Recontact::Once if closed.is_some() => continue,
+            Recontact::UntilAnswered if ss.answered.is_some() => continue,
+            Recontact::Every(every) => at = closed.map_or(at, |c| c.saturating_add(every)),
+            _ => {}
+        }
+        if let Some(shown) = ss.last_shown.filter(|s| closed.is_none_or(|c| c < *s)) {
+            at = at.max(shown.saturating_add(survey.ask_later_ms));
+        }
+        at = at.max(ss.snoozed_until.unwrap_or(i64::MIN));
+        at = at.max(last_any.map_or(i64::MIN, |l| l.saturating_add(plan.caps.min_gap_between_surveys_ms)));
+        let trigger = match &survey.when {
+            SurveyWhen::Milestone(m) => match state.reached.get(m) {
+                Some(t) => *t,
+                None => continue,
+            },
+            SurveyWhen::Event { .. } => ss.triggered.unwrap_or(i64::MIN),
+            SurveyWhen::AfterSignup(after) => state.signup_or_first_seen().0.saturating_add(*after),
+            SurveyWhen::Page => i64::MIN,
+        };
+        let at = at.max(trigger.saturating_add(survey.delay_ms));
+        next = Some(next.map_or(at, |n| n.min(at)));
+    }
+    next
+}
+
 /// The survey to show (the first due in plan order), and when to ask again.
 pub fn pick(plan: &Plan, state: &UserState, page: &Page) -> (Option<usize>, Option<i64>) {
     let mut wake: Option<i64> = None;
@@ -284,6 +323,35 @@ mod tests {
         assert_eq!(verdict(&p, &s, 2, &page(later)), Verdict::At(t + 1 + 90 * D));
         record_answered(&mut s, &p.surveys[1], later);
         assert_eq!(verdict(&p, &s, 1, &page(later + D)), Verdict::Never, "until_answered: answered is done");
+    }
+
+    #[test]
+    fn next_ask_says_until_when_a_finished_user_may_go_without_the_guide() {
+        let p = plan(
+            r#"[{"id":"nps","kind":"nps","question":"Q","when":{"afterSignup":"14d"},"recontact":{"every":"90d"}},
+                {"id":"after","kind":"csat","question":"Q","when":{"milestone":"created"},"delay":"1h"}],
+             "caps":{"minGapBetweenSurveys":"7d"}"#,
+        );
+        let mut s = user(T0);
+        assert_eq!(next_ask(&p, &s, "u1"), Some(T0 + 14 * D), "the NPS survey 14 days after sign-up");
+        s.reached.insert("created".into(), T0 + D);
+        assert_eq!(next_ask(&p, &s, "u1"), Some(T0 + D + H), "the milestone survey an hour after it");
+        let csat = &p.surveys[1];
+        record_shown(&mut s, "tab", csat, T0 + D + H);
+        record_answered(&mut s, csat, T0 + D + H + 5);
+        assert_eq!(next_ask(&p, &s, "u1"), Some(T0 + 14 * D), "the CSAT survey is done (once)");
+        let nps = &p.surveys[0];
+        record_shown(&mut s, "tab", nps, T0 + 14 * D);
+        record_answered(&mut s, nps, T0 + 14 * D + 9);
+        assert_eq!(next_ask(&p, &s, "u1"), Some(T0 + 104 * D + 9), "asked again 90 days after the answer");
+        let once = plan(r#"[{"id":"e","kind":"ces","question":"Q","when":{"event":"export"}},{"id":"p","kind":"question","question":"Q","when":{"path":"/settings*"}}]"#);
+        let mut s = user(T0);
+        assert!(next_ask(&once, &s, "u1").is_some_and(|t| t <= T0), "an event or page may come at any page view");
+        for survey in &once.surveys {
+            record_shown(&mut s, "tab", survey, T0);
+            record_dismissed(&mut s, survey, T0 + 1);
+        }
+        assert_eq!(next_ask(&once, &s, "u1"), None, "nothing left to ask");
     }
 
     #[test]

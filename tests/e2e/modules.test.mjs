@@ -110,3 +110,22 @@ test("another user signing in on a lean page brings the full SDK back on the nex
   assert.ok(await eventually(() => tab.evaluate(() => localStorage.getItem("onramp.lean") === null)), "unmarked by identify");
   await context.close();
 });
+
+test("a survey that has come due brings the full SDK back; one not yet due keeps the tracker", async () => {
+  // The full SDK marks a finished user lean until their next survey may be asked (a third line).
+  const context = await browser.newContext();
+  await context.addInitScript((user) => {
+    if (!localStorage.getItem("due")) localStorage.setItem("onramp.lean", "v1\n" + user + "\n" + (Date.now() + 30 * 86400e3));
+  }, USER);
+  const notYet = await open(context, V1);
+  assert.deepEqual(kinds(notYet.files), { full: 0, tracker: 2 });
+  await notYet.tab.evaluate(() => window.onramp.flush());
+  assert.match(await notYet.tab.evaluate(() => localStorage.getItem("onramp.lean")), /^v1\n/, "not due yet: still marked");
+  await notYet.tab.evaluate(() => { localStorage.setItem("due", "1"); localStorage.setItem("onramp.lean", localStorage.getItem("onramp.lean").replace(/\n\d+$/, "\n" + (Date.now() - 1000))); });
+  await notYet.tab.close();
+  const due = await open(context, V1);
+  assert.deepEqual(kinds(due.files), { full: 0, tracker: 2 }, "the mark was still there when this page loaded");
+  assert.ok(await eventually(() => due.tab.evaluate(() => localStorage.getItem("onramp.lean") === null)), "the tracker unmarks a passed time");
+  await due.tab.close();
+  await context.close();
+});
