@@ -309,8 +309,24 @@ async fn few_users_read_not_enough_data_and_bad_parameters_are_named() {
     for body in bodies {
         assert_eq!(post(&a.url, body).await.status(), 200);
     }
+    // A survey's control group (`controlPercent`) is an experiment like a tip's, listed by its id.
+    let survey_arms = [("control", 0), ("treatment", 1), ("treatment", 2)];
+    let assigned: Vec<Value> = survey_arms
+        .iter()
+        .map(|(arm, i)| {
+            let u = &pop[*i];
+            json!({"id": format!("{}-s", u.id), "type": "experiment", "name": "experiment_assigned", "anonymousId": format!("anon-{}", u.id),
+                   "userId": u.id, "ts": u.signup + 1500, "props": {"experiment": "survey:nps", "arm": arm}})
+        })
+        .collect();
+    assert_eq!(post(&a.url, json!({"writeKey": "wk_demo", "sentAt": NOW, "events": assigned}).to_string()).await.status(), 200);
     let r = ask(&a.url).await;
-    let tip = &r["experiments"][1];
+    let ids: Vec<&str> = r["experiments"].as_array().expect("list").iter().map(|e| e["experiment"].as_str().expect("id")).collect();
+    assert_eq!(ids, ["global", "survey:nps", "tip:welcome"], "global first, then by id");
+    let survey = &r["experiments"][1];
+    assert_eq!((survey["control"]["users"].as_u64(), survey["treatment"]["users"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(survey["completion"]["status"], "notEnoughData");
+    let tip = &r["experiments"][2];
     assert_eq!(tip["experiment"], "tip:welcome");
     assert_eq!(tip["completion"]["status"], "notEnoughData");
     assert_eq!(tip["ttv"]["status"], "notEnoughData");

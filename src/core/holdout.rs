@@ -7,7 +7,8 @@
 //! - `global` (the plan's `holdouts.globalPercent`): the control arm gets no guidance at all (no
 //!   tip, tour, checklist, survey or prompt). Guidance is otherwise unchanged.
 //! - `tip:<id>` (a tip's `controlPercent`): among users outside the global holdout, the control
-//!   arm never sees that tip. Surveys and prompts use `survey:<id>` and `prompt:<id>` the same way.
+//!   arm never sees that tip. Prompts and surveys (their `controlPercent`) use `prompt:<id>` and
+//!   `survey:<id>` the same way.
 //!
 //! The draw is a pure function of those three strings, so it is the same on every device and tab
 //! with no coordination and no storage; anonymous visitors are in no experiment (they are not
@@ -83,10 +84,14 @@ pub fn tip_experiment(tip_id: &str) -> String {
     String::from("tip:") + tip_id
 }
 
+/// The experiment id of a survey's control group.
+pub fn survey_experiment(survey_id: &str) -> String {
+    String::from("survey:") + survey_id
+}
+
 /// Every experiment of `plan` that `user` is in, with their arm: the global holdout when the plan
-/// has one, and, unless the user is held out globally, each tip and prompt that has a control
-/// group. This
-/// is what the SDK reports at identify.
+/// has one, and, unless the user is held out globally, each tip, prompt and survey that has a
+/// control group. This is what the SDK reports at identify.
 pub fn assignments(plan: &Plan, user: &str) -> Vec<(String, Arm)> {
     let h = &plan.holdouts;
     let mut out = Vec::new();
@@ -99,7 +104,8 @@ pub fn assignments(plan: &Plan, user: &str) -> Vec<(String, Arm)> {
     }
     let tips = plan.tips.iter().map(|t| (tip_experiment(&t.id), t.control_percent));
     let prompts = plan.prompts.iter().map(|p| (String::from("prompt:") + &p.id, p.control_percent));
-    for (id, percent) in tips.chain(prompts).filter(|(_, percent)| *percent > 0.0) {
+    let surveys = plan.surveys.iter().map(|s| (survey_experiment(&s.id), s.control_percent));
+    for (id, percent) in tips.chain(prompts).chain(surveys).filter(|(_, percent)| *percent > 0.0) {
         let a = arm(&h.salt, &id, user, percent);
         out.push((id, a));
     }
@@ -109,8 +115,8 @@ pub fn assignments(plan: &Plan, user: &str) -> Vec<(String, Arm)> {
 /// Why guidance is withheld from `user`, if it is: the experiment whose control arm they are in.
 /// `experiment` names the guidance's own experiment (`tip:<id>`) with its control percentage.
 ///
-/// The one gate every kind of guidance asks before showing (tips today; surveys and prompts use
-/// it with their own ids), so the global holdout holds for all of them.
+/// The one gate every kind of guidance asks before showing (tips, prompts and surveys, each with
+/// its own experiment id), so the global holdout holds for all of them.
 pub fn withheld(plan: &Plan, user: &str, experiment: Option<(&str, f64)>) -> Option<Withheld> {
     let h = &plan.holdouts;
     if h.global_percent > 0.0 && arm(&h.salt, GLOBAL, user, h.global_percent) == Arm::Control {
@@ -217,5 +223,35 @@ mod tests {
         assert!((tip_control as f64 / tip_users as f64 - 0.5).abs() < 0.05);
         let none = plan("");
         assert_eq!(assignments(&none, "u1"), vec![("tip:hi".to_string(), arm("", "tip:hi", "u1", 50.0))]);
+    }
+
+    #[test]
+    fn surveys_with_a_control_group_are_experiments_after_tips_and_prompts() {
+        let text = r#"{"version":"1","milestones":[{"id":"v","title":"V","value":true,"condition":{"event":"v"}}],
+            "holdouts":{"salt":"acme","globalPercent":10},
+            "tips":[{"id":"hi","kind":"modal","body":"Hi","controlPercent":5}],
+            "prompts":[{"id":"inv","milestone":"v","body":"Invite","cta":{"label":"Go","url":"/team"},"controlPercent":5}],
+            "surveys":[{"id":"nps","kind":"nps","question":"Q","when":{"path":"/*"},"controlPercent":30},
+                       {"id":"all","kind":"csat","question":"Q","when":{"path":"/*"}}]}"#;
+        let p = Plan::parse(text).expect("valid plan");
+        let (mut asked, mut control) = (0u32, 0u32);
+        for i in 0..2000 {
+            let user = ["s", &i.to_string()].concat();
+            let a = assignments(&p, &user);
+            // The oracle: the documented draw, "survey:nps" at 30 %, after the global holdout at 10 %.
+            if draw("acme", "global", &user) < 0.1 {
+                assert_eq!(a, vec![("global".to_string(), Arm::Control)]);
+                continue;
+            }
+            let ids: Vec<&str> = a.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(ids, ["global", "tip:hi", "prompt:inv", "survey:nps"], "a survey without a control group is in no experiment");
+            let in_control = draw("acme", "survey:nps", &user) < 0.3;
+            assert_eq!(a[3].1, if in_control { Arm::Control } else { Arm::Treatment });
+            assert_eq!(withheld(&p, &user, Some(("survey:nps", 30.0))), in_control.then_some(Withheld::Control));
+            asked += 1;
+            control += in_control as u32;
+        }
+        let share = control as f64 / asked as f64;
+        assert!((share - 0.3).abs() < 0.04, "{control} of {asked} in the survey's control group at 30 %");
     }
 }

@@ -459,6 +459,9 @@ pub struct Survey {
     pub recontact: Recontact,
     pub ask_later_ms: i64,
     pub corner: Corner,
+    /// Percentage (0 to 50) of identified users never asked this survey, to measure its effect
+    /// (the experiment `survey:<id>`, docs/EXPERIMENTS.md).
+    pub control_percent: f64,
 }
 
 /// The follow-up question: none, one text, or (nps) one per group.
@@ -1018,7 +1021,7 @@ fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, Plan
     let o = Obj::new(
         v,
         ptr.into(),
-        &["id", "kind", "scale", "question", "followUp", "when", "delay", "sample", "recontact", "askLater", "position"],
+        &["id", "kind", "scale", "question", "followUp", "when", "delay", "sample", "recontact", "askLater", "position", "controlPercent"],
     )?;
     let id = o.id("id")?;
     let kind = o.choice("kind", &SurveyKind::ALL, None)?;
@@ -1080,6 +1083,7 @@ fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, Plan
         delay_ms: o.duration_opt("delay")?.unwrap_or(0),
         ask_later_ms: o.duration_opt("askLater")?.unwrap_or(DEFAULT_ASK_LATER_MS),
         corner: o.choice("position", &Corner::ALL, Some(Corner::BottomRight))?,
+        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
         id,
         kind,
         scale,
@@ -1537,6 +1541,8 @@ mod tests {
             (r#"[{"id":"s","kind":"csat","when":{"path":"/*"}}]"#, "plan /surveys/0: missing \"question\"; expected a non-empty string, or an object of locale to string such as {\"en\": \"…\"}"),
             (r#"[{"id":"s","kind":"csat","question":"Q","when":{"path":"/*"}},{"id":"s","kind":"ces","question":"Q","when":{"path":"/*"}}]"#, "plan /surveys/1/id: \"s\" is already used by /surveys/0; expected a unique survey id"),
             (r#"[{"id":"s","kind":"nps","question":"Q","when":{"where":{"x":1}}}]"#, "plan /surveys/0/when/where: filters without \"event\"; expected \"where\" beside an \"event\""),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"path":"/*"},"controlPercent":60}]"#, "plan /surveys/0/controlPercent: found 60; expected a percentage from 0 to 50"),
+            (r#"[{"id":"s","kind":"nps","question":"Q","when":{"path":"/*"},"controlPercent":"10"}]"#, "plan /surveys/0/controlPercent: found \"10\"; expected a percentage from 0 to 50"),
         ];
         for (surveys, want) in cases {
             assert_eq!(error(&plan(surveys)), want);
@@ -1544,10 +1550,11 @@ mod tests {
         let ok = Plan::parse(&plan(
             r#"[{"id":"n","kind":"nps","question":{"en":"Recommend us?","de":"Empfehlen?"},"when":{"event":"export","where":{"n":{"gte":2}}},
                  "followUp":{"detractor":"What went wrong?","promoter":"What do you love?"},"delay":"5s","sample":50,"recontact":{"every":"90d"},
-                 "askLater":"3d","position":"top-left"}]"#,
+                 "askLater":"3d","position":"top-left","controlPercent":12.5}]"#,
         ))
         .expect("valid");
         let s = &ok.surveys[0];
+        assert_eq!(s.control_percent, 12.5);
         assert_eq!((s.kind, s.sample, s.recontact, s.ask_later_ms, s.corner), (SurveyKind::Nps, 50.0, Recontact::Every(90 * 24 * HOUR_MS), 72 * HOUR_MS, Corner::TopLeft));
         assert_eq!(s.question.get("de-AT", "en"), "Empfehlen?");
         assert!(matches!(&s.when, SurveyWhen::Event { event, filters } if event == "export" && filters.len() == 1));

@@ -7,6 +7,8 @@
 //! A survey is never nagging. It shows
 //! - only once its `when` holds: its milestone reached, its event seen (with its filters), the
 //!   time after sign-up passed, or on a matching page; then after its `delay`;
+//! - never to an identified user in a holdout ([`super::holdout`]): the global one, or the
+//!   survey's own control group (`controlPercent`, the experiment `survey:<id>`);
 //! - only to the users its `sample` picks (a hash of the survey id and the user, so the same
 //!   user always gets the same answer on every device);
 //! - once per contact: a survey shown and not answered or dismissed (still open in another tab,
@@ -17,9 +19,12 @@
 //!
 //! One survey at a time: the first due in plan order. Unlike tips, surveys may ask anonymous
 //! visitors (a route or event survey); what a visitor was asked carries over at `identify`.
+//! Visitors are in no experiment (docs/EXPERIMENTS.md: arms are drawn for user ids), so the
+//! holdouts apply from `identify` on.
 
 use super::budget;
 use super::engine::{SurveyState, UserState};
+use super::holdout;
 use super::json::Value;
 use super::plan::{Plan, Recontact, Survey, SurveyWhen};
 use super::vocab::prop;
@@ -34,6 +39,8 @@ pub struct Page<'a> {
     pub route_since: i64,
     /// Who the sample is drawn for: the user id, or the anonymous id before `identify`.
     pub user: &'a str,
+    /// Whether `user` is an identified user id: only then do the holdouts apply.
+    pub identified: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +65,11 @@ pub fn sampled(survey: &Survey, user: &str) -> bool {
     ((h % 10_000) as f64) / 100.0 < survey.sample
 }
 
+/// The holdout gate for a survey: the global holdout, or the survey's own control group.
+pub fn withheld(plan: &Plan, survey: &Survey, user: &str) -> Option<holdout::Withheld> {
+    holdout::withheld(plan, user, Some((&holdout::survey_experiment(&survey.id), survey.control_percent)))
+}
+
 fn state<'a>(state: &'a UserState, survey: &Survey) -> Option<&'a SurveyState> {
     state.surveys.get(&survey.id)
 }
@@ -79,6 +91,9 @@ fn triggered_at(survey: &Survey, state: &UserState, ss: &SurveyState, page: &Pag
 /// Whether survey `i` may be shown now.
 pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict {
     let Some(survey) = plan.surveys.get(i) else { return Verdict::Never };
+    if page.identified && withheld(plan, survey, page.user).is_some() {
+        return Verdict::Never;
+    }
     if !sampled(survey, page.user) {
         return Verdict::Never;
     }
@@ -262,7 +277,7 @@ mod tests {
     }
 
     fn page(now: i64) -> Page<'static> {
-        Page { now, path: "/app", hash: "", route_since: T0, user: "u1" }
+        Page { now, path: "/app", hash: "", route_since: T0, user: "u1", identified: true }
     }
 
     fn user(now: i64) -> UserState {
@@ -378,6 +393,46 @@ mod tests {
         assert!(users.iter().all(|u| sampled(&p.surveys[0], u) == sampled(&p.surveys[0], u)));
         let none = plan(r#"[{"id":"s","kind":"nps","question":"Q","when":{"path":"/*"},"sample":0}]"#);
         assert!(users.iter().all(|u| !sampled(&none.surveys[0], u)));
+    }
+
+    #[test]
+    fn a_held_out_user_is_never_asked_and_a_control_group_misses_only_its_survey() {
+        let mut p = plan(
+            r#"[{"id":"nps","kind":"nps","question":"Q","when":{"path":"/*"},"controlPercent":40},
+                {"id":"ces","kind":"ces","question":"Q","when":{"path":"/*"}}],
+             "holdouts":{"salt":"acme","globalPercent":20}"#,
+        );
+        let s = user(T0);
+        // The oracle is the documented draw (docs/EXPERIMENTS.md), asked of each experiment id.
+        let control = |exp: &str, u: &str, pct: f64| holdout::draw("acme", exp, u) < pct / 100.0;
+        let (mut held, mut nps_control) = (0, 0);
+        for i in 0..1000 {
+            let u = ["user-", &i.to_string()].concat();
+            let pg = Page { user: &u, ..page(T0) };
+            let want = if control("global", &u, 20.0) {
+                held += 1;
+                assert_eq!(verdict(&p, &s, 0, &pg), Verdict::Never);
+                assert_eq!(verdict(&p, &s, 1, &pg), Verdict::Never, "no survey at all, control group or not");
+                assert_eq!(pick(&p, &s, &pg), (None, None));
+                continue;
+            } else if control("survey:nps", &u, 40.0) {
+                nps_control += 1;
+                assert_eq!(verdict(&p, &s, 0, &pg), Verdict::Never);
+                Some(1)
+            } else {
+                Some(0)
+            };
+            assert_eq!(pick(&p, &s, &pg).0, want, "{u}");
+            assert_eq!(verdict(&p, &s, 1, &pg), Verdict::Show);
+            // Before identify the same id is a visitor's: in no experiment, asked as anyone.
+            assert_eq!(pick(&p, &s, &Page { identified: false, ..pg }).0, Some(0));
+        }
+        assert!((150..250).contains(&held), "{held} of 1000 held out at 20 %");
+        assert!((250..390).contains(&nps_control), "{nps_control} of {} in the control group at 40 %", 1000 - held);
+        // Without holdouts, the same users are all asked.
+        p.holdouts.global_percent = 0.0;
+        p.surveys[0].control_percent = 0.0;
+        assert!((0..100).all(|i| pick(&p, &s, &Page { user: &["user-", &i.to_string()].concat(), ..page(T0) }).0 == Some(0)));
     }
 
     #[test]

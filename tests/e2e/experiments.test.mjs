@@ -41,6 +41,8 @@ const PLAN = {
     { id: "tt", kind: "tooltip", milestone: "made", target: "#new", body: "Create your first project." },
   ],
   prompts: [{ id: "p", milestone: "made", body: "Invite your team", cta: { label: "Invite", action: "invite" } }],
+  // Due once "go" is tracked; a control group of its own, so `survey:first-go` is an experiment.
+  surveys: [{ id: "first-go", kind: "csat", question: "How was getting started?", when: { event: "go" }, controlPercent: 30 }],
 };
 
 /** Opens the tips fixture as `user` with `plan`, recording the events the page sends. */
@@ -77,13 +79,19 @@ async function assignments(t) {
 test("a user in the global holdout never sees guidance; a user outside it does; each reports their arm once", async () => {
   const users = Array.from({ length: 40 }, (_, i) => `user${i}@example.com`);
   const held = users.find((u) => draw("e2e-salt", "global", u) < 0.5);
-  const guided = users.find((u) => draw("e2e-salt", "global", u) >= 0.5);
+  // Outside the global holdout and outside the survey's control group: asked the survey.
+  const guided = users.find((u) => draw("e2e-salt", "global", u) >= 0.5 && draw("e2e-salt", "survey:first-go", u) >= 0.3);
 
   const g = await open(guided);
   await g.page.locator("onramp-tips .m").waitFor();
   assert.ok((await visibleGuidance(g.page)) > 0);
-  assert.deepEqual(await eventually(async () => { const a = await assignments(g); return a.length ? a : null; }),
-    [["experiment_assigned", "global", "treatment"]]);
+  assert.deepEqual(await eventually(async () => { const a = await assignments(g); return a.length >= 2 ? a : null; }),
+    [["experiment_assigned", "global", "treatment"], ["experiment_assigned", "survey:first-go", "treatment"]]);
+  // The survey is due for this user: with the modal out of the way, "go" brings its card.
+  await g.page.keyboard.press("Escape");
+  await g.page.locator("onramp-tips .m").waitFor({ state: "detached" });
+  await g.page.evaluate(() => onramp.track("go"));
+  await g.page.locator("onramp-tips .v").waitFor();
   await g.context.close();
 
   const h = await open(held);
@@ -91,10 +99,11 @@ test("a user in the global holdout never sees guidance; a user outside it does; 
   // same triggers and the time for them, and still nothing.
   await h.page.evaluate(() => { onramp.track("go"); onramp.track("made"); });
   await h.page.waitForTimeout(1500);
-  assert.equal(await visibleGuidance(h.page), 0, "no modal, checklist, tooltip or prompt");
+  assert.equal(await visibleGuidance(h.page), 0, "no modal, checklist, tooltip, prompt or survey");
+  assert.equal(await h.page.locator("onramp-tips .v").count(), 0, "no survey card, though \"go\" made it due");
   assert.deepEqual(await eventually(async () => { const a = await assignments(h); return a.length ? a : null; }),
     [["experiment_assigned", "global", "control"]]);
-  assert.deepEqual(h.sent.filter((e) => e.type === "tip" || e.type === "prompt"), [], "no tip or prompt events");
+  assert.deepEqual(h.sent.filter((e) => e.type === "tip" || e.type === "prompt" || e.type === "survey"), [], "no tip, prompt or survey events");
   assert.ok(h.sent.some((e) => e.type === "milestone" && e.name === "made"), "the milestone itself is reported");
   // A reload: still nothing, and the arm is not reported again.
   await h.page.reload();
@@ -112,6 +121,9 @@ test("a user in the global holdout never sees guidance; a user outside it does; 
     return global && global.control.users >= 1 && global.treatment.users >= 1 ? global : null;
   });
   assert.equal(x.completion.status, "notEnoughData");
+  // The survey's experiment is listed beside it, with the guided user in its treatment arm.
+  const survey = (await getJson(collector.url + "/v1/experiments")).body.experiments.find((e) => e.experiment === "survey:first-go");
+  assert.deepEqual([survey?.control.users, survey?.treatment.users], [0, 1]);
 });
 
 // ---- prompts ----

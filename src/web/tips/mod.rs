@@ -615,7 +615,7 @@ impl Ui {
             return;
         }
         let user = engine.identity().to_owned();
-        let page = surveys::Page { now: t, path, hash, route_since: self.route_since, user: &user };
+        let page = surveys::Page { now: t, path, hash, route_since: self.route_since, user: &user, identified: !engine.is_anonymous() };
         let (pick, wake) = surveys::pick(engine.plan(), &engine.state, &page);
         self.survey_wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
         let Some(i) = pick.filter(|_| self.prompt.is_none() && !self.surfaces.iter().any(|s| s.kind == TipKind::Modal)) else { return };
