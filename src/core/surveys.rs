@@ -136,7 +136,7 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
 }
 
 /// The earliest time any survey may be asked of `user` (the user id), whatever page they are
-/// on; `None` when none ever can be again. The lean tracker cannot show surveys, so the full
+/// on; `None` when none ever can be again (held out of a survey counts as never). The lean tracker cannot show surveys, so the full
 /// SDK marks a user lean only until then (`machine::LEAN_KEY`): a survey some weeks after
 /// sign-up, or every 90 days, brings the guide back when it is due. A survey still waiting
 /// for its event, a page survey, or one on a milestone reached, may be due at any page view:
@@ -144,7 +144,7 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
 pub fn next_ask(plan: &Plan, state: &UserState, user: &str) -> Option<i64> {
     let last_any = state.surveys.values().filter_map(|s| s.last_shown).max();
     let mut next: Option<i64> = None;
-    for survey in plan.surveys.iter().filter(|s| sampled(s, user)) {
+    for survey in plan.surveys.iter().filter(|s| sampled(s, user) && withheld(plan, s, user).is_none()) {
         let ss = self::state(state, survey).cloned().unwrap_or_default();
         let closed = ss.answered.max(ss.dismissed);
         let mut at = i64::MIN;
