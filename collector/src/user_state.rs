@@ -136,8 +136,7 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
             "prompt" if name == prompt::SHOWN => surfaces.push((ts, true, false)),
             "track" => {
                 // An event survey's trigger, as the engine observes it.
-                let props: Vec<(String, CoreValue)> = props.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default();
-                onramp::core::surveys::observe(plan, &mut s, name, &props, ts);
+                onramp::core::surveys::observe(plan, &mut s, name, &core_props(props), ts);
             }
             _ => {}
         }
@@ -181,6 +180,11 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
         s.day.shown.add(LEDGER, 1);
     }
     s
+}
+
+/// A stored event's props as the engine receives them, for the plan's filters.
+fn core_props(props: &Value) -> Vec<(String, CoreValue)> {
+    props.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default()
 }
 
 /// A stored prop in the core's JSON type, which the plan's filters test.
@@ -232,7 +236,7 @@ pub fn add_conditional_counts(plan: &Plan, state: &mut UserState, events: &[Valu
         if anon == device || !wanted.iter().any(|(_, c, _)| c.event == name) {
             continue;
         }
-        let props: Vec<(String, CoreValue)> = e["props"].as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default();
+        let props = core_props(&e["props"]);
         for (n, (_, c, opened)) in counted.iter_mut().zip(&wanted) {
             if ts > *opened && c.matches(name, &props) {
                 *n = n.saturating_add(1);
