@@ -32,9 +32,12 @@
 //!   events, so the merge adds the rest without counting any twice, and a count reached across
 //!   devices reaches the milestone.
 //!
-//! Not in it: counts of conditions with `where` filters or an `after` gate (they count only
-//! matching events after the gate opened, which per-device totals cannot tell), event names,
-//! props, traits and anonymous ids. Tip and survey showings are served under the `ledger` entry
+//!   Conditions with a `where` filter or an `after` gate are counted from the user's events
+//!   ([`add_conditional_counts`]): the other devices' `track` events that pass the filter (the
+//!   engine's own test) and, under a gate, came after the gate milestone was first reached on
+//!   any device.
+//!
+//! Not in it: event names, props, traits and anonymous ids. Tip and survey showings are served under the `ledger` entry
 //! of their G-counters; the SDK raises its own to them (`GCounter::raise_to`), so a showing
 //! this browser counted and the collector stored is counted once.
 
@@ -47,7 +50,7 @@ use onramp::core::engine::{
     RETURN_INTERVAL, SESSION_GAP_MS, TIME_TO_VALUE,
 };
 use onramp::core::json::Value as CoreValue;
-use onramp::core::plan::{Plan, TipKind};
+use onramp::core::plan::{Condition, Plan, TipKind};
 use onramp::core::vocab::{experiment::ASSIGNED, prompt, prop, survey};
 use serde::Deserialize;
 use serde_json::Value;
@@ -133,8 +136,7 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
             "prompt" if name == prompt::SHOWN => surfaces.push((ts, true, false)),
             "track" => {
                 // An event survey's trigger, as the engine observes it.
-                let props: Vec<(String, CoreValue)> = props.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default();
-                onramp::core::surveys::observe(plan, &mut s, name, &props, ts);
+                onramp::core::surveys::observe(plan, &mut s, name, &core_props(props), ts);
             }
             _ => {}
         }
@@ -180,6 +182,11 @@ pub fn derive(plan: &Plan, events: &[Value]) -> UserState {
     s
 }
 
+/// A stored event's props as the engine receives them, for the plan's filters.
+fn core_props(props: &Value) -> Vec<(String, CoreValue)> {
+    props.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), core_value(v))).collect()).unwrap_or_default()
+}
+
 /// A stored prop in the core's JSON type, which the plan's filters test.
 fn core_value(v: &Value) -> CoreValue {
     match v {
@@ -200,6 +207,53 @@ pub fn plain_counts<'a>(plan: &'a Plan, state: &UserState) -> Vec<(&'a str, &'a 
         .filter(|m| !state.reached.contains_key(&m.id))
         .filter_map(|m| m.condition.as_ref().filter(|c| c.filters.is_empty() && c.after.is_none()).map(|c| (m.id.as_str(), c.event.as_str())))
         .collect()
+}
+
+/// Adds to `state` the other devices' counts of the plan's unreached milestones whose condition
+/// has a `where` filter or an `after` gate (the [`plain_counts`] come from the rollup), read from
+/// the user's `events` (as [`derive`] takes them): `track` events not sent by `device` that pass
+/// the condition's filters, tested by the engine's own [`Condition::matches`], and, under a gate,
+/// stored strictly after the gate milestone's earliest reached time (by any of its ids), as the
+/// engine judges a gate on the state before each event: the event that reached the gate, and any
+/// in its millisecond, does not count. A gate not reached yet counts nothing.
+pub fn add_conditional_counts(plan: &Plan, state: &mut UserState, events: &[Value], device: &str) {
+    let wanted: Vec<(&str, &Condition, i64)> = plan
+        .milestones
+        .iter()
+        .filter(|m| !state.reached.contains_key(&m.id))
+        .filter_map(|m| {
+            let c = m.condition.as_ref().filter(|c| !c.filters.is_empty() || c.after.is_some())?;
+            let opened = match &c.after {
+                None => i64::MIN,
+                Some(gate) => earliest_reached(plan, state, gate)?,
+            };
+            Some((m.id.as_str(), c, opened))
+        })
+        .collect();
+    let mut counted = vec![0u32; wanted.len()];
+    for e in events {
+        let (Some("track"), Some(name), Some(ts), Some(anon)) = (e["type"].as_str(), e["name"].as_str(), e["ts"].as_i64(), e["anonymousId"].as_str()) else { continue };
+        if anon == device || !wanted.iter().any(|(_, c, _)| c.event == name) {
+            continue;
+        }
+        let props = core_props(&e["props"]);
+        for (n, (_, c, opened)) in counted.iter_mut().zip(&wanted) {
+            if ts > *opened && c.matches(name, &props) {
+                *n = n.saturating_add(1);
+            }
+        }
+    }
+    for ((milestone, _, _), n) in wanted.into_iter().zip(counted) {
+        if n > 0 {
+            state.counts.entry(milestone.into()).or_default().add(OTHER_DEVICES, n);
+        }
+    }
+}
+
+/// The earliest time `milestone` was reached under its id or a former id (`aliases`).
+fn earliest_reached(plan: &Plan, state: &UserState, milestone: &str) -> Option<i64> {
+    let aliases = plan.milestone(milestone).map(|m| m.aliases.as_slice()).unwrap_or_default();
+    std::iter::once(milestone).chain(aliases.iter().map(String::as_str)).filter_map(|id| state.reached.get(id).copied()).min()
 }
 
 /// Adds to `state` the other devices' counts (`(event name, events)`) of its [`plain_counts`].
@@ -254,10 +308,12 @@ async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<R
     }
     let doc = match crate::plans::current(state, &project.id).await? {
         Some(plan) => {
-            let mut doc = derive(&plan.plan, &state.store.user_data(&project.id, &user).await?.events);
+            let events = state.store.user_data(&project.id, &user).await?.events;
+            let mut doc = derive(&plan.plan, &events);
             if let Some(device) = q.anonymous_id.as_deref().filter(|a| !a.is_empty()) {
                 let names: Vec<String> = plain_counts(&plan.plan, &doc).iter().map(|(_, e)| e.to_string()).collect();
                 add_counts(&plan.plan, &mut doc, &state.store.user_counts(&project.id, &user, &names, device).await?);
+                add_conditional_counts(&plan.plan, &mut doc, &events, device);
             }
             doc
         }

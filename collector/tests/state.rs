@@ -478,7 +478,9 @@ const COUNT_PLAN: &str = r#"{"version":"1","milestones":[
 /// Issue 19's counters: `count` conditions hold across devices. The state served to one device
 /// carries the user's matching `track` events from their other devices (distinct events: a
 /// resend counts once; the anonymous laptop events count once the laptop is linked), never the
-/// asking device's own, which its tabs count themselves.
+/// asking device's own, which its tabs count themselves. Conditions with a `where` filter count
+/// only the events that pass it; under an `after` gate, only those after the gate was first
+/// reached on any device.
 async fn check_counts(store: Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.json");
@@ -502,6 +504,9 @@ async fn check_counts(store: Arc<dyn Store>) {
     let phone = vec![
         ev("c6", "track", "export", "phone", Some("ann"), T0 + DAY, json!({})),
         ev("c7", "track", "invite", "phone", Some("ann"), T0 + DAY, json!({})),
+        // `big_exports` counts exports of 100 rows or more: 50 rows do not pass, 100 do.
+        ev("c11", "track", "export", "phone", Some("ann"), T0 + DAY + MIN, json!({"rows": 50})),
+        ev("c12", "track", "export", "phone", Some("ann"), T0 + DAY + 2 * MIN, json!({"rows": 100})),
     ];
     let bob = vec![ev("c8", "track", "export", "bobs", Some("bob"), T0, json!({})), ev("c9", "track", "share", "bobs", Some("bob"), T0, json!({}))];
     post(&url, "wk_demo", laptop.clone()).await;
@@ -509,26 +514,66 @@ async fn check_counts(store: Arc<dyn Store>) {
     post(&url, "wk_demo", bob).await;
     post(&url, "wk_demo", laptop).await; // resent
 
+    // By hand: the laptop's exports are c1 (500 rows) and c3 (no rows: fails the filter), the
+    // phone's c6 (no rows), c11 (50) and c12 (100); `big_exports` counts c1 and c12. The gate of
+    // `shared_after` (`exported`) is reached nowhere yet: nothing counts towards it.
     let counts = |doc: &Value| doc.get("counts").cloned().unwrap_or(json!({}));
     let (status, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=phone").await;
     assert_eq!(status, 200, "{doc}");
-    assert_eq!(counts(&doc), json!({"exported": {"otherDevices": 2}, "shared": {"otherDevices": 1}}), "the laptop's, for the phone");
+    assert_eq!(
+        counts(&doc),
+        json!({"exported": {"otherDevices": 2}, "shared": {"otherDevices": 1}, "big_exports": {"otherDevices": 1}}),
+        "the laptop's, for the phone"
+    );
     let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=laptop").await;
-    assert_eq!(counts(&doc), json!({"exported": {"otherDevices": 1}, "invited": {"otherDevices": 1}}), "the phone's, for the laptop");
+    assert_eq!(
+        counts(&doc),
+        json!({"exported": {"otherDevices": 3}, "big_exports": {"otherDevices": 1}, "invited": {"otherDevices": 1}}),
+        "the phone's, for the laptop"
+    );
     let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=tablet").await;
     assert_eq!(
         counts(&doc),
-        json!({"exported": {"otherDevices": 3}, "shared": {"otherDevices": 1}, "invited": {"otherDevices": 1}}),
+        json!({"exported": {"otherDevices": 5}, "shared": {"otherDevices": 1}, "big_exports": {"otherDevices": 2}, "invited": {"otherDevices": 1}}),
         "a new device: all of them"
     );
     let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann").await;
     assert_eq!(counts(&doc), json!({}), "without the asking device, nothing could be told apart");
 
-    // Once the milestone is reached (on any device), its count is not served.
-    post(&url, "wk_demo", vec![ev("c10", "milestone", "exported", "laptop", Some("ann"), T0 + 2 * DAY, json!({}))]).await;
+    // Once the milestone is reached (on any device), its count is not served; the gate it is
+    // opens at its earliest reached time (the laptop's c10; the phone's c18 is later). Of the
+    // shares, only those strictly after the gate count for `shared_after`: not c4 or c17
+    // (before), not c14 (the gate's own millisecond: the engine judges a gate on the state
+    // before each event), but c15 on the laptop and c16 on the phone.
+    let gate = T0 + 2 * DAY;
+    let laptop_late = vec![
+        ev("c10", "milestone", "exported", "laptop", Some("ann"), gate, json!({})),
+        ev("c14", "track", "share", "laptop", Some("ann"), gate, json!({})),
+        ev("c15", "track", "share", "laptop", Some("ann"), gate + MIN, json!({})),
+    ];
+    let phone_late = vec![
+        ev("c17", "track", "share", "phone", Some("ann"), gate - MIN, json!({})),
+        ev("c16", "track", "share", "phone", Some("ann"), gate + 2 * MIN, json!({})),
+        ev("c18", "milestone", "exported", "phone", Some("ann"), gate + 5 * MIN, json!({})),
+    ];
+    post(&url, "wk_demo", laptop_late.clone()).await;
+    post(&url, "wk_demo", phone_late).await;
+    post(&url, "wk_demo", laptop_late).await; // resent
     let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=phone").await;
-    assert_eq!(counts(&doc), json!({"shared": {"otherDevices": 1}}));
-    assert_eq!(doc["reached"]["exported"], json!(T0 + 2 * DAY));
+    assert_eq!(
+        counts(&doc),
+        json!({"shared": {"otherDevices": 3}, "shared_after": {"otherDevices": 1}, "big_exports": {"otherDevices": 1}}),
+        "the laptop's: shares c4, c14, c15; after the gate c15"
+    );
+    assert_eq!(doc["reached"]["exported"], json!(gate));
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=laptop").await;
+    assert_eq!(
+        counts(&doc),
+        json!({"shared": {"otherDevices": 2}, "shared_after": {"otherDevices": 1}, "big_exports": {"otherDevices": 1}, "invited": {"otherDevices": 1}}),
+        "the phone's: shares c17, c16; after the gate c16"
+    );
+    let (_, doc, _) = state(&url, "writeKey=wk_demo&user=ann&anonymousId=tablet").await;
+    assert_eq!(counts(&doc)["shared_after"], json!({"otherDevices": 2}), "both devices' shares after the gate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1016,6 +1016,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn filtered_and_gated_counts_from_other_devices_reach_their_milestones() {
+        let plan = Plan::parse(
+            r#"{"version":"1","milestones":[{"id":"exported","title":"X","value":true,"condition":{"event":"export"}},
+            {"id":"big","title":"B","condition":{"event":"export","count":2,"where":{"rows":{"gte":100}}}},
+            {"id":"shared_after","title":"S","condition":{"event":"share","count":2,"after":"exported"}}]}"#,
+        )
+        .expect("valid");
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(plan, "A".into(), ANON, &store);
+        e.identify(&mut store, "ann", Some(T0), T0);
+        assert!(e.observe(&mut store, "share", &[], T0 + 1).is_empty(), "the gate is closed here: not counted");
+        let small = [("rows".to_string(), Value::Num(50.0))];
+        assert!(!names(&e.observe(&mut store, "export", &small, T0 + 2)).contains(&"big"), "reaches `exported`; 50 rows do not count");
+        let rows = [("rows".to_string(), Value::Num(200.0))];
+        assert!(e.observe(&mut store, "export", &rows, T0 + 3).is_empty(), "one big export of two");
+        // The collector: one big export and one share after the gate on the laptop.
+        let mut remote = UserState::default();
+        remote.counts.entry("big".into()).or_default().add(OTHER_DEVICES, 1);
+        remote.counts.entry("shared_after".into()).or_default().add(OTHER_DEVICES, 1);
+        let out = e.merge_remote(&mut store, "ann", &remote, T0 + 4);
+        assert!(names(&out).contains(&"big"), "1 here + 1 elsewhere passing the filter");
+        assert!(!names(&out).contains(&"shared_after"), "one share of two after the gate");
+        assert_eq!(e.reached("big"), Some(T0 + 4));
+        assert!(!names(&e.merge_remote(&mut store, "ann", &remote, T0 + 5)).contains(&"shared_after"), "served again: the entry is replaced, not added");
+        assert!(names(&e.observe(&mut store, "share", &[], T0 + 6)).contains(&"shared_after"), "this share after the gate and the laptop's");
+    }
+
+    #[test]
     fn merge_keeps_the_earliest_reach_and_per_tab_maximum() {
         let mut x = UserState::default();
         x.reached.insert("a".into(), 5);

@@ -170,16 +170,19 @@ test("a shared computer, with and without reset(), and a duplicated late identif
 });
 
 test("a `count` condition holds across devices: two exports on the laptop and one on the phone make three", async () => {
-  // The demo plan with one more milestone, a plain count (published last: the tests above use
-  // the demo plan as it is).
+  // The demo plan with two more milestones, a plain count and a count filtered on a prop
+  // (published last: the tests above use the demo plan as it is).
   const plan = JSON.parse(await (await fetch(collector.url + "/v1/plan?writeKey=wk_demo")).text());
   plan.milestones.push({ id: "exported_thrice", title: "Export three times", condition: { event: "export", count: 3 } });
+  plan.milestones.push({ id: "big_exports", title: "Two big exports", condition: { event: "export", count: 2, where: { rows: { gte: 100 } } } });
   const put = await fetch(collector.url + "/v1/plan?message=count%20test", { method: "PUT", headers: { Authorization: "Bearer et_demo" }, body: JSON.stringify(plan) });
   assert.equal(put.status, 200, await put.text());
 
   const laptop = await device();
   await identify(laptop, "gus");
-  for (let i = 0; i < 2; i++) await laptop.page.evaluate(() => window.onramp.track("export"));
+  // One export of 500 rows (passes the filter) and one without rows (does not).
+  await laptop.page.evaluate(() => window.onramp.track("export", { rows: 500 }));
+  await laptop.page.evaluate(() => window.onramp.track("export"));
   await flush(laptop);
   await eventually(() => sql("SELECT count(*) FROM events WHERE user_id = 'gus' AND name = 'export'") === "2");
   assert.deepEqual(milestones("gus"), [], "two of three on the laptop");
@@ -187,11 +190,13 @@ test("a `count` condition holds across devices: two exports on the laptop and on
   const phone = await device();
   const state = await identify(phone, "gus");
   assert.deepEqual(state.counts?.exported_thrice, { otherDevices: 2 }, "the collector serves the laptop's two exports to the phone");
-  await phone.page.evaluate(() => window.onramp.track("export"));
+  assert.deepEqual(state.counts?.big_exports, { otherDevices: 1 }, "and the one that passes the filter");
+  await phone.page.evaluate(() => window.onramp.track("export", { rows: 200 }));
   await flush(phone);
-  await eventually(() => milestones("gus").includes("exported_thrice"));
+  await eventually(() => milestones("gus").includes("exported_thrice") && milestones("gus").includes("big_exports"));
   const phoneAnon = await phone.page.evaluate(() => localStorage.getItem("onramp.anonymousId"));
   assert.equal(sql("SELECT anonymous_id FROM events WHERE type = 'milestone' AND name = 'exported_thrice'"), phoneAnon, "reached once, on the phone");
+  assert.equal(sql("SELECT anonymous_id FROM events WHERE type = 'milestone' AND name = 'big_exports'"), phoneAnon, "the filtered count too");
   // Asked again, the phone's own exports are not counted back to it.
   const reload = await device({ context: await browser.newContext({ storageState: await phone.context.storageState() }) });
   const again = await identify(reload, "gus");
