@@ -32,6 +32,11 @@
 //!   events, so the merge adds the rest without counting any twice, and a count reached across
 //!   devices reaches the milestone.
 //!
+//! - `account` (docs/TIPS.md, "Account progress"): when the plan declares account milestones
+//!   (`health.accountMilestones`), the user's current account (`accountId` trait) and when it
+//!   reached each one it reached, as the health computation counts an account's progress
+//!   ([`crate::health::account_reached`]): from every teammate's events, not only this user's.
+//!
 //! Not in it: counts of conditions with `where` filters or an `after` gate (they count only
 //! matching events after the gate opened, which per-device totals cannot tell), event names,
 //! props, traits and anonymous ids. Tip and survey showings are served under the `ledger` entry
@@ -43,7 +48,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use onramp::core::budget::DAY_MS;
 use onramp::core::engine::{
-    DayState, SessionState, UserState, FIRST_SESSION_LENGTH, LEDGER, ONBOARDING_COMPLETED, OTHER_DEVICES,
+    AccountState, DayState, SessionState, UserState, FIRST_SESSION_LENGTH, LEDGER, ONBOARDING_COMPLETED, OTHER_DEVICES,
     RETURN_INTERVAL, SESSION_GAP_MS, TIME_TO_VALUE,
 };
 use onramp::core::json::Value as CoreValue;
@@ -258,6 +263,11 @@ async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<R
             if let Some(device) = q.anonymous_id.as_deref().filter(|a| !a.is_empty()) {
                 let names: Vec<String> = plain_counts(&plan.plan, &doc).iter().map(|(_, e)| e.to_string()).collect();
                 add_counts(&plan.plan, &mut doc, &state.store.user_counts(&project.id, &user, &names, device).await?);
+            }
+            // Only a plan with account milestones pays for reading the account's users.
+            if !plan.health.account_milestones.is_empty() {
+                let found = crate::health::account_reached(state.store.as_ref(), &project.id, &plan.plan, &plan.health, &user, state.now()).await?;
+                doc.account = found.map(|(id, reached)| AccountState { id, reached: reached.into_iter().collect() });
             }
             doc
         }

@@ -186,6 +186,31 @@ impl SurveyState {
     }
 }
 
+/// The user's account's progress on the plan's account milestones (`health.accountMilestones`),
+/// as the collector computed it from every teammate's events (`GET /v1/state`): the SDK sees only
+/// this user's events, so it never reaches one itself. Persisted as it is served.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountState {
+    pub id: String,
+    /// Account milestone id → when the account reached it.
+    #[serde(skip_serializing_if = "VecMap::is_empty")]
+    pub reached: VecMap<i64>,
+}
+
+impl AccountState {
+    /// The join of two views: the same account's reaches united (earliest time), otherwise the
+    /// greater id, so every tab settles on the same one until the collector answers again.
+    fn merge(into: &mut Option<AccountState>, o: &Option<AccountState>) {
+        match (into.as_mut(), o) {
+            (_, None) => {}
+            (Some(a), Some(b)) if a.id == b.id => union_min(&mut a.reached, &b.reached),
+            (Some(a), Some(b)) if a.id > b.id => {}
+            (_, Some(b)) => *into = Some(b.clone()),
+        }
+    }
+}
+
 /// Everything the engine remembers about one user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserState {
@@ -214,6 +239,8 @@ pub struct UserState {
     /// The user's latest NPS answer group and when (`survey_answered` of an `nps` survey), for
     /// prompts routed by group.
     pub latest_nps: Option<(i64, String)>,
+    /// The user's account's progress, from the collector ([`AccountState`]).
+    pub account: Option<AccountState>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -290,6 +317,7 @@ impl UserState {
         if anon.latest_nps > self.latest_nps {
             self.latest_nps = anon.latest_nps.clone();
         }
+        AccountState::merge(&mut self.account, &anon.account);
     }
 
     /// Sign-up time, or first-seen standing in for it.
@@ -740,6 +768,9 @@ impl Engine {
         }
         let remote = &remote;
         s.absorb(remote);
+        // The collector knows the user's current account (the latest `group()` it stored) and
+        // every teammate's progress: its answer replaces this browser's, which only it wrote.
+        s.account = remote.account.clone();
         s.signup = signup.or(remote.signup);
         s.last_activity = max_opt(s.last_activity, remote.last_activity);
         if let (Some(local), Some(other)) = (s.first_start, remote.first_start) {
