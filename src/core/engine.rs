@@ -890,6 +890,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_collectors_account_progress_replaces_the_local_copy_and_is_stored() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        e.identify(&mut store, "ann", Some(T0), T0);
+        let acme = |reached: &[(&str, i64)]| AccountState { id: "acme".into(), reached: reached.iter().map(|(k, t)| (k.to_string(), *t)).collect() };
+        let remote = UserState { account: Some(acme(&[("team3", T0 - MIN)])), ..UserState::default() };
+        e.merge_remote(&mut store, "ann", &remote, T0 + 1);
+        assert_eq!(e.state.account, Some(acme(&[("team3", T0 - MIN)])));
+        // Stored: another tab (or the next page) reads it back.
+        let mut other = Engine::new(trackly(), "tab2".into(), ANON, &store);
+        other.identify(&mut store, "ann", None, T0 + 2);
+        assert_eq!(other.state.account, e.state.account);
+        let text = e.state.to_json().expect("serialises");
+        assert!(text.contains(r#""account":{"id":"acme","reached":{"team3":1699999940000}}"#), "{text}");
+        // The user moved to another account: the collector's answer wins, not a union.
+        let moved = UserState { account: Some(AccountState { id: "initech".into(), ..AccountState::default() }), ..UserState::default() };
+        e.merge_remote(&mut store, "ann", &moved, T0 + 3);
+        assert_eq!(e.state.account.as_ref().map(|a| (a.id.as_str(), a.reached.is_empty())), Some(("initech", true)));
+        // Tabs merging the same account unite its reaches, and merging is order-free.
+        let (mut a, mut b) = (UserState { account: Some(acme(&[("x", 5)])), ..UserState::default() }, UserState { account: Some(acme(&[("x", 3), ("y", 9)])), ..UserState::default() });
+        let a0 = a.clone();
+        a.merge(&b);
+        b.merge(&a0);
+        assert_eq!(a.account, Some(acme(&[("x", 3), ("y", 9)])));
+        assert_eq!(a.account, b.account);
+    }
+
+    #[test]
     fn a_visitors_survey_history_is_the_users_after_identify() {
         let mut store = MemoryStorage::default();
         let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
