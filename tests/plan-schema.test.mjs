@@ -30,6 +30,7 @@ const BEYOND_SCHEMA = {
   "not-json.json": "not JSON at all, so there is nothing to validate",
   "selector-unbalanced.json": "CSS selector syntax",
   "tip-unknown-milestone.json": "a reference to a milestone id that does not exist",
+  "tip-unknown-account-milestone.json": "a reference to an account milestone id that does not exist",
   "window-backwards.json": "one duration compared with another",
 };
 

@@ -37,6 +37,11 @@
 //!   engine's own test) and, under a gate, came after the gate milestone was first reached on
 //!   any device.
 //!
+//! - `account` (docs/TIPS.md, "Account progress"): when the plan declares account milestones
+//!   (`health.accountMilestones`), the user's current account (`accountId` trait) and when it
+//!   reached each one it reached, as the health computation counts an account's progress
+//!   ([`crate::health::account_reached`]): from every teammate's events, not only this user's.
+//!
 //! Not in it: event names, props, traits and anonymous ids. Tip and survey showings are served under the `ledger` entry
 //! of their G-counters; the SDK raises its own to them (`GCounter::raise_to`), so a showing
 //! this browser counted and the collector stored is counted once.
@@ -46,7 +51,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use onramp::core::budget::DAY_MS;
 use onramp::core::engine::{
-    DayState, SessionState, UserState, FIRST_SESSION_LENGTH, LEDGER, ONBOARDING_COMPLETED, OTHER_DEVICES,
+    AccountState, DayState, SessionState, UserState, FIRST_SESSION_LENGTH, LEDGER, ONBOARDING_COMPLETED, OTHER_DEVICES,
     RETURN_INTERVAL, SESSION_GAP_MS, TIME_TO_VALUE,
 };
 use onramp::core::json::Value as CoreValue;
@@ -314,6 +319,11 @@ async fn serve(state: &AppState, q: StateQuery, headers: &HeaderMap) -> Result<R
                 let names: Vec<String> = plain_counts(&plan.plan, &doc).iter().map(|(_, e)| e.to_string()).collect();
                 add_counts(&plan.plan, &mut doc, &state.store.user_counts(&project.id, &user, &names, device).await?);
                 add_conditional_counts(&plan.plan, &mut doc, &events, device);
+            }
+            // Only a plan with account milestones pays for reading the account's users.
+            if !plan.health.account_milestones.is_empty() {
+                let found = crate::health::account_reached(state.store.as_ref(), &project.id, &plan.plan, &plan.health, &user, state.now()).await?;
+                doc.account = found.map(|(id, reached)| AccountState { id, reached: reached.into_iter().collect() });
             }
             doc
         }

@@ -587,3 +587,78 @@ async fn counts_across_devices_on_clickhouse() {
     let (_server, store) = clickhouse().await;
     check_counts(store).await;
 }
+
+/// A plan with two account milestones (docs/HEALTH.md): one reached when any user of the account
+/// reaches the plan milestone `invited`, one when the account's users together send three
+/// `teammate_invited` events; a tip leads to the second (docs/TIPS.md, "Account progress").
+const ACCOUNT_PLAN: &str = r#"{"version":"1","milestones":[
+  {"id":"invited","title":"Invite","value":true,"condition":{"event":"invite"}}],
+  "health":{"accountMilestones":[
+    {"id":"first_invite","title":"Someone invited","milestone":"invited"},
+    {"id":"team3","title":"3 teammates invited","event":"teammate_invited","count":3}]},
+  "tips":[{"id":"invite_team","kind":"modal","body":"Invite your team","accountMilestone":"team3"}]}"#;
+
+/// `GET /v1/state` serves the user's account's progress, counted from every teammate's events:
+/// a user who reached nothing sees what their teammates reached, and no other account's events.
+async fn check_account(store: Arc<dyn Store>) {
+    let c = serve_with_clock(store, Some(NOW)).await;
+    let r = reqwest::Client::new().put(format!("{}/v1/plan", c.url)).bearer_auth("et_demo").body(ACCOUNT_PLAN).send().await.expect("put");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let group = |account: &str| json!({"accountId": account, "account": {"name": account}});
+    post(
+        &c.url,
+        "wk_demo",
+        vec![
+            ev("a1", "identify", "identify", "ann-laptop", Some("ann"), T0, json!({})),
+            ev("a2", "identify", "group", "ann-laptop", Some("ann"), T0 + MIN, group("acme")),
+            ev("a3", "identify", "identify", "bob-laptop", Some("bob"), T0, json!({})),
+            ev("a4", "identify", "group", "bob-laptop", Some("bob"), T0 + MIN, group("acme")),
+            ev("a5", "identify", "identify", "cy-laptop", Some("cy"), T0, json!({})),
+            ev("a6", "identify", "group", "cy-laptop", Some("cy"), T0 + MIN, group("initech")),
+            ev("a7", "identify", "identify", "dan-laptop", Some("dan"), T0, json!({})),
+            // Bob reaches the plan milestone: his account reaches `first_invite` then.
+            ev("a8", "milestone", "invited", "bob-laptop", Some("bob"), T0 + HOUR, json!({})),
+            // Ann invites once, Bob twice: the third invite (Bob's, T0 + 3 h) reaches `team3`.
+            ev("a9", "track", "teammate_invited", "ann-laptop", Some("ann"), T0 + 2 * HOUR, json!({})),
+            ev("a10", "track", "teammate_invited", "bob-laptop", Some("bob"), T0 + 90 * MIN, json!({})),
+            ev("a11", "track", "teammate_invited", "bob-laptop", Some("bob"), T0 + 3 * HOUR, json!({})),
+            // Another account's invites, and a milestone event sharing the counted name: not counted.
+            ev("a12", "track", "teammate_invited", "cy-laptop", Some("cy"), T0, json!({})),
+            ev("a13", "track", "teammate_invited", "cy-laptop", Some("cy"), T0 + MIN, json!({})),
+            ev("a14", "milestone", "teammate_invited", "ann-laptop", Some("ann"), T0 + MIN, json!({})),
+        ],
+    )
+    .await;
+    let (status, doc, _) = state(&c.url, "writeKey=wk_demo&user=ann").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["account"], json!({"id": "acme", "reached": {"first_invite": T0 + HOUR, "team3": T0 + 3 * HOUR}}));
+    assert_eq!(doc.get("reached"), None, "Ann reached no milestone herself");
+    // Initech has two invites and no `invited` milestone: nothing reached yet.
+    let (_, doc, _) = state(&c.url, "writeKey=wk_demo&user=cy").await;
+    assert_eq!(doc["account"], json!({"id": "initech"}));
+    // A user with no account has no account progress.
+    let (_, doc, _) = state(&c.url, "writeKey=wk_demo&user=dan").await;
+    assert_eq!(doc.get("account"), None, "{doc}");
+    // Cy's third invite reaches Initech's `team3`; Cy then moves to Acme: served Acme's.
+    post(&c.url, "wk_demo", vec![ev("a15", "track", "teammate_invited", "cy-laptop", Some("cy"), T0 + DAY, json!({}))]).await;
+    let (_, doc, _) = state(&c.url, "writeKey=wk_demo&user=cy").await;
+    assert_eq!(doc["account"], json!({"id": "initech", "reached": {"team3": T0 + DAY}}));
+    post(&c.url, "wk_demo", vec![ev("a16", "identify", "group", "cy-laptop", Some("cy"), T0 + 2 * DAY, group("acme"))]).await;
+    let (_, doc, _) = state(&c.url, "writeKey=wk_demo&user=cy").await;
+    // An account's users are its current members, with all their events (as the health
+    // computation folds them): Cy's invites at T0 and T0 + 1 min now come first, so Acme's third
+    // invite is Bob's at T0 + 90 min.
+    assert_eq!(doc["account"], json!({"id": "acme", "reached": {"first_invite": T0 + HOUR, "team3": T0 + 90 * MIN}}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_progress_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_account(Arc::new(SqliteStore::open(&dir.path().join("events.db")).expect("store"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_progress_on_clickhouse() {
+    let (_server, store) = clickhouse().await;
+    check_account(store).await;
+}

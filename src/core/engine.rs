@@ -186,6 +186,31 @@ impl SurveyState {
     }
 }
 
+/// The user's account's progress on the plan's account milestones (`health.accountMilestones`),
+/// as the collector computed it from every teammate's events (`GET /v1/state`): the SDK sees only
+/// this user's events, so it never reaches one itself. Persisted as it is served.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountState {
+    pub id: String,
+    /// Account milestone id → when the account reached it.
+    #[serde(skip_serializing_if = "VecMap::is_empty")]
+    pub reached: VecMap<i64>,
+}
+
+impl AccountState {
+    /// The join of two views: the same account's reaches united (earliest time), otherwise the
+    /// greater id, so every tab settles on the same one until the collector answers again.
+    fn merge(into: &mut Option<AccountState>, o: &Option<AccountState>) {
+        match (into.as_mut(), o) {
+            (_, None) => {}
+            (Some(a), Some(b)) if a.id == b.id => union_min(&mut a.reached, &b.reached),
+            (Some(a), Some(b)) if a.id > b.id => {}
+            (_, Some(b)) => *into = Some(b.clone()),
+        }
+    }
+}
+
 /// Everything the engine remembers about one user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserState {
@@ -214,6 +239,8 @@ pub struct UserState {
     /// The user's latest NPS answer group and when (`survey_answered` of an `nps` survey), for
     /// prompts routed by group.
     pub latest_nps: Option<(i64, String)>,
+    /// The user's account's progress, from the collector ([`AccountState`]).
+    pub account: Option<AccountState>,
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -290,6 +317,7 @@ impl UserState {
         if anon.latest_nps > self.latest_nps {
             self.latest_nps = anon.latest_nps.clone();
         }
+        AccountState::merge(&mut self.account, &anon.account);
     }
 
     /// Sign-up time, or first-seen standing in for it.
@@ -740,6 +768,9 @@ impl Engine {
         }
         let remote = &remote;
         s.absorb(remote);
+        // The collector knows the user's current account (the latest `group()` it stored) and
+        // every teammate's progress: its answer replaces this browser's, which only it wrote.
+        s.account = remote.account.clone();
         s.signup = signup.or(remote.signup);
         s.last_activity = max_opt(s.last_activity, remote.last_activity);
         if let (Some(local), Some(other)) = (s.first_start, remote.first_start) {
@@ -856,6 +887,34 @@ pub(crate) mod tests {
         let counts = (s.tips[&welcome.id].shown.total(), s.session.tips_shown.total(), s.session.shown.total(), s.day.shown.total());
         assert_eq!(counts, (2, 2, 2, 2), "the laptop's showing once, the phone's once, however often merged");
         assert_eq!(s.day.start, T0 - 5 * MIN, "the collector's day began earlier");
+    }
+
+    #[test]
+    fn the_collectors_account_progress_replaces_the_local_copy_and_is_stored() {
+        let mut store = MemoryStorage::default();
+        let mut e = Engine::new(trackly(), "tab1".into(), ANON, &store);
+        e.identify(&mut store, "ann", Some(T0), T0);
+        let acme = |reached: &[(&str, i64)]| AccountState { id: "acme".into(), reached: reached.iter().map(|(k, t)| (k.to_string(), *t)).collect() };
+        let remote = UserState { account: Some(acme(&[("team3", T0 - MIN)])), ..UserState::default() };
+        e.merge_remote(&mut store, "ann", &remote, T0 + 1);
+        assert_eq!(e.state.account, Some(acme(&[("team3", T0 - MIN)])));
+        // Stored: another tab (or the next page) reads it back.
+        let mut other = Engine::new(trackly(), "tab2".into(), ANON, &store);
+        other.identify(&mut store, "ann", None, T0 + 2);
+        assert_eq!(other.state.account, e.state.account);
+        let text = e.state.to_json().expect("serialises");
+        assert!(text.contains(r#""account":{"id":"acme","reached":{"team3":1699999940000}}"#), "{text}");
+        // The user moved to another account: the collector's answer wins, not a union.
+        let moved = UserState { account: Some(AccountState { id: "initech".into(), ..AccountState::default() }), ..UserState::default() };
+        e.merge_remote(&mut store, "ann", &moved, T0 + 3);
+        assert_eq!(e.state.account.as_ref().map(|a| (a.id.as_str(), a.reached.is_empty())), Some(("initech", true)));
+        // Tabs merging the same account unite its reaches, and merging is order-free.
+        let (mut a, mut b) = (UserState { account: Some(acme(&[("x", 5)])), ..UserState::default() }, UserState { account: Some(acme(&[("x", 3), ("y", 9)])), ..UserState::default() });
+        let a0 = a.clone();
+        a.merge(&b);
+        b.merge(&a0);
+        assert_eq!(a.account, Some(acme(&[("x", 3), ("y", 9)])));
+        assert_eq!(a.account, b.account);
     }
 
     #[test]

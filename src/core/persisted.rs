@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{DayState, GCounter, SessionState, SurveyState, TipState, UserState};
+use super::engine::{AccountState, DayState, GCounter, SessionState, SurveyState, TipState, UserState};
 use super::json;
 use super::vecmap::VecMap;
 
@@ -67,6 +67,10 @@ struct StoredUser {
     /// ignore it, and its absence means "no answer").
     #[serde(skip_serializing_if = "Option::is_none")]
     nps: Option<StoredNps>,
+    /// The account's progress served by the collector (added in version 2 without a version
+    /// bump, like `nps`: older readers ignore it, and its absence means "not known").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<AccountState>,
 }
 
 /// The fatigue budget's day (added in version 2 without a version bump: absent reads as empty,
@@ -199,6 +203,7 @@ impl From<&UserState> for StoredUser {
                 })
                 .collect(),
             nps: s.latest_nps.as_ref().map(|(at, group)| StoredNps { at: *at, group: group.clone() }),
+            account: s.account.clone(),
         }
     }
 }
@@ -240,6 +245,7 @@ impl From<StoredUser> for UserState {
                 })
                 .collect(),
             latest_nps: s.nps.map(|n| (n.at, n.group)),
+            account: s.account,
         }
     }
 }

@@ -281,6 +281,9 @@ pub struct Tip {
     pub kind: TipKind,
     /// The milestone this tip leads to: once reached, the tip has done its job.
     pub milestone: Option<String>,
+    /// The account milestone (`health.accountMilestones`) this tip leads to: once the user's
+    /// account reached it, by any teammate, the tip has done its job.
+    pub account_milestone: Option<String>,
     /// CSS selector of the element the tip is anchored to.
     pub target: Option<String>,
     pub title: Text,
@@ -924,11 +927,21 @@ impl Plan {
             }
         };
 
+        // The health section is the collector's to validate (`super::health`, native builds); a
+        // tip needs only its account milestone ids to check `accountMilestone` against.
+        let account_milestones: Vec<&str> = doc
+            .get("health")
+            .and_then(|h| h.get("accountMilestones"))
+            .and_then(Value::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|m| m.get("id").and_then(Value::as_str))
+            .collect();
         let tip_items = top.array("tips", MAX_TIPS, "an array of tips")?;
         let mut tips: Vec<Tip> = Vec::with_capacity(tip_items.len());
         for (i, v) in tip_items.iter().enumerate() {
             let p = index("/tips", i);
-            let t = tip(v, &p, &milestones)?;
+            let t = tip(v, &p, &milestones, &account_milestones)?;
             if let Some(j) = tips.iter().position(|o| o.id == t.id) {
                 return err(&(p + "/id"), format!("\"{}\" is already used by /tips/{j}", t.id), "a unique tip id");
             }
@@ -1299,15 +1312,25 @@ fn milestone_ref(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Strin
     }
 }
 
-fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError> {
+fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&str]) -> Result<Tip, PlanError> {
     let o = Obj::new(
         v,
         ptr.into(),
-        &["id", "kind", "milestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta", "controlPercent"],
+        &["id", "kind", "milestone", "accountMilestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta", "controlPercent"],
     )?;
     let id = o.id("id")?;
     let kind = o.choice("kind", &TipKind::ALL, None)?;
     let milestone = o.get("milestone").map(|m| milestone_ref(m, &o.at("milestone"), milestones)).transpose()?;
+    let account_milestone = match o.get("accountMilestone") {
+        None => None,
+        Some(m) => {
+            let account = self::id(m, &o.at("accountMilestone"))?;
+            if !account_milestones.contains(&account.as_str()) {
+                return err(&o.at("accountMilestone"), format!("no account milestone has id \"{account}\""), "the id of an account milestone in /health/accountMilestones");
+            }
+            Some(account)
+        }
+    };
     let target = o.get("target").map(|t| selector(t, &o.at("target"))).transpose()?;
     if target.is_none() && kind.needs_target() {
         return err(ptr, "missing \"target\"", "a target selector for a tooltip or hotspot");
@@ -1416,6 +1439,7 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Tip, PlanError>
         id,
         kind,
         milestone,
+        account_milestone,
         target,
         placement,
         trigger,
@@ -1499,6 +1523,23 @@ mod tests {
         let newer = r#"{"version":"2","surveys":[{"id":"nps"}],"capture":[{"event":"x","on":"click","selector":"a","later":1}]}"#;
         let (version, rules) = Plan::capture_only(&json::parse(newer).expect("json")).expect("newer plan");
         assert_eq!((version.as_str(), rules[0].on.selector()), ("2", Some("a")));
+    }
+
+    #[test]
+    fn a_tips_account_milestone_must_name_one_in_the_health_section() {
+        let plan = |health: &str| {
+            format!(
+                r##"{{"version":"1","milestones":[{{"id":"v","title":"V","value":true,"condition":{{"event":"v"}}}}],{health}
+                "tips":[{{"id":"t","kind":"modal","body":"B","accountMilestone":"team3"}}]}}"##
+            )
+        };
+        let ok = Plan::parse(&plan(r#""health":{"accountMilestones":[{"id":"team3","title":"T","event":"invited","count":3}]},"#)).expect("valid");
+        assert_eq!(ok.tips[0].account_milestone.as_deref(), Some("team3"));
+        let expected = "plan /tips/0/accountMilestone: no account milestone has id \"team3\"; expected the id of an account milestone in /health/accountMilestones";
+        assert_eq!(error(&plan("")), expected);
+        assert_eq!(error(&plan(r#""health":{"accountMilestones":[{"id":"team","title":"T","milestone":"v"}]},"#)), expected);
+        // A milestone id is not an account milestone id.
+        assert_eq!(error(&plan(r#""health":{},"#)), expected);
     }
 
     #[test]

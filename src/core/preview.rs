@@ -78,6 +78,9 @@ pub fn tip_line(plan: &Plan, state: &UserState, i: usize, page: &tips::Page, see
                 None => format!("milestone {} already reached", code(m)),
             }
         }
+        Why::AccountMilestoneReached { at } => {
+            format!("account milestone {} already reached by the account ({})", code(tip.account_milestone.as_deref().unwrap_or_default()), relative(at, now))
+        }
         Why::ValueReached => {
             let m = plan.value_milestone().map_or("", |m| m.id.as_str());
             format!("value milestone {} reached: tips have done their job", code(m))

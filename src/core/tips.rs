@@ -110,6 +110,8 @@ pub enum Why {
     HeldOut(Withheld),
     /// Its milestone is reached.
     MilestoneReached,
+    /// The user's account reached its account milestone (any teammate may have).
+    AccountMilestoneReached { at: i64 },
     /// The plan's value milestone is reached: tips have done their job.
     ValueReached,
     /// A checklist whose required milestones are all reached.
@@ -166,6 +168,9 @@ pub fn explain(plan: &Plan, state: &UserState, i: usize, page: &Page) -> (Verdic
     }
     if tip.milestone.as_ref().is_some_and(reached) {
         return never(Why::MilestoneReached);
+    }
+    if let Some(at) = tip.account_milestone.as_ref().and_then(|m| state.account.as_ref()?.reached.get(m).copied()) {
+        return never(Why::AccountMilestoneReached { at });
     }
     if tip.kind == TipKind::Checklist {
         if plan.milestones.iter().filter(|m| m.required).all(|m| reached(&m.id)) {
@@ -369,7 +374,7 @@ pub fn steps_done(plan: &Plan, state: &UserState, event: Option<&str>) -> Vec<(u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::SessionState;
+    use crate::core::engine::{AccountState, SessionState};
     use crate::core::plan::Plan;
 
     const H: i64 = 3_600_000;
@@ -597,6 +602,30 @@ mod tests {
         s.reached.insert("made".into(), now);
         assert_eq!(verdict(&p, &s, make, &pg), Verdict::Never);
         assert_eq!(pick(&p, &s, &pg, &[]).focus, Some(idx(&p, "late")), "the next tip instead");
+    }
+
+    #[test]
+    fn an_account_tip_shows_until_the_account_reaches_its_milestone_by_any_teammate() {
+        let p = Plan::parse(
+            r##"{"version":"1","milestones":[{"id":"v","title":"V","value":true,"condition":{"event":"v"}}],
+            "health":{"accountMilestones":[{"id":"team3","title":"3 teammates invited","event":"teammate_invited","count":3}]},
+            "tips":[{"id":"invite","kind":"tooltip","accountMilestone":"team3","target":"#invite","body":"Invite your team"}]}"##,
+        )
+        .expect("valid plan");
+        let now = SIGNUP + H;
+        let pg = page(now, "");
+        let mut s = user(now);
+        assert_eq!(explain(&p, &s, 0, &pg), (Verdict::Show, Why::Ready), "no account progress known yet");
+        s.account = Some(AccountState { id: "acme".into(), reached: Default::default() });
+        assert_eq!(explain(&p, &s, 0, &pg), (Verdict::Show, Why::Ready), "the account has not reached it");
+        // A teammate's invites reached it: this user reached nothing themselves.
+        s.account.as_mut().expect("account").reached.insert("team3".into(), now - 5);
+        assert!(s.reached.is_empty());
+        assert_eq!(explain(&p, &s, 0, &pg), (Verdict::Never, Why::AccountMilestoneReached { at: now - 5 }));
+        assert_eq!(pick(&p, &s, &pg, &[]).focus, None);
+        // Another account's reaches are not this one's.
+        s.account.as_mut().expect("account").reached = [("other".to_string(), now)].into_iter().collect();
+        assert_eq!(explain(&p, &s, 0, &pg).0, Verdict::Show);
     }
 
     #[test]

@@ -108,32 +108,105 @@ fn satisfaction(props: &crate::store::UserEvent) -> Option<(f64, String)> {
     Some((value, kind.to_string()))
 }
 
+/// What the account milestones are reached from, per user: each user's first reach of each plan
+/// milestone, and the times of the `track` events the account milestones count.
+pub struct Reaches {
+    /// User → plan milestone id → first reach (former ids read as the plan id).
+    pub milestones: HashMap<String, HashMap<String, i64>>,
+    /// User → counted event name → every matching event's time up to `now`.
+    counted: HashMap<String, HashMap<String, Vec<i64>>>,
+}
+
+impl Reaches {
+    /// Reads them from the store; `value_id` (the value milestone, or `time_to_value` without a
+    /// plan) is read with the plan's milestones.
+    pub async fn read(store: &dyn Store, project: &str, plan: Option<&onramp::core::plan::Plan>, model: &HealthModel, value_id: &str, now: i64) -> Result<Reaches, StoreError> {
+        // Milestones: each plan id and former id, read as the plan id.
+        let mut milestone_of: HashMap<String, String> = HashMap::new();
+        milestone_of.insert(value_id.to_string(), value_id.to_string());
+        for m in plan.map_or(&[][..], |p| &p.milestones[..]) {
+            for name in std::iter::once(&m.id).chain(&m.aliases) {
+                milestone_of.insert(name.clone(), m.id.clone());
+            }
+        }
+        let mut names: Vec<String> = milestone_of.keys().cloned().collect();
+        names.sort();
+        let mut milestones: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        for u in store.firsts(project, &EventFilter { types: vec![EventType::Milestone], names, ..EventFilter::default() }).await? {
+            let per = milestones.entry(u.user).or_default();
+            for e in &u.events {
+                if let Some(id) = milestone_of.get(&e.name) {
+                    let at = per.entry(id.clone()).or_insert(e.ts);
+                    *at = (*at).min(e.ts);
+                }
+            }
+        }
+
+        // Account milestones counted over events: every matching `track` event's time, per user.
+        let mut counted: Vec<String> = model
+            .account_milestones
+            .iter()
+            .filter_map(|m| match &m.reach {
+                core::AccountReach::Count { event, .. } => Some(event.clone()),
+                core::AccountReach::Milestone(_) => None,
+            })
+            .collect();
+        counted.sort();
+        counted.dedup();
+        let mut counts: HashMap<String, HashMap<String, Vec<i64>>> = HashMap::new();
+        if !counted.is_empty() {
+            let filter = EventFilter { types: vec![EventType::Track], names: counted, until: Some(now + 1), ..EventFilter::default() };
+            for u in store.events(project, &filter).await? {
+                let per = counts.entry(u.user).or_default();
+                for e in u.events {
+                    per.entry(e.name).or_default().push(e.ts);
+                }
+            }
+        }
+        Ok(Reaches { milestones, counted: counts })
+    }
+
+    /// The times `user` contributes to account milestone `m` ([`core::AccountMilestone::progress`]).
+    fn times(&self, user: &str, m: &core::AccountMilestone) -> Vec<i64> {
+        match &m.reach {
+            core::AccountReach::Milestone(id) => self.milestones.get(user).and_then(|r| r.get(id.as_str())).copied().into_iter().collect(),
+            core::AccountReach::Count { event, .. } => self.counted.get(user).and_then(|c| c.get(event)).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// How far the account whose users are `members` got on each account milestone of `model`.
+    fn account_progress<'m>(&self, model: &'m HealthModel, members: &[&str]) -> Vec<(&'m core::AccountMilestone, Option<i64>, u32)> {
+        model
+            .account_milestones
+            .iter()
+            .map(|m| {
+                let (reached_at, progress) = m.progress(members.iter().flat_map(|u| self.times(u, m)).collect());
+                (m, reached_at, progress)
+            })
+            .collect()
+    }
+}
+
+/// The account of user `user` (its `accountId` trait) and when it reached each account milestone
+/// it reached, computed as [`compute`] computes an account's: for `GET /v1/state`, so a tip that
+/// targets account progress (`accountMilestone`) stops once any teammate reached it. `None` for a
+/// user with no account (or unknown to the store).
+pub async fn account_reached(store: &dyn Store, project: &str, plan: &onramp::core::plan::Plan, model: &HealthModel, user: &str, now: i64) -> Result<Option<(String, Vec<(String, i64)>)>, StoreError> {
+    let (users, _visitors) = analytics::resolve_users(store.users(project).await?, now);
+    let Some(account) = users.iter().find(|u| u.id == user).and_then(account_of) else { return Ok(None) };
+    let members: Vec<&str> = users.iter().filter(|u| account_of(u).as_deref() == Some(account.as_str())).map(|u| u.id.as_str()).collect();
+    let value_id = plan.value_milestone().map_or(vocab::milestone::TIME_TO_VALUE, |m| m.id.as_str());
+    let reaches = Reaches::read(store, project, Some(plan), model, value_id, now).await?;
+    let reached = reaches.account_progress(model, &members).into_iter().filter_map(|(m, at, _)| Some((m.id.clone(), at?))).collect();
+    Ok(Some((account, reached)))
+}
+
 /// Computes every user's and account's health at `now` from the store (see the module docs).
 pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::core::plan::Plan>, model: &HealthModel, now: i64) -> Result<Vec<Entity>, StoreError> {
     let (users, _visitors) = analytics::resolve_users(store.users(project).await?, now);
-
-    // Milestones: each plan id and former id, read as the plan id.
-    let mut milestone_of: HashMap<String, String> = HashMap::new();
     let value_id = plan.and_then(|p| p.value_milestone()).map_or(vocab::milestone::TIME_TO_VALUE.to_string(), |m| m.id.clone());
-    milestone_of.insert(value_id.clone(), value_id.clone());
-    for m in plan.map_or(&[][..], |p| &p.milestones[..]) {
-        for name in std::iter::once(&m.id).chain(&m.aliases) {
-            milestone_of.insert(name.clone(), m.id.clone());
-        }
-    }
-    let mut names: Vec<String> = milestone_of.keys().cloned().collect();
-    names.sort();
-    let firsts = store.firsts(project, &EventFilter { types: vec![EventType::Milestone], names, ..EventFilter::default() }).await?;
-    let mut reached: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
-    for u in &firsts {
-        let per = reached.entry(u.user.as_str()).or_default();
-        for e in &u.events {
-            if let Some(id) = milestone_of.get(&e.name) {
-                let at = per.entry(id.as_str()).or_insert(e.ts);
-                *at = (*at).min(e.ts);
-            }
-        }
-    }
+    let reaches = Reaches::read(store, project, plan, model, &value_id, now).await?;
+    let reached = &reaches.milestones;
 
     // Breadth: the plan's captured features (capture-rule events).
     let mut features: Vec<String> = plan.map_or(Vec::new(), |p| p.capture.iter().map(|r| r.event.clone()).collect());
@@ -171,28 +244,6 @@ pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::cor
         }
     }
 
-    // Account milestones counted over events: every matching `track` event's time, per user.
-    let mut counted: Vec<String> = model
-        .account_milestones
-        .iter()
-        .filter_map(|m| match &m.reach {
-            core::AccountReach::Count { event, .. } => Some(event.clone()),
-            core::AccountReach::Milestone(_) => None,
-        })
-        .collect();
-    counted.sort();
-    counted.dedup();
-    let mut counts: HashMap<String, HashMap<String, Vec<i64>>> = HashMap::new();
-    if !counted.is_empty() {
-        let filter = EventFilter { types: vec![EventType::Track], names: counted, until: Some(now + 1), ..EventFilter::default() };
-        for u in store.events(project, &filter).await? {
-            let per = counts.entry(u.user).or_default();
-            for e in u.events {
-                per.entry(e.name).or_default().push(e.ts);
-            }
-        }
-    }
-
     let due: Vec<(&str, String, i64)> = plan.map_or(Vec::new(), |p| {
         p.milestones
             .iter()
@@ -212,7 +263,7 @@ pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::cor
             value_reached_at: mine.get(value_id.as_str()).copied(),
             milestones: due
                 .iter()
-                .map(|(id, title, d)| MilestoneFact { title: title.clone(), due_at: u.signed_up_at + d, reached_at: mine.get(id).copied() })
+                .map(|(id, title, d)| MilestoneFact { title: title.clone(), due_at: u.signed_up_at + d, reached_at: mine.get(*id).copied() })
                 .collect(),
             active_days_7,
             active_days_30,
@@ -232,13 +283,7 @@ pub async fn compute(store: &dyn Store, project: &str, plan: Option<&onramp::cor
             account_milestones: Vec::new(),
         });
     }
-    let times = |user: &str, m: &core::AccountMilestone| -> Vec<i64> {
-        match &m.reach {
-            core::AccountReach::Milestone(id) => reached.get(user).and_then(|r| r.get(id.as_str())).copied().into_iter().collect(),
-            core::AccountReach::Count { event, .. } => counts.get(user).and_then(|c| c.get(event)).cloned().unwrap_or_default(),
-        }
-    };
-    let accounts = accounts(model, &users, &out, &times, now);
+    let accounts = accounts(model, &users, &out, &reaches, now);
     out.extend(accounts);
     Ok(out)
 }
@@ -253,7 +298,7 @@ fn account_of(u: &User) -> Option<String> {
 
 /// Folds users into their accounts ([`core::account`]); an account's measures are its users'
 /// mean points per measure, its reasons those of its lowest-scoring user, prefixed with whose.
-fn accounts(model: &HealthModel, users: &[User], scored: &[Entity], times: &dyn Fn(&str, &core::AccountMilestone) -> Vec<i64>, now: i64) -> Vec<Entity> {
+fn accounts(model: &HealthModel, users: &[User], scored: &[Entity], reaches: &Reaches, now: i64) -> Vec<Entity> {
     let mut by_account: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in scored.iter().enumerate() {
         if let Some(a) = &e.account {
@@ -274,12 +319,11 @@ fn accounts(model: &HealthModel, users: &[User], scored: &[Entity], times: &dyn 
         }
         let worst = members.iter().copied().filter(|&i| scored[i].health.score.is_some()).min_by_key(|&i| (scored[i].health.score, &scored[i].id));
         let signed_up = members.iter().filter_map(|&i| users.iter().find(|u| u.id == scored[i].id)).map(|u| u.signed_up_at).min();
-        let progress: Vec<AccountProgress> = model
-            .account_milestones
-            .iter()
-            .map(|m| {
-                let all: Vec<i64> = members.iter().flat_map(|&i| times(&scored[i].id, m)).collect();
-                let (reached_at, progress) = m.progress(all);
+        let ids: Vec<&str> = members.iter().map(|&i| scored[i].id.as_str()).collect();
+        let progress: Vec<AccountProgress> = reaches
+            .account_progress(model, &ids)
+            .into_iter()
+            .map(|(m, reached_at, progress)| {
                 AccountProgress {
                     id: m.id.clone(),
                     title: m.title.clone(),
