@@ -44,7 +44,11 @@ impl Arm {
     }
 }
 
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+/// FNV-1a 64's offset basis: where a hash starts.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 over `bytes`, continuing from `h` (also used by surveys' sampling).
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -62,7 +66,7 @@ fn fmix64(mut k: u64) -> u64 {
 
 /// The user's draw in [0, 1) for `experiment`.
 pub fn draw(salt: &str, experiment: &str, user: &str) -> f64 {
-    let mut h = fnv1a(0xcbf2_9ce4_8422_2325, salt.as_bytes());
+    let mut h = fnv1a(FNV_OFFSET, salt.as_bytes());
     h = fnv1a(h, &[0]);
     h = fnv1a(h, experiment.as_bytes());
     h = fnv1a(h, &[0]);

@@ -57,11 +57,7 @@ pub fn sampled(survey: &Survey, user: &str) -> bool {
     if survey.sample >= 100.0 {
         return true;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in survey.id.bytes().chain(std::iter::once(b':')).chain(user.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = [survey.id.as_bytes(), b":", user.as_bytes()].iter().fold(holdout::FNV_OFFSET, |h, bytes| holdout::fnv1a(h, bytes));
     ((h % 10_000) as f64) / 100.0 < survey.sample
 }
 
