@@ -84,6 +84,29 @@ fn triggered_at(survey: &Survey, state: &UserState, ss: &SurveyState, page: &Pag
     }
 }
 
+/// What the user was already asked says about this survey: `None` when it may never be asked
+/// again (`recontact`), else not before the time returned (`i64::MIN`: no wait). Shown and not
+/// closed since (open in another tab, lost to a reload, "ask me later") waits for `askLater`;
+/// every survey waits for `caps.minGapBetweenSurveys` after the last one shown.
+fn not_before(plan: &Plan, state: &UserState, survey: &Survey, ss: &SurveyState) -> Option<i64> {
+    let closed = ss.answered.max(ss.dismissed);
+    let mut at = i64::MIN;
+    match survey.recontact {
+        Recontact::Once if closed.is_some() => return None,
+        Recontact::UntilAnswered if ss.answered.is_some() => return None,
+        Recontact::Every(every) => at = closed.map_or(at, |c| c.saturating_add(every)),
+        _ => {}
+    }
+    if let Some(shown) = ss.last_shown.filter(|s| closed.is_none_or(|c| c < *s)) {
+        at = at.max(shown.saturating_add(survey.ask_later_ms));
+    }
+    at = at.max(ss.snoozed_until.unwrap_or(i64::MIN));
+    if let Some(last) = state.surveys.values().filter_map(|s| s.last_shown).max() {
+        at = at.max(last.saturating_add(plan.caps.min_gap_between_surveys_ms));
+    }
+    Some(at)
+}
+
 /// Whether survey `i` may be shown now.
 pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict {
     let Some(survey) = plan.surveys.get(i) else { return Verdict::Never };
@@ -94,31 +117,8 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
         return Verdict::Never;
     }
     let ss = self::state(state, survey).cloned().unwrap_or_default();
-    let closed = match (ss.answered, ss.dismissed) {
-        (Some(a), Some(d)) => Some(a.max(d)),
-        (a, d) => a.or(d),
-    };
-    let mut at = page.now;
-    match survey.recontact {
-        Recontact::Once if closed.is_some() => return Verdict::Never,
-        Recontact::UntilAnswered if ss.answered.is_some() => return Verdict::Never,
-        Recontact::Every(every) => {
-            if let Some(c) = closed {
-                at = at.max(c + every);
-            }
-        }
-        _ => {}
-    }
-    // Shown and not closed since: open in another tab, lost to a reload, or "ask me later".
-    if let Some(shown) = ss.last_shown.filter(|s| closed.is_none_or(|c| c < *s)) {
-        at = at.max(shown + survey.ask_later_ms);
-    }
-    if let Some(until) = ss.snoozed_until {
-        at = at.max(until);
-    }
-    if let Some(last) = state.surveys.values().filter_map(|s| s.last_shown).max() {
-        at = at.max(last + plan.caps.min_gap_between_surveys_ms);
-    }
+    let Some(wait) = not_before(plan, state, survey, &ss) else { return Verdict::Never };
+    let mut at = page.now.max(wait);
     let Some(trigger) = triggered_at(survey, state, &ss, page) else { return Verdict::Never };
     at = at.max(trigger + survey.delay_ms);
     if at > page.now {
@@ -132,29 +132,17 @@ pub fn verdict(plan: &Plan, state: &UserState, i: usize, page: &Page) -> Verdict
 }
 
 /// The earliest time any survey may be asked of `user` (the user id), whatever page they are
-/// on; `None` when none ever can be again (held out of a survey counts as never). The lean tracker cannot show surveys, so the full
-/// SDK marks a user lean only until then (`machine::LEAN_KEY`): a survey some weeks after
-/// sign-up, or every 90 days, brings the guide back when it is due. A survey still waiting
+/// on; `None` when none ever can be again (held out of a survey counts as never). The lean
+/// tracker cannot show surveys, so the full SDK marks a user lean only until then
+/// (`machine::LEAN_KEY`): a survey some weeks after sign-up, or every 90 days, brings the guide
+/// back when it is due. A survey still waiting
 /// for its event, a page survey, or one on a milestone reached, may be due at any page view:
 /// "now" (its milestone not yet reached keeps the guide loaded by itself while it is open).
 pub fn next_ask(plan: &Plan, state: &UserState, user: &str) -> Option<i64> {
-    let last_any = state.surveys.values().filter_map(|s| s.last_shown).max();
     let mut next: Option<i64> = None;
     for survey in plan.surveys.iter().filter(|s| sampled(s, user) && withheld(plan, s, user).is_none()) {
         let ss = self::state(state, survey).cloned().unwrap_or_default();
-        let closed = ss.answered.max(ss.dismissed);
-        let mut at = i64::MIN;
-        match survey.recontact {
-            Recontact::Once if closed.is_some() => continue,
-            Recontact::UntilAnswered if ss.answered.is_some() => continue,
-            Recontact::Every(every) => at = closed.map_or(at, |c| c.saturating_add(every)),
-            _ => {}
-        }
-        if let Some(shown) = ss.last_shown.filter(|s| closed.is_none_or(|c| c < *s)) {
-            at = at.max(shown.saturating_add(survey.ask_later_ms));
-        }
-        at = at.max(ss.snoozed_until.unwrap_or(i64::MIN));
-        at = at.max(last_any.map_or(i64::MIN, |l| l.saturating_add(plan.caps.min_gap_between_surveys_ms)));
+        let Some(at) = not_before(plan, state, survey, &ss) else { continue };
         let trigger = match &survey.when {
             SurveyWhen::Milestone(m) => match state.reached.get(m) {
                 Some(t) => *t,
