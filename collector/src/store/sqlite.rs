@@ -718,8 +718,57 @@ fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSee
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
-/// keys with MIN inside SQLite.
+/// keys with MIN inside SQLite. With the names listed (as every report lists them), the answer
+/// is pivoted there too: one row per user, one column per (type, name), so SQLite sorts once, by
+/// user, over a third of the rows, and each user's few firsts are put in time order here.
 fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
+    if filter.names.is_empty() || filter.types.is_empty() {
+        return query_firsts_by_row(conn, project, filter);
+    }
+    let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
+    // Every (type, name) asked about, in the order ties are broken: type, then name (bytes).
+    let mut columns: Vec<(&str, &str)> = types.iter().flat_map(|t| filter.names.iter().map(move |n| (*t, n.as_str()))).collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let mut sql = format!("SELECT {WHO} AS who");
+    for i in 0..columns.len() {
+        sql.push_str(&format!(", MIN(CASE WHEN r.type = ?{} AND r.name = ?{} THEN r.first_ts END)", 2 * i + 2, 2 * i + 3));
+    }
+    let (type_list, name_list) = (2 * columns.len() + 2, 2 * columns.len() + 2 + types.len());
+    let places = |from: usize, n: usize| (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",");
+    sql.push_str(&format!(
+        " FROM rollup_events r {LINKED} WHERE r.project = ?1 AND r.type IN ({}) AND r.name IN ({}) GROUP BY who ORDER BY who",
+        places(type_list, types.len()),
+        places(name_list, filter.names.len())
+    ));
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&project];
+    for (t, n) in &columns {
+        args.push(t);
+        args.push(n);
+    }
+    args.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
+    args.extend(filter.names.iter().map(|n| n as &dyn rusqlite::ToSql));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    let mut users: Vec<UserEvents> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut events = Vec::new();
+        for (i, (kind, name)) in columns.iter().enumerate() {
+            if let Some(ts) = row.get::<_, Option<i64>>(i + 1)? {
+                let kind = EventType::parse(kind).unwrap_or(EventType::Track);
+                events.push(UserEvent { ts, kind, name: (*name).to_owned(), props: Vec::new() });
+            }
+        }
+        // Columns are in (type, name) order, so a stable sort by time keeps ties in that order.
+        events.sort_by_key(|e| e.ts);
+        users.push(UserEvents { user: row.get(0)?, events });
+    }
+    Ok(users)
+}
+
+/// [`query_firsts`] for a filter that leaves the types or the names open: one row per user and
+/// (type, name).
+fn query_firsts_by_row(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
     let mut sql = format!("SELECT {WHO} AS who, r.type, r.name, MIN(r.first_ts) AS at FROM rollup_events r {LINKED} WHERE r.project = ?");
     let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
     let names: Vec<&str> = filter.names.iter().map(String::as_str).collect();
