@@ -272,13 +272,33 @@ impl<'a> FirstReach<'a> {
 
     /// When `user` first reached `step`, as time since their sign-up (never negative).
     pub fn since_signup(&self, user: &User, step: &Step) -> Option<i64> {
-        let ts = self.at(&user.id, step)?;
-        Some((ts - user.signed_up_at).max(0))
+        self.of(&user.id).since_signup(user, step)
     }
 
     pub fn at(&self, user: &str, step: &Step) -> Option<i64> {
+        self.of(user).at(step)
+    }
+
+    /// One user's first times, looked up once for all the steps a report asks about (a lookup
+    /// per user and step was most of the reports' time at scale).
+    pub fn of(&self, user: &str) -> UserFirsts<'_> {
+        UserFirsts(self.by_user.get(user).map_or(&[], Vec::as_slice))
+    }
+}
+
+/// One user's entry of [`FirstReach`].
+#[derive(Clone, Copy)]
+pub struct UserFirsts<'a>(&'a [(EventType, &'a str, i64)]);
+
+impl UserFirsts<'_> {
+    pub fn at(&self, step: &Step) -> Option<i64> {
         let kind = step.kind.event_type();
-        self.by_user.get(user)?.iter().find(|(k, n, _)| *k == kind && *n == step.name).map(|(_, _, ts)| *ts)
+        self.0.iter().find(|(k, n, _)| *k == kind && *n == step.name).map(|(_, _, ts)| *ts)
+    }
+
+    /// [`FirstReach::since_signup`] of `user`, whose entry this is.
+    pub fn since_signup(&self, user: &User, step: &Step) -> Option<i64> {
+        Some((self.at(step)? - user.signed_up_at).max(0))
     }
 }
 

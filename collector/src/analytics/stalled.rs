@@ -46,9 +46,10 @@ pub fn stalled(users: &[User], due: &[Due], reach: &FirstReach, now: i64) -> Vec
     let mut stalls: Vec<Stall> = users
         .iter()
         .flat_map(|u| {
+            let firsts = reach.of(&u.id);
             steps.iter().filter_map(move |(d, step)| {
                 let due_at = u.signed_up_at.saturating_add(d.within_ms);
-                (due_at <= now && reach.at(&u.id, step).is_none()).then(|| Stall {
+                (due_at <= now && firsts.at(step).is_none()).then(|| Stall {
                     user: u.id.clone(),
                     milestone: d.milestone.clone(),
                     signed_up_at: u.signed_up_at,

@@ -41,33 +41,50 @@ pub struct TtvReport {
     pub first_day: Activation,
 }
 
+/// What time-to-value and a cohort row count of some users, in one pass that looks up each
+/// user's first times once: time from sign-up to each step and to value, over the users who
+/// reached it, and first-day activation.
+struct Tally {
+    users: usize,
+    steps: Vec<Vec<i64>>,
+    value: Vec<i64>,
+    first_day: Activation,
+}
+
 // Generic over `User` and `&User`, so cohorts group references rather than copies of users.
-fn times<U: Borrow<User>>(step: &Step, users: &[U], reach: &FirstReach) -> Vec<i64> {
-    users.iter().filter_map(|u| reach.since_signup(u.borrow(), step)).collect()
+fn tally<U: Borrow<User>>(steps: &[Step], value: &Step, users: &[U], reach: &FirstReach, now: i64) -> Tally {
+    let mut t = Tally { users: users.len(), steps: vec![Vec::new(); steps.len()], value: Vec::new(), first_day: Activation::default() };
+    for user in users.iter().map(Borrow::borrow) {
+        let firsts = reach.of(&user.id);
+        for (times, step) in t.steps.iter_mut().zip(steps) {
+            times.extend(firsts.since_signup(user, step));
+        }
+        let to_value = firsts.since_signup(user, value);
+        t.value.extend(to_value);
+        // Users who signed up less than a day ago are left out: they have not had their whole
+        // first day.
+        if user.signed_up_at + ACTIVATION_WINDOW <= now {
+            t.first_day.eligible += 1;
+            t.first_day.activated += usize::from(to_value.is_some_and(|since| since < ACTIVATION_WINDOW));
+        }
+    }
+    t.first_day.rate = ratio(t.first_day.activated, t.first_day.eligible);
+    t
 }
 
-fn milestone_times<U: Borrow<User>>(step: &Step, users: &[U], reach: &FirstReach) -> MilestoneTimes {
-    let t = times(step, users, reach);
-    MilestoneTimes { step: step.clone(), reached: t.len(), quantiles: Quantiles::of(t) }
-}
-
-fn activation<U: Borrow<User>>(value: &Step, users: &[U], reach: &FirstReach, now: i64) -> Activation {
-    let eligible: Vec<&User> =
-        users.iter().map(Borrow::borrow).filter(|u: &&User| u.signed_up_at + ACTIVATION_WINDOW <= now).collect();
-    let activated =
-        eligible.iter().filter(|u| reach.since_signup(u, value).is_some_and(|t| t < ACTIVATION_WINDOW)).count();
-    Activation { eligible: eligible.len(), activated, rate: ratio(activated, eligible.len()) }
+fn milestone_times(step: &Step, times: Vec<i64>) -> MilestoneTimes {
+    MilestoneTimes { step: step.clone(), reached: times.len(), quantiles: Quantiles::of(times) }
 }
 
 /// Time-to-value of `users` for each of `steps` and for the `value` step.
 pub fn ttv(steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> TtvReport {
-    let value_times = times(value, users, reach);
+    let t = tally(steps, value, users, reach, now);
     TtvReport {
-        users: users.len(),
-        milestones: steps.iter().map(|s| milestone_times(s, users, reach)).collect(),
-        histogram: Histogram::new(&HISTOGRAM_EDGES, value_times.iter().copied()),
-        value: MilestoneTimes { step: value.clone(), reached: value_times.len(), quantiles: Quantiles::of(value_times) },
-        first_day: activation(value, users, reach, now),
+        users: t.users,
+        milestones: steps.iter().zip(t.steps).map(|(s, times)| milestone_times(s, times)).collect(),
+        histogram: Histogram::new(&HISTOGRAM_EDGES, t.value.iter().copied()),
+        value: milestone_times(value, t.value),
+        first_day: t.first_day,
     }
 }
 
@@ -113,12 +130,15 @@ pub fn cohorts(period: Period, steps: &[Step], value: &Step, users: &[User], rea
     }
     groups
         .into_iter()
-        .map(|(start, members)| Cohort {
-            start,
-            users: members.len(),
-            reached: steps.iter().map(|s| times(s, &members, reach).len()).collect(),
-            value: milestone_times(value, &members, reach),
-            first_day: activation(value, &members, reach, now),
+        .map(|(start, members)| {
+            let t = tally(steps, value, &members, reach, now);
+            Cohort {
+                start,
+                users: t.users,
+                reached: t.steps.iter().map(Vec::len).collect(),
+                value: milestone_times(value, t.value),
+                first_day: t.first_day,
+            }
         })
         .collect()
 }

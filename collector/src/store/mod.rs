@@ -23,8 +23,10 @@
 //! count per device and event (type, name), and the latest value (by event time, then event id)
 //! of each identify trait per device — which, folded into users, is each user's latest traits
 //! and sign-up time. [`Store::users`] and [`Store::firsts`] read them, folding devices into user
-//! keys inside the engine (GROUP BY), so the user list and every first-reach question cost one
-//! row per user, and no report reads identify events.
+//! keys (ClickHouse by GROUP BY; SQLite by reading the rows in user key order from the rollups'
+//! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
+//! the user list and every first-reach question cost one row per user, and no report reads
+//! identify events.
 //!
 //! # Contract for implementations
 //!

@@ -660,67 +660,186 @@ impl SqliteStore {
     }
 }
 
-/// Which user each anonymous id was identified as. Read once per query and applied in Rust:
-/// joining it per row, and sorting on the joined key, cost SQLite twice the time of the scan.
-fn identities(conn: &Connection, project: &str) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt = conn.prepare_cached("SELECT anonymous_id, user_id FROM identities WHERE project = ?")?;
-    let rows = stmt.query_map([project], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// Which user each anonymous id was identified as, looked up as events without a user id come
+/// (once per anonymous id): reading every link up front cost a report half a second at 10 M
+/// events even when no event needed one, and joining per row, with a sort on the joined key,
+/// cost SQLite twice the time of the scan.
+struct Links<'c> {
+    lookup: rusqlite::CachedStatement<'c>,
+    project: &'c str,
+    seen: HashMap<String, Option<String>>,
 }
 
-/// The user key (see `store` docs) of an event's user and anonymous ids.
-fn user_key(user_id: Option<String>, anonymous_id: String, identities: &HashMap<String, String>) -> String {
-    user_id.or_else(|| identities.get(&anonymous_id).cloned()).unwrap_or(anonymous_id)
+impl<'c> Links<'c> {
+    fn new(conn: &'c Connection, project: &'c str) -> rusqlite::Result<Links<'c>> {
+        let lookup = conn.prepare_cached("SELECT user_id FROM identities WHERE project = ?1 AND anonymous_id = ?2")?;
+        Ok(Links { lookup, project, seen: HashMap::new() })
+    }
+
+    /// The user key (see `store` docs) of an event's user and anonymous ids.
+    fn user_key(&mut self, user_id: Option<String>, anonymous_id: String) -> rusqlite::Result<String> {
+        if let Some(user) = user_id {
+            return Ok(user);
+        }
+        if !self.seen.contains_key(&anonymous_id) {
+            let linked = self.lookup.query_row(params![self.project, anonymous_id], |r| r.get(0)).optional()?;
+            self.seen.insert(anonymous_id.clone(), linked);
+        }
+        Ok(self.seen[&anonymous_id].clone().unwrap_or(anonymous_id))
+    }
 }
 
-/// A rollup row `r`'s user key (see `store` docs): its user id, else its device's link `i`, else
-/// its anonymous id. Folding devices into users is then a GROUP BY on it, inside SQLite.
-const WHO: &str = "CASE WHEN r.user_id != '' THEN r.user_id ELSE COALESCE(i.user_id, r.anonymous_id) END";
-/// Joins each rollup row without a user id to its device's link.
-const LINKED: &str = "LEFT JOIN identities i ON r.user_id = '' AND i.project = r.project AND i.anonymous_id = r.anonymous_id";
+/// A rollup row `r`'s user key (see `store` docs): its user id, else its device's link, else its
+/// anonymous id. Folding devices into users is then a GROUP BY on it, inside SQLite. The link is
+/// looked up only for rows without a user id (CASE evaluates lazily): a LEFT JOIN sought the
+/// identities index for every row, which was half the time of reading the traits.
+const WHO: &str = "CASE WHEN r.user_id != '' THEN r.user_id ELSE COALESCE((SELECT i.user_id FROM identities i WHERE i.project = r.project AND i.anonymous_id = r.anonymous_id), r.anonymous_id) END";
+
+/// Rows of a rollup `table` as (user key, identified, columns), in user key order without sorting
+/// them all (identified: the row has a user id or its device a link), of the rows passing
+/// `condition` (on `r`, with its `args`):
+/// rows with a user id come in primary key order, already grouped by it; only the rows of
+/// anonymous devices are resolved through their link and sorted. The two ordered runs are then
+/// merged here. One GROUP BY over the computed key instead sorted every row and cost twice as
+/// much.
+fn by_user_key<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    (condition, args): (&str, &[&dyn rusqlite::ToSql]),
+    mut read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<(String, bool, T)>> {
+    let mut run = |sql: String| -> rusqlite::Result<Vec<(String, bool, T)>> {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push((row.get(0)?, row.get(1)?, read(row)?));
+        }
+        Ok(out)
+    };
+    let identified = run(format!("SELECT r.user_id, 1, {columns} FROM {table} r WHERE {condition} AND r.user_id != '' ORDER BY r.user_id"))?;
+    let anonymous = run(format!(
+        "SELECT COALESCE(i.user_id, r.anonymous_id) AS who, i.user_id IS NOT NULL, {columns} FROM {table} r
+         LEFT JOIN identities i ON i.project = r.project AND i.anonymous_id = r.anonymous_id
+         WHERE {condition} AND r.user_id = '' ORDER BY who"
+    ))?;
+    let mut merged = Vec::with_capacity(identified.len() + anonymous.len());
+    let (mut a, mut b) = (identified.into_iter().peekable(), anonymous.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => if x.0 <= y.0 { a.next() } else { b.next() },
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(row) => merged.push(row),
+            None => return Ok(merged),
+        }
+    }
+}
 
 fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
+    let project_only: (&str, &[&dyn rusqlite::ToSql]) = ("r.project = ?1", &[&project]);
+    let devices = by_user_key(conn, "rollup_devices", "r.first_seen, r.last_seen", project_only, |r| Ok((r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
     // Each user's latest value of each trait across their devices: the row of the greatest
-    // (ts, event) per (user, trait), picked here rather than by a window function over every
-    // row, which cost SQLite five times as much.
-    let mut stmt = conn.prepare_cached(&format!("SELECT {WHO} AS who, r.key, r.value, r.ts, r.event FROM rollup_traits r {LINKED} WHERE r.project = ?1"))?;
-    let mut rows = stmt.query([project])?;
-    let mut latest: HashMap<(String, String), (i64, String, String)> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let (ts, event): (i64, String) = (row.get(3)?, row.get(4)?);
-        match latest.entry((row.get(0)?, row.get(1)?)) {
-            std::collections::hash_map::Entry::Occupied(mut slot) => {
-                if (ts, &event) > (slot.get().0, &slot.get().1) {
-                    *slot.get_mut() = (ts, event, row.get(2)?);
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => drop(slot.insert((ts, event, row.get(2)?))),
-        }
-    }
-    let mut traits: HashMap<String, Vec<(String, onramp::core::json::Value)>> = HashMap::new();
-    for ((who, key), (_, _, value)) in latest {
-        // Ingest stored it from a parsed value, so only a damaged file fails to parse.
-        if let Ok(value) = onramp::core::json::parse(&value) {
-            traits.entry(who).or_default().push((key, value));
-        }
-    }
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {WHO} AS who, MIN(r.first_seen), MAX(r.last_seen), MAX(r.user_id != '' OR i.user_id IS NOT NULL)
-         FROM rollup_devices r {LINKED} WHERE r.project = ?1 GROUP BY who"
-    ))?;
-    let rows = stmt.query_map([project], |r| {
-        let user: String = r.get(0)?;
-        let mut traits = traits.remove(&user).unwrap_or_default();
-        traits.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(UserSeen { first_seen: r.get(1)?, last_seen: r.get(2)?, identified: r.get(3)?, traits, user })
+    // (ts, event) per (user, trait). A user has a few devices and traits, so a short list each.
+    let traits = by_user_key(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", project_only, |r| {
+        Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?))
     })?;
-    rows.collect()
+    let mut traits = traits.into_iter().peekable();
+    let mut users: Vec<UserSeen> = Vec::new();
+    for (who, identified, (first_seen, last_seen)) in devices {
+        match users.last_mut() {
+            Some(u) if u.user == who => {
+                u.first_seen = u.first_seen.min(first_seen);
+                u.last_seen = u.last_seen.max(last_seen);
+                u.identified |= identified;
+                continue;
+            }
+            _ => {}
+        }
+        // Traits of keys with no device row (none: an identify is an event) are passed over.
+        while traits.next_if(|(t, _, _)| *t < who).is_some() {}
+        let mut latest: Vec<(String, String, i64, String)> = Vec::new();
+        while let Some((_, _, (key, value, ts, event))) = traits.next_if(|(t, _, _)| *t == who) {
+            match latest.iter_mut().find(|l| l.0 == key) {
+                Some(slot) => {
+                    if (ts, &event) > (slot.2, &slot.3) {
+                        *slot = (key, value, ts, event);
+                    }
+                }
+                None => latest.push((key, value, ts, event)),
+            }
+        }
+        latest.sort_by(|a, b| a.0.cmp(&b.0));
+        // Ingest stored each value from a parsed one, so only a damaged file fails to parse.
+        let traits = latest.into_iter().filter_map(|(key, value, _, _)| Some((key, onramp::core::json::parse(&value).ok()?))).collect();
+        users.push(UserSeen { user: who, first_seen, last_seen, identified, traits });
+    }
+    Ok(users)
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
-/// keys with MIN inside SQLite.
+/// keys inside SQLite. With the types and names listed (as every report lists them), each
+/// (type, name) is read apart, in user key order from the primary key ([`by_user_key`]), and the
+/// ordered runs are merged here into one row per user: a GROUP BY over the computed user key
+/// sorted every row and was the largest part of a report.
 fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
-    let mut sql = format!("SELECT {WHO} AS who, r.type, r.name, MIN(r.first_ts) AS at FROM rollup_events r {LINKED} WHERE r.project = ?");
+    if filter.names.is_empty() || filter.types.is_empty() {
+        return query_firsts_by_row(conn, project, filter);
+    }
+    let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
+    // Every (type, name) asked about, in the order ties are broken: type, then name (bytes).
+    let mut columns: Vec<(&str, &str)> = types.iter().flat_map(|t| filter.names.iter().map(move |n| (*t, n.as_str()))).collect();
+    columns.sort_unstable();
+    columns.dedup();
+    // Per user key, the first time of each column.
+    let mut users: Vec<(String, Vec<Option<i64>>)> = Vec::new();
+    for (column, (kind, name)) in columns.iter().enumerate() {
+        let args: [&dyn rusqlite::ToSql; 3] = [&project, kind, name];
+        let run = by_user_key(conn, "rollup_events", "r.first_ts", ("r.project = ?1 AND r.type = ?2 AND r.name = ?3", &args), |r| r.get::<_, i64>(2))?;
+        let mut merged = Vec::with_capacity(users.len().max(run.len()));
+        let mut earlier = users.into_iter().peekable();
+        for (who, _, ts) in run {
+            while let Some(user) = earlier.next_if(|(u, _)| *u < who) {
+                merged.push(user);
+            }
+            match merged.last_mut() {
+                // Another device of the same user in this run.
+                Some((last, firsts)) if *last == who => firsts[column] = Some(firsts[column].map_or(ts, |t: i64| t.min(ts))),
+                _ => {
+                    let (who, mut firsts) = earlier.next_if(|(u, _)| *u == who).unwrap_or_else(|| (who, vec![None; columns.len()]));
+                    firsts[column] = Some(ts);
+                    merged.push((who, firsts));
+                }
+            }
+        }
+        merged.extend(earlier);
+        users = merged;
+    }
+    Ok(users
+        .into_iter()
+        .map(|(user, firsts)| {
+            let mut events: Vec<UserEvent> = columns
+                .iter()
+                .zip(firsts)
+                .filter_map(|((kind, name), ts)| {
+                    let kind = EventType::parse(kind).unwrap_or(EventType::Track);
+                    Some(UserEvent { ts: ts?, kind, name: (*name).to_owned(), props: Vec::new() })
+                })
+                .collect();
+            // Columns are in (type, name) order, so a stable sort by time keeps ties in that order.
+            events.sort_by_key(|e| e.ts);
+            UserEvents { user, events }
+        })
+        .collect())
+}
+
+/// [`query_firsts`] for a filter that leaves the types or the names open: one row per user and
+/// (type, name).
+fn query_firsts_by_row(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
+    let mut sql = format!("SELECT {WHO} AS who, r.type, r.name, MIN(r.first_ts) AS at FROM rollup_events r WHERE r.project = ?");
     let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
     let names: Vec<&str> = filter.names.iter().map(String::as_str).collect();
     for (column, values) in [("r.type", &types), ("r.name", &names)] {
@@ -781,7 +900,7 @@ fn query_user_counts(conn: &Connection, project: &str, user: &str, names: &[Stri
 /// over a user's devices and the tip's event names ([`merge_tip_rows`]).
 fn query_tips(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserTip>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {WHO} AS who, r.tip_id, r.name, r.milestone, r.milestone_ts, r.milestone_event FROM rollup_tips r {LINKED}
+        "SELECT {WHO} AS who, r.tip_id, r.name, r.milestone, r.milestone_ts, r.milestone_event FROM rollup_tips r
          WHERE r.project = ?1 ORDER BY who, r.tip_id"
     ))?;
     let rows = stmt.query_map([project], |r| {
@@ -799,14 +918,14 @@ fn query_tips(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserTip>
 fn query_metrics(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserMetric>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {WHO} AS who, r.name, r.first_ts, r.first_event, r.first_value, r.last_ts, r.last_event, r.last_value
-         FROM rollup_metrics r {LINKED} WHERE r.project = ?1 ORDER BY who, r.name"
+         FROM rollup_metrics r WHERE r.project = ?1 ORDER BY who, r.name"
     ))?;
     let rows = stmt.query_map([project], |r| Ok((r.get(0)?, r.get(1)?, ((r.get(2)?, r.get(3)?), r.get(4)?), ((r.get(5)?, r.get(6)?), r.get(7)?))))?;
     Ok(merge_metric_rows(rows.collect::<rusqlite::Result<Vec<_>>>()?))
 }
 
 fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusqlite::Result<Vec<UserEvents>> {
-    let identities = identities(conn, project)?;
+    let mut links = Links::new(conn, project)?;
     let mut sql = format!(
         "SELECT user_id, anonymous_id, ts, id, type, name, {} FROM events WHERE project = ?",
         if filter.with_props { "props" } else { "''" }
@@ -838,7 +957,7 @@ fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut users: Vec<(String, Vec<(i64, String, UserEvent)>)> = Vec::new();
     while let Some(row) = rows.next()? {
-        let who = user_key(row.get(0)?, row.get(1)?, &identities);
+        let who = links.user_key(row.get(0)?, row.get(1)?)?;
         let kind = row.get_ref(4)?.as_str()?;
         let props = if filter.with_props {
             match onramp::core::json::parse(row.get_ref(6)?.as_str()?) {
