@@ -36,6 +36,8 @@
 //! Delivery is at-least-once (a lost acknowledgement or an unload beacon means a resend); the
 //! collector stores each event id once, which makes storage exactly-once.
 
+use std::collections::VecDeque;
+
 use super::client::{Client, Entropy};
 use super::json::{self, Value};
 use super::storage::KeyValue;
@@ -177,7 +179,10 @@ pub struct Outbox<S: KeyValue> {
     tab: String,
     queue_key: String,
     beat_key: String,
-    items: Vec<Item>,
+    /// Oldest first. A deque: a full queue drops its oldest waiting event on every push, and an
+    /// acknowledgement removes the front, so removal near the front must not move the rest
+    /// (with a `Vec` that move was a measurable part of `track()` on a full queue).
+    items: VecDeque<Item>,
     bytes: usize,
     /// Items from the front that are in a request awaiting its answer.
     in_flight: usize,
@@ -218,7 +223,7 @@ impl<S: KeyValue> Outbox<S> {
             tab: tab.into(),
             queue_key,
             beat_key,
-            items: Vec::new(),
+            items: VecDeque::new(),
             bytes: 0,
             in_flight: 0,
             beaconed: 0,
@@ -281,7 +286,7 @@ impl<S: KeyValue> Outbox<S> {
         self.bytes += item.json.len() + 1;
         item.seq = self.next_seq;
         self.next_seq += 1;
-        self.items.push(item);
+        self.items.push_back(item);
     }
 
     /// A mark for everything queued so far: see [`Outbox::delivered_up_to`].
@@ -292,7 +297,7 @@ impl<S: KeyValue> Outbox<S> {
     /// Whether every event queued before `mark` has left the queue: acknowledged, or dropped
     /// (and counted). What `flush()`'s promise waits for.
     pub fn delivered_up_to(&self, mark: u64) -> bool {
-        self.items.first().is_none_or(|i| i.seq >= mark)
+        self.items.front().is_none_or(|i| i.seq >= mark)
     }
 
     /// Whether the collector refused this page's write key or origin (401/403).
@@ -300,8 +305,8 @@ impl<S: KeyValue> Outbox<S> {
         self.refused
     }
 
-    fn remove(&mut self, index: usize) -> Item {
-        let item = self.items.remove(index);
+    fn remove(&mut self, index: usize) -> Option<Item> {
+        let item = self.items.remove(index)?;
         self.bytes -= item.json.len() + 1;
         if index < self.in_flight {
             self.in_flight -= 1;
@@ -309,7 +314,7 @@ impl<S: KeyValue> Outbox<S> {
         if index < self.beaconed {
             self.beaconed -= 1;
         }
-        item
+        Some(item)
     }
 
     fn count_drop(&mut self, reason: DropReason, n: u32) {
@@ -327,7 +332,7 @@ impl<S: KeyValue> Outbox<S> {
     fn drop_items(&mut self, indices: &[usize], reason: DropReason) {
         let mut n = 0;
         for &i in indices.iter().rev() {
-            if i < self.items.len() && self.remove(i).report.is_none() {
+            if self.remove(i).is_some_and(|item| item.report.is_none()) {
                 n += 1;
             }
         }
@@ -383,7 +388,7 @@ impl<S: KeyValue> Outbox<S> {
         self.in_flight = 0;
         self.beaconed = 0;
         self.asking = false;
-        let kept: Vec<Item> = self.items.drain(..).filter(|i| !i.stored).collect();
+        let kept: Vec<Item> = std::mem::take(&mut self.items).into_iter().filter(|i| !i.stored).collect();
         self.bytes = 0;
         for item in kept {
             self.append(item);
@@ -533,24 +538,21 @@ impl<S: KeyValue> Outbox<S> {
     /// Whether a batch should go now: enough events, the oldest waited long enough, or the
     /// caller forces it (`flush()`, coming back online). Backoff holds unforced sends.
     pub fn due(&self, now: i64, force: bool) -> bool {
-        let waiting = self.items.get(self.in_flight..).unwrap_or_default();
-        if self.in_flight > 0 || self.asking || waiting.is_empty() || self.refused {
+        if self.in_flight > 0 || self.asking || self.items.is_empty() || self.refused {
             return false;
-        }
-        // Events that may have arrived are asked about first ([`Outbox::next_check`]).
-        if waiting.iter().any(|i| i.doubt != Doubt::None) {
-            return false;
-        }
-        if force {
-            return true;
         }
         // Beaconed events are on their way: nothing goes by fetch until their window passed
         // (a tab hidden and shown again; new events wait a few seconds, none is sent twice).
+        // Checked before the scans below: `track()` asks on every call.
         let beacon_pending = self.beaconed > 0 && now < self.flight_until;
-        !beacon_pending
-            && now >= self.retry_at
-            && (waiting.len() >= self.policy.batch_size
-                || waiting.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms))
+        if !force && (beacon_pending || now < self.retry_at) {
+            return false;
+        }
+        // Events that may have arrived are asked about first ([`Outbox::next_check`]).
+        if self.items.iter().any(|i| i.doubt != Doubt::None) {
+            return false;
+        }
+        force || self.items.len() >= self.policy.batch_size || self.items.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms)
     }
 
     /// The next batch body, marking its events in flight, or `None` when nothing is due.
@@ -667,7 +669,7 @@ impl<S: KeyValue> Outbox<S> {
             return bodies;
         }
         let mut start = self.in_flight.max(self.beaconed);
-        for item in self.items.get_mut(start..).unwrap_or_default() {
+        for item in self.items.iter_mut().skip(start) {
             item.doubt = Doubt::Unsure;
         }
         if start < self.items.len() {
@@ -814,6 +816,12 @@ impl<S: KeyValue> Outbox<S> {
             self.append(Item { id: event.id.clone(), json: event.to_json(), doubt: Doubt::None, ts: now, queued_at: now, stored: false, report: Some((count, reason)), seq: 0 });
         }
         self.persist_or_defer();
+    }
+
+    /// Whether drops wait for [`Outbox::report_drops`] to report them (never on a refused page:
+    /// the report would be refused too).
+    pub fn has_unreported(&self) -> bool {
+        !self.refused && !self.unreported.is_empty()
     }
 
     /// Drops counted and not yet reported, by reason (for tests and diagnostics).
