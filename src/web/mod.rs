@@ -168,17 +168,15 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 
-/// Reads a JS value as our JSON value, via the browser's own JSON.stringify (smaller than
-/// walking the object through bindings).
+/// Reads a JS value as our JSON value: what JSON would make of it (`toJSON`, functions and
+/// `undefined` left out), copied by the browser's own JSON.stringify and JSON.parse (smaller
+/// than walking the object through bindings for each kind of value); an object when it is not
+/// JSON (a cycle, a BigInt).
 fn to_value(js: &JsValue) -> Value {
     if js.is_undefined() || js.is_null() {
         return Value::Obj(Vec::new());
     }
-    js_sys::JSON::stringify(js)
-        .ok()
-        .and_then(|s| s.as_string())
-        .and_then(|s| json::parse(&s).ok())
-        .unwrap_or(Value::Obj(Vec::new()))
+    browser_json::from_js_copy(js).unwrap_or(Value::Obj(Vec::new()))
 }
 
 fn object_entries(value: Value) -> Vec<(String, Value)> {
