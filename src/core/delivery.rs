@@ -40,6 +40,7 @@ use std::collections::VecDeque;
 
 use super::client::{Client, Entropy};
 use super::json::{self, Value};
+use super::num::parse_int;
 use super::storage::KeyValue;
 use super::vocab;
 use super::wire::{self, Event, EventType, MAX_EVENT_BYTES};
@@ -465,7 +466,7 @@ impl<S: KeyValue> Outbox<S> {
             let tab = key.strip_prefix(BEAT_PREFIX).unwrap_or_default();
             let beat = self.storage.get(&key).unwrap_or_default();
             let stale = match beat.strip_prefix(ADOPTED) {
-                Some(at) => at.parse::<i64>().is_ok_and(|t| now - t > ADOPTED_KEPT_MS),
+                Some(at) => parse_int(at).is_some_and(|t| now - t > ADOPTED_KEPT_MS),
                 None => self.beat_is_stale(&beat, now),
             };
             if tab != self.tab && stale && !dead.iter().any(|(d, _)| d == tab) {
@@ -479,9 +480,9 @@ impl<S: KeyValue> Outbox<S> {
     /// whose events on their way have had their acknowledgement window (`gone@<end>`).
     fn beat_is_stale(&self, beat: &str, now: i64) -> bool {
         match beat.strip_prefix(GONE) {
-            Some(rest) => rest.strip_prefix('@').and_then(|t| t.parse::<i64>().ok()).is_none_or(|until| now >= until),
+            Some(rest) => rest.strip_prefix('@').and_then(parse_int).is_none_or(|until| now >= until),
             // Unreadable: dead.
-            None => beat.parse::<i64>().map_or(true, |t| now - t > self.policy.dead_after_ms),
+            None => parse_int(beat).is_none_or(|t| now - t > self.policy.dead_after_ms),
         }
     }
 
@@ -521,7 +522,7 @@ impl<S: KeyValue> Outbox<S> {
     fn lock(&mut self, now: i64) -> bool {
         if let Some(held) = self.storage.get(LOCK_KEY) {
             let (owner, until) = held.split_once('@').unwrap_or(("", "0"));
-            if owner != self.tab && until.parse::<i64>().is_ok_and(|u| u > now) {
+            if owner != self.tab && parse_int(until).is_some_and(|u| u > now) {
                 return false;
             }
         }
@@ -872,7 +873,7 @@ fn bad_indices(body: &str, len: usize) -> Vec<usize> {
 /// unreadable is `None`, and the client's own backoff applies.
 fn retry_after_ms(value: &str, now: i64) -> Option<i64> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<i64>() {
+    if let Some(seconds) = parse_int(value) {
         return (seconds >= 0).then(|| seconds.saturating_mul(1000));
     }
     http_date(value).map(|at| (at - now).max(0))
@@ -890,13 +891,13 @@ fn http_date(value: &str) -> Option<i64> {
         _ => return None,
     };
     let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
-    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let mut year: i64 = year.parse().ok()?;
+    let day = parse_int(day).filter(|d| (1..=31).contains(d))? as u32;
+    let mut year = parse_int(year)?;
     if year < 100 {
         // RFC 850's two-digit years: RFC 9110 reads one more than 50 years ahead as the past.
         year += if year < 70 { 2000 } else { 1900 };
     }
-    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let mut hms = time.split(':').map(parse_int);
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
     if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
         return None;
