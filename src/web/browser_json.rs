@@ -32,7 +32,7 @@ extern "C" {
 
 /// `js` as JSON would see it, read through `JSON.stringify` and `JSON.parse` without the text
 /// ever crossing into the wasm: every `track()` pays for this, and the two copies of the text
-/// (UTF-16 to UTF-8 and back) were a third of it (profiled in Chromium). `None` when `js` is not
+/// (UTF-16 to UTF-8 and back) showed in its profile (Chromium). `None` when `js` is not
 /// JSON (a cycle, a BigInt, `undefined`) or nests too deeply.
 pub fn from_js_copy(js: &JsValue) -> Option<Value> {
     let text = js_sys::JSON::stringify(js).ok()?;
