@@ -36,8 +36,11 @@
 //! Delivery is at-least-once (a lost acknowledgement or an unload beacon means a resend); the
 //! collector stores each event id once, which makes storage exactly-once.
 
+use std::collections::VecDeque;
+
 use super::client::{Client, Entropy};
 use super::json::{self, Value};
+use super::num::parse_int;
 use super::storage::KeyValue;
 use super::vocab;
 use super::wire::{self, Event, EventType, MAX_EVENT_BYTES};
@@ -177,7 +180,10 @@ pub struct Outbox<S: KeyValue> {
     tab: String,
     queue_key: String,
     beat_key: String,
-    items: Vec<Item>,
+    /// Oldest first. A deque: a full queue drops its oldest waiting event on every push, and an
+    /// acknowledgement removes the front, so removal near the front must not move the rest
+    /// (with a `Vec` that move was a measurable part of `track()` on a full queue).
+    items: VecDeque<Item>,
     bytes: usize,
     /// Items from the front that are in a request awaiting its answer.
     in_flight: usize,
@@ -218,7 +224,7 @@ impl<S: KeyValue> Outbox<S> {
             tab: tab.into(),
             queue_key,
             beat_key,
-            items: Vec::new(),
+            items: VecDeque::new(),
             bytes: 0,
             in_flight: 0,
             beaconed: 0,
@@ -281,7 +287,7 @@ impl<S: KeyValue> Outbox<S> {
         self.bytes += item.json.len() + 1;
         item.seq = self.next_seq;
         self.next_seq += 1;
-        self.items.push(item);
+        self.items.push_back(item);
     }
 
     /// A mark for everything queued so far: see [`Outbox::delivered_up_to`].
@@ -292,7 +298,7 @@ impl<S: KeyValue> Outbox<S> {
     /// Whether every event queued before `mark` has left the queue: acknowledged, or dropped
     /// (and counted). What `flush()`'s promise waits for.
     pub fn delivered_up_to(&self, mark: u64) -> bool {
-        self.items.first().is_none_or(|i| i.seq >= mark)
+        self.items.front().is_none_or(|i| i.seq >= mark)
     }
 
     /// Whether the collector refused this page's write key or origin (401/403).
@@ -300,8 +306,8 @@ impl<S: KeyValue> Outbox<S> {
         self.refused
     }
 
-    fn remove(&mut self, index: usize) -> Item {
-        let item = self.items.remove(index);
+    fn remove(&mut self, index: usize) -> Option<Item> {
+        let item = self.items.remove(index)?;
         self.bytes -= item.json.len() + 1;
         if index < self.in_flight {
             self.in_flight -= 1;
@@ -309,7 +315,7 @@ impl<S: KeyValue> Outbox<S> {
         if index < self.beaconed {
             self.beaconed -= 1;
         }
-        item
+        Some(item)
     }
 
     fn count_drop(&mut self, reason: DropReason, n: u32) {
@@ -327,7 +333,7 @@ impl<S: KeyValue> Outbox<S> {
     fn drop_items(&mut self, indices: &[usize], reason: DropReason) {
         let mut n = 0;
         for &i in indices.iter().rev() {
-            if i < self.items.len() && self.remove(i).report.is_none() {
+            if self.remove(i).is_some_and(|item| item.report.is_none()) {
                 n += 1;
             }
         }
@@ -383,7 +389,7 @@ impl<S: KeyValue> Outbox<S> {
         self.in_flight = 0;
         self.beaconed = 0;
         self.asking = false;
-        let kept: Vec<Item> = self.items.drain(..).filter(|i| !i.stored).collect();
+        let kept: Vec<Item> = std::mem::take(&mut self.items).into_iter().filter(|i| !i.stored).collect();
         self.bytes = 0;
         for item in kept {
             self.append(item);
@@ -460,7 +466,7 @@ impl<S: KeyValue> Outbox<S> {
             let tab = key.strip_prefix(BEAT_PREFIX).unwrap_or_default();
             let beat = self.storage.get(&key).unwrap_or_default();
             let stale = match beat.strip_prefix(ADOPTED) {
-                Some(at) => at.parse::<i64>().is_ok_and(|t| now - t > ADOPTED_KEPT_MS),
+                Some(at) => parse_int(at).is_some_and(|t| now - t > ADOPTED_KEPT_MS),
                 None => self.beat_is_stale(&beat, now),
             };
             if tab != self.tab && stale && !dead.iter().any(|(d, _)| d == tab) {
@@ -474,9 +480,9 @@ impl<S: KeyValue> Outbox<S> {
     /// whose events on their way have had their acknowledgement window (`gone@<end>`).
     fn beat_is_stale(&self, beat: &str, now: i64) -> bool {
         match beat.strip_prefix(GONE) {
-            Some(rest) => rest.strip_prefix('@').and_then(|t| t.parse::<i64>().ok()).is_none_or(|until| now >= until),
+            Some(rest) => rest.strip_prefix('@').and_then(parse_int).is_none_or(|until| now >= until),
             // Unreadable: dead.
-            None => beat.parse::<i64>().map_or(true, |t| now - t > self.policy.dead_after_ms),
+            None => parse_int(beat).is_none_or(|t| now - t > self.policy.dead_after_ms),
         }
     }
 
@@ -516,7 +522,7 @@ impl<S: KeyValue> Outbox<S> {
     fn lock(&mut self, now: i64) -> bool {
         if let Some(held) = self.storage.get(LOCK_KEY) {
             let (owner, until) = held.split_once('@').unwrap_or(("", "0"));
-            if owner != self.tab && until.parse::<i64>().is_ok_and(|u| u > now) {
+            if owner != self.tab && parse_int(until).is_some_and(|u| u > now) {
                 return false;
             }
         }
@@ -533,24 +539,21 @@ impl<S: KeyValue> Outbox<S> {
     /// Whether a batch should go now: enough events, the oldest waited long enough, or the
     /// caller forces it (`flush()`, coming back online). Backoff holds unforced sends.
     pub fn due(&self, now: i64, force: bool) -> bool {
-        let waiting = self.items.get(self.in_flight..).unwrap_or_default();
-        if self.in_flight > 0 || self.asking || waiting.is_empty() || self.refused {
+        if self.in_flight > 0 || self.asking || self.items.is_empty() || self.refused {
             return false;
-        }
-        // Events that may have arrived are asked about first ([`Outbox::next_check`]).
-        if waiting.iter().any(|i| i.doubt != Doubt::None) {
-            return false;
-        }
-        if force {
-            return true;
         }
         // Beaconed events are on their way: nothing goes by fetch until their window passed
         // (a tab hidden and shown again; new events wait a few seconds, none is sent twice).
+        // Checked before the scans below: `track()` asks on every call.
         let beacon_pending = self.beaconed > 0 && now < self.flight_until;
-        !beacon_pending
-            && now >= self.retry_at
-            && (waiting.len() >= self.policy.batch_size
-                || waiting.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms))
+        if !force && (beacon_pending || now < self.retry_at) {
+            return false;
+        }
+        // Events that may have arrived are asked about first ([`Outbox::next_check`]).
+        if self.items.iter().any(|i| i.doubt != Doubt::None) {
+            return false;
+        }
+        force || self.items.len() >= self.policy.batch_size || self.items.iter().any(|i| now - i.queued_at >= self.policy.flush_interval_ms)
     }
 
     /// The next batch body, marking its events in flight, or `None` when nothing is due.
@@ -667,7 +670,7 @@ impl<S: KeyValue> Outbox<S> {
             return bodies;
         }
         let mut start = self.in_flight.max(self.beaconed);
-        for item in self.items.get_mut(start..).unwrap_or_default() {
+        for item in self.items.iter_mut().skip(start) {
             item.doubt = Doubt::Unsure;
         }
         if start < self.items.len() {
@@ -816,6 +819,12 @@ impl<S: KeyValue> Outbox<S> {
         self.persist_or_defer();
     }
 
+    /// Whether drops wait for [`Outbox::report_drops`] to report them (never on a refused page:
+    /// the report would be refused too).
+    pub fn has_unreported(&self) -> bool {
+        !self.refused && !self.unreported.is_empty()
+    }
+
     /// Drops counted and not yet reported, by reason (for tests and diagnostics).
     pub fn unreported(&self) -> &[(DropReason, u32)] {
         &self.unreported
@@ -864,7 +873,7 @@ fn bad_indices(body: &str, len: usize) -> Vec<usize> {
 /// unreadable is `None`, and the client's own backoff applies.
 fn retry_after_ms(value: &str, now: i64) -> Option<i64> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<i64>() {
+    if let Some(seconds) = parse_int(value) {
         return (seconds >= 0).then(|| seconds.saturating_mul(1000));
     }
     http_date(value).map(|at| (at - now).max(0))
@@ -882,13 +891,13 @@ fn http_date(value: &str) -> Option<i64> {
         _ => return None,
     };
     let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
-    let day: u32 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
-    let mut year: i64 = year.parse().ok()?;
+    let day = parse_int(day).filter(|d| (1..=31).contains(d))? as u32;
+    let mut year = parse_int(year)?;
     if year < 100 {
         // RFC 850's two-digit years: RFC 9110 reads one more than 50 years ahead as the past.
         year += if year < 70 { 2000 } else { 1900 };
     }
-    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let mut hms = time.split(':').map(parse_int);
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
     if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
         return None;

@@ -34,7 +34,7 @@ fn lean_parts(mark: &str) -> (&str, &str, Option<i64>) {
     let mut lines = mark.split('\n');
     let version = lines.next().unwrap_or_default();
     let user = lines.next().unwrap_or_default();
-    (version, user, lines.next().and_then(|t| t.parse().ok()))
+    (version, user, lines.next().and_then(super::num::parse_int))
 }
 /// This browser's anonymous id.
 pub const ANON_KEY: &str = "onramp.anonymousId";
@@ -92,6 +92,14 @@ pub enum Input {
     /// 200, `None` on anything else (offline, an error): local state goes on alone.
     #[cfg(feature = "guide")]
     RemoteState { user_id: String, body: Option<String> },
+}
+
+impl Input {
+    /// A call the page made through the API: what follows from it may wait for the end of the
+    /// task (see `Running::after`).
+    fn is_page_call(&self) -> bool {
+        matches!(self, Input::Identify { .. } | Input::Track { .. } | Input::Group { .. } | Input::Complete(_) | Input::Reset)
+    }
 }
 
 /// Where the plan comes from; the host fetches or reads it and answers with
@@ -199,8 +207,9 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         } else if let Input::PlanRefused(error) = input {
             self.disable(&error, &mut fx);
         } else if let Some(sdk) = self.sdk.as_mut() {
+            let from_page = input.is_page_call();
             sdk.handle(now, input, &mut self.storage, &mut self.entropy, &mut fx);
-            sdk.after(now, &mut self.entropy, &mut fx);
+            sdk.after(now, from_page, &mut self.entropy, &mut fx);
         } else if let Input::Flush(id) = input {
             fx.push(Effect::ResolveFlush(id)); // nothing to wait for
         }
@@ -222,7 +231,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         let r = f(engine, &mut sdk.kv, &mut out);
         sdk.record_emits(out, now, &mut self.entropy);
         sdk.update_lean_mark(now);
-        sdk.after(now, &mut self.entropy, &mut fx);
+        sdk.after(now, false, &mut self.entropy, &mut fx);
         (Some(r), fx)
     }
 
@@ -350,6 +359,9 @@ impl<S: KeyValue> Running<S> {
             }
             Input::Persist => {
                 self.persist_asked = false;
+                // What the page's calls left for the end of the task (see `after`): the drop
+                // report goes into the queue before it is written; a due batch goes in `after`.
+                self.outbox.report_drops(&mut self.client, now, rng);
                 self.write();
             }
             Input::PageHidden => self.beacon(now, false, rng, fx),
@@ -381,8 +393,22 @@ impl<S: KeyValue> Running<S> {
 
     /// After every input: what was recorded goes into the outbox, a due batch goes out,
     /// finished `flush()`es resolve, and pending writes get their moment.
-    fn after(&mut self, now: i64, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
-        if self.enqueue_recorded(now, rng) {
+    ///
+    /// After a call from the page (`from_page`: `track`, `identify`, …) the report of events
+    /// the full queue dropped and a batch that became due wait for the end of the task
+    /// ([`Effect::PersistSoon`], answered by [`Input::Persist`]), when the queue is written
+    /// anyway: a burst of calls then makes one report and one request, and no call pays for a
+    /// fetch (the first request of a page costs milliseconds) or for an id and a serialised
+    /// event per dropped event. The window is the one the queue's write already has: a page
+    /// killed within the task loses the calls of that task, and with them the drop count.
+    fn after(&mut self, now: i64, from_page: bool, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        let mut wait = false;
+        if from_page {
+            for event in self.client.take_recorded() {
+                self.outbox.push(&event, now);
+            }
+            wait = self.outbox.has_unreported() || self.outbox.due(now, false);
+        } else if self.enqueue_recorded(now, rng) {
             self.send(now, false, fx);
         }
         let outbox = &self.outbox;
@@ -393,7 +419,7 @@ impl<S: KeyValue> Running<S> {
             }
             !done
         });
-        if !self.persist_asked && (self.kv.has_pending() || self.outbox.has_unwritten()) {
+        if !self.persist_asked && (wait || self.kv.has_pending() || self.outbox.has_unwritten()) {
             self.persist_asked = true;
             fx.push(Effect::PersistSoon);
         }
@@ -493,7 +519,9 @@ impl<S: KeyValue> Running<S> {
         // is left out here, with one console line, so the identify itself is still sent.
         let mut signup = None;
         traits.retain_mut(|(k, v)| {
-            if k != "signedUpAt" || *v == Value::Null {
+            // `matches!`, not `==`: Value's derived (recursive) equality would cost the tracker
+            // 365 B for this one test (measured).
+            if k != "signedUpAt" || matches!(v, Value::Null) {
                 return true;
             }
             match super::time::signed_up_at(v, now) {
@@ -757,6 +785,7 @@ mod tests {
     use crate::core::client::tests::Counter;
     use crate::core::json;
     use crate::core::storage::MemoryStorage;
+    use crate::core::vocab;
 
     /// One `localStorage` shared by the tabs and page views of a test.
     #[derive(Clone, Default)]
@@ -900,6 +929,32 @@ mod tests {
         assert!(storage.keys_with_prefix("onramp.q.").is_empty(), "removed from storage once acknowledged");
         // Nothing queued: a flush resolves at once.
         assert!(m.handle(T0 + 2020, Input::Flush(8)).contains(&Effect::ResolveFlush(8)));
+    }
+
+    /// A burst of calls in one task: no call sends or reports drops itself; at the end of the
+    /// task (the `PersistSoon` timer) the full batch goes in one request and the events the
+    /// full queue dropped in one report, both written before anything is sent.
+    #[test]
+    fn a_burst_of_calls_sends_its_batch_and_reports_its_drops_at_the_end_of_the_task() {
+        let storage = Shared::default();
+        let (mut m, _) = page(&storage, no_plan(), T0, 0);
+        let max = Policy::default().max_events;
+        let mut asked = 0;
+        for i in 0..max + 30 {
+            let fx = track(&mut m, T0 + 1, "clicked");
+            assert!(events(&fx, false).is_empty(), "call {i} sent nothing itself");
+            asked += fx.iter().filter(|e| **e == Effect::PersistSoon).count();
+        }
+        assert_eq!(asked, 1, "one end-of-task write asked for the whole burst");
+        let fx = m.handle(T0 + 2, Input::Persist);
+        let sent = events(&fx, false);
+        assert_eq!(sent.len(), Policy::default().batch_size, "one full batch, at the end of the task");
+        let stored = json::parse(&storage.get(&storage.keys_with_prefix("onramp.q.")[0]).expect("queue stored")).expect("a JSON queue");
+        let stored = stored.as_array().expect("an array");
+        let reports: Vec<&Value> = stored.iter().filter(|e| field(e, "name") == Some(vocab::metric::EVENTS_DROPPED)).collect();
+        assert_eq!(reports.len(), 1, "one report for the burst, stored with the queue");
+        assert_eq!(prop(reports[0], "count"), Some(&Value::Num(30.0)), "every dropped event counted");
+        assert_eq!(stored.len(), max + 1, "the bound, and the report beside it");
     }
 
     #[cfg(feature = "guide")]

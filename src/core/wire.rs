@@ -242,7 +242,9 @@ impl Event {
     }
 
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
+        // Room for the usual event up front: growing the string step by step was a visible
+        // part of `track()` (profiled in Chromium).
+        let mut out = String::with_capacity(192 + self.name.len() + 32 * self.props.len());
         self.write_json(&mut out);
         out
     }

@@ -84,17 +84,44 @@ impl KeyValue for BrowserStorage {
     }
 }
 
-struct BrowserEntropy;
-impl Entropy for BrowserEntropy {
+/// Random bytes from `crypto.getRandomValues`, drawn [`ENTROPY_POOL`] bytes at a time: one call
+/// per id was the largest single cost of `track()` (a crossing into JS and a typed-array view
+/// each time, profiled in Chromium); a pool serves 32 event ids per call.
+struct BrowserEntropy {
+    pool: [u8; ENTROPY_POOL],
+    used: usize,
+}
+
+const ENTROPY_POOL: usize = 256;
+
+impl BrowserEntropy {
+    const fn new() -> BrowserEntropy {
+        BrowserEntropy { pool: [0; ENTROPY_POOL], used: ENTROPY_POOL }
+    }
+
     /// `crypto.getRandomValues`, as the docs promise: ids from another user's page must not
     /// be guessable from ours (Math.random's state can be recovered from its outputs).
-    fn fill(&mut self, out: &mut [u8]) {
-        let filled = web_sys::window().and_then(|w| w.crypto().ok()).is_some_and(|c| c.get_random_values_with_u8_array(out).is_ok());
+    fn refill(&mut self) {
+        let filled = web_sys::window().and_then(|w| w.crypto().ok()).is_some_and(|c| c.get_random_values_with_u8_array(&mut self.pool).is_ok());
         if !filled {
             // No Web Crypto (never in a current browser): unique still, if guessable.
-            for b in out {
+            for b in &mut self.pool {
                 *b = (js_sys::Math::random() * 256.0) as u8;
             }
+        }
+        self.used = 0;
+    }
+}
+
+impl Entropy for BrowserEntropy {
+    fn fill(&mut self, out: &mut [u8]) {
+        for b in out {
+            if self.used >= ENTROPY_POOL {
+                self.refill();
+            }
+            // Each byte is handed out once: `used` only grows until the next refill.
+            *b = self.pool.get(self.used).copied().unwrap_or_default();
+            self.used += 1;
         }
     }
 }
@@ -122,7 +149,7 @@ struct Page {
 
 thread_local! {
     static INPUTS: RefCell<Inputs> = const { RefCell::new(Inputs { queue: VecDeque::new(), busy: false }) };
-    static MACHINE: RefCell<BrowserMachine> = RefCell::new(Machine::new(BrowserStorage(local_storage()), BrowserEntropy));
+    static MACHINE: RefCell<BrowserMachine> = RefCell::new(Machine::new(BrowserStorage(local_storage()), BrowserEntropy::new()));
     static PAGE: RefCell<Page> = RefCell::new(Page::default());
     /// The answers to batch requests. Made once per page and never dropped: a request still on
     /// its way when the SDK is disabled must find a live function (the machine then ignores it).
@@ -141,17 +168,15 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 
-/// Reads a JS value as our JSON value, via the browser's own JSON.stringify (smaller than
-/// walking the object through bindings).
+/// Reads a JS value as our JSON value: what JSON would make of it (`toJSON`, functions and
+/// `undefined` left out), copied by the browser's own JSON.stringify and JSON.parse (smaller
+/// than walking the object through bindings for each kind of value); an object when it is not
+/// JSON (a cycle, a BigInt).
 fn to_value(js: &JsValue) -> Value {
     if js.is_undefined() || js.is_null() {
         return Value::Obj(Vec::new());
     }
-    js_sys::JSON::stringify(js)
-        .ok()
-        .and_then(|s| s.as_string())
-        .and_then(|s| json::parse(&s).ok())
-        .unwrap_or(Value::Obj(Vec::new()))
+    browser_json::from_js_copy(js).unwrap_or(Value::Obj(Vec::new()))
 }
 
 fn object_entries(value: Value) -> Vec<(String, Value)> {
