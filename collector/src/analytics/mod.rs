@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use onramp::core::json::{self, Value};
 use onramp::core::wire::EventType;
 
-use crate::store::{UserEvents, UserSeen};
+use crate::store::{UserEvent, UserEvents, UserSeen};
 
 /// Whether a report step is a milestone or an ad-hoc event (the API says which for every step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,29 +245,18 @@ pub fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// When each user first had an event of each type and name: `user → [(type, name, ts)]`.
-/// A user has a handful of firsts, so a short list scanned in place beats a map per user (which
-/// cost an allocation per user and a hash per lookup at scale).
+/// When each user first had an event of each type and name, read from each user's events
+/// sorted by time (as [`crate::store::Store::firsts`] gives them: one per (type, name)). A
+/// user's entry is their own slice of events, scanned in place: a user has a handful of firsts,
+/// so this beats a map per user, and a copy of every user's firsts cost an allocation per user
+/// and tens of MB at scale.
 pub struct FirstReach<'a> {
-    by_user: HashMap<&'a str, Vec<(EventType, &'a str, i64)>>,
+    by_user: HashMap<&'a str, &'a [UserEvent]>,
 }
 
 impl<'a> FirstReach<'a> {
     pub fn new(events: &'a [UserEvents]) -> FirstReach<'a> {
-        let by_user = events
-            .iter()
-            .map(|u| {
-                let mut first: Vec<(EventType, &str, i64)> = Vec::new();
-                // Events are sorted by time, so the first of each (type, name) is the earliest.
-                for e in &u.events {
-                    if !first.iter().any(|(k, n, _)| *k == e.kind && *n == e.name) {
-                        first.push((e.kind, e.name.as_str(), e.ts));
-                    }
-                }
-                (u.user.as_str(), first)
-            })
-            .collect();
-        FirstReach { by_user }
+        FirstReach { by_user: events.iter().map(|u| (u.user.as_str(), u.events.as_slice())).collect() }
     }
 
     /// When `user` first reached `step`, as time since their sign-up (never negative).
@@ -282,18 +271,19 @@ impl<'a> FirstReach<'a> {
     /// One user's first times, looked up once for all the steps a report asks about (a lookup
     /// per user and step was most of the reports' time at scale).
     pub fn of(&self, user: &str) -> UserFirsts<'_> {
-        UserFirsts(self.by_user.get(user).map_or(&[], Vec::as_slice))
+        UserFirsts(self.by_user.get(user).copied().unwrap_or(&[]))
     }
 }
 
 /// One user's entry of [`FirstReach`].
 #[derive(Clone, Copy)]
-pub struct UserFirsts<'a>(&'a [(EventType, &'a str, i64)]);
+pub struct UserFirsts<'a>(&'a [UserEvent]);
 
 impl UserFirsts<'_> {
+    /// The time of the user's first event reaching `step`: events are sorted by time, so the
+    /// first that matches is the earliest.
     pub fn at(&self, step: &Step) -> Option<i64> {
-        let kind = step.kind.event_type();
-        self.0.iter().find(|(k, n, _)| *k == kind && *n == step.name).map(|(_, _, ts)| *ts)
+        self.0.iter().find(|e| step.matches(e.kind, &e.name)).map(|e| e.ts)
     }
 
     /// [`FirstReach::since_signup`] of `user`, whose entry this is.

@@ -699,85 +699,93 @@ const WHO: &str = "CASE WHEN r.user_id != '' THEN r.user_id ELSE COALESCE((SELEC
 /// them all (identified: the row has a user id or its device a link), of the rows passing
 /// `condition` (on `r`, with its `args`):
 /// rows with a user id come in primary key order, already grouped by it; only the rows of
-/// anonymous devices are resolved through their link and sorted. The two ordered runs are then
-/// merged here. One GROUP BY over the computed key instead sorted every row and cost twice as
-/// much.
-fn by_user_key<T>(
+/// anonymous devices are resolved through their link and sorted. The two ordered runs are
+/// merged as `consume` reads them: one GROUP BY over the computed key instead sorted every row
+/// and cost twice as much, and holding both runs whole (every trait row's four strings) was
+/// most of a report's memory at scale.
+fn by_user_key<T, R>(
     conn: &Connection,
     table: &str,
     columns: &str,
     (condition, args): (&str, &[&dyn rusqlite::ToSql]),
-    mut read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Vec<(String, bool, T)>> {
-    let mut run = |sql: String| -> rusqlite::Result<Vec<(String, bool, T)>> {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(args)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push((row.get(0)?, row.get(1)?, read(row)?));
-        }
-        Ok(out)
-    };
-    let identified = run(format!("SELECT r.user_id, 1, {columns} FROM {table} r WHERE {condition} AND r.user_id != '' ORDER BY r.user_id"))?;
-    let anonymous = run(format!(
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    consume: impl FnOnce(&mut dyn Iterator<Item = (String, bool, T)>) -> rusqlite::Result<R>,
+) -> rusqlite::Result<R> {
+    let mut identified = conn.prepare_cached(&format!("SELECT r.user_id, 1, {columns} FROM {table} r WHERE {condition} AND r.user_id != '' ORDER BY r.user_id"))?;
+    let mut anonymous = conn.prepare_cached(&format!(
         "SELECT COALESCE(i.user_id, r.anonymous_id) AS who, i.user_id IS NOT NULL, {columns} FROM {table} r
          LEFT JOIN identities i ON i.project = r.project AND i.anonymous_id = r.anonymous_id
          WHERE {condition} AND r.user_id = '' ORDER BY who"
     ))?;
-    let mut merged = Vec::with_capacity(identified.len() + anonymous.len());
-    let (mut a, mut b) = (identified.into_iter().peekable(), anonymous.into_iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => if x.0 <= y.0 { a.next() } else { b.next() },
-            (Some(_), None) => a.next(),
-            (None, _) => b.next(),
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, read(r)?));
+    let (mut a, mut b) = (identified.query_map(args, &row)?.peekable(), anonymous.query_map(args, &row)?.peekable());
+    // A failed step ends the stream; the error is returned instead of `consume`'s answer.
+    let mut failed = None;
+    let answer = consume(&mut std::iter::from_fn(|| {
+        let from_a = match (a.peek(), b.peek()) {
+            (Some(Err(_)), _) => true,
+            (_, Some(Err(_))) => false,
+            (Some(Ok(x)), Some(Ok(y))) => x.0 <= y.0,
+            (Some(_), None) => true,
+            (None, _) => false,
         };
-        match next {
-            Some(row) => merged.push(row),
-            None => return Ok(merged),
+        match if from_a { a.next() } else { b.next() }? {
+            Ok(row) => Some(row),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
         }
+    }));
+    match failed {
+        Some(e) => Err(e),
+        None => answer,
     }
 }
 
 fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
     let project_only: (&str, &[&dyn rusqlite::ToSql]) = ("r.project = ?1", &[&project]);
-    let devices = by_user_key(conn, "rollup_devices", "r.first_seen, r.last_seen", project_only, |r| Ok((r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
+    let devices = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(2)?, r.get::<_, i64>(3)?));
     // Each user's latest value of each trait across their devices: the row of the greatest
     // (ts, event) per (user, trait). A user has a few devices and traits, so a short list each.
-    let traits = by_user_key(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", project_only, |r| {
-        Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?))
-    })?;
-    let mut traits = traits.into_iter().peekable();
-    let mut users: Vec<UserSeen> = Vec::new();
-    for (who, identified, (first_seen, last_seen)) in devices {
-        match users.last_mut() {
-            Some(u) if u.user == who => {
-                u.first_seen = u.first_seen.min(first_seen);
-                u.last_seen = u.last_seen.max(last_seen);
-                u.identified |= identified;
-                continue;
-            }
-            _ => {}
-        }
-        // Traits of keys with no device row (none: an identify is an event) are passed over.
-        while traits.next_if(|(t, _, _)| *t < who).is_some() {}
-        let mut latest: Vec<(String, String, i64, String)> = Vec::new();
-        while let Some((_, _, (key, value, ts, event))) = traits.next_if(|(t, _, _)| *t == who) {
-            match latest.iter_mut().find(|l| l.0 == key) {
-                Some(slot) => {
-                    if (ts, &event) > (slot.2, &slot.3) {
-                        *slot = (key, value, ts, event);
+    let traits = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?));
+    by_user_key(conn, "rollup_devices", "r.first_seen, r.last_seen", project_only, devices, |devices| {
+        by_user_key(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", project_only, traits, |traits| {
+            let mut traits = traits.peekable();
+            let mut users: Vec<UserSeen> = Vec::new();
+            for (who, identified, (first_seen, last_seen)) in devices {
+                match users.last_mut() {
+                    Some(u) if u.user == who => {
+                        u.first_seen = u.first_seen.min(first_seen);
+                        u.last_seen = u.last_seen.max(last_seen);
+                        u.identified |= identified;
+                        continue;
+                    }
+                    _ => {}
+                }
+                // Traits of keys with no device row (none: an identify is an event) are passed over.
+                while traits.next_if(|(t, _, _)| *t < who).is_some() {}
+                let mut latest: Vec<(String, String, i64, String)> = Vec::new();
+                while let Some((_, _, (key, value, ts, event))) = traits.next_if(|(t, _, _)| *t == who) {
+                    match latest.iter_mut().find(|l| l.0 == key) {
+                        Some(slot) => {
+                            if (ts, &event) > (slot.2, &slot.3) {
+                                *slot = (key, value, ts, event);
+                            }
+                        }
+                        None => latest.push((key, value, ts, event)),
                     }
                 }
-                None => latest.push((key, value, ts, event)),
+                latest.sort_by(|a, b| a.0.cmp(&b.0));
+                // Ingest stored each value from a parsed one, so only a damaged file fails to parse.
+                // Sized exactly, as the first times below.
+                let mut traits = Vec::with_capacity(latest.len());
+                traits.extend(latest.into_iter().filter_map(|(key, value, _, _)| Some((key, onramp::core::json::parse(&value).ok()?))));
+                users.push(UserSeen { user: who, first_seen, last_seen, identified, traits });
             }
-        }
-        latest.sort_by(|a, b| a.0.cmp(&b.0));
-        // Ingest stored each value from a parsed one, so only a damaged file fails to parse.
-        let traits = latest.into_iter().filter_map(|(key, value, _, _)| Some((key, onramp::core::json::parse(&value).ok()?))).collect();
-        users.push(UserSeen { user: who, first_seen, last_seen, identified, traits });
-    }
-    Ok(users)
+            Ok(users)
+        })
+    })
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
@@ -798,37 +806,38 @@ fn query_firsts(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
     let mut users: Vec<(String, Vec<Option<i64>>)> = Vec::new();
     for (column, (kind, name)) in columns.iter().enumerate() {
         let args: [&dyn rusqlite::ToSql; 3] = [&project, kind, name];
-        let run = by_user_key(conn, "rollup_events", "r.first_ts", ("r.project = ?1 AND r.type = ?2 AND r.name = ?3", &args), |r| r.get::<_, i64>(2))?;
-        let mut merged = Vec::with_capacity(users.len().max(run.len()));
-        let mut earlier = users.into_iter().peekable();
-        for (who, _, ts) in run {
-            while let Some(user) = earlier.next_if(|(u, _)| *u < who) {
-                merged.push(user);
-            }
-            match merged.last_mut() {
-                // Another device of the same user in this run.
-                Some((last, firsts)) if *last == who => firsts[column] = Some(firsts[column].map_or(ts, |t: i64| t.min(ts))),
-                _ => {
-                    let (who, mut firsts) = earlier.next_if(|(u, _)| *u == who).unwrap_or_else(|| (who, vec![None; columns.len()]));
-                    firsts[column] = Some(ts);
-                    merged.push((who, firsts));
+        let first_ts = |r: &rusqlite::Row<'_>| r.get::<_, i64>(2);
+        users = by_user_key(conn, "rollup_events", "r.first_ts", ("r.project = ?1 AND r.type = ?2 AND r.name = ?3", &args), first_ts, |run| {
+            let mut merged = Vec::with_capacity(users.len());
+            let mut earlier = users.into_iter().peekable();
+            for (who, _, ts) in run {
+                while let Some(user) = earlier.next_if(|(u, _)| *u < who) {
+                    merged.push(user);
+                }
+                match merged.last_mut() {
+                    // Another device of the same user in this run.
+                    Some((last, firsts)) if *last == who => firsts[column] = Some(firsts[column].map_or(ts, |t: i64| t.min(ts))),
+                    _ => {
+                        let (who, mut firsts) = earlier.next_if(|(u, _)| *u == who).unwrap_or_else(|| (who, vec![None; columns.len()]));
+                        firsts[column] = Some(ts);
+                        merged.push((who, firsts));
+                    }
                 }
             }
-        }
-        merged.extend(earlier);
-        users = merged;
+            merged.extend(earlier);
+            Ok(merged)
+        })?;
     }
     Ok(users
         .into_iter()
         .map(|(user, firsts)| {
-            let mut events: Vec<UserEvent> = columns
-                .iter()
-                .zip(firsts)
-                .filter_map(|((kind, name), ts)| {
-                    let kind = EventType::parse(kind).unwrap_or(EventType::Track);
-                    Some(UserEvent { ts: ts?, kind, name: (*name).to_owned(), props: Vec::new() })
-                })
-                .collect();
+            // Sized exactly: collecting an unknown count rounds a handful of events up to 4 or
+            // 8, which for every user was tens of MB at scale.
+            let mut events: Vec<UserEvent> = Vec::with_capacity(firsts.iter().flatten().count());
+            events.extend(columns.iter().zip(firsts).filter_map(|((kind, name), ts)| {
+                let kind = EventType::parse(kind).unwrap_or(EventType::Track);
+                Some(UserEvent { ts: ts?, kind, name: (*name).to_owned(), props: Vec::new() })
+            }));
             // Columns are in (type, name) order, so a stable sort by time keeps ties in that order.
             events.sort_by_key(|e| e.ts);
             UserEvents { user, events }
