@@ -217,11 +217,14 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
     }
 
     /// Runs `f` with the engine and its storage, and records the events it returns: the tips
-    /// layer's way in. `None` when there is no plan (or no SDK).
+    /// layer's way in. `None` when there is no plan (or no SDK). `from_page`: the tips' part of
+    /// a call from the page (an event's tour steps), so a batch it makes due and the drop
+    /// report wait for the end of the task, as for the call itself (see [`Running::after`]).
     #[cfg(feature = "guide")]
     pub fn with_engine<R>(
         &mut self,
         now: i64,
+        from_page: bool,
         f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R,
     ) -> (Option<R>, Vec<Effect>) {
         let mut fx = Vec::new();
@@ -231,7 +234,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         let r = f(engine, &mut sdk.kv, &mut out);
         sdk.record_emits(out, now, &mut self.entropy);
         sdk.update_lean_mark(now);
-        sdk.after(now, false, &mut self.entropy, &mut fx);
+        sdk.after(now, from_page, &mut self.entropy, &mut fx);
         (Some(r), fx)
     }
 
@@ -1199,7 +1202,7 @@ mod tests {
 
     #[cfg(feature = "guide")]
     fn reached(m: &mut Machine<Shared, Counter>, now: i64, milestone: &str) -> Option<i64> {
-        m.with_engine(now, |e, _, _| e.reached(milestone)).0.flatten()
+        m.with_engine(now, false, |e, _, _| e.reached(milestone)).0.flatten()
     }
 
     #[cfg(feature = "guide")]
@@ -1226,7 +1229,7 @@ mod tests {
         let fx = m.handle(now + 7, Input::RemoteState { user_id: "ann b".into(), body: Some(laptop_state()) });
         assert!(fx.contains(&Effect::Render(None)), "the tips are decided again");
         assert_eq!(reached(&mut m, now + 7, "signed_up"), Some(T0 + MIN), "the earliest reached time wins");
-        let dismissed = m.with_engine(now, |e, _, _| e.state.tips.get("welcome").and_then(|t| t.dismissed)).0.flatten();
+        let dismissed = m.with_engine(now, false, |e, _, _| e.state.tips.get("welcome").and_then(|t| t.dismissed)).0.flatten();
         assert_eq!(dismissed, Some(T0 + 2 * MIN), "dismissed on the laptop, dismissed here");
         // This page view is the user's second session: the laptop's first one is measured, once.
         let out = sent(&mut m, now + 8);

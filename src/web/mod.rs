@@ -305,10 +305,11 @@ fn carry_out(effects: Vec<Effect>) {
 }
 
 /// Runs `f` with the engine and storage, and records the events it returns: the tips layer's
-/// way in. `None` when there is no plan (or the machine is handling an input).
+/// way in. `None` when there is no plan (or the machine is handling an input). `from_page`: see
+/// [`Machine::with_engine`].
 #[cfg(feature = "guide")]
-fn with_engine<R>(f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R) -> Option<R> {
-    let (result, effects) = MACHINE.with(|m| m.try_borrow_mut().ok().map(|mut m| m.with_engine(now_ms(), f)))?;
+fn with_engine<R>(from_page: bool, f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R) -> Option<R> {
+    let (result, effects) = MACHINE.with(|m| m.try_borrow_mut().ok().map(|mut m| m.with_engine(now_ms(), from_page, f)))?;
     carry_out(effects);
     result
 }
@@ -320,7 +321,7 @@ fn keep_in_preview(body: &str) {
     let Ok(batch) = json::parse(body) else { return };
     let Some(Value::Arr(events)) = batch.get("events") else { return };
     let events = events.iter().filter_map(|e| crate::core::wire::Event::deserialize(e).ok()).collect();
-    let plan = with_engine(|engine, _, _| engine.plan().clone());
+    let plan = with_engine(false, |engine, _, _| engine.plan().clone());
     preview::keep(events, plan.as_ref());
 }
 
