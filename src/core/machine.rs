@@ -407,9 +407,7 @@ impl<S: KeyValue> Running<S> {
     fn after(&mut self, now: i64, from_page: bool, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         let mut wait = false;
         if from_page {
-            for event in self.client.take_recorded() {
-                self.outbox.push(&event, now);
-            }
+            self.queue_recorded(now);
             wait = self.outbox.has_unreported() || self.outbox.due(now, false);
         } else if self.enqueue_recorded(now, rng) {
             self.send(now, false, fx);
@@ -428,12 +426,17 @@ impl<S: KeyValue> Running<S> {
         }
     }
 
-    /// Moves what the client recorded into the persistent outbox, reports drops, and says
-    /// whether a batch is due.
-    fn enqueue_recorded(&mut self, now: i64, rng: &mut impl Entropy) -> bool {
+    /// Moves what the client recorded into the persistent outbox.
+    fn queue_recorded(&mut self, now: i64) {
         for event in self.client.take_recorded() {
             self.outbox.push(&event, now);
         }
+    }
+
+    /// Moves what the client recorded into the persistent outbox, reports drops, and says
+    /// whether a batch is due.
+    fn enqueue_recorded(&mut self, now: i64, rng: &mut impl Entropy) -> bool {
+        self.queue_recorded(now);
         self.outbox.report_drops(&mut self.client, now, rng);
         self.outbox.due(now, false)
     }

@@ -4,22 +4,10 @@
 // giving exactly one console error while the page keeps working.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { useCollectorAndBrowser, watchConsole, eventually, getJson } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, sentOnce } from "./harness.mjs";
 
 let collector, browser;
 useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
-
-/** Every event the page sends to the collector (fetch or beacon), once each by id. */
-function watchEvents(page) {
-  const byId = new Map();
-  page.on("request", (r) => {
-    if (!r.url().includes("/v1/batch") || r.method() !== "POST") return;
-    try {
-      for (const e of JSON.parse(r.postData() || "{}").events || []) byId.set(e.id, e);
-    } catch {}
-  });
-  return () => [...byId.values()];
-}
 
 /** Waits for the loader to hand over to the SDK (before that, `onramp.ready` is not there yet),
  *  then for the wasm. */
@@ -120,7 +108,7 @@ test("auto-capture sees SPA route changes, elements added later, submits and app
   };
   const context = await browser.newContext();
   const page = await pageWithPlan(context, "/spa/home", plan, `<form id="f"><input name="q"><button id="go">Go</button></form>`);
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/spa/home");
   await sdkReady(page);
@@ -166,7 +154,7 @@ test("a second init replaces auto-capture's hooks, and a disabled SDK hands the 
   });
   const context = await browser.newContext();
   const page = await pageWithPlan(context, "/hooks/", plan("route_a"), "<p>hi</p>");
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/hooks/");
   await sdkReady(page);
@@ -203,7 +191,7 @@ test("a broken plan gives one console error naming the field, and the page keeps
   };
   const context = await browser.newContext();
   const page = await pageWithPlan(context, "/broken/", plan, `<button id="b" onclick="this.textContent='clicked'">Click</button>`);
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/broken/");
   await sdkReady(page);
@@ -245,7 +233,7 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
   const context = await browser.newContext();
   const page = await pageWithPlan(context, "/by-url/", "/plans/custom.json", `<button id="b">B</button>`);
   await page.route("**/plans/custom.json", (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify(plan("from_url")) }));
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   await page.goto(collector.url + "/by-url/");
   await sdkReady(page);
   await page.waitForFunction(() => Object.keys(localStorage).some((k) => k.startsWith("onramp.state.")));
@@ -266,7 +254,7 @@ test("a plan given as a URL is fetched, and a plan PUT to the collector reaches 
   await context.close();
   const fresh = await browser.newContext();
   const served = await pageWithPlan(fresh, "/served/", null, `<button id="b">B</button>`);
-  const servedEvents = watchEvents(served);
+  const servedEvents = sentOnce(served);
   await served.goto(collector.url + "/served/");
   await sdkReady(served);
   await served.waitForFunction(() => localStorage.getItem("onramp.state." + localStorage.getItem("onramp.anonymousId")) !== null);
@@ -292,7 +280,7 @@ test("a click made before the plan has loaded still counts", async () => {
     await held;
     await route.fulfill({ contentType: "application/json", body: JSON.stringify(plan) });
   });
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   const messages = watchConsole(page);
   await page.goto(collector.url + "/early/");
   await sdkReady(page);
@@ -316,7 +304,7 @@ test("a click made before the SDK's script has loaded is kept by the snippet and
   let release;
   const held = new Promise((r) => (release = r));
   await page.route("**/sdk/v1/loader.js", async (route) => { await held; await route.continue(); });
-  const events = watchEvents(page);
+  const events = sentOnce(page);
   // The held script delays the load event; the page is usable at DOMContentLoaded.
   await page.goto(collector.url + "/earlier/", { waitUntil: "domcontentloaded" });
   await page.click("#upload-file");

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { useCollectorAndBrowser, watchConsole, eventually, getJson, assertAxeClean, ARTIFACTS, ROOT } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, getJson, assertAxeClean, sentOnce, ARTIFACTS, ROOT } from "./harness.mjs";
 
 const H = 3600000, D = 24 * H;
 let collector, browser;
@@ -50,15 +50,7 @@ async function open(user, plan = PLAN) {
   const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
   const page = await context.newPage();
   const messages = watchConsole(page);
-  // Once per event id: a batch retried after a slow answer carries the same ids again, and the
-  // collector stores each id once.
-  const byId = new Map();
-  page.on("request", (r) => {
-    if (r.method() === "POST" && r.url().endsWith("/v1/batch")) {
-      try { for (const e of JSON.parse(r.postData()).events) if (!byId.has(e.id)) byId.set(e.id, e); } catch { /* not ours */ }
-    }
-  });
-  const sent = () => [...byId.values()];
+  const sent = sentOnce(page);
   await page.addInitScript((cfg) => { window.__onramp = cfg; }, { plan, user: { id: user, signedUpAt: Date.now() - H } });
   await page.goto(collector.url + "/demo/fixtures/tips.html");
   await page.evaluate(() => window.onramp.ready);

@@ -63,6 +63,20 @@ export function watchConsole(page) {
   return messages;
 }
 
+/** Every event the page sends to the collector (fetch or beacon), once each by id: a batch
+ *  resent after a slow answer or a beacon repeats ids that the collector stores once. Returns a
+ *  function giving them so far. */
+export function sentOnce(page) {
+  const byId = new Map();
+  page.on("request", (r) => {
+    if (!r.url().includes("/v1/batch") || r.method() !== "POST") return;
+    try {
+      for (const e of JSON.parse(r.postData() || "{}").events || []) byId.set(e.id, e);
+    } catch { /* not ours */ }
+  });
+  return () => [...byId.values()];
+}
+
 /** Every event the page sends to the collector (`POST /v1/batch`), as it sends them. */
 export function sentEvents(page) {
   const sent = [];

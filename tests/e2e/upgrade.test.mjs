@@ -5,7 +5,7 @@
 // again, they complete onboarding with the ones reached after, and the dismissed tip stays away.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { useCollectorAndBrowser, watchConsole, eventually } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, sentOnce } from "./harness.mjs";
 
 let collector, browser;
 useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
@@ -30,13 +30,7 @@ function versionOneState(t0) {
 test("a user's milestones stored by the previous SDK survive the upgrade", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  const sent = new Map();
-  page.on("request", (r) => {
-    if (!r.url().includes("/v1/batch") || r.method() !== "POST") return;
-    try {
-      for (const e of JSON.parse(r.postData() || "{}").events || []) sent.set(e.id, e);
-    } catch {}
-  });
+  const sent = sentOnce(page);
   const messages = watchConsole(page);
 
   // Plant the old state on the collector's origin before any onramp code runs there: Trackly's
@@ -60,12 +54,12 @@ test("a user's milestones stored by the previous SDK survive the upgrade", async
   await page.click("a[data-route=files]");
   await page.click("#upload-file");
 
-  const milestones = (name) => [...sent.values()].filter((e) => e.type === "milestone" && e.name === name);
+  const milestones = (name) => sent().filter((e) => e.type === "milestone" && e.name === name);
   const done = await eventually(async () => {
     await page.evaluate(() => window.onramp.flush());
     return milestones("onboarding_completed").length > 0;
   }, { timeout: 20000 });
-  const names = [...sent.values()].map((e) => e.type + ":" + e.name);
+  const names = sent().map((e) => e.type + ":" + e.name);
   assert.ok(done, "the milestones from before the upgrade complete onboarding with the new ones; sent " + JSON.stringify(names));
   assert.equal(milestones("teammate_invited").length, 1);
   assert.equal(milestones("file_uploaded").length, 1);
@@ -73,7 +67,7 @@ test("a user's milestones stored by the previous SDK survive the upgrade", async
   const ttv = milestones("time_to_value");
   assert.equal(ttv.length, 1);
   assert.ok(ttv[0].props.sinceSignupMs >= 10 * MIN, "measured from the stored sign-up time: " + ttv[0].props.sinceSignupMs);
-  assert.deepEqual([...sent.values()].filter((e) => e.type === "tip" && e.props.tipId === "welcome"), [], "the dismissed welcome stays dismissed");
+  assert.deepEqual(sent().filter((e) => e.type === "tip" && e.props.tipId === "welcome"), [], "the dismissed welcome stays dismissed");
 
   // Rewritten in the current format, the old times kept.
   const stored = JSON.parse(await page.evaluate((user) => localStorage.getItem("onramp.state." + user), USER));
