@@ -300,7 +300,7 @@ fn clickhouse_sql(http: &str, sql: &str) -> Result<String, String> {
 
 /// `generate`'s data made by ClickHouse itself, for scales a copy through the store would take
 /// hours to load: row `n` is event `n % 20` of user `n / 20 + 1`. Event 0 is anonymous browsing
-/// before sign-up, 1 the identify (with `signedUpAt`), 2 the first funnel step, 3–6 the next
+/// before sign-up, 1 the identify (with `signedUpAt`, and the trait arrays ingest writes), 2 the first funnel step, 3–6 the next
 /// steps while the user goes on (each with 70 % probability, so 1 to 5 steps), and the rest
 /// product events, every two hours or so. Users sign up over 30 days, as in `generate`. The
 /// rollup views are detached while loading, so the rollups come from `rollup rebuild`.
@@ -321,9 +321,10 @@ fn clickhouse_generate(events: u64) -> Result<(), String> {
     let noise = NOISE.map(|s| format!("'{s}'")).join(",");
     let per_user = EVENTS_PER_USER;
     let sql = format!(
-        "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen)
+        "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values)
          SELECT 'demo', concat('anon-', toString(u)), concat('g-', toString(number)), type, name, uid, ts, ts, ts, ts, props,
-                18446744073709551615 - number
+                18446744073709551615 - number,
+                if(k = 1, ['plan', 'signedUpAt'], emptyArrayString()), if(k = 1, ['\"trial\"', toString(signup)], emptyArrayString())
          FROM (
            SELECT number, intDiv(number, {per_user}) + 1 AS u, number % {per_user} AS k,
                   1700000000000 + toInt64(cityHash64(u, 0) % 2592000000) AS signup,

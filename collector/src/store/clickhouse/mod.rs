@@ -327,6 +327,16 @@ impl ClickHouseStore {
         }
     }
 
+    /// `IN`, or for a sharded layout `GLOBAL IN`: the set is then computed once and sent to
+    /// every shard (a plain `IN` over a Distributed table inside a distributed read is refused).
+    fn in_set(&self) -> &'static str {
+        if self.target.cluster.is_some() {
+            "GLOBAL IN"
+        } else {
+            "IN"
+        }
+    }
+
     /// The events of `project` that pass `filter`, deduplicated, each with its user key (its
     /// user id, else the user its anonymous id was linked to, else the anonymous id): the same
     /// rule as the SQLite store's `COALESCE(e.user_id, i.user_id, e.anonymous_id)`.
@@ -334,16 +344,26 @@ impl ClickHouseStore {
     /// `columns` are the event columns to return after the user key, then `identified`
     /// ([`IDENTIFIED`]); only they (and the ones the key and ordering need) are read, so a query
     /// without props never touches that column.
+    ///
+    /// With a type or name in `filter`, only the devices the event rollup lists for them are
+    /// read: `events` is sorted by device, so a report on rare events (surveys, experiments)
+    /// reads their devices' granules instead of every event with FINAL.
     fn resolved_events(&self, project: &str, filter: &EventFilter, columns: &[&str]) -> String {
         let project = quote(project);
-        let mut conditions = format!("project = {project}");
+        let mut kinds = format!("project = {project}");
         let any_of = |conditions: &mut String, column: &str, values: Vec<String>| {
             if !values.is_empty() {
                 conditions.push_str(&format!(" AND {column} IN ({})", values.join(", ")));
             }
         };
-        any_of(&mut conditions, "type", filter.types.iter().map(|t| quote(t.as_str())).collect());
-        any_of(&mut conditions, "name", filter.names.iter().map(|n| quote(n)).collect());
+        any_of(&mut kinds, "type", filter.types.iter().map(|t| quote(t.as_str())).collect());
+        any_of(&mut kinds, "name", filter.names.iter().map(|n| quote(n)).collect());
+        let mut conditions = kinds.clone();
+        let mut anonymous = None;
+        if !filter.types.is_empty() || !filter.names.is_empty() {
+            conditions.push_str(&format!(" AND anonymous_id {} (SELECT anonymous_id FROM rollup_events WHERE {kinds})", self.in_set()));
+            anonymous = Some(format!("SELECT anonymous_id FROM rollup_events WHERE {kinds} AND user_id = ''"));
+        }
         if let Some(since) = filter.since {
             conditions.push_str(&format!(" AND ts >= {since}"));
         }
@@ -354,22 +374,60 @@ impl ClickHouseStore {
         let source = format!("SELECT anonymous_id, user_id, id, {} FROM events FINAL WHERE {conditions}", read.join(", "));
         let mut columns = columns.to_vec();
         columns.push(IDENTIFIED);
-        self.with_user_key(&project, &source, &columns)
+        self.with_user_key(&project, &source, &columns, anonymous.as_deref())
     }
 
     /// `source` (a query giving `anonymous_id`, `user_id` and `columns` of `project`) with each
     /// row's user key as `who`: its user id, else the user its anonymous id was linked to, else
     /// the anonymous id. `project` is already quoted.
-    fn with_user_key(&self, project: &str, source: &str, columns: &[&str]) -> String {
+    ///
+    /// `anonymous`, when given, selects the anonymous ids of the source's rows without a user id
+    /// (a superset will do): only their links are read and joined. Most rollup rows carry a user
+    /// id, so this keeps the join's table to a few rows instead of every link of the project.
+    fn with_user_key(&self, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
+        let only = anonymous.map_or(String::new(), |devices| format!(" AND anonymous_id {} ({devices})", self.in_set()));
         format!(
             "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
              FROM ({source})
-             {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}
+             {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}{only}
                      GROUP BY anonymous_id)
              USING anonymous_id",
             join = self.join(),
             columns = columns.join(", "),
         )
+    }
+
+    /// Runs a SELECT and hands each row of its RowBinary answer to `row` while the answer
+    /// arrives, so no read holds a whole answer (tens of MB per read at 10 M events). `row`
+    /// reads every column of its row before it keeps anything: a row may end in a later chunk,
+    /// and is then read again from its start.
+    async fn stream(&self, sql: &str, mut row: impl FnMut(&mut Reader<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let request = self.http.client.post(format!("{}/?{}", self.http.url, self.http.settings)).body(format!("{sql}\nFORMAT RowBinary"));
+        let mut response =
+            request.timeout(Duration::from_secs(600)).send().await.map_err(|e| unavailable(format!("ClickHouse at {}: {e}", self.http.url)))?;
+        if !response.status().is_success() {
+            let bytes = response.bytes().await.map_err(unavailable)?;
+            return Err(unavailable(format!("ClickHouse at {}: {}", self.http.url, String::from_utf8_lossy(&bytes).trim())));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            pending.extend_from_slice(&chunk);
+            let mut used = 0;
+            while used < pending.len() {
+                let mut r = Reader::new(&pending[used..]);
+                match row(&mut r) {
+                    Ok(()) => used = pending.len() - r.remaining(),
+                    Err(_) if r.ran_out() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            pending.drain(..used);
+        }
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(unavailable("ClickHouse's answer ends mid-row"))
+        }
     }
 
     /// How far each user got through `steps`, counted by ClickHouse's own `windowFunnel` rather
@@ -1154,46 +1212,71 @@ impl Store for ClickHouseStore {
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
-        // One rollup row per device and user id, folded into user keys by the identity join.
+        // The rollup rows as stored (one per device and unmerged part), each state finalized on
+        // its own and given its user key by the identity join, sorted by user key: the
+        // collector folds each user's run of rows as it arrives. Grouping by user key inside
+        // ClickHouse (18.16 hashing string keys) or in a hash map here each cost about twice
+        // the CPU of this sort at 10 M events.
         let project = quote(project);
-        let devices = format!(
-            "SELECT anonymous_id, user_id, minMerge(first_ts) AS first, maxMerge(last_ts) AS last FROM rollup_devices
-             WHERE project = {project} GROUP BY anonymous_id, user_id"
+        // A device's first and last seen (trait columns empty), and each device's latest value
+        // of each trait as (value, time, event id) (seen columns neutral), in one answer.
+        let rows = format!(
+            "SELECT anonymous_id, user_id, toUInt8(0) AS is_trait, finalizeAggregation(first_ts) AS first, finalizeAggregation(last_ts) AS last,
+                    '' AS key, tuple('', toInt64(0), '') AS latest
+             FROM rollup_devices WHERE project = {project}
+             UNION ALL
+             SELECT anonymous_id, user_id, toUInt8(1) AS is_trait, toInt64(9223372036854775807) AS first, toInt64(-9223372036854775808) AS last,
+                    key, finalizeAggregation(latest) AS latest
+             FROM rollup_traits WHERE project = {project}"
         );
         let sql = format!(
-            "SELECT who, min(first), max(last), toUInt8(max(identified)) FROM ({}) GROUP BY who",
-            self.with_user_key(&project, &devices, &["first", "last", IDENTIFIED])
-        );
-        // Each user's latest value of each trait across their devices, by (time, event id).
-        let devices = format!(
-            "SELECT anonymous_id, user_id, key, argMaxMerge(latest) AS latest FROM rollup_traits
-             WHERE project = {project} GROUP BY anonymous_id, user_id, key"
-        );
-        let traits = format!(
-            "SELECT who, key, argMax(tupleElement(latest, 1), (tupleElement(latest, 2), tupleElement(latest, 3))) FROM ({})
-             GROUP BY who, key",
-            self.with_user_key(&project, &devices, &["key", "latest"])
+            "{} ORDER BY who",
+            self.with_user_key(
+                &project,
+                &rows,
+                &["is_trait", "first", "last", IDENTIFIED, "key", "tupleElement(latest, 1)", "tupleElement(latest, 2)", "tupleElement(latest, 3)"],
+                None,
+            )
         );
         Box::pin(async move {
-            let answer = self.select(&traits).await?;
-            let mut r = Reader::new(&answer);
-            let mut traits: std::collections::HashMap<String, Vec<(String, json::Value)>> = std::collections::HashMap::new();
-            while !r.is_empty() {
-                let (who, key, value) = (r.str()?, r.str()?, r.str()?);
-                if let Ok(value) = json::parse(&value) {
-                    traits.entry(who).or_default().push((key, value));
+            let mut users: Vec<Folded> = Vec::new();
+            self.stream(&sql, |r| {
+                let (who, is_trait, first, last, identified) = (r.str_ref()?, r.u8()? != 0, r.i64()?, r.i64()?, r.u8()? != 0);
+                let (key, value, ts, id) = (r.str_ref()?, r.str_ref()?, r.i64()?, r.str_ref()?);
+                let u = match users.last_mut() {
+                    Some(u) if u.user == who => u,
+                    _ => {
+                        users.push(Folded { user: who.to_owned(), first, last, identified: false, traits: Vec::new() });
+                        users.last_mut().expect("just pushed")
+                    }
+                };
+                if !is_trait {
+                    u.first = u.first.min(first);
+                    u.last = u.last.max(last);
+                    u.identified |= identified;
+                    return Ok(());
                 }
-            }
-            let answer = self.select(&sql).await?;
-            let mut r = Reader::new(&answer);
-            let mut users = Vec::new();
-            while !r.is_empty() {
-                let (user, first_seen, last_seen, identified) = (r.str()?, r.i64()?, r.i64()?, r.u8()? != 0);
-                let mut traits = traits.remove(&user).unwrap_or_default();
-                traits.sort_by(|a, b| a.0.cmp(&b.0));
-                users.push(UserSeen { user, first_seen, last_seen, identified, traits });
-            }
-            Ok(users)
+                // Per key, the value of the latest (time, event id) over the user's devices.
+                match u.traits.iter_mut().find(|t| t.0 == key) {
+                    Some(t) if (ts, id) > (t.2, t.3.as_str()) => (t.1, t.2, t.3) = (value.to_owned(), ts, id.to_owned()),
+                    Some(_) => {}
+                    None => u.traits.push((key.to_owned(), value.to_owned(), ts, id.to_owned())),
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(users
+                .into_iter()
+                // Trait rows only: a device of the user's that the seen rollup does not list
+                // (not possible from the views; left out, as the old join left it out).
+                .filter(|u| u.first <= u.last)
+                .map(|u| {
+                    let mut traits: Vec<(String, json::Value)> =
+                        u.traits.into_iter().filter_map(|(key, value, _, _)| json::parse(&value).ok().map(|v| (key, v))).collect();
+                    traits.sort_by(|a, b| a.0.cmp(&b.0));
+                    UserSeen { user: u.user, first_seen: u.first, last_seen: u.last, identified: u.identified, traits }
+                })
+                .collect())
         })
     }
 
@@ -1208,16 +1291,38 @@ impl Store for ClickHouseStore {
             let names: Vec<String> = filter.names.iter().map(|n| quote(n)).collect();
             conditions.push_str(&format!(" AND name IN ({})", names.join(", ")));
         }
-        let devices = format!(
-            "SELECT anonymous_id, user_id, type, name, minMerge(first_ts) AS first FROM rollup_events
-             WHERE {conditions} GROUP BY anonymous_id, user_id, type, name"
+        // One row per stored rollup row (the sort key prunes to the asked names), its state
+        // finalized on its own, keyed by user and sorted as SQLite's answer is (users by key,
+        // then time, then type and name): each user's first row of a (type, name) is its
+        // earliest, the rest are dropped as they arrive (see `users` on why not GROUP BY).
+        let rows = format!(
+            "SELECT anonymous_id, user_id, type, name, finalizeAggregation(first_ts) AS first FROM rollup_events WHERE {conditions}"
         );
-        // The same order as SQLite's answer: users by key, then time, then type and name.
+        let anonymous = format!("SELECT anonymous_id FROM rollup_events WHERE {conditions} AND user_id = ''");
         let sql = format!(
-            "SELECT who, min(first) AS at, type, name, '' FROM ({}) GROUP BY who, type, name ORDER BY who, at, type, name",
-            self.with_user_key(&project, &devices, &["type", "name", "first"])
+            "{} ORDER BY who, first, type, name",
+            self.with_user_key(&project, &rows, &["first", "type", "name"], Some(&anonymous))
         );
-        Box::pin(async move { user_events(&self.select(&sql).await?) })
+        Box::pin(async move {
+            let mut users: Vec<UserEvents> = Vec::new();
+            self.stream(&sql, |r| {
+                let (who, ts, kind, name) = (r.str_ref()?, r.i64()?, r.str_ref()?, r.str_ref()?);
+                // Ingest stores only known types; an unknown one reads as track (as in `user_events`).
+                let kind = EventType::parse(kind).unwrap_or(EventType::Track);
+                let event = || UserEvent { ts, kind, name: name.to_owned(), props: Vec::new() };
+                match users.last_mut() {
+                    Some(u) if u.user == who => {
+                        if !u.events.iter().any(|e| e.kind == kind && e.name == name) {
+                            u.events.push(event());
+                        }
+                    }
+                    _ => users.push(UserEvents { user: who.to_owned(), events: vec![event()] }),
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(users)
+        })
     }
 
     fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
@@ -1263,7 +1368,7 @@ impl Store for ClickHouseStore {
              FROM (SELECT who, tip_id, name, argMin(m, (tupleElement(m, 1), tupleElement(m, 3), tupleElement(m, 4))) AS e
                    FROM ({}) GROUP BY who, tip_id, name)
              ORDER BY who, tip_id, name",
-            self.with_user_key(&project, &devices, &["tip_id", "name", "m"])
+            self.with_user_key(&project, &devices, &["tip_id", "name", "m"], Some(&format!("SELECT anonymous_id FROM rollup_tips WHERE project = {project} AND user_id = ''")))
         );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
@@ -1289,7 +1394,7 @@ impl Store for ClickHouseStore {
              FROM (SELECT who, name, argMin(f, (tupleElement(f, 2), tupleElement(f, 3))) AS f, argMax(l, (tupleElement(l, 2), tupleElement(l, 3))) AS l
                    FROM ({}) GROUP BY who, name)
              ORDER BY who, name",
-            self.with_user_key(&project, &devices, &["name", "f", "l"])
+            self.with_user_key(&project, &devices, &["name", "f", "l"], Some(&format!("SELECT anonymous_id FROM rollup_metrics WHERE project = {project} AND user_id = ''")))
         );
         Box::pin(async move {
             let answer = self.select(&sql).await?;
@@ -1365,6 +1470,16 @@ impl Store for ClickHouseStore {
         );
         Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
+}
+
+/// One user's rollup rows while [`ClickHouseStore::users`] folds them: first and last seen,
+/// whether identified, and per trait key its latest (JSON value, time, event id).
+struct Folded {
+    user: String,
+    first: i64,
+    last: i64,
+    identified: bool,
+    traits: Vec<(String, String, i64, String)>,
 }
 
 /// Rows of (user key, ts, type, name, props), sorted by user key, grouped into users.

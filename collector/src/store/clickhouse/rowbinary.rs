@@ -47,19 +47,32 @@ pub fn put_u64(out: &mut Vec<u8>, v: u64) {
 /// Reads rows back; every method fails on truncated input instead of panicking.
 pub struct Reader<'a> {
     buf: &'a [u8],
+    /// Whether a read failed because the input ended: a row read from a streamed answer's
+    /// first chunks may continue in the next one.
+    ran_out: bool,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf }
+        Reader { buf, ran_out: false }
     }
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn ran_out(&self) -> bool {
+        self.ran_out
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.buf.len() < n {
+            self.ran_out = true;
             return Err(malformed("ends mid-row"));
         }
         let (head, rest) = self.buf.split_at(n);
@@ -68,16 +81,27 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<String, StoreError> {
+        self.str_ref().map(str::to_owned)
+    }
+
+    /// A string borrowed from the answer: for values compared or looked up before (if ever)
+    /// being kept.
+    pub fn str_ref(&mut self) -> Result<&'a str, StoreError> {
+        let len = self.length()?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| malformed("has a string that is not UTF-8"))
+    }
+
+    /// A length (of a string or an array) as an unsigned LEB128 varint.
+    pub fn length(&mut self) -> Result<usize, StoreError> {
         let mut len = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
             len |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
-                let bytes = self.take(len as usize)?;
-                return String::from_utf8(bytes.to_vec()).map_err(|_| malformed("has a string that is not UTF-8"));
+                return Ok(len as usize);
             }
         }
-        Err(malformed("has a string length that overflows"))
+        Err(malformed("has a length that overflows"))
     }
 
     fn eight(&mut self) -> Result<[u8; 8], StoreError> {
@@ -115,6 +139,10 @@ mod tests {
         assert_eq!(r.i64().ok(), Some(-5));
         assert_eq!(r.str().ok().as_deref(), Some(""));
         assert!(r.is_empty());
-        assert!(Reader::new(&out[..3]).str().is_err(), "truncated input is an error");
+        let mut cut = Reader::new(&out[..3]);
+        assert!(cut.str().is_err(), "truncated input is an error");
+        assert!(cut.ran_out(), "and is told apart from a malformed one");
+        let mut bad = Reader::new(&[1, 0xff]);
+        assert!(bad.str().is_err() && !bad.ran_out(), "a string that is not UTF-8 is malformed, not short");
     }
 }
