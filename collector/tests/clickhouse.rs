@@ -301,3 +301,36 @@ async fn two_shard_cluster_behind_two_collectors() {
         assert_eq!(funnel(&c.url, "event:signed_up,event:project_created").await["steps"], expected["steps"]);
     }
 }
+
+/// The report cache's data version comes from the server, so it holds for every collector
+/// writing there: the same while nothing changes (reads, background merges), new after every
+/// insert and every deletion.
+#[tokio::test]
+async fn data_version_changes_with_inserts_and_deletions_only() {
+    let (server, store) = clickhouse().await;
+    let version = || async { store.data_version("demo").await.expect("version").expect("no deletion running") };
+    let stored = |events: Vec<serde_json::Value>| {
+        onramp::core::wire::Batch::parse(&batch(1_000_000, events))
+            .expect("batch")
+            .events
+            .into_iter()
+            .map(|event| onramp_collector::store::StoredEvent { project: "demo".into(), ts: event.ts, event, sent_at: 1_000_000, received_at: 1_000_000 })
+            .collect::<Vec<_>>()
+    };
+    let empty = version().await;
+    store.insert(stored(vec![event("e1", "signed_up", "anon-a", Some("alice"), 1_000_000)])).await.expect("insert");
+    let one = version().await;
+    assert!(one > empty, "an insert changes the version ({empty} then {one})");
+    store.insert(stored(vec![event("e2", "opened", "anon-b", Some("bob"), 1_000_001)])).await.expect("insert");
+    let two = version().await;
+    assert!(two > one, "so does the next ({one} then {two})");
+    assert_eq!(store.users("demo").await.expect("users").len(), 2);
+    for table in ["events", "rollup_devices", "rollup_events", "links"] {
+        server.query(&format!("OPTIMIZE TABLE onramp.{table} FINAL")).expect("merge");
+    }
+    assert_eq!(version().await, two, "reads and merges leave it as it is");
+    store.erase_user("demo", "alice").await.expect("erase");
+    let erased = version().await;
+    assert!(erased > two, "a deletion changes it ({two} then {erased})");
+    assert_eq!(store.users("demo").await.expect("users").len(), 1);
+}

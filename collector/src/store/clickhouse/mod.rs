@@ -1124,6 +1124,39 @@ impl Store for ClickHouseStore {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// From the server, so it holds for every collector writing to it: per table reports read,
+    /// the greater of its newest part's block number and its newest mutation's. A MergeTree
+    /// numbers inserts and mutations from one counter, so this grows with every insert and
+    /// every deletion, and merges leave it as it is; summed over the tables (and nodes), it
+    /// changes whenever a report's answer may. `None` while a deletion is still running (its
+    /// rows are half gone): nothing is cached then.
+    fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let tables: Vec<String> = VERSIONED.iter().map(|t| quote(&self.target.local(t))).collect();
+            let sql = format!(
+                "SELECT toUInt64(sum(v)), toUInt64(sum(running)) FROM (
+                   SELECT table, max(v) AS v, sum(running) AS running FROM (
+                     SELECT table, max(max_block_number) AS v, toUInt64(0) AS running FROM system.parts
+                     WHERE database = currentDatabase() AND active AND table IN ({tables}) GROUP BY table
+                     UNION ALL
+                     SELECT table, max(toInt64(extract(mutation_id, '[0-9]+'))) AS v, toUInt64(sum(is_done = 0)) AS running FROM system.mutations
+                     WHERE database = currentDatabase() AND table IN ({tables}) GROUP BY table)
+                   GROUP BY table)
+                 FORMAT RowBinary",
+                tables = tables.join(", "),
+            );
+            let (mut version, mut running) = (0, 0);
+            for node in &self.target.nodes {
+                let http = Http::new(node, &format!("database={}", self.target.database))?;
+                let answer = http.run(&sql, Vec::new(), Duration::from_secs(10)).await?;
+                let mut r = Reader::new(&answer);
+                version += r.u64()?;
+                running += r.u64()?;
+            }
+            Ok((running == 0).then_some(version))
+        })
+    }
+
     /// The writer task is running and not swamped, and the server answers a query (the
     /// writer's inserts go to the same server).
     fn ready(&self) -> StoreFuture<'_, ()> {
@@ -1471,6 +1504,10 @@ impl Store for ClickHouseStore {
         Box::pin(async move { user_events(&self.select(&sql).await?) })
     }
 }
+
+/// The tables whose data reports read ([`ClickHouseStore::data_version`]); plans are in the
+/// report cache's key already, and webhook and health rows change no report.
+const VERSIONED: [&str; 7] = ["events", "links", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"];
 
 /// One user's rollup rows while [`ClickHouseStore::users`] folds them: first and last seen,
 /// whether identified, and per trait key its latest (JSON value, time, event id).
