@@ -23,7 +23,8 @@
 //! count per device and event (type, name), and the latest value (by event time, then event id)
 //! of each identify trait per device — which, folded into users, is each user's latest traits
 //! and sign-up time. [`Store::users`] and [`Store::firsts`] read them, folding devices into user
-//! keys (ClickHouse by GROUP BY; SQLite by reading the rows in user key order from the rollups'
+//! keys (ClickHouse by sorting the rollup rows by user key in the engine and folding each
+//! user's run as the answer streams in; SQLite by reading the rows in user key order from the rollups'
 //! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
 //! the user list and every first-reach question cost one row per user, and no report reads
 //! identify events.
