@@ -7,6 +7,10 @@
 # HTTP status and wall time, the collector's CPU time for it (utime + stime from /proc), and its
 # peak RSS so far (VmHWM). What `cargo xtask bench` does not show: CPU apart from waiting for a
 # core on a shared machine, and memory while reports run.
+#
+# With ROUTES=1, each run also asks the same report again at once (the report cache's answer;
+# it keeps an answer 60 s, until new events arrive) and every other read route `cargo xtask
+# bench` asks (section 4's list), one line each.
 set -u
 BIN=$1; PORT=$2; RUNS=$3; shift 4
 "$BIN" --listen "127.0.0.1:$PORT" --quiet "$@" > /dev/null 2>&1 &
@@ -15,10 +19,25 @@ trap 'kill $PID 2>/dev/null' EXIT
 for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.5; done
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 STEPS="milestone:signed_up,milestone:project_created,milestone:teammate_invited,milestone:file_uploaded,milestone:report_shared"
-for i in $(seq 1 "$RUNS"); do
+VALUE="milestone:report_shared"
+DUE="signed_up:1h,project_created:24h,report_shared:7d"
+ask() {
+  local name=$1 path=$2 before after took
   before=$(cpu)
-  took=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -H "Authorization: Bearer rt_demo" \
-    "http://127.0.0.1:$PORT/v1/report?steps=$STEPS&value=milestone:report_shared&due=signed_up:1h,project_created:24h,report_shared:7d&window=${i}00h")
+  took=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -H "Authorization: Bearer rt_demo" "http://127.0.0.1:$PORT$path")
   after=$(cpu)
-  echo "run $i: HTTP $took s, collector CPU $(( (after - before) * 1000 / $(getconf CLK_TCK) )) ms, $(grep VmHWM "/proc/$PID/status" | tr -s ' \t' ' ')"
+  echo "$name: HTTP $took s, collector CPU $(( (after - before) * 1000 / $(getconf CLK_TCK) )) ms, $(grep VmHWM "/proc/$PID/status" | tr -s ' \t' ' ')"
+}
+for i in $(seq 1 "$RUNS"); do
+  report="/v1/report?steps=$STEPS&value=$VALUE&due=$DUE&window=${i}00h"
+  ask "run $i" "$report"
+  if [ "${ROUTES:-0}" = 1 ]; then
+    ask "full report again (cache)" "$report"
+    ask funnel "/v1/funnel?steps=$STEPS&window=7d"
+    ask ttv "/v1/ttv?steps=$STEPS&value=$VALUE"
+    ask cohorts "/v1/cohorts?steps=$STEPS&value=$VALUE&by=week"
+    ask tips "/v1/tips"
+    ask metrics "/v1/metrics"
+    ask stalled "/v1/stalled?due=$DUE"
+  fi
 done
