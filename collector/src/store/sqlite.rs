@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use onramp::core::json::Value;
 
 use onramp::core::wire::EventType;
 
@@ -44,11 +46,30 @@ const TIPS_METRICS_MIGRATION: usize = 11;
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
 
-type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
+/// An event as the writer stores it, its props already serialised by the request's own task so
+/// the one writer thread spends its time in SQLite.
+struct Row {
+    stored: StoredEvent,
+    props: String,
+}
+
+impl Row {
+    fn new(mut stored: StoredEvent) -> Row {
+        // Serialised in place and given back: the rollups read the props too.
+        let props = Value::Obj(std::mem::take(&mut stored.event.props));
+        let text = props.to_json();
+        if let Value::Obj(entries) = props {
+            stored.event.props = entries;
+        }
+        Row { stored, props: text }
+    }
+}
+
+type WriteRequest = (Vec<Row>, oneshot::Sender<Result<(), StoreError>>);
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::SyncSender<WriteRequest>,
+    writer: mpsc::Sender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
     /// Commits so far: this process's writer is the file's only one, so it changes exactly when
@@ -116,7 +137,7 @@ impl SqliteStore {
         let path = path.into();
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
-        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(WRITER_QUEUE);
+        let (writer, requests) = mpsc::channel::<WriteRequest>(WRITER_QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
         let writer_health = Arc::new(WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0) });
         let commits = Arc::new(AtomicU64::new(0));
@@ -144,12 +165,12 @@ impl SqliteStore {
 
 fn write_loop(
     mut conn: Connection,
-    requests: mpsc::Receiver<WriteRequest>,
+    mut requests: mpsc::Receiver<WriteRequest>,
     depth: &AtomicUsize,
     health: &WriterHealth,
     commits: &AtomicU64,
 ) {
-    while let Ok(first) = requests.recv() {
+    while let Some(first) = requests.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
             match requests.try_recv() {
@@ -157,20 +178,34 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, group.iter().map(|(events, _)| events));
-        let failed_at = if result.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
+        let results = write_group(&mut conn, &group);
+        // Storage is failing when nothing could be committed; one bad request among good ones
+        // is that request's problem.
+        let failed_at = if results.iter().all(Result::is_err) { crate::system_now_ms().max(1) as u64 } else { 0 };
         health.failed_at.store(failed_at, Ordering::Relaxed);
         // Counted before anyone hears of the commit, so no reader sees new data under an old
         // version.
         commits.fetch_add(1, Ordering::SeqCst);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
-        for (_, reply) in group {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
+        for ((_, reply), result) in group.into_iter().zip(results) {
+            let _ = reply.send(result.map_err(unavailable));
         }
     }
 }
 
-fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<StoredEvent>>) -> rusqlite::Result<()> {
+/// Commits a group of requests in one transaction, one result per request. When that fails,
+/// each request is tried again in a transaction of its own, so a request that cannot be stored
+/// fails alone and the others are still committed (and acknowledged) rather than sent back to
+/// retry with it.
+fn write_group(conn: &mut Connection, group: &[WriteRequest]) -> Vec<Result<(), String>> {
+    match commit(conn, group.iter().flat_map(|(rows, _)| rows)) {
+        Ok(()) => group.iter().map(|_| Ok(())).collect(),
+        Err(e) if group.len() == 1 => vec![Err(e.to_string())],
+        Err(_) => group.iter().map(|(rows, _)| commit(conn, rows.iter()).map_err(|e| e.to_string())).collect(),
+    }
+}
+
+fn commit<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a Row>) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
@@ -178,16 +213,9 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
              (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        // The first link by event time (then event id) wins, whatever order events arrive in.
-        let mut link = tx.prepare_cached(
-            "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (project, anonymous_id) DO UPDATE SET
-               user_id = excluded.user_id, linked_ts = excluded.linked_ts, link_event = excluded.link_event
-             WHERE (excluded.linked_ts, excluded.link_event) < (identities.linked_ts, identities.link_event)",
-        )?;
-        for s in batches.flatten() {
+        let mut changes = sqlite_rollup::Changes::default();
+        for Row { stored: s, props } in rows {
             let e = &s.event;
-            let props = onramp::core::json::Value::Obj(e.props.clone()).to_json();
             let stored = insert.execute(params![
                 e.id,
                 s.project,
@@ -203,12 +231,10 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
             ])?;
             // Only a newly stored event counts: a resend (same id) leaves the rollups alone.
             if stored == 1 {
-                sqlite_rollup::add(&tx, s)?;
-            }
-            if let Some(user) = &e.user_id {
-                link.execute(params![s.project, e.anonymous_id, user, s.ts, e.id])?;
+                changes.add(s);
             }
         }
+        changes.write(&tx)?;
     }
     tx.commit()
 }
@@ -553,11 +579,10 @@ impl Store for SqliteStore {
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let writer = self.writer.clone();
+            let rows = events.into_iter().map(Row::new).collect();
             self.depth.fetch_add(1, Ordering::Relaxed);
-            // A full channel means the writer is far behind; wait off the async threads.
-            let sent = tokio::task::spawn_blocking(move || writer.send((events, reply))).await;
-            if !matches!(sent, Ok(Ok(()))) {
+            // A full channel means the writer is far behind: this request waits its turn.
+            if self.writer.send((rows, reply)).await.is_err() {
                 // Never reached the writer, so it will not count it down.
                 self.depth.fetch_sub(1, Ordering::Relaxed);
                 return Err(unavailable("writer stopped"));
@@ -1000,4 +1025,57 @@ fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
             UserEvents { user, events: events.into_iter().map(|(_, _, e)| e).collect() }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onramp::core::wire::Event;
+
+    /// A request of track events `name` from one device, with the receiver of its answer.
+    fn request(ids: &[&str], name: &str) -> WriteRequest {
+        let rows = ids
+            .iter()
+            .zip(1_000..)
+            .map(|(id, ts)| {
+                let event = Event {
+                    id: (*id).into(),
+                    kind: EventType::Track,
+                    name: name.into(),
+                    anonymous_id: "anon-1".into(),
+                    user_id: Some("user-1".into()),
+                    user_hash: None,
+                    ts,
+                    props: vec![("n".into(), Value::Num(ts as f64))],
+                };
+                Row::new(StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 })
+            })
+            .collect();
+        (rows, oneshot::channel().0)
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_stored_fails_alone_and_the_rest_of_its_group_is_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("w.db")).expect("open");
+        migrate(&mut conn).expect("migrate");
+        // SQLite refuses this request's events, as it would on a damaged page.
+        conn.execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'no'); END")
+            .expect("trigger");
+        // The last request resends `a2` beside a new event.
+        let group = [request(&["a1", "a2"], "task_done"), request(&["r1"], "refused"), request(&["b1", "a2"], "task_done")];
+        let results = write_group(&mut conn, &group);
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok(), "{results:?}");
+        let ids: Vec<String> =
+            conn.prepare("SELECT id FROM events ORDER BY id").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect()).expect("ids");
+        assert_eq!(ids, ["a1", "a2", "b1"]);
+        let counted: i64 = conn.query_row("SELECT SUM(events) FROM rollup_events", [], |r| r.get(0)).expect("count");
+        assert_eq!(counted, 3, "the resend is not counted, the refused event is not either");
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
+
+        // A group that can all be stored is one transaction: every request acknowledged.
+        let group = [request(&["c1"], "task_done"), request(&["c2", "c1"], "task_done")];
+        assert!(write_group(&mut conn, &group).iter().all(Result::is_ok));
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
+    }
 }
