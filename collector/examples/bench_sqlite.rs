@@ -82,9 +82,15 @@ fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
     // The collector's pragmas (store/sqlite.rs): WAL, and a commit is durable.
     conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
-    // The rows the load generator posts (bench/ingest.lua): unique ids, one user per batch.
+    // The rows the load generator posts (bench/ingest.lua), ids and devices of the same shape:
+    // unique ids, one device per batch.
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let rows: Vec<(String, String, i64)> = (0..events)
-        .map(|i| (format!("raw-{i:012}"), format!("anon-{}", i / BATCH as u64), 1_700_000_000_000 + i as i64))
+        .map(|i| {
+            let (batch, n) = (i / BATCH as u64, i % BATCH as u64 + 1);
+            let device = format!("w1-{run:08x}-{batch:07}-");
+            (format!("{device}{n:02}"), format!("anon-{device}"), 1_700_000_000_000 + i as i64)
+        })
         .collect();
     let props = r#"{"plan":"trial","n":1}"#;
     let per_commit = BATCH * commit_batches.max(1);
