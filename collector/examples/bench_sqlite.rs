@@ -95,6 +95,7 @@ fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
     let props = r#"{"plan":"trial","n":1}"#;
     let per_commit = BATCH * commit_batches.max(1);
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     for chunk in rows.chunks(per_commit) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         {
@@ -107,11 +108,20 @@ fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
         tx.commit().map_err(|e| e.to_string())?;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     println!("events={events}");
     println!("rows_per_commit={per_commit}");
+    println!("cpu_us_per_event={:.2}", cpu / events as f64 * 1e6);
     println!("seconds={secs:.3}");
     println!("events_per_s={:.0}", events as f64 / secs);
     Ok(())
+}
+
+/// CPU time this thread has had, in seconds (`/proc/thread-self/schedstat`), as `xtask bench`
+/// reads the collector's.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    stat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()).map_or(f64::NAN, |ns| ns / 1e9)
 }
 
 /// xorshift64*: reproducible data without a dependency.
