@@ -22,6 +22,10 @@ use super::{metric_value_prop, StoredEvent};
 
 /// Event time, then event id: the order in which ties between events are broken.
 type Stamp<'a> = (i64, &'a str);
+/// Five columns of a rollup row's key, as the fields of [`Changes`] name them.
+type Key5<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+/// A metric's first and latest value, each with its stamp.
+type FirstAndLatest<'a> = ((Stamp<'a>, f64), (Stamp<'a>, f64));
 
 /// What a commit's newly stored events change in the rollups and the identity links, each row
 /// folded over those events in memory (MIN, MAX, a sum of counts, the least or greatest
@@ -35,16 +39,16 @@ pub(super) struct Changes<'a> {
     /// (project, user id or '', anonymous id) → (first seen, last seen).
     devices: Fold<(&'a str, &'a str, &'a str), (i64, i64)>,
     /// (project, type, name, user id or '', anonymous id) → (first, last, events).
-    events: Fold<(&'a str, &'a str, &'a str, &'a str, &'a str), (i64, i64, i64)>,
+    events: Fold<Key5<'a>, (i64, i64, i64)>,
     /// (project, anonymous id) → the earliest event with a user id, and that user.
     links: Fold<(&'a str, &'a str), (Stamp<'a>, &'a str)>,
     /// (project, user id or '', anonymous id, trait) → the latest identify's value.
     traits: Fold<(&'a str, &'a str, &'a str, &'a str), (Stamp<'a>, &'a Value)>,
     /// (project, user id or '', anonymous id, tip id, tip event name) → the earliest such event
     /// with a milestone, and that milestone (none: the row exists, without a milestone).
-    tips: Fold<(&'a str, &'a str, &'a str, &'a str, &'a str), Option<(Stamp<'a>, &'a str)>>,
+    tips: Fold<Key5<'a>, Option<(Stamp<'a>, &'a str)>>,
     /// (project, user id or '', anonymous id, metric) → its first and latest value.
-    metrics: Fold<(&'a str, &'a str, &'a str, &'a str), ((Stamp<'a>, f64), (Stamp<'a>, f64))>,
+    metrics: Fold<(&'a str, &'a str, &'a str, &'a str), FirstAndLatest<'a>>,
 }
 
 impl<'a> Changes<'a> {
