@@ -160,9 +160,14 @@ impl SqliteStore {
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         // The events' commits only write the WAL; the sync thread makes them durable before
-        // anyone is answered (the module docs). Every other connection keeps FULL.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(unavailable)?;
+        // anyone is answered (the module docs). Every other connection keeps FULL. A file
+        // system where SQLite cannot use WAL leaves the writer on FULL: each commit syncs itself.
+        let journal: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(unavailable)?;
+        let in_wal = journal.eq_ignore_ascii_case("wal");
+        if in_wal {
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(unavailable)?;
+        }
         let checkpoints = open(&path).map_err(unavailable)?;
         let (writer, requests) = mpsc::channel::<WriteRequest>(WRITER_QUEUE);
         let (committed, to_sync) = std::sync::mpsc::channel::<Committed>();
@@ -189,7 +194,7 @@ impl SqliteStore {
             .spawn(move || {
                 let running = Running(health);
                 let sync = || {
-                    let synced = wal.sync();
+                    let synced = if in_wal { wal.sync() } else { Ok(()) };
                     // Durable commits are there to be copied into the database.
                     let _ = wake.try_send(());
                     synced
