@@ -1,8 +1,11 @@
 -- wrk script for `cargo xtask bench`: POST /v1/batch with 50 events per request, every event id
--- unique (a repeated id would be deduplicated, which is cheaper than a real insert). The body
--- is what the SDK sends: text/plain JSON with the write key inside.
+-- unique (a repeated id would be deduplicated, which is cheaper than a real insert), also across
+-- the runs against one collector: ids carry the run's start time. The body is what the SDK
+-- sends: text/plain JSON with the write key inside. `bench_sqlite insert` writes rows of the
+-- same shape.
 local threads = {}
 local counter = 0
+local run = string.format("%08x", os.time())
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -17,7 +20,7 @@ end
 function request()
   counter = counter + 1
   local now = math.floor(os.time() * 1000)
-  local prefix = string.format("w%d-%09d-", tid or 0, counter)
+  local prefix = string.format("w%d-%s-%07d-", tid or 0, run, counter)
   local events = {}
   for i = 1, 50 do
     events[i] = string.format(

@@ -82,13 +82,20 @@ fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
     // The collector's pragmas (store/sqlite.rs): WAL, and a commit is durable.
     conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
-    // The rows the load generator posts (bench/ingest.lua): unique ids, one user per batch.
+    // The rows the load generator posts (bench/ingest.lua), ids and devices of the same shape:
+    // unique ids, one device per batch.
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let rows: Vec<(String, String, i64)> = (0..events)
-        .map(|i| (format!("raw-{i:012}"), format!("anon-{}", i / BATCH as u64), 1_700_000_000_000 + i as i64))
+        .map(|i| {
+            let (batch, n) = (i / BATCH as u64, i % BATCH as u64 + 1);
+            let device = format!("w1-{run:08x}-{batch:07}-");
+            (format!("{device}{n:02}"), format!("anon-{device}"), 1_700_000_000_000 + i as i64)
+        })
         .collect();
     let props = r#"{"plan":"trial","n":1}"#;
     let per_commit = BATCH * commit_batches.max(1);
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     for chunk in rows.chunks(per_commit) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         {
@@ -101,11 +108,20 @@ fn insert(db: &Path, events: u64, commit_batches: usize) -> Result<(), String> {
         tx.commit().map_err(|e| e.to_string())?;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     println!("events={events}");
     println!("rows_per_commit={per_commit}");
+    println!("cpu_us_per_event={:.2}", cpu / events as f64 * 1e6);
     println!("seconds={secs:.3}");
     println!("events_per_s={:.0}", events as f64 / secs);
     Ok(())
+}
+
+/// CPU time this thread has had, in seconds (`/proc/thread-self/schedstat`), as `xtask bench`
+/// reads the collector's.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    stat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()).map_or(f64::NAN, |ns| ns / 1e9)
 }
 
 /// xorshift64*: reproducible data without a dependency.

@@ -99,3 +99,33 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     assert_eq!(report(&db).await, answer, "migrated on open");
     assert_eq!(rollup("verify", &db), (0, String::new()));
 }
+
+/// Batches that arrive together share a commit, and the writer folds each commit's events into
+/// one upsert per rollup row. Sent all at once, each batch twice (a resend racing its original,
+/// maybe in the same commit), the rollups still equal a recompute, and the report equals the one
+/// of the same batches sent one at a time (one commit each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_committed_together_give_the_rollups_of_batches_committed_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (together, apart) = (dir.path().join("together.db"), dir.path().join("apart.db"));
+    let bodies = history(0..120, 23);
+    {
+        let c = serve_with_clock(Arc::new(SqliteStore::open(&together).expect("open")), Some(NOW)).await;
+        let mut sends = tokio::task::JoinSet::new();
+        for body in bodies.iter().chain(&bodies) {
+            let (url, body) = (c.url.clone(), body.clone());
+            sends.spawn(async move { post(&url, body).await.status() });
+        }
+        while let Some(status) = sends.join_next().await {
+            assert_eq!(status.expect("send"), 200);
+        }
+    }
+    {
+        let c = serve_with_clock(Arc::new(SqliteStore::open(&apart).expect("open")), Some(NOW)).await;
+        for body in &bodies {
+            assert_eq!(post(&c.url, body.clone()).await.status(), 200);
+        }
+    }
+    assert_eq!(rollup("verify", &together), (0, String::new()), "rollups folded per commit equal a recompute");
+    assert_eq!(report(&together).await, report(&apart).await);
+}

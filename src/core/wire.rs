@@ -300,6 +300,11 @@ mod read {
 
     /// Reads `text` as a `T` with the path of any error.
     fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, PathError> {
+        // Almost every text is valid: it is read plainly, and only a failure is read again with
+        // its path tracked (tracking every field was a tenth of the collector's parsing time).
+        if let Ok(value) = serde_json::from_str(text) {
+            return Ok(value);
+        }
         let mut reader = serde_json::Deserializer::from_str(text);
         let mut track = serde_path_to_error::Track::new();
         let value = T::deserialize(serde_path_to_error::Deserializer::new(&mut reader, &mut track));
@@ -372,8 +377,13 @@ mod read {
         /// envelope (not JSON, no events array, too many events) fails the whole batch.
         pub fn parse_lenient(text: &str) -> Result<(Batch, Vec<WireError>), WireError> {
             let top = |field: &'static str, message: String| WireError { index: None, field, message };
-            if let Some(message) = not_an_object(text) {
-                return Err(top(BODY_ITSELF, message));
+            // Text that starts as an object is one or is not JSON: only other text is parsed
+            // whole to say what it is instead (parsing every body twice was a quarter of the
+            // collector's parsing time).
+            if !text.trim_start().starts_with('{') {
+                if let Some(message) = not_an_object(text) {
+                    return Err(top(BODY_ITSELF, message));
+                }
             }
             let envelope: Envelope = read(text).map_err(|e| {
                 let syntax = e.inner().is_syntax() || e.inner().is_eof();

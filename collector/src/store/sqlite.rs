@@ -1,17 +1,25 @@
 //! The embedded default store: one SQLite file in WAL mode.
 //!
 //! One writer thread owns the write connection and commits whatever requests are waiting in a
-//! single transaction (group commit), then answers each request. So a 2xx is only sent after a
-//! durable commit, and the per-commit fsync is shared by every request that arrived meanwhile.
+//! single transaction (group commit). A second thread makes those commits durable: it syncs the
+//! WAL file (`fdatasync`, the sync SQLite's `synchronous=FULL` makes at the end of every commit)
+//! and only then answers the requests. So a 2xx is only sent after a durable commit, one sync is
+//! shared by every commit written before it, and the writer builds the next commit while the
+//! disk syncs the last (a sync here takes 3–7 ms, as long as the commit itself). A third thread
+//! copies committed pages from the WAL into the database file (a passive checkpoint, which
+//! waits for nobody), which the writer otherwise did itself every thousand pages, with two more
+//! syncs, while requests waited.
 //! Reads open their own connections; WAL lets them run beside the writer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use onramp::core::json::Value;
 
 use onramp::core::wire::EventType;
 
@@ -44,11 +52,44 @@ const TIPS_METRICS_MIGRATION: usize = 11;
 /// At most this many requests share one commit, bounding the transaction's size and latency.
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
 
-type WriteRequest = (Vec<StoredEvent>, oneshot::Sender<Result<(), StoreError>>);
+/// How often the checkpoint thread copies committed pages into the database while events
+/// arrive (SQLite's own default, every 1 000 pages, came every few commits under load).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// WAL pages after which the writer checkpoints itself, as SQLite does by default at 1 000: the
+/// checkpoint thread keeps the WAL far shorter, but under constant writes it never catches up
+/// with the last commit, and only a checkpoint by the writer lets the WAL start over. This
+/// bounds the WAL file (40 MB).
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+
+/// An event as the writer stores it, its props already serialised by the request's own task so
+/// the one writer thread spends its time in SQLite.
+struct Row {
+    stored: StoredEvent,
+    props: String,
+}
+
+impl Row {
+    fn new(mut stored: StoredEvent) -> Row {
+        // Serialised in place and given back: the rollups read the props too.
+        let props = Value::Obj(std::mem::take(&mut stored.event.props));
+        let text = props.to_json();
+        if let Value::Obj(entries) = props {
+            stored.event.props = entries;
+        }
+        Row { stored, props: text }
+    }
+}
+
+type WriteRequest = (Vec<Row>, oneshot::Sender<Result<(), StoreError>>);
+
+/// Requests the writer has committed (or failed to), waiting for the sync that makes their
+/// commit durable before they are answered; their rows are dropped there too, off the writer.
+type Committed = Vec<(WriteRequest, Result<(), String>)>;
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::SyncSender<WriteRequest>,
+    writer: mpsc::Sender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
     /// Commits so far: this process's writer is the file's only one, so it changes exactly when
@@ -64,6 +105,8 @@ struct WriterHealth {
     running: AtomicBool,
     /// When the last commit failed (disk full, file gone, …), Unix ms; 0 after a success.
     failed_at: AtomicU64,
+    /// When the last sync of the WAL failed, Unix ms; 0 after a success.
+    sync_failed_at: AtomicU64,
 }
 
 /// Requests the writer's channel holds; readiness fails when it is this full.
@@ -116,17 +159,52 @@ impl SqliteStore {
         let path = path.into();
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
-        let (writer, requests) = mpsc::sync_channel::<WriteRequest>(WRITER_QUEUE);
+        // The events' commits only write the WAL; the sync thread makes them durable before
+        // anyone is answered (the module docs). Every other connection keeps FULL. A file
+        // system where SQLite cannot use WAL leaves the writer on FULL: each commit syncs itself.
+        let journal: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(unavailable)?;
+        let in_wal = journal.eq_ignore_ascii_case("wal");
+        if in_wal {
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(unavailable)?;
+        }
+        let checkpoints = open(&path).map_err(unavailable)?;
+        let (writer, requests) = mpsc::channel::<WriteRequest>(WRITER_QUEUE);
+        let (committed, to_sync) = std::sync::mpsc::channel::<Committed>();
         let depth = Arc::new(AtomicUsize::new(0));
-        let writer_health = Arc::new(WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0) });
+        let writer_health = Arc::new(WriterHealth {
+            running: AtomicBool::new(true),
+            failed_at: AtomicU64::new(0),
+            sync_failed_at: AtomicU64::new(0),
+        });
         let commits = Arc::new(AtomicU64::new(0));
         let (writer_depth, health, writer_commits) = (depth.clone(), writer_health.clone(), commits.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let running = Running(health);
-                write_loop(conn, requests, &writer_depth, &running.0, &writer_commits);
+                write_loop(conn, requests, committed, &writer_depth, &running.0, &writer_commits);
             })
+            .map_err(unavailable)?;
+        let (health, mut wal) = (writer_health.clone(), WalFile { path: wal_path(&path), file: None });
+        // One pending wake-up is enough: a checkpoint copies everything committed before it.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-sync".into())
+            .spawn(move || {
+                let running = Running(health);
+                let sync = || {
+                    let synced = if in_wal { wal.sync() } else { Ok(()) };
+                    // Durable commits are there to be copied into the database.
+                    let _ = wake.try_send(());
+                    synced
+                };
+                sync_loop(to_sync, sync, &running.0);
+            })
+            .map_err(unavailable)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, woken))
             .map_err(unavailable)?;
         Ok(SqliteStore { path, writer, depth, writer_health, commits })
     }
@@ -144,12 +222,13 @@ impl SqliteStore {
 
 fn write_loop(
     mut conn: Connection,
-    requests: mpsc::Receiver<WriteRequest>,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    committed: std::sync::mpsc::Sender<Committed>,
     depth: &AtomicUsize,
     health: &WriterHealth,
     commits: &AtomicU64,
 ) {
-    while let Ok(first) = requests.recv() {
+    while let Some(first) = requests.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
             match requests.try_recv() {
@@ -157,20 +236,87 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, group.iter().map(|(events, _)| events));
-        let failed_at = if result.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
+        let results = write_group(&mut conn, &group);
+        // Storage is failing when nothing could be committed; one bad request among good ones
+        // is that request's problem.
+        let failed_at = if results.iter().all(Result::is_err) { crate::system_now_ms().max(1) as u64 } else { 0 };
         health.failed_at.store(failed_at, Ordering::Relaxed);
         // Counted before anyone hears of the commit, so no reader sees new data under an old
         // version.
         commits.fetch_add(1, Ordering::SeqCst);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
-        for (_, reply) in group {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
+        if committed.send(group.into_iter().zip(results).collect()).is_err() {
+            return;
         }
     }
 }
 
-fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<StoredEvent>>) -> rusqlite::Result<()> {
+/// The WAL file, opened at the first sync (SQLite creates it) and kept: the writer's connection
+/// stays open, so SQLite never deletes or replaces it meanwhile.
+struct WalFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl WalFile {
+    fn sync(&mut self) -> std::io::Result<()> {
+        let file = match &self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::OpenOptions::new().write(true).open(&self.path)?),
+        };
+        file.sync_data()
+    }
+}
+
+fn wal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Copies committed pages from the WAL into the database when woken (after a sync), at most
+/// every [`CHECKPOINT_EVERY`]. Passive: it waits for no reader or writer and copies what it can;
+/// a failure leaves the pages in the WAL for the next checkpoint (or the writer's own).
+fn checkpoint_loop(conn: Connection, woken: std::sync::mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+}
+
+/// Answers committed requests once `sync` has made their commits durable: an `fdatasync` of
+/// the WAL covers every frame written before it, so all commits waiting share one. A failed
+/// sync fails its requests (503: the client resends, the store keeps each event once).
+fn sync_loop(committed: std::sync::mpsc::Receiver<Committed>, mut sync: impl FnMut() -> std::io::Result<()>, health: &WriterHealth) {
+    while let Ok(mut answers) = committed.recv() {
+        while let Ok(more) = committed.try_recv() {
+            answers.extend(more);
+        }
+        let synced = match answers.iter().any(|(_, result)| result.is_ok()) {
+            true => sync().map_err(|e| format!("syncing the write-ahead log: {e}")),
+            false => Ok(()),
+        };
+        let failed_at = if synced.is_err() { crate::system_now_ms().max(1) as u64 } else { 0 };
+        health.sync_failed_at.store(failed_at, Ordering::Relaxed);
+        for ((_, reply), result) in answers {
+            let _ = reply.send(result.and_then(|()| synced.clone()).map_err(unavailable));
+        }
+    }
+}
+
+/// Commits a group of requests in one transaction, one result per request. When that fails,
+/// each request is tried again in a transaction of its own, so a request that cannot be stored
+/// fails alone and the others are still committed (and acknowledged) rather than sent back to
+/// retry with it.
+fn write_group(conn: &mut Connection, group: &[WriteRequest]) -> Vec<Result<(), String>> {
+    match commit(conn, group.iter().flat_map(|(rows, _)| rows)) {
+        Ok(()) => group.iter().map(|_| Ok(())).collect(),
+        Err(e) if group.len() == 1 => vec![Err(e.to_string())],
+        Err(_) => group.iter().map(|(rows, _)| commit(conn, rows.iter()).map_err(|e| e.to_string())).collect(),
+    }
+}
+
+fn commit<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a Row>) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
@@ -178,16 +324,9 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
              (id, project, type, name, anonymous_id, user_id, ts, client_ts, sent_at, received_at, props)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        // The first link by event time (then event id) wins, whatever order events arrive in.
-        let mut link = tx.prepare_cached(
-            "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (project, anonymous_id) DO UPDATE SET
-               user_id = excluded.user_id, linked_ts = excluded.linked_ts, link_event = excluded.link_event
-             WHERE (excluded.linked_ts, excluded.link_event) < (identities.linked_ts, identities.link_event)",
-        )?;
-        for s in batches.flatten() {
+        let mut changes = sqlite_rollup::Changes::default();
+        for Row { stored: s, props } in rows {
             let e = &s.event;
-            let props = onramp::core::json::Value::Obj(e.props.clone()).to_json();
             let stored = insert.execute(params![
                 e.id,
                 s.project,
@@ -203,12 +342,10 @@ fn commit<'a>(conn: &mut Connection, batches: impl Iterator<Item = &'a Vec<Store
             ])?;
             // Only a newly stored event counts: a resend (same id) leaves the rollups alone.
             if stored == 1 {
-                sqlite_rollup::add(&tx, s)?;
-            }
-            if let Some(user) = &e.user_id {
-                link.execute(params![s.project, e.anonymous_id, user, s.ts, e.id])?;
+                changes.add(s);
             }
         }
+        changes.write(&tx)?;
     }
     tx.commit()
 }
@@ -553,11 +690,10 @@ impl Store for SqliteStore {
     fn insert(&self, events: Vec<StoredEvent>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let writer = self.writer.clone();
+            let rows = events.into_iter().map(Row::new).collect();
             self.depth.fetch_add(1, Ordering::Relaxed);
-            // A full channel means the writer is far behind; wait off the async threads.
-            let sent = tokio::task::spawn_blocking(move || writer.send((events, reply))).await;
-            if !matches!(sent, Ok(Ok(()))) {
+            // A full channel means the writer is far behind: this request waits its turn.
+            if self.writer.send((rows, reply)).await.is_err() {
                 // Never reached the writer, so it will not count it down.
                 self.depth.fetch_sub(1, Ordering::Relaxed);
                 return Err(unavailable("writer stopped"));
@@ -577,9 +713,15 @@ impl Store for SqliteStore {
             }
             // Recent failures only: with no traffic (taken out of rotation) no commit would
             // ever clear an old one.
-            let failed_at = self.writer_health.failed_at.load(Ordering::Relaxed);
-            if failed_at != 0 && (crate::system_now_ms() as u64).saturating_sub(failed_at) < 10_000 {
+            let recent = |at: &AtomicU64| {
+                let at = at.load(Ordering::Relaxed);
+                at != 0 && (crate::system_now_ms() as u64).saturating_sub(at) < 10_000
+            };
+            if recent(&self.writer_health.failed_at) {
                 return Err(unavailable("the last commit failed"));
+            }
+            if recent(&self.writer_health.sync_failed_at) {
+                return Err(unavailable("the last sync of the write-ahead log failed"));
             }
             if self.queue_depth() >= WRITER_QUEUE {
                 return Err(unavailable("the writer's queue is full"));
@@ -1000,4 +1142,102 @@ fn query_events(conn: &Connection, project: &str, filter: &EventFilter) -> rusql
             UserEvents { user, events: events.into_iter().map(|(_, _, e)| e).collect() }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onramp::core::wire::Event;
+
+    /// A request of track events `name` from one device.
+    fn request(ids: &[&str], name: &str) -> WriteRequest {
+        request_answered(ids, name).0
+    }
+
+    /// [`request`], with the receiver of its answer.
+    fn request_answered(ids: &[&str], name: &str) -> (WriteRequest, oneshot::Receiver<Result<(), StoreError>>) {
+        let rows = ids
+            .iter()
+            .zip(1_000..)
+            .map(|(id, ts)| {
+                let event = Event {
+                    id: (*id).into(),
+                    kind: EventType::Track,
+                    name: name.into(),
+                    anonymous_id: "anon-1".into(),
+                    user_id: Some("user-1".into()),
+                    user_hash: None,
+                    ts,
+                    props: vec![("n".into(), Value::Num(ts as f64))],
+                };
+                Row::new(StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 })
+            })
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        ((rows, reply), answer)
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_stored_fails_alone_and_the_rest_of_its_group_is_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("w.db")).expect("open");
+        migrate(&mut conn).expect("migrate");
+        // SQLite refuses this request's events, as it would on a damaged page.
+        conn.execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'no'); END")
+            .expect("trigger");
+        // The last request resends `a2` beside a new event.
+        let group = [request(&["a1", "a2"], "task_done"), request(&["r1"], "refused"), request(&["b1", "a2"], "task_done")];
+        let results = write_group(&mut conn, &group);
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok(), "{results:?}");
+        let ids: Vec<String> =
+            conn.prepare("SELECT id FROM events ORDER BY id").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect()).expect("ids");
+        assert_eq!(ids, ["a1", "a2", "b1"]);
+        let counted: i64 = conn.query_row("SELECT SUM(events) FROM rollup_events", [], |r| r.get(0)).expect("count");
+        assert_eq!(counted, 3, "the resend is not counted, the refused event is not either");
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
+
+        // A group that can all be stored is one transaction: every request acknowledged.
+        let group = [request(&["c1"], "task_done"), request(&["c2", "c1"], "task_done")];
+        assert!(write_group(&mut conn, &group).iter().all(Result::is_ok));
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
+    }
+
+    fn health() -> WriterHealth {
+        WriterHealth { running: AtomicBool::new(true), failed_at: AtomicU64::new(0), sync_failed_at: AtomicU64::new(0) }
+    }
+
+    #[test]
+    fn committed_requests_are_answered_only_after_the_sync_and_fail_with_it() {
+        let (committed, to_sync) = std::sync::mpsc::channel::<Committed>();
+        let (first, mut first_answer) = request_answered(&["a1"], "task_done");
+        let (second, mut second_answer) = request_answered(&["b1"], "task_done");
+        let (refused, refused_answer) = request_answered(&["r1"], "refused");
+        // Two commits wait together: one sync serves both.
+        committed.send(vec![(first, Ok(())), (refused, Err("no".into()))]).expect("send");
+        committed.send(vec![(second, Ok(()))]).expect("send");
+        drop(committed);
+        let mut syncs = 0;
+        sync_loop(
+            to_sync,
+            || {
+                syncs += 1;
+                assert!(first_answer.try_recv().is_err() && second_answer.try_recv().is_err(), "nobody is answered before the sync");
+                Ok(())
+            },
+            &health(),
+        );
+        assert_eq!(syncs, 1);
+        assert!(matches!(first_answer.try_recv(), Ok(Ok(()))) && matches!(second_answer.try_recv(), Ok(Ok(()))));
+        assert!(matches!(refused_answer.blocking_recv(), Ok(Err(StoreError::Unavailable(m))) if m == "no"), "a failed commit stays failed");
+
+        // A sync that fails fails every request it was to make durable, and readiness hears of it.
+        let (committed, to_sync) = std::sync::mpsc::channel::<Committed>();
+        let (request, answer) = request_answered(&["c1"], "task_done");
+        committed.send(vec![(request, Ok(()))]).expect("send");
+        drop(committed);
+        let health = health();
+        sync_loop(to_sync, || Err(std::io::Error::other("disk gone")), &health);
+        assert!(matches!(answer.blocking_recv(), Ok(Err(StoreError::Unavailable(m))) if m.contains("disk gone")));
+        assert_ne!(health.sync_failed_at.load(Ordering::Relaxed), 0);
+    }
 }
