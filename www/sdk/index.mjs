@@ -29,8 +29,8 @@ function explain(error) {
 }
 
 /** Loads the wasm once; resolves true when ready, false if it cannot run here. `wasmSource` is the
- *  module's URL or a fetch already under way (the loader starts it in parallel with this file);
- *  wasm-bindgen compiles it with `instantiateStreaming` while it downloads. */
+ *  module's URL (wasm-bindgen then compiles it with `instantiateStreaming` while it downloads) or
+ *  the loader's promise of the module it compiled meanwhile, in parallel with this file. */
 export function load(base = new URL(".", import.meta.url).href, wasmSource = new URL("onramp_bg.wasm", base)) {
   if (!ready) {
     state = "loading";
