@@ -369,6 +369,13 @@ pub struct Engine {
     /// The stored document was written by a newer release (a rollout, another tab): this one
     /// reads it but never overwrites it, and keeps its own changes in memory.
     stored_is_newer: bool,
+    /// Changes wait in memory for [`Engine::write`] (the machine's end of the task) instead of
+    /// being serialised on every event: every event moves `last_ts` and the session, so the
+    /// per-event write was a whole-state JSON document each time (half of a full SDK
+    /// `track()`'s wasm time, profiled). Off (write-through) unless [`Engine::defer_writes`].
+    defer: bool,
+    /// Deferred changes not written yet.
+    dirty: bool,
 }
 
 fn key(identity: &str) -> String {
@@ -402,6 +409,8 @@ impl Engine {
                 hold_once: false,
                 stored: String::new(),
                 stored_is_newer: false,
+                defer: false,
+                dirty: false,
             };
         engine.sync(store);
         engine.apply_aliases();
@@ -421,8 +430,27 @@ impl Engine {
         &self.identity
     }
 
+    /// From now on changes are written by [`Engine::write`], which the owner calls at the end
+    /// of the task (and before the page may go): the durability window of the queue beside it.
+    pub fn defer_writes(&mut self) {
+        self.defer = true;
+    }
+
+    /// Changes not written yet ([`Engine::defer_writes`]): the owner should ask for a write.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Merges what other tabs (or earlier page loads) stored.
+    ///
+    /// With deferred writes and changes waiting, storage is not read again: another tab's
+    /// write becomes visible between tasks, not within the one that made these changes (and a
+    /// `localStorage.getItem` of the whole state per event is what the deferral saves), and
+    /// [`Engine::write`] merges whatever is stored before it writes, so nothing is lost.
     pub fn sync(&mut self, store: &dyn KeyValue) {
+        if self.dirty {
+            return;
+        }
         if let Some(text) = store.get(&key(&self.identity)) {
             if text != self.stored {
                 let stored = persisted::read(&text);
@@ -433,8 +461,27 @@ impl Engine {
         }
     }
 
-    /// Stores the state; false when storage refused it (then it lives in memory only).
+    /// Stores the state, or with deferred writes marks it for [`Engine::write`]; false when
+    /// storage refused it (then it lives in memory only).
     pub fn save(&mut self, store: &mut dyn KeyValue) -> bool {
+        if self.defer {
+            self.dirty = true;
+            return true;
+        }
+        self.store_now(store)
+    }
+
+    /// Writes deferred changes: merges what other tabs stored meanwhile (the merge is a join,
+    /// so the order does not matter), then stores the result.
+    pub fn write(&mut self, store: &mut dyn KeyValue) -> bool {
+        if !std::mem::take(&mut self.dirty) {
+            return true;
+        }
+        self.sync(store);
+        self.store_now(store)
+    }
+
+    fn store_now(&mut self, store: &mut dyn KeyValue) -> bool {
         if self.stored_is_newer {
             return true;
         }
@@ -632,6 +679,8 @@ impl Engine {
     /// count); a different user than the current one starts from their own state instead.
     pub fn identify(&mut self, store: &mut dyn KeyValue, user_id: &str, signed_up_at: Option<i64>, now: i64) -> Vec<Emit> {
         if user_id != self.identity {
+            // The previous identity's deferred changes go under its own key first.
+            self.write(store);
             let previous = std::mem::replace(&mut self.identity, user_id.into());
             let before = std::mem::take(&mut self.state);
             self.stored.clear(); // another key: nothing of it has been read yet
@@ -676,7 +725,8 @@ impl Engine {
     }
 
     /// Log-out: the next identity starts with its own (usually empty) state.
-    pub fn reset(&mut self, store: &dyn KeyValue, anonymous_id: &str) {
+    pub fn reset(&mut self, store: &mut dyn KeyValue, anonymous_id: &str) {
+        self.write(store);
         self.identity = anonymous_id.into();
         self.anonymous = true;
         self.state = UserState::default();
@@ -1030,7 +1080,7 @@ pub(crate) mod tests {
         e.observe(&mut store, "signed_up", &[], T0 + 1);
         e.identify(&mut store, "bo", Some(T0), T0 + 2);
         assert_eq!(e.reached("signed_up"), None);
-        e.reset(&store, "0190d4c2-0000-7000-8000-000000000002");
+        e.reset(&mut store, "0190d4c2-0000-7000-8000-000000000002");
         assert_eq!(e.reached("signed_up"), None);
     }
 

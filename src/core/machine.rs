@@ -420,7 +420,11 @@ impl<S: KeyValue> Running<S> {
             }
             !done
         });
-        if !self.persist_asked && (wait || self.kv.has_pending() || self.outbox.has_unwritten()) {
+        #[cfg(feature = "guide")]
+        let engine_dirty = self.engine.as_ref().is_some_and(Engine::is_dirty);
+        #[cfg(not(feature = "guide"))]
+        let engine_dirty = false;
+        if !self.persist_asked && (wait || engine_dirty || self.kv.has_pending() || self.outbox.has_unwritten()) {
             self.persist_asked = true;
             fx.push(Effect::PersistSoon);
         }
@@ -452,6 +456,10 @@ impl<S: KeyValue> Running<S> {
     }
 
     fn write(&mut self) {
+        #[cfg(feature = "guide")]
+        if let Some(engine) = self.engine.as_mut() {
+            engine.write(&mut self.kv);
+        }
         self.kv.flush();
         self.outbox.persist_pending();
     }
@@ -605,7 +613,7 @@ impl<S: KeyValue> Running<S> {
         #[cfg(feature = "guide")]
         {
             if let Some(engine) = self.engine.as_mut() {
-                engine.reset(&self.kv, &id);
+                engine.reset(&mut self.kv, &id);
                 engine.hold_once = false;
             }
             self.signup = None;
@@ -688,6 +696,8 @@ impl<S: KeyValue> Running<S> {
         let rules = plan.capture.clone();
         let default_locale = plan.default_locale.clone();
         let mut engine = Engine::new(plan, self.tab.clone(), &self.client.anonymous_id, &self.kv);
+        // Its state is written with the queue, at the end of the task (`write`).
+        engine.defer_writes();
         // Held while the answer is on its way, or here and merged below, after identify.
         engine.hold_once = self.state_pending || self.remote.is_some();
         let mut emits = engine.touch(&mut self.kv, now);
@@ -1206,6 +1216,58 @@ mod tests {
     #[cfg(feature = "guide")]
     fn reached(m: &mut Machine<Shared, Counter>, now: i64, milestone: &str) -> Option<i64> {
         m.with_engine(now, false, |e, _, _| e.reached(milestone)).0.flatten()
+    }
+
+    /// The engine's state is written once per task, with the queue (`Input::Persist`), or when
+    /// the page is hidden; the write merges what another tab stored meanwhile, and the next
+    /// task's first event reads what the other tab wrote.
+    #[cfg(feature = "guide")]
+    #[test]
+    fn the_users_state_is_written_at_the_end_of_the_task_merged_with_other_tabs() {
+        let storage = Shared::default();
+        let stored = || {
+            let anon = storage.get(ANON_KEY).unwrap_or_default();
+            storage.get(&[crate::core::engine::STATE_PREFIX, &anon].concat())
+        };
+        let reached_in_storage = |id: &str| stored().and_then(|text| crate::core::engine::UserState::from_json(&text).reached.get(id).copied());
+        let (mut a, _) = page(&storage, None, T0, 5);
+        let (mut b, _) = page(&storage, None, T0, 6);
+        for tab in [&mut a, &mut b] {
+            tab.handle(T0, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+            tab.handle(T0, Input::Persist);
+        }
+        let before = stored();
+        assert!(before.is_some(), "the first page view's state is stored");
+        // Tab A: two events in one task. Nothing is serialised or written until its end.
+        let fx = track(&mut a, T0 + 1, "signed_up");
+        assert!(fx.contains(&Effect::PersistSoon), "the write is asked for");
+        track(&mut a, T0 + 2, "teammate_invited");
+        assert_eq!(stored(), before, "not written within the task");
+        // Meanwhile tab B's task: its own event, written at its end.
+        track(&mut b, T0 + 3, "file_uploaded");
+        b.handle(T0 + 3, Input::Persist);
+        assert_eq!(reached_in_storage("file_uploaded"), Some(T0 + 3));
+        assert_eq!(reached_in_storage("signed_up"), None);
+        // Tab A's end of task: its changes and B's, merged.
+        a.handle(T0 + 4, Input::Persist);
+        assert_eq!((reached_in_storage("signed_up"), reached_in_storage("teammate_invited"), reached_in_storage("file_uploaded")), (Some(T0 + 1), Some(T0 + 2), Some(T0 + 3)));
+        // Tab B's next task reads A's write before its event: signed_up is not reached twice.
+        sent(&mut b, T0 + 5);
+        track(&mut b, T0 + 6, "signed_up");
+        let milestones: Vec<String> = sent(&mut b, T0 + 7).iter().filter(|e| field(e, "type") == Some("milestone")).map(|e| field(e, "name").unwrap_or_default().to_string()).collect();
+        assert!(!milestones.contains(&"signed_up".to_string()), "{milestones:?}");
+        assert_eq!(reached(&mut b, T0 + 7, "signed_up"), Some(T0 + 1));
+        // A page hidden before its end-of-task timer: the state is written with the beacon.
+        track(&mut a, T0 + 8, "project_created");
+        assert_eq!(reached_in_storage("project_created"), None);
+        a.handle(T0 + 9, Input::PageHidden);
+        assert_eq!(reached_in_storage("project_created"), Some(T0 + 8));
+        // A reload (a new page over the same storage) starts from all of it.
+        let (mut c, _) = page(&storage, None, T0 + 10, 7);
+        c.handle(T0 + 10, Input::PlanLoaded(crate::core::engine::tests::trackly()));
+        for id in ["signed_up", "teammate_invited", "file_uploaded", "project_created"] {
+            assert!(reached(&mut c, T0 + 11, id).is_some(), "{id} survives the reload");
+        }
     }
 
     #[cfg(feature = "guide")]

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { useCollectorAndBrowser, watchConsole, eventually } from "./harness.mjs";
+import { useCollectorAndBrowser, watchConsole, eventually, sentEvents } from "./harness.mjs";
 
 let collector, browser;
 useCollectorAndBrowser((c, b) => { collector = c; browser = b; });
@@ -38,6 +38,40 @@ function received() {
   }
   return n;
 }
+
+// Plain props (strings, finite numbers, booleans, nulls) are read as they are, anything else
+// through JSON.stringify/JSON.parse (index.mjs `plainProps`): both must give what JSON gives.
+test("track() props arrive as JSON makes them, whether plain or not", async () => {
+  const context = await browser.newContext();
+  const { page, messages } = await openPage(context);
+  const sent = sentEvents(page);
+  const expected = await page.evaluate(async () => {
+    const cases = [
+      { plan: "trial", seats: 3, ratio: 0.5, on: true, none: null, "k\u00fcy": "\ud83d\ude00\"\\", "": "" },
+      { n: NaN, inf: -Infinity, skip: undefined, fn() {}, when: new Date(0), nested: { a: [1, "b", null, { c: true }] } },
+      { toJSON() { return { replaced: 1 }; } },
+      Object.assign(Object.create({ inherited: 1 }), { own: 2 }),
+      [1, 2],
+      "text",
+      null,
+    ];
+    cases.forEach((props, i) => window.onramp.track("d_props_" + i, props));
+    await window.onramp.flush();
+    // The definition: what JSON makes of the props; anything but an object is no props.
+    return cases.map((p) => {
+      const json = JSON.parse(JSON.stringify(p ?? {}));
+      return json && typeof json === "object" && !Array.isArray(json) ? json : {};
+    });
+  });
+  expected.forEach((props, i) => {
+    const event = sent.find((e) => e.name === "d_props_" + i);
+    assert.ok(event, "d_props_" + i + " sent");
+    assert.deepEqual(event.props, props, "case " + i);
+    assert.deepEqual(Object.keys(event.props), Object.keys(props), "case " + i + ": keys in the page's order");
+  });
+  assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
+  await context.close();
+});
 
 test("flush() resolves after the collector acknowledged every event queued before it", async () => {
   const context = await browser.newContext();
