@@ -176,6 +176,7 @@ struct Ctx<'a> {
     /// Visitors who never identified that the request selects (by the same sign-up range and
     /// trait filters as users); not users, so in no report.
     visitors: usize,
+    selection: Selection,
     now: i64,
 }
 
@@ -186,15 +187,64 @@ impl<'a> Ctx<'a> {
         pairs: Vec<(String, String)>,
         known: &[&str],
     ) -> Result<Ctx<'a>, ApiError> {
+        let mut ctx = Ctx::without_users(state, headers, pairs, known).await?;
+        ctx.read_users().await?;
+        Ok(ctx)
+    }
+
+    /// Reads the user list into `users`, `others` and `visitors`.
+    async fn read_users(&mut self) -> Result<(), ApiError> {
+        let (all, visitors) = load_users(self.state, self.project).await?;
+        // Order kept: both halves stay sorted by user key.
+        (self.users, self.others) = all.into_iter().partition(|u| self.selection.admits(u));
+        self.visitors = visitors.iter().filter(|v| self.selection.admits(v)).count();
+        Ok(())
+    }
+
+    /// A request whose reports come from [`Ctx::tallies`] alone: the user list is not read
+    /// (`users`, `others` empty, `visitors` 0).
+    async fn without_users(
+        state: &'a AppState,
+        headers: &HeaderMap,
+        pairs: Vec<(String, String)>,
+        known: &[&str],
+    ) -> Result<Ctx<'a>, ApiError> {
         let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
-        let (all, visitors) = load_users(state, project).await?;
-        // Order kept: both halves stay sorted by user key.
-        let (users, others) = all.into_iter().partition(|u| selection.admits(u));
-        let visitors = visitors.iter().filter(|v| selection.admits(v)).count();
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, users, others, visitors, now: state.now() })
+        Ok(Ctx { state, project, params, plan, users: Vec::new(), others: Vec::new(), visitors: 0, selection, now: state.now() })
+    }
+
+    fn window(&self) -> Result<Option<i64>, ApiError> {
+        match self.params.duration("window")? {
+            Some(w) => Ok(Some(w)),
+            None => self.params.duration("window_ms"),
+        }
+    }
+
+    fn period(&self) -> Result<Period, ApiError> {
+        let by = self.params.get("by").unwrap_or("day");
+        Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))
+    }
+
+    /// The standard sections for the selected users, counted by the store
+    /// ([`crate::store::Store::report_tallies`]): the funnel when every step is a milestone,
+    /// time-to-value, cohorts and the stalls of `due` (the first `stall_limit`).
+    async fn tallies(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::Tallies, ApiError> {
+        let query = a::report::ReportQuery {
+            selection: self.selection.clone(),
+            steps: steps.to_vec(),
+            value: value.clone(),
+            funnel: all_milestones(steps),
+            window: self.window()?,
+            funnel_users: self.params.flag("users")?,
+            period: self.period()?,
+            due: due.to_vec(),
+            stall_limit,
+            now: self.now,
+        };
+        Ok(self.state.store.report_tallies(&self.project.id, &query).await?)
     }
 
     fn step(&self, text: &str) -> Step {
@@ -230,17 +280,6 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
     }
 
-    /// What the funnel's matcher needs of each user to place them in `steps`: when every step is
-    /// a milestone, each one's first time (from the rollups: milestones are reached once);
-    /// otherwise every event that can reach a step (ad-hoc steps may repeat an action).
-    async fn funnel_events(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        if all_milestones(steps) {
-            self.firsts(steps).await
-        } else {
-            self.events(reaching(steps)).await
-        }
-    }
-
     /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
     /// input), from the store's rollups; nothing without a step (an empty filter would mean
     /// every event name).
@@ -258,14 +297,6 @@ impl<'a> Ctx<'a> {
         Ok((tips, milestones))
     }
 
-    /// The steps, the value milestone, and when each user first reached either.
-    async fn milestones(&self) -> Result<(Vec<Step>, Step, Vec<UserEvents>), ApiError> {
-        let (steps, value) = (self.steps()?, self.value());
-        let mut wanted = steps.clone();
-        wanted.push(value.clone());
-        let firsts = self.firsts(&wanted).await?;
-        Ok((steps, value, firsts))
-    }
 }
 
 fn all_milestones(steps: &[Step]) -> bool {
@@ -274,16 +305,7 @@ fn all_milestones(steps: &[Step]) -> bool {
 
 /// The events (by type and by name) that can reach one of `steps`.
 pub fn reaching(steps: &[Step]) -> EventFilter {
-    let mut filter = EventFilter::default();
-    for s in steps {
-        if !filter.types.contains(&s.kind.event_type()) {
-            filter.types.push(s.kind.event_type());
-        }
-        if !filter.names.contains(&s.name) {
-            filter.names.push(s.name.clone());
-        }
-    }
-    filter
+    EventFilter::reaching(steps)
 }
 
 fn quantiles_json(q: &Quantiles) -> Value {
@@ -310,13 +332,17 @@ fn activation_json(a: &a::ttv::Activation) -> Value {
     json!({ "eligible": a.eligible, "activated": a.activated, "rate": a.rate })
 }
 
-fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[Step]) -> Result<Value, ApiError> {
-    let window = match ctx.params.duration("window")? {
-        Some(w) => Some(w),
-        None => ctx.params.duration("window_ms")?,
-    };
+/// The funnel of `steps` over the selected users: from the tallies when every step is a
+/// milestone, else by the matcher over every event that can reach a step.
+async fn funnel_report(ctx: &Ctx<'_>, tallies: &a::report::Tallies, steps: &[Step]) -> Result<Value, ApiError> {
+    let window = ctx.window()?;
     let with_users = ctx.params.flag("users")?;
-    let report = a::funnel::funnel(steps, &ctx.users, events, window);
+    let (users, report) = if all_milestones(steps) {
+        (tallies.users as usize, a::funnel::funnel_of(steps, tallies.funnel.clone()))
+    } else {
+        let events = ctx.events(reaching(steps)).await?;
+        (ctx.users.len(), a::funnel::funnel(steps, &ctx.users, &events, window))
+    };
     let steps: Vec<Value> = report
         .into_iter()
         .map(|s| {
@@ -335,11 +361,11 @@ fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[Step]) -> Result
             v
         })
         .collect();
-    Ok(json!({ "users": ctx.users.len(), "windowMs": window, "steps": steps }))
+    Ok(json!({ "users": users, "windowMs": window, "steps": steps }))
 }
 
-fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Value {
-    let r = a::ttv::ttv(steps, value, &ctx.users, reach, ctx.now);
+fn ttv_report(tallies: &a::report::Tallies, steps: &[Step], value: &Step) -> Value {
+    let r = a::ttv::ttv_of(steps, value, &tallies.ttv);
     json!({
         "users": r.users,
         "milestones": r.milestones.iter().map(milestone_json).collect::<Vec<_>>(),
@@ -349,10 +375,8 @@ fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -
     })
 }
 
-fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Result<Value, ApiError> {
-    let by = ctx.params.get("by").unwrap_or("day");
-    let period = Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))?;
-    let rows: Vec<Value> = a::ttv::cohorts(period, steps, value, &ctx.users, reach, ctx.now)
+fn cohort_report(ctx: &Ctx<'_>, tallies: &a::report::Tallies, steps: &[Step], value: &Step) -> Value {
+    let rows: Vec<Value> = a::ttv::cohorts_of(value, &tallies.cohorts)
         .iter()
         .map(|c| {
             json!({
@@ -365,14 +389,14 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
             })
         })
         .collect();
-    Ok(json!({
-        "by": by,
+    json!({
+        "by": ctx.params.get("by").unwrap_or("day"),
         "steps": names(steps),
         "stepKinds": kinds(steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
         "cohorts": rows,
-    }))
+    })
 }
 
 /// `reach` must cover the milestones of `tips` ([`Ctx::tips`]).
@@ -486,16 +510,11 @@ pub fn due_milestones(due: &[Due]) -> Vec<Step> {
     due.iter().map(|d| Step::milestone(&d.milestone)).collect()
 }
 
-/// `reach` must cover [`due_milestones`] of `due`.
-fn stalls(ctx: &Ctx<'_>, due: &[Due], reach: &FirstReach) -> Vec<Stall> {
-    a::stalled::stalled(&ctx.users, due, reach, ctx.now)
-}
-
-fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
+fn stalled_json(due: &[Due], tallies: &a::report::Tallies) -> Value {
     json!({
         "due": due.iter().map(|d| json!({ "milestone": d.milestone, "withinMs": d.within_ms })).collect::<Vec<_>>(),
-        "total": list.len(),
-        "stalled": list.iter().take(STALLED_JSON_LIMIT).map(stall_json).collect::<Vec<_>>(),
+        "total": tallies.stalled,
+        "stalled": tallies.stalls.iter().take(STALLED_JSON_LIMIT).map(stall_json).collect::<Vec<_>>(),
     })
 }
 
@@ -529,10 +548,16 @@ pub async fn funnel(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
+    let mut ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
-    let events = ctx.funnel_events(&steps).await?;
-    let mut report = funnel_report(&ctx, &events, &steps)?;
+    let tallies = if all_milestones(&steps) {
+        ctx.tallies(&steps, &ctx.value(), &[], Some(0)).await?
+    } else {
+        // Ad-hoc steps may repeat an action: the matcher reads their events, user by user.
+        ctx.read_users().await?;
+        a::report::Tallies::default()
+    };
+    let mut report = funnel_report(&ctx, &tallies, &steps).await?;
     report["project"] = json!(ctx.project.id);
     Ok(Json(report))
 }
@@ -542,9 +567,9 @@ pub async fn time_to_value(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value"]).await?;
-    let (steps, value, events) = ctx.milestones().await?;
-    Ok(Json(ttv_report(&ctx, &FirstReach::new(&events), &steps, &value)))
+    let ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "value"]).await?;
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    Ok(Json(ttv_report(&ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
 
 pub async fn cohorts(
@@ -552,9 +577,9 @@ pub async fn cohorts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "by"]).await?;
-    let (steps, value, events) = ctx.milestones().await?;
-    Ok(Json(cohort_report(&ctx, &FirstReach::new(&events), &steps, &value)?))
+    let ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "value", "by"]).await?;
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    Ok(Json(cohort_report(&ctx, &ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
 
 pub async fn tip_effect(
@@ -705,18 +730,19 @@ pub async fn stalled(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
+    let ctx = Ctx::without_users(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    let reached = ctx.firsts(&due_milestones(&due)).await?;
-    let list = stalls(&ctx, &due, &FirstReach::new(&reached));
+    // The CSV export lists every stall; the JSON the first ones.
+    let csv = ctx.params.get("format") == Some("csv");
+    let tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
     match ctx.params.get("format").unwrap_or("json") {
-        "json" => Ok(Json(stalled_json(&due, &list)).into_response()),
+        "json" => Ok(Json(stalled_json(&due, &tallies)).into_response()),
         "csv" => Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
             ],
-            a::stalled::to_csv(&list, ctx.now),
+            a::stalled::to_csv(&tallies.stalls, ctx.now),
         )
             .into_response()),
         other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
@@ -812,25 +838,13 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
     let (tips, tip_milestones) = ctx.tips().await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let (_, survey_milestone, _) = survey_options(&ctx)?;
-    // One read of the first times for every report: each looks up only its own (type, name)
-    // pairs, so the others' rows change no answer.
-    let mut wanted = steps.clone();
-    wanted.push(value.clone());
-    wanted.extend(due_milestones(&due));
-    wanted.extend(tip_milestones);
+    // The funnel, time-to-value, cohorts and stalls counted by the store; the first times of
+    // the tips' and the surveys' milestones for the rest.
+    let tallies = ctx.tallies(&steps, &value, &due, Some(STALLED_JSON_LIMIT)).await?;
+    let mut wanted = tip_milestones;
     wanted.push(survey_milestone);
     let firsts = ctx.firsts(&wanted).await?;
     let reach = FirstReach::new(&firsts);
-    // The first times just read serve a funnel of milestones too (the matcher skips events of
-    // other names): one read for all.
-    let raw;
-    let events: &[UserEvents] = if all_milestones(&steps) {
-        &firsts
-    } else {
-        raw = ctx.funnel_events(&steps).await?;
-        &raw
-    };
-    let stall_list = stalls(&ctx, &due, &reach);
     let plan = crate::plans::current(state, &ctx.project.id).await.ok().flatten();
     Ok(json!({
         "project": ctx.project.id,
@@ -839,13 +853,13 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "stepKinds": kinds(&steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
-        "funnel": funnel_report(&ctx, events, &steps)?,
-        "ttv": ttv_report(&ctx, &reach, &steps, &value),
-        "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
+        "funnel": funnel_report(&ctx, &tallies, &steps).await?,
+        "ttv": ttv_report(&tallies, &steps, &value),
+        "cohorts": cohort_report(&ctx, &tallies, &steps, &value),
         "tips": tips_report(&ctx, &tips, &reach),
         "surveys": surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &survey_events, &reach)?.0,
         "metrics": metrics_report(&ctx).await?,
-        "stalled": stalled_json(&due, &stall_list),
+        "stalled": stalled_json(&due, &tallies),
         "visitors": ctx.visitors,
         // Filter choices come from every user, so a filter can be undone.
         "traits": traits_report(ctx.users.iter().chain(&ctx.others)),
