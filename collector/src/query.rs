@@ -12,7 +12,6 @@
 //! | `value=m` | the value milestone, spelled as a step (default: the plan's, else the SDK's `time_to_value` milestone) |
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -24,9 +23,9 @@ use serde_json::{json, Value};
 use crate::analytics::stalled::{Due, Stall};
 use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
-use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
+use crate::analytics::{self as a, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
-use crate::store::{EventFilter, StoreError, UserEvents, UserTip};
+use crate::store::{EventFilter, StoreError, UserEvents, UserMetric, UserTip};
 use onramp::core::wire::EventType;
 use crate::{AppState, Project};
 
@@ -169,10 +168,10 @@ struct Ctx<'a> {
     project: &'a Project,
     params: Params,
     plan: PlanDefaults,
-    /// The users the request selects, and the project's other users (moved apart, not copied:
-    /// at scale the user list is most of a report's memory).
+    /// The users the request selects (in the full report: only those whose tips, seed metrics
+    /// or survey answers it lists), and how many it selects.
     users: Vec<User>,
-    others: Vec<User>,
+    selected: usize,
     /// Visitors who never identified that the request selects (by the same sign-up range and
     /// trait filters as users); not users, so in no report.
     visitors: usize,
@@ -195,14 +194,15 @@ impl<'a> Ctx<'a> {
     /// Reads the user list into `users`, `others` and `visitors`.
     async fn read_users(&mut self) -> Result<(), ApiError> {
         let (all, visitors) = load_users(self.state, self.project).await?;
-        // Order kept: both halves stay sorted by user key.
-        (self.users, self.others) = all.into_iter().partition(|u| self.selection.admits(u));
+        // Order kept: sorted by user key.
+        self.users = all.into_iter().filter(|u| self.selection.admits(u)).collect();
+        self.selected = self.users.len();
         self.visitors = visitors.iter().filter(|v| self.selection.admits(v)).count();
         Ok(())
     }
 
-    /// A request whose reports come from [`Ctx::tallies`] alone: the user list is not read
-    /// (`users`, `others` empty, `visitors` 0).
+    /// A request whose reports come from [`Ctx::tallies`]: the user list is not read (`users`
+    /// empty, `selected` and `visitors` 0).
     async fn without_users(
         state: &'a AppState,
         headers: &HeaderMap,
@@ -213,7 +213,7 @@ impl<'a> Ctx<'a> {
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, users: Vec::new(), others: Vec::new(), visitors: 0, selection, now: state.now() })
+        Ok(Ctx { state, project, params, plan, users: Vec::new(), selected: 0, visitors: 0, selection, now: state.now() })
     }
 
     fn window(&self) -> Result<Option<i64>, ApiError> {
@@ -232,7 +232,7 @@ impl<'a> Ctx<'a> {
     /// ([`crate::store::Store::report_tallies`]): the funnel when every step is a milestone,
     /// time-to-value, cohorts and the stalls of `due` (the first `stall_limit`).
     async fn tallies(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::Tallies, ApiError> {
-        let query = a::report::ReportQuery {
+        self.tallies_of(a::report::ReportQuery {
             selection: self.selection.clone(),
             steps: steps.to_vec(),
             value: value.clone(),
@@ -242,8 +242,15 @@ impl<'a> Ctx<'a> {
             period: self.period()?,
             due: due.to_vec(),
             stall_limit,
+            population: Vec::new(),
+            interest: Vec::new(),
+            trait_choices: false,
             now: self.now,
-        };
+        })
+        .await
+    }
+
+    async fn tallies_of(&self, query: a::report::ReportQuery) -> Result<a::report::Tallies, ApiError> {
         Ok(self.state.store.report_tallies(&self.project.id, &query).await?)
     }
 
@@ -399,12 +406,13 @@ fn cohort_report(ctx: &Ctx<'_>, tallies: &a::report::Tallies, steps: &[Step], va
     })
 }
 
-/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]).
-fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
+/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]) for `ctx.users`; `everyone` is
+/// every selected user ([`a::tips::Population`]).
+fn tips_report(ctx: &Ctx<'_>, everyone: &a::tips::Population, tips: &[UserTip], reach: &FirstReach) -> Value {
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
     };
-    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tips, reach)
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, everyone, tips, reach)
         .iter()
         .map(|t| {
             json!({
@@ -418,7 +426,7 @@ fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
             })
         })
         .collect();
-    json!({ "users": ctx.users.len(), "tips": rows })
+    json!({ "users": ctx.selected, "tips": rows })
 }
 
 /// Survey answers are counted over the last 30 days unless `period` says otherwise.
@@ -474,7 +482,7 @@ fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey
         })
         .collect();
     let report = json!({
-        "users": ctx.users.len(),
+        "users": ctx.selected,
         "periodFrom": (from > i64::MIN).then_some(from),
         "milestone": milestone.name,
         "milestoneKind": milestone.kind.as_str(),
@@ -487,18 +495,17 @@ fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey
 /// At most this many answer texts per survey in a JSON answer (the CSV export has them all).
 const SURVEY_ANSWERS_JSON_LIMIT: usize = 200;
 
-async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
-    let m = a::metrics::seed_metrics(&ctx.users, &metrics);
+fn metrics_report(ctx: &Ctx<'_>, metrics: &[UserMetric]) -> Value {
+    let m = a::metrics::seed_metrics(&ctx.users, metrics);
     let dist = |d: &a::metrics::Distribution| {
         json!({ "users": d.users, "ms": quantiles_json(&d.quantiles), "histogram": histogram_json(&d.histogram) })
     };
-    Ok(json!({
-        "users": ctx.users.len(),
+    json!({
+        "users": ctx.selected,
         "coreTaskCompletion": { "users": m.core_task_users, "rate": m.core_task_completion },
         "firstSessionLength": dist(&m.first_session),
         "returnInterval": dist(&m.return_interval),
-    }))
+    })
 }
 
 fn stall_json(s: &Stall) -> Value {
@@ -518,24 +525,12 @@ fn stalled_json(due: &[Due], tallies: &a::report::Tallies) -> Value {
     })
 }
 
-/// Trait keys and their most common values among all users, for the dashboard's filters.
-fn traits_report<'a>(users: impl Iterator<Item = &'a User>) -> Value {
-    const HIDDEN: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
-    let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
-    for u in users {
-        for (k, v) in u.traits.iter().filter(|(k, _)| !HIDDEN.contains(&k.as_str())) {
-            *keys.entry(k).or_default().entry(trait_text(v)).or_default() += 1;
-        }
-    }
-    let out: serde_json::Map<String, Value> = keys
+/// The dashboard's filter choices ([`a::report::TraitChoices`]).
+fn traits_report(choices: &a::report::TraitChoices) -> Value {
+    let out: serde_json::Map<String, Value> = choices
+        .choices()
         .into_iter()
-        // A trait with very many values (an id) is no use as a filter.
-        .filter(|(_, values)| values.len() <= 50)
-        .map(|(k, values)| {
-            let mut values: Vec<(String, usize)> = values.into_iter().collect();
-            values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            (k.to_string(), json!(values.into_iter().map(|(v, n)| json!({ "value": v, "users": n })).collect::<Vec<_>>()))
-        })
+        .map(|(k, values)| (k.to_string(), json!(values.into_iter().map(|(v, n)| json!({ "value": v, "users": n })).collect::<Vec<_>>())))
         .collect();
     Value::Object(out)
 }
@@ -590,7 +585,9 @@ pub async fn tip_effect(
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let (tips, milestones) = ctx.tips().await?;
     let reached = ctx.firsts(&milestones).await?;
-    Ok(Json(tips_report(&ctx, &tips, &FirstReach::new(&reached))))
+    let reach = FirstReach::new(&reached);
+    let names: Vec<String> = milestones.iter().map(|m| m.name.clone()).collect();
+    Ok(Json(tips_report(&ctx, &a::tips::Population::of(&ctx.users, &names, &reach), &tips, &reach)))
 }
 
 /// `GET /v1/experiments[?milestone=m][&mde=0.05]`: lift per holdout experiment
@@ -721,7 +718,8 @@ pub async fn seed_metrics(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
-    Ok(Json(metrics_report(&ctx).await?))
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
+    Ok(Json(metrics_report(&ctx, &metrics)))
 }
 
 /// `GET /v1/stalled[?due=m:24h,…][&format=csv]`.
@@ -833,18 +831,49 @@ pub async fn report(
 }
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
-    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
+    let mut ctx = Ctx::without_users(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
     let (tips, tip_milestones) = ctx.tips().await?;
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let (_, survey_milestone, _) = survey_options(&ctx)?;
-    // The funnel, time-to-value, cohorts and stalls counted by the store; the first times of
-    // the tips' and the surveys' milestones for the rest.
-    let tallies = ctx.tallies(&steps, &value, &due, Some(STALLED_JSON_LIMIT)).await?;
-    let mut wanted = tip_milestones;
-    wanted.push(survey_milestone);
-    let firsts = ctx.firsts(&wanted).await?;
-    let reach = FirstReach::new(&firsts);
+    // One pass of the store counts the funnel, time-to-value, cohorts, stalls and the filter
+    // choices, and resolves only the users the tips, seed metrics and surveys list.
+    let mut interest: Vec<String> = tips.iter().map(|t| t.user.clone()).chain(metrics.iter().map(|m| m.user.clone())).chain(survey_events.iter().map(|u| u.user.clone())).collect();
+    interest.sort();
+    interest.dedup();
+    let mut population = tip_milestones;
+    population.push(survey_milestone);
+    let mut tallies = ctx
+        .tallies_of(a::report::ReportQuery {
+            selection: ctx.selection.clone(),
+            steps: steps.clone(),
+            value: value.clone(),
+            funnel: all_milestones(&steps),
+            window: ctx.window()?,
+            funnel_users: false,
+            period: ctx.period()?,
+            due: due.clone(),
+            stall_limit: Some(STALLED_JSON_LIMIT),
+            population: population.clone(),
+            interest,
+            trait_choices: true,
+            now: ctx.now,
+        })
+        .await?;
+    (ctx.selected, ctx.visitors) = (tallies.users as usize, tallies.visitors as usize);
+    ctx.users = std::mem::take(&mut tallies.interest);
+    if !all_milestones(&steps) {
+        // Ad-hoc steps may repeat an action: the matcher reads their events, user by user.
+        ctx.read_users().await?;
+    }
+    let interest_firsts = std::mem::take(&mut tallies.interest_firsts);
+    let reach = FirstReach::new(&interest_firsts);
+    // The tips' milestones (the survey's is last in `population`).
+    let everyone = a::tips::Population {
+        users: tallies.users as usize,
+        reached: population.iter().zip(&tallies.population).map(|(m, d)| (m.name.clone(), d.clone())).collect(),
+    };
     let plan = crate::plans::current(state, &ctx.project.id).await.ok().flatten();
     Ok(json!({
         "project": ctx.project.id,
@@ -856,12 +885,11 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "funnel": funnel_report(&ctx, &tallies, &steps).await?,
         "ttv": ttv_report(&tallies, &steps, &value),
         "cohorts": cohort_report(&ctx, &tallies, &steps, &value),
-        "tips": tips_report(&ctx, &tips, &reach),
+        "tips": tips_report(&ctx, &everyone, &tips, &reach),
         "surveys": surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &survey_events, &reach)?.0,
-        "metrics": metrics_report(&ctx).await?,
+        "metrics": metrics_report(&ctx, &metrics),
         "stalled": stalled_json(&due, &tallies),
         "visitors": ctx.visitors,
-        // Filter choices come from every user, so a filter can be undone.
-        "traits": traits_report(ctx.users.iter().chain(&ctx.others)),
+        "traits": traits_report(&tallies.traits),
     }))
 }

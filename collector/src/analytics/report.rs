@@ -14,6 +14,7 @@ use onramp::core::funnel::{self, StepEvent};
 use super::stalled::{Due, Stall};
 use super::ttv::{Period, ACTIVATION_WINDOW};
 use super::{FirstReach, Selection, Step, User};
+use crate::store::{UserEvent, UserEvents};
 
 /// What one report asks of the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +33,14 @@ pub struct ReportQuery {
     pub due: Vec<Due>,
     /// At most this many stalls listed (the earliest due); all when `None`.
     pub stall_limit: Option<usize>,
+    /// Milestones whose time from sign-up is wanted over every selected user (the tips'), for
+    /// [`Tallies::population`].
+    pub population: Vec<Step>,
+    /// User keys, sorted, whose resolved users (when selected) and first times the answer
+    /// needs one by one (those with tips, seed metrics or survey events).
+    pub interest: Vec<String>,
+    /// Whether to count the dashboard's filter choices ([`TraitChoices`]).
+    pub trait_choices: bool,
     pub now: i64,
 }
 
@@ -41,6 +50,7 @@ impl ReportQuery {
     pub fn columns(&self) -> Vec<Step> {
         let mut columns: Vec<Step> = self.steps.iter().chain([&self.value]).cloned().collect();
         columns.extend(self.due.iter().map(|d| Step::milestone(&d.milestone)));
+        columns.extend(self.population.iter().cloned());
         columns.sort();
         columns.dedup();
         columns
@@ -60,6 +70,19 @@ impl Durations {
             match counts.last_mut() {
                 Some((last, n)) if *last == v => *n += 1,
                 _ => counts.push((v, 1)),
+            }
+        }
+        Durations(counts)
+    }
+
+    /// These durations without one occurrence of each of `values` (every one of them listed).
+    pub fn without(&self, values: &[i64]) -> Durations {
+        let mut less = Durations::of(values.to_vec()).0.into_iter().peekable();
+        let mut counts = Vec::with_capacity(self.0.len());
+        for &(v, n) in &self.0 {
+            let gone = less.next_if(|(w, _)| *w == v).map_or(0, |(_, m)| m);
+            if n > gone {
+                counts.push((v, n - gone));
             }
         }
         Durations(counts)
@@ -120,6 +143,58 @@ pub struct Tallies {
     /// by due time, then user and milestone.
     pub stalled: u64,
     pub stalls: Vec<Stall>,
+    /// Per [`ReportQuery::population`] step, the time from sign-up of every selected user who
+    /// reached it.
+    pub population: Vec<Durations>,
+    /// The selected users among [`ReportQuery::interest`], by key, and their first times of
+    /// [`ReportQuery::columns`] (as [`crate::store::Store::firsts`] gives them).
+    pub interest: Vec<User>,
+    pub interest_firsts: Vec<UserEvents>,
+    pub traits: TraitChoices,
+}
+
+/// Trait keys the dashboard does not offer as filters: not a filter, or personal.
+pub const HIDDEN_TRAITS: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
+
+/// A key with more values than this (an id, say) is no use as a filter.
+pub const MAX_TRAIT_CHOICES: usize = 50;
+
+/// The dashboard's filter choices: per trait key, each value (as `trait.KEY=` compares it) with
+/// its number of users, over every identified user whatever the selection, so a filter can be
+/// undone. Keys in [`HIDDEN_TRAITS`] or with more than [`MAX_TRAIT_CHOICES`] values are left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraitChoices {
+    counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+    /// Keys past [`MAX_TRAIT_CHOICES`] values: no longer counted.
+    too_many: std::collections::BTreeSet<String>,
+}
+
+impl TraitChoices {
+    pub fn add(&mut self, user: &User) {
+        for (key, value) in user.traits.iter().filter(|(k, _)| !HIDDEN_TRAITS.contains(&k.as_str())) {
+            if self.too_many.contains(key) {
+                continue;
+            }
+            let values = self.counts.entry(key.clone()).or_default();
+            *values.entry(super::trait_text(value)).or_default() += 1;
+            if values.len() > MAX_TRAIT_CHOICES {
+                self.counts.remove(key);
+                self.too_many.insert(key.clone());
+            }
+        }
+    }
+
+    /// Per key (in key order), its values with their users, most users first, then by value.
+    pub fn choices(&self) -> Vec<(&str, Vec<(&str, usize)>)> {
+        self.counts
+            .iter()
+            .map(|(key, values)| {
+                let mut values: Vec<(&str, usize)> = values.iter().map(|(v, n)| (v.as_str(), *n)).collect();
+                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                (key.as_str(), values)
+            })
+            .collect()
+    }
 }
 
 /// [`StepTimes`] while users are added.
@@ -160,6 +235,11 @@ pub struct Tally<'q> {
     step_events: Vec<StepEvent>,
     stalled: u64,
     stalls: Vec<Stall>,
+    population_columns: Vec<usize>,
+    population: Vec<Vec<i64>>,
+    interest: Vec<User>,
+    interest_firsts: Vec<UserEvents>,
+    traits: TraitChoices,
 }
 
 impl<'q> Tally<'q> {
@@ -171,6 +251,7 @@ impl<'q> Tally<'q> {
             step_columns: query.steps.iter().map(column).collect(),
             value_column: column(&query.value),
             due_columns: query.due.iter().map(|d| column(&Step::milestone(&d.milestone))).collect(),
+            population_columns: query.population.iter().map(column).collect(),
             columns,
             query,
             users: 0,
@@ -181,6 +262,10 @@ impl<'q> Tally<'q> {
             step_events: Vec::new(),
             stalled: 0,
             stalls: Vec::new(),
+            population: vec![Vec::new(); query.population.len()],
+            interest: Vec::new(),
+            interest_firsts: Vec::new(),
+            traits: TraitChoices::default(),
         }
     }
 
@@ -189,13 +274,24 @@ impl<'q> Tally<'q> {
         &self.columns
     }
 
-    /// A selected visitor who never identified: only counted.
-    pub fn add_visitor(&mut self) {
-        self.visitors += 1;
+    /// One user key of the project (every one, in any order): `identified` false for a visitor
+    /// who never identified, with the first time they reached each of [`Tally::columns`].
+    pub fn add(&mut self, user: &User, identified: bool, firsts: &[Option<i64>]) {
+        if identified && self.query.trait_choices {
+            self.traits.add(user);
+        }
+        if !self.query.selection.admits(user) {
+            return;
+        }
+        if identified {
+            self.add_selected(user, firsts);
+        } else {
+            // Not a user: only counted, apart.
+            self.visitors += 1;
+        }
     }
 
-    /// A selected user, with the first time they reached each of [`Tally::columns`].
-    pub fn add(&mut self, user: &User, firsts: &[Option<i64>]) {
+    fn add_selected(&mut self, user: &User, firsts: &[Option<i64>]) {
         self.users += 1;
         let since = |column: usize| firsts[column].map(|at| (at - user.signed_up_at).max(0));
         let to_value = since(self.value_column);
@@ -214,6 +310,16 @@ impl<'q> Tally<'q> {
         }
         if self.query.funnel {
             self.place_in_funnel(&user.id, firsts);
+        }
+        for (times, &column) in self.population.iter_mut().zip(&self.population_columns) {
+            times.extend(since(column));
+        }
+        if self.query.interest.binary_search(&user.id).is_ok() {
+            self.interest.push(user.clone());
+            // As `Store::firsts` gives them: by time, ties in (type, name) order (the columns').
+            let mut events: Vec<UserEvent> = self.columns.iter().zip(firsts).filter_map(|(step, ts)| Some(UserEvent { ts: (*ts)?, kind: step.kind.event_type(), name: step.name.clone(), props: Vec::new() })).collect();
+            events.sort_by_key(|e| e.ts);
+            self.interest_firsts.push(UserEvents { user: user.id.clone(), events });
         }
         let query = self.query;
         for (i, d) in query.due.iter().enumerate() {
@@ -275,6 +381,10 @@ impl<'q> Tally<'q> {
                 .collect(),
             stalled: self.stalled,
             stalls: self.stalls,
+            population: self.population.into_iter().map(Durations::of).collect(),
+            interest: self.interest,
+            interest_firsts: self.interest_firsts,
+            traits: self.traits,
         }
     }
 }
@@ -284,15 +394,15 @@ impl<'q> Tally<'q> {
 pub fn tally(query: &ReportQuery, users: &[User], visitors: &[User], reach: &FirstReach) -> Tallies {
     let mut tally = Tally::new(query);
     let mut firsts = vec![None; tally.columns().len()];
-    for user in users.iter().filter(|u| query.selection.admits(u)) {
+    for user in users {
         let entry = reach.of(&user.id);
         for (slot, step) in firsts.iter_mut().zip(tally.columns()) {
             *slot = entry.at(step);
         }
-        tally.add(user, &firsts);
+        tally.add(user, true, &firsts);
     }
-    for _ in visitors.iter().filter(|v| query.selection.admits(v)) {
-        tally.add_visitor();
+    for visitor in visitors {
+        tally.add(visitor, false, &[]);
     }
     tally.finish()
 }

@@ -71,6 +71,9 @@ fn query(steps: &[Step], value: &Step, period: Period, now: i64) -> ReportQuery 
         period,
         due: Vec::new(),
         stall_limit: Some(0),
+        population: Vec::new(),
+        interest: Vec::new(),
+        trait_choices: false,
         now,
     }
 }

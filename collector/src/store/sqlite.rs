@@ -870,16 +870,25 @@ fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSee
 fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusqlite::Result<Tallies> {
     let mut tally = Tally::new(query);
     let columns = tally.columns().to_vec();
+    // The traits read: every key for the filter choices and the users of interest (a survey's
+    // split trait), else only those the sign-up time and the selection need.
     let mut keys: Vec<&str> = vec![onramp::core::vocab::prop::SIGNED_UP_AT];
     keys.extend(query.selection.traits.iter().map(|(k, _)| k.as_str()));
     keys.sort_unstable();
     keys.dedup();
-    let key_list = (0..keys.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+    let all_keys = query.trait_choices || !query.interest.is_empty();
+    let key_condition = if all_keys {
+        "r.project = ?1".to_owned()
+    } else {
+        format!("r.project = ?1 AND r.key IN ({})", (0..keys.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", "))
+    };
     let mut key_args: Vec<&dyn rusqlite::ToSql> = vec![&project];
-    key_args.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+    if !all_keys {
+        key_args.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+    }
 
     let mut device_statements = key_statements(conn, "rollup_devices", "r.first_seen, r.last_seen", "r.project = ?1")?;
-    let mut trait_statements = key_statements(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", &format!("r.project = ?1 AND r.key IN ({key_list})"))?;
+    let mut trait_statements = key_statements(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", &key_condition)?;
     let mut step_statements = Vec::with_capacity(columns.len());
     for _ in &columns {
         step_statements.push(key_statements(conn, "rollup_events", "r.first_ts", "r.project = ?1 AND r.type = ?2 AND r.name = ?3")?);
@@ -915,14 +924,7 @@ fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusql
             run.rows_of(&who, |_, ts| *slot = Some(slot.map_or(ts, |t: i64| t.min(ts))))?;
         }
         let (user, identified) = crate::analytics::resolve_user(UserSeen { user: who, first_seen, last_seen, identified, traits }, query.now);
-        if !query.selection.admits(&user) {
-            continue;
-        }
-        if identified {
-            tally.add(&user, &firsts);
-        } else {
-            tally.add_visitor();
-        }
+        tally.add(&user, identified, &firsts);
     }
     Ok(tally.finish())
 }
