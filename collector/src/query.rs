@@ -232,7 +232,12 @@ impl<'a> Ctx<'a> {
     /// ([`crate::store::Store::report_tallies`]): the funnel when every step is a milestone,
     /// time-to-value, cohorts and the stalls of `due` (the first `stall_limit`).
     async fn tallies(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::Tallies, ApiError> {
-        self.tallies_of(a::report::ReportQuery {
+        let query = self.report_query(steps, value, due, stall_limit)?;
+        Ok(self.state.store.report_tallies(&self.project.id, &query).await?)
+    }
+
+    fn report_query(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::ReportQuery, ApiError> {
+        Ok(a::report::ReportQuery {
             selection: self.selection.clone(),
             steps: steps.to_vec(),
             value: value.clone(),
@@ -247,11 +252,26 @@ impl<'a> Ctx<'a> {
             trait_choices: false,
             now: self.now,
         })
-        .await
     }
 
-    async fn tallies_of(&self, query: a::report::ReportQuery) -> Result<a::report::Tallies, ApiError> {
-        Ok(self.state.store.report_tallies(&self.project.id, &query).await?)
+    /// [`Ctx::tallies`] of `query`, which also resolves the users its `interest` names (those
+    /// with tips, seed metrics or survey events): they become `users` (the selected ones), and
+    /// `selected` and `visitors` are counted, so no report here reads the whole user list.
+    /// Returns the tallies, those users' first times of the query's steps, and the
+    /// [`a::tips::Population`] of its `population` milestones.
+    async fn resolve(&mut self, mut query: a::report::ReportQuery, interest: impl Iterator<Item = String>) -> Result<(a::report::Tallies, Vec<UserEvents>, a::tips::Population), ApiError> {
+        query.interest = interest.collect();
+        query.interest.sort();
+        query.interest.dedup();
+        let mut tallies = self.state.store.report_tallies(&self.project.id, &query).await?;
+        (self.selected, self.visitors) = (tallies.users as usize, tallies.visitors as usize);
+        self.users = std::mem::take(&mut tallies.interest);
+        let firsts = std::mem::take(&mut tallies.interest_firsts);
+        let everyone = a::tips::Population {
+            users: self.selected,
+            reached: query.population.iter().zip(&tallies.population).map(|(m, d)| (m.name.clone(), d.clone())).collect(),
+        };
+        Ok((tallies, firsts, everyone))
     }
 
     fn step(&self, text: &str) -> Step {
@@ -582,12 +602,12 @@ pub async fn tip_effect(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::without_users(&state, &headers, pairs, &SHARED_ONLY).await?;
     let (tips, milestones) = ctx.tips().await?;
-    let reached = ctx.firsts(&milestones).await?;
-    let reach = FirstReach::new(&reached);
-    let names: Vec<String> = milestones.iter().map(|m| m.name.clone()).collect();
-    Ok(Json(tips_report(&ctx, &a::tips::Population::of(&ctx.users, &names, &reach), &tips, &reach)))
+    let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    query.population = milestones;
+    let (_, firsts, everyone) = ctx.resolve(query, tips.iter().map(|t| t.user.clone())).await?;
+    Ok(Json(tips_report(&ctx, &everyone, &tips, &FirstReach::new(&firsts))))
 }
 
 /// `GET /v1/experiments[?milestone=m][&mde=0.05]`: lift per holdout experiment
@@ -717,8 +737,10 @@ pub async fn seed_metrics(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::without_users(&state, &headers, pairs, &SHARED_ONLY).await?;
     let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
+    let query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    ctx.resolve(query, metrics.iter().map(|m| m.user.clone())).await?;
     Ok(Json(metrics_report(&ctx, &metrics)))
 }
 
@@ -753,10 +775,12 @@ pub async fn surveys(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
+    let mut ctx = Ctx::without_users(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
     let (_, milestone, _) = survey_options(&ctx)?;
     let events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
-    let reached = ctx.firsts(&[milestone]).await?;
+    let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    query.population = vec![milestone];
+    let (_, reached, _) = ctx.resolve(query, events.iter().map(|u| u.user.clone())).await?;
     let plan = crate::plans::current(&state, &ctx.project.id).await.ok().flatten();
     let (report, results) = surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &events, &FirstReach::new(&reached))?;
     match ctx.params.get("format").unwrap_or("json") {
@@ -839,41 +863,17 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
     let (_, survey_milestone, _) = survey_options(&ctx)?;
     // One pass of the store counts the funnel, time-to-value, cohorts, stalls and the filter
     // choices, and resolves only the users the tips, seed metrics and surveys list.
-    let mut interest: Vec<String> = tips.iter().map(|t| t.user.clone()).chain(metrics.iter().map(|m| m.user.clone())).chain(survey_events.iter().map(|u| u.user.clone())).collect();
-    interest.sort();
-    interest.dedup();
-    let mut population = tip_milestones;
-    population.push(survey_milestone);
-    let mut tallies = ctx
-        .tallies_of(a::report::ReportQuery {
-            selection: ctx.selection.clone(),
-            steps: steps.clone(),
-            value: value.clone(),
-            funnel: all_milestones(&steps),
-            window: ctx.window()?,
-            funnel_users: false,
-            period: ctx.period()?,
-            due: due.clone(),
-            stall_limit: Some(STALLED_JSON_LIMIT),
-            population: population.clone(),
-            interest,
-            trait_choices: true,
-            now: ctx.now,
-        })
-        .await?;
-    (ctx.selected, ctx.visitors) = (tallies.users as usize, tallies.visitors as usize);
-    ctx.users = std::mem::take(&mut tallies.interest);
+    let mut query = ctx.report_query(&steps, &value, &due, Some(STALLED_JSON_LIMIT))?;
+    query.population = tip_milestones;
+    query.population.push(survey_milestone);
+    query.trait_choices = true;
+    let interest = tips.iter().map(|t| t.user.clone()).chain(metrics.iter().map(|m| m.user.clone())).chain(survey_events.iter().map(|u| u.user.clone()));
+    let (tallies, interest_firsts, everyone) = ctx.resolve(query, interest).await?;
     if !all_milestones(&steps) {
         // Ad-hoc steps may repeat an action: the matcher reads their events, user by user.
         ctx.read_users().await?;
     }
-    let interest_firsts = std::mem::take(&mut tallies.interest_firsts);
     let reach = FirstReach::new(&interest_firsts);
-    // The tips' milestones (the survey's is last in `population`).
-    let everyone = a::tips::Population {
-        users: tallies.users as usize,
-        reached: population.iter().zip(&tallies.population).map(|(m, d)| (m.name.clone(), d.clone())).collect(),
-    };
     let plan = crate::plans::current(state, &ctx.project.id).await.ok().flatten();
     Ok(json!({
         "project": ctx.project.id,

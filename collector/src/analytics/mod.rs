@@ -23,6 +23,8 @@
 //!
 //! # Layout
 //!
+//! - [`report`]: the standard sections as tallies a store counts in one pass over the selected
+//!   users (counts and exact duration histograms), the shape every store answers.
 //! - [`funnel`]: ordered steps within a conversion window (the matcher is `onramp::core::funnel`).
 //! - [`ttv`]: time-to-value quantiles, histogram, first-day activation, and cohort tables.
 //! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.

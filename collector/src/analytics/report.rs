@@ -423,4 +423,28 @@ mod tests {
         }
         assert_eq!(Durations::default().percentile(50), None);
     }
+
+    #[test]
+    fn durations_without_some_values_are_the_rest_listed() {
+        let all = Durations::of(vec![1, 2, 2, 3, 5, 5, 5]);
+        assert_eq!(all.without(&[2, 5, 5]), Durations::of(vec![1, 2, 3, 5]));
+        assert_eq!(all.without(&[]), all);
+        assert_eq!(Durations::of(vec![4]).without(&[4]), Durations::default());
+    }
+
+    #[test]
+    fn trait_choices_count_users_and_drop_hidden_keys_and_keys_with_too_many_values() {
+        use onramp::core::json::Value;
+        let mut choices = TraitChoices::default();
+        for i in 0..=MAX_TRAIT_CHOICES {
+            let mut u = crate::analytics::test_support::user(&format!("u{i}"), 0);
+            u.traits = vec![
+                ("email".into(), Value::Str(format!("{i}@x"))),
+                ("id".into(), Value::Num(i as f64)),
+                ("plan".into(), Value::Str(if i % 3 == 0 { "pro" } else { "free" }.into())),
+            ];
+            choices.add(&u);
+        }
+        assert_eq!(choices.choices(), vec![("plan", vec![("free", 34), ("pro", 17)])], "51 ids: too many; email hidden");
+    }
 }

@@ -26,7 +26,9 @@
 //! keys (ClickHouse by GROUP BY; SQLite by reading the rows in user key order from the rollups'
 //! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
 //! the user list and every first-reach question cost one row per user, and no report reads
-//! identify events.
+//! identify events. [`Store::report_tallies`] answers the standard report sections as counts
+//! and exact histograms over the selected users (SQLite: one streaming pass over those ordered
+//! runs, one user held at a time), so a report holds what its answer holds, not the user list.
 //!
 //! # Contract for implementations
 //!
