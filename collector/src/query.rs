@@ -168,8 +168,9 @@ struct Ctx<'a> {
     project: &'a Project,
     params: Params,
     plan: PlanDefaults,
-    /// The users the request selects (in the full report: only those whose tips, seed metrics
-    /// or survey answers it lists), and how many it selects.
+    /// Selected users: those the answer lists one by one ([`Ctx::resolve`]: users with tips,
+    /// seed metrics, survey, prompt or experiment events), or all ([`Ctx::read_users`]); and
+    /// how many the request selects.
     users: Vec<User>,
     selected: usize,
     /// Visitors who never identified that the request selects (by the same sign-up range and
@@ -180,17 +181,6 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    async fn load(
-        state: &'a AppState,
-        headers: &HeaderMap,
-        pairs: Vec<(String, String)>,
-        known: &[&str],
-    ) -> Result<Ctx<'a>, ApiError> {
-        let mut ctx = Ctx::without_users(state, headers, pairs, known).await?;
-        ctx.read_users().await?;
-        Ok(ctx)
-    }
-
     /// Reads the user list into `users`, `others` and `visitors`.
     async fn read_users(&mut self) -> Result<(), ApiError> {
         let (all, visitors) = load_users(self.state, self.project).await?;
@@ -201,9 +191,10 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// A request whose reports come from [`Ctx::tallies`]: the user list is not read (`users`
-    /// empty, `selected` and `visitors` 0).
-    async fn without_users(
+    /// A request, its parameters and the plan's defaults. The user list is not read (`users`
+    /// empty, `selected` and `visitors` 0): reports come from the store's pass ([`Ctx::tallies`],
+    /// [`Ctx::resolve`]), or [`Ctx::read_users`] reads it.
+    async fn load(
         state: &'a AppState,
         headers: &HeaderMap,
         pairs: Vec<(String, String)>,
@@ -305,16 +296,6 @@ impl<'a> Ctx<'a> {
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<UserEvents>, ApiError> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
-    }
-
-    /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
-    /// input), from the store's rollups; nothing without a step (an empty filter would mean
-    /// every event name).
-    async fn firsts(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        if steps.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
     }
 
     /// Every user's tips (from the store's tip rollup), and the milestones the tips lead to.
@@ -563,7 +544,7 @@ pub async fn funnel(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
     let tallies = if all_milestones(&steps) {
         ctx.tallies(&steps, &ctx.value(), &[], Some(0)).await?
@@ -582,7 +563,7 @@ pub async fn time_to_value(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "value"]).await?;
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value"]).await?;
     let (steps, value) = (ctx.steps()?, ctx.value());
     Ok(Json(ttv_report(&ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
@@ -592,7 +573,7 @@ pub async fn cohorts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::without_users(&state, &headers, pairs, &["steps", "value", "by"]).await?;
+    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "by"]).await?;
     let (steps, value) = (ctx.steps()?, ctx.value());
     Ok(Json(cohort_report(&ctx, &ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
@@ -602,7 +583,7 @@ pub async fn tip_effect(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut ctx = Ctx::without_users(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let (tips, milestones) = ctx.tips().await?;
     let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
     query.population = milestones;
@@ -619,11 +600,11 @@ pub async fn experiments(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["milestone", "mde", "value"]).await?;
-    Ok(Json(experiments_report(&ctx).await?))
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["milestone", "mde", "value"]).await?;
+    Ok(Json(experiments_report(&mut ctx).await?))
 }
 
-async fn experiments_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+async fn experiments_report(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let value = ctx.value();
     let completion = match ctx.params.get("milestone").filter(|m| !m.is_empty()) {
         Some(text) => ctx.step(text),
@@ -638,12 +619,15 @@ async fn experiments_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             .ok_or_else(|| bad("mde", format!("expected a proportion between 0 and 1 such as 0.05, found {text:?}")))?,
     };
     let assigned = ctx.events(EventFilter::types(&[EventType::Experiment]).with_props()).await?;
-    let firsts = ctx.firsts(&[completion.clone(), value.clone()]).await?;
+    // Only users with an assignment count, so only they are resolved.
+    let mut query = ctx.report_query(&[], &value, &[], Some(0))?;
+    query.population = vec![completion.clone()];
+    let (_, firsts, _) = ctx.resolve(query, assigned.iter().map(|u| u.user.clone())).await?;
     let reach = FirstReach::new(&firsts);
     let list = a::experiments::experiments(&ctx.users, &assigned, &completion, &value, &reach, ctx.now, mde);
     Ok(json!({
         "project": ctx.project.id,
-        "users": ctx.users.len(),
+        "users": ctx.selected,
         "completion": { "name": completion.name, "kind": completion.kind.as_str() },
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
@@ -705,9 +689,12 @@ pub async fn prompts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let plan_prompts = crate::plans::current(&state, &ctx.project.id).await.ok().flatten().map(|p| p.plan.prompts.clone()).unwrap_or_default();
     let prompt_events = ctx.events(EventFilter::types(&[EventType::Prompt]).with_props()).await?;
+    // Only users with a prompt event count, so only they are resolved.
+    let query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    ctx.resolve(query, prompt_events.iter().map(|u| u.user.clone())).await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let goals: Vec<Step> = plan_prompts.iter().filter_map(a::prompts::Goal::of).map(|g| g.step).collect();
     // Every goal event, not only the first: a goal reached again after the action converts.
@@ -729,7 +716,7 @@ pub async fn prompts(
             row
         })
         .collect();
-    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.users.len(), "prompts": rows })))
+    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.selected, "prompts": rows })))
 }
 
 pub async fn seed_metrics(
@@ -737,7 +724,7 @@ pub async fn seed_metrics(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut ctx = Ctx::without_users(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
     let query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
     ctx.resolve(query, metrics.iter().map(|m| m.user.clone())).await?;
@@ -750,7 +737,7 @@ pub async fn stalled(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::without_users(&state, &headers, pairs, &["due", "format"]).await?;
+    let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
     // The CSV export lists every stall; the JSON the first ones.
     let csv = ctx.params.get("format") == Some("csv");
@@ -775,7 +762,7 @@ pub async fn surveys(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut ctx = Ctx::without_users(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
     let (_, milestone, _) = survey_options(&ctx)?;
     let events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
@@ -855,7 +842,7 @@ pub async fn report(
 }
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
-    let mut ctx = Ctx::without_users(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
+    let mut ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
     let (tips, tip_milestones) = ctx.tips().await?;
     let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
