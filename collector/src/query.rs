@@ -181,7 +181,7 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// Reads the user list into `users`, `others` and `visitors`.
+    /// Reads the whole user list: every selected user into `users`, and the counts.
     async fn read_users(&mut self) -> Result<(), ApiError> {
         let (all, visitors) = load_users(self.state, self.project).await?;
         // Order kept: sorted by user key.
@@ -245,8 +245,9 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// [`Ctx::tallies`] of `query`, which also resolves the users its `interest` names (those
-    /// with tips, seed metrics or survey events): they become `users` (the selected ones), and
+    /// [`Ctx::tallies`] of `query`, which also resolves the users `interest` names (those with
+    /// tips, seed metrics, survey, prompt or experiment events): they become `users` (the
+    /// selected ones), and
     /// `selected` and `visitors` are counted, so no report here reads the whole user list.
     /// Returns the tallies, those users' first times of the query's steps, and the
     /// [`a::tips::Population`] of its `population` milestones.

@@ -33,8 +33,9 @@ pub struct ReportQuery {
     pub due: Vec<Due>,
     /// At most this many stalls listed (the earliest due); all when `None`.
     pub stall_limit: Option<usize>,
-    /// Milestones whose time from sign-up is wanted over every selected user (the tips'), for
-    /// [`Tallies::population`].
+    /// Milestones whose time from sign-up is wanted over every selected user
+    /// ([`Tallies::population`]: the tips'), and whose first reach the users of `interest` need
+    /// (the tips', the survey's, an experiment's completion step).
     pub population: Vec<Step>,
     /// User keys, sorted, whose resolved users (when selected) and first times the answer
     /// needs one by one (those with tips, seed metrics or survey events).
