@@ -12,7 +12,6 @@
 //! | `value=m` | the value milestone, spelled as a step (default: the plan's, else the SDK's `time_to_value` milestone) |
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -24,9 +23,9 @@ use serde_json::{json, Value};
 use crate::analytics::stalled::{Due, Stall};
 use crate::analytics::time::{self, DAY};
 use crate::analytics::ttv::Period;
-use crate::analytics::{self as a, trait_text, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
+use crate::analytics::{self as a, FirstReach, Histogram, Quantiles, Selection, Step, StepKind, User};
 use crate::error::ApiError;
-use crate::store::{EventFilter, StoreError, UserEvents, UserTip};
+use crate::store::{EventFilter, StoreError, UserEvents, UserMetric, UserTip};
 use onramp::core::wire::EventType;
 use crate::{AppState, Project};
 
@@ -169,17 +168,32 @@ struct Ctx<'a> {
     project: &'a Project,
     params: Params,
     plan: PlanDefaults,
-    /// The users the request selects, and the project's other users (moved apart, not copied:
-    /// at scale the user list is most of a report's memory).
+    /// Selected users: those the answer lists one by one ([`Ctx::resolve`]: users with tips,
+    /// seed metrics, survey, prompt or experiment events), or all ([`Ctx::read_users`]); and
+    /// how many the request selects.
     users: Vec<User>,
-    others: Vec<User>,
+    selected: usize,
     /// Visitors who never identified that the request selects (by the same sign-up range and
     /// trait filters as users); not users, so in no report.
     visitors: usize,
+    selection: Selection,
     now: i64,
 }
 
 impl<'a> Ctx<'a> {
+    /// Reads the whole user list: every selected user into `users`, and the counts.
+    async fn read_users(&mut self) -> Result<(), ApiError> {
+        let (all, visitors) = load_users(self.state, self.project).await?;
+        // Order kept: sorted by user key.
+        self.users = all.into_iter().filter(|u| self.selection.admits(u)).collect();
+        self.selected = self.users.len();
+        self.visitors = visitors.iter().filter(|v| self.selection.admits(v)).count();
+        Ok(())
+    }
+
+    /// A request, its parameters and the plan's defaults. The user list is not read (`users`
+    /// empty, `selected` and `visitors` 0): reports come from the store's pass ([`Ctx::tallies`],
+    /// [`Ctx::resolve`]), or [`Ctx::read_users`] reads it.
     async fn load(
         state: &'a AppState,
         headers: &HeaderMap,
@@ -189,12 +203,67 @@ impl<'a> Ctx<'a> {
         let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
         let params = Params::check(pairs, known)?;
         let selection = params.selection()?;
-        let (all, visitors) = load_users(state, project).await?;
-        // Order kept: both halves stay sorted by user key.
-        let (users, others) = all.into_iter().partition(|u| selection.admits(u));
-        let visitors = visitors.iter().filter(|v| selection.admits(v)).count();
         let plan = plan_defaults(state, project).await;
-        Ok(Ctx { state, project, params, plan, users, others, visitors, now: state.now() })
+        Ok(Ctx { state, project, params, plan, users: Vec::new(), selected: 0, visitors: 0, selection, now: state.now() })
+    }
+
+    fn window(&self) -> Result<Option<i64>, ApiError> {
+        match self.params.duration("window")? {
+            Some(w) => Ok(Some(w)),
+            None => self.params.duration("window_ms"),
+        }
+    }
+
+    fn period(&self) -> Result<Period, ApiError> {
+        let by = self.params.get("by").unwrap_or("day");
+        Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))
+    }
+
+    /// The standard sections for the selected users, counted by the store
+    /// ([`crate::store::Store::report_tallies`]): the funnel when every step is a milestone,
+    /// time-to-value, cohorts and the stalls of `due` (the first `stall_limit`).
+    async fn tallies(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::Tallies, ApiError> {
+        let query = self.report_query(steps, value, due, stall_limit)?;
+        Ok(self.state.store.report_tallies(&self.project.id, &query).await?)
+    }
+
+    fn report_query(&self, steps: &[Step], value: &Step, due: &[Due], stall_limit: Option<usize>) -> Result<a::report::ReportQuery, ApiError> {
+        Ok(a::report::ReportQuery {
+            selection: self.selection.clone(),
+            steps: steps.to_vec(),
+            value: value.clone(),
+            funnel: all_milestones(steps),
+            window: self.window()?,
+            funnel_users: self.params.flag("users")?,
+            period: self.period()?,
+            due: due.to_vec(),
+            stall_limit,
+            population: Vec::new(),
+            interest: Vec::new(),
+            trait_choices: false,
+            now: self.now,
+        })
+    }
+
+    /// [`Ctx::tallies`] of `query`, which also resolves the users `interest` names (those with
+    /// tips, seed metrics, survey, prompt or experiment events): they become `users` (the
+    /// selected ones), and
+    /// `selected` and `visitors` are counted, so no report here reads the whole user list.
+    /// Returns the tallies, those users' first times of the query's steps, and the
+    /// [`a::tips::Population`] of its `population` milestones.
+    async fn resolve(&mut self, mut query: a::report::ReportQuery, interest: impl Iterator<Item = String>) -> Result<(a::report::Tallies, Vec<UserEvents>, a::tips::Population), ApiError> {
+        query.interest = interest.collect();
+        query.interest.sort();
+        query.interest.dedup();
+        let mut tallies = self.state.store.report_tallies(&self.project.id, &query).await?;
+        (self.selected, self.visitors) = (tallies.users as usize, tallies.visitors as usize);
+        self.users = std::mem::take(&mut tallies.interest);
+        let firsts = std::mem::take(&mut tallies.interest_firsts);
+        let everyone = a::tips::Population {
+            users: self.selected,
+            reached: query.population.iter().zip(&tallies.population).map(|(m, d)| (m.name.clone(), d.clone())).collect(),
+        };
+        Ok((tallies, firsts, everyone))
     }
 
     fn step(&self, text: &str) -> Step {
@@ -230,27 +299,6 @@ impl<'a> Ctx<'a> {
         Ok(self.state.store.events(&self.project.id, &filter).await?)
     }
 
-    /// What the funnel's matcher needs of each user to place them in `steps`: when every step is
-    /// a milestone, each one's first time (from the rollups: milestones are reached once);
-    /// otherwise every event that can reach a step (ad-hoc steps may repeat an action).
-    async fn funnel_events(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        if all_milestones(steps) {
-            self.firsts(steps).await
-        } else {
-            self.events(reaching(steps)).await
-        }
-    }
-
-    /// When each user first had each event that can reach one of `steps` ([`FirstReach`]'s
-    /// input), from the store's rollups; nothing without a step (an empty filter would mean
-    /// every event name).
-    async fn firsts(&self, steps: &[Step]) -> Result<Vec<UserEvents>, ApiError> {
-        if steps.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.state.store.firsts(&self.project.id, &reaching(steps)).await?)
-    }
-
     /// Every user's tips (from the store's tip rollup), and the milestones the tips lead to.
     async fn tips(&self) -> Result<(Vec<UserTip>, Vec<Step>), ApiError> {
         let tips = self.state.store.tips(&self.project.id).await?;
@@ -258,14 +306,6 @@ impl<'a> Ctx<'a> {
         Ok((tips, milestones))
     }
 
-    /// The steps, the value milestone, and when each user first reached either.
-    async fn milestones(&self) -> Result<(Vec<Step>, Step, Vec<UserEvents>), ApiError> {
-        let (steps, value) = (self.steps()?, self.value());
-        let mut wanted = steps.clone();
-        wanted.push(value.clone());
-        let firsts = self.firsts(&wanted).await?;
-        Ok((steps, value, firsts))
-    }
 }
 
 fn all_milestones(steps: &[Step]) -> bool {
@@ -274,16 +314,7 @@ fn all_milestones(steps: &[Step]) -> bool {
 
 /// The events (by type and by name) that can reach one of `steps`.
 pub fn reaching(steps: &[Step]) -> EventFilter {
-    let mut filter = EventFilter::default();
-    for s in steps {
-        if !filter.types.contains(&s.kind.event_type()) {
-            filter.types.push(s.kind.event_type());
-        }
-        if !filter.names.contains(&s.name) {
-            filter.names.push(s.name.clone());
-        }
-    }
-    filter
+    EventFilter::reaching(steps)
 }
 
 fn quantiles_json(q: &Quantiles) -> Value {
@@ -310,13 +341,17 @@ fn activation_json(a: &a::ttv::Activation) -> Value {
     json!({ "eligible": a.eligible, "activated": a.activated, "rate": a.rate })
 }
 
-fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[Step]) -> Result<Value, ApiError> {
-    let window = match ctx.params.duration("window")? {
-        Some(w) => Some(w),
-        None => ctx.params.duration("window_ms")?,
-    };
+/// The funnel of `steps` over the selected users: from the tallies when every step is a
+/// milestone, else by the matcher over every event that can reach a step.
+async fn funnel_report(ctx: &Ctx<'_>, tallies: &a::report::Tallies, steps: &[Step]) -> Result<Value, ApiError> {
+    let window = ctx.window()?;
     let with_users = ctx.params.flag("users")?;
-    let report = a::funnel::funnel(steps, &ctx.users, events, window);
+    let (users, report) = if all_milestones(steps) {
+        (tallies.users as usize, a::funnel::funnel_of(steps, tallies.funnel.clone()))
+    } else {
+        let events = ctx.events(reaching(steps)).await?;
+        (ctx.users.len(), a::funnel::funnel(steps, &ctx.users, &events, window))
+    };
     let steps: Vec<Value> = report
         .into_iter()
         .map(|s| {
@@ -335,11 +370,11 @@ fn funnel_report(ctx: &Ctx<'_>, events: &[UserEvents], steps: &[Step]) -> Result
             v
         })
         .collect();
-    Ok(json!({ "users": ctx.users.len(), "windowMs": window, "steps": steps }))
+    Ok(json!({ "users": users, "windowMs": window, "steps": steps }))
 }
 
-fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Value {
-    let r = a::ttv::ttv(steps, value, &ctx.users, reach, ctx.now);
+fn ttv_report(tallies: &a::report::Tallies, steps: &[Step], value: &Step) -> Value {
+    let r = a::ttv::ttv_of(steps, value, &tallies.ttv);
     json!({
         "users": r.users,
         "milestones": r.milestones.iter().map(milestone_json).collect::<Vec<_>>(),
@@ -349,10 +384,8 @@ fn ttv_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -
     })
 }
 
-fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step) -> Result<Value, ApiError> {
-    let by = ctx.params.get("by").unwrap_or("day");
-    let period = Period::parse(by).ok_or_else(|| bad("by", format!("expected day or week, found {by:?}")))?;
-    let rows: Vec<Value> = a::ttv::cohorts(period, steps, value, &ctx.users, reach, ctx.now)
+fn cohort_report(ctx: &Ctx<'_>, tallies: &a::report::Tallies, steps: &[Step], value: &Step) -> Value {
+    let rows: Vec<Value> = a::ttv::cohorts_of(value, &tallies.cohorts)
         .iter()
         .map(|c| {
             json!({
@@ -365,22 +398,23 @@ fn cohort_report(ctx: &Ctx<'_>, reach: &FirstReach, steps: &[Step], value: &Step
             })
         })
         .collect();
-    Ok(json!({
-        "by": by,
+    json!({
+        "by": ctx.params.get("by").unwrap_or("day"),
         "steps": names(steps),
         "stepKinds": kinds(steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
         "cohorts": rows,
-    }))
+    })
 }
 
-/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]).
-fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
+/// `reach` must cover the milestones of `tips` ([`Ctx::tips`]) for `ctx.users`; `everyone` is
+/// every selected user ([`a::tips::Population`]).
+fn tips_report(ctx: &Ctx<'_>, everyone: &a::tips::Population, tips: &[UserTip], reach: &FirstReach) -> Value {
     let group = |g: &a::tips::Group| {
         json!({ "users": g.users, "completed": g.completed, "completionRate": g.completion_rate, "medianMs": g.median_ms })
     };
-    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, tips, reach)
+    let rows: Vec<Value> = a::tips::tip_effects(&ctx.users, everyone, tips, reach)
         .iter()
         .map(|t| {
             json!({
@@ -394,7 +428,7 @@ fn tips_report(ctx: &Ctx<'_>, tips: &[UserTip], reach: &FirstReach) -> Value {
             })
         })
         .collect();
-    json!({ "users": ctx.users.len(), "tips": rows })
+    json!({ "users": ctx.selected, "tips": rows })
 }
 
 /// Survey answers are counted over the last 30 days unless `period` says otherwise.
@@ -450,7 +484,7 @@ fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey
         })
         .collect();
     let report = json!({
-        "users": ctx.users.len(),
+        "users": ctx.selected,
         "periodFrom": (from > i64::MIN).then_some(from),
         "milestone": milestone.name,
         "milestoneKind": milestone.kind.as_str(),
@@ -463,18 +497,17 @@ fn surveys_report(ctx: &Ctx<'_>, plan: Option<&onramp::core::plan::Plan>, survey
 /// At most this many answer texts per survey in a JSON answer (the CSV export has them all).
 const SURVEY_ANSWERS_JSON_LIMIT: usize = 200;
 
-async fn metrics_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
-    let m = a::metrics::seed_metrics(&ctx.users, &metrics);
+fn metrics_report(ctx: &Ctx<'_>, metrics: &[UserMetric]) -> Value {
+    let m = a::metrics::seed_metrics(&ctx.users, metrics);
     let dist = |d: &a::metrics::Distribution| {
         json!({ "users": d.users, "ms": quantiles_json(&d.quantiles), "histogram": histogram_json(&d.histogram) })
     };
-    Ok(json!({
-        "users": ctx.users.len(),
+    json!({
+        "users": ctx.selected,
         "coreTaskCompletion": { "users": m.core_task_users, "rate": m.core_task_completion },
         "firstSessionLength": dist(&m.first_session),
         "returnInterval": dist(&m.return_interval),
-    }))
+    })
 }
 
 fn stall_json(s: &Stall) -> Value {
@@ -486,37 +519,20 @@ pub fn due_milestones(due: &[Due]) -> Vec<Step> {
     due.iter().map(|d| Step::milestone(&d.milestone)).collect()
 }
 
-/// `reach` must cover [`due_milestones`] of `due`.
-fn stalls(ctx: &Ctx<'_>, due: &[Due], reach: &FirstReach) -> Vec<Stall> {
-    a::stalled::stalled(&ctx.users, due, reach, ctx.now)
-}
-
-fn stalled_json(due: &[Due], list: &[Stall]) -> Value {
+fn stalled_json(due: &[Due], tallies: &a::report::Tallies) -> Value {
     json!({
         "due": due.iter().map(|d| json!({ "milestone": d.milestone, "withinMs": d.within_ms })).collect::<Vec<_>>(),
-        "total": list.len(),
-        "stalled": list.iter().take(STALLED_JSON_LIMIT).map(stall_json).collect::<Vec<_>>(),
+        "total": tallies.stalled,
+        "stalled": tallies.stalls.iter().take(STALLED_JSON_LIMIT).map(stall_json).collect::<Vec<_>>(),
     })
 }
 
-/// Trait keys and their most common values among all users, for the dashboard's filters.
-fn traits_report<'a>(users: impl Iterator<Item = &'a User>) -> Value {
-    const HIDDEN: [&str; 3] = [onramp::core::vocab::prop::SIGNED_UP_AT, "email", "name"];
-    let mut keys: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
-    for u in users {
-        for (k, v) in u.traits.iter().filter(|(k, _)| !HIDDEN.contains(&k.as_str())) {
-            *keys.entry(k).or_default().entry(trait_text(v)).or_default() += 1;
-        }
-    }
-    let out: serde_json::Map<String, Value> = keys
+/// The dashboard's filter choices ([`a::report::TraitChoices`]).
+fn traits_report(choices: &a::report::TraitChoices) -> Value {
+    let out: serde_json::Map<String, Value> = choices
+        .choices()
         .into_iter()
-        // A trait with very many values (an id) is no use as a filter.
-        .filter(|(_, values)| values.len() <= 50)
-        .map(|(k, values)| {
-            let mut values: Vec<(String, usize)> = values.into_iter().collect();
-            values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            (k.to_string(), json!(values.into_iter().map(|(v, n)| json!({ "value": v, "users": n })).collect::<Vec<_>>()))
-        })
+        .map(|(k, values)| (k.to_string(), json!(values.into_iter().map(|(v, n)| json!({ "value": v, "users": n })).collect::<Vec<_>>())))
         .collect();
     Value::Object(out)
 }
@@ -529,10 +545,16 @@ pub async fn funnel(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["steps", "window", "window_ms", "users"]).await?;
     let steps = ctx.steps()?;
-    let events = ctx.funnel_events(&steps).await?;
-    let mut report = funnel_report(&ctx, &events, &steps)?;
+    let tallies = if all_milestones(&steps) {
+        ctx.tallies(&steps, &ctx.value(), &[], Some(0)).await?
+    } else {
+        // Ad-hoc steps may repeat an action: the matcher reads their events, user by user.
+        ctx.read_users().await?;
+        a::report::Tallies::default()
+    };
+    let mut report = funnel_report(&ctx, &tallies, &steps).await?;
     report["project"] = json!(ctx.project.id);
     Ok(Json(report))
 }
@@ -543,8 +565,8 @@ pub async fn time_to_value(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value"]).await?;
-    let (steps, value, events) = ctx.milestones().await?;
-    Ok(Json(ttv_report(&ctx, &FirstReach::new(&events), &steps, &value)))
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    Ok(Json(ttv_report(&ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
 
 pub async fn cohorts(
@@ -553,8 +575,8 @@ pub async fn cohorts(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["steps", "value", "by"]).await?;
-    let (steps, value, events) = ctx.milestones().await?;
-    Ok(Json(cohort_report(&ctx, &FirstReach::new(&events), &steps, &value)?))
+    let (steps, value) = (ctx.steps()?, ctx.value());
+    Ok(Json(cohort_report(&ctx, &ctx.tallies(&steps, &value, &[], Some(0)).await?, &steps, &value)))
 }
 
 pub async fn tip_effect(
@@ -562,10 +584,12 @@ pub async fn tip_effect(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let (tips, milestones) = ctx.tips().await?;
-    let reached = ctx.firsts(&milestones).await?;
-    Ok(Json(tips_report(&ctx, &tips, &FirstReach::new(&reached))))
+    let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    query.population = milestones;
+    let (_, firsts, everyone) = ctx.resolve(query, tips.iter().map(|t| t.user.clone())).await?;
+    Ok(Json(tips_report(&ctx, &everyone, &tips, &FirstReach::new(&firsts))))
 }
 
 /// `GET /v1/experiments[?milestone=m][&mde=0.05]`: lift per holdout experiment
@@ -577,11 +601,11 @@ pub async fn experiments(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["milestone", "mde", "value"]).await?;
-    Ok(Json(experiments_report(&ctx).await?))
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["milestone", "mde", "value"]).await?;
+    Ok(Json(experiments_report(&mut ctx).await?))
 }
 
-async fn experiments_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+async fn experiments_report(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let value = ctx.value();
     let completion = match ctx.params.get("milestone").filter(|m| !m.is_empty()) {
         Some(text) => ctx.step(text),
@@ -596,12 +620,15 @@ async fn experiments_report(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             .ok_or_else(|| bad("mde", format!("expected a proportion between 0 and 1 such as 0.05, found {text:?}")))?,
     };
     let assigned = ctx.events(EventFilter::types(&[EventType::Experiment]).with_props()).await?;
-    let firsts = ctx.firsts(&[completion.clone(), value.clone()]).await?;
+    // Only users with an assignment count, so only they are resolved.
+    let mut query = ctx.report_query(&[], &value, &[], Some(0))?;
+    query.population = vec![completion.clone()];
+    let (_, firsts, _) = ctx.resolve(query, assigned.iter().map(|u| u.user.clone())).await?;
     let reach = FirstReach::new(&firsts);
     let list = a::experiments::experiments(&ctx.users, &assigned, &completion, &value, &reach, ctx.now, mde);
     Ok(json!({
         "project": ctx.project.id,
-        "users": ctx.users.len(),
+        "users": ctx.selected,
         "completion": { "name": completion.name, "kind": completion.kind.as_str() },
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
@@ -663,9 +690,12 @@ pub async fn prompts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
     let plan_prompts = crate::plans::current(&state, &ctx.project.id).await.ok().flatten().map(|p| p.plan.prompts.clone()).unwrap_or_default();
     let prompt_events = ctx.events(EventFilter::types(&[EventType::Prompt]).with_props()).await?;
+    // Only users with a prompt event count, so only they are resolved.
+    let query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    ctx.resolve(query, prompt_events.iter().map(|u| u.user.clone())).await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let goals: Vec<Step> = plan_prompts.iter().filter_map(a::prompts::Goal::of).map(|g| g.step).collect();
     // Every goal event, not only the first: a goal reached again after the action converts.
@@ -687,7 +717,7 @@ pub async fn prompts(
             row
         })
         .collect();
-    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.users.len(), "prompts": rows })))
+    Ok(Json(json!({ "project": ctx.project.id, "users": ctx.selected, "prompts": rows })))
 }
 
 pub async fn seed_metrics(
@@ -695,8 +725,11 @@ pub async fn seed_metrics(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
-    Ok(Json(metrics_report(&ctx).await?))
+    let mut ctx = Ctx::load(&state, &headers, pairs, &SHARED_ONLY).await?;
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
+    let query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    ctx.resolve(query, metrics.iter().map(|m| m.user.clone())).await?;
+    Ok(Json(metrics_report(&ctx, &metrics)))
 }
 
 /// `GET /v1/stalled[?due=m:24h,…][&format=csv]`.
@@ -707,16 +740,17 @@ pub async fn stalled(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    let reached = ctx.firsts(&due_milestones(&due)).await?;
-    let list = stalls(&ctx, &due, &FirstReach::new(&reached));
+    // The CSV export lists every stall; the JSON the first ones.
+    let csv = ctx.params.get("format") == Some("csv");
+    let tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
     match ctx.params.get("format").unwrap_or("json") {
-        "json" => Ok(Json(stalled_json(&due, &list)).into_response()),
+        "json" => Ok(Json(stalled_json(&due, &tallies)).into_response()),
         "csv" => Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
             ],
-            a::stalled::to_csv(&list, ctx.now),
+            a::stalled::to_csv(&tallies.stalls, ctx.now),
         )
             .into_response()),
         other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
@@ -729,10 +763,12 @@ pub async fn surveys(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
+    let mut ctx = Ctx::load(&state, &headers, pairs, &["period", "milestone", "split", "format"]).await?;
     let (_, milestone, _) = survey_options(&ctx)?;
     let events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
-    let reached = ctx.firsts(&[milestone]).await?;
+    let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
+    query.population = vec![milestone];
+    let (_, reached, _) = ctx.resolve(query, events.iter().map(|u| u.user.clone())).await?;
     let plan = crate::plans::current(&state, &ctx.project.id).await.ok().flatten();
     let (report, results) = surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &events, &FirstReach::new(&reached))?;
     match ctx.params.get("format").unwrap_or("json") {
@@ -807,30 +843,25 @@ pub async fn report(
 }
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
-    let ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
+    let mut ctx = Ctx::load(state, headers, pairs, &["steps", "value", "window", "by", "due", "period", "milestone", "split"]).await?;
     let (steps, value, due) = (ctx.steps()?, ctx.value(), ctx.due()?);
     let (tips, tip_milestones) = ctx.tips().await?;
+    let metrics = ctx.state.store.metrics(&ctx.project.id).await?;
     let survey_events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let (_, survey_milestone, _) = survey_options(&ctx)?;
-    // One read of the first times for every report: each looks up only its own (type, name)
-    // pairs, so the others' rows change no answer.
-    let mut wanted = steps.clone();
-    wanted.push(value.clone());
-    wanted.extend(due_milestones(&due));
-    wanted.extend(tip_milestones);
-    wanted.push(survey_milestone);
-    let firsts = ctx.firsts(&wanted).await?;
-    let reach = FirstReach::new(&firsts);
-    // The first times just read serve a funnel of milestones too (the matcher skips events of
-    // other names): one read for all.
-    let raw;
-    let events: &[UserEvents] = if all_milestones(&steps) {
-        &firsts
-    } else {
-        raw = ctx.funnel_events(&steps).await?;
-        &raw
-    };
-    let stall_list = stalls(&ctx, &due, &reach);
+    // One pass of the store counts the funnel, time-to-value, cohorts, stalls and the filter
+    // choices, and resolves only the users the tips, seed metrics and surveys list.
+    let mut query = ctx.report_query(&steps, &value, &due, Some(STALLED_JSON_LIMIT))?;
+    query.population = tip_milestones;
+    query.population.push(survey_milestone);
+    query.trait_choices = true;
+    let interest = tips.iter().map(|t| t.user.clone()).chain(metrics.iter().map(|m| m.user.clone())).chain(survey_events.iter().map(|u| u.user.clone()));
+    let (tallies, interest_firsts, everyone) = ctx.resolve(query, interest).await?;
+    if !all_milestones(&steps) {
+        // Ad-hoc steps may repeat an action: the matcher reads their events, user by user.
+        ctx.read_users().await?;
+    }
+    let reach = FirstReach::new(&interest_firsts);
     let plan = crate::plans::current(state, &ctx.project.id).await.ok().flatten();
     Ok(json!({
         "project": ctx.project.id,
@@ -839,15 +870,14 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "stepKinds": kinds(&steps),
         "valueMilestone": value.name,
         "valueKind": value.kind.as_str(),
-        "funnel": funnel_report(&ctx, events, &steps)?,
-        "ttv": ttv_report(&ctx, &reach, &steps, &value),
-        "cohorts": cohort_report(&ctx, &reach, &steps, &value)?,
-        "tips": tips_report(&ctx, &tips, &reach),
+        "funnel": funnel_report(&ctx, &tallies, &steps).await?,
+        "ttv": ttv_report(&tallies, &steps, &value),
+        "cohorts": cohort_report(&ctx, &tallies, &steps, &value),
+        "tips": tips_report(&ctx, &everyone, &tips, &reach),
         "surveys": surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &survey_events, &reach)?.0,
-        "metrics": metrics_report(&ctx).await?,
-        "stalled": stalled_json(&due, &stall_list),
+        "metrics": metrics_report(&ctx, &metrics),
+        "stalled": stalled_json(&due, &tallies),
         "visitors": ctx.visitors,
-        // Filter choices come from every user, so a filter can be undone.
-        "traits": traits_report(ctx.users.iter().chain(&ctx.others)),
+        "traits": traits_report(&tallies.traits),
     }))
 }

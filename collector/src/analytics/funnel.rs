@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use onramp::core::funnel::{self, StepEvent};
 use onramp::core::wire::EventType;
 
-use super::{percentile, ratio, Step, User};
+use super::report::{Durations, FunnelTally};
+use super::{ratio, Step, User};
 use crate::store::UserEvents;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -59,25 +60,35 @@ pub fn funnel(steps: &[Step], users: &[User], events: &[UserEvents], window_ms: 
             }
         }
     }
-    let first = reached.first().map_or(0, Vec::len);
+    let tallies = reached
+        .into_iter()
+        .zip(gaps)
+        .map(|(mut user_ids, gaps)| {
+            user_ids.sort();
+            FunnelTally { users: user_ids.len() as u64, gaps: Durations::of(gaps), user_ids }
+        })
+        .collect();
+    funnel_of(steps, tallies)
+}
+
+/// The funnel's figures from each step's tally ([`super::report::Tallies::funnel`]).
+pub fn funnel_of(steps: &[Step], tallies: Vec<FunnelTally>) -> Vec<FunnelStep> {
+    let first = tallies.first().map_or(0, |t| t.users as usize);
     let mut previous = first;
     steps
         .iter()
-        .zip(reached)
-        .zip(gaps)
+        .zip(tallies)
         .enumerate()
-        .map(|(i, ((step, mut ids), mut gaps))| {
-            ids.sort();
-            gaps.sort_unstable();
-            let users = ids.len();
+        .map(|(i, (step, t))| {
+            let users = t.users as usize;
             let row = FunnelStep {
                 step: step.clone(),
                 users: users as u64,
                 conversion_from_previous: ratio(users, previous),
                 conversion_from_first: ratio(users, first),
                 drop_off: (previous - users) as u64,
-                median_ms_from_previous: if i == 0 { None } else { percentile(&gaps, 50) },
-                user_ids: ids,
+                median_ms_from_previous: if i == 0 { None } else { t.gaps.percentile(50) },
+                user_ids: t.user_ids,
             };
             previous = users;
             row

@@ -23,6 +23,8 @@
 //!
 //! # Layout
 //!
+//! - [`report`]: the standard sections as tallies a store counts in one pass over the selected
+//!   users (counts and exact duration histograms), the shape every store answers.
 //! - [`funnel`]: ordered steps within a conversion window (the matcher is `onramp::core::funnel`).
 //! - [`ttv`]: time-to-value quantiles, histogram, first-day activation, and cohort tables.
 //! - [`tips`]: each tip's effect on reaching its milestone, and its dismiss rate.
@@ -37,6 +39,7 @@ pub mod experiments;
 pub mod funnel;
 pub mod metrics;
 pub mod prompts;
+pub mod report;
 pub mod stalled;
 pub mod surveys;
 pub mod stats;
@@ -138,25 +141,29 @@ impl User {
 pub fn resolve_users(seen: Vec<UserSeen>, now: i64) -> (Vec<User>, Vec<User>) {
     let (mut users, mut visitors) = (Vec::new(), Vec::new());
     for s in seen {
-        let signup = json::field(&s.traits, onramp::core::vocab::prop::SIGNED_UP_AT).and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
-        let user = User {
-            signed_up_at: signup.unwrap_or(s.first_seen),
-            signup_known: signup.is_some(),
-            id: s.user,
-            first_seen: s.first_seen,
-            last_seen: s.last_seen,
-            traits: s.traits,
-        };
-        if s.identified {
-            users.push(user)
-        } else {
-            visitors.push(user)
+        match resolve_user(s, now) {
+            (user, true) => users.push(user),
+            (user, false) => visitors.push(user),
         }
     }
     // Stores return users in any order; reports list them sorted.
     users.sort_by(|a, b| a.id.cmp(&b.id));
     visitors.sort_by(|a, b| a.id.cmp(&b.id));
     (users, visitors)
+}
+
+/// One user as analytics sees them, and whether they identified (false: a visitor).
+pub fn resolve_user(s: UserSeen, now: i64) -> (User, bool) {
+    let signup = json::field(&s.traits, onramp::core::vocab::prop::SIGNED_UP_AT).and_then(|v| onramp::core::time::signed_up_at(v, now).ok());
+    let user = User {
+        signed_up_at: signup.unwrap_or(s.first_seen),
+        signup_known: signup.is_some(),
+        id: s.user,
+        first_seen: s.first_seen,
+        last_seen: s.last_seen,
+        traits: s.traits,
+    };
+    (user, s.identified)
 }
 
 /// A trait value as the API compares and shows it: strings as they are, numbers in JSON form.
@@ -216,6 +223,11 @@ impl Quantiles {
             p90: percentile(&values, 90),
         }
     }
+
+    /// The same figures from an exact histogram of the values.
+    pub fn of_durations(d: &report::Durations) -> Quantiles {
+        Quantiles { count: d.count() as usize, p50: d.percentile(50), p75: d.percentile(75), p90: d.percentile(90) }
+    }
 }
 
 /// Counts per bucket `[edges[i-1], edges[i])`, with an open first and last bucket.
@@ -231,6 +243,15 @@ impl Histogram {
         let mut counts = vec![0u64; edges.len() + 1];
         for v in values {
             counts[edges.partition_point(|&e| e <= v)] += 1;
+        }
+        Histogram { edges: edges.to_vec(), counts }
+    }
+
+    /// The same buckets from an exact histogram of the values.
+    pub fn of_durations(edges: &[i64], d: &report::Durations) -> Histogram {
+        let mut counts = vec![0u64; edges.len() + 1];
+        for &(v, n) in &d.0 {
+            counts[edges.partition_point(|&e| e <= v)] += n;
         }
         Histogram { edges: edges.to_vec(), counts }
     }

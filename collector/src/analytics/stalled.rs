@@ -38,6 +38,24 @@ pub struct Stall {
     pub last_seen: i64,
 }
 
+/// Whether `user` is stalled on `due`: its due time is at or before `now` and the user has not
+/// `reached` the milestone.
+pub fn stall(user: &User, due: &Due, reached: bool, now: i64) -> Option<Stall> {
+    let due_at = user.signed_up_at.saturating_add(due.within_ms);
+    (due_at <= now && !reached).then(|| Stall {
+        user: user.id.clone(),
+        milestone: due.milestone.clone(),
+        signed_up_at: user.signed_up_at,
+        due_at,
+        last_seen: user.last_seen,
+    })
+}
+
+/// The order stalls are listed in: longest overdue first, then by user and milestone.
+pub fn sort_stalls(stalls: &mut [Stall]) {
+    stalls.sort_by(|a, b| (a.due_at, &a.user, &a.milestone).cmp(&(b.due_at, &b.user, &b.milestone)));
+}
+
 /// Every (user, milestone) among `users` and `due` whose due time is at or before `now` and that
 /// the user has not reached, longest overdue first (then by user and milestone).
 pub fn stalled(users: &[User], due: &[Due], reach: &FirstReach, now: i64) -> Vec<Stall> {
@@ -47,19 +65,10 @@ pub fn stalled(users: &[User], due: &[Due], reach: &FirstReach, now: i64) -> Vec
         .iter()
         .flat_map(|u| {
             let firsts = reach.of(&u.id);
-            steps.iter().filter_map(move |(d, step)| {
-                let due_at = u.signed_up_at.saturating_add(d.within_ms);
-                (due_at <= now && firsts.at(step).is_none()).then(|| Stall {
-                    user: u.id.clone(),
-                    milestone: d.milestone.clone(),
-                    signed_up_at: u.signed_up_at,
-                    due_at,
-                    last_seen: u.last_seen,
-                })
-            })
+            steps.iter().filter_map(move |(d, step)| stall(u, d, firsts.at(step).is_some(), now))
         })
         .collect();
-    stalls.sort_by(|a, b| (a.due_at, &a.user, &a.milestone).cmp(&(b.due_at, &b.user, &b.milestone)));
+    sort_stalls(&mut stalls);
     stalls
 }
 

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use onramp::core::vocab::tip;
 
-use super::{percentile, ratio, FirstReach, Step, User};
+use super::report::Durations;
+use super::{ratio, FirstReach, Step, User};
 use crate::store::UserTip;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,16 +35,37 @@ pub struct TipEffect {
     pub cta_clicked: usize,
 }
 
-fn group(members: &[&User], milestone: Option<&str>, reach: &FirstReach) -> Group {
-    let step = milestone.map(Step::milestone);
-    let mut times: Vec<i64> = members.iter().filter_map(|u| step.as_ref().and_then(|s| reach.since_signup(u, s))).collect();
-    times.sort_unstable();
-    Group {
-        users: members.len(),
-        completed: times.len(),
-        completion_rate: ratio(times.len(), members.len()),
-        median_ms: percentile(&times, 50),
+/// Every selected user, as the tip groups need them: how many, and per milestone the time from
+/// sign-up of those who reached it ([`super::report::Tallies::population`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Population {
+    pub users: usize,
+    pub reached: BTreeMap<String, Durations>,
+}
+
+impl Population {
+    /// The population of `users` (every selected user) for `milestones`.
+    pub fn of(users: &[User], milestones: &[String], reach: &FirstReach) -> Population {
+        let reached = milestones
+            .iter()
+            .map(|m| {
+                let step = Step::milestone(m);
+                (m.clone(), Durations::of(users.iter().filter_map(|u| reach.since_signup(u, &step)).collect()))
+            })
+            .collect();
+        Population { users: users.len(), reached }
     }
+}
+
+fn group(users: usize, times: &Durations) -> Group {
+    let completed = times.count() as usize;
+    Group { users, completed, completion_rate: ratio(completed, users), median_ms: times.percentile(50) }
+}
+
+/// Times from sign-up to `milestone` of the users who saw a tip.
+fn saw_times(members: &[&User], milestone: Option<&str>, reach: &FirstReach) -> Vec<i64> {
+    let step = milestone.map(Step::milestone);
+    members.iter().filter_map(|u| step.as_ref().and_then(|s| reach.since_signup(u, s))).collect()
 }
 
 #[derive(Default)]
@@ -62,11 +84,13 @@ pub fn milestones(tips: &[UserTip]) -> Vec<String> {
     names
 }
 
-/// Every tip with at least one event among the selected `users`, by tip id. `tips` are every
-/// user's tips in (user, tip id) order ([`crate::store::Store::tips`]): a tip leads to the
-/// milestone of the first selected user (by key) whose events of it name one. `reach` must cover
-/// the tips' milestones.
-pub fn tip_effects(users: &[User], tips: &[UserTip], reach: &FirstReach) -> Vec<TipEffect> {
+/// Every tip with at least one event among the selected users, by tip id. `users` are the
+/// selected users with tips (or all selected users), `everyone` every selected user
+/// ([`Population`] of the tips' milestones). `tips` are every user's tips in (user, tip id)
+/// order ([`crate::store::Store::tips`]): a tip leads to the milestone of the first selected
+/// user (by key) whose events of it name one. `reach` must cover the tips' milestones for `users`.
+/// Those who did not see a tip are every selected user but those who did.
+pub fn tip_effects(users: &[User], everyone: &Population, tips: &[UserTip], reach: &FirstReach) -> Vec<TipEffect> {
     let selected: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
     let mut by_tip: BTreeMap<&str, Seen> = BTreeMap::new();
     for t in tips.iter().filter(|t| selected.contains(t.user.as_str())) {
@@ -86,15 +110,17 @@ pub fn tip_effects(users: &[User], tips: &[UserTip], reach: &FirstReach) -> Vec<
     by_tip
         .into_iter()
         .map(|(tip_id, seen)| {
-            let (saw, did_not): (Vec<&User>, Vec<&User>) = users.iter().partition(|u| seen.shown.contains(u.id.as_str()));
+            let saw: Vec<&User> = users.iter().filter(|u| seen.shown.contains(u.id.as_str())).collect();
+            let saw_times = saw_times(&saw, seen.milestone, reach);
+            let all_times = seen.milestone.and_then(|m| everyone.reached.get(m)).cloned().unwrap_or_default();
             // Only dismissals by users seen to be shown it count (a lost `tip_shown` would
             // otherwise push the rate over 100%).
             let dismissed = seen.dismissed.intersection(&seen.shown).count();
             TipEffect {
                 tip_id: tip_id.into(),
                 milestone: seen.milestone.map(String::from),
-                saw: group(&saw, seen.milestone, reach),
-                did_not_see: group(&did_not, seen.milestone, reach),
+                did_not_see: group(everyone.users - saw.len(), &all_times.without(&saw_times)),
+                saw: group(saw.len(), &Durations::of(saw_times)),
                 dismissed,
                 dismiss_rate: ratio(dismissed, saw.len()),
                 cta_clicked: seen.cta.intersection(&seen.shown).count(),
@@ -121,7 +147,7 @@ mod tests {
         assert_eq!(milestones(&tips), vec!["project"]);
         let reached = [events("a", &[(10, "project")]), events("b", &[(30, "project")]), events("c", &[(50, "project")])];
         let reach = FirstReach::new(&reached);
-        let effects = tip_effects(&users, &tips, &reach);
+        let effects = tip_effects(&users, &Population::of(&users, &milestones(&tips), &reach), &tips, &reach);
         assert_eq!(effects.len(), 1);
         let t = &effects[0];
         assert_eq!(t.milestone.as_deref(), Some("project"));

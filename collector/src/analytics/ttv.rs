@@ -1,9 +1,7 @@
 //! Time-to-value: how long from sign-up to each milestone and to the value milestone, and the
 //! same by sign-up cohort.
 
-use std::borrow::Borrow;
-use std::collections::BTreeMap;
-
+use super::report::{self, Durations, ReportQuery, StepTimes};
 use super::time::{day_start, week_start, DAY, HOUR};
 use super::{ratio, FirstReach, Histogram, Quantiles, Step, User};
 
@@ -41,51 +39,49 @@ pub struct TtvReport {
     pub first_day: Activation,
 }
 
-/// What time-to-value and a cohort row count of some users, in one pass that looks up each
-/// user's first times once: time from sign-up to each step and to value, over the users who
-/// reached it, and first-day activation.
-struct Tally {
-    users: usize,
-    steps: Vec<Vec<i64>>,
-    value: Vec<i64>,
-    first_day: Activation,
+fn milestone_times(step: &Step, times: &Durations) -> MilestoneTimes {
+    MilestoneTimes { step: step.clone(), reached: times.count() as usize, quantiles: Quantiles::of_durations(times) }
 }
 
-// Generic over `User` and `&User`, so cohorts group references rather than copies of users.
-fn tally<U: Borrow<User>>(steps: &[Step], value: &Step, users: &[U], reach: &FirstReach, now: i64) -> Tally {
-    let mut t = Tally { users: users.len(), steps: vec![Vec::new(); steps.len()], value: Vec::new(), first_day: Activation::default() };
-    for user in users.iter().map(Borrow::borrow) {
-        let firsts = reach.of(&user.id);
-        for (times, step) in t.steps.iter_mut().zip(steps) {
-            times.extend(firsts.since_signup(user, step));
-        }
-        let to_value = firsts.since_signup(user, value);
-        t.value.extend(to_value);
-        // Users who signed up less than a day ago are left out: they have not had their whole
-        // first day.
-        if user.signed_up_at + ACTIVATION_WINDOW <= now {
-            t.first_day.eligible += 1;
-            t.first_day.activated += usize::from(to_value.is_some_and(|since| since < ACTIVATION_WINDOW));
-        }
+fn activation(t: &StepTimes) -> Activation {
+    let (eligible, activated) = (t.eligible as usize, t.activated as usize);
+    Activation { eligible, activated, rate: ratio(activated, eligible) }
+}
+
+/// The time-to-value report from its tally ([`super::report::Tallies::ttv`]).
+pub fn ttv_of(steps: &[Step], value: &Step, t: &StepTimes) -> TtvReport {
+    TtvReport {
+        users: t.users as usize,
+        milestones: steps.iter().zip(&t.steps).map(|(s, times)| milestone_times(s, times)).collect(),
+        histogram: Histogram::of_durations(&HISTOGRAM_EDGES, &t.value),
+        value: milestone_times(value, &t.value),
+        first_day: activation(t),
     }
-    t.first_day.rate = ratio(t.first_day.activated, t.first_day.eligible);
-    t
 }
 
-fn milestone_times(step: &Step, times: Vec<i64>) -> MilestoneTimes {
-    MilestoneTimes { step: step.clone(), reached: times.len(), quantiles: Quantiles::of(times) }
+/// What [`ttv`] and [`cohorts`] ask of [`report::tally`].
+fn query(steps: &[Step], value: &Step, period: Period, now: i64) -> ReportQuery {
+    ReportQuery {
+        selection: Default::default(),
+        steps: steps.to_vec(),
+        value: value.clone(),
+        funnel: false,
+        window: None,
+        funnel_users: false,
+        period,
+        due: Vec::new(),
+        stall_limit: Some(0),
+        population: Vec::new(),
+        interest: Vec::new(),
+        trait_choices: false,
+        now,
+    }
 }
 
 /// Time-to-value of `users` for each of `steps` and for the `value` step.
 pub fn ttv(steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> TtvReport {
-    let t = tally(steps, value, users, reach, now);
-    TtvReport {
-        users: t.users,
-        milestones: steps.iter().zip(t.steps).map(|(s, times)| milestone_times(s, times)).collect(),
-        histogram: Histogram::new(&HISTOGRAM_EDGES, t.value.iter().copied()),
-        value: milestone_times(value, t.value),
-        first_day: t.first_day,
-    }
+    let t = report::tally(&query(steps, value, Period::Day, now), users, &[], reach);
+    ttv_of(steps, value, &t.ttv)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,21 +120,19 @@ pub struct Cohort {
 
 /// The cohort table, oldest cohort first; periods with no sign-ups are left out.
 pub fn cohorts(period: Period, steps: &[Step], value: &Step, users: &[User], reach: &FirstReach, now: i64) -> Vec<Cohort> {
-    let mut groups: BTreeMap<i64, Vec<&User>> = BTreeMap::new();
-    for u in users {
-        groups.entry(period.start(u.signed_up_at)).or_default().push(u);
-    }
-    groups
-        .into_iter()
-        .map(|(start, members)| {
-            let t = tally(steps, value, &members, reach, now);
-            Cohort {
-                start,
-                users: t.users,
-                reached: t.steps.iter().map(Vec::len).collect(),
-                value: milestone_times(value, t.value),
-                first_day: t.first_day,
-            }
+    cohorts_of(value, &report::tally(&query(steps, value, period, now), users, &[], reach).cohorts)
+}
+
+/// The cohort table from its tally ([`super::report::Tallies::cohorts`]).
+pub fn cohorts_of(value: &Step, cohorts: &[(i64, StepTimes)]) -> Vec<Cohort> {
+    cohorts
+        .iter()
+        .map(|(start, t)| Cohort {
+            start: *start,
+            users: t.users as usize,
+            reached: t.steps.iter().map(|d| d.count() as usize).collect(),
+            value: milestone_times(value, &t.value),
+            first_day: activation(t),
         })
         .collect()
 }

@@ -27,7 +27,9 @@
 //! user's run as the answer streams in; SQLite by reading the rows in user key order from the rollups'
 //! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
 //! the user list and every first-reach question cost one row per user, and no report reads
-//! identify events.
+//! identify events. [`Store::report_tallies`] answers the standard report sections as counts
+//! and exact histograms over the selected users (SQLite: one streaming pass over those ordered
+//! runs, one user held at a time), so a report holds what its answer holds, not the user list.
 //!
 //! # Contract for implementations
 //!
@@ -48,6 +50,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use onramp::core::json::Value;
+
+use crate::analytics::report::{ReportQuery, Tallies};
 use onramp::core::wire::{Event, EventType};
 
 /// An accepted event with the collector's view of it.
@@ -120,6 +124,20 @@ impl EventFilter {
     pub fn names(names: &[String]) -> EventFilter {
         EventFilter { names: names.to_vec(), ..EventFilter::default() }
     }
+    /// The events (by type and by name) that can reach one of `steps`.
+    pub fn reaching(steps: &[crate::analytics::Step]) -> EventFilter {
+        let mut filter = EventFilter::default();
+        for s in steps {
+            if !filter.types.contains(&s.kind.event_type()) {
+                filter.types.push(s.kind.event_type());
+            }
+            if !filter.names.contains(&s.name) {
+                filter.names.push(s.name.clone());
+            }
+        }
+        filter
+    }
+
     pub fn with_props(mut self) -> EventFilter {
         self.with_props = true;
         self
@@ -383,6 +401,22 @@ pub trait Store: Send + Sync + 'static {
         let filter = EventFilter { types: filter.types.clone(), names: filter.names.clone(), ..EventFilter::default() };
         let project = project.to_owned();
         Box::pin(async move { Ok(first_of_each(self.events(&project, &filter).await?)) })
+    }
+
+    /// The standard sections of a report (funnel of milestones, time-to-value, cohorts,
+    /// first-day activation, stalls) as [`Tallies`]: counts and exact histograms over the users
+    /// `query` selects, never a row per user. The shape is a GROUP BY per user key, then per
+    /// step, cohort and duration, so a store can compute it inside its engine; this default
+    /// reads every user and their first times and tallies them in Rust
+    /// ([`crate::analytics::report::tally`], the definition).
+    fn report_tallies(&self, project: &str, query: &ReportQuery) -> StoreFuture<'_, Tallies> {
+        let (project, query) = (project.to_owned(), query.clone());
+        Box::pin(async move {
+            let (users, visitors) = crate::analytics::resolve_users(self.users(&project).await?, query.now);
+            let columns = query.columns();
+            let firsts = if columns.is_empty() { Vec::new() } else { self.firsts(&project, &EventFilter::reaching(&columns)).await? };
+            Ok(crate::analytics::report::tally(&query, &users, &visitors, &crate::analytics::FirstReach::new(&firsts)))
+        })
     }
 
     /// Each user key's [`UserTip`]s, in (user, tip id) order. Stores with rollups answer from

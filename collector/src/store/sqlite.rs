@@ -23,6 +23,8 @@ use onramp::core::json::Value;
 
 use onramp::core::wire::EventType;
 
+use crate::analytics::report::{ReportQuery, Tallies, Tally};
+
 use super::{
     sqlite_health, sqlite_rollup, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
     Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows,
@@ -750,6 +752,11 @@ impl Store for SqliteStore {
         self.read(move |conn| query_firsts(conn, &project, &filter))
     }
 
+    fn report_tallies(&self, project: &str, query: &ReportQuery) -> StoreFuture<'_, Tallies> {
+        let (project, query) = (project.to_owned(), query.clone());
+        self.read(move |conn| query_tallies(conn, &project, &query))
+    }
+
     fn user_counts(&self, project: &str, user: &str, names: &[String], except: &str) -> StoreFuture<'_, Vec<(String, u64)>> {
         let (project, user, names, except) = (project.to_owned(), user.to_owned(), names.to_vec(), except.to_owned());
         self.read(move |conn| query_user_counts(conn, &project, &user, &names, &except))
@@ -850,38 +857,105 @@ fn by_user_key<T, R>(
     table: &str,
     columns: &str,
     (condition, args): (&str, &[&dyn rusqlite::ToSql]),
-    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     consume: impl FnOnce(&mut dyn Iterator<Item = (String, bool, T)>) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    let mut identified = conn.prepare_cached(&format!("SELECT r.user_id, 1, {columns} FROM {table} r WHERE {condition} AND r.user_id != '' ORDER BY r.user_id"))?;
-    let mut anonymous = conn.prepare_cached(&format!(
-        "SELECT COALESCE(i.user_id, r.anonymous_id) AS who, i.user_id IS NOT NULL, {columns} FROM {table} r
-         LEFT JOIN identities i ON i.project = r.project AND i.anonymous_id = r.anonymous_id
-         WHERE {condition} AND r.user_id = '' ORDER BY who"
-    ))?;
-    let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, read(r)?));
-    let (mut a, mut b) = (identified.query_map(args, &row)?.peekable(), anonymous.query_map(args, &row)?.peekable());
+    let mut statements = key_statements(conn, table, columns, condition)?;
+    let mut rows = KeyOrder::new(&mut statements, args, read)?;
     // A failed step ends the stream; the error is returned instead of `consume`'s answer.
     let mut failed = None;
-    let answer = consume(&mut std::iter::from_fn(|| {
-        let from_a = match (a.peek(), b.peek()) {
-            (Some(Err(_)), _) => true,
-            (_, Some(Err(_))) => false,
-            (Some(Ok(x)), Some(Ok(y))) => x.0 <= y.0,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        match if from_a { a.next() } else { b.next() }? {
-            Ok(row) => Some(row),
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
+    let answer = consume(&mut std::iter::from_fn(|| match rows.next()? {
+        Ok(row) => Some(row),
+        Err(e) => {
+            failed = Some(e);
+            None
         }
     }));
     match failed {
         Some(e) => Err(e),
         None => answer,
+    }
+}
+
+/// A rollup row as (user key, identified, columns).
+type Keyed<T> = rusqlite::Result<(String, bool, T)>;
+
+/// The two ordered runs of [`by_user_key`] (rows with a user id; anonymous devices resolved
+/// through their link), merged: rows in user key order, with their statements prepared apart
+/// (`statements`) so that several rollups can be read side by side.
+struct KeyOrder<'s, T> {
+    identified: std::iter::Peekable<Box<dyn Iterator<Item = Keyed<T>> + 's>>,
+    anonymous: std::iter::Peekable<Box<dyn Iterator<Item = Keyed<T>> + 's>>,
+}
+
+type KeyStatements<'c> = (rusqlite::CachedStatement<'c>, rusqlite::CachedStatement<'c>);
+
+/// The two statements of a [`KeyOrder`] over `table`'s rows passing `condition`.
+fn key_statements<'c>(conn: &'c Connection, table: &str, columns: &str, condition: &str) -> rusqlite::Result<KeyStatements<'c>> {
+    let identified = conn.prepare_cached(&format!("SELECT r.user_id, 1, {columns} FROM {table} r WHERE {condition} AND r.user_id != '' ORDER BY r.user_id"))?;
+    let anonymous = conn.prepare_cached(&format!(
+        "SELECT COALESCE(i.user_id, r.anonymous_id) AS who, i.user_id IS NOT NULL, {columns} FROM {table} r
+         LEFT JOIN identities i ON i.project = r.project AND i.anonymous_id = r.anonymous_id
+         WHERE {condition} AND r.user_id = '' ORDER BY who"
+    ))?;
+    Ok((identified, anonymous))
+}
+
+
+impl<'s, T: 's> KeyOrder<'s, T> {
+    fn new(statements: &'s mut KeyStatements<'_>, args: &[&dyn rusqlite::ToSql], read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<KeyOrder<'s, T>> {
+        let row = move |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, read(r)?));
+        let (identified, anonymous) = statements;
+        let identified: Box<dyn Iterator<Item = Keyed<T>> + 's> = Box::new(identified.query_map(args, row)?);
+        let anonymous: Box<dyn Iterator<Item = Keyed<T>> + 's> = Box::new(anonymous.query_map(args, row)?);
+        Ok(KeyOrder { identified: identified.peekable(), anonymous: anonymous.peekable() })
+    }
+
+    /// Passes over the rows of keys before `who`, and hands `each` those of `who`.
+    fn rows_of(&mut self, who: &str, mut each: impl FnMut(bool, T)) -> rusqlite::Result<()> {
+        loop {
+            let before = match self.peek() {
+                Some(Ok((key, _, _))) if key.as_str() < who => true,
+                Some(Ok((key, _, _))) if key == who => false,
+                Some(Ok(_)) | None => return Ok(()),
+                Some(Err(_)) => return self.next().map_or(Ok(()), |r| r.map(drop)),
+            };
+            match self.next() {
+                Some(Ok((_, identified, row))) if !before => each(identified, row),
+                _ => {}
+            }
+        }
+    }
+
+    fn peek(&mut self) -> Option<&Keyed<T>> {
+        if self.takes_identified() {
+            self.identified.peek()
+        } else {
+            self.anonymous.peek()
+        }
+    }
+
+    /// Whether the next row comes from the identified run (the smaller key; an error first).
+    fn takes_identified(&mut self) -> bool {
+        match (self.identified.peek(), self.anonymous.peek()) {
+            (Some(Err(_)), _) => true,
+            (_, Some(Err(_))) => false,
+            (Some(Ok(x)), Some(Ok(y))) => x.0 <= y.0,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+impl<'s, T: 's> Iterator for KeyOrder<'s, T> {
+    type Item = Keyed<T>;
+
+    fn next(&mut self) -> Option<Keyed<T>> {
+        if self.takes_identified() {
+            self.identified.next()
+        } else {
+            self.anonymous.next()
+        }
     }
 }
 
@@ -928,6 +1002,73 @@ fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSee
             Ok(users)
         })
     })
+}
+
+/// [`Store::report_tallies`] in one streaming pass over the rollups, holding one user at a time:
+/// the devices, the traits the sign-up time and the selection need, and one run per step's
+/// (type, name), each read in user key order ([`KeyOrder`]) and merged here as they come. A GROUP
+/// BY on the user key inside SQLite sorted every row: 1.4 s of CPU at 10 M events for the device
+/// rollup alone, where these ordered runs need no sort but the anonymous devices'.
+fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusqlite::Result<Tallies> {
+    let mut tally = Tally::new(query);
+    let columns = tally.columns().to_vec();
+    // The traits read: every key for the filter choices and the users of interest (a survey's
+    // split trait), else only those the sign-up time and the selection need.
+    let mut keys: Vec<&str> = vec![onramp::core::vocab::prop::SIGNED_UP_AT];
+    keys.extend(query.selection.traits.iter().map(|(k, _)| k.as_str()));
+    keys.sort_unstable();
+    keys.dedup();
+    let all_keys = query.trait_choices || !query.interest.is_empty();
+    let key_condition = if all_keys {
+        "r.project = ?1".to_owned()
+    } else {
+        format!("r.project = ?1 AND r.key IN ({})", (0..keys.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", "))
+    };
+    let mut key_args: Vec<&dyn rusqlite::ToSql> = vec![&project];
+    if !all_keys {
+        key_args.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+    }
+
+    let mut device_statements = key_statements(conn, "rollup_devices", "r.first_seen, r.last_seen", "r.project = ?1")?;
+    let mut trait_statements = key_statements(conn, "rollup_traits", "r.key, r.value, r.ts, r.event", &key_condition)?;
+    let mut step_statements = Vec::with_capacity(columns.len());
+    for _ in &columns {
+        step_statements.push(key_statements(conn, "rollup_events", "r.first_ts", "r.project = ?1 AND r.type = ?2 AND r.name = ?3")?);
+    }
+    let mut devices = KeyOrder::new(&mut device_statements, &[&project], |r| Ok((r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?.peekable();
+    let mut traits = KeyOrder::new(&mut trait_statements, &key_args, |r| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?)))?;
+    let mut steps = Vec::with_capacity(columns.len());
+    for (statements, step) in step_statements.iter_mut().zip(&columns) {
+        let args: [&dyn rusqlite::ToSql; 3] = [&project, &step.kind.event_type().as_str(), &step.name];
+        steps.push(KeyOrder::new(statements, &args, |r| r.get::<_, i64>(2))?);
+    }
+
+    let mut firsts: Vec<Option<i64>> = vec![None; columns.len()];
+    while let Some(row) = devices.next() {
+        let (who, mut identified, (mut first_seen, mut last_seen)) = row?;
+        // The user's other devices.
+        while let Some(Ok((_, more, (first, last)))) = devices.next_if(|r| r.as_ref().is_ok_and(|(key, _, _)| *key == who)) {
+            identified |= more;
+            first_seen = first_seen.min(first);
+            last_seen = last_seen.max(last);
+        }
+        // The latest value of each key, as `query_users` chooses it.
+        let mut latest: Vec<(String, String, i64, String)> = Vec::new();
+        traits.rows_of(&who, |_, (key, value, ts, event)| match latest.iter_mut().find(|l| l.0 == key) {
+            Some(slot) if (ts, &event) > (slot.2, &slot.3) => *slot = (key, value, ts, event),
+            Some(_) => {}
+            None => latest.push((key, value, ts, event)),
+        })?;
+        latest.sort_by(|a, b| a.0.cmp(&b.0));
+        let traits = latest.into_iter().filter_map(|(key, value, _, _)| Some((key, onramp::core::json::parse(&value).ok()?))).collect();
+        for (slot, run) in firsts.iter_mut().zip(&mut steps) {
+            *slot = None;
+            run.rows_of(&who, |_, ts| *slot = Some(slot.map_or(ts, |t: i64| t.min(ts))))?;
+        }
+        let (user, identified) = crate::analytics::resolve_user(UserSeen { user: who, first_seen, last_seen, identified, traits }, query.now);
+        tally.add(&user, identified, &firsts);
+    }
+    Ok(tally.finish())
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user
