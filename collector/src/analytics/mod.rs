@@ -300,7 +300,12 @@ impl<'a> FirstReach<'a> {
 #[derive(Clone, Copy)]
 pub struct UserFirsts<'a>(&'a [UserEvent]);
 
-impl UserFirsts<'_> {
+impl<'a> UserFirsts<'a> {
+    /// The entry of a user whose first events are `events`, sorted by time.
+    pub fn new(events: &'a [UserEvent]) -> UserFirsts<'a> {
+        UserFirsts(events)
+    }
+
     /// The time of the user's first event reaching `step`: events are sorted by time, so the
     /// first that matches is the earliest.
     pub fn at(&self, step: &Step) -> Option<i64> {

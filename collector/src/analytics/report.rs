@@ -13,7 +13,7 @@ use onramp::core::funnel::{self, StepEvent};
 
 use super::stalled::{Due, Stall};
 use super::ttv::{Period, ACTIVATION_WINDOW};
-use super::{FirstReach, Selection, Step, User};
+use super::{FirstReach, Selection, Step, User, UserFirsts};
 use crate::store::{UserEvent, UserEvents};
 
 /// What one report asks of the store.
@@ -241,6 +241,8 @@ pub struct Tally<'q> {
     interest: Vec<User>,
     interest_firsts: Vec<UserEvents>,
     traits: TraitChoices,
+    /// [`Tally::add_reaching`]'s first times, kept to reuse its allocation.
+    firsts: Vec<Option<i64>>,
 }
 
 impl<'q> Tally<'q> {
@@ -267,6 +269,7 @@ impl<'q> Tally<'q> {
             interest: Vec::new(),
             interest_firsts: Vec::new(),
             traits: TraitChoices::default(),
+            firsts: Vec::new(),
         }
     }
 
@@ -290,6 +293,15 @@ impl<'q> Tally<'q> {
             // Not a user: only counted, apart.
             self.visitors += 1;
         }
+    }
+
+    /// [`Tally::add`] with the user's first times read from `entry`, their first events.
+    pub fn add_reaching(&mut self, user: &User, identified: bool, entry: UserFirsts<'_>) {
+        let mut firsts = std::mem::take(&mut self.firsts);
+        firsts.clear();
+        firsts.extend(self.columns.iter().map(|step| entry.at(step)));
+        self.add(user, identified, &firsts);
+        self.firsts = firsts;
     }
 
     fn add_selected(&mut self, user: &User, firsts: &[Option<i64>]) {
@@ -394,13 +406,8 @@ impl<'q> Tally<'q> {
 /// [`ReportQuery::columns`]): the definition, and what a store without its own computes.
 pub fn tally(query: &ReportQuery, users: &[User], visitors: &[User], reach: &FirstReach) -> Tallies {
     let mut tally = Tally::new(query);
-    let mut firsts = vec![None; tally.columns().len()];
     for user in users {
-        let entry = reach.of(&user.id);
-        for (slot, step) in firsts.iter_mut().zip(tally.columns()) {
-            *slot = entry.at(step);
-        }
-        tally.add(user, true, &firsts);
+        tally.add_reaching(user, true, reach.of(&user.id));
     }
     for visitor in visitors {
         tally.add(visitor, false, &[]);
