@@ -347,7 +347,12 @@
 
   var loading = false, again = false;
   // A change made while a report is loading is applied when it arrives, not lost.
-  function loaded() { loading = false; if (again) { again = false; setTimeout(load, 0); } }
+  // Each answer (or failure) is announced: the health panel (health.js) starts after the first.
+  function loaded() {
+    loading = false;
+    document.dispatchEvent(new Event("onramp:report"));
+    if (again) { again = false; setTimeout(load, 0); }
+  }
   function load() {
     var token = $("token").value.trim();
     if (!token) { $("status").textContent = "Enter the project's read token."; return; }
