@@ -195,13 +195,14 @@ impl Selection {
 
 /// Nearest-rank percentile (`pct` in 0..=100) of ascending `sorted`; `None` when empty.
 pub fn percentile(sorted: &[i64], pct: u32) -> Option<i64> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
+    Some(sorted[nearest_rank(pct, sorted.len())? - 1])
+}
+
+/// The 1-based rank of the `pct` percentile (0..=100) among `n` ascending values, `None` when
+/// `n` is 0: the one rule for lists ([`percentile`]) and histograms ([`report::Durations`]).
+pub fn nearest_rank(pct: u32, n: usize) -> Option<usize> {
     // Integer arithmetic: ⌈pct·n/100⌉ computed in floats misrounds for some n.
-    let rank = (pct as usize * n).div_ceil(100).clamp(1, n);
-    Some(sorted[rank - 1])
+    (n > 0).then(|| (pct as usize * n).div_ceil(100).clamp(1, n))
 }
 
 /// Median, p75 and p90 of some durations, as every report shows them.

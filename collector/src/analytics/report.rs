@@ -1,6 +1,7 @@
 //! The standard sections of a report (funnel of milestones, time-to-value, cohorts, first-day
 //! activation, stalled users) as tallies a store computes in one pass over its users, holding
-//! only what the answer holds: counts, exact histograms of durations and the listed users.
+//! counts, the durations its exact histograms are made of (one number per selected user and
+//! step while the pass runs) and the listed users, never the user list itself.
 //!
 //! [`crate::store::Store::report_tallies`] takes a [`ReportQuery`] and returns [`Tallies`]; the
 //! shape is the same for every store (a GROUP BY per user key, then per step, cohort and
@@ -96,11 +97,7 @@ impl Durations {
 
     /// Nearest-rank percentile, as [`percentile`] of the values listed one by one.
     pub fn percentile(&self, pct: u32) -> Option<i64> {
-        let n = self.count() as usize;
-        if n == 0 {
-            return None;
-        }
-        let rank = (pct as usize * n).div_ceil(100).clamp(1, n) as u64;
+        let rank = super::nearest_rank(pct, self.count() as usize)? as u64;
         let mut below = 0;
         self.0.iter().find(|(_, c)| {
             below += c;
@@ -210,6 +207,10 @@ struct Times {
 }
 
 impl Times {
+    fn new(steps: usize) -> Times {
+        Times { steps: vec![Vec::new(); steps], ..Times::default() }
+    }
+
     fn finish(self) -> StepTimes {
         StepTimes {
             users: self.users,
@@ -260,7 +261,7 @@ impl<'q> Tally<'q> {
             query,
             users: 0,
             visitors: 0,
-            ttv: Times { steps: vec![Vec::new(); steps], ..Times::default() },
+            ttv: Times::new(steps),
             cohorts: std::collections::BTreeMap::new(),
             funnel: if query.funnel { vec![(0, Vec::new(), Vec::new()); steps] } else { Vec::new() },
             step_events: Vec::new(),
@@ -312,7 +313,7 @@ impl<'q> Tally<'q> {
         let eligible = user.signed_up_at + ACTIVATION_WINDOW <= self.query.now;
         let activated = eligible && to_value.is_some_and(|t| t < ACTIVATION_WINDOW);
         let steps = self.query.steps.len();
-        let cohort = self.cohorts.entry(self.query.period.start(user.signed_up_at)).or_insert_with(|| Times { steps: vec![Vec::new(); steps], ..Times::default() });
+        let cohort = self.cohorts.entry(self.query.period.start(user.signed_up_at)).or_insert_with(|| Times::new(steps));
         for times in [&mut self.ttv, cohort] {
             times.users += 1;
             for (list, &column) in times.steps.iter_mut().zip(&self.step_columns) {
