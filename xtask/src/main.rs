@@ -396,13 +396,17 @@ fn demo() -> Result {
 fn test() -> Result {
     setup()?;
     build()?;
-    run(cargo().args(["test", "--workspace"]))?;
+    // A full test run is not an edit loop: incremental caches would add gigabytes to a fresh
+    // clone's disk use (a CI machine ran out) for no gain. A caller's own setting wins.
+    let incremental = std::env::var("CARGO_INCREMENTAL").unwrap_or_else(|_| "0".into());
+    run(cargo().args(["test", "--workspace"]).env("CARGO_INCREMENTAL", &incremental))?;
     // The core's tests again, compiled to wasm and run in headless Chromium by
     // wasm-bindgen-test-runner (the runner is set in .cargo/config.toml). Its limits (5 s for
     // chromedriver to answer, 20 s for the suite) suit a quiet machine; one run at load 5-6 on
     // this 2-core box exited 1 without a recorded cause, so a slow start must not be one.
     run(cargo()
         .args(["test", "--target", "wasm32-unknown-unknown", "-p", "onramp", "--lib"])
+        .env("CARGO_INCREMENTAL", &incremental)
         .env("CHROMEDRIVER", "/usr/bin/chromedriver")
         .env("WASM_BINDGEN_TEST_DRIVER_TIMEOUT", "60")
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
