@@ -7,7 +7,7 @@
 //! shape is the same for every store (a GROUP BY per user key, then per step, cohort and
 //! duration), so a store may compute them inside its engine. [`Tally`] is the one definition:
 //! the default (every user read, then tallied here), SQLite's streaming fold and ClickHouse's
-//! rows grouped per user in the engine all feed it one selected user at a time, and [`super::ttv`],
+//! merge of its two sorted answers all feed it one selected user at a time, and [`super::ttv`],
 //! [`super::funnel`] and [`super::stalled`] turn the tallies into the figures the API returns
 //! (Rust divides and picks quantiles).
 

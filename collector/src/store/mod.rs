@@ -29,8 +29,8 @@
 //! the user list and every first-reach question cost one row per user, and no report reads
 //! identify events. [`Store::report_tallies`] answers the standard report sections as counts
 //! and exact histograms over the selected users (SQLite: one streaming pass over those ordered
-//! runs; ClickHouse: one row per user from its own GROUP BY, tallied as it streams; one user
-//! held at a time), so a report holds what its answer holds, not the user list.
+//! runs; ClickHouse: its two sorted answers merged by user key as they stream; one user held
+//! at a time), so a report holds what its answer holds, not the user list.
 //!
 //! # Contract for implementations
 //!

@@ -234,14 +234,6 @@ pub fn quote(s: &str) -> String {
 /// id (its own or its device's link) rather than a never-identified visitor's anonymous id.
 const IDENTIFIED: &str = "(user_id != '' OR linked_user != '') AS identified";
 
-/// The hash [`ClickHouseStore::people_sql`] groups and joins by, `{}` standing for the string
-/// hashed.
-const KEY_HASH: &str = "cityHash64({})";
-
-/// A step's first time in [`ClickHouseStore::people_sql`]'s answer when the user never reached
-/// it (a real time is Unix ms, far below).
-const NEVER: i64 = i64::MAX;
-
 pub struct ClickHouseStore {
     target: Target,
     http: Http,
@@ -494,172 +486,6 @@ impl ClickHouseStore {
         );
         let anonymous = format!("SELECT anonymous_id FROM rollup_events WHERE {conditions} AND user_id = ''");
         format!("{} ORDER BY who, first, type, name", self.with_user_key(&project, &rows, &["first", "type", "name"], Some(&anonymous)))
-    }
-
-    /// The report's tallies from the two answers `users` and `firsts` read, both sorted by user
-    /// key, merged here by user key as they arrive and tallied one user at a time: the collector
-    /// holds one user of each, never the user list. Exact whatever the keys hash to; the slower
-    /// way ([`Store::report_tallies`] takes it only when hashes clash).
-    async fn tallies_by_merge(&self, project: &str, query: &ReportQuery) -> Result<Tallies, StoreError> {
-        let columns = query.columns();
-        let users_sql = self.users_sql(project);
-        let firsts_sql = (!columns.is_empty()).then(|| self.firsts_sql(project, &EventFilter::reaching(&columns)));
-        // Both asked at once: each answer's first row comes only once its sort is done.
-        let (mut users, mut firsts) = tokio::try_join!(self.rows(&users_sql), async {
-            match &firsts_sql {
-                Some(sql) => self.rows(sql).await.map(Some),
-                None => Ok(None),
-            }
-        })?;
-        let mut tally = Tally::new(query);
-        let (mut user_run, mut first_run) = (None, None);
-        let mut next_firsts = match &mut firsts {
-            Some(rows) => rows.next_run::<UserEvents>(&mut first_run).await?,
-            None => None,
-        };
-        while let Some(folded) = users.next_run::<Folded>(&mut user_run).await? {
-            let Some(seen) = folded.finish() else { continue };
-            // First times of keys that are not users (no device row) are never asked for.
-            while let (Some(f), Some(rows)) = (&next_firsts, &mut firsts) {
-                if f.user >= seen.user {
-                    break;
-                }
-                next_firsts = rows.next_run::<UserEvents>(&mut first_run).await?;
-            }
-            let events = match &next_firsts {
-                Some(f) if f.user == seen.user => f.events.as_slice(),
-                _ => &[],
-            };
-            let (user, identified) = crate::analytics::resolve_user(seen, query.now);
-            tally.add_reaching(&user, identified, UserFirsts::new(events));
-        }
-        Ok(tally.finish())
-    }
-
-    /// The SELECT of [`ClickHouseStore::tallies_by_person`]: one row per user key, grouped inside
-    /// ClickHouse. 18.16 hashes `String` keys slowly (a `GROUP BY` or join on them cost seconds
-    /// at 10 M events), so every key here is a `cityHash64`: devices are joined to their link by
-    /// the hash of the anonymous id, rows grouped by the hash of the user key. Each row says
-    /// whether a hash stood for two strings (`clash`: a device given another device's link, or
-    /// two user keys in one group), which the caller never lets through.
-    ///
-    /// Columns: user key, clash, identified, first seen, last seen, the trait rows of the user's
-    /// devices (key, JSON value, time, event id; folded by [`Folded`], the latest winning), then
-    /// per [`ReportQuery::columns`] step its first time ([`NEVER`] when not reached).
-    fn people_sql(&self, project: &str, query: &ReportQuery, columns: &[Step], hash: &str) -> String {
-        let project = quote(project);
-        let hash = |value: &str| hash.replace("{}", value);
-        let never = NEVER;
-        // The traits read: every key for the filter choices and the users of interest, else only
-        // those the sign-up time and the selection need (as SQLite's pass reads them).
-        let keys = if query.trait_choices || !query.interest.is_empty() {
-            String::new()
-        } else {
-            let mut keys: Vec<String> = vec![quote(onramp::core::vocab::prop::SIGNED_UP_AT)];
-            keys.extend(query.selection.traits.iter().map(|(k, _)| quote(k)));
-            format!(" AND key IN ({})", keys.join(", "))
-        };
-        let none_reached: String = columns.iter().map(|_| format!(", toInt64({never})")).collect();
-        let reached: String = columns
-            .iter()
-            .map(|s| format!(", if(type = {} AND name = {}, finalizeAggregation(first_ts), toInt64({never}))", quote(s.kind.event_type().as_str()), quote(&s.name)))
-            .collect();
-        let step_columns: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-        // UNION ALL takes the first branch's column names.
-        let first_steps: String = step_columns.iter().map(|c| format!(", toInt64({never}) AS {c}")).collect();
-        let steps = {
-            let types: Vec<String> = columns.iter().map(|s| quote(s.kind.event_type().as_str())).collect();
-            let names: Vec<String> = columns.iter().map(|s| quote(&s.name)).collect();
-            if columns.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "UNION ALL
-                     SELECT anonymous_id, user_id, toUInt8(2), toInt64({never}), toInt64(-{never}), '', tuple('', toInt64(0), ''){reached}
-                     FROM rollup_events WHERE project = {project} AND type IN ({}) AND name IN ({})",
-                    types.join(", "),
-                    names.join(", "),
-                )
-            }
-        };
-        // The rows of `devices` (a condition on `user_id`): each device's first and last seen,
-        // its traits' latest (value, time, event id), its first time of each step.
-        let rows = |devices: &str| {
-            format!(
-                "SELECT anonymous_id, user_id, toUInt8(0) AS part, finalizeAggregation(first_ts) AS seen_first, finalizeAggregation(last_ts) AS seen_last,
-                        '' AS key, tuple('', toInt64(0), '') AS latest{first_steps}
-                 FROM rollup_devices WHERE project = {project} AND {devices}
-                 UNION ALL
-                 SELECT anonymous_id, user_id, toUInt8(1), toInt64({never}), toInt64(-{never}), key, finalizeAggregation(latest){none_reached}
-                 FROM rollup_traits WHERE project = {project}{keys} AND {devices}
-                 {steps}",
-                steps = if columns.is_empty() { String::new() } else { format!("{steps} AND {devices}") },
-            )
-        };
-        let step_list: String = step_columns.iter().map(|c| format!(", {c}")).collect();
-        let firsts: String = step_columns.iter().map(|c| format!(", min({c})")).collect();
-        // Rows with a user id are keyed by it; only the rows without one are joined to their
-        // device's link (a join costs every row of its left side a lookup).
-        format!(
-            "SELECT any(who), toUInt8(max(clash) OR min(who) != max(who)), max(identified), min(seen_first), max(seen_last),
-                    groupArrayIf((key, tupleElement(latest, 1), tupleElement(latest, 2), tupleElement(latest, 3)), part = 1){firsts}
-             FROM (
-               SELECT user_id AS who, toUInt8(0) AS clash, toUInt8(part = 0) AS identified, part, seen_first, seen_last, key, latest{step_list}
-               FROM ({with_user})
-               UNION ALL
-               SELECT if(linked_user != '', linked_user, anonymous_id) AS who,
-                      toUInt8(linked_device != '' AND linked_device != anonymous_id) AS clash,
-                      toUInt8(part = 0 AND linked_user != '') AS identified,
-                      part, seen_first, seen_last, key, latest{step_list}
-               FROM (SELECT {device} AS device, * FROM ({without_user}))
-               {join} (SELECT {device} AS device, any(anonymous_id) AS linked_device, argMinMerge(first_user) AS linked_user
-                       FROM links WHERE project = {project} GROUP BY device)
-               USING device
-             )
-             GROUP BY {person}",
-            with_user = rows("user_id != ''"),
-            without_user = rows("user_id = ''"),
-            join = self.join(),
-            device = hash("anonymous_id"),
-            person = hash("who"),
-        )
-    }
-
-    /// [`Store::report_tallies`] from [`ClickHouseStore::people_sql`]'s answer, one user key a
-    /// row, each handed to [`Tally::add`] as it arrives; `None` when a hash clashed.
-    async fn tallies_by_person(&self, project: &str, query: &ReportQuery, hash: &str) -> Result<Option<Tallies>, StoreError> {
-        let mut tally = Tally::new(query);
-        let columns = tally.columns().to_vec();
-        let mut rows = self.rows(&self.people_sql(project, query, &columns, hash)).await?;
-        let mut firsts: Vec<Option<i64>> = Vec::with_capacity(columns.len());
-        let mut clashed = false;
-        loop {
-            let person = rows
-                .next(|r| {
-                    let (who, clash, identified, first, last) = (r.str_ref()?, r.u8()? != 0, r.u8()? != 0, r.i64()?, r.i64()?);
-                    let mut folded = Folded { user: who.to_owned(), first, last, identified, traits: Vec::new() };
-                    for _ in 0..r.length()? {
-                        let (key, value, ts, id) = (r.str_ref()?, r.str_ref()?, r.i64()?, r.str_ref()?);
-                        folded.add(SeenRow { who, is_trait: true, first, last, identified, key, value, ts, id });
-                    }
-                    firsts.clear();
-                    for _ in &columns {
-                        firsts.push(Some(r.i64()?).filter(|&at| at != NEVER));
-                    }
-                    Ok((clash, folded))
-                })
-                .await?;
-            let Some((clash, folded)) = person else { break };
-            clashed |= clash;
-            if clashed {
-                continue;
-            }
-            // Trait rows only (no device row): not a user, as in `Folded::finish`.
-            let Some(seen) = folded.finish() else { continue };
-            let (user, identified) = crate::analytics::resolve_user(seen, query.now);
-            tally.add(&user, identified, &firsts);
-        }
-        Ok((!clashed).then(|| tally.finish()))
     }
 
     /// How far each user got through `steps`, counted by ClickHouse's own `windowFunnel` rather
@@ -1486,18 +1312,45 @@ impl Store for ClickHouseStore {
         Box::pin(async move { self.runs::<UserEvents>(&sql).await })
     }
 
-    /// One row per user key from ClickHouse's own `GROUP BY` ([`ClickHouseStore::people_sql`]),
-    /// tallied as it arrives. Should two keys (or two devices) share a hash, which the answer
-    /// tells, the report is counted again by [`ClickHouseStore::tallies_by_merge`], exact by
-    /// construction.
+    /// The two answers `users` and `firsts` read, both sorted by user key, merged here by user
+    /// key as they arrive and tallied one user at a time (as SQLite's pass does): the collector
+    /// holds one user of each, never the user list (the default held both whole).
     fn report_tallies(&self, project: &str, query: &ReportQuery) -> StoreFuture<'_, Tallies> {
         let query = query.clone();
-        let project = project.to_owned();
+        let columns = query.columns();
+        let users_sql = self.users_sql(project);
+        let firsts_sql = (!columns.is_empty()).then(|| self.firsts_sql(project, &EventFilter::reaching(&columns)));
         Box::pin(async move {
-            match self.tallies_by_person(&project, &query, KEY_HASH).await? {
-                Some(tallies) => Ok(tallies),
-                None => self.tallies_by_merge(&project, &query).await,
+            // Both asked at once: each answer's first row comes only once its sort is done.
+            let (mut users, mut firsts) = tokio::try_join!(self.rows(&users_sql), async {
+                match &firsts_sql {
+                    Some(sql) => self.rows(sql).await.map(Some),
+                    None => Ok(None),
+                }
+            })?;
+            let mut tally = Tally::new(&query);
+            let (mut user_run, mut first_run) = (None, None);
+            let mut next_firsts = match &mut firsts {
+                Some(rows) => rows.next_run::<UserEvents>(&mut first_run).await?,
+                None => None,
+            };
+            while let Some(folded) = users.next_run::<Folded>(&mut user_run).await? {
+                let Some(seen) = folded.finish() else { continue };
+                // First times of keys that are not users (no device row) are never asked for.
+                while let (Some(f), Some(rows)) = (&next_firsts, &mut firsts) {
+                    if f.user >= seen.user {
+                        break;
+                    }
+                    next_firsts = rows.next_run::<UserEvents>(&mut first_run).await?;
+                }
+                let events = match &next_firsts {
+                    Some(f) if f.user == seen.user => f.events.as_slice(),
+                    _ => &[],
+                };
+                let (user, identified) = crate::analytics::resolve_user(seen, query.now);
+                tally.add_reaching(&user, identified, UserFirsts::new(events));
             }
+            Ok(tally.finish())
         })
     }
 
@@ -1867,65 +1720,6 @@ fn user_events(answer: &[u8]) -> Result<Vec<UserEvents>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Hashes that clash, on a real server: a device given another device's link, two user keys
-    /// in one group, and every key in two groups. Each must be told by the answer, so that
-    /// `report_tallies` counts the report the exact way; with the real hash both ways agree.
-    #[tokio::test]
-    async fn tallies_by_person_refuse_clashing_hashes_and_otherwise_equal_the_merge() {
-        use crate::analytics::stalled::Due;
-        use crate::analytics::ttv::Period;
-        use crate::analytics::Selection;
-        let server = tokio::task::spawn_blocking(server::LocalServer::start).await.expect("join").expect("start clickhouse-server");
-        let store = ClickHouseStore::open(&server.store_url("onramp")).await.expect("open");
-        let now = 1_800_000_000_000;
-        let h = 3_600_000;
-        let events = serde_json::json!([
-            {"id": "e1", "type": "track", "name": "page_viewed", "anonymousId": "anon-a", "ts": now - 50 * h},
-            {"id": "e2", "type": "identify", "name": "identify", "anonymousId": "anon-a", "userId": "alice", "ts": now - 49 * h,
-             "props": {"signedUpAt": now - 49 * h, "plan": "pro"}},
-            {"id": "e3", "type": "milestone", "name": "m1", "anonymousId": "anon-a", "userId": "alice", "ts": now - 40 * h},
-            {"id": "e4", "type": "track", "name": "page_viewed", "anonymousId": "anon-b", "ts": now - 30 * h},
-            {"id": "e5", "type": "milestone", "name": "m1", "anonymousId": "anon-c", "userId": "bob", "ts": now - 30 * h},
-            {"id": "e6", "type": "milestone", "name": "m2", "anonymousId": "anon-c", "ts": now - 20 * h},
-            {"id": "e7", "type": "identify", "name": "identify", "anonymousId": "anon-d", "userId": "carol", "ts": now - 10 * h,
-             "props": {"plan": "free"}}
-        ]);
-        let body = serde_json::json!({"writeKey": "wk_demo", "sentAt": now, "events": events}).to_string();
-        let stored = onramp::core::wire::Batch::parse(&body)
-            .expect("batch")
-            .events
-            .into_iter()
-            .map(|event| StoredEvent { project: "demo".into(), ts: event.ts, event, sent_at: now, received_at: now })
-            .collect();
-        store.insert(stored).await.expect("insert");
-        let query = ReportQuery {
-            selection: Selection::default(),
-            steps: vec![Step::milestone("m1"), Step::milestone("m2")],
-            value: Step::milestone("m2"),
-            funnel: true,
-            window: None,
-            funnel_users: true,
-            period: Period::Day,
-            due: vec![Due { milestone: "m1".into(), within_ms: h }],
-            stall_limit: Some(10),
-            population: Vec::new(),
-            interest: vec!["alice".into(), "anon-b".into()],
-            trait_choices: true,
-            now,
-        };
-        let exact = store.tallies_by_merge("demo", &query).await.expect("merge");
-        assert_eq!((exact.users, exact.visitors, exact.stalled), (3, 1, 1), "alice, bob, carol; anon-b; carol never reached m1");
-        assert_eq!(store.tallies_by_person("demo", &query, KEY_HASH).await.expect("people"), Some(exact.clone()));
-        for clashing in [
-            "if({} IN ('anon-a', 'anon-b'), 0, cityHash64({}))",
-            "if({} IN ('alice', 'bob'), 0, cityHash64({}))",
-            "(cityHash64({}) % 2)",
-        ] {
-            assert_eq!(store.tallies_by_person("demo", &query, clashing).await.expect("people"), None, "{clashing}");
-        }
-        assert_eq!(store.report_tallies("demo", &query).await.expect("tallies"), exact);
-    }
 
     #[test]
     fn parses_store_urls() {
