@@ -294,9 +294,11 @@ fn wasm_parts(table: &mut Table, name: &str) -> Option<String> {
     let built = root().join(format!("target/wasm32-unknown-unknown/wasm/{name}.wasm"));
     capture(table, Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&dir).arg(&built)).ok()?;
     let named = dir.join(format!("{name}_bg.wasm"));
-    let mut opt = Command::new(root().join("node_modules/.bin/wasm-opt"));
-    opt.args(["-Oz", "-g", "--strip-target-features"]).arg(&named).arg("-o").arg(&named);
-    capture(table, &mut opt).ok()?;
+    // The build's short import and export names (so they weigh what they weigh in the shipped
+    // file), then its passes.
+    let wasm_opt = root().join("node_modules/.bin/wasm-opt");
+    capture(table, Command::new(&wasm_opt).args(["-g", "--minify-imports-and-exports-and-modules"]).arg(&named).arg("-o").arg(&named)).ok()?;
+    capture(table, Command::new(&wasm_opt).arg("-g").args(super::wasm_opt_passes(name)).arg(&named).arg("-o").arg(&named)).ok()?;
     let csv = capture(table, Command::new("twiggy").args(["top", "-n", "1000000", "-f", "csv"]).arg(&named)).ok()?;
     let mut parts: BTreeMap<String, usize> = BTreeMap::new();
     for line in csv.lines().skip(1) {
@@ -330,8 +332,10 @@ fn wasm_part(name: &str) -> String {
     if name.contains("dlmalloc") || name.contains("lol_alloc") || name.contains("__rdl_") || name.contains("__rust_alloc") || name.contains("__rust_realloc") {
         return "allocator".into();
     }
-    if name.contains("::fmt") || name.contains("Formatter") {
-        return "core::fmt".into();
+    // std's panic handler and what it keeps: the formatting of panic messages (`core::fmt`),
+    // the payloads, the hook. A `no_std` tracker with a trapping handler would leave these out.
+    if name.contains("::fmt") || name.contains("Formatter") || name.contains("panicking") || name.contains("rust_begin_unwind") {
+        return "core::fmt and std's panic handler".into();
     }
     // The first path in the name is the item's own (`<onramp::web::X as onramp::core::T>`).
     let first = ["onramp::core", "onramp::web"].into_iter().filter_map(|l| Some((name.find(&format!("{l}::"))?, l))).min();

@@ -158,11 +158,7 @@ fn build() -> Result {
         let wasm_opt = root.join("node_modules/.bin/wasm-opt");
         if wasm_opt.exists() {
             shorten_names(&wasm_opt, &wasm, &dist.join(format!("{name}.js")), &format!("./{name}_bg.js"))?;
-            // npm's binaryen (v132) reads the module's features itself; Debian's old one corrupts it.
-            // The tracker, which every page loads, is optimised until it stops shrinking: 256 B
-            // gzip less (measured); the full SDK gains as little for twice the build time.
-            let passes: &[&str] = if name == "tracker" { &["-Oz", "--converge"] } else { &["-Oz"] };
-            run(Command::new(&wasm_opt).args(passes).arg("--strip-target-features").arg(&wasm).arg("-o").arg(&wasm))?;
+            run(Command::new(&wasm_opt).args(wasm_opt_passes(name)).arg(&wasm).arg("-o").arg(&wasm))?;
         } else {
             eprintln!("warning: node_modules/.bin/wasm-opt missing (run `cargo xtask setup`); bundle not optimised");
         }
@@ -195,6 +191,23 @@ fn build() -> Result {
         println!("{file:<16} {raw:>9} {:>9} {:>9}", show(gz), show(br));
     }
     Ok(())
+}
+
+/// The wasm-opt passes after [`shorten_names`] for bundle `name` (the bench's twiggy breakdown
+/// runs the same). npm's binaryen (v132) reads the module's features itself; Debian's old one
+/// corrupts it. Sizes measured on the tracker with binaryen 132.
+pub fn wasm_opt_passes(name: &str) -> Vec<&'static str> {
+    // The tracker, which every page loads, is optimised until it stops shrinking (256 B gzip
+    // less), after a flatten/re-loop round that finds merges -Oz alone misses (190 B gzip
+    // less); the full SDK gains as little for twice the build time.
+    let mut passes = if name == "tracker" { vec!["-Oz", "--flatten", "--rereloop", "-Oz", "--converge"] } else { vec!["-Oz"] };
+    // What holds for every wasm-bindgen module and lets binaryen drop more (tracker: 280 B
+    // gzip): a fresh instance's memory is zeros (zero bytes of data segments need not be
+    // shipped); Rust puts nothing in the first 1 KB (the bottom of its 1 MB stack, reached only
+    // just before a stack overflow), so address arithmetic there can be folded; and the
+    // `producers` section (compiler versions, 100 B) is unused.
+    passes.extend(["--zero-filled-memory", "--low-memory-unused", "--strip-producers", "--strip-target-features"]);
+    passes
 }
 
 /// Gives the wasm's imports, exports and import module names of one or two letters, and its
