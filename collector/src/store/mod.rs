@@ -46,6 +46,7 @@ pub mod clickhouse;
 pub mod sqlite;
 pub mod sqlite_health;
 pub mod sqlite_rollup;
+mod sqlite_users;
 
 use std::future::Future;
 use std::pin::Pin;
