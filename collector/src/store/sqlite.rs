@@ -977,10 +977,13 @@ const USER_ROWS: &str =
 /// A user's traits from their packed row, in key order: those `wanted` names, parsed (ingest
 /// stored each value from a parsed one, so only a damaged file fails to parse). Sized exactly:
 /// collecting an unknown count rounds up, which for every user was tens of MB at scale.
-fn unpack_traits(packed: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<(String, Value)> {
+fn unpack_traits(packed: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Vec<(String, Value)> {
     let traits = || sqlite_users::Traits::of(packed).map_while(|t| t).filter(|t| wanted(t.key));
     let mut out = Vec::with_capacity(traits().count());
-    out.extend(traits().filter_map(|t| Some((t.key.to_owned(), onramp::core::json::parse(t.value).ok()?))));
+    out.extend(traits().filter_map(|t| {
+        let value = onramp::core::json::parse(std::str::from_utf8(t.value).ok()?).ok()?;
+        Some((std::str::from_utf8(t.key).ok()?.to_owned(), value))
+    }));
     out
 }
 
@@ -1028,12 +1031,12 @@ fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusql
     let mut rows = stmt.query([project])?;
     while let Some(r) = rows.next()? {
         let who: String = r.get(0)?;
-        let traits = unpack_traits(r.get_ref(4)?.as_blob()?, |key| all_keys || keys.contains(&key));
+        let traits = unpack_traits(r.get_ref(4)?.as_blob()?, |key| all_keys || keys.iter().any(|k| k.as_bytes() == key));
         firsts.fill(None);
         let mut reached = sqlite_users::Milestones::of(r.get_ref(5)?.as_blob()?).map_while(|m| m).peekable();
         for &(column, name) in &milestones {
-            while reached.next_if(|(n, _)| *n < name).is_some() {}
-            firsts[column] = reached.next_if(|(n, _)| *n == name).map(|(_, ts)| ts);
+            while reached.next_if(|(n, _)| *n < name.as_bytes()).is_some() {}
+            firsts[column] = reached.next_if(|(n, _)| *n == name.as_bytes()).map(|(_, ts)| ts);
         }
         for (column, run) in &mut runs {
             let slot = &mut firsts[*column];
