@@ -10,13 +10,15 @@
 //! another user (its first identify, or an earlier link arriving late) has both users'
 //! rows recomputed. [`rebuild`] and [`verify`] recompute every row.
 //!
-//! Traits and milestones are packed into BLOBs (length-prefixed strings, little-endian
-//! integers) that a report decodes without allocating for the keys it does not need.
+//! Traits and milestones are packed into BLOBs in ClickHouse's RowBinary layout (LEB128
+//! length-prefixed strings, little-endian integers; written by `clickhouse::rowbinary`) that a
+//! report decodes without allocating, or checking as UTF-8, what it does not need.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::clickhouse::rowbinary::{put_i64, put_str};
 use super::sqlite::{key_statements, KeyOrder};
 
 /// A trait's value as stored (JSON) with the (time, event id) of the identify that set it.
@@ -70,7 +72,7 @@ impl UserRow {
         let mut out = Vec::new();
         for (key, ((ts, event), value)) in &self.traits {
             put_str(&mut out, key);
-            out.extend_from_slice(&ts.to_le_bytes());
+            put_i64(&mut out, *ts);
             put_str(&mut out, event);
             put_str(&mut out, value);
         }
@@ -81,7 +83,7 @@ impl UserRow {
         let mut out = Vec::new();
         for (name, ts) in &self.milestones {
             put_str(&mut out, name);
-            out.extend_from_slice(&ts.to_le_bytes());
+            put_i64(&mut out, *ts);
         }
         out
     }
@@ -99,21 +101,6 @@ impl UserRow {
         }
         Some(row)
     }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let mut n = s.len() as u64;
-    // LEB128: keys and names are short, so one byte each.
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// A packed BLOB being read; `None` from a damaged one.
