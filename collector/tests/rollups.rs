@@ -186,7 +186,9 @@ async fn per_user_rows_equal_a_recompute_after_merges_relinks_resends_and_any_or
             assert_eq!(post(&c.url, body.clone()).await.status(), 200);
         }
     }
-    let rows = |db: &Path| -> Vec<(String, bool, i64, i64, Vec<u8>, Vec<u8>)> {
+    // A stored row: user key, identified, first and last seen, packed traits and milestones.
+    type UserRow = (String, bool, i64, i64, Vec<u8>, Vec<u8>);
+    let rows = |db: &Path| -> Vec<UserRow> {
         let conn = rusqlite::Connection::open(db).expect("open");
         let mut stmt = conn.prepare("SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users ORDER BY user_key").expect("prepare");
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))).expect("query");

@@ -446,7 +446,7 @@ pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn F
         fold(tx, &project, |key, row| {
             store(tx, &project, &key, Some(&row))?;
             done += 1;
-            if done % 100_000 == 0 {
+            if done.is_multiple_of(100_000) {
                 progress(format!("users: {done} of {project}"));
             }
             Ok(())
