@@ -217,10 +217,10 @@ async fn the_report_is_served_from_cache_until_new_events_arrive() {
     let path = "/v1/report?steps=event:opened&due=signed_up:1h";
     assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2);
     // Changed behind the collector's back: a cached answer cannot see it.
-    rusqlite::Connection::open(&db).expect("open").execute_batch("DELETE FROM rollup_devices").expect("delete");
+    rusqlite::Connection::open(&db).expect("open").execute_batch("DELETE FROM rollup_users").expect("delete");
     assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2, "served from the cache");
     // A new event is a new data version: computed again, from the (now damaged) rollups.
     assert_eq!(send("c2", "anon-2").await.status(), 200);
-    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's device row is left");
+    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's user row is left");
     assert_eq!(common::get(&s.url, &format!("{path}&window=1d")).await["funnel"]["steps"][0]["users"], 1);
 }

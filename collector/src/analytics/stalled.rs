@@ -41,14 +41,21 @@ pub struct Stall {
 /// Whether `user` is stalled on `due`: its due time is at or before `now` and the user has not
 /// `reached` the milestone.
 pub fn stall(user: &User, due: &Due, reached: bool, now: i64) -> Option<Stall> {
-    let due_at = user.signed_up_at.saturating_add(due.within_ms);
-    (due_at <= now && !reached).then(|| Stall {
+    let due_at = stalled_since(user, due, reached, now)?;
+    Some(Stall {
         user: user.id.clone(),
         milestone: due.milestone.clone(),
         signed_up_at: user.signed_up_at,
         due_at,
         last_seen: user.last_seen,
     })
+}
+
+/// When `user` became stalled on `due` (its due time), if they are: [`stall`] without building
+/// the stall.
+pub fn stalled_since(user: &User, due: &Due, reached: bool, now: i64) -> Option<i64> {
+    let due_at = user.signed_up_at.saturating_add(due.within_ms);
+    (due_at <= now && !reached).then_some(due_at)
 }
 
 /// The order stalls are listed in: longest overdue first, then by user and milestone.

@@ -27,9 +27,10 @@
 //! user's run as the answer streams in; SQLite by reading the rows in user key order from the rollups'
 //! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
 //! the user list and every first-reach question cost one row per user, and no report reads
-//! identify events. [`Store::report_tallies`] answers the standard report sections as counts
-//! and exact histograms over the selected users (SQLite: one streaming pass over those ordered
-//! runs; ClickHouse: its two sorted answers merged by user key as they stream; one user held
+//! identify events. SQLite also keeps the fold itself, one row per user key (`sqlite_users`),
+//! which its user list and [`Store::report_tallies`] read. [`Store::report_tallies`] answers
+//! the standard report sections as counts and exact histograms over the selected users (SQLite:
+//! one streaming pass over the per-user rows; ClickHouse: its two sorted answers merged by user key as they stream; one user held
 //! at a time), so a report holds what its answer holds, not the user list.
 //!
 //! # Contract for implementations
@@ -46,6 +47,7 @@ pub mod clickhouse;
 pub mod sqlite;
 pub mod sqlite_health;
 pub mod sqlite_rollup;
+mod sqlite_users;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -99,8 +99,11 @@ impl<'a> Changes<'a> {
              ON CONFLICT (project, user_id, anonymous_id) DO UPDATE SET
                first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
         )?;
+        // The per-user rollup's share of the same rows, written last (`sqlite_users`).
+        let mut users = super::sqlite_users::Changes::default();
         for ((project, user, anon), (first, last)) in self.devices.into_rows() {
             devices.execute(params![project, user, anon, first, last])?;
+            users.seen(project, user, anon, first, last);
         }
         let mut events = tx.prepare_cached(
             "INSERT INTO rollup_events (project, type, name, user_id, anonymous_id, first_ts, last_ts, events)
@@ -110,6 +113,9 @@ impl<'a> Changes<'a> {
         )?;
         for ((project, kind, name, user, anon), (first, last, count)) in self.events.into_rows() {
             events.execute(params![project, kind, name, user, anon, first, last, count])?;
+            if kind == EventType::Milestone.as_str() {
+                users.milestone(project, user, anon, name, first);
+            }
         }
         // The first link by event time (then event id) wins, whatever order events arrive in.
         let mut link = tx.prepare_cached(
@@ -119,10 +125,13 @@ impl<'a> Changes<'a> {
              WHERE (excluded.linked_ts, excluded.link_event) < (identities.linked_ts, identities.link_event)",
         )?;
         for ((project, anon), ((ts, event), user)) in self.links.into_rows() {
+            users.link(tx, project, anon, user, (ts, event))?;
             link.execute(params![project, anon, user, ts, event])?;
         }
         for ((project, user, anon, key), ((ts, event), value)) in self.traits.into_rows() {
-            set_trait(tx, project, user, anon, key, &value.to_json(), ts, event)?;
+            let value = value.to_json();
+            set_trait(tx, project, user, anon, key, &value, ts, event)?;
+            users.set_trait(project, user, anon, key, (ts, event), value);
         }
         // The earliest (ts, event) with a milestone wins; a row without one changes nothing.
         let mut tips = tx.prepare_cached(
@@ -154,7 +163,7 @@ impl<'a> Changes<'a> {
         for ((project, user, anon, name), (((first_ts, first_event), first), ((last_ts, last_event), last))) in self.metrics.into_rows() {
             metrics.execute(params![project, user, anon, name, first_ts, first_event, first, last_ts, last_event, last])?;
         }
-        Ok(())
+        users.write(tx)
     }
 }
 
@@ -341,6 +350,7 @@ pub fn rebuild(tx: &Transaction<'_>, project: Option<&str>, progress: &mut dyn F
     let events = rebuild_counts(tx, project, progress)?;
     rebuild_traits(tx, project, progress)?;
     rebuild_tips_metrics(tx, project, progress)?;
+    super::sqlite_users::rebuild(tx, project, progress)?;
     Ok(events)
 }
 
@@ -404,6 +414,13 @@ pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) ->
     if deleted == 0 {
         return Ok(0);
     }
+    // Every device whose rows or link may change, and its anonymous rows (a link may move them):
+    // their users' rows are recomputed from what remains, under the keys before and after.
+    let devices: Vec<(String, String)> = tx
+        .prepare("SELECT user_id, anonymous_id FROM temp.retention_devices UNION SELECT '', anonymous_id FROM temp.retention_devices")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut users = super::sqlite_users::keys_of(tx, project, &devices)?;
     let device = "(user_id, anonymous_id) IN (SELECT user_id, anonymous_id FROM temp.retention_devices)";
     let event_device = "(COALESCE(user_id, ''), anonymous_id) IN (SELECT user_id, anonymous_id FROM temp.retention_devices)";
     let anonymous = "anonymous_id IN (SELECT anonymous_id FROM temp.retention_devices)";
@@ -426,6 +443,8 @@ pub fn delete_events_before(tx: &Transaction<'_>, project: &str, before: i64) ->
         tx.execute(&sql, params![project])?;
     }
     insert_traits(tx, traits_from_events(tx, &format!("project = ?1 AND {event_device}"), Some(project))?)?;
+    users.extend(super::sqlite_users::keys_of(tx, project, &devices)?);
+    super::sqlite_users::refresh(tx, project, &users)?;
     Ok(deleted)
 }
 
@@ -491,5 +510,7 @@ pub fn verify(conn: &Connection, project: Option<&str>) -> rusqlite::Result<Vec<
             out.push(line("recomputed, not stored", key, row));
         }
     }
+    let traits = fresh.iter().map(|((p, u, a, k), (v, ts, e))| ((p.as_str(), u.as_str(), a.as_str(), k.as_str()), (v.as_str(), *ts, e.as_str())));
+    out.extend(super::sqlite_users::verify(conn, project, (DEVICES_FROM_EVENTS, LINKS_FROM_EVENTS), traits)?);
     Ok(out)
 }

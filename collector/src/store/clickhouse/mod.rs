@@ -15,7 +15,8 @@
 //! event id makes the retry harmless if the failed insert did in fact land.
 
 mod health;
-mod rowbinary;
+// Also SQLite's per-user rollup packs its rows in this layout (`sqlite_users`).
+pub(super) mod rowbinary;
 pub mod server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
