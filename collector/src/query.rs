@@ -740,7 +740,8 @@ pub async fn stalled(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    // The CSV export lists every stall; the JSON the first ones.
+    // The CSV export lists every stall (streamed: the list, never its text too); the JSON the
+    // first ones.
     let csv = ctx.params.get("format") == Some("csv");
     let tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
     match ctx.params.get("format").unwrap_or("json") {
@@ -750,7 +751,7 @@ pub async fn stalled(
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
             ],
-            a::stalled::to_csv(&tallies.stalls, ctx.now),
+            axum::body::Body::from_stream(futures_util::stream::iter(a::stalled::csv_chunks(tallies.stalls, ctx.now).map(Ok::<_, std::convert::Infallible>))),
         )
             .into_response()),
         other => Err(bad("format", format!("expected json or csv, found {other:?}"))),

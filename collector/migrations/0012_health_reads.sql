@@ -1,0 +1,7 @@
+-- Health reads aggregated in SQL (collector/src/store/sqlite_health.rs). The latest
+-- computation's records are found by computed_at; the first index lists them worst first
+-- (score, then id: its order, so a page of N rows reads about N entries and starts with a
+-- seek), the second counts them by band and stage, and bands per run, without sorting. Neither
+-- reads a breakdown.
+CREATE INDEX health_snapshots_current ON health_snapshots (project, kind, computed_at, score, id, band, stage);
+CREATE INDEX health_snapshots_counts ON health_snapshots (project, kind, computed_at, band, stage);
