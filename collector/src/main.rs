@@ -489,6 +489,8 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     }
     // Customer health on each plan's schedule (default hourly; docs/HEALTH.md).
     state.spawn_background(onramp_collector::health::schedule_loop(state.clone()));
+    // Each project's default dashboard view kept computed while its data is quiet.
+    state.spawn_background(onramp_collector::query::warm_loop(state.clone()));
     if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
         state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));
     }
