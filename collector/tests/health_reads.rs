@@ -160,8 +160,11 @@ fn keeps(ask: &Ask, r: &HealthRecord) -> bool {
         && ask.account.is_none_or(|a| detail["account"] == json!(a) || (ask.kind == "account" && r.id == a))
 }
 
+/// The latest run, its records, and the rows the filter keeps with their trends.
+type Listed<'r> = (Option<i64>, Vec<&'r HealthRecord>, Vec<(&'r HealthRecord, Option<i64>)>);
+
 /// The rows the filter keeps, worst first, each with its trend.
-fn rows<'r>(all: &'r [HealthRecord], ask: &Ask) -> (Option<i64>, Vec<&'r HealthRecord>, Vec<(&'r HealthRecord, Option<i64>)>) {
+fn rows<'r>(all: &'r [HealthRecord], ask: &Ask) -> Listed<'r> {
     let today = NOW.div_euclid(DAY);
     let since = today - ask.days.max(7) - 8;
     let (newest, now) = current(all, ask.kind, since);

@@ -208,7 +208,7 @@ fn csv_response(store: std::sync::Arc<dyn crate::store::Store>, project: String,
         async move {
             let mut out = if header { String::from("kind,id,score,band,stage,trend,account,measures,reasons\r\n") } else { String::new() };
             let Some(mut q) = next else {
-                return header.then(|| (Ok::<_, std::io::Error>(out), (false, None)));
+                return header.then_some((Ok::<_, std::io::Error>(out), (false, None)));
             };
             let rows = match store.health_list(&project, &q).await {
                 Ok(rows) => rows,
