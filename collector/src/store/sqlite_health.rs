@@ -13,8 +13,8 @@ pub fn save(conn: &mut Connection, project: &str, records: &[HealthRecord], tran
     let tx = conn.transaction()?;
     {
         let mut put = tx.prepare_cached(
-            "INSERT OR REPLACE INTO health_snapshots (project, kind, id, day, computed_at, score, band, stage, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR REPLACE INTO health_snapshots (project, kind, id, day, computed_at, score, band, stage, detail, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN json_valid(?9) THEN json_extract(?9, '$.account') END)",
         )?;
         for r in records {
             put.execute(params![project, r.kind, r.id, r.day, r.computed_at, r.score, r.band, r.stage, r.detail])?;
@@ -84,8 +84,9 @@ fn selecting(filter: &HealthFilter, values: &mut Vec<SqlValue>) -> String {
         sql += &format!(" AND {}", one_of("stage", &stages, values));
     }
     if let Some(account) = &filter.account {
-        // A user's account is in its breakdown; an account is also selected by its own id.
-        sql += " AND (CASE WHEN json_valid(detail) THEN json_extract(detail, '$.account') END = ?";
+        // A user's account (its breakdown's, kept in `account`); an account is also selected by
+        // its own id.
+        sql += " AND (account = ?";
         values.push(SqlValue::Text(account.clone()));
         if filter.kind == "account" {
             sql += " OR id = ?";
@@ -148,23 +149,24 @@ pub fn list(conn: &Connection, project: &str, query: &HealthListQuery) -> rusqli
         if left == 0 {
             break;
         }
-        let mut values = vec![
-            SqlValue::Integer(query.history_since_day),
-            SqlValue::Text(project.into()),
-            SqlValue::Text(query.filter.kind.clone()),
-            SqlValue::Integer(query.newest),
-        ];
+        // The page's ids from the index alone (every filter column is in it), then their rows:
+        // a filter that keeps few rows never reads the others' breakdowns.
+        let mut values = vec![SqlValue::Integer(query.history_since_day)];
         let mut sql = String::from(
-            "SELECT kind, id, day, computed_at, score, band, stage, detail,
+            "SELECT s.kind, s.id, s.day, s.computed_at, s.score, s.band, s.stage, s.detail,
                     (SELECT h.score FROM health_snapshots h WHERE h.project = s.project AND h.kind = s.kind AND h.id = s.id
                      AND h.day >= ? AND h.day <= s.day - 7 ORDER BY h.day DESC LIMIT 1)
-             FROM health_snapshots s WHERE project = ? AND kind = ? AND computed_at = ?",
+             FROM (SELECT id FROM health_snapshots WHERE project = ? AND kind = ? AND computed_at = ?",
         );
+        values.extend([SqlValue::Text(project.into()), SqlValue::Text(query.filter.kind.clone()), SqlValue::Integer(query.newest)]);
         sql += &selecting(&query.filter, &mut values);
         sql += range;
         values.extend(bounds);
-        sql += " ORDER BY score, id LIMIT ?";
+        sql += " ORDER BY score, id LIMIT ?) AS page
+                 JOIN health_snapshots s ON s.project = ? AND s.kind = ? AND s.id = page.id AND s.day = ?
+                 ORDER BY s.score, s.id";
         values.push(SqlValue::Integer(i64::try_from(left).unwrap_or(i64::MAX)));
+        values.extend([SqlValue::Text(project.into()), SqlValue::Text(query.filter.kind.clone()), SqlValue::Integer(query.newest.div_euclid(DAY))]);
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(&values), |r| Ok((record(r)?, r.get(8)?)))?;
         for row in rows {
