@@ -143,6 +143,10 @@ struct ServeArgs {
     /// No request log (one JSON line per request on stderr otherwise).
     #[arg(long, env = "ONRAMP_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
     quiet: bool,
+    /// Do not keep each project's default dashboard view computed in the background while its
+    /// data is quiet (a report's CPU a minute; the first open then computes it).
+    #[arg(long, env = "ONRAMP_NO_WARM", value_parser = clap::builder::FalseyValueParser::new())]
+    no_warm: bool,
     /// Serve the SDK bundle from this directory instead of the copy in the binary.
     #[arg(long, env = "ONRAMP_DIST", value_name = "DIR")]
     dist: Option<PathBuf>,
@@ -489,6 +493,10 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     }
     // Customer health on each plan's schedule (default hourly; docs/HEALTH.md).
     state.spawn_background(onramp_collector::health::schedule_loop(state.clone()));
+    // Each project's default dashboard view kept computed while its data is quiet.
+    if !args.no_warm {
+        state.spawn_background(onramp_collector::query::warm_loop(state.clone()));
+    }
     if state.config.projects.iter().any(|p| p.retention_days.is_some()) {
         state.spawn_background(onramp_collector::privacy::retention_loop(state.clone()));
     }

@@ -13,6 +13,7 @@
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -740,7 +741,8 @@ pub async fn stalled(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    // The CSV export lists every stall; the JSON the first ones.
+    // The CSV export lists every stall (streamed: the list, never its text too); the JSON the
+    // first ones.
     let csv = ctx.params.get("format") == Some("csv");
     let tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
     match ctx.params.get("format").unwrap_or("json") {
@@ -750,7 +752,7 @@ pub async fn stalled(
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
             ],
-            a::stalled::to_csv(&tallies.stalls, ctx.now),
+            axum::body::Body::from_stream(futures_util::stream::iter(a::stalled::csv_chunks(tallies.stalls, ctx.now).map(Ok::<_, std::convert::Infallible>))),
         )
             .into_response()),
         other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
@@ -826,20 +828,77 @@ pub async fn report(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorize(&state, &headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
+    Ok(Json((*cached_report(&state, &headers, pairs).await?).clone()))
+}
+
+/// The report for `pairs` from [`ReportCache`], or computed and kept there.
+async fn cached_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Arc<Value>, ApiError> {
+    let project = authorize(state, headers, pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()))?;
+    // Read before the answer is computed: events stored meanwhile give a newer version, which
+    // this answer is never served for.
     let version = state.store.data_version(&project.id).await?;
-    let plan = crate::plans::current(&state, &project.id).await.ok().flatten().map(|p| p.etag);
+    let plan = crate::plans::current(state, &project.id).await.ok().flatten().map(|p| p.etag);
     let query: Vec<String> = pairs.iter().filter(|(k, _)| k != "token").map(|(k, v)| format!("{k}={v}")).collect();
     let key = format!("{}\n{}\n{}", project.id, query.join("&"), plan.unwrap_or_default());
     let now = state.now();
     if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, now)) {
-        return Ok(Json((*answer).clone()));
+        return Ok(answer);
     }
-    let answer = Arc::new(full_report(&state, &headers, pairs).await?);
+    let answer = Arc::new(full_report(state, headers, pairs).await?);
     if let Some(v) = version {
         state.report_cache.put(key, v, now, answer.clone());
     }
-    Ok(Json((*answer).clone()))
+    Ok(answer)
+}
+
+/// What the dashboard asks `/v1/report` for when nothing is chosen (www/dashboard: the cohort
+/// select's first option, every other field empty).
+const DASHBOARD_DEFAULT_VIEW: &[(&str, &str)] = &[("by", "day")];
+
+/// How long a project's data must stay unchanged before its default view is computed.
+const WARM_QUIET: Duration = Duration::from_secs(5);
+
+/// Keeps each project's default dashboard view in the [`ReportCache`], so a product manager's
+/// first open is answered from it: computed once the data has stayed unchanged for
+/// [`WARM_QUIET`] (after start, after writes go quiet) and again before the answer's
+/// [`REPORT_CACHE_TTL_MS`] ends. An answer is cached under the data version read before it was
+/// computed, exactly as a request's: never served once newer events are stored. Stores that
+/// cannot tell their version (several collectors on ClickHouse) are not warmed. Run it with
+/// [`AppState::spawn_background`].
+pub async fn warm_loop(state: AppState) {
+    // Per project: the data version last seen and since when (collector uptime, not the
+    // injectable clock), and when the default view was last computed at which version.
+    let mut seen: Vec<Option<(u64, Instant)>> = vec![None; state.config.projects.len()];
+    let mut warmed: Vec<Option<(u64, Instant)>> = vec![None; state.config.projects.len()];
+    let refresh = Duration::from_millis(REPORT_CACHE_TTL_MS as u64) - Duration::from_secs(10);
+    let stopping = state.stopping();
+    tokio::pin!(stopping);
+    loop {
+        for (i, project) in state.config.projects.iter().enumerate() {
+            let Ok(Some(version)) = state.store.data_version(&project.id).await else { continue };
+            let quiet_since = match seen[i] {
+                Some((v, since)) if v == version => since,
+                _ => {
+                    seen[i] = Some((version, Instant::now()));
+                    continue;
+                }
+            };
+            let fresh = warmed[i].is_some_and(|(v, at)| v == version && at.elapsed() < refresh);
+            if quiet_since.elapsed() < WARM_QUIET || fresh {
+                continue;
+            }
+            let mut pairs: Vec<(String, String)> = DASHBOARD_DEFAULT_VIEW.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            pairs.push(("token".into(), project.read_token.clone()));
+            // A project whose default view is refused (no plan: the dashboard then asks for
+            // other steps) is tried again at the next refresh.
+            let _ = cached_report(&state, &HeaderMap::new(), pairs).await;
+            warmed[i] = Some((version, Instant::now()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut stopping => return,
+        }
+    }
 }
 
 async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Result<Value, ApiError> {

@@ -347,10 +347,8 @@
 
   var loading = false, again = false;
   // A change made while a report is loading is applied when it arrives, not lost.
-  // Each answer (or failure) is announced: the health panel (health.js) starts after the first.
   function loaded() {
     loading = false;
-    document.dispatchEvent(new Event("onramp:report"));
     if (again) { again = false; setTimeout(load, 0); }
   }
   function load() {

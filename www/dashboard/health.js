@@ -189,11 +189,8 @@
   $("health-account").addEventListener("change", load);
   $("health-filters").addEventListener("submit", function (e) { e.preventDefault(); load(); });
   $("controls").addEventListener("submit", function () { setTimeout(load, 0); });
-  // The report's panels come first: the health panel's reads (each one over every user's stored
-  // health) wait for the report's first answer, so on a large project they do not share the
-  // collector's cores with the report the page opens for. At most 5 s: the panel must still load
-  // when dashboard.js could not run.
-  var first = setTimeout(load, 5000);
-  document.addEventListener("onramp:report", function () { if (first) { clearTimeout(first); first = 0; load(); } });
+  // Loaded at once, beside the report: the store counts, filters and cuts the health lists
+  // itself (a few index reads, whatever the number of users), so they need not wait for it.
+  load();
   setInterval(function () { if (!document.hidden) load(); }, 60000);
 })();

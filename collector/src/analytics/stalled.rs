@@ -101,22 +101,33 @@ pub fn csv_field(text: &str) -> String {
     }
 }
 
-/// The stalled list as CSV, with a header row and ISO-8601 UTC times.
-pub fn to_csv(stalls: &[Stall], now: i64) -> String {
-    let mut out = String::from("user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n");
-    for s in stalls {
-        let overdue_hours = (now - s.due_at) as f64 / 3_600_000.0;
-        out.push_str(&format!(
-            "{},{},{},{},{},{:.1}\r\n",
-            csv_field(&s.user),
-            csv_field(&s.milestone),
-            iso(s.signed_up_at),
-            iso(s.due_at),
-            iso(s.last_seen),
-            overdue_hours
-        ));
-    }
-    out
+/// Stalls per piece of a streamed CSV export.
+const CSV_CHUNK: usize = 1024;
+
+/// The stalled list as CSV, with a header row and ISO-8601 UTC times, in pieces written as they
+/// are taken: an export streams, and never holds its whole text beside the list.
+pub fn csv_chunks(stalls: Vec<Stall>, now: i64) -> impl Iterator<Item = String> + Send {
+    let mut rows = stalls.into_iter().peekable();
+    let mut header = true;
+    std::iter::from_fn(move || {
+        if !header && rows.peek().is_none() {
+            return None;
+        }
+        let mut out = if std::mem::take(&mut header) { String::from("user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n") } else { String::new() };
+        for s in rows.by_ref().take(CSV_CHUNK) {
+            let overdue_hours = (now - s.due_at) as f64 / 3_600_000.0;
+            out.push_str(&format!(
+                "{},{},{},{},{},{:.1}\r\n",
+                csv_field(&s.user),
+                csv_field(&s.milestone),
+                iso(s.signed_up_at),
+                iso(s.due_at),
+                iso(s.last_seen),
+                overdue_hours
+            ));
+        }
+        Some(out)
+    })
 }
 
 #[cfg(test)]
@@ -148,11 +159,23 @@ mod tests {
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         let s = Stall { user: "=cmd|x".into(), milestone: "a,b".into(), signed_up_at: 0, due_at: 0, last_seen: HOUR, };
-        let csv = to_csv(&[s], 2 * HOUR);
+        let csv: String = csv_chunks(vec![s], 2 * HOUR).collect();
         assert_eq!(
             csv,
             "user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n'=cmd|x,\"a,b\",1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,1970-01-01T01:00:00Z,2.0\r\n"
         );
+    }
+
+    #[test]
+    fn csv_streams_in_pieces_with_one_header() {
+        let stall = |i: i64| Stall { user: format!("u{i}"), milestone: "m".into(), signed_up_at: 0, due_at: i, last_seen: 0 };
+        let pieces: Vec<String> = csv_chunks((0..2500).map(stall).collect(), HOUR).collect();
+        assert_eq!(pieces.len(), 3, "2 500 rows in pieces of 1 024");
+        let text = pieces.concat();
+        assert_eq!(text.matches("user,milestone").count(), 1);
+        assert_eq!(text.lines().count(), 2501);
+        assert!(text.lines().nth(2500).is_some_and(|l| l.starts_with("u2499,")));
+        assert_eq!(csv_chunks(Vec::new(), 0).collect::<Vec<_>>(), vec!["user,milestone,signed_up_at,due_at,last_seen,overdue_hours\r\n"]);
     }
 
     #[test]

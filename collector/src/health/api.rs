@@ -9,7 +9,9 @@
 //!   stage and band transitions in the period (default: the last 30 days).
 //! - `POST /v1/health/compute`: computes now (as the hourly schedule does) and says what it did.
 //!
-//! Answers come from the stored snapshots; a project never computed is computed on first read.
+//! Answers come from the stored snapshots, counted, filtered, sorted and cut by the store (in
+//! SQL): the collector holds the rows it returns, and a CSV export one page of them at a time.
+//! A project never computed is computed on first read.
 
 use std::collections::BTreeMap;
 
@@ -24,10 +26,10 @@ use serde_json::{json, Value as Json};
 use super::Kind;
 use crate::error::ApiError;
 use crate::query::authorize;
-use crate::store::HealthRecord;
+use crate::store::{HealthCursor, HealthFilter, HealthListQuery, HealthRecord};
 use crate::{AppState, Project};
 
-/// At most this many rows in a JSON list (the CSV has them all).
+/// At most this many rows in a JSON list by default (the CSV has them all).
 const LIST_LIMIT: usize = 500;
 
 fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
@@ -71,10 +73,13 @@ impl Params {
 }
 
 async fn ensure_computed(state: &AppState, project: &Project) -> Result<(), ApiError> {
-    let today = state.now().div_euclid(DAY);
-    if state.store.health_records(&project.id, today - super::PREVIOUS_LOOKBACK_DAYS, None).await?.is_empty() {
-        super::run(state, project).await?;
+    let since = state.now().div_euclid(DAY) - super::PREVIOUS_LOOKBACK_DAYS;
+    for kind in [Kind::User, Kind::Account] {
+        if state.store.health_newest(&project.id, kind.as_str(), since).await?.is_some() {
+            return Ok(());
+        }
     }
+    super::run(state, project).await?;
     Ok(())
 }
 
@@ -82,10 +87,10 @@ fn detail(r: &HealthRecord) -> Json {
     serde_json::from_str(&r.detail).unwrap_or(Json::Null)
 }
 
-/// The score change since the latest record at least 7 days older, if any.
-fn trend(history: &[&HealthRecord], current: &HealthRecord) -> Option<i64> {
-    let then = history.iter().rev().find(|r| r.day <= current.day - 7)?;
-    Some(i64::from(current.score?) - i64::from(then.score?))
+/// The score change since the entity's latest record at least 7 days older, given that
+/// record's score (`then`; `None` when there is no such record or it had no score).
+fn trend(current: &HealthRecord, then: Option<u32>) -> Option<i64> {
+    Some(i64::from(current.score?) - i64::from(then?))
 }
 
 fn item(r: &HealthRecord, trend: Option<i64>) -> Json {
@@ -142,38 +147,43 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(pairs
     };
     ensure_computed(&state, project).await?;
     let today = state.now().div_euclid(DAY);
-    let records = state.store.health_records(&project.id, today - days.max(7) - super::PREVIOUS_LOOKBACK_DAYS.min(7) - 1, None).await?;
-    let mut by_entity: BTreeMap<&str, Vec<&HealthRecord>> = BTreeMap::new();
-    let mut over_time: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.kind == kind.as_str()) {
-        by_entity.entry(r.id.as_str()).or_default().push(r);
-        if r.day > today - days {
-            let day = over_time.entry(r.day).or_insert_with(|| zeroes(band_names()));
-            *day.entry(r.band.clone().unwrap_or_else(|| "none".into())).or_default() += 1;
-        }
+    // The records a run's answer considers: the bands' days and a week before them for trends.
+    let since = today - days.max(7) - super::PREVIOUS_LOOKBACK_DAYS.min(7) - 1;
+    let filter = HealthFilter { kind: kind.as_str().into(), bands, stages, account };
+    let store = state.store.clone();
+    let newest = store.health_newest(&project.id, kind.as_str(), since).await?;
+    let query = |limit: usize| newest.map(|newest| HealthListQuery { filter: filter.clone(), newest, history_since_day: since, after: None, limit });
+    if csv {
+        return Ok(csv_response(store, project.id.clone(), query(CSV_PAGE)));
     }
-    // Only entities computed in the latest run are current (an erased user is not).
-    let newest = by_entity.values().filter_map(|h| h.last()).map(|r| r.computed_at).max();
+    let (counts, over_time, rows) = tokio::try_join!(
+        async {
+            match newest {
+                Some(newest) => store.health_counts(&project.id, &filter, newest).await.map(Some),
+                None => Ok(None),
+            }
+        },
+        store.health_bands_by_day(&project.id, kind.as_str(), today - days + 1),
+        async {
+            match query(limit) {
+                Some(q) => store.health_list(&project.id, &q).await,
+                None => Ok(Vec::new()),
+            }
+        },
+    )?;
     let mut by_band = zeroes(band_names());
     let mut by_stage = zeroes(Stage::ALL.iter().map(|(n, _)| *n));
-    let mut rows: Vec<(&HealthRecord, Option<i64>)> = Vec::new();
-    for history in by_entity.values() {
-        let Some(current) = history.last().copied().filter(|r| Some(r.computed_at) == newest) else { continue };
-        *by_band.entry(current.band.clone().unwrap_or_else(|| "none".into())).or_default() += 1;
-        *by_stage.entry(current.stage.clone()).or_default() += 1;
-        let band = current.band.as_deref().unwrap_or("none");
-        let in_account = account.as_ref().is_none_or(|a| detail(current)["account"].as_str() == Some(a) || (kind == Kind::Account && current.id == *a));
-        if (bands.is_empty() || bands.iter().any(|b| b == band)) && (stages.is_empty() || stages.contains(&current.stage)) && in_account {
-            rows.push((current, trend(history, current)));
-        }
+    let total = counts.as_ref().map_or(0, |c| c.selected);
+    for (band, stage, n) in counts.map(|c| c.groups).unwrap_or_default() {
+        *by_band.entry(band.unwrap_or_else(|| "none".into())).or_default() += n;
+        *by_stage.entry(stage).or_default() += n;
     }
-    rows.sort_by(|a, b| (a.0.score.is_some(), a.0.score, &a.0.id).cmp(&(b.0.score.is_some(), b.0.score, &b.0.id)));
-    if csv {
-        return Ok(to_csv(&rows).into_response());
+    let mut by_day: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
+    for (day, band, n) in over_time {
+        *by_day.entry(day).or_insert_with(|| zeroes(band_names())).entry(band.unwrap_or_else(|| "none".into())).or_default() += n;
     }
-    let total = rows.len();
-    let items: Vec<Json> = rows.iter().take(limit).map(|(r, t)| item(r, *t)).collect();
-    let over_time: Vec<Json> = over_time.into_iter().map(|(day, counts)| json!({"day": crate::analytics::time::date(day * DAY), "counts": counts})).collect();
+    let items: Vec<Json> = rows.iter().map(|(r, then)| item(r, trend(r, *then))).collect();
+    let over_time: Vec<Json> = by_day.into_iter().map(|(day, counts)| json!({"day": crate::analytics::time::date(day * DAY), "counts": counts})).collect();
     Ok(axum::Json(json!({
         "kind": kind.as_str(),
         "computedAt": newest,
@@ -186,30 +196,59 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(pairs
     .into_response())
 }
 
-fn to_csv(rows: &[(&HealthRecord, Option<i64>)]) -> Response {
+/// Rows per read of a CSV export: the collector holds one page at a time.
+const CSV_PAGE: usize = 2000;
+
+/// The whole list as CSV, streamed a page at a time (each page read after the previous
+/// one's last row). A failure after the first bytes ends the body early, which the client
+/// sees as a cut-off download.
+fn csv_response(store: std::sync::Arc<dyn crate::store::Store>, project: String, first: Option<HealthListQuery>) -> Response {
+    let pages = futures_util::stream::unfold((true, first), move |(header, next)| {
+        let (store, project) = (store.clone(), project.clone());
+        async move {
+            let mut out = if header { String::from("kind,id,score,band,stage,trend,account,measures,reasons\r\n") } else { String::new() };
+            let Some(mut q) = next else {
+                return header.then_some((Ok::<_, std::io::Error>(out), (false, None)));
+            };
+            let rows = match store.health_list(&project, &q).await {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), (false, None))),
+            };
+            for (r, then) in &rows {
+                csv_row(&mut out, r, trend(r, *then));
+            }
+            let more = rows.len() == q.limit;
+            q.after = rows.last().map(|(r, _)| HealthCursor { score: r.score, id: r.id.clone() });
+            Some((Ok(out), (false, more.then_some(q))))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"health.csv\"")],
+        axum::body::Body::from_stream(pages),
+    )
+        .into_response()
+}
+
+fn csv_row(out: &mut String, r: &HealthRecord, trend: Option<i64>) {
     let field = crate::analytics::stalled::csv_field;
-    let mut out = String::from("kind,id,score,band,stage,trend,account,measures,reasons\r\n");
-    for (r, trend) in rows {
-        let d = detail(r);
-        let measures: Vec<String> = d["measures"]
-            .as_array()
-            .map(|m| m.iter().map(|m| format!("{}={}", m["measure"].as_str().unwrap_or(""), m["points"])).collect())
-            .unwrap_or_default();
-        let reasons: Vec<&str> = d["reasons"].as_array().map(|r| r.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\r\n",
-            r.kind,
-            field(&r.id),
-            r.score.map_or(String::new(), |s| s.to_string()),
-            r.band.as_deref().unwrap_or(""),
-            r.stage,
-            trend.map_or(String::new(), |t| t.to_string()),
-            field(d["account"].as_str().unwrap_or("")),
-            field(&measures.join(";")),
-            field(&reasons.join("; ")),
-        ));
-    }
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"health.csv\"")], out).into_response()
+    let d = detail(r);
+    let measures: Vec<String> = d["measures"]
+        .as_array()
+        .map(|m| m.iter().map(|m| format!("{}={}", m["measure"].as_str().unwrap_or(""), m["points"])).collect())
+        .unwrap_or_default();
+    let reasons: Vec<&str> = d["reasons"].as_array().map(|r| r.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+    out.push_str(&format!(
+        "{},{},{},{},{},{},{},{},{}\r\n",
+        r.kind,
+        field(&r.id),
+        r.score.map_or(String::new(), |s| s.to_string()),
+        r.band.as_deref().unwrap_or(""),
+        r.stage,
+        trend.map_or(String::new(), |t| t.to_string()),
+        field(d["account"].as_str().unwrap_or("")),
+        field(&measures.join(";")),
+        field(&reasons.join("; ")),
+    ));
 }
 
 /// `GET /v1/health/{kind}/{id}`.
@@ -224,20 +263,19 @@ pub async fn one(State(state): State<AppState>, headers: HeaderMap, Path((kind, 
     let Some(current) = history.last() else {
         return Err(ApiError::NotFound(format!("no health computed for {} {id:?}", kind.as_str())));
     };
-    let refs: Vec<&HealthRecord> = history.iter().collect();
+    let then = history.iter().rev().find(|r| r.day <= current.day - 7).map(|r| r.score);
     let transitions: Vec<Json> = state
         .store
-        .health_transitions(&project.id, now - days * DAY, now + 1)
+        .health_transitions(&project.id, now - days * DAY, now + 1, Some((kind.as_str().into(), id.clone())))
         .await?
         .into_iter()
-        .filter(|t| t.kind == kind.as_str() && t.id == id)
         .map(|t| {
             let d: Json = serde_json::from_str(&t.detail).unwrap_or(Json::Null);
             json!({"at": t.at, "what": t.what, "from": t.from, "to": t.to, "moved": d["moved"]})
         })
         .collect();
     Ok(axum::Json(json!({
-        "current": item(current, trend(&refs, current)),
+        "current": item(current, then.and_then(|score| trend(current, score))),
         "history": history.iter().map(|r| json!({"day": crate::analytics::time::date(r.day * DAY), "score": r.score, "band": r.band, "stage": r.stage})).collect::<Vec<_>>(),
         "transitions": transitions,
     }))
@@ -256,20 +294,22 @@ pub async fn lifecycle(State(state): State<AppState>, headers: HeaderMap, Query(
         return Err(bad("to", "must be after from"));
     }
     ensure_computed(&state, project).await?;
-    let latest = super::latest(state.store.as_ref(), &project.id, now.div_euclid(DAY) - super::PREVIOUS_LOOKBACK_DAYS).await?;
-    let newest = latest.values().filter(|r| r.kind == kind.as_str()).map(|r| r.computed_at).max();
+    let store = &state.store;
     let mut stages = zeroes(Stage::ALL.iter().map(|(n, _)| *n));
-    for r in latest.values().filter(|r| r.kind == kind.as_str() && Some(r.computed_at) == newest) {
-        *stages.entry(r.stage.clone()).or_default() += 1;
+    if let Some(newest) = store.health_newest(&project.id, kind.as_str(), now.div_euclid(DAY) - super::PREVIOUS_LOOKBACK_DAYS).await? {
+        let everyone = HealthFilter { kind: kind.as_str().into(), ..HealthFilter::default() };
+        for (_, stage, n) in store.health_counts(&project.id, &everyone, newest).await?.groups {
+            *stages.entry(stage).or_default() += n;
+        }
     }
     let mut matrices: BTreeMap<&str, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
     matrices.insert("stage", BTreeMap::new());
     matrices.insert("band", BTreeMap::new());
     let mut count = 0;
-    for t in state.store.health_transitions(&project.id, since, until).await?.into_iter().filter(|t| t.kind == kind.as_str()) {
-        let m = matrices.entry(if t.what == "band" { "band" } else { "stage" }).or_default();
-        *m.entry(t.from).or_default().entry(t.to).or_default() += 1;
-        count += 1;
+    for (what, from, to, n) in store.health_transition_counts(&project.id, kind.as_str(), since, until).await? {
+        let m = matrices.entry(if what == "band" { "band" } else { "stage" }).or_default();
+        *m.entry(from).or_default().entry(to).or_default() += n;
+        count += n;
     }
     Ok(axum::Json(json!({
         "kind": kind.as_str(),

@@ -531,8 +531,43 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    /// The project's transitions with `since <= at < until`, ordered by at, kind, id, what.
-    fn health_transitions(&self, _project: &str, _since: i64, _until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+    /// The project's transitions with `since <= at < until` (of the one `entity` (kind, id)
+    /// names, or of every entity), ordered by at, kind, id, what.
+    fn health_transitions(&self, _project: &str, _since: i64, _until: i64, _entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthTransition>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// When the latest computation of `kind` stored its records (their `computed_at`), among
+    /// the records of UTC days `since_day` and later; `None` when there is none. That
+    /// computation's records are the kind's current health: an entity it did not compute (an
+    /// erased user) has none.
+    fn health_newest(&self, _project: &str, _kind: &str, _since_day: i64) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The current records (`computed_at = newest`) of `filter.kind` counted by band and stage,
+    /// and how many of them `filter` selects: counted in the engine, no row leaves it.
+    fn health_counts(&self, _project: &str, _filter: &HealthFilter, _newest: i64) -> StoreFuture<'_, HealthCounts> {
+        Box::pin(async { Ok(HealthCounts::default()) })
+    }
+
+    /// Per UTC day from `since_day` on, how many records of `kind` that day had each band
+    /// (`None`: no band), in day order.
+    fn health_bands_by_day(&self, _project: &str, _kind: &str, _since_day: i64) -> StoreFuture<'_, Vec<(i64, Option<String>, u64)>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// At most `limit` of the current records `filter` selects, worst first ([`HealthCursor`]
+    /// order: no score first, then by score, then by id), those after `after` only; each with
+    /// the score of the entity's latest record at least 7 days older than it (and of UTC day
+    /// `history_since_day` or later), if any. Filtered, sorted and cut in the engine, so a
+    /// list of N rows holds N.
+    fn health_list(&self, _project: &str, _query: &HealthListQuery) -> StoreFuture<'_, Vec<(HealthRecord, Option<u32>)>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The transitions of `kind` with `since <= at < until` counted by (what, from, to).
+    fn health_transition_counts(&self, _project: &str, _kind: &str, _since: i64, _until: i64) -> StoreFuture<'_, Vec<(String, String, String, u64)>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -559,6 +594,55 @@ pub struct HealthRecord {
     pub stage: String,
     /// The breakdown as JSON: measures, missing, reasons, profile, account or members.
     pub detail: String,
+}
+
+/// The current health records a list selects (`GET /v1/health`); an empty list selects any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthFilter {
+    /// `user` or `account`.
+    pub kind: String,
+    /// `red`, `yellow`, `green`, or `none` for records without a band.
+    pub bands: Vec<String>,
+    pub stages: Vec<String>,
+    /// Users whose account (the `account` of their breakdown) this is; for accounts, the
+    /// account itself too.
+    pub account: Option<String>,
+}
+
+impl HealthFilter {
+    /// Whether the filter selects every record of its kind.
+    pub fn is_everyone(&self) -> bool {
+        self.bands.is_empty() && self.stages.is_empty() && self.account.is_none()
+    }
+}
+
+/// What [`Store::health_counts`] answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// (band, `None` without one; stage; records), each pair once.
+    pub groups: Vec<(Option<String>, String, u64)>,
+    /// The records the filter selects.
+    pub selected: u64,
+}
+
+/// A position in a health list: the last row's score (`None`: no score) and id. Lists are
+/// ordered by (has a score, score, id), ids compared bytewise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCursor {
+    pub score: Option<u32>,
+    pub id: String,
+}
+
+/// What [`Store::health_list`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthListQuery {
+    pub filter: HealthFilter,
+    /// The current computation ([`Store::health_newest`]).
+    pub newest: i64,
+    /// The trend looks back at records of this UTC day and later only.
+    pub history_since_day: i64,
+    pub after: Option<HealthCursor>,
+    pub limit: usize,
 }
 
 /// A band or stage change found by a computation.

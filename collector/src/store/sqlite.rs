@@ -27,7 +27,7 @@ use crate::analytics::report::{ReportQuery, Tallies, Tally};
 use crate::analytics::StepKind;
 
 use super::{
-    sqlite_health, sqlite_rollup, sqlite_users, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
+    sqlite_health, sqlite_rollup, sqlite_users, HealthCounts, HealthFilter, HealthListQuery, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
     Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows,
 };
 
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0010_health.sql"),
     include_str!("../../migrations/0011_rollup_tips_metrics.sql"),
     include_str!("../../migrations/0012_rollup_users.sql"),
+    include_str!("../../migrations/0013_health_reads.sql"),
 ];
 
 /// The migrations (1-based) that create rollup tables: applying one fills its tables from the
@@ -494,9 +495,34 @@ impl Store for SqliteStore {
         self.read(move |conn| sqlite_health::records(conn, &project, since_day, entity))
     }
 
-    fn health_transitions(&self, project: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+    fn health_transitions(&self, project: &str, since: i64, until: i64, entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthTransition>> {
         let project = project.to_owned();
-        self.read(move |conn| sqlite_health::transitions(conn, &project, since, until))
+        self.read(move |conn| sqlite_health::transitions(conn, &project, since, until, entity))
+    }
+
+    fn health_newest(&self, project: &str, kind: &str, since_day: i64) -> StoreFuture<'_, Option<i64>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        self.read(move |conn| sqlite_health::newest(conn, &project, &kind, since_day))
+    }
+
+    fn health_counts(&self, project: &str, filter: &HealthFilter, newest: i64) -> StoreFuture<'_, HealthCounts> {
+        let (project, filter) = (project.to_owned(), filter.clone());
+        self.read(move |conn| sqlite_health::counts(conn, &project, &filter, newest))
+    }
+
+    fn health_bands_by_day(&self, project: &str, kind: &str, since_day: i64) -> StoreFuture<'_, Vec<(i64, Option<String>, u64)>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        self.read(move |conn| sqlite_health::bands_by_day(conn, &project, &kind, since_day))
+    }
+
+    fn health_list(&self, project: &str, query: &HealthListQuery) -> StoreFuture<'_, Vec<(HealthRecord, Option<u32>)>> {
+        let (project, query) = (project.to_owned(), query.clone());
+        self.read(move |conn| sqlite_health::list(conn, &project, &query))
+    }
+
+    fn health_transition_counts(&self, project: &str, kind: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<(String, String, String, u64)>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        self.read(move |conn| sqlite_health::transition_counts(conn, &project, &kind, since, until))
     }
 
     fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {

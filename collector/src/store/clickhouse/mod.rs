@@ -33,7 +33,7 @@ use crate::analytics::report::{ReportQuery, Tallies, Tally};
 use crate::analytics::{Step, UserFirsts};
 
 use super::{
-    user_events_condition, Attempt, EventFilter, HealthRecord, HealthTransition, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
+    user_events_condition, Attempt, EventFilter, HealthCounts, HealthFilter, HealthListQuery, HealthRecord, HealthTransition, NewPlanVersion, Notification, PlanVersion, Progress, Published, Store,
     StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows, Reported,
 };
 
@@ -993,9 +993,34 @@ impl Store for ClickHouseStore {
         Box::pin(async move { self.health_record_rows(&project, since_day, entity).await })
     }
 
-    fn health_transitions(&self, project: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<HealthTransition>> {
+    fn health_transitions(&self, project: &str, since: i64, until: i64, entity: Option<(String, String)>) -> StoreFuture<'_, Vec<HealthTransition>> {
         let project = project.to_owned();
-        Box::pin(async move { self.health_transition_rows(&project, since, until).await })
+        Box::pin(async move { self.health_transition_rows(&project, since, until, entity).await })
+    }
+
+    fn health_newest(&self, project: &str, kind: &str, since_day: i64) -> StoreFuture<'_, Option<i64>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        Box::pin(async move { self.health_newest_row(&project, &kind, since_day).await })
+    }
+
+    fn health_counts(&self, project: &str, filter: &HealthFilter, newest: i64) -> StoreFuture<'_, HealthCounts> {
+        let (project, filter) = (project.to_owned(), filter.clone());
+        Box::pin(async move { self.health_count_rows(&project, &filter, newest).await })
+    }
+
+    fn health_bands_by_day(&self, project: &str, kind: &str, since_day: i64) -> StoreFuture<'_, Vec<(i64, Option<String>, u64)>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        Box::pin(async move { self.health_band_day_rows(&project, &kind, since_day).await })
+    }
+
+    fn health_list(&self, project: &str, query: &HealthListQuery) -> StoreFuture<'_, Vec<(HealthRecord, Option<u32>)>> {
+        let (project, query) = (project.to_owned(), query.clone());
+        Box::pin(async move { self.health_list_rows(&project, &query).await })
+    }
+
+    fn health_transition_counts(&self, project: &str, kind: &str, since: i64, until: i64) -> StoreFuture<'_, Vec<(String, String, String, u64)>> {
+        let (project, kind) = (project.to_owned(), kind.to_owned());
+        Box::pin(async move { self.health_transition_count_rows(&project, &kind, since, until).await })
     }
 
     fn enqueue_notifications(&self, notifications: Vec<Notification>) -> StoreFuture<'_, ()> {
