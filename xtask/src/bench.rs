@@ -981,7 +981,8 @@ mod tests {
         assert_eq!(wasm_part("onramp::web::init::{{closure}}::hdbddff7c750c5fa5"), "onramp::web");
         assert_eq!(wasm_part("<onramp::web::BrowserStorage as onramp::core::storage::KeyValue>::keys::h5face9222302bb85"), "onramp::web");
         assert_eq!(wasm_part("<onramp::core::delivery::Outbox<S>>::tick::h478b180a6f5d075b"), "onramp::core::delivery");
-        assert_eq!(wasm_part("<f64 as core[c5930c85a12de822]::fmt::Display>::fmt"), "core::fmt");
+        assert_eq!(wasm_part("<f64 as core[c5930c85a12de822]::fmt::Display>::fmt"), "core::fmt and std's panic handler");
+        assert_eq!(wasm_part("std::panicking::default_hook::h0123456789abcdef"), "core::fmt and std's panic handler");
         assert_eq!(wasm_part("data segment \".rodata.19\""), "data (strings, CSS, tables)");
         assert_eq!(wasm_part("init externref shim"), "wasm-bindgen glue");
     }
