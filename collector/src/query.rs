@@ -965,3 +965,28 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "traits": traits_report(&tallies.traits),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    /// What a client of the stalled CSV sees when a run cannot be read back after the answer
+    /// started: a 200 whose body fails (no final chunk), not a shorter file that reads as whole.
+    #[tokio::test]
+    async fn a_failed_export_is_a_cut_off_transfer_not_a_short_file() {
+        let sorted = crate::analytics::stalled::sorter_with_a_cut_run().sorted().expect("runs");
+        let body = std::sync::Mutex::new(Some(super::stalled_csv_body(sorted, 0)));
+        let body = std::sync::Arc::new(body);
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let body = body.lock().expect("lock").take().expect("asked once");
+                async move { axum::body::Body::from_stream(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(url).await.expect("headers");
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.is_err(), "the body must fail, not end");
+    }
+}

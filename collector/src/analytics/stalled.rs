@@ -115,7 +115,9 @@ const RUN_LEN: usize = 32 * 1024;
 #[derive(Default)]
 pub struct StallSorter {
     run: Vec<Stall>,
-    spilled: Vec<std::fs::File>,
+    /// Each spilled run with its number of stalls: a run that ends early (even between two
+    /// stalls) is an error, not a shorter list.
+    spilled: Vec<(std::fs::File, usize)>,
     /// The first failure to spill, reported by [`StallSorter::sorted`] (pushing cannot fail).
     error: Option<std::io::Error>,
 }
@@ -139,6 +141,7 @@ impl StallSorter {
     fn spill(&mut self) -> std::io::Result<()> {
         use std::io::{Seek, Write};
         sort_stalls(&mut self.run);
+        let count = self.run.len();
         let mut out = std::io::BufWriter::new(tempfile::tempfile()?);
         for s in self.run.drain(..) {
             for text in [&s.user, &s.milestone] {
@@ -151,7 +154,7 @@ impl StallSorter {
         }
         let mut file = out.into_inner().map_err(|e| e.into_error())?;
         file.rewind()?;
-        self.spilled.push(file);
+        self.spilled.push((file, count));
         Ok(())
     }
 
@@ -163,7 +166,7 @@ impl StallSorter {
         }
         sort_stalls(&mut self.run);
         let mut runs: Vec<Run> = vec![Run::Memory(std::mem::take(&mut self.run).into_iter())];
-        runs.extend(self.spilled.into_iter().map(|f| Run::File(std::io::BufReader::new(f))));
+        runs.extend(self.spilled.into_iter().map(|(f, left)| Run::File(std::io::BufReader::new(f), left)));
         let mut heads = std::collections::BinaryHeap::new();
         for (i, run) in runs.iter_mut().enumerate() {
             if let Some(stall) = run.next().transpose()? {
@@ -176,22 +179,27 @@ impl StallSorter {
 
 enum Run {
     Memory(std::vec::IntoIter<Stall>),
-    File(std::io::BufReader<std::fs::File>),
+    /// A spilled run and how many of its stalls are still to be read.
+    File(std::io::BufReader<std::fs::File>, usize),
 }
 
 impl Run {
     fn next(&mut self) -> Option<std::io::Result<Stall>> {
         match self {
             Run::Memory(stalls) => stalls.next().map(Ok),
-            Run::File(file) => read_stall(file).transpose(),
+            Run::File(_, 0) => None,
+            Run::File(file, left) => {
+                *left -= 1;
+                Some(read_stall(file).and_then(|s| s.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a spilled run of the stalled export ended early"))))
+            }
         }
     }
 }
 
+/// The next stall of a run; `None` at the end of its file.
 fn read_stall(file: &mut impl std::io::Read) -> std::io::Result<Option<Stall>> {
     use std::io::{Error, ErrorKind, Read};
     let mut word = [0u8; 8];
-    // The end of a run is the end of its file, between stalls.
     match file.read(&mut word[..1])? {
         0 => return Ok(None),
         _ => file.read_exact(&mut word[1..])?,
@@ -300,6 +308,20 @@ pub fn csv_chunks(
     })
 }
 
+/// A sorter of more than one run whose spilled run was cut short after it was written, as a
+/// disk going bad would: reading it back fails part way.
+#[cfg(test)]
+pub(crate) fn sorter_with_a_cut_run() -> StallSorter {
+    let mut sorter = StallSorter::default();
+    for i in 0..RUN_LEN + 10 {
+        sorter.push(Stall { user: format!("u{i:06}"), milestone: "m".into(), signed_up_at: 0, due_at: i as i64, last_seen: 0 });
+    }
+    // Cut between two stalls (every one here is the same size): the file still reads as stalls.
+    let file = &sorter.spilled[0].0;
+    file.set_len(file.metadata().expect("run").len() / 2).expect("cut the run");
+    sorter
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +410,15 @@ mod tests {
         let pieces: Vec<std::io::Result<String>> = csv_chunks(rows.into_iter(), HOUR).collect();
         assert_eq!(pieces.len(), 1, "the header and first row are not sent as a piece of their own");
         assert!(pieces[0].as_ref().is_err_and(|e| e.to_string() == "disk gone"));
+    }
+
+    #[test]
+    fn a_run_cut_short_ends_the_export_in_an_error_after_the_rows_before_it() {
+        let pieces: Vec<std::io::Result<String>> = csv_chunks(sorter_with_a_cut_run().sorted().expect("runs"), HOUR).collect();
+        let (last, before) = pieces.split_last().expect("pieces");
+        assert!(last.is_err(), "the export ends in the read error");
+        let rows: usize = before.iter().map(|p| p.as_ref().expect("pieces before the error").lines().count()).sum();
+        assert!(rows > 1000 && rows < RUN_LEN, "about half the spilled run, in order, then nothing: {rows}");
     }
 
     #[test]
