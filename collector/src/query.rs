@@ -741,22 +741,47 @@ pub async fn stalled(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &headers, pairs, &["due", "format"]).await?;
     let due = ctx.due()?;
-    // The CSV export lists every stall (streamed: the list, never its text too); the JSON the
-    // first ones.
-    let csv = ctx.params.get("format") == Some("csv");
-    let tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
-    match ctx.params.get("format").unwrap_or("json") {
-        "json" => Ok(Json(stalled_json(&due, &tallies)).into_response()),
-        "csv" => Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
-            ],
-            axum::body::Body::from_stream(futures_util::stream::iter(a::stalled::csv_chunks(tallies.stalls, ctx.now).map(Ok::<_, std::convert::Infallible>))),
-        )
-            .into_response()),
-        other => Err(bad("format", format!("expected json or csv, found {other:?}"))),
+    // The CSV export lists every stall, sorted in bounded memory by the store's pass
+    // ([`a::stalled::StallSorter`]); the JSON the first ones.
+    let format = ctx.params.get("format").unwrap_or("json");
+    if !matches!(format, "json" | "csv") {
+        return Err(bad("format", format!("expected json or csv, found {format:?}")));
     }
+    let csv = format == "csv";
+    let mut tallies = ctx.tallies(&[], &ctx.value(), &due, if csv { None } else { Some(STALLED_JSON_LIMIT) }).await?;
+    if !csv {
+        return Ok(Json(stalled_json(&due, &tallies)).into_response());
+    }
+    let sorted = tallies.export.take().unwrap_or_default().sorted().map_err(|e| StoreError::Unavailable(format!("stalled export: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"stalled-users.csv\""),
+        ],
+        axum::body::Body::from_stream(stalled_csv_body(sorted, ctx.now)),
+    )
+        .into_response())
+}
+
+/// The CSV of `stalls`, merged from their spilled runs on a blocking thread into a channel of a
+/// few pieces that the body drains: the collector holds those pieces, never the whole list,
+/// and stops merging when the client goes away. A run that cannot be read back ends the body
+/// with an error, so the client sees a cut-off transfer (no final chunk), never a short file
+/// that looks complete.
+fn stalled_csv_body(stalls: a::stalled::SortedStalls, now: i64) -> impl futures_util::Stream<Item = std::io::Result<String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(4);
+    tokio::task::spawn_blocking(move || {
+        for piece in a::stalled::csv_chunks(stalls, now) {
+            let failed = piece.is_err();
+            if let Err(e) = &piece {
+                eprintln!("onramp-collector: stalled CSV export cut off: {e}");
+            }
+            if tx.blocking_send(piece).is_err() || failed {
+                break;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) })
 }
 
 /// `GET /v1/surveys[?period=30d|all][&milestone=m][&split=KEY][&format=csv]`.
@@ -939,4 +964,29 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
         "visitors": ctx.visitors,
         "traits": traits_report(&tallies.traits),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// What a client of the stalled CSV sees when a run cannot be read back after the answer
+    /// started: a 200 whose body fails (no final chunk), not a shorter file that reads as whole.
+    #[tokio::test]
+    async fn a_failed_export_is_a_cut_off_transfer_not_a_short_file() {
+        let sorted = crate::analytics::stalled::sorter_with_a_cut_run().sorted().expect("runs");
+        let body = std::sync::Mutex::new(Some(super::stalled_csv_body(sorted, 0)));
+        let body = std::sync::Arc::new(body);
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let body = body.lock().expect("lock").take().expect("asked once");
+                async move { axum::body::Body::from_stream(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::get(url).await.expect("headers");
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.is_err(), "the body must fail, not end");
+    }
 }

@@ -422,3 +422,9 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
     // not sam (linked by the batch posted first); dev-a's for ann, though identified last.
     assert_eq!(answers[3]["steps"][0]["userIds"], json!(["ann", "bob", "cat", "pat"]), "{}", answers[3]);
 }
+
+#[tokio::test]
+async fn a_large_stalled_export_is_every_stall_in_order() {
+    let (_server, store) = common::clickhouse().await;
+    common::stalled_export::check(store).await;
+}

@@ -224,3 +224,9 @@ async fn the_report_is_served_from_cache_until_new_events_arrive() {
     assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's user row is left");
     assert_eq!(common::get(&s.url, &format!("{path}&window=1d")).await["funnel"]["steps"][0]["users"], 1);
 }
+
+#[tokio::test]
+async fn a_large_stalled_export_is_every_stall_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::stalled_export::check(Arc::new(SqliteStore::open(dir.path().join("events.db")).expect("open store"))).await;
+}

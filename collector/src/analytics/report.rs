@@ -13,7 +13,7 @@
 
 use onramp::core::funnel::{self, StepEvent};
 
-use super::stalled::{Due, Stall};
+use super::stalled::{Due, Stall, StallSorter};
 use super::ttv::{Period, ACTIVATION_WINDOW};
 use super::{FirstReach, Selection, Step, User, UserFirsts};
 use crate::store::{UserEvent, UserEvents};
@@ -128,7 +128,7 @@ pub struct FunnelTally {
     pub user_ids: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Tallies {
     /// Selected users, and selected visitors who never identified (not users: counted apart).
     pub users: u64,
@@ -142,6 +142,9 @@ pub struct Tallies {
     /// by due time, then user and milestone.
     pub stalled: u64,
     pub stalls: Vec<Stall>,
+    /// Without a [`ReportQuery::stall_limit`] (an export), every stall instead, to be read in
+    /// list order from the sorter (`stalls` is then empty).
+    pub export: Option<StallSorter>,
     /// Per [`ReportQuery::population`] step, the time from sign-up of every selected user who
     /// reached it.
     pub population: Vec<Durations>,
@@ -238,6 +241,8 @@ pub struct Tally<'q> {
     step_events: Vec<StepEvent>,
     stalled: u64,
     stalls: Vec<Stall>,
+    /// Every stall, when there is no limit.
+    export: Option<StallSorter>,
     /// Once the list holds [`ReportQuery::stall_limit`] stalls, the latest due time among
     /// them: a stall due later cannot be listed, so it is only counted (not built: at 10 M
     /// events a million stalls were two strings each).
@@ -271,6 +276,7 @@ impl<'q> Tally<'q> {
             step_events: Vec::new(),
             stalled: 0,
             stalls: Vec::new(),
+            export: query.stall_limit.is_none().then(StallSorter::default),
             stall_bar: None,
             population: vec![Vec::new(); query.population.len()],
             interest: Vec::new(),
@@ -350,7 +356,10 @@ impl<'q> Tally<'q> {
             if self.stall_bar.is_some_and(|bar| due_at > bar) {
                 continue;
             }
-            if let Some(stall) = super::stalled::stall(user, d, reached, self.query.now) {
+            let Some(stall) = super::stalled::stall(user, d, reached, self.query.now) else { continue };
+            if let Some(export) = &mut self.export {
+                export.push(stall);
+            } else {
                 self.stalls.push(stall);
                 // Keep the list near its limit as it grows, not every stall of a large project.
                 if self.query.stall_limit.is_some_and(|limit| self.stalls.len() >= 2 * limit.max(512)) {
@@ -409,6 +418,7 @@ impl<'q> Tally<'q> {
                 .collect(),
             stalled: self.stalled,
             stalls: self.stalls,
+            export: self.export,
             population: self.population.into_iter().map(Durations::of).collect(),
             interest: self.interest,
             interest_firsts: self.interest_firsts,

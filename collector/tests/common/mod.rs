@@ -5,6 +5,7 @@
 
 pub mod history;
 pub mod plan_versions;
+pub mod stalled_export;
 
 use std::sync::Arc;
 
