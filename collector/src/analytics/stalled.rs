@@ -60,7 +60,12 @@ pub fn stalled_since(user: &User, due: &Due, reached: bool, now: i64) -> Option<
 
 /// The order stalls are listed in: longest overdue first, then by user and milestone.
 pub fn sort_stalls(stalls: &mut [Stall]) {
-    stalls.sort_by(|a, b| (a.due_at, &a.user, &a.milestone).cmp(&(b.due_at, &b.user, &b.milestone)));
+    stalls.sort_by(|a, b| list_key(a).cmp(&list_key(b)));
+}
+
+/// What [`sort_stalls`] orders by; the export's merge of sorted runs orders by it too.
+fn list_key(s: &Stall) -> (i64, &str, &str) {
+    (s.due_at, &s.user, &s.milestone)
 }
 
 /// Every (user, milestone) among `users` and `due` whose due time is at or before `now` and that
@@ -222,15 +227,9 @@ fn read_stall(file: &mut impl std::io::Read) -> std::io::Result<Option<Stall>> {
 /// A run's next stall, ordered as [`sort_stalls`] orders them.
 struct Head(Stall, usize);
 
-impl Head {
-    fn key(&self) -> (i64, &str, &str) {
-        (self.0.due_at, &self.0.user, &self.0.milestone)
-    }
-}
-
 impl PartialEq for Head {
     fn eq(&self, other: &Head) -> bool {
-        self.key() == other.key()
+        list_key(&self.0) == list_key(&other.0)
     }
 }
 impl Eq for Head {}
@@ -241,7 +240,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Head) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
+        list_key(&self.0).cmp(&list_key(&other.0))
     }
 }
 

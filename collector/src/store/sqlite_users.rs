@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::clickhouse::rowbinary::{put_i64, put_str};
+use super::clickhouse::rowbinary::{put_i64, put_str, Reader};
 use super::sqlite::{key_statements, KeyOrder};
 
 /// A trait's value as stored (JSON) with the (time, event id) of the identify that set it.
@@ -91,52 +91,15 @@ impl UserRow {
     fn unpack(identified: bool, first_seen: i64, last_seen: i64, traits: &[u8], milestones: &[u8]) -> Option<UserRow> {
         let mut row = UserRow::seen(identified, first_seen, last_seen);
         let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_owned);
-        for t in Traits(Packed(traits)) {
+        for t in Traits::of(traits) {
             let t = t?;
             row.traits.insert(text(t.key)?, ((t.ts, text(t.event)?), text(t.value)?));
         }
-        for m in Milestones(Packed(milestones)) {
+        for m in Milestones::of(milestones) {
             let (name, ts) = m?;
             row.milestones.insert(text(name)?, ts);
         }
         Some(row)
-    }
-}
-
-/// A packed BLOB being read; `None` from a damaged one.
-struct Packed<'a>(&'a [u8]);
-
-impl<'a> Packed<'a> {
-    /// A string's bytes: checked as UTF-8 only where they are used (a report passes over the
-    /// event ids and the milestone names it does not ask for; checking them all was a tenth of
-    /// its time).
-    fn str(&mut self) -> Option<&'a [u8]> {
-        let (mut n, mut shift) = (0u64, 0);
-        loop {
-            let (&byte, rest) = self.0.split_first()?;
-            self.0 = rest;
-            n |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
-        let n = usize::try_from(n).ok()?;
-        if n > self.0.len() {
-            return None;
-        }
-        let (text, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(text)
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        let (bytes, rest) = self.0.split_first_chunk::<8>()?;
-        self.0 = rest;
-        Some(i64::from_le_bytes(*bytes))
     }
 }
 
@@ -149,12 +112,14 @@ pub(super) struct PackedTrait<'a> {
     pub value: &'a [u8],
 }
 
-/// The traits of a packed `traits` BLOB, in key order.
-pub(super) struct Traits<'a>(Packed<'a>);
+/// The traits of a packed `traits` BLOB, in key order; `None` from a damaged one. Strings are
+/// checked as UTF-8 only where they are used (a report passes over the event ids and the
+/// milestone names it does not ask for; checking them all was a tenth of its time).
+pub(super) struct Traits<'a>(Reader<'a>);
 
 impl<'a> Traits<'a> {
     pub fn of(bytes: &'a [u8]) -> Traits<'a> {
-        Traits(Packed(bytes))
+        Traits(Reader::new(bytes))
     }
 }
 
@@ -162,13 +127,13 @@ impl<'a> Iterator for Traits<'a> {
     type Item = Option<PackedTrait<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.0 .0.is_empty() {
+        if self.0.is_empty() {
             return None;
         }
         let p = &mut self.0;
-        let t = (|| Some(PackedTrait { key: p.str()?, ts: p.i64()?, event: p.str()?, value: p.str()? }))();
+        let t = (|| Ok::<_, crate::store::StoreError>(PackedTrait { key: p.bytes()?, ts: p.i64()?, event: p.bytes()?, value: p.bytes()? }))().ok();
         if t.is_none() {
-            p.0 = &[];
+            *p = Reader::new(&[]);
         }
         Some(t)
     }
@@ -176,11 +141,11 @@ impl<'a> Iterator for Traits<'a> {
 
 /// The (name, first time) pairs of a packed `milestones` BLOB, in name order (names as UTF-8
 /// bytes, unchecked).
-pub(super) struct Milestones<'a>(Packed<'a>);
+pub(super) struct Milestones<'a>(Reader<'a>);
 
 impl<'a> Milestones<'a> {
     pub fn of(bytes: &'a [u8]) -> Milestones<'a> {
-        Milestones(Packed(bytes))
+        Milestones(Reader::new(bytes))
     }
 }
 
@@ -188,13 +153,13 @@ impl<'a> Iterator for Milestones<'a> {
     type Item = Option<(&'a [u8], i64)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.0 .0.is_empty() {
+        if self.0.is_empty() {
             return None;
         }
         let p = &mut self.0;
-        let m = (|| Some((p.str()?, p.i64()?)))();
+        let m = (|| Ok::<_, crate::store::StoreError>((p.bytes()?, p.i64()?)))().ok();
         if m.is_none() {
-            p.0 = &[];
+            *p = Reader::new(&[]);
         }
         Some(m)
     }

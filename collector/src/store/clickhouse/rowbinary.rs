@@ -87,8 +87,13 @@ impl<'a> Reader<'a> {
     /// A string borrowed from the answer: for values compared or looked up before (if ever)
     /// being kept.
     pub fn str_ref(&mut self) -> Result<&'a str, StoreError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| malformed("has a string that is not UTF-8"))
+    }
+
+    /// A string's bytes, not checked as UTF-8: for values skipped or checked only when used.
+    pub fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
         let len = self.length()?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| malformed("has a string that is not UTF-8"))
+        self.take(len)
     }
 
     /// A length (of a string or an array) as an unsigned LEB128 varint.
