@@ -36,11 +36,37 @@ pub const MAX_FUTURE_MS: i64 = 23 * 3600 * 1000;
 /// gives up on events after 7 days, so anything this old is a broken client or a replay.
 pub const MAX_PAST_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// A send offset (`received_at − sent_at`) up to this size is taken as network delay, not clock
+/// skew, and left uncorrected.
+pub const TRUSTED_OFFSET_MS: i64 = 5_000;
+
+/// The clock correction for a batch whose send offset is `offset`: none up to
+/// [`TRUSTED_OFFSET_MS`], the whole offset from twice that, a linear ramp between.
+///
+/// Why not the whole offset always (PostHog's rule): the offset is the client's skew plus that
+/// batch's network delay, and each batch has its own delay. Two events a millisecond apart that
+/// leave in different batches (a prompt's action, then the goal the host's callback tracks) would
+/// swap order whenever the second batch travelled faster, and order decides funnels and
+/// conversions. A client clock a few seconds off changes no report; one minutes off is still
+/// corrected in full. The ramp keeps the correction continuous, so near the threshold a delay's
+/// jitter moves events by at most twice the jitter, never by the threshold.
+fn clock_correction(offset: i64) -> i64 {
+    let size = offset.saturating_abs();
+    let correction = if size <= TRUSTED_OFFSET_MS {
+        0
+    } else if size >= 2 * TRUSTED_OFFSET_MS {
+        size
+    } else {
+        2 * (size - TRUSTED_OFFSET_MS)
+    };
+    correction * offset.signum()
+}
+
 /// Client time corrected by the client's clock offset, measured as `received_at − sent_at`
-/// (PostHog's approach; the network delay is small against real skew), and clamped to receive
-/// time when it lands more than [`MAX_FUTURE_MS`] ahead.
+/// ([`clock_correction`]), and clamped to receive time when it lands more than
+/// [`MAX_FUTURE_MS`] ahead.
 pub fn correct_timestamp(client_ts: i64, sent_at: i64, received_at: i64) -> i64 {
-    let corrected = client_ts.saturating_add(received_at.saturating_sub(sent_at));
+    let corrected = client_ts.saturating_add(clock_correction(received_at.saturating_sub(sent_at)));
     if corrected > received_at.saturating_add(MAX_FUTURE_MS) {
         received_at
     } else {
@@ -217,7 +243,7 @@ async fn accept(
             });
             continue;
         }
-        let unclamped = event.ts.saturating_add(received_at.saturating_sub(sent_at));
+        let unclamped = event.ts.saturating_add(clock_correction(received_at.saturating_sub(sent_at)));
         clamped += usize::from(ts != unclamped.max(0));
         stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });
     }
@@ -341,6 +367,31 @@ mod tests {
     fn corrects_skew_by_the_send_offset() {
         // Client clock 10 s behind: sent_at reads 10 s earlier than the collector's clock.
         assert_eq!(correct_timestamp(1_000, 5_000, 15_000), 11_000);
+        // 10 minutes ahead.
+        assert_eq!(correct_timestamp(700_000, 700_000, 100_000), 100_000);
+    }
+
+    #[test]
+    fn a_send_offset_within_network_delay_is_not_corrected() {
+        // Two events 1 ms apart in two batches, one 40 ms in transit, the other 3 ms: their
+        // order survives (it would not if each batch's delay were subtracted).
+        let (action, goal) = (1_000_000, 1_000_001);
+        assert!(correct_timestamp(goal, 1_000_002, 1_000_005) > correct_timestamp(action, 1_000_000, 1_000_040));
+        assert_eq!(correct_timestamp(action, 1_000_000, 1_000_000 + 5_000), action);
+        assert_eq!(correct_timestamp(action, 1_000_000, 1_000_000 - 5_000), action);
+    }
+
+    #[test]
+    fn the_correction_ramps_up_without_a_jump() {
+        // From 5 s of offset (none) to 10 s (all of it): 7.5 s corrects by 5 s, and 1 ms more
+        // offset never moves a time by more than 2 ms.
+        assert_eq!(correct_timestamp(0, 0, 7_500), 5_000);
+        assert_eq!(correct_timestamp(100_000, 7_500, 0), 95_000);
+        for offset in (4_000..11_000).step_by(7) {
+            let step = clock_correction(offset + 1) - clock_correction(offset);
+            assert!((0..=2).contains(&step), "offset {offset}: {step}");
+            assert_eq!(clock_correction(-offset), -clock_correction(offset));
+        }
     }
 
     #[test]

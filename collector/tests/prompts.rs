@@ -219,3 +219,27 @@ async fn conversion_per_prompt_and_nps_group_matches_the_oracle_on_sqlite_and_cl
     let invite = &rows[0];
     assert!(invite["converted"].as_u64().expect("n") > 0 && invite["converted"].as_u64() < invite["acted"].as_u64(), "some convert, not all");
 }
+
+/// The host's callback tracks the goal a millisecond after the action, and the SDK sends it in a
+/// batch of its own that travels faster (3 ms against 40 ms). Correcting each batch by its own
+/// delay would date the goal before the action and lose the conversion; delays are not skew.
+#[tokio::test]
+async fn a_goal_sent_in_a_faster_batch_than_the_action_still_converts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = serve_with_clock(Arc::new(SqliteStore::open(dir.path().join("p.db")).expect("sqlite")), Some(NOW)).await;
+    put_plan(&c.url).await;
+    let ev = |id: &str, kind: &str, name: &str, ts: i64, props: Value| {
+        json!({"id": id, "type": kind, "name": name, "anonymousId": "a-pat", "userId": "pat", "ts": ts, "props": props})
+    };
+    let invite = json!({"promptId": "invite", "milestone": "valued"});
+    let shown = ev("e1", "prompt", "prompt_shown", NOW - 100, invite.clone());
+    let acted = ev("e2", "prompt", "prompt_action", NOW - 40, json!({"promptId": "invite", "milestone": "valued", "action": "host"}));
+    let goal = ev("e3", "track", "teammate_invited", NOW - 39, json!({}));
+    let slow = json!({"writeKey": "wk_demo", "sentAt": NOW - 40, "events": [shown, acted]}).to_string();
+    let fast = json!({"writeKey": "wk_demo", "sentAt": NOW - 3, "events": [goal]}).to_string();
+    assert_eq!(post(&c.url, slow).await.status(), 200);
+    assert_eq!(post(&c.url, fast).await.status(), 200);
+    let r = common::get(&c.url, "/v1/prompts").await;
+    let row = r["prompts"].as_array().expect("rows").iter().find(|p| p["promptId"] == "invite").cloned().expect("invite");
+    assert_eq!([&row["shown"], &row["acted"], &row["converted"]], [&json!(1), &json!(1), &json!(1)], "{r}");
+}

@@ -1,7 +1,7 @@
 // Shared set-up for browser tests: a real collector process on loopback with its own SQLite
 // file, and Debian's Chromium driven by playwright-core.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,9 +15,20 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 const COLLECTOR = process.env.ONRAMP_COLLECTOR_BIN || join(ROOT, "target", "release", "onramp-collector");
 
+// Each collector's own database directory, removed when this test file's process exits (a test
+// may restart a killed collector on the same file, so not on stop).
+const scratch = [];
+process.on("exit", () => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
 /** Starts `onramp-collector` on a free port; resolves { url, stop(), kill(), db }. */
 export async function startCollector({ db, args = [], env = {} } = {}) {
-  db = db || join(mkdtempSync(join(tmpdir(), "onramp-e2e-")), "events.db");
+  if (!db) {
+    const dir = mkdtempSync(join(tmpdir(), "onramp-e2e-"));
+    scratch.push(dir);
+    db = join(dir, "events.db");
+  }
   const child = spawn(COLLECTOR, ["--listen", "127.0.0.1:0", "--db", db, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
