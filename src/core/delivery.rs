@@ -207,6 +207,9 @@ pub struct Outbox<S: KeyValue> {
     /// Pushed events not yet written (see [`Policy::sync_persist_max`]).
     dirty: bool,
     write_key: String,
+    /// The latest time a push or a tick was given: a tab that finds itself adopted beats again
+    /// with it at once (see [`Outbox::was_adopted`]).
+    clock: i64,
 }
 
 impl<S: KeyValue> Outbox<S> {
@@ -238,6 +241,7 @@ impl<S: KeyValue> Outbox<S> {
             unreported: Vec::new(),
             dirty: false,
             write_key,
+            clock: now,
         };
         outbox.tick(now);
         outbox
@@ -258,6 +262,7 @@ impl<S: KeyValue> Outbox<S> {
     /// Queues an event and persists the queue (at once while it is short; in any case before
     /// anything is sent).
     pub fn push(&mut self, event: &Event, now: i64) {
+        self.clock = now;
         if self.refused {
             self.count_drop(DropReason::Rejected, 1);
             return;
@@ -381,7 +386,8 @@ impl<S: KeyValue> Outbox<S> {
     }
 
     /// Another tab took our stored events while our heartbeat lapsed: they are its to send now.
-    /// Keeps what was never stored, and beats again.
+    /// Keeps what was never stored, and beats again at once, so every stored queue has a
+    /// heartbeat (other tabs find queues through heartbeats alone: [`Outbox::adopt_dead`]).
     fn was_adopted(&mut self) -> bool {
         if !self.storage.get(&self.beat_key).is_some_and(|b| b.starts_with(ADOPTED)) {
             return false;
@@ -394,7 +400,7 @@ impl<S: KeyValue> Outbox<S> {
         for item in kept {
             self.append(item);
         }
-        self.storage.remove(&self.beat_key);
+        self.beat(self.clock);
         self.persist();
         true
     }
@@ -413,6 +419,7 @@ impl<S: KeyValue> Outbox<S> {
 
     /// Called about once a second: beat, and adopt dead tabs' queues.
     pub fn tick(&mut self, now: i64) {
+        self.clock = now;
         self.persist_pending();
         self.was_adopted();
         self.beat(now);
@@ -430,50 +437,14 @@ impl<S: KeyValue> Outbox<S> {
     /// their way (a keepalive fetch, beacons) have had their acknowledgement window.
     pub fn retire(&mut self) {
         self.persist_pending();
-        if !self.was_adopted() {
-            let mut beat = String::from(GONE);
-            if self.in_flight > 0 || self.beaconed > 0 {
-                beat.push('@');
-                json::write_num(&mut beat, self.flight_until as f64);
-            }
-            self.storage.set(&self.beat_key, &beat);
+        // Adopted meanwhile: what is left was never stored before, and nothing is on its way.
+        self.was_adopted();
+        let mut beat = String::from(GONE);
+        if self.in_flight > 0 || self.beaconed > 0 {
+            beat.push('@');
+            json::write_num(&mut beat, self.flight_until as f64);
         }
-    }
-
-    /// The tabs whose queues may be adopted, each with whether its events may have reached the
-    /// collector already (anything but a tab that closed with nothing on its way: `gone`).
-    fn dead_tabs(&self, now: i64) -> Vec<(String, bool)> {
-        let mut dead = Vec::new();
-        for key in self.storage.keys_with_prefix(QUEUE_PREFIX) {
-            // strip_prefix, not slicing: no panic path (and its formatting) in the bundle.
-            let tab = key.strip_prefix(QUEUE_PREFIX).unwrap_or_default();
-            if tab == self.tab {
-                continue;
-            }
-            let mut beat_key = String::from(BEAT_PREFIX);
-            beat_key.push_str(tab);
-            // No heartbeat at all: an orphaned queue (its tab died before beating).
-            let (alive, unsure) = match self.storage.get(&beat_key) {
-                Some(beat) => (!self.beat_is_stale(&beat, now), beat != GONE),
-                None => (false, true),
-            };
-            if !alive {
-                dead.push((tab.to_owned(), unsure));
-            }
-        }
-        // Heartbeats of dead tabs with nothing queued are removed so they do not pile up.
-        for key in self.storage.keys_with_prefix(BEAT_PREFIX) {
-            let tab = key.strip_prefix(BEAT_PREFIX).unwrap_or_default();
-            let beat = self.storage.get(&key).unwrap_or_default();
-            let stale = match beat.strip_prefix(ADOPTED) {
-                Some(at) => parse_int(at).is_some_and(|t| now - t > ADOPTED_KEPT_MS),
-                None => self.beat_is_stale(&beat, now),
-            };
-            if tab != self.tab && stale && !dead.iter().any(|(d, _)| d == tab) {
-                dead.push((tab.to_owned(), false));
-            }
-        }
-        dead
+        self.storage.set(&self.beat_key, &beat);
     }
 
     /// A heartbeat (Unix ms) older than [`Policy::dead_after_ms`], or a closed tab (`gone`)
@@ -486,34 +457,55 @@ impl<S: KeyValue> Outbox<S> {
         }
     }
 
+    /// Adopts the queues of dead tabs, found through their heartbeats in one pass: every
+    /// stored queue has one (a tab beats before it stores anything, and again at once when it
+    /// finds itself adopted). A dead tab's heartbeat goes with its queue, replaced by an
+    /// adoption mark when there was a queue; marks go after [`ADOPTED_KEPT_MS`]. Events of a tab
+    /// that did not close with nothing on its way (`gone`) may have reached the collector: they
+    /// are asked about before they are sent.
     fn adopt_dead(&mut self, now: i64) {
-        let dead = self.dead_tabs(now);
-        if dead.is_empty() || !self.lock(now) {
-            return;
-        }
-        for (tab, unsure) in dead {
-            let doubt = if unsure { Doubt::Unsure } else { Doubt::None };
-            let mut queue_key = String::from(QUEUE_PREFIX);
-            queue_key.push_str(&tab);
-            let mut beat_key = String::from(BEAT_PREFIX);
-            beat_key.push_str(&tab);
-            if let Some(text) = self.storage.get(&queue_key) {
-                for (id, json, ts) in parse_queue(&text) {
-                    // Queued long ago: the adopted events go in the next batch.
-                    self.append(Item { id, json, doubt, ts, queued_at: 0, stored: false, report: None, seq: 0 });
+        let mut locked = false;
+        for beat_key in self.storage.keys_with_prefix(BEAT_PREFIX) {
+            // strip_prefix, not slicing: no panic path (and its formatting) in the bundle.
+            let tab = beat_key.strip_prefix(BEAT_PREFIX).unwrap_or_default();
+            let beat = self.storage.get(&beat_key).unwrap_or_default();
+            let adopted = beat.strip_prefix(ADOPTED);
+            let stale = match adopted {
+                Some(at) => parse_int(at).is_some_and(|t| now - t > ADOPTED_KEPT_MS),
+                None => self.beat_is_stale(&beat, now),
+            };
+            if tab == self.tab || !stale {
+                continue;
+            }
+            if !locked {
+                if !self.lock(now) {
+                    return;
                 }
-                self.storage.remove(&queue_key);
-                // Tells the owner, should it still be alive, that its stored events moved.
-                let mut mark = String::from(ADOPTED);
-                json::write_num(&mut mark, now as f64);
-                self.storage.set(&beat_key, &mark);
-            } else {
-                self.storage.remove(&beat_key);
+                locked = true;
+            }
+            let mut queue_key = String::from(QUEUE_PREFIX);
+            queue_key.push_str(tab);
+            match self.storage.get(&queue_key) {
+                Some(text) => {
+                    let doubt = if beat == GONE { Doubt::None } else { Doubt::Unsure };
+                    for (id, json, ts) in parse_queue(&text) {
+                        // Queued long ago: the adopted events go in the next batch.
+                        self.append(Item { id, json, doubt, ts, queued_at: 0, stored: false, report: None, seq: 0 });
+                    }
+                    self.storage.remove(&queue_key);
+                    // Tells the owner, should it still be alive, that its stored events moved.
+                    let mut mark = String::from(ADOPTED);
+                    json::write_num(&mut mark, now as f64);
+                    self.storage.set(&beat_key, &mark);
+                }
+                None => self.storage.remove(&beat_key),
             }
         }
-        self.enforce_bounds();
-        self.persist();
-        self.unlock();
+        if locked {
+            self.enforce_bounds();
+            self.persist();
+            self.unlock();
+        }
     }
 
     /// A short lock in storage (Segment's approach): write our claim, read it back. Storage
@@ -1308,6 +1300,26 @@ mod tests {
         assert!(a.is_empty(), "b sends it; a must not");
         push(&mut a, &mut c, "new", 20_002);
         assert_eq!(stored_names(&a.storage, "a"), ["new"]);
+    }
+
+    #[test]
+    fn a_tab_adopted_while_throttled_beats_again_so_what_it_stores_next_is_not_orphaned() {
+        let mut c = client();
+        let mut a = outbox(MemoryStorage::default(), "a", 0);
+        push(&mut a, &mut c, "stored", 0);
+        let b = outbox(a.storage().clone(), "b", 20_000);
+        a.storage = b.storage().clone();
+        // a wakes up with a push (no tick yet), stores it, and closes.
+        push(&mut a, &mut c, "after", 20_001);
+        assert_eq!(stored_names(&a.storage, "a"), ["after"]);
+        assert!(a.storage.get("onramp.hb.a").is_some_and(|beat| !beat.starts_with(ADOPTED)), "beats again at once");
+        a.retire();
+        let mut next = outbox(a.storage().clone(), "next", 20_002);
+        assert_eq!(names(&next.next_batch(20_002, true).expect("adopted")), ["after"]);
+        // Heartbeats of closed tabs do not pile up: a's adoption mark goes after its time.
+        assert!(next.storage().get("onramp.hb.a").is_some_and(|beat| beat.starts_with(ADOPTED)));
+        next.tick(20_003 + ADOPTED_KEPT_MS + 1);
+        assert_eq!(next.storage().get("onramp.hb.a"), None);
     }
 
     #[test]
