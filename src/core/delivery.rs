@@ -333,12 +333,15 @@ impl<S: KeyValue> Outbox<S> {
         }
     }
 
-    /// Drops (and counts) items at `indices` (ascending), never counting dropped reports, so a
-    /// collector that refuses everything cannot start a loop of reports about reports.
-    fn drop_items(&mut self, indices: &[usize], reason: DropReason) {
+    /// Drops (and counts) the items whose place in `mask` is true, never counting dropped
+    /// reports, so a collector that refuses everything cannot start a loop of reports about
+    /// reports. A mask rather than a list of indices: every caller has one or a prefix, and
+    /// collecting index lists was std iterator code in the tracker (measured with the other
+    /// loops of this file: see [`Outbox::settle`]).
+    fn drop_items(&mut self, mask: &[bool], reason: DropReason) {
         let mut n = 0;
-        for &i in indices.iter().rev() {
-            if self.remove(i).is_some_and(|item| item.report.is_none()) {
+        for i in (0..mask.len()).rev() {
+            if mask.get(i) == Some(&true) && self.remove(i).is_some_and(|item| item.report.is_none()) {
                 n += 1;
             }
         }
@@ -395,10 +398,11 @@ impl<S: KeyValue> Outbox<S> {
         self.in_flight = 0;
         self.beaconed = 0;
         self.asking = false;
-        let kept: Vec<Item> = std::mem::take(&mut self.items).into_iter().filter(|i| !i.stored).collect();
         self.bytes = 0;
-        for item in kept {
-            self.append(item);
+        for item in std::mem::take(&mut self.items) {
+            if !item.stored {
+                self.append(item);
+            }
         }
         self.beat(self.clock);
         self.persist();
@@ -580,7 +584,10 @@ impl<S: KeyValue> Outbox<S> {
         out.push_str(wire::KNOWN_QUERY_IDS);
         out.push_str("\":[");
         let mut asked = 0;
-        for item in self.items.iter_mut().filter(|i| i.doubt == Doubt::Unsure).take(wire::MAX_KNOWN_IDS) {
+        for item in &mut self.items {
+            if item.doubt != Doubt::Unsure || asked == wire::MAX_KNOWN_IDS {
+                continue;
+            }
             if asked > 0 {
                 out.push(',');
             }
@@ -617,10 +624,14 @@ impl<S: KeyValue> Outbox<S> {
     }
 
     fn expire(&mut self, now: i64) {
-        let old: Vec<usize> = (self.in_flight..self.items.len())
-            .filter(|&i| now - self.items[i].ts > self.policy.max_age_ms)
-            .collect();
-        if !old.is_empty() {
+        let mut old = Vec::with_capacity(self.items.len());
+        let mut any = false;
+        for (i, item) in self.items.iter().enumerate() {
+            let expired = i >= self.in_flight && now - item.ts > self.policy.max_age_ms;
+            any |= expired;
+            old.push(expired);
+        }
+        if any {
             self.drop_items(&old, DropReason::Expired);
             self.persist();
         }
@@ -686,7 +697,7 @@ impl<S: KeyValue> Outbox<S> {
         if self.in_flight == 0 {
             return Next::Idle;
         }
-        let batch: Vec<usize> = (0..self.in_flight).collect();
+        let batch = vec![true; self.in_flight];
         let next = match status {
             200..=299 => {
                 for _ in 0..self.in_flight {
@@ -699,7 +710,7 @@ impl<S: KeyValue> Outbox<S> {
             }
             400 => {
                 let bad = bad_indices(body, self.in_flight);
-                if bad.is_empty() {
+                if !bad.contains(&true) {
                     self.drop_items(&batch, DropReason::Rejected);
                 } else {
                     self.drop_items(&bad, DropReason::Invalid);
@@ -711,7 +722,7 @@ impl<S: KeyValue> Outbox<S> {
             // big as a whole and the batch is halved (down to one event, which is then dropped).
             413 => {
                 let big = bad_indices(body, self.in_flight);
-                if !big.is_empty() {
+                if big.contains(&true) {
                     self.drop_items(&big, DropReason::TooLarge);
                 } else if self.in_flight > 1 {
                     self.batch_limit = (self.in_flight / 2).max(1);
@@ -738,8 +749,7 @@ impl<S: KeyValue> Outbox<S> {
             // The write key is unknown or this origin is not allowed for it: every event of
             // this page would meet the same answer.
             401 | 403 => {
-                let all: Vec<usize> = (0..self.items.len()).collect();
-                self.drop_items(&all, DropReason::Rejected);
+                self.drop_items(&vec![true; self.items.len()], DropReason::Rejected);
                 self.refused = true;
                 Next::Idle
             }
@@ -827,36 +837,41 @@ impl<S: KeyValue> Outbox<S> {
 /// blocking the rest. Full validation is the collector's: a 400 drops just the bad event.
 /// (Not `Event::from_value`: its messages would cost the bundle more than they give here.)
 fn parse_queue(text: &str) -> Vec<(String, String, i64)> {
-    let Ok(Value::Arr(items)) = json::parse(text) else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|v| {
-            let id = v.get("id").and_then(Value::as_str)?;
-            Some((id.to_owned(), v.to_json(), v.get("ts").and_then(Value::as_f64)? as i64))
-        })
-        .collect()
+    let mut events = Vec::new();
+    let Ok(Value::Arr(items)) = json::parse(text) else { return events };
+    for v in &items {
+        if let (Some(id), Some(ts)) = (v.get("id").and_then(Value::as_str), v.get("ts").and_then(Value::as_f64)) {
+            events.push((id.to_owned(), v.to_json(), ts as i64));
+        }
+    }
+    events
 }
 
 /// The ids a [`wire::Known`] answer names; anything unreadable names none (and so every
 /// event asked about is sent).
 fn known_ids(body: &str) -> Vec<String> {
-    let Ok(doc) = json::parse(body) else { return Vec::new() };
-    let ids = doc.get(wire::KNOWN_IDS).and_then(Value::as_array).unwrap_or_default();
-    ids.iter().filter_map(|id| id.as_str().map(String::from)).collect()
+    let mut known = Vec::new();
+    let Ok(doc) = json::parse(body) else { return known };
+    for id in doc.get(wire::KNOWN_IDS).and_then(Value::as_array).unwrap_or_default() {
+        if let Some(id) = id.as_str() {
+            known.push(String::from(id));
+        }
+    }
+    known
 }
 
-/// The indices a 400 names (`{"errors":[{"index":3,…}]}`, [`wire::Rejection`]), within the
-/// batch, ascending. Read by hand: the tracker carries no serde.
-fn bad_indices(body: &str, len: usize) -> Vec<usize> {
-    let Ok(doc) = json::parse(body) else { return Vec::new() };
-    // A mask rather than a sort: sorting code costs the bundle kilobytes.
+/// The events of the batch a 400 or 413 names (`{"errors":[{"index":3,…}]}`,
+/// [`wire::Rejection`]), as a mask over the batch (a mask rather than a sorted list: sorting
+/// code costs the bundle kilobytes). Read by hand: the tracker carries no serde.
+fn bad_indices(body: &str, len: usize) -> Vec<bool> {
     let mut bad = vec![false; len];
+    let Ok(doc) = json::parse(body) else { return bad };
     for e in doc.get(wire::REJECTION_ERRORS).and_then(Value::as_array).unwrap_or(&[]) {
         if let Some(i) = e.get(wire::REJECTION_INDEX).and_then(Value::as_f64).filter(|&i| i >= 0.0 && (i as usize) < len) {
             bad[i as usize] = true;
         }
     }
-    (0..len).filter(|&i| bad[i]).collect()
+    bad
 }
 
 /// How long `Retry-After` asks the client to wait, in ms from `now`: delay-seconds, or an
@@ -1338,8 +1353,8 @@ mod tests {
         assert_eq!(retry_after_ms("soon", 0), None);
         assert_eq!(retry_after_ms("Wed, 32 Oct 2015 07:28:00 GMT", 0), None);
         assert_eq!(retry_after_ms("Wed, 21 Oct 2015 24:28:00 GMT", 0), None);
-        assert_eq!(bad_indices(r#"{"errors":[{"index":2},{"index":0},{"index":99},{"index":null}]}"#, 3), [0, 2]);
-        assert!(bad_indices("<html>", 3).is_empty());
+        assert_eq!(bad_indices(r#"{"errors":[{"index":2},{"index":0},{"index":99},{"index":null}]}"#, 3), [true, false, true]);
+        assert_eq!(bad_indices("<html>", 3), [false; 3]);
     }
 
     #[test]

@@ -76,8 +76,12 @@ impl KeyValue for BrowserStorage {
     }
     fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         let Some(s) = &self.0 else { return Vec::new() };
-        let n = s.length().unwrap_or(0);
-        let keys = (0..n).filter_map(|i| s.key(i).ok().flatten()).filter(|k| k.starts_with(prefix)).collect();
+        let mut keys = Vec::new();
+        for i in 0..s.length().unwrap_or(0) {
+            if let Some(key) = s.key(i).ok().flatten().filter(|k| k.starts_with(prefix)) {
+                keys.push(key);
+            }
+        }
         #[cfg(feature = "preview")]
         let keys = preview::stored_keys(keys, prefix);
         keys
