@@ -891,7 +891,12 @@ fn retry_after_ms(value: &str, now: i64) -> Option<i64> {
 /// than a date crate: a few dozen bytes of wasm.
 fn http_date(value: &str) -> Option<i64> {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let parts: Vec<&str> = value.split([' ', '-']).filter(|p| !p.is_empty()).collect();
+    let mut parts = Vec::new();
+    for part in value.split([' ', '-']) {
+        if !part.is_empty() {
+            parts.push(part);
+        }
+    }
     let (day, month, year, time) = match parts.as_slice() {
         [_, day, month, year, time, "GMT"] => (day, month, year, time),
         [_, month, day, time, year] => (day, month, year, time),
