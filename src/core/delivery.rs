@@ -335,9 +335,10 @@ impl<S: KeyValue> Outbox<S> {
 
     /// Drops (and counts) the items whose place in `mask` is true, never counting dropped
     /// reports, so a collector that refuses everything cannot start a loop of reports about
-    /// reports. A mask rather than a list of indices: every caller has one or a prefix, and
-    /// collecting index lists was std iterator code in the tracker (measured with the other
-    /// loops of this file: see [`Outbox::settle`]).
+    /// reports. A mask rather than a list of indices, and plain loops rather than iterator
+    /// chains here and in the rest of the outbox: each chain or collected index list was its
+    /// own std generic code in the tracker's wasm. Together with the storage scan and
+    /// auto-capture's matching they were 3.8 KB raw, 1.4 KB gzip (`cargo xtask build`, issue 12).
     fn drop_items(&mut self, mask: &[bool], reason: DropReason) {
         let mut n = 0;
         for i in (0..mask.len()).rev() {

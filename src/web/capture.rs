@@ -163,7 +163,9 @@ fn props_with(rule: &CaptureRule, key: &str, value: &str) -> Vec<(String, Value)
     props
 }
 
-/// The rules of `kind` whose selector matches `target` or one of its ancestors.
+/// The rules of `kind` whose selector matches `target` or one of its ancestors. Here and in
+/// [`check_view`], loops rather than filter/map chains: smaller in the tracker's wasm (see
+/// `Outbox::drop_items` in core::delivery for the figure).
 fn matches(kind: &str, target: &web_sys::Element, ts: i64) -> Vec<Captured> {
     STATE.with(|s| {
         let guard = s.borrow();

@@ -506,8 +506,8 @@ struct Responses {
     on_known: Closure<dyn FnMut(JsValue)>,
     /// The body of an answer that is read (a 400's or 413's list of bad events, a `/v1/known`
     /// answer): one closure for the three, with the status in `body_status` (one request is on
-    /// its way at a time). Each closure costs the tracker's wasm its own glue; measured with
-    /// the loops of this change.
+    /// its way at a time). Each closure costs the tracker's wasm its own glue: one for three
+    /// was 155 B raw, 106 B gzip smaller (measured).
     on_body: Closure<dyn FnMut(JsValue)>,
     body_status: std::cell::Cell<u16>,
     on_network_error: Closure<dyn FnMut(JsValue)>,
