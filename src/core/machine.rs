@@ -244,7 +244,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
             // is adopted by the new one), its listeners go, its waiters are answered.
             old.write();
             fx.push(Effect::Stop);
-            fx.extend(old.flushes.into_iter().map(|(id, _)| Effect::ResolveFlush(id)));
+            resolve_all(old.flushes, fx);
         }
         let Some(write_key) = options.get("writeKey").and_then(Value::as_str) else {
             fx.push(Effect::Console("onramp: init: `writeKey` is required (a string such as \"wk_…\"); onramp is disabled".into()));
@@ -331,7 +331,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         if let Some(mut sdk) = self.sdk.take() {
             sdk.write();
             fx.push(Effect::Stop);
-            fx.extend(sdk.flushes.into_iter().map(|(id, _)| Effect::ResolveFlush(id)));
+            resolve_all(sdk.flushes, fx);
         }
     }
 }
@@ -771,7 +771,14 @@ impl<S: KeyValue> Running<S> {
     }
 }
 
-/// `encodeURIComponent` for a query value (the write key).
+/// Answers every `flush()` waiter of an SDK that stops. A loop, not `extend` with a `map`:
+/// smaller in the tracker.
+fn resolve_all(flushes: Vec<(u64, u64)>, fx: &mut Vec<Effect>) {
+    for (id, _) in flushes {
+        fx.push(Effect::ResolveFlush(id));
+    }
+}
+
 /// `parts` end to end. Hand-written for size: `[..].concat()` is std's generic join, with its
 /// own length sum and overflow panic; this loop is 473 B raw (230 B gzip) smaller in the tracker (measured).
 fn joined(parts: &[&str]) -> String {
@@ -782,6 +789,7 @@ fn joined(parts: &[&str]) -> String {
     text
 }
 
+/// `encodeURIComponent` for a query value (the write key).
 fn encode_component(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in text.bytes() {

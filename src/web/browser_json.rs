@@ -60,7 +60,12 @@ fn from_js(js: &JsValue, depth: usize) -> Option<Value> {
         return None;
     }
     if let Some(items) = js.dyn_ref::<js_sys::Array>() {
-        return items.iter().map(|v| from_js(&v, depth + 1)).collect::<Option<_>>().map(Value::Arr);
+        // A loop, not `collect::<Option<_>>()`: smaller in the tracker.
+        let mut out = Vec::with_capacity(items.length() as usize);
+        for item in items.iter() {
+            out.push(from_js(&item, depth + 1)?);
+        }
+        return Some(Value::Arr(out));
     }
     entries(js, depth).map(Value::Obj)
 }

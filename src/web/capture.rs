@@ -163,22 +163,22 @@ fn props_with(rule: &CaptureRule, key: &str, value: &str) -> Vec<(String, Value)
     props
 }
 
-/// The rules of `kind` whose selector matches `target` or one of its ancestors.
+/// The rules of `kind` whose selector matches `target` or one of its ancestors. Here and in
+/// [`check_view`], loops rather than filter/map chains: smaller in the tracker's wasm (see
+/// `Outbox::drop_items` in core::delivery for the figure).
 fn matches(kind: &str, target: &web_sys::Element, ts: i64) -> Vec<Captured> {
     STATE.with(|s| {
         let guard = s.borrow();
         let Some(state) = guard.as_ref() else { return Vec::new() };
-        state
-            .rules
-            .iter()
-            .filter(|r| r.on.name() == kind)
-            .filter_map(|r| {
-                let selector = r.on.selector()?;
-                // Selectors were checked by the browser at load; a failure here just means no match.
-                target.closest(selector).ok().flatten()?;
-                Some(Captured { name: r.event.clone(), props: props_with(r, "selector", selector), ts })
-            })
-            .collect()
+        let mut found = Vec::new();
+        for r in &state.rules {
+            let Some(selector) = r.on.selector().filter(|_| r.on.name() == kind) else { continue };
+            // Selectors were checked by the browser at load; a failure here just means no match.
+            if target.closest(selector).ok().flatten().is_some() {
+                found.push(Captured { name: r.event.clone(), props: props_with(r, "selector", selector), ts });
+            }
+        }
+        found
     })
 }
 
@@ -196,23 +196,19 @@ pub fn check_view() {
             return Vec::new();
         }
         state.last_url = url;
-        state
-            .rules
-            .iter()
-            .filter(|r| match &r.on {
-                Capture::View { path: p, hash: h } => {
-                    p.as_ref().is_none_or(|p| p.matches(&path)) && h.as_ref().is_none_or(|h| h.matches(&hash))
-                }
-                _ => false,
-            })
-            .map(|r| {
-                let mut props = props_with(r, "path", &path);
-                if !hash.is_empty() {
-                    props.push(("hash".into(), Value::Str(hash.clone())));
-                }
-                Captured { name: r.event.clone(), props, ts }
-            })
-            .collect()
+        let mut found = Vec::new();
+        for r in &state.rules {
+            let Capture::View { path: p, hash: h } = &r.on else { continue };
+            if p.as_ref().is_some_and(|p| !p.matches(&path)) || h.as_ref().is_some_and(|h| !h.matches(&hash)) {
+                continue;
+            }
+            let mut props = props_with(r, "path", &path);
+            if !hash.is_empty() {
+                props.push(("hash".into(), Value::Str(hash.clone())));
+            }
+            found.push(Captured { name: r.event.clone(), props, ts });
+        }
+        found
     });
     enqueue(found);
 }
@@ -272,9 +268,11 @@ fn attribute_names(rules: &[CaptureRule]) -> Vec<String> {
     for r in rules {
         let Capture::Appear { selector } = &r.on else { continue };
         for part in selector.split('[').skip(1) {
-            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
-            if !name.is_empty() && !names.contains(&name) {
-                names.push(name);
+            // Attribute names are ASCII: the name ends at the first other byte.
+            let end = part.bytes().position(|c| !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_')).unwrap_or(part.len());
+            let name = part.get(..end).unwrap_or_default();
+            if !name.is_empty() && !names.iter().any(|n| n == name) {
+                names.push(name.into());
             }
         }
     }
