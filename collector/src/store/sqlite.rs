@@ -317,16 +317,18 @@ fn wal_path(database: &Path) -> PathBuf {
 fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync::mpsc::Receiver<()>, restart_due: &AtomicBool) {
     // (frames in the WAL, frames copied into the database), as of this checkpoint's start.
     let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).ok();
+    // Copies and syncs what the WAL holds; true when that was all of it (as of the start).
+    let mut copy = || {
+        let copied = checkpoint();
+        let synced = copied.is_some_and(|(_, done)| done > 0) && database.sync().is_ok();
+        (copied, synced && copied.is_some_and(|(frames, done)| done == frames))
+    };
     while woken.recv().is_ok() {
-        let mut copied = checkpoint();
-        if copied.is_some_and(|(frames, _)| frames >= WAL_RESTART_PAGES) {
-            // Again at once: the first took long enough for many commits, this one copies
-            // those and leaves the writer only what arrives while it runs.
-            copied = checkpoint();
-        }
-        if copied.is_some_and(|(_, done)| done > 0) && database.sync().is_ok() {
-            let caught_up = copied.is_some_and(|(frames, done)| frames >= WAL_RESTART_PAGES && done == frames);
-            restart_due.store(caught_up, Ordering::Relaxed);
+        let (copied, caught_up) = copy();
+        if caught_up && copied.is_some_and(|(frames, _)| frames >= WAL_RESTART_PAGES) {
+            // Again at once: the first copy and sync took long enough for many commits; this
+            // one copies and syncs those, and leaves the writer only what arrives meanwhile.
+            restart_due.store(copy().1, Ordering::Relaxed);
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
