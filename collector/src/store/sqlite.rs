@@ -15,8 +15,10 @@
 //! everything but the last few commits, then asks. Left to SQLite's auto-checkpoint, that
 //! checkpoint copied a quarter of a second of commits and synced every page copied into the
 //! database since the last restart (a passive checkpoint that does not catch up with the writer
-//! never syncs the database), 50–65 ms once a second during which all 32 of the benchmark's
-//! senders waited: that stall alone was its 99th percentile.
+//! never syncs the database): 50–65 ms about once a second, during which every sender waits,
+//! so with 32 senders that one stall made the slowest percent of requests (BENCHMARKS.md,
+//! section 3).
+//!
 //! Reads open their own connections; WAL lets them run beside the writer.
 
 use std::collections::HashMap;
