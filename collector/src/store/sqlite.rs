@@ -73,7 +73,8 @@ const MAX_REQUESTS_PER_COMMIT: usize = 256;
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// WAL pages after which the WAL should start over from its beginning, which bounds the file
-/// (40 MB). SQLite restarts the WAL at a commit only if every frame in it was copied into the
+/// (40 MB, plus what arrives before the checkpoint thread next looks: 50–70 MB at 70 000
+/// events/s). SQLite restarts the WAL at a commit only if every frame in it was copied into the
 /// database before that commit began; under constant writes the checkpoint thread never catches
 /// the last commit, so past this size it catches up to the last few and asks the writer to copy
 /// those between two commits.
