@@ -85,6 +85,15 @@ const WAL_RESTART_PAGES: i64 = 10_000;
 /// while a long report holds an old snapshot.
 const WRITER_CHECKPOINT_PAGES: i64 = 4 * WAL_RESTART_PAGES;
 
+/// How far the WAL grows: [`WAL_RESTART_PAGES`] and [`WRITER_CHECKPOINT_PAGES`] (tests use
+/// smaller ones).
+#[derive(Clone, Copy)]
+struct WalLimits {
+    restart: i64,
+    /// 0 turns SQLite's auto-checkpoint off.
+    backstop: i64,
+}
+
 /// An event as the writer stores it, its props already serialised by the request's own task so
 /// the one writer thread spends its time in SQLite.
 struct Row {
@@ -180,7 +189,10 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<SqliteStore, StoreError> {
-        let path = path.into();
+        SqliteStore::open_with(path.into(), WalLimits { restart: WAL_RESTART_PAGES, backstop: WRITER_CHECKPOINT_PAGES })
+    }
+
+    fn open_with(path: PathBuf, limits: WalLimits) -> Result<SqliteStore, StoreError> {
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         // The events' commits only write the WAL; the sync thread makes them durable before
@@ -190,7 +202,7 @@ impl SqliteStore {
         let in_wal = journal.eq_ignore_ascii_case("wal");
         if in_wal {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
-            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(unavailable)?;
+            conn.pragma_update(None, "wal_autocheckpoint", limits.backstop).map_err(unavailable)?;
         }
         let checkpoints = open(&path).map_err(unavailable)?;
         // Set by the checkpoint thread when the WAL is due to start over; see WAL_RESTART_PAGES.
@@ -231,7 +243,7 @@ impl SqliteStore {
             .map_err(unavailable)?;
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoints, database, woken, &restart_due))
+            .spawn(move || checkpoint_loop(checkpoints, database, woken, limits.restart, &restart_due))
             .map_err(unavailable)?;
         Ok(SqliteStore { path, writer, depth, writer_health, commits })
     }
@@ -317,7 +329,7 @@ fn wal_path(database: &Path) -> PathBuf {
 /// Its own descriptor of the database file is closed only after its connection, when the store
 /// shuts down: closing any descriptor of a file drops every POSIX lock this process holds on it,
 /// SQLite's included.
-fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync::mpsc::Receiver<()>, restart_due: &AtomicBool) {
+fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync::mpsc::Receiver<()>, restart_pages: i64, restart_due: &AtomicBool) {
     // (frames in the WAL, frames copied into the database), as of this checkpoint's start.
     let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).ok();
     // Copies and syncs what the WAL holds; true when that was all of it (as of the start).
@@ -328,7 +340,7 @@ fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync:
     };
     while woken.recv().is_ok() {
         let (copied, caught_up) = copy();
-        if caught_up && copied.is_some_and(|(frames, _)| frames >= WAL_RESTART_PAGES) {
+        if caught_up && copied.is_some_and(|(frames, _)| frames >= restart_pages) {
             // Again at once: the first copy and sync took long enough for many commits; this
             // one copies and syncs those, and leaves the writer only what arrives meanwhile.
             restart_due.store(copy().1, Ordering::Relaxed);
@@ -1349,12 +1361,17 @@ mod tests {
 
     /// [`request`], with the receiver of its answer.
     fn request_answered(ids: &[&str], name: &str) -> (WriteRequest, oneshot::Receiver<Result<(), StoreError>>) {
-        let rows = ids
-            .iter()
-            .zip(1_000..)
+        let rows = events(ids.iter().map(|id| (*id).to_owned()), name).into_iter().map(Row::new).collect();
+        let (reply, answer) = oneshot::channel();
+        ((rows, reply), answer)
+    }
+
+    /// Track events `name` from one device.
+    fn events(ids: impl Iterator<Item = String>, name: &str) -> Vec<StoredEvent> {
+        ids.zip(1_000..)
             .map(|(id, ts)| {
                 let event = Event {
-                    id: (*id).into(),
+                    id,
                     kind: EventType::Track,
                     name: name.into(),
                     anonymous_id: "anon-1".into(),
@@ -1363,11 +1380,60 @@ mod tests {
                     ts,
                     props: vec![("n".into(), Value::Num(ts as f64))],
                 };
-                Row::new(StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 })
+                StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 }
+            })
+            .collect()
+    }
+
+    /// How many times the WAL has started over: its header's checkpoint sequence number.
+    fn wal_restarts(database: &Path) -> u32 {
+        let header = std::fs::read(wal_path(database)).unwrap_or_default();
+        header.get(12..16).map_or(0, |n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_constant_writes_the_wal_starts_over_at_the_checkpoint_threads_request_and_keeps_every_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        // SQLite's own checkpoint is off: only the checkpoint thread's request can start the
+        // WAL over, past 64 pages.
+        let store = Arc::new(SqliteStore::open_with(path.clone(), WalLimits { restart: 64, backstop: 0 }).expect("open"));
+        let restarts = wal_restarts(&path);
+        // 32 senders, each sending its next batch when the last is acknowledged, as the
+        // benchmark does: the writer always has the next commit waiting, so the WAL is never
+        // all copied between two commits unless the writer copies the last ones itself.
+        let stop = Arc::new(AtomicBool::new(false));
+        let senders: Vec<_> = (0..32)
+            .map(|sender| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut acknowledged = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let ids = (0..50).map(|i| format!("e{sender}-{acknowledged}-{i}"));
+                        store.insert(events(ids, "task_done")).await.expect("acknowledged");
+                        acknowledged += 50;
+                    }
+                    acknowledged
+                })
             })
             .collect();
-        let (reply, answer) = oneshot::channel();
-        ((rows, reply), answer)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while wal_restarts(&path) < restarts + 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut acknowledged = 0;
+        for sender in senders {
+            acknowledged += sender.await.expect("sender");
+        }
+        assert!(wal_restarts(&path) >= restarts + 3, "the WAL did not start over three times in a minute");
+        drop(store);
+        let conn = open(&path).expect("open");
+        let stored: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).expect("count");
+        assert_eq!(stored, acknowledged);
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity");
+        assert_eq!(integrity, "ok");
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
     }
 
     #[test]
