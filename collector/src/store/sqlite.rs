@@ -7,8 +7,18 @@
 //! shared by every commit written before it, and the writer builds the next commit while the
 //! disk syncs the last (a sync here takes 3–7 ms, as long as the commit itself). A third thread
 //! copies committed pages from the WAL into the database file (a passive checkpoint, which
-//! waits for nobody), which the writer otherwise did itself every thousand pages, with two more
-//! syncs, while requests waited.
+//! waits for nobody) and syncs the database file, which the writer otherwise did itself every
+//! thousand pages while requests waited.
+//!
+//! Only the writer can let the WAL start over (see [`WAL_RESTART_PAGES`]), so it still makes one
+//! checkpoint per WAL cycle, but a small one: the checkpoint thread first copies and syncs
+//! everything but the last few commits, then asks. Left to SQLite's auto-checkpoint, that
+//! checkpoint copied a quarter of a second of commits and synced every page copied into the
+//! database since the last restart (a passive checkpoint that does not catch up with the writer
+//! never syncs the database): 50–65 ms about once a second, during which every sender waits,
+//! so with 32 senders that one stall made the slowest percent of requests (BENCHMARKS.md,
+//! section 3).
+//!
 //! Reads open their own connections; WAL lets them run beside the writer.
 
 use std::collections::HashMap;
@@ -62,11 +72,27 @@ const MAX_REQUESTS_PER_COMMIT: usize = 256;
 /// arrive (SQLite's own default, every 1 000 pages, came every few commits under load).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// WAL pages after which the writer checkpoints itself, as SQLite does by default at 1 000: the
-/// checkpoint thread keeps the WAL far shorter, but under constant writes it never catches up
-/// with the last commit, and only a checkpoint by the writer lets the WAL start over. This
-/// bounds the WAL file (40 MB).
-const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+/// WAL pages after which the WAL should start over from its beginning, which bounds the file
+/// (40 MB, plus what arrives before the checkpoint thread next looks: 50–70 MB at 70 000
+/// events/s). SQLite restarts the WAL at a commit only if every frame in it was copied into the
+/// database before that commit began; under constant writes the checkpoint thread never catches
+/// the last commit, so past this size it catches up to the last few and asks the writer to copy
+/// those between two commits.
+const WAL_RESTART_PAGES: i64 = 10_000;
+
+/// WAL pages after which the writer checkpoints itself whatever the checkpoint thread does
+/// (SQLite's auto-checkpoint): a backstop for when the asked-for restart keeps failing, e.g.
+/// while a long report holds an old snapshot.
+const WRITER_CHECKPOINT_PAGES: i64 = 4 * WAL_RESTART_PAGES;
+
+/// How far the WAL grows: [`WAL_RESTART_PAGES`] and [`WRITER_CHECKPOINT_PAGES`] (tests use
+/// smaller ones).
+#[derive(Clone, Copy)]
+struct WalLimits {
+    restart: i64,
+    /// 0 turns SQLite's auto-checkpoint off.
+    backstop: i64,
+}
 
 /// An event as the writer stores it, its props already serialised by the request's own task so
 /// the one writer thread spends its time in SQLite.
@@ -163,7 +189,10 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<SqliteStore, StoreError> {
-        let path = path.into();
+        SqliteStore::open_with(path.into(), WalLimits { restart: WAL_RESTART_PAGES, backstop: WRITER_CHECKPOINT_PAGES })
+    }
+
+    fn open_with(path: PathBuf, limits: WalLimits) -> Result<SqliteStore, StoreError> {
         let mut conn = open(&path).map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         // The events' commits only write the WAL; the sync thread makes them durable before
@@ -173,9 +202,11 @@ impl SqliteStore {
         let in_wal = journal.eq_ignore_ascii_case("wal");
         if in_wal {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
-            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(unavailable)?;
+            conn.pragma_update(None, "wal_autocheckpoint", limits.backstop).map_err(unavailable)?;
         }
         let checkpoints = open(&path).map_err(unavailable)?;
+        // Set by the checkpoint thread when the WAL is due to start over; see WAL_RESTART_PAGES.
+        let restart_due = Arc::new(AtomicBool::new(false));
         let (writer, requests) = mpsc::channel::<WriteRequest>(WRITER_QUEUE);
         let (committed, to_sync) = std::sync::mpsc::channel::<Committed>();
         let depth = Arc::new(AtomicUsize::new(0));
@@ -185,15 +216,16 @@ impl SqliteStore {
             sync_failed_at: AtomicU64::new(0),
         });
         let commits = Arc::new(AtomicU64::new(0));
-        let (writer_depth, health, writer_commits) = (depth.clone(), writer_health.clone(), commits.clone());
+        let (writer_depth, health, writer_commits, writer_restart) = (depth.clone(), writer_health.clone(), commits.clone(), restart_due.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let running = Running(health);
-                write_loop(conn, requests, committed, &writer_depth, &running.0, &writer_commits);
+                write_loop(conn, requests, committed, &writer_depth, &running.0, &writer_commits, &writer_restart);
             })
             .map_err(unavailable)?;
-        let (health, mut wal) = (writer_health.clone(), WalFile { path: wal_path(&path), file: None });
+        let (health, mut wal) = (writer_health.clone(), SyncedFile { path: wal_path(&path), file: None });
+        let database = SyncedFile { path: path.clone(), file: None };
         // One pending wake-up is enough: a checkpoint copies everything committed before it.
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
@@ -211,7 +243,7 @@ impl SqliteStore {
             .map_err(unavailable)?;
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoints, woken))
+            .spawn(move || checkpoint_loop(checkpoints, database, woken, limits.restart, &restart_due))
             .map_err(unavailable)?;
         Ok(SqliteStore { path, writer, depth, writer_health, commits })
     }
@@ -234,8 +266,14 @@ fn write_loop(
     depth: &AtomicUsize,
     health: &WriterHealth,
     commits: &AtomicU64,
+    restart_due: &AtomicBool,
 ) {
     while let Some(first) = requests.blocking_recv() {
+        if restart_due.swap(false, Ordering::Relaxed) {
+            // Copies the few commits the checkpoint thread has not, so the next commit starts
+            // the WAL over; a failure leaves that to a later try or to the backstop.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
         let mut group = vec![first];
         while group.len() < MAX_REQUESTS_PER_COMMIT {
             match requests.try_recv() {
@@ -258,14 +296,14 @@ fn write_loop(
     }
 }
 
-/// The WAL file, opened at the first sync (SQLite creates it) and kept: the writer's connection
-/// stays open, so SQLite never deletes or replaces it meanwhile.
-struct WalFile {
+/// The WAL or the database file, opened at the first sync (SQLite creates the WAL) and kept:
+/// the writer's connection stays open, so SQLite never deletes or replaces either meanwhile.
+struct SyncedFile {
     path: PathBuf,
     file: Option<std::fs::File>,
 }
 
-impl WalFile {
+impl SyncedFile {
     fn sync(&mut self) -> std::io::Result<()> {
         let file = match &self.file {
             Some(file) => file,
@@ -282,13 +320,35 @@ fn wal_path(database: &Path) -> PathBuf {
 }
 
 /// Copies committed pages from the WAL into the database when woken (after a sync), at most
-/// every [`CHECKPOINT_EVERY`]. Passive: it waits for no reader or writer and copies what it can;
-/// a failure leaves the pages in the WAL for the next checkpoint (or the writer's own).
-fn checkpoint_loop(conn: Connection, woken: std::sync::mpsc::Receiver<()>) {
+/// every [`CHECKPOINT_EVERY`], and syncs the database file, so the writer's checkpoint that lets
+/// the WAL start over has only a few commits' pages to copy and sync (SQLite syncs the database
+/// only after a checkpoint that caught up with the writer, which under constant writes is the
+/// writer's). Passive: it waits for no reader or writer and copies what it can; a failure leaves
+/// the pages in the WAL for the next checkpoint (or the writer's own).
+///
+/// Its own descriptor of the database file is closed only after its connection, when the store
+/// shuts down: closing any descriptor of a file drops every POSIX lock this process holds on it,
+/// SQLite's included.
+fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync::mpsc::Receiver<()>, restart_pages: i64, restart_due: &AtomicBool) {
+    // (frames in the WAL, frames copied into the database), as of this checkpoint's start.
+    let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).ok();
+    // Copies and syncs what the WAL holds; true when that was all of it (as of the start).
+    let mut copy = || {
+        let copied = checkpoint();
+        let synced = copied.is_some_and(|(_, done)| done > 0) && database.sync().is_ok();
+        (copied, synced && copied.is_some_and(|(frames, done)| done == frames))
+    };
     while woken.recv().is_ok() {
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        let (copied, caught_up) = copy();
+        if caught_up && copied.is_some_and(|(frames, _)| frames >= restart_pages) {
+            // Again at once: the first copy and sync took long enough for many commits; this
+            // one copies and syncs those, and leaves the writer only what arrives meanwhile.
+            restart_due.store(copy().1, Ordering::Relaxed);
+        }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
+    drop(conn);
+    drop(database);
 }
 
 /// Answers committed requests once `sync` has made their commits durable: an `fdatasync` of
@@ -1301,12 +1361,17 @@ mod tests {
 
     /// [`request`], with the receiver of its answer.
     fn request_answered(ids: &[&str], name: &str) -> (WriteRequest, oneshot::Receiver<Result<(), StoreError>>) {
-        let rows = ids
-            .iter()
-            .zip(1_000..)
+        let rows = events(ids.iter().map(|id| (*id).to_owned()), name).into_iter().map(Row::new).collect();
+        let (reply, answer) = oneshot::channel();
+        ((rows, reply), answer)
+    }
+
+    /// Track events `name` from one device.
+    fn events(ids: impl Iterator<Item = String>, name: &str) -> Vec<StoredEvent> {
+        ids.zip(1_000..)
             .map(|(id, ts)| {
                 let event = Event {
-                    id: (*id).into(),
+                    id,
                     kind: EventType::Track,
                     name: name.into(),
                     anonymous_id: "anon-1".into(),
@@ -1315,11 +1380,60 @@ mod tests {
                     ts,
                     props: vec![("n".into(), Value::Num(ts as f64))],
                 };
-                Row::new(StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 })
+                StoredEvent { project: "demo".into(), event, ts, sent_at: 2_000, received_at: 2_000 }
+            })
+            .collect()
+    }
+
+    /// How many times the WAL has started over: its header's checkpoint sequence number.
+    fn wal_restarts(database: &Path) -> u32 {
+        let header = std::fs::read(wal_path(database)).unwrap_or_default();
+        header.get(12..16).map_or(0, |n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_constant_writes_the_wal_starts_over_at_the_checkpoint_threads_request_and_keeps_every_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        // SQLite's own checkpoint is off: only the checkpoint thread's request can start the
+        // WAL over, past 64 pages.
+        let store = Arc::new(SqliteStore::open_with(path.clone(), WalLimits { restart: 64, backstop: 0 }).expect("open"));
+        let restarts = wal_restarts(&path);
+        // 32 senders, each sending its next batch when the last is acknowledged, as the
+        // benchmark does: the writer always has the next commit waiting, so the WAL is never
+        // all copied between two commits unless the writer copies the last ones itself.
+        let stop = Arc::new(AtomicBool::new(false));
+        let senders: Vec<_> = (0..32)
+            .map(|sender| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut acknowledged = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let ids = (0..50).map(|i| format!("e{sender}-{acknowledged}-{i}"));
+                        store.insert(events(ids, "task_done")).await.expect("acknowledged");
+                        acknowledged += 50;
+                    }
+                    acknowledged
+                })
             })
             .collect();
-        let (reply, answer) = oneshot::channel();
-        ((rows, reply), answer)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while wal_restarts(&path) < restarts + 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut acknowledged = 0;
+        for sender in senders {
+            acknowledged += sender.await.expect("sender");
+        }
+        assert!(wal_restarts(&path) >= restarts + 3, "the WAL did not start over three times in a minute");
+        drop(store);
+        let conn = open(&path).expect("open");
+        let stored: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).expect("count");
+        assert_eq!(stored, acknowledged);
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity");
+        assert_eq!(integrity, "ok");
+        assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
     }
 
     #[test]
