@@ -48,6 +48,7 @@ pub mod sqlite;
 pub mod sqlite_health;
 pub mod sqlite_rollup;
 mod sqlite_users;
+mod user_rows;
 
 use std::future::Future;
 use std::pin::Pin;
