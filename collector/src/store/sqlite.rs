@@ -403,12 +403,26 @@ fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
     // its own). Recomputed from what remains.
     let mut users = std::collections::BTreeSet::from([user.to_owned()]);
     users.extend(tx.query_row("SELECT user_id FROM identities WHERE project = ?1 AND anonymous_id = ?2", params![project, user], |r| r.get(0)).optional()?);
+    // The devices whose links go: relinked below from their remaining events (another user's
+    // identify on the same device), as a recompute would.
+    let unlinked: Vec<String> = tx
+        .prepare("SELECT anonymous_id FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)")?
+        .query_map(params![project, user], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut erased = 0;
     for (i, statement) in ERASE_USER.iter().enumerate() {
         let n = tx.execute(&statement.replace("{events}", &events).replace("{rollups}", &rollups), params![project, user])?;
         if i == 0 {
             erased = n as u64;
         }
+    }
+    let relink = format!(
+        "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) {}",
+        sqlite_rollup::LINKS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", "project = ?1 AND anonymous_id = ?2")
+    );
+    for anon in &unlinked {
+        tx.execute(&relink, params![project, anon])?;
+        users.extend(tx.query_row("SELECT user_id FROM identities WHERE project = ?1 AND anonymous_id = ?2", params![project, anon], |r| r.get(0)).optional()?);
     }
     sqlite_users::refresh(&tx, project, &users)?;
     tx.commit()?;

@@ -1197,9 +1197,12 @@ impl Store for ClickHouseStore {
             for table in ["events", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"] {
                 self.delete_where(table, &condition).await?;
             }
-            let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
-            self.delete_where("links", &links).await?;
             self.delete_where("user_devices", &format!("project = {} AND user_id = {}", quote(&project), quote(&user))).await?;
+            // The devices whose links go are relinked from their remaining events (another
+            // user's identify on the same device), as a recompute would: their rollups are
+            // recomputed from what remains.
+            let unlinked = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
+            self.rebuild_rollups_where(&unlinked, &mut (Box::new(|_| ()) as Progress)).await?;
             if self.keeps_users() {
                 users::refresh(&self.http, &project, &keys.into_iter().filter(|k| *k != user).collect()).await?;
                 self.delete_where("rollup_users", &format!("project = {} AND user_key = {}", quote(&project), quote(&user))).await?;
