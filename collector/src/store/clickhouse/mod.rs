@@ -99,7 +99,7 @@ const MIGRATIONS: &[Migration] = &[
     // `rollup_users` is one table per server (kept on a single server only; `users`).
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0010_rollup_users.sql"),
-        sharded: &[("user_devices", BY_DEVICE)],
+        sharded: &[("user_devices", BY_DEVICE), ("device_links", BY_DEVICE)],
     },
 ];
 
@@ -829,10 +829,16 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>, keep
                 Ok(None) | Err(_) => break,
             }
         }
-        let mut result = insert(&http, group.iter().flat_map(|(events, _)| events)).await;
-        if result.is_ok() && keeps_users {
-            result = users::refresh_after_insert(&http, group.iter().flat_map(|(events, _)| events)).await;
+        let events: Vec<&StoredEvent> = group.iter().flat_map(|(events, _)| events).collect();
+        let result = async {
+            let before = if keeps_users { users::links_before(&http, events.iter().copied()).await? } else { Default::default() };
+            insert(&http, events.iter().copied()).await?;
+            if keeps_users {
+                users::refresh_after_insert(&http, &events, &before).await?;
+            }
+            Ok::<(), StoreError>(())
         }
+        .await;
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
         }
@@ -896,7 +902,7 @@ struct Rollup {
     recomputed: [&'static str; 3],
 }
 
-const ROLLUPS: [Rollup; 7] = [
+const ROLLUPS: [Rollup; 8] = [
     Rollup {
         table: "rollup_devices",
         columns: "project, anonymous_id, user_id",
@@ -926,6 +932,15 @@ const ROLLUPS: [Rollup; 7] = [
     },
     Rollup {
         table: "links",
+        columns: "project, anonymous_id",
+        states: "argMinState(user_id, (ts, id))",
+        source: "user_id != ''",
+        array_join: "",
+        stored: ["argMinMerge(first_user)", "''", "''"],
+        recomputed: ["argMin(user_id, (ts, id))", "''", "''"],
+    },
+    Rollup {
+        table: "device_links",
         columns: "project, anonymous_id",
         states: "argMinState(user_id, (ts, id))",
         source: "user_id != ''",
@@ -1588,7 +1603,8 @@ impl Store for ClickHouseStore {
 
 /// The tables whose data reports read ([`ClickHouseStore::data_version`]); plans are in the
 /// report cache's key already, and webhook and health rows change no report.
-const VERSIONED: [&str; 9] = ["events", "links", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics", "user_devices", "rollup_users"];
+const VERSIONED: [&str; 10] =
+    ["events", "links", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics", "user_devices", "device_links", "rollup_users"];
 
 /// One user's rollup rows while [`ClickHouseStore::users`] folds them: first and last seen,
 /// whether identified, and per trait key its latest (JSON value, time, event id).

@@ -28,6 +28,7 @@ use super::{keyed_sql, quote, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
 use crate::analytics::report::{ReportQuery, Tallies};
 use crate::store::user_rows::{unpack_user, ReportRows, UserRow};
 use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
+use onramp::core::wire::EventType;
 
 /// The migration (1-based) that adds `rollup_users`: applying it fills the table
 /// ([`ClickHouseStore::rebuild_users`]).
@@ -40,8 +41,9 @@ const CHUNK: usize = 2000;
 /// Users written per INSERT while rebuilding.
 const REBUILD_BATCH: usize = 50_000;
 
-/// The rollup tables a user row is computed from.
-const SOURCES: [&str; 5] = ["rollup_devices", "rollup_traits", "rollup_events", "links", "user_devices"];
+/// The tables a user row is computed from, and the table itself (its own inserts raise the
+/// version too).
+const SOURCES: [&str; 7] = ["rollup_devices", "rollup_traits", "rollup_events", "links", "user_devices", "device_links", "rollup_users"];
 
 /// The version of rows computed now: per table of `tables`, the newest block number of its
 /// parts and mutations (a MergeTree numbers inserts and mutations from one counter; merges
@@ -66,20 +68,15 @@ async fn version(http: &Http) -> Result<u64, StoreError> {
     Reader::new(&answer).u64()
 }
 
-/// Every row of the per-device rollups of `project` that a user row folds (the devices of the
-/// quoted `keys` only, when given), with its user key `who`, sorted by it: `kind` 0 a device's
+/// Every row of the per-device rollups of `project` that a user row folds (when `keys` are
+/// given, quoted, with the quoted anonymous ids of their devices: those keys' only), with its user key `who`, sorted by it: `kind` 0 a device's
 /// first and last seen, 1 a trait's latest (value, ts, id) under `key`, 2 a milestone's first
 /// time under `key`. Each stored row's state is finalized on its own (rows of unmerged parts
 /// fold like devices).
-fn fold_sql(project: &str, keys: Option<&str>) -> String {
+fn fold_sql(project: &str, keys: Option<(&str, &str)>) -> String {
     let project = quote(project);
     let (devices, only_keys) = match keys {
-        Some(keys) => (
-            format!(
-                " AND (anonymous_id IN ({keys}) OR anonymous_id IN (SELECT anonymous_id FROM user_devices WHERE project = {project} AND user_id IN ({keys})))"
-            ),
-            format!(" WHERE who IN ({keys})"),
-        ),
+        Some((keys, devices)) => (format!(" AND anonymous_id IN ({devices})"), format!(" WHERE who IN ({keys})")),
         None => (String::new(), String::new()),
     };
     let rows = format!(
@@ -154,7 +151,7 @@ struct Fold {
 }
 
 impl Fold {
-    async fn open(http: &Http, project: &str, keys: Option<&str>) -> Result<Fold, StoreError> {
+    async fn open(http: &Http, project: &str, keys: Option<(&str, &str)>) -> Result<Fold, StoreError> {
         Ok(Fold { rows: Rows::open(http, &fold_sql(project, keys)).await?, current: None })
     }
 
@@ -197,8 +194,17 @@ pub(super) async fn refresh(http: &Http, project: &str, keys: &BTreeSet<String>)
     let keys: Vec<&String> = keys.iter().collect();
     for chunk in keys.chunks(CHUNK) {
         let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        // The keys' devices: those that carried them as user ids, and their own anonymous ids.
+        let sql = format!("SELECT DISTINCT anonymous_id FROM user_devices WHERE project = {} AND user_id IN ({list}) FORMAT RowBinary", quote(project));
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+        let mut r = Reader::new(&answer);
+        let mut devices: BTreeSet<String> = chunk.iter().map(|k| (*k).clone()).collect();
+        while !r.is_empty() {
+            devices.insert(r.str()?);
+        }
+        let devices = devices.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
         let mut rows: BTreeMap<String, Option<UserRow>> = chunk.iter().map(|k| ((*k).clone(), None)).collect();
-        let mut fold = Fold::open(http, project, Some(&list)).await?;
+        let mut fold = Fold::open(http, project, Some((&list, &devices))).await?;
         while let Some((user, row)) = fold.next().await? {
             rows.insert(user, row);
         }
@@ -227,15 +233,114 @@ pub(super) async fn keys_of_devices(http: &Http, project: &str, devices: &BTreeS
     Ok(keys)
 }
 
-/// After `events` are inserted: recomputes the rows of every key their devices can belong to.
-pub(super) async fn refresh_after_insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<(), StoreError> {
-    let mut devices: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for s in events {
-        devices.entry(&s.project).or_default().insert(s.event.anonymous_id.clone());
+/// The links (anonymous id → user id) of `devices` of `project`, from `device_links`.
+async fn links_of(http: &Http, project: &str, devices: &BTreeSet<&str>) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut links = BTreeMap::new();
+    let devices: Vec<&&str> = devices.iter().collect();
+    for chunk in devices.chunks(CHUNK) {
+        let list = chunk.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT anonymous_id, argMinMerge(first_user) FROM device_links WHERE project = {} AND anonymous_id IN ({list}) GROUP BY anonymous_id FORMAT RowBinary",
+            quote(project)
+        );
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+        let mut r = Reader::new(&answer);
+        while !r.is_empty() {
+            links.insert(r.str()?, r.str()?);
+        }
     }
-    for (project, devices) in devices {
-        let keys = keys_of_devices(http, project, &devices).await?;
-        refresh(http, project, &keys).await?;
+    Ok(links)
+}
+
+/// Per project, the devices of some events.
+fn devices_of<'a>(events: impl Iterator<Item = &'a StoredEvent>) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+    let mut devices: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in events {
+        devices.entry(&s.project).or_default().insert(&s.event.anonymous_id);
+    }
+    devices
+}
+
+/// The links of a group's devices before it is inserted, per project.
+pub(super) type LinksBefore = BTreeMap<String, BTreeMap<String, String>>;
+
+pub(super) async fn links_before<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<LinksBefore, StoreError> {
+    let mut before = BTreeMap::new();
+    for (project, devices) in devices_of(events) {
+        before.insert(project.to_owned(), links_of(http, project, &devices).await?);
+    }
+    Ok(before)
+}
+
+/// After `events` are inserted (`before`: their devices' links until then): folds them into
+/// their users' rows as stored (the merges are order-independent, as a recompute's), and
+/// recomputes from the per-device rollups both users of each device whose link the insert
+/// changed (a first identify, or an earlier one arriving late).
+pub(super) async fn refresh_after_insert<'a>(http: &Http, events: &[&'a StoredEvent], before: &LinksBefore) -> Result<(), StoreError> {
+    let none = BTreeMap::new();
+    for (project, devices) in devices_of(events.iter().copied()) {
+        let after = links_of(http, project, &devices).await?;
+        let before = before.get(project).unwrap_or(&none);
+        let mut moved = BTreeSet::new();
+        for device in devices {
+            let (old, new) = (before.get(device), after.get(device));
+            if old != new {
+                moved.insert(old.map_or(device, String::as_str).to_owned());
+                moved.insert(new.map_or(device, String::as_str).to_owned());
+            }
+        }
+        // The new events' contributions per user key, as the per-device rollups fold them.
+        let mut added: BTreeMap<String, UserRow> = BTreeMap::new();
+        for s in events.iter().filter(|s| s.project == project) {
+            let e = &s.event;
+            let (key, identified) = match (&e.user_id, after.get(&e.anonymous_id)) {
+                (Some(user), _) if !user.is_empty() => (user, true),
+                (_, Some(linked)) => (linked, true),
+                _ => (&e.anonymous_id, false),
+            };
+            if moved.contains(key) {
+                continue;
+            }
+            let row = added.entry(key.clone()).or_insert_with(|| UserRow::seen(identified, s.ts, s.ts));
+            row.merge(UserRow::seen(identified, s.ts, s.ts));
+            match e.kind {
+                EventType::Identify => {
+                    for (trait_key, value) in &e.props {
+                        row.add_trait(trait_key.clone(), (s.ts, e.id.clone()), value.to_json());
+                    }
+                }
+                EventType::Milestone => row.add_milestone(e.name.clone(), s.ts),
+                _ => {}
+            }
+        }
+        let version = version(http).await?;
+        let keys: Vec<String> = added.keys().cloned().collect();
+        let mut rows = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
+            let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL
+                 WHERE project = {} AND user_key IN ({list}) AND deleted = 0 FORMAT RowBinary",
+                quote(project)
+            );
+            let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+            let mut r = Reader::new(&answer);
+            while !r.is_empty() {
+                let (key, identified, first, last, traits, milestones) = (r.str()?, r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
+                // A damaged row is recomputed instead, as `rollup rebuild` would.
+                match (UserRow::unpack(identified, first, last, traits, milestones), added.get_mut(&key)) {
+                    (Some(stored), Some(row)) => row.merge(stored),
+                    _ => drop(moved.insert(key)),
+                }
+            }
+        }
+        for (key, row) in added {
+            if !moved.contains(&key) {
+                rows.push((key, Some(row)));
+            }
+        }
+        write_rows(http, project, version, &rows).await?;
+        refresh(http, project, &moved).await?;
     }
     Ok(())
 }
