@@ -1,24 +1,27 @@
 //! The per-user rollup on ClickHouse (migration 10, `rollup_users`): one row per project and
-//! user key, [`UserRow`] as SQLite keeps it, so a report reads one row per user (about 500 k
-//! at 10 M events) instead of every device, trait and milestone row joined to the identity
-//! links and sorted by user key (3.9 M rows).
+//! user key, [`UserRow`] as SQLite keeps it, so a report reads one row per user (500 k at
+//! 10 M events) instead of every device, trait and milestone row (3.9 M) joined to the
+//! identity links and sorted by user key.
 //!
-//! A row is a function of the per-device rollups and the links, and the collector keeps it:
-//! after every insert it recomputes each user key the inserted devices can belong to
-//! ([`refresh_after_insert`]): for each device, its anonymous id (a visitor never identified)
-//! and every user id it carried (the device's link is the first of them by event time, so a
-//! late earlier identify moves it only between these). A key's row folds the devices that
-//! carried its user id (`user_devices`, by user), the anonymous rows of those linked to it,
-//! and its own anonymous device when that is linked to nobody ([`fold_sql`]).
+//! A row is a function of the per-device rollups and the links; the collector keeps it so,
+//! as SQLite's writer does (`sqlite_users::Changes`), around each group's insert
+//! ([`links_before`], [`refresh_after_insert`]): it reads the links of the group's devices
+//! before and after the insert (`device_links`, in small granules). A device whose link the
+//! insert changed (its first identify, or an earlier one arriving late) has both users'
+//! rows recomputed from the per-device rollups ([`refresh`]: a key's devices are those that
+//! carried its user id, `user_devices`, and its own anonymous id). Every other user key of the
+//! new events gets their contributions (seen times, identify traits, milestones) merged into
+//! its stored row, the same order-independent merges as a recompute's, so resends and
+//! out-of-order batches give the recompute's row.
 //!
-//! Rows are versioned by the data they were computed from ([`version_sql`]), read before the
-//! rollups are: a recompute that missed an insert has a smaller version than the recompute
-//! after that insert, so FINAL keeps the newest. A key left with no device gets a `deleted`
-//! row. With one collector, writes and recomputes are serial; with several on one server, two
-//! recomputes of the same key with the same version can race (`rollup rebuild` repairs it).
+//! Rows are versioned by the data they were computed from ([`version_sql`], read after the
+//! insert and before the rollups are): FINAL keeps the newest. A key left with no device gets
+//! a `deleted` row. One collector writes and recomputes serially. Several collectors on one
+//! server can each merge into the same user's row at the same moment; one row then misses the
+//! other's events until `rollup rebuild` (`rollup verify` shows it). Not yet closed.
 //!
-//! Kept on a single server only: on a cluster (no single block counter) reports read the
-//! per-device rollups as before.
+//! Kept on a single server only: on a cluster (no single block counter, and no single reader
+//! of the links) reports read the per-device rollups as before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
