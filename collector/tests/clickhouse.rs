@@ -362,14 +362,6 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
     const NOW: i64 = 1_800_000_000_000;
     const H: i64 = 3_600_000;
     let t = |hours: i64, ms: i64| NOW - 80 * H + hours * H + ms;
-    let milestone = |id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64| {
-        let mut e = event(id, name, anon, user, ts);
-        e["type"] = json!("milestone");
-        e
-    };
-    let identify = |id: &str, anon: &str, user: &str, ts: i64, traits: serde_json::Value| {
-        json!({"id": id, "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": ts, "props": traits})
-    };
     let first = vec![
         event("a1", "page_viewed", "dev-a", None, t(0, 0)),
         milestone("a2", "m1", "dev-a", None, t(1, 0)),
@@ -401,11 +393,6 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
         assert_eq!(post(&sqlite.url, body.clone()).await.status(), 200);
         assert_eq!(post(&ch.url, body.clone()).await.status(), 200);
     }
-    let read = |url: String, path: &'static str| async move {
-        let response = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("read");
-        assert_eq!(response.status(), 200, "{path}");
-        response.text().await.expect("body")
-    };
     let paths = [
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&due=m1:1h,m2:24h",
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&window=2h&by=week",
@@ -414,7 +401,7 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
     ];
     let mut answers = Vec::new();
     for path in paths {
-        let (expected, got) = (read(sqlite.url.clone(), path).await, read(ch.url.clone(), path).await);
+        let (expected, got) = (read(&sqlite.url, path).await, read(&ch.url, path).await);
         assert_eq!(got, expected, "{path}: ClickHouse differs from SQLite");
         answers.push(serde_json::from_str::<serde_json::Value>(&got).expect("JSON"));
     }
@@ -441,14 +428,6 @@ async fn per_user_rollup_follows_moves_erasure_and_retention_as_sqlite_does() {
     const NOW: i64 = 1_800_000_000_000;
     const H: i64 = 3_600_000;
     let t = |hours: i64| NOW - 80 * H + hours * H;
-    let milestone = |id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64| {
-        let mut e = event(id, name, anon, user, ts);
-        e["type"] = json!("milestone");
-        e
-    };
-    let identify = |id: &str, anon: &str, user: &str, ts: i64, traits: serde_json::Value| {
-        json!({"id": id, "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": ts, "props": traits})
-    };
     let batches = [
         vec![
             milestone("x1", "m1", "dev-x", None, t(1)),
@@ -468,11 +447,6 @@ async fn per_user_rollup_follows_moves_erasure_and_retention_as_sqlite_does() {
     let sqlite = common::serve_with_clock(sqlite_store.clone(), Some(NOW)).await;
     let (server, store) = clickhouse().await;
     let ch = common::serve_with_clock(store.clone(), Some(NOW)).await;
-    let read = |url: String, path: &'static str| async move {
-        let response = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("read");
-        assert_eq!(response.status(), 200, "{path}");
-        response.text().await.expect("body")
-    };
     let paths = [
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&due=m1:1h,m2:24h",
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&trait.plan=pro&by=week",
@@ -483,7 +457,7 @@ async fn per_user_rollup_follows_moves_erasure_and_retention_as_sqlite_does() {
         async move {
             let mut funnel = serde_json::Value::Null;
             for path in paths {
-                let (expected, got) = (read(sqlite.clone(), path).await, read(ch.clone(), path).await);
+                let (expected, got) = (read(&sqlite, path).await, read(&ch, path).await);
                 assert_eq!(got, expected, "{when}, {path}: ClickHouse differs from SQLite");
                 funnel = serde_json::from_str(&got).expect("JSON");
             }
@@ -526,4 +500,21 @@ async fn per_user_rollup_follows_moves_erasure_and_retention_as_sqlite_does() {
     assert_eq!(post(&ch.url, batch(NOW, more)).await.status(), 200);
     assert_eq!(same("after more events").await, json!(["sam", "wes"]));
     verified("after more events").await;
+}
+
+fn milestone(id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64) -> serde_json::Value {
+    let mut e = event(id, name, anon, user, ts);
+    e["type"] = json!("milestone");
+    e
+}
+
+fn identify(id: &str, anon: &str, user: &str, ts: i64, traits: serde_json::Value) -> serde_json::Value {
+    json!({"id": id, "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": ts, "props": traits})
+}
+
+/// A read route's body, asked with the demo read token (status 200 asserted).
+async fn read(url: &str, path: &str) -> String {
+    let response = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("read");
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.expect("body")
 }
