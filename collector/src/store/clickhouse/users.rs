@@ -279,7 +279,7 @@ pub(super) async fn links_before<'a>(http: &Http, events: impl Iterator<Item = &
 /// their users' rows as stored (the merges are order-independent, as a recompute's), and
 /// recomputes from the per-device rollups both users of each device whose link the insert
 /// changed (a first identify, or an earlier one arriving late).
-pub(super) async fn refresh_after_insert<'a>(http: &Http, events: &[&'a StoredEvent], before: &LinksBefore) -> Result<(), StoreError> {
+pub(super) async fn refresh_after_insert(http: &Http, events: &[&StoredEvent], before: &LinksBefore) -> Result<(), StoreError> {
     let none = BTreeMap::new();
     for (project, devices) in devices_of(events.iter().copied()) {
         let after = links_of(http, project, &devices).await?;
