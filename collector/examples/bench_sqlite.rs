@@ -329,7 +329,7 @@ fn clickhouse_generate(events: u64) -> Result<(), String> {
     let http = server.http_url();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(ClickHouseStore::open(&url)).map_err(|e| e.to_string())?;
-    let views = ["rollup_devices_mv", "rollup_events_mv", "links_mv", "rollup_tips_mv", "rollup_metrics_mv"];
+    let views = ["rollup_devices_mv", "rollup_events_mv", "links_mv", "rollup_tips_mv", "rollup_metrics_mv", "user_devices_mv", "device_links_mv"];
     for view in views {
         clickhouse_sql(&http, &format!("DETACH TABLE onramp.{view}"))?;
     }

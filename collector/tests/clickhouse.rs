@@ -362,14 +362,6 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
     const NOW: i64 = 1_800_000_000_000;
     const H: i64 = 3_600_000;
     let t = |hours: i64, ms: i64| NOW - 80 * H + hours * H + ms;
-    let milestone = |id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64| {
-        let mut e = event(id, name, anon, user, ts);
-        e["type"] = json!("milestone");
-        e
-    };
-    let identify = |id: &str, anon: &str, user: &str, ts: i64, traits: serde_json::Value| {
-        json!({"id": id, "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": ts, "props": traits})
-    };
     let first = vec![
         event("a1", "page_viewed", "dev-a", None, t(0, 0)),
         milestone("a2", "m1", "dev-a", None, t(1, 0)),
@@ -401,11 +393,6 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
         assert_eq!(post(&sqlite.url, body.clone()).await.status(), 200);
         assert_eq!(post(&ch.url, body.clone()).await.status(), 200);
     }
-    let read = |url: String, path: &'static str| async move {
-        let response = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("read");
-        assert_eq!(response.status(), 200, "{path}");
-        response.text().await.expect("body")
-    };
     let paths = [
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&due=m1:1h,m2:24h",
         "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&window=2h&by=week",
@@ -414,7 +401,7 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
     ];
     let mut answers = Vec::new();
     for path in paths {
-        let (expected, got) = (read(sqlite.url.clone(), path).await, read(ch.url.clone(), path).await);
+        let (expected, got) = (read(&sqlite.url, path).await, read(&ch.url, path).await);
         assert_eq!(got, expected, "{path}: ClickHouse differs from SQLite");
         answers.push(serde_json::from_str::<serde_json::Value>(&got).expect("JSON"));
     }
@@ -427,4 +414,107 @@ async fn report_equals_sqlite_with_late_identifies_resends_and_ties() {
 async fn a_large_stalled_export_is_every_stall_in_order() {
     let (_server, store) = common::clickhouse().await;
     common::stalled_export::check(store).await;
+}
+
+/// The per-user rollup through the identity cases that re-key rows: a late earlier identify
+/// moving a device (with its anonymous milestone and its traits) from one user to another, an
+/// anonymous visitor linked after the fact, erasing a user and a visitor, and retention; after
+/// each, ClickHouse's reports equal SQLite's byte for byte, `rollup verify` finds nothing on
+/// either, and the erased user has no row left.
+#[tokio::test]
+async fn per_user_rollup_follows_moves_erasure_and_retention_as_sqlite_does() {
+    use onramp_collector::store::sqlite::SqliteStore;
+    use std::sync::Arc;
+    const NOW: i64 = 1_800_000_000_000;
+    const H: i64 = 3_600_000;
+    let t = |hours: i64| NOW - 80 * H + hours * H;
+    let batches = [
+        vec![
+            milestone("x1", "m1", "dev-x", None, t(1)),
+            identify("x2", "dev-x", "sam", t(5), json!({"plan": "pro", "signedUpAt": t(0)})),
+            milestone("y1", "m2", "dev-y", Some("sam"), t(6)),
+            milestone("z1", "m1", "dev-z", None, t(2)),
+            event("w1", "page_viewed", "dev-w", None, t(3)),
+        ],
+        // Late and earlier: dev-x is pat's; its anonymous m1 moves from sam to pat, sam keeps
+        // dev-y and the identify sam sent himself.
+        vec![identify("x3", "dev-x", "pat", t(2), json!({"plan": "team"})), milestone("x4", "m2", "dev-x", None, t(7))],
+        // dev-w's visitor identifies: the visitor's key goes, wes gets its page view.
+        vec![identify("w2", "dev-w", "wes", t(8), json!({"plan": "pro"})), milestone("w3", "m1", "dev-w", None, t(9))],
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite_store = Arc::new(SqliteStore::open(dir.path().join("u.db")).expect("sqlite"));
+    let sqlite = common::serve_with_clock(sqlite_store.clone(), Some(NOW)).await;
+    let (server, store) = clickhouse().await;
+    let ch = common::serve_with_clock(store.clone(), Some(NOW)).await;
+    let paths = [
+        "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&due=m1:1h,m2:24h",
+        "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&trait.plan=pro&by=week",
+        "/v1/funnel?steps=milestone:m1,milestone:m2&users=true",
+    ];
+    let same = |when: &'static str| {
+        let (sqlite, ch) = (sqlite.url.clone(), ch.url.clone());
+        async move {
+            let mut funnel = serde_json::Value::Null;
+            for path in paths {
+                let (expected, got) = (read(&sqlite, path).await, read(&ch, path).await);
+                assert_eq!(got, expected, "{when}, {path}: ClickHouse differs from SQLite");
+                funnel = serde_json::from_str(&got).expect("JSON");
+            }
+            funnel["steps"][0]["userIds"].clone()
+        }
+    };
+    let verified = |when: &'static str| {
+        let (store, sqlite_store) = (store.clone(), sqlite_store.clone());
+        async move {
+            assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new(), "{when}: ClickHouse");
+            assert_eq!(sqlite_store.verify_rollups(None).await.expect("verify"), Vec::<String>::new(), "{when}: SQLite");
+        }
+    };
+    let rows = |key: &str| server.query(&format!("SELECT count() FROM onramp.rollup_users WHERE user_key = '{key}'")).expect("query").trim().to_owned();
+
+    assert_eq!(post(&sqlite.url, batch(NOW, batches[0].clone())).await.status(), 200);
+    assert_eq!(post(&ch.url, batch(NOW, batches[0].clone())).await.status(), 200);
+    assert_eq!(same("first batch").await, json!(["sam"]), "dev-x's anonymous m1 is sam's");
+    verified("first batch").await;
+    for body in &batches[1..] {
+        assert_eq!(post(&sqlite.url, batch(NOW, body.clone())).await.status(), 200);
+        assert_eq!(post(&ch.url, batch(NOW, body.clone())).await.status(), 200);
+    }
+    assert_eq!(same("after the moves").await, json!(["pat", "wes"]), "dev-x moved to pat; sam reached no m1 himself");
+    verified("after the moves").await;
+
+    assert_eq!(store.erase_user("demo", "pat").await.expect("erase"), sqlite_store.erase_user("demo", "pat").await.expect("erase"));
+    assert_eq!(store.erase_user("demo", "dev-z").await.expect("erase"), sqlite_store.erase_user("demo", "dev-z").await.expect("erase"));
+    assert_eq!(same("after erasure").await, json!(["wes"]));
+    verified("after erasure").await;
+    assert_eq!(rows("pat"), "0", "no row of the erased user is left, not even a deleted one");
+    assert_eq!(rows("dev-z"), "0");
+
+    assert_eq!(store.delete_events_before("demo", t(7)).await.expect("retention"), sqlite_store.delete_events_before("demo", t(7)).await.expect("retention"));
+    same("after retention").await;
+    verified("after retention").await;
+    // New events after all that keep being folded in.
+    let more = vec![milestone("y2", "m1", "dev-y", Some("sam"), t(10))];
+    assert_eq!(post(&sqlite.url, batch(NOW, more.clone())).await.status(), 200);
+    assert_eq!(post(&ch.url, batch(NOW, more)).await.status(), 200);
+    assert_eq!(same("after more events").await, json!(["sam", "wes"]));
+    verified("after more events").await;
+}
+
+fn milestone(id: &str, name: &str, anon: &str, user: Option<&str>, ts: i64) -> serde_json::Value {
+    let mut e = event(id, name, anon, user, ts);
+    e["type"] = json!("milestone");
+    e
+}
+
+fn identify(id: &str, anon: &str, user: &str, ts: i64, traits: serde_json::Value) -> serde_json::Value {
+    json!({"id": id, "type": "identify", "name": "identify", "anonymousId": anon, "userId": user, "ts": ts, "props": traits})
+}
+
+/// A read route's body, asked with the demo read token (status 200 asserted).
+async fn read(url: &str, path: &str) -> String {
+    let response = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth("rt_demo").send().await.expect("read");
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.expect("body")
 }

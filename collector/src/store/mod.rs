@@ -27,11 +27,14 @@
 //! user's run as the answer streams in; SQLite by reading the rows in user key order from the rollups'
 //! primary keys, only anonymous devices resolved and sorted, and merging the ordered runs), so
 //! the user list and every first-reach question cost one row per user, and no report reads
-//! identify events. SQLite also keeps the fold itself, one row per user key (`sqlite_users`),
-//! which its user list and [`Store::report_tallies`] read. [`Store::report_tallies`] answers
-//! the standard report sections as counts and exact histograms over the selected users (SQLite:
-//! one streaming pass over the per-user rows; ClickHouse: its two sorted answers merged by user key as they stream; one user held
-//! at a time), so a report holds what its answer holds, not the user list.
+//! identify events. Both stores also keep the fold itself, one row per user key (`user_rows`;
+//! SQLite in the commit's transaction, `sqlite_users`; ClickHouse written by the collector after
+//! each insert, `clickhouse::users`, on a single server), which their user list and
+//! [`Store::report_tallies`] read. [`Store::report_tallies`] answers the standard report
+//! sections as counts and exact histograms over the selected users (one streaming pass over the
+//! per-user rows; on a ClickHouse cluster, or with an ad-hoc event step, the per-device
+//! rollups' sorted answers merged by user key as they stream; one user held at a time), so a
+//! report holds what its answer holds, not the user list.
 //!
 //! # Contract for implementations
 //!
@@ -48,6 +51,7 @@ pub mod sqlite;
 pub mod sqlite_health;
 pub mod sqlite_rollup;
 mod sqlite_users;
+mod user_rows;
 
 use std::future::Future;
 use std::pin::Pin;

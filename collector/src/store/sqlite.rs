@@ -33,11 +33,11 @@ use onramp::core::json::Value;
 
 use onramp::core::wire::EventType;
 
-use crate::analytics::report::{ReportQuery, Tallies, Tally};
+use crate::analytics::report::{ReportQuery, Tallies};
 use crate::analytics::StepKind;
 
 use super::{
-    sqlite_health, sqlite_rollup, sqlite_users, HealthCounts, HealthFilter, HealthListQuery, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
+    sqlite_health, sqlite_rollup, sqlite_users, user_rows::{self, ReportRows}, HealthCounts, HealthFilter, HealthListQuery, HealthRecord, HealthTransition, user_events_condition, Attempt, EventFilter, NewPlanVersion, Notification, PlanVersion, Progress,
     Published, Store, StoreError, StoreFuture, StoredEvent, UserData, UserEvent, UserEvents, UserMetric, UserSeen, UserTip, merge_metric_rows, merge_tip_rows,
 };
 
@@ -463,12 +463,26 @@ fn erase_user(path: &Path, project: &str, user: &str) -> rusqlite::Result<u64> {
     // its own). Recomputed from what remains.
     let mut users = std::collections::BTreeSet::from([user.to_owned()]);
     users.extend(tx.query_row("SELECT user_id FROM identities WHERE project = ?1 AND anonymous_id = ?2", params![project, user], |r| r.get(0)).optional()?);
+    // The devices whose links go: relinked below from their remaining events (another user's
+    // identify on the same device), as a recompute would.
+    let unlinked: Vec<String> = tx
+        .prepare("SELECT anonymous_id FROM identities WHERE project = ?1 AND (user_id = ?2 OR anonymous_id = ?2)")?
+        .query_map(params![project, user], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut erased = 0;
     for (i, statement) in ERASE_USER.iter().enumerate() {
         let n = tx.execute(&statement.replace("{events}", &events).replace("{rollups}", &rollups), params![project, user])?;
         if i == 0 {
             erased = n as u64;
         }
+    }
+    let relink = format!(
+        "INSERT INTO identities (project, anonymous_id, user_id, linked_ts, link_event) {}",
+        sqlite_rollup::LINKS_FROM_EVENTS.replace("(?1 IS NULL OR project = ?1)", "project = ?1 AND anonymous_id = ?2")
+    );
+    for anon in &unlinked {
+        tx.execute(&relink, params![project, anon])?;
+        users.extend(tx.query_row("SELECT user_id FROM identities WHERE project = ?1 AND anonymous_id = ?2", params![project, anon], |r| r.get(0)).optional()?);
     }
     sqlite_users::refresh(&tx, project, &users)?;
     tx.commit()?;
@@ -1060,26 +1074,12 @@ impl<'s, T: 's> Iterator for KeyOrder<'s, T> {
 const USER_ROWS: &str =
     "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users WHERE project = ?1 ORDER BY user_key";
 
-/// A user's traits from their packed row, in key order: those `wanted` names, parsed (ingest
-/// stored each value from a parsed one, so only a damaged file fails to parse). Sized exactly:
-/// collecting an unknown count rounds up, which for every user was tens of MB at scale.
-fn unpack_traits(packed: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Vec<(String, Value)> {
-    let traits = || sqlite_users::Traits::of(packed).map_while(|t| t).filter(|t| wanted(t.key));
-    let mut out = Vec::with_capacity(traits().count());
-    out.extend(traits().filter_map(|t| {
-        let value = onramp::core::json::parse(std::str::from_utf8(t.value).ok()?).ok()?;
-        Some((std::str::from_utf8(t.key).ok()?.to_owned(), value))
-    }));
-    out
-}
-
 fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSeen>> {
     let mut stmt = conn.prepare_cached(USER_ROWS)?;
     let mut rows = stmt.query([project])?;
     let mut users = Vec::new();
     while let Some(r) = rows.next()? {
-        let traits = unpack_traits(r.get_ref(4)?.as_blob()?, |_| true);
-        users.push(UserSeen { user: r.get(0)?, identified: r.get(1)?, first_seen: r.get(2)?, last_seen: r.get(3)?, traits });
+        users.push(user_rows::unpack_user(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get_ref(4)?.as_blob()?));
     }
     Ok(users)
 }
@@ -1091,16 +1091,8 @@ fn query_users(conn: &Connection, project: &str) -> rusqlite::Result<Vec<UserSee
 /// per-user rollup this pass read every device, trait and milestone row (2.9 M rows at 10 M
 /// events, where there are 450 k users), and stepping those rows was most of a report's time.
 fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusqlite::Result<Tallies> {
-    let mut tally = Tally::new(query);
-    let columns = tally.columns().to_vec();
-    // The traits parsed: every key for the filter choices and the users of interest (a survey's
-    // split trait), else only those the sign-up time and the selection need.
-    let all_keys = query.trait_choices || !query.interest.is_empty();
-    let mut keys: Vec<&str> = vec![onramp::core::vocab::prop::SIGNED_UP_AT];
-    keys.extend(query.selection.traits.iter().map(|(k, _)| k.as_str()));
-    // Milestone columns, in name order (as the columns and the packed milestones are sorted).
-    let milestones: Vec<(usize, &str)> =
-        columns.iter().enumerate().filter(|(_, s)| s.kind == StepKind::Milestone).map(|(i, s)| (i, s.name.as_str())).collect();
+    let mut pass = ReportRows::new(query);
+    let columns = pass.columns().to_vec();
     let mut run_statements = Vec::new();
     for step in columns.iter().filter(|s| s.kind != StepKind::Milestone) {
         run_statements.push((step, key_statements(conn, "rollup_events", "r.first_ts", "r.project = ?1 AND r.type = ?2 AND r.name = ?3")?));
@@ -1112,27 +1104,18 @@ fn query_tallies(conn: &Connection, project: &str, query: &ReportQuery) -> rusql
         runs.push((column, KeyOrder::new(statements, &args, |r| r.get::<_, i64>(2))?));
     }
 
-    let mut firsts: Vec<Option<i64>> = vec![None; columns.len()];
     let mut stmt = conn.prepare_cached(USER_ROWS)?;
     let mut rows = stmt.query([project])?;
     while let Some(r) = rows.next()? {
         let who: String = r.get(0)?;
-        let traits = unpack_traits(r.get_ref(4)?.as_blob()?, |key| all_keys || keys.iter().any(|k| k.as_bytes() == key));
-        firsts.fill(None);
-        let mut reached = sqlite_users::Milestones::of(r.get_ref(5)?.as_blob()?).map_while(|m| m).peekable();
-        for &(column, name) in &milestones {
-            while reached.next_if(|(n, _)| *n < name.as_bytes()).is_some() {}
-            firsts[column] = reached.next_if(|(n, _)| *n == name.as_bytes()).map(|(_, ts)| ts);
-        }
+        let firsts = pass.start(r.get_ref(5)?.as_blob()?);
         for (column, run) in &mut runs {
             let slot = &mut firsts[*column];
             run.rows_of(&who, |_, ts| *slot = Some(slot.map_or(ts, |t: i64| t.min(ts))))?;
         }
-        let seen = UserSeen { user: who, identified: r.get(1)?, first_seen: r.get(2)?, last_seen: r.get(3)?, traits };
-        let (user, identified) = crate::analytics::resolve_user(seen, query.now);
-        tally.add(&user, identified, &firsts);
+        pass.add(who, r.get(1)?, r.get(2)?, r.get(3)?, r.get_ref(4)?.as_blob()?);
     }
-    Ok(tally.finish())
+    Ok(pass.finish())
 }
 
 /// [`Store::firsts`] from the rollups: one row per device and (type, name), folded into user

@@ -338,7 +338,7 @@ const EVENTS_FROM_EVENTS: &str =
      WHERE (?1 IS NULL OR project = ?1) GROUP BY project, type, name, COALESCE(user_id, ''), anonymous_id";
 
 /// Each device's link, as the writer keeps it: its first event (by time, then id) with a user id.
-const LINKS_FROM_EVENTS: &str = "SELECT project, anonymous_id, user_id, ts, id FROM (
+pub(super) const LINKS_FROM_EVENTS: &str = "SELECT project, anonymous_id, user_id, ts, id FROM (
          SELECT project, anonymous_id, user_id, ts, id,
                 ROW_NUMBER() OVER (PARTITION BY project, anonymous_id ORDER BY ts, id) AS n
          FROM events WHERE user_id IS NOT NULL AND (?1 IS NULL OR project = ?1)

@@ -10,160 +10,15 @@
 //! another user (its first identify, or an earlier link arriving late) has both users'
 //! rows recomputed. [`rebuild`] and [`verify`] recompute every row.
 //!
-//! Traits and milestones are packed into BLOBs in ClickHouse's RowBinary layout (LEB128
-//! length-prefixed strings, little-endian integers; written by `clickhouse::rowbinary`) that a
-//! report decodes without allocating, or checking as UTF-8, what it does not need.
+//! The row itself, packed and unpacked, is `user_rows::UserRow`, which ClickHouse's per-user
+//! rollup shares.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::clickhouse::rowbinary::{put_i64, put_str, Reader};
 use super::sqlite::{key_statements, KeyOrder};
-
-/// A trait's value as stored (JSON) with the (time, event id) of the identify that set it.
-type StampedValue = ((i64, String), String);
-
-/// One user's row of the per-user rollup.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct UserRow {
-    pub identified: bool,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    /// Per trait key, the latest value (by time, then event id).
-    pub traits: BTreeMap<String, StampedValue>,
-    /// Per milestone name, the first time reached.
-    pub milestones: BTreeMap<String, i64>,
-}
-
-impl UserRow {
-    fn seen(identified: bool, first_seen: i64, last_seen: i64) -> UserRow {
-        UserRow { identified, first_seen, last_seen, traits: BTreeMap::new(), milestones: BTreeMap::new() }
-    }
-
-    /// Folds in `other` (more devices, or more events of the same ones): the same row whatever
-    /// the order rows are merged in.
-    pub(super) fn merge(&mut self, other: UserRow) {
-        self.identified |= other.identified;
-        self.first_seen = self.first_seen.min(other.first_seen);
-        self.last_seen = self.last_seen.max(other.last_seen);
-        for (key, (stamp, value)) in other.traits {
-            self.add_trait(key, stamp, value);
-        }
-        for (name, ts) in other.milestones {
-            self.add_milestone(name, ts);
-        }
-    }
-
-    fn add_trait(&mut self, key: String, stamp: (i64, String), value: String) {
-        match self.traits.get_mut(&key) {
-            Some(held) if stamp > held.0 => *held = (stamp, value),
-            Some(_) => {}
-            None => drop(self.traits.insert(key, (stamp, value))),
-        }
-    }
-
-    fn add_milestone(&mut self, name: String, ts: i64) {
-        let first = self.milestones.entry(name).or_insert(ts);
-        *first = (*first).min(ts);
-    }
-
-    fn pack_traits(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (key, ((ts, event), value)) in &self.traits {
-            put_str(&mut out, key);
-            put_i64(&mut out, *ts);
-            put_str(&mut out, event);
-            put_str(&mut out, value);
-        }
-        out
-    }
-
-    fn pack_milestones(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, ts) in &self.milestones {
-            put_str(&mut out, name);
-            put_i64(&mut out, *ts);
-        }
-        out
-    }
-
-    fn unpack(identified: bool, first_seen: i64, last_seen: i64, traits: &[u8], milestones: &[u8]) -> Option<UserRow> {
-        let mut row = UserRow::seen(identified, first_seen, last_seen);
-        let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_owned);
-        for t in Traits::of(traits) {
-            let t = t?;
-            row.traits.insert(text(t.key)?, ((t.ts, text(t.event)?), text(t.value)?));
-        }
-        for m in Milestones::of(milestones) {
-            let (name, ts) = m?;
-            row.milestones.insert(text(name)?, ts);
-        }
-        Some(row)
-    }
-}
-
-/// One packed trait, borrowed from the row (UTF-8 text, unchecked).
-pub(super) struct PackedTrait<'a> {
-    pub key: &'a [u8],
-    pub ts: i64,
-    pub event: &'a [u8],
-    /// JSON.
-    pub value: &'a [u8],
-}
-
-/// The traits of a packed `traits` BLOB, in key order; `None` from a damaged one. Strings are
-/// checked as UTF-8 only where they are used (a report passes over the event ids and the
-/// milestone names it does not ask for; checking them all was a tenth of its time).
-pub(super) struct Traits<'a>(Reader<'a>);
-
-impl<'a> Traits<'a> {
-    pub fn of(bytes: &'a [u8]) -> Traits<'a> {
-        Traits(Reader::new(bytes))
-    }
-}
-
-impl<'a> Iterator for Traits<'a> {
-    type Item = Option<PackedTrait<'a>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let p = &mut self.0;
-        let t = (|| Ok::<_, crate::store::StoreError>(PackedTrait { key: p.bytes()?, ts: p.i64()?, event: p.bytes()?, value: p.bytes()? }))().ok();
-        if t.is_none() {
-            *p = Reader::new(&[]);
-        }
-        Some(t)
-    }
-}
-
-/// The (name, first time) pairs of a packed `milestones` BLOB, in name order (names as UTF-8
-/// bytes, unchecked).
-pub(super) struct Milestones<'a>(Reader<'a>);
-
-impl<'a> Milestones<'a> {
-    pub fn of(bytes: &'a [u8]) -> Milestones<'a> {
-        Milestones(Reader::new(bytes))
-    }
-}
-
-impl<'a> Iterator for Milestones<'a> {
-    type Item = Option<(&'a [u8], i64)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let p = &mut self.0;
-        let m = (|| Ok::<_, crate::store::StoreError>((p.bytes()?, p.i64()?)))().ok();
-        if m.is_none() {
-            *p = Reader::new(&[]);
-        }
-        Some(m)
-    }
-}
+use super::user_rows::UserRow;
 
 /// What a commit changes in the per-user rollup: its newly stored events' device, trait and
 /// milestone rows (as [`super::sqlite_rollup::Changes`] folded them), and the devices its links
@@ -518,41 +373,4 @@ pub(super) fn refresh(tx: &Transaction<'_>, project: &str, keys: &BTreeSet<Strin
         store(tx, project, key, row.as_ref())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_pack_and_unpack_to_themselves() {
-        let mut row = UserRow::seen(true, 5, 9);
-        row.add_trait("plan".into(), (7, "e1".into()), "\"pro\"".into());
-        row.add_trait("k".repeat(200), (8, "e2".into()), "1".into());
-        row.add_milestone("signed_up".into(), 6);
-        row.add_milestone("é".into(), -3);
-        let back = UserRow::unpack(true, 5, 9, &row.pack_traits(), &row.pack_milestones());
-        assert_eq!(back, Some(row.clone()));
-        // Cut short: damaged, never a wrong value.
-        let packed = row.pack_traits();
-        assert_eq!(UserRow::unpack(true, 5, 9, &packed[..packed.len() - 1], &[]), None);
-    }
-
-    #[test]
-    fn merging_is_order_independent() {
-        let mut a = UserRow::seen(false, 10, 20);
-        a.add_trait("plan".into(), (15, "b".into()), "\"free\"".into());
-        a.add_milestone("m".into(), 12);
-        let mut b = UserRow::seen(true, 5, 18);
-        b.add_trait("plan".into(), (15, "c".into()), "\"pro\"".into());
-        b.add_milestone("m".into(), 14);
-        b.add_milestone("n".into(), 7);
-        let (mut ab, mut ba) = (a.clone(), b.clone());
-        ab.merge(b);
-        ba.merge(a);
-        assert_eq!(ab, ba);
-        assert_eq!((ab.identified, ab.first_seen, ab.last_seen), (true, 5, 20));
-        assert_eq!(ab.traits["plan"].1, "\"pro\"", "the later (ts, event) wins");
-        assert_eq!(ab.milestones, BTreeMap::from([("m".into(), 12), ("n".into(), 7)]));
-    }
 }

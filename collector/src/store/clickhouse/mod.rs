@@ -18,6 +18,7 @@ mod health;
 // Also SQLite's per-user rollup packs its rows in this layout (`sqlite_users`).
 pub(super) mod rowbinary;
 pub mod server;
+mod users;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -94,6 +95,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("../../../migrations/clickhouse/0009_rollup_tips_metrics.sql"),
         sharded: &[("rollup_tips", BY_DEVICE), ("rollup_metrics", BY_DEVICE)],
+    },
+    // `rollup_users` is one table per server (kept on a single server only; `users`).
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0010_rollup_users.sql"),
+        sharded: &[("user_devices", BY_DEVICE), ("device_links", BY_DEVICE)],
     },
 ];
 
@@ -231,6 +237,20 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// [`ClickHouseStore::with_user_key`] with its join (`ANY LEFT JOIN` or the `GLOBAL` one) and
+/// `IN` spelled out.
+fn keyed_sql(join: &str, in_set: &str, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
+    let only = anonymous.map_or(String::new(), |devices| format!(" AND anonymous_id {in_set} ({devices})"));
+    format!(
+        "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
+         FROM ({source})
+         {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}{only}
+                 GROUP BY anonymous_id)
+         USING anonymous_id",
+        columns = columns.join(", "),
+    )
+}
+
 /// In a query of [`ClickHouseStore::with_user_key`]: whether the row's user key comes from a user
 /// id (its own or its device's link) rather than a never-identified visitor's anonymous id.
 const IDENTIFIED: &str = "(user_id != '' OR linked_user != '') AS identified";
@@ -248,7 +268,7 @@ impl ClickHouseStore {
     /// must be called inside a Tokio runtime).
     pub async fn open(url: &str) -> Result<ClickHouseStore, StoreError> {
         let target = Target::parse(url).map_err(StoreError::Unavailable)?;
-        let backfill = migrate(&target).await?;
+        let applied = migrate(&target).await?;
         let mut settings = format!("database={}", target.database);
         if target.cluster.is_some() {
             // A Distributed insert is acknowledged only once every shard has its rows; the
@@ -256,12 +276,18 @@ impl ClickHouseStore {
             settings.push_str("&insert_distributed_sync=1");
         }
         let http = Http::new(&target.http, &settings)?;
-        if backfill {
+        if applied.contains(&TRAITS_MIGRATION) {
             backfill_traits(&http).await?;
         }
         let (writer, requests) = mpsc::channel(QUEUE_REQUESTS);
-        tokio::spawn(write_loop(http.clone(), requests));
-        Ok(ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) })
+        let keeps_users = target.cluster.is_none();
+        tokio::spawn(write_loop(http.clone(), requests, keeps_users));
+        let store = ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) };
+        if applied.contains(&users::USERS_MIGRATION) {
+            let log = |line: String| eprintln!("onramp-collector: ClickHouse migration {}: {line}", users::USERS_MIGRATION);
+            store.rebuild_users(None, &mut (Box::new(log) as Progress)).await?;
+        }
+        Ok(store)
     }
 
     pub fn target(&self) -> &Target {
@@ -387,16 +413,7 @@ impl ClickHouseStore {
     /// (a superset will do): only their links are read and joined. Most rollup rows carry a user
     /// id, so this keeps the join's table to a few rows instead of every link of the project.
     fn with_user_key(&self, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
-        let only = anonymous.map_or(String::new(), |devices| format!(" AND anonymous_id {} ({devices})", self.in_set()));
-        format!(
-            "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
-             FROM ({source})
-             {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}{only}
-                     GROUP BY anonymous_id)
-             USING anonymous_id",
-            join = self.join(),
-            columns = columns.join(", "),
-        )
+        keyed_sql(self.join(), self.in_set(), project, source, columns, anonymous)
     }
 
     /// Runs a SELECT and hands each row of its RowBinary answer to `row` while the answer
@@ -412,14 +429,7 @@ impl ClickHouseStore {
     /// Runs a SELECT and returns its RowBinary answer to be read a row at a time as it arrives
     /// ([`Rows::next`]): what lets [`Store::report_tallies`] merge two answers by user key.
     async fn rows(&self, sql: &str) -> Result<Rows, StoreError> {
-        let request = self.http.client.post(format!("{}/?{}", self.http.url, self.http.settings)).body(format!("{sql}\nFORMAT RowBinary"));
-        let response =
-            request.timeout(Duration::from_secs(600)).send().await.map_err(|e| unavailable(format!("ClickHouse at {}: {e}", self.http.url)))?;
-        if !response.status().is_success() {
-            let bytes = response.bytes().await.map_err(unavailable)?;
-            return Err(unavailable(format!("ClickHouse at {}: {}", self.http.url, String::from_utf8_lossy(&bytes).trim())));
-        }
-        Ok(Rows { response, pending: Vec::new(), used: 0 })
+        Rows::open(&self.http, sql).await
     }
 
     /// Every user run of an answer sorted by user key, each folded as its rows arrive.
@@ -555,6 +565,12 @@ impl ClickHouseStore {
     /// Anonymous ids linked to `user` (or to anyone, with `None`) in `project`, as a quoted
     /// list for `IN (…)` (`''` when empty: no anonymous id is empty).
     async fn linked(&self, project: &str, user: Option<&str>) -> Result<String, StoreError> {
+        let ids: Vec<String> = self.linked_ids(project, user).await?.iter().map(|id| quote(id)).collect();
+        Ok(if ids.is_empty() { "''".into() } else { ids.join(", ") })
+    }
+
+    /// [`ClickHouseStore::linked`]'s anonymous ids, unquoted.
+    async fn linked_ids(&self, project: &str, user: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut sql = format!("SELECT anonymous_id FROM links WHERE project = {} GROUP BY anonymous_id", quote(project));
         if let Some(user) = user {
             sql.push_str(&format!(" HAVING argMinMerge(first_user) = {}", quote(user)));
@@ -563,9 +579,9 @@ impl ClickHouseStore {
         let mut r = Reader::new(&answer);
         let mut ids = Vec::new();
         while !r.is_empty() {
-            ids.push(quote(&r.str()?));
+            ids.push(r.str()?);
         }
-        Ok(if ids.is_empty() { "''".into() } else { ids.join(", ") })
+        Ok(ids)
     }
 
     /// The condition selecting `user`'s events, with the identity links read first (mutations
@@ -644,9 +660,10 @@ impl ClickHouseStore {
 
 /// Applies the migrations this node has not seen yet, on every node. Statements are idempotent
 /// (`IF NOT EXISTS`), so collectors starting at the same time may both run them safely. Returns
-/// whether the trait migration was among them (the caller then runs [`backfill_traits`]).
-async fn migrate(target: &Target) -> Result<bool, StoreError> {
-    let mut applied_traits = false;
+/// the (1-based) migrations applied: after the trait migration the caller runs
+/// [`backfill_traits`], after the per-user rollup's it fills that.
+async fn migrate(target: &Target) -> Result<Vec<usize>, StoreError> {
+    let mut applied = Vec::new();
     for node in &target.nodes {
         let http = Http::new(node, "")?;
         let db = &target.database;
@@ -687,7 +704,7 @@ async fn migrate(target: &Target) -> Result<bool, StoreError> {
                     }
                 }
             }
-            applied_traits |= i + 1 == TRAITS_MIGRATION;
+            applied.push(i + 1);
             if let Some(cluster) = &target.cluster {
                 // On every node, so any node can take reads and writes for the whole cluster.
                 for (table, key) in migration.sharded {
@@ -701,7 +718,7 @@ async fn migrate(target: &Target) -> Result<bool, StoreError> {
             http.execute(&format!("INSERT INTO {db}.onramp_migrations (version) VALUES ({})", i + 1)).await?;
         }
     }
-    Ok(applied_traits)
+    Ok(applied)
 }
 
 /// The migration of the trait rollup, for identifies stored before it: writes each again with its
@@ -796,7 +813,9 @@ fn statements(sql: &str) -> Vec<&str> {
         .collect()
 }
 
-async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
+/// With `keeps_users`, each group's user rows are recomputed before its requests are answered:
+/// a failure there answers 503 too, and the retry recomputes them.
+async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>, keeps_users: bool) {
     while let Some(first) = requests.recv().await {
         let deadline = Instant::now() + FLUSH_INTERVAL;
         let mut rows = first.0.len();
@@ -810,7 +829,16 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        let result = insert(&http, group.iter().flat_map(|(events, _)| events)).await;
+        let events: Vec<&StoredEvent> = group.iter().flat_map(|(events, _)| events).collect();
+        let result = async {
+            let before = if keeps_users { users::links_before(&http, events.iter().copied()).await? } else { Default::default() };
+            insert(&http, events.iter().copied()).await?;
+            if keeps_users {
+                users::refresh_after_insert(&http, &events, &before).await?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
         for (_, reply) in group {
             let _ = reply.send(result.as_ref().map(|_| ()).map_err(unavailable));
         }
@@ -874,7 +902,7 @@ struct Rollup {
     recomputed: [&'static str; 3],
 }
 
-const ROLLUPS: [Rollup; 6] = [
+const ROLLUPS: [Rollup; 8] = [
     Rollup {
         table: "rollup_devices",
         columns: "project, anonymous_id, user_id",
@@ -883,6 +911,15 @@ const ROLLUPS: [Rollup; 6] = [
         array_join: "",
         stored: ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "''"],
         recomputed: ["toString(min(ts))", "toString(max(ts))", "''"],
+    },
+    Rollup {
+        table: "user_devices",
+        columns: "project, user_id, anonymous_id",
+        states: "minState(ts)",
+        source: "user_id != ''",
+        array_join: "",
+        stored: ["toString(minMerge(first_ts))", "''", "''"],
+        recomputed: ["toString(min(ts))", "''", "''"],
     },
     Rollup {
         table: "rollup_events",
@@ -895,6 +932,15 @@ const ROLLUPS: [Rollup; 6] = [
     },
     Rollup {
         table: "links",
+        columns: "project, anonymous_id",
+        states: "argMinState(user_id, (ts, id))",
+        source: "user_id != ''",
+        array_join: "",
+        stored: ["argMinMerge(first_user)", "''", "''"],
+        recomputed: ["argMin(user_id, (ts, id))", "''", "''"],
+    },
+    Rollup {
+        table: "device_links",
         columns: "project, anonymous_id",
         states: "argMinState(user_id, (ts, id))",
         source: "user_id != ''",
@@ -1158,11 +1204,24 @@ impl Store for ClickHouseStore {
             let erased = self.user_data(&project, &user).await?.events.len() as u64;
             let condition = format!("project = {} AND {}", quote(&project), self.user_condition(&project, &user).await?);
             let linked = self.linked(&project, Some(&user)).await?;
+            // The keys whose rows can change: the user's devices' other user ids (their
+            // events stay) and anonymous ids; the user's own rows are deleted below.
+            let mut devices: std::collections::BTreeSet<String> = self.linked_ids(&project, Some(&user)).await?.into_iter().collect();
+            devices.insert(user.clone());
+            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &project, &devices).await? } else { Default::default() };
             for table in ["events", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"] {
                 self.delete_where(table, &condition).await?;
             }
-            let links = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
-            self.delete_where("links", &links).await?;
+            self.delete_where("user_devices", &format!("project = {} AND user_id = {}", quote(&project), quote(&user))).await?;
+            // The devices whose links go are relinked from their remaining events (another
+            // user's identify on the same device), as a recompute would: their rollups are
+            // recomputed from what remains.
+            let unlinked = format!("project = {} AND (anonymous_id IN ({linked}) OR anonymous_id = {})", quote(&project), quote(&user));
+            self.rebuild_rollups_where(&unlinked, &mut (Box::new(|_| ()) as Progress)).await?;
+            if self.keeps_users() {
+                users::refresh(&self.http, &project, &keys.into_iter().filter(|k| *k != user).collect()).await?;
+                self.delete_where("rollup_users", &format!("project = {} AND user_key = {}", quote(&project), quote(&user))).await?;
+            }
             self.delete_where("webhook_outbox", &format!("project = {} AND user = {}", quote(&project), quote(&user))).await?;
             self.erase_health(&project, &user).await?;
             Ok(erased)
@@ -1170,6 +1229,7 @@ impl Store for ClickHouseStore {
     }
 
     fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
+        let name = project.to_owned();
         let project = quote(project);
         Box::pin(async move {
             let answer = self.select(&format!("SELECT toUInt64(count()) FROM events FINAL WHERE project = {project} AND ts < {before}")).await?;
@@ -1181,15 +1241,19 @@ impl Store for ClickHouseStore {
             // the rollups stay what a recompute gives (`rollup verify` finds nothing).
             let answer = self.select(&format!("SELECT DISTINCT anonymous_id FROM events WHERE project = {project} AND ts < {before}")).await?;
             let mut r = Reader::new(&answer);
-            let mut devices = Vec::new();
+            let mut devices = std::collections::BTreeSet::new();
             while !r.is_empty() {
-                devices.push(quote(&r.str()?));
+                devices.insert(r.str()?);
             }
+            // Read before the deletion: the user ids those devices carried.
+            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &name, &devices).await? } else { Default::default() };
             self.delete_where("events", &format!("project = {project} AND ts < {before}")).await?;
+            let devices: Vec<String> = devices.iter().map(|d| quote(d)).collect();
             for chunk in devices.chunks(1000) {
                 let condition = format!("project = {project} AND anonymous_id IN ({})", chunk.join(", "));
                 self.rebuild_rollups_where(&condition, &mut (Box::new(|_| ()) as Progress)).await?;
             }
+            users::refresh(&self.http, &name, &keys).await?;
             Ok(n)
         })
     }
@@ -1216,19 +1280,8 @@ impl Store for ClickHouseStore {
     /// rows are half gone): nothing is cached then.
     fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
         Box::pin(async move {
-            let tables: Vec<String> = VERSIONED.iter().map(|t| quote(&self.target.local(t))).collect();
-            let sql = format!(
-                "SELECT toUInt64(sum(v)), toUInt64(sum(running)) FROM (
-                   SELECT table, max(v) AS v, sum(running) AS running FROM (
-                     SELECT table, max(max_block_number) AS v, toUInt64(0) AS running FROM system.parts
-                     WHERE database = currentDatabase() AND active AND table IN ({tables}) GROUP BY table
-                     UNION ALL
-                     SELECT table, max(toInt64(extract(mutation_id, '[0-9]+'))) AS v, toUInt64(sum(is_done = 0)) AS running FROM system.mutations
-                     WHERE database = currentDatabase() AND table IN ({tables}) GROUP BY table)
-                   GROUP BY table)
-                 FORMAT RowBinary",
-                tables = tables.join(", "),
-            );
+            let tables: Vec<String> = VERSIONED.iter().map(|t| self.target.local(t)).collect();
+            let sql = format!("{}\nFORMAT RowBinary", users::version_sql(&tables));
             let (mut version, mut running) = (0, 0);
             for node in &self.target.nodes {
                 let http = Http::new(node, &format!("database={}", self.target.database))?;
@@ -1330,7 +1383,13 @@ impl Store for ClickHouseStore {
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
         let sql = self.users_sql(project);
-        Box::pin(async move { Ok(self.runs::<Folded>(&sql).await?.into_iter().filter_map(Folded::finish).collect()) })
+        let project = project.to_owned();
+        Box::pin(async move {
+            if self.keeps_users() {
+                return self.users_from_rows(&project).await;
+            }
+            Ok(self.runs::<Folded>(&sql).await?.into_iter().filter_map(Folded::finish).collect())
+        })
     }
 
     fn firsts(&self, project: &str, filter: &EventFilter) -> StoreFuture<'_, Vec<UserEvents>> {
@@ -1338,15 +1397,23 @@ impl Store for ClickHouseStore {
         Box::pin(async move { self.runs::<UserEvents>(&sql).await })
     }
 
-    /// The two answers `users` and `firsts` read, both sorted by user key, merged here by user
-    /// key as they arrive and tallied one user at a time (as SQLite's pass does): the collector
-    /// holds one user of each, never the user list (the default held both whole).
+    /// On a single server whose report asks only milestones: one pass over the per-user rows
+    /// (`users`). Else the two answers `users` and `firsts` read, both sorted by user key,
+    /// merged here by user key as they arrive and tallied one user at a time (as SQLite's pass
+    /// does): the collector holds one user of each, never the user list (the default held both
+    /// whole).
     fn report_tallies(&self, project: &str, query: &ReportQuery) -> StoreFuture<'_, Tallies> {
         let query = query.clone();
         let columns = query.columns();
         let users_sql = self.users_sql(project);
         let firsts_sql = (!columns.is_empty()).then(|| self.firsts_sql(project, &EventFilter::reaching(&columns)));
+        let project = project.to_owned();
         Box::pin(async move {
+            if self.keeps_users() {
+                if let Some(tallies) = self.tallies_from_rows(&project, &query).await? {
+                    return Ok(tallies);
+                }
+            }
             // Both asked at once: each answer's first row comes only once its sort is done.
             let (mut users, mut firsts) = tokio::try_join!(self.rows(&users_sql), async {
                 match &firsts_sql {
@@ -1472,11 +1539,17 @@ impl Store for ClickHouseStore {
 
     fn rebuild_rollups(&self, project: Option<&str>, mut progress: Progress) -> StoreFuture<'_, u64> {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
-        Box::pin(async move { self.rebuild_rollups_where(&condition, &mut progress).await })
+        let project = project.map(str::to_owned);
+        Box::pin(async move {
+            let events = self.rebuild_rollups_where(&condition, &mut progress).await?;
+            self.rebuild_users(project.as_deref(), &mut progress).await?;
+            Ok(events)
+        })
     }
 
     fn verify_rollups(&self, project: Option<&str>) -> StoreFuture<'_, Vec<String>> {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
+        let project = project.map(str::to_owned);
         Box::pin(async move {
             let mut out = Vec::new();
             for Rollup { table, columns, source, array_join, stored: values, recomputed, .. } in &ROLLUPS {
@@ -1511,6 +1584,7 @@ impl Store for ClickHouseStore {
                     out.push(format!("{table} {key} recomputed ({value}), not stored"));
                 }
             }
+            out.extend(self.verify_users(project.as_deref()).await?);
             Ok(out)
         })
     }
@@ -1529,7 +1603,8 @@ impl Store for ClickHouseStore {
 
 /// The tables whose data reports read ([`ClickHouseStore::data_version`]); plans are in the
 /// report cache's key already, and webhook and health rows change no report.
-const VERSIONED: [&str; 7] = ["events", "links", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"];
+const VERSIONED: [&str; 10] =
+    ["events", "links", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics", "user_devices", "device_links", "rollup_users"];
 
 /// One user's rollup rows while [`ClickHouseStore::users`] folds them: first and last seen,
 /// whether identified, and per trait key its latest (JSON value, time, event id).
@@ -1543,6 +1618,16 @@ struct Rows {
 }
 
 impl Rows {
+    async fn open(http: &Http, sql: &str) -> Result<Rows, StoreError> {
+        let request = http.client.post(format!("{}/?{}", http.url, http.settings)).body(format!("{sql}\nFORMAT RowBinary"));
+        let response = request.timeout(Duration::from_secs(600)).send().await.map_err(|e| unavailable(format!("ClickHouse at {}: {e}", http.url)))?;
+        if !response.status().is_success() {
+            let bytes = response.bytes().await.map_err(unavailable)?;
+            return Err(unavailable(format!("ClickHouse at {}: {}", http.url, String::from_utf8_lossy(&bytes).trim())));
+        }
+        Ok(Rows { response, pending: Vec::new(), used: 0 })
+    }
+
     /// The next row, read by `row`, or `None` at the end of the answer. `row` reads every
     /// column of its row before it keeps anything: a row may end in a later chunk, and is then
     /// read again from its start.
@@ -1771,7 +1856,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
@@ -1781,7 +1866,9 @@ mod tests {
                     || statement.contains(" ADD COLUMN ")
                     || statement.contains("DROP TABLE IF EXISTS ")
                     || statement.contains("INSERT INTO {db}.{rollup_")
-                    || statement.contains("INSERT INTO {db}.{links}");
+                    || statement.contains("INSERT INTO {db}.{links}")
+                    || statement.contains("INSERT INTO {db}.{user_devices}")
+                    || statement.contains("INSERT INTO {db}.{device_links}");
                 assert!(idempotent && !statement.ends_with(';'), "{statement}");
             }
             for (table, _) in m.sharded {

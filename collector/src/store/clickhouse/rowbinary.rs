@@ -10,8 +10,14 @@ fn malformed(what: &str) -> StoreError {
 }
 
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_len(out, s.len());
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+/// A `String` of any bytes (ClickHouse's strings need not be UTF-8): the per-user rollup's
+/// packed columns.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
 }
 
 /// An `Array(String)`: its length, then each string.

@@ -1,0 +1,500 @@
+//! The per-user rollup on ClickHouse (migration 10, `rollup_users`): one row per project and
+//! user key, [`UserRow`] as SQLite keeps it, so a report reads one row per user (500 k at
+//! 10 M events) instead of every device, trait and milestone row (3.9 M) joined to the
+//! identity links and sorted by user key.
+//!
+//! A row is a function of the per-device rollups and the links; the collector keeps it so,
+//! as SQLite's writer does (`sqlite_users::Changes`), around each group's insert
+//! ([`links_before`], [`refresh_after_insert`]): it reads the links of the group's devices
+//! before and after the insert (`device_links`, in small granules). A device whose link the
+//! insert changed (its first identify, or an earlier one arriving late) has both users'
+//! rows recomputed from the per-device rollups ([`refresh`]: a key's devices are those that
+//! carried its user id, `user_devices`, and its own anonymous id). Every other user key of the
+//! new events gets their contributions (seen times, identify traits, milestones) merged into
+//! its stored row, the same order-independent merges as a recompute's, so resends and
+//! out-of-order batches give the recompute's row.
+//!
+//! Rows are versioned by the data they were computed from ([`version_sql`], read after the
+//! insert and before the rollups are): FINAL keeps the newest. A key left with no device gets
+//! a `deleted` row. One collector writes and recomputes serially. Several collectors on one
+//! server can each merge into the same user's row at the same moment; one row then misses the
+//! other's events until `rollup rebuild` (`rollup verify` shows it). Not yet closed.
+//!
+//! Kept on a single server only: on a cluster (no single block counter, and no single reader
+//! of the links) reports read the per-device rollups as before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::rowbinary::{put_bytes, put_i64, put_str, put_u64, Reader};
+use super::{keyed_sql, quote, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
+use crate::analytics::report::{ReportQuery, Tallies};
+use crate::store::user_rows::{unpack_user, ReportRows, UserRow};
+use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
+use onramp::core::wire::EventType;
+
+/// The migration (1-based) that adds `rollup_users`: applying it fills the table
+/// ([`ClickHouseStore::rebuild_users`]).
+pub(super) const USERS_MIGRATION: usize = 10;
+
+/// Keys (or devices) per recompute statement: each is a quoted literal in the SQL, and the
+/// server parses at most 256 KiB of it.
+const CHUNK: usize = 2000;
+
+/// Users written per INSERT while rebuilding.
+const REBUILD_BATCH: usize = 50_000;
+
+/// The tables a user row is computed from, and the table itself (its own inserts raise the
+/// version too).
+const SOURCES: [&str; 7] = ["rollup_devices", "rollup_traits", "rollup_events", "links", "user_devices", "device_links", "rollup_users"];
+
+/// The version of rows computed now: per table of `tables`, the newest block number of its
+/// parts and mutations (a MergeTree numbers inserts and mutations from one counter; merges
+/// keep it), summed. Any insert or deletion a later read can see raises it.
+pub(super) fn version_sql(tables: &[String]) -> String {
+    let tables = tables.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT toUInt64(sum(v)), toUInt64(sum(running)) FROM (
+           SELECT table, max(v) AS v, sum(running) AS running FROM (
+             SELECT table, max(max_block_number) AS v, toUInt64(0) AS running FROM system.parts
+             WHERE database = currentDatabase() AND active AND table IN ({tables}) GROUP BY table
+             UNION ALL
+             SELECT table, max(toInt64(extract(mutation_id, '[0-9]+'))) AS v, toUInt64(sum(is_done = 0)) AS running FROM system.mutations
+             WHERE database = currentDatabase() AND table IN ({tables}) GROUP BY table)
+           GROUP BY table)"
+    )
+}
+
+async fn version(http: &Http) -> Result<u64, StoreError> {
+    let tables: Vec<String> = SOURCES.iter().map(|t| t.to_string()).collect();
+    let answer = http.run(&format!("{}\nFORMAT RowBinary", version_sql(&tables)), Vec::new(), Duration::from_secs(60)).await?;
+    Reader::new(&answer).u64()
+}
+
+/// Every row of the per-device rollups of `project` that a user row folds (when `keys` are
+/// given, quoted, with the quoted anonymous ids of their devices: those keys' only), with its user key `who`, sorted by it: `kind` 0 a device's
+/// first and last seen, 1 a trait's latest (value, ts, id) under `key`, 2 a milestone's first
+/// time under `key`. Each stored row's state is finalized on its own (rows of unmerged parts
+/// fold like devices).
+fn fold_sql(project: &str, keys: Option<(&str, &str)>) -> String {
+    let project = quote(project);
+    let (devices, only_keys) = match keys {
+        Some((keys, devices)) => (format!(" AND anonymous_id IN ({devices})"), format!(" WHERE who IN ({keys})")),
+        None => (String::new(), String::new()),
+    };
+    let rows = format!(
+        "SELECT anonymous_id, user_id, toUInt8(0) AS kind, finalizeAggregation(first_ts) AS first, finalizeAggregation(last_ts) AS last,
+                '' AS key, '' AS value, toInt64(0) AS ts, '' AS id
+         FROM rollup_devices WHERE project = {project}{devices}
+         UNION ALL
+         SELECT anonymous_id, user_id, toUInt8(1) AS kind, toInt64(0) AS first, toInt64(0) AS last, key,
+                tupleElement(l, 1) AS value, tupleElement(l, 2) AS ts, tupleElement(l, 3) AS id
+         FROM (SELECT anonymous_id, user_id, key, finalizeAggregation(latest) AS l FROM rollup_traits WHERE project = {project}{devices})
+         UNION ALL
+         SELECT anonymous_id, user_id, toUInt8(2) AS kind, finalizeAggregation(first_ts) AS first, toInt64(0) AS last, name AS key,
+                '' AS value, toInt64(0) AS ts, '' AS id
+         FROM rollup_events WHERE project = {project} AND type = 'milestone'{devices}"
+    );
+    let anonymous = format!("SELECT anonymous_id FROM rollup_devices WHERE project = {project} AND user_id = ''{devices}");
+    let keyed = keyed_sql("ANY LEFT JOIN", "IN", &project, &rows, &["kind", "first", "last", IDENTIFIED, "key", "value", "ts", "id"], Some(&anonymous));
+    format!("SELECT * FROM ({keyed}){only_keys} ORDER BY who")
+}
+
+/// One user key's rows of [`fold_sql`]'s answer, folded.
+struct Folding {
+    user: String,
+    row: UserRow,
+}
+
+/// (who, kind, first, last, identified, key, value, ts, id)
+type FoldRow<'a> = (&'a str, u8, i64, i64, bool, &'a str, &'a str, i64, &'a str);
+
+impl Run for Folding {
+    type Row<'a> = FoldRow<'a>;
+
+    fn read<'a>(r: &mut Reader<'a>) -> Result<FoldRow<'a>, StoreError> {
+        Ok((r.str_ref()?, r.u8()?, r.i64()?, r.i64()?, r.u8()? != 0, r.str_ref()?, r.str_ref()?, r.i64()?, r.str_ref()?))
+    }
+
+    fn who<'r>(row: &'r FoldRow<'_>) -> &'r str {
+        row.0
+    }
+
+    fn user(&self) -> &str {
+        &self.user
+    }
+
+    fn start(row: FoldRow<'_>) -> Folding {
+        let mut f = Folding { user: row.0.to_owned(), row: UserRow::seen(false, i64::MAX, i64::MIN) };
+        f.add(row);
+        f
+    }
+
+    fn add(&mut self, (_, kind, first, last, identified, key, value, ts, id): FoldRow<'_>) {
+        match kind {
+            0 => self.row.merge(UserRow::seen(identified, first, last)),
+            1 => self.row.add_trait(key.to_owned(), (ts, id.to_owned()), value.to_owned()),
+            _ => self.row.add_milestone(key.to_owned(), first),
+        }
+    }
+}
+
+impl Folding {
+    /// The user's row; `None` without a device row (not possible from the views).
+    fn finish(self) -> (String, Option<UserRow>) {
+        let has_device = self.row.first_seen <= self.row.last_seen;
+        (self.user, has_device.then_some(self.row))
+    }
+}
+
+/// [`fold_sql`]'s answer as it streams in, one user key's row at a time.
+struct Fold {
+    rows: Rows,
+    current: Option<Folding>,
+}
+
+impl Fold {
+    async fn open(http: &Http, project: &str, keys: Option<(&str, &str)>) -> Result<Fold, StoreError> {
+        Ok(Fold { rows: Rows::open(http, &fold_sql(project, keys)).await?, current: None })
+    }
+
+    /// The next user key and its row (`None`: no device row).
+    async fn next(&mut self) -> Result<Option<(String, Option<UserRow>)>, StoreError> {
+        Ok(self.rows.next_run::<Folding>(&mut self.current).await?.map(Folding::finish))
+    }
+}
+
+/// Writes rows of `project` (`None`: the key has no device left) with `version`.
+async fn write_rows(http: &Http, project: &str, version: u64, rows: &[(String, Option<UserRow>)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut body = Vec::new();
+    for (key, row) in rows {
+        put_str(&mut body, project);
+        put_str(&mut body, key);
+        put_u64(&mut body, version);
+        let gone = UserRow::seen(false, 0, 0);
+        let r = row.as_ref().unwrap_or(&gone);
+        body.push(u8::from(row.is_none()));
+        body.push(u8::from(r.identified));
+        put_i64(&mut body, r.first_seen);
+        put_i64(&mut body, r.last_seen);
+        put_bytes(&mut body, &r.pack_traits());
+        put_bytes(&mut body, &r.pack_milestones());
+    }
+    let sql = "INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, traits, milestones) FORMAT RowBinary";
+    http.run(sql, body, Duration::from_secs(600)).await.map(drop)
+}
+
+/// Recomputes the rows of `keys` of `project` and writes them (a `deleted` row for a key with
+/// no device).
+pub(super) async fn refresh(http: &Http, project: &str, keys: &BTreeSet<String>) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let version = version(http).await?;
+    let keys: Vec<&String> = keys.iter().collect();
+    for chunk in keys.chunks(CHUNK) {
+        let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        // The keys' devices: those that carried them as user ids, and their own anonymous ids.
+        let sql = format!("SELECT DISTINCT anonymous_id FROM user_devices WHERE project = {} AND user_id IN ({list}) FORMAT RowBinary", quote(project));
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+        let mut r = Reader::new(&answer);
+        let mut devices: BTreeSet<String> = chunk.iter().map(|k| (*k).clone()).collect();
+        while !r.is_empty() {
+            devices.insert(r.str()?);
+        }
+        let devices = devices.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let mut rows: BTreeMap<String, Option<UserRow>> = chunk.iter().map(|k| ((*k).clone(), None)).collect();
+        let mut fold = Fold::open(http, project, Some((&list, &devices))).await?;
+        while let Some((user, row)) = fold.next().await? {
+            rows.insert(user, row);
+        }
+        write_rows(http, project, version, &rows.into_iter().collect::<Vec<_>>()).await?;
+    }
+    Ok(())
+}
+
+/// Every user key the devices (`anonymous ids`) of `project` can belong to: each anonymous id
+/// and every user id the device carried.
+pub(super) async fn keys_of_devices(http: &Http, project: &str, devices: &BTreeSet<String>) -> Result<BTreeSet<String>, StoreError> {
+    let mut keys = devices.clone();
+    let devices: Vec<&String> = devices.iter().collect();
+    for chunk in devices.chunks(CHUNK) {
+        let list = chunk.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT DISTINCT user_id FROM rollup_devices WHERE project = {} AND anonymous_id IN ({list}) AND user_id != '' FORMAT RowBinary",
+            quote(project)
+        );
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+        let mut r = Reader::new(&answer);
+        while !r.is_empty() {
+            keys.insert(r.str()?);
+        }
+    }
+    Ok(keys)
+}
+
+/// The links (anonymous id → user id) of `devices` of `project`, from `device_links`.
+async fn links_of(http: &Http, project: &str, devices: &BTreeSet<&str>) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut links = BTreeMap::new();
+    let devices: Vec<&&str> = devices.iter().collect();
+    for chunk in devices.chunks(CHUNK) {
+        let list = chunk.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT anonymous_id, argMinMerge(first_user) FROM device_links WHERE project = {} AND anonymous_id IN ({list}) GROUP BY anonymous_id FORMAT RowBinary",
+            quote(project)
+        );
+        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+        let mut r = Reader::new(&answer);
+        while !r.is_empty() {
+            links.insert(r.str()?, r.str()?);
+        }
+    }
+    Ok(links)
+}
+
+/// Per project, the devices of some events.
+fn devices_of<'a>(events: impl Iterator<Item = &'a StoredEvent>) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+    let mut devices: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in events {
+        devices.entry(&s.project).or_default().insert(&s.event.anonymous_id);
+    }
+    devices
+}
+
+/// The links of a group's devices before it is inserted, per project.
+pub(super) type LinksBefore = BTreeMap<String, BTreeMap<String, String>>;
+
+pub(super) async fn links_before<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<LinksBefore, StoreError> {
+    let mut before = BTreeMap::new();
+    for (project, devices) in devices_of(events) {
+        before.insert(project.to_owned(), links_of(http, project, &devices).await?);
+    }
+    Ok(before)
+}
+
+/// After `events` are inserted (`before`: their devices' links until then): folds them into
+/// their users' rows as stored (the merges are order-independent, as a recompute's), and
+/// recomputes from the per-device rollups both users of each device whose link the insert
+/// changed (a first identify, or an earlier one arriving late).
+pub(super) async fn refresh_after_insert(http: &Http, events: &[&StoredEvent], before: &LinksBefore) -> Result<(), StoreError> {
+    let none = BTreeMap::new();
+    for (project, devices) in devices_of(events.iter().copied()) {
+        let after = links_of(http, project, &devices).await?;
+        let before = before.get(project).unwrap_or(&none);
+        let mut moved = BTreeSet::new();
+        for device in devices {
+            let (old, new) = (before.get(device), after.get(device));
+            if old != new {
+                moved.insert(old.map_or(device, String::as_str).to_owned());
+                moved.insert(new.map_or(device, String::as_str).to_owned());
+            }
+        }
+        // The new events' contributions per user key, as the per-device rollups fold them.
+        let mut added: BTreeMap<String, UserRow> = BTreeMap::new();
+        for s in events.iter().filter(|s| s.project == project) {
+            let e = &s.event;
+            let (key, identified) = match (&e.user_id, after.get(&e.anonymous_id)) {
+                (Some(user), _) if !user.is_empty() => (user, true),
+                (_, Some(linked)) => (linked, true),
+                _ => (&e.anonymous_id, false),
+            };
+            if moved.contains(key) {
+                continue;
+            }
+            let row = added.entry(key.clone()).or_insert_with(|| UserRow::seen(identified, s.ts, s.ts));
+            row.merge(UserRow::seen(identified, s.ts, s.ts));
+            match e.kind {
+                EventType::Identify => {
+                    for (trait_key, value) in &e.props {
+                        row.add_trait(trait_key.clone(), (s.ts, e.id.clone()), value.to_json());
+                    }
+                }
+                EventType::Milestone => row.add_milestone(e.name.clone(), s.ts),
+                _ => {}
+            }
+        }
+        let version = version(http).await?;
+        let keys: Vec<String> = added.keys().cloned().collect();
+        let mut rows = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
+            let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL
+                 WHERE project = {} AND user_key IN ({list}) AND deleted = 0 FORMAT RowBinary",
+                quote(project)
+            );
+            let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
+            let mut r = Reader::new(&answer);
+            while !r.is_empty() {
+                let (key, identified, first, last, traits, milestones) = (r.str()?, r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
+                // A damaged row is recomputed instead, as `rollup rebuild` would.
+                match (UserRow::unpack(identified, first, last, traits, milestones), added.get_mut(&key)) {
+                    (Some(stored), Some(row)) => row.merge(stored),
+                    _ => drop(moved.insert(key)),
+                }
+            }
+        }
+        for (key, row) in added {
+            if !moved.contains(&key) {
+                rows.push((key, Some(row)));
+            }
+        }
+        write_rows(http, project, version, &rows).await?;
+        refresh(http, project, &moved).await?;
+    }
+    Ok(())
+}
+
+impl ClickHouseStore {
+    /// Whether this store keeps `rollup_users` (a single server; see the module docs).
+    pub(super) fn keeps_users(&self) -> bool {
+        self.target.cluster.is_none()
+    }
+
+    /// Recomputes every row of `project` (every project when `None`) from the per-device
+    /// rollups, which must be current.
+    pub(super) async fn rebuild_users(&self, project: Option<&str>, progress: &mut Progress) -> Result<(), StoreError> {
+        if !self.keeps_users() {
+            return Ok(());
+        }
+        let http = &self.http;
+        let version = version(http).await?;
+        let projects = match project {
+            Some(p) => vec![p.to_owned()],
+            None => {
+                let answer = http.run("SELECT DISTINCT project FROM rollup_devices ORDER BY project FORMAT RowBinary", Vec::new(), Duration::from_secs(600)).await?;
+                let mut r = Reader::new(&answer);
+                let mut all = Vec::new();
+                while !r.is_empty() {
+                    all.push(r.str()?);
+                }
+                all
+            }
+        };
+        let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
+        progress("users: clearing rollup_users".into());
+        self.delete_where("rollup_users", &condition).await?;
+        for project in projects {
+            progress(format!("users: folding the devices of {project}"));
+            let mut batch = Vec::with_capacity(REBUILD_BATCH);
+            let mut done = 0u64;
+            let mut fold = Fold::open(http, &project, None).await?;
+            while let Some((user, row)) = fold.next().await? {
+                if row.is_some() {
+                    batch.push((user, row));
+                }
+                if batch.len() == REBUILD_BATCH {
+                    write_rows(http, &project, version, &batch).await?;
+                    done += batch.len() as u64;
+                    batch.clear();
+                    progress(format!("users: {done} of {project}"));
+                }
+            }
+            write_rows(http, &project, version, &batch).await?;
+            done += batch.len() as u64;
+            progress(format!("users: done ({done} users of {project})"));
+        }
+        Ok(())
+    }
+
+    /// Every difference between the stored rows and a recompute from the per-device rollups
+    /// (which `rollup verify` checks against the events), one line each.
+    pub(super) async fn verify_users(&self, project: Option<&str>) -> Result<Vec<String>, StoreError> {
+        if !self.keeps_users() {
+            return Ok(Vec::new());
+        }
+        let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
+        let answer = self
+            .select(&format!(
+                "SELECT project, user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE {condition} AND deleted = 0"
+            ))
+            .await?;
+        let mut r = Reader::new(&answer);
+        let mut out = Vec::new();
+        let mut stored: BTreeMap<(String, String), UserRow> = BTreeMap::new();
+        while !r.is_empty() {
+            let key = (r.str()?, r.str()?);
+            let (identified, first, last, traits, milestones) = (r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
+            match UserRow::unpack(identified, first, last, traits, milestones) {
+                Some(row) => drop(stored.insert(key, row)),
+                None => out.push(format!("rollup_users damaged: ({:?}, {:?})", key.0, key.1)),
+            }
+        }
+        let mut projects: BTreeSet<String> = stored.keys().map(|(p, _)| p.clone()).collect();
+        if let Some(p) = project {
+            projects.insert(p.to_owned());
+        } else {
+            let answer = self.select("SELECT DISTINCT project FROM rollup_devices").await?;
+            let mut r = Reader::new(&answer);
+            while !r.is_empty() {
+                projects.insert(r.str()?);
+            }
+        }
+        let line = |label: &str, (project, key): &(String, String), row: &UserRow| format!("rollup_users {label}: ({project:?}, {key:?}, {row:?})");
+        for p in projects {
+            let mut fold = Fold::open(&self.http, &p, None).await?;
+            while let Some((user, row)) = fold.next().await? {
+                let Some(row) = row else { continue };
+                let k = (p.clone(), user);
+                match stored.remove(&k) {
+                    Some(s) if s == row => {}
+                    Some(s) => {
+                        out.push(line("stored, not in a recompute", &k, &s));
+                        out.push(line("recomputed, not stored", &k, &row));
+                    }
+                    None => out.push(line("recomputed, not stored", &k, &row)),
+                }
+            }
+        }
+        for (k, row) in &stored {
+            out.push(line("stored, not in a recompute", k, row));
+        }
+        Ok(out)
+    }
+
+    /// The rows of `project` as stored, newest version of each key, handed to `each` as
+    /// (user key, identified, first seen, last seen, packed traits, packed milestones).
+    async fn user_rows(&self, project: &str, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE project = {} AND deleted = 0",
+            quote(project)
+        );
+        self.stream(&sql, |r| {
+            let (who, identified, first, last, traits, milestones) = (r.str_ref()?, r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
+            each(who.to_owned(), identified, first, last, traits, milestones);
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`crate::store::Store::users`] from the per-user rows.
+    pub(super) async fn users_from_rows(&self, project: &str) -> Result<Vec<UserSeen>, StoreError> {
+        let mut users = Vec::new();
+        self.user_rows(project, |user, identified, first, last, traits, _| users.push(unpack_user(user, identified, first, last, traits))).await?;
+        Ok(users)
+    }
+
+    /// [`crate::store::Store::report_tallies`] in one pass over the per-user rows, when every
+    /// column is a milestone (the rows hold those); `None` otherwise.
+    pub(super) async fn tallies_from_rows(&self, project: &str, query: &ReportQuery) -> Result<Option<Tallies>, StoreError> {
+        let mut pass = ReportRows::new(query);
+        if !pass.rows_suffice() {
+            return Ok(None);
+        }
+        self.user_rows(project, |user, identified, first, last, traits, milestones| {
+            pass.start(milestones);
+            pass.add(user, identified, first, last, traits);
+        })
+        .await?;
+        let mut tallies = pass.finish();
+        // The users of interest by key, as the other stores give them (FINAL's order is the
+        // table's, but nothing promises it).
+        let mut interest: Vec<_> = std::mem::take(&mut tallies.interest).into_iter().zip(std::mem::take(&mut tallies.interest_firsts)).collect();
+        interest.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        (tallies.interest, tallies.interest_firsts) = interest.into_iter().unzip();
+        Ok(Some(tallies))
+    }
+}
