@@ -989,11 +989,26 @@ const NOTES: &str = r#"
   step with 70 % probability and do product events between (≈ 20 events a user); anonymous
   browsing before sign-up is linked by an identify event. The route is timed over HTTP with curl
   (`/v1/funnel` with 5 steps), the data kept in `target/bench/data/` between runs.
-- **100 M on ClickHouse** (section 6, `--100m`): `bench_sqlite clickhouse-generate` has a local
-  clickhouse-server make data of the same shape itself (`INSERT … SELECT … FROM numbers(N)`:
-  20 events a user, 1–5 funnel steps at 70 % each), with the rollup views detached; then
-  `onramp-collector rollup rebuild --store …` builds the rollups, and each route is asked once,
-  cold, with a time limit.
+- **Generated inside ClickHouse** (section 6, opt-in: `--100m`, or `--generated N` for another
+  scale; CI never runs it): `bench_sqlite clickhouse-generate` starts a local clickhouse-server
+  (data under `target/bench/tmp`, deleted when the section ends; `log_queries=1` and
+  `max_bytes_before_external_group_by` = 3 GB in its users.xml) and has it make the data itself,
+  `INSERT … SELECT … FROM numbers(…)` in chunks of 5 M events (250 k users), one thread each,
+  with every materialized view detached. The shape is the 10 M set's: 20 events a user (one
+  anonymous page view before the identify, the identify with `signedUpAt`, 1–5 funnel
+  milestones at 70 % each, product events every two hours or so), sign-ups over 30 days, so
+  100 M events are 5 M users. Before each chunk it checks the disk and stops, saying so, rather
+  than leave under 12 GB free (`ONRAMP_BENCH_MIN_FREE_GB`). Then `onramp-collector rollup
+  rebuild --store …` builds every rollup the schema has (timed, with ClickHouse's CPU for it),
+  background merges are given up to 10 min to settle, bytes on disk per event are read from
+  `system.parts` (active parts of every table in the database), and a collector started with
+  `--no-warm` (so nothing computes in the background) is asked the full `/v1/report` cold,
+  every other route once, the full report again with another window (computed afresh on warm
+  caches) and once more from its report cache, each within 600 s. Per route: wall time (curl),
+  the collector's CPU (`/proc/PID/task/*/schedstat`) and peak RSS (`VmHWM`, reset through
+  `clear_refs` before each), ClickHouse's CPU (`UserTimeMicroseconds` +
+  `SystemTimeMicroseconds` of the queries that started during it, from `system.query_log`;
+  each route starts in a second of its own), and the load average as it started.
 "#;
 
 #[cfg(test)]

@@ -86,8 +86,7 @@ pub(super) fn sqlite_bytes_per_event(db: &std::path::Path, events: u64) -> Strin
 pub(super) fn clickhouse_bytes_per_event(store_url: &str, events: u64) -> String {
     let host = store_url.trim_start_matches("clickhouse://").split('/').next().unwrap_or_default();
     let sql = "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'onramp'";
-    let bytes = output(std::process::Command::new("curl").args(["-s", "--data-binary", sql, &format!("http://{host}/")]));
-    match bytes.and_then(|b| b.trim().parse::<f64>().ok()) {
+    match clickhouse(&format!("http://{host}/"), sql).and_then(|b| b.trim().parse::<f64>().ok()) {
         Some(b) => format!("{:.0} B", b / events.max(1) as f64),
         None => "?".into(),
     }
