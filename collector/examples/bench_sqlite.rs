@@ -12,10 +12,11 @@
 //! bench_sqlite clickhouse-generate EVENTS        starts a local clickhouse-server and
 //!                                                generates EVENTS events of the same shape as
 //!                                                `generate` inside it (`INSERT … SELECT …
-//!                                                FROM numbers(EVENTS)`), without the rollups
+//!                                                FROM numbers(…)` by chunks, while ≥ 12 GB
+//!                                                of disk stays free), without the rollups
 //!                                                (the caller runs `onramp-collector rollup
 //!                                                rebuild`); prints `store=URL`, keeps the
-//!                                                server until stdin closes
+//!                                                server (data under $TMPDIR) until stdin closes
 //! ```
 //!
 //! Both open the file through [`SqliteStore::open`] first, so the schema, indexes and migrations
@@ -314,56 +315,124 @@ fn clickhouse_sql(http: &str, sql: &str) -> Result<String, String> {
     Ok(text)
 }
 
+/// Settings of the server `clickhouse-generate` starts: every query in `system.query_log`
+/// (so `xtask bench` can sum ClickHouse's CPU per route), and `GROUP BY`s that spill to disk
+/// rather than fail when `rollup rebuild` aggregates 100 M events within the 8 GB limit.
+const GENERATE_PROFILE: &str =
+    "<log_queries>1</log_queries><max_bytes_before_external_group_by>3000000000</max_bytes_before_external_group_by>";
+/// Users per `INSERT … SELECT` (5 M events): each chunk is its own statement, so the disk can be
+/// checked and the load recorded between them, and no statement runs for long.
+const CHUNK_USERS: u64 = 250_000;
+/// Bytes on disk per generated event before merges, with room for a merge's copy (70 B once
+/// merged; measured at 10 M).
+const GENERATED_BYTES_PER_EVENT: u64 = 200;
+
+/// Bytes free on the file system holding `dir` (`df`, so no dependency for one number).
+fn free_bytes(dir: &Path) -> Result<u64, String> {
+    let out = std::process::Command::new("df").args(["--output=avail", "-B1"]).arg(dir).output().map_err(|e| format!("df: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("df {}: no answer", dir.display()))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 /// `generate`'s data made by ClickHouse itself, for scales a copy through the store would take
 /// hours to load: row `n` is event `n % 20` of user `n / 20 + 1`. Event 0 is anonymous browsing
-/// before sign-up, 1 the identify (with `signedUpAt`, and the trait arrays ingest writes), 2 the first funnel step, 3–6 the next
-/// steps while the user goes on (each with 70 % probability, so 1 to 5 steps), and the rest
-/// product events, every two hours or so. Users sign up over 30 days, as in `generate`. The
-/// rollup views are detached while loading, so the rollups come from `rollup rebuild`.
+/// before sign-up, 1 the identify (with `signedUpAt`, and the trait arrays ingest writes), 2 the
+/// first funnel step, 3–6 the next steps while the user goes on (each with 70 % probability, so 1
+/// to 5 steps), and the rest product events, every two hours or so. Users sign up over 30 days,
+/// as in `generate`, so 100 M events are 5 M users of the same shape as 10 M events' 500 k.
+///
+/// Every materialized view is detached while loading, so the rollups (whichever the schema has)
+/// come from `rollup rebuild`. The events go in by chunks of [`CHUNK_USERS`] users, one
+/// statement each; before each, the disk must keep `ONRAMP_BENCH_MIN_FREE_GB` (default 12) free
+/// after it, or generation stops there and says so (`stopped=`), with the events made so far.
 fn clickhouse_generate(events: u64) -> Result<(), String> {
     use onramp_collector::store::clickhouse::{server::LocalServer, ClickHouseStore};
 
     let started = Instant::now();
-    let server = LocalServer::start().map_err(|e| format!("clickhouse-server: {e}"))?;
+    let min_free: u64 = std::env::var("ONRAMP_BENCH_MIN_FREE_GB").ok().and_then(|g| g.parse().ok()).unwrap_or(12) << 30;
+    let data_dir = std::env::temp_dir();
+    let server = LocalServer::start_with_profile(GENERATE_PROFILE).map_err(|e| format!("clickhouse-server: {e}"))?;
     let url = server.store_url("onramp");
     let http = server.http_url();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(ClickHouseStore::open(&url)).map_err(|e| e.to_string())?;
-    let views = ["rollup_devices_mv", "rollup_events_mv", "links_mv", "rollup_tips_mv", "rollup_metrics_mv", "user_devices_mv", "device_links_mv"];
-    for view in views {
+    let views: Vec<String> = clickhouse_sql(&http, "SELECT name FROM system.tables WHERE database = 'onramp' AND engine = 'MaterializedView'")?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for view in &views {
         clickhouse_sql(&http, &format!("DETACH TABLE onramp.{view}"))?;
     }
     let steps = STEPS.map(|s| format!("'{s}'")).join(",");
     let noise = NOISE.map(|s| format!("'{s}'")).join(",");
     let per_user = EVENTS_PER_USER;
-    let sql = format!(
-        "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values)
-         SELECT 'demo', concat('anon-', toString(u)), concat('g-', toString(number)), type, name, uid, ts, ts, ts, ts, props,
-                18446744073709551615 - number,
-                if(k = 1, ['plan', 'signedUpAt'], emptyArrayString()), if(k = 1, ['\"trial\"', toString(signup)], emptyArrayString())
-         FROM (
-           SELECT number, intDiv(number, {per_user}) + 1 AS u, number % {per_user} AS k,
-                  1700000000000 + toInt64(cityHash64(u, 0) % 2592000000) AS signup,
-                  cityHash64(u, 1) % 1000 AS luck,
-                  1 + (luck < 700) + (luck < 490) + (luck < 343) + (luck < 240) AS reached,
-                  k >= 2 AND k <= 6 AND k < reached + 2 AS is_step,
-                  multiIf(k = 0, signup - 600000, k <= 2, signup, signup + toInt64(k) * 7200000 + toInt64(cityHash64(number) % 7200000)) AS ts,
-                  multiIf(k = 1, 'identify', is_step, 'milestone', 'track') AS type,
-                  multiIf(k = 0, 'page_viewed', k = 1, 'identify', is_step, arrayElement([{steps}], toUInt64(k - 1)),
-                          arrayElement([{noise}], cityHash64(number, 2) % 6 + 1)) AS name,
-                  if(k = 0, '', concat('user-', toString(u))) AS uid,
-                  if(k = 1, concat('{{\"signedUpAt\":', toString(signup), ',\"plan\":\"trial\"}}'), '{{}}') AS props
-           FROM numbers({events})
-         )"
-    );
-    clickhouse_sql(&http, &sql)?;
-    for view in views {
+    let chunk = CHUNK_USERS * per_user;
+    let free_before = free_bytes(&data_dir)?;
+    let (mut made, mut stopped, mut least_free) = (0u64, String::new(), free_before);
+    let mut loads = vec![load_average()];
+    while made < events {
+        let count = chunk.min(events - made);
+        let free = free_bytes(&data_dir)?;
+        least_free = least_free.min(free);
+        if free < min_free + count * GENERATED_BYTES_PER_EVENT {
+            stopped = format!("disk: {:.1} GB free, the next {count} events could leave less than {} GB", free as f64 / 1e9, min_free >> 30);
+            break;
+        }
+        let chunk_started = Instant::now();
+        let sql = format!(
+            "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values)
+             SELECT 'demo', concat('anon-', toString(u)), concat('g-', toString(number)), type, name, uid, ts, ts, ts, ts, props,
+                    18446744073709551615 - number,
+                    if(k = 1, ['plan', 'signedUpAt'], emptyArrayString()), if(k = 1, ['\"trial\"', toString(signup)], emptyArrayString())
+             FROM (
+               SELECT number, intDiv(number, {per_user}) + 1 AS u, number % {per_user} AS k,
+                      1700000000000 + toInt64(cityHash64(u, 0) % 2592000000) AS signup,
+                      cityHash64(u, 1) % 1000 AS luck,
+                      1 + (luck < 700) + (luck < 490) + (luck < 343) + (luck < 240) AS reached,
+                      k >= 2 AND k <= 6 AND k < reached + 2 AS is_step,
+                      multiIf(k = 0, signup - 600000, k <= 2, signup, signup + toInt64(k) * 7200000 + toInt64(cityHash64(number) % 7200000)) AS ts,
+                      multiIf(k = 1, 'identify', is_step, 'milestone', 'track') AS type,
+                      multiIf(k = 0, 'page_viewed', k = 1, 'identify', is_step, arrayElement([{steps}], toUInt64(k - 1)),
+                              arrayElement([{noise}], cityHash64(number, 2) % 6 + 1)) AS name,
+                      if(k = 0, '', concat('user-', toString(u))) AS uid,
+                      if(k = 1, concat('{{\"signedUpAt\":', toString(signup), ',\"plan\":\"trial\"}}'), '{{}}') AS props
+               FROM (SELECT number + {made} AS number FROM numbers({count}))
+             )
+             SETTINGS max_threads = 1"
+        );
+        clickhouse_sql(&http, &sql)?;
+        made += count;
+        let load = load_average();
+        eprintln!(
+            "clickhouse-generate: {made} of {events} events ({count} in {:.1} s), load average {load}, {:.1} GB free",
+            chunk_started.elapsed().as_secs_f64(),
+            free_bytes(&data_dir)? as f64 / 1e9
+        );
+        loads.push(load);
+    }
+    for view in &views {
         clickhouse_sql(&http, &format!("ATTACH TABLE onramp.{view}"))?;
     }
-    let users = events.div_ceil(per_user);
+    least_free = least_free.min(free_bytes(&data_dir)?);
     println!("store={url}");
-    println!("events={events}");
-    println!("users={users}");
+    println!("http={http}");
+    println!("events={made}");
+    println!("users={}", made.div_ceil(per_user));
+    println!("chunks={}", made.div_ceil(chunk));
+    println!("free_gb_before={:.1}", free_before as f64 / 1e9);
+    println!("free_gb_least={:.1}", least_free as f64 / 1e9);
+    println!("load_first={}", loads.first().cloned().unwrap_or_default());
+    println!("load_last={}", loads.last().cloned().unwrap_or_default());
+    if !stopped.is_empty() {
+        println!("stopped={stopped}");
+    }
     println!("seconds={:.1}", started.elapsed().as_secs_f64());
     std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
     drop(server);

@@ -16,7 +16,9 @@
 //!    the collector for a user in onboarding (full SDK) and one whose onboarding is over (the
 //!    lean tracker), ready time, `track()`, and twiggy of both wasm modules;
 //! 6. with `--100m` (or `--generated N`): ClickHouse at 100 M (N) events generated inside
-//!    ClickHouse, rollups built by `onramp-collector rollup rebuild`.
+//!    ClickHouse, rollups built by `onramp-collector rollup rebuild`. Opt-in (CI never runs
+//!    it): it takes about an hour on 2 cores and ≈ 7 GB of disk, and stops generating rather
+//!    than leave under 12 GB free (`ONRAMP_BENCH_MIN_FREE_GB`).
 //!
 //! `--only 3,4,6` runs just those sections and replaces only their rows in BENCHMARKS.md.
 
@@ -82,6 +84,21 @@ impl Opts {
     }
 }
 
+const USAGE: &str = "usage: cargo xtask bench [--10m] [--100m | --generated N] [--runs N] [--only 1,2,2b,3,4,5,6]
+
+  --10m            section 4 also at 10 M events (SQLite and ClickHouse; tens of minutes)
+  --100m           section 6: ClickHouse at 100 M events generated inside ClickHouse
+                   (INSERT … SELECT … FROM numbers(…) in chunks), rollups built by
+                   `onramp-collector rollup rebuild` (timed), then every route and the full
+                   /v1/report: wall, collector CPU and peak RSS, ClickHouse CPU from
+                   system.query_log, load average; bytes on disk per event (system.parts).
+                   About an hour on 2 cores and ≈ 7 GB under target/bench/tmp (deleted after);
+                   generation stops early rather than leave under ONRAMP_BENCH_MIN_FREE_GB
+                   (default 12) free. Opt-in: CI does not run it.
+  --generated N    section 6 at N events instead of 100 M (e.g. 10000000)
+  --runs N         browser loads per figure in sections 2 and 5 (default 7)
+  --only LIST      run just these sections and replace only their rows in BENCHMARKS.md";
+
 fn parse(args: &[String]) -> Result<Opts> {
     let mut opts = Opts { ten_million: false, generated: None, runs: 7, only: None };
     let mut it = args.iter();
@@ -95,7 +112,11 @@ fn parse(args: &[String]) -> Result<Opts> {
                 let list = it.next().ok_or("--only needs sections, e.g. 3,4,6")?;
                 opts.only = Some(list.split(',').map(str::to_owned).collect());
             }
-            other => return Err(format!("bench: unknown argument {other} (use --10m, --100m, --generated N, --runs N, --only 3,4,6)")),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("bench: unknown argument {other}\n{USAGE}")),
         }
     }
     Ok(opts)
@@ -412,6 +433,12 @@ impl Collector {
             .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
             .sum();
         Some(ns as f64 / 1e9)
+    }
+
+    /// Starts a new peak for [`Collector::peak_rss`] (`/proc/PID/clear_refs`), so the next one
+    /// is the peak of what runs after.
+    fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
     }
 
     /// Peak resident set size so far (VmHWM), in bytes.
@@ -962,11 +989,26 @@ const NOTES: &str = r#"
   step with 70 % probability and do product events between (≈ 20 events a user); anonymous
   browsing before sign-up is linked by an identify event. The route is timed over HTTP with curl
   (`/v1/funnel` with 5 steps), the data kept in `target/bench/data/` between runs.
-- **100 M on ClickHouse** (section 6, `--100m`): `bench_sqlite clickhouse-generate` has a local
-  clickhouse-server make data of the same shape itself (`INSERT … SELECT … FROM numbers(N)`:
-  20 events a user, 1–5 funnel steps at 70 % each), with the rollup views detached; then
-  `onramp-collector rollup rebuild --store …` builds the rollups, and each route is asked once,
-  cold, with a time limit.
+- **Generated inside ClickHouse** (section 6, opt-in: `--100m`, or `--generated N` for another
+  scale; CI never runs it): `bench_sqlite clickhouse-generate` starts a local clickhouse-server
+  (data under `target/bench/tmp`, deleted when the section ends; `log_queries=1` and
+  `max_bytes_before_external_group_by` = 3 GB in its users.xml) and has it make the data itself,
+  `INSERT … SELECT … FROM numbers(…)` in chunks of 5 M events (250 k users), one thread each,
+  with every materialized view detached. The shape is the 10 M set's: 20 events a user (one
+  anonymous page view before the identify, the identify with `signedUpAt`, 1–5 funnel
+  milestones at 70 % each, product events every two hours or so), sign-ups over 30 days, so
+  100 M events are 5 M users. Before each chunk it checks the disk and stops, saying so, rather
+  than leave under 12 GB free (`ONRAMP_BENCH_MIN_FREE_GB`). Then `onramp-collector rollup
+  rebuild --store …` builds every rollup the schema has (timed, with ClickHouse's CPU for it),
+  background merges are given up to 10 min to settle, bytes on disk per event are read from
+  `system.parts` (active parts of every table in the database), and a collector started with
+  `--no-warm` (so nothing computes in the background) is asked the full `/v1/report` cold,
+  every other route once, the full report again with another window (computed afresh on warm
+  caches) and once more from its report cache, each within 600 s. Per route: wall time (curl),
+  the collector's CPU (`/proc/PID/task/*/schedstat`) and peak RSS (`VmHWM`, reset through
+  `clear_refs` before each), ClickHouse's CPU (`UserTimeMicroseconds` +
+  `SystemTimeMicroseconds` of the queries that started during it, from `system.query_log`;
+  each route starts in a second of its own), and the load average as it started.
 "#;
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ fn unique_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// users.xml with `profile` (settings as XML elements) added to the default profile.
+fn users_xml(profile: &str) -> String {
+    USERS_XML.replace("<max_memory_usage>", &format!("{profile}<max_memory_usage>"))
+}
+
 const USERS_XML: &str = r#"<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>8000000000</max_memory_usage></default></profiles>
@@ -109,8 +114,18 @@ impl LocalServer {
         })
     }
 
+    /// A single server whose default profile also has `profile`, settings as XML elements
+    /// (e.g. `<log_queries>1</log_queries>` for the benchmarks' CPU figures).
+    pub fn start_with_profile(profile: &str) -> std::io::Result<LocalServer> {
+        retry_ports(|| LocalServer::start_configured(free_port()?, free_port()?, "", profile))
+    }
+
     /// `extra` is XML placed inside `<yandex>` (e.g. [`cluster_config`]).
     pub fn start_with(http_port: u16, tcp_port: u16, extra: &str) -> std::io::Result<LocalServer> {
+        LocalServer::start_configured(http_port, tcp_port, extra, "")
+    }
+
+    fn start_configured(http_port: u16, tcp_port: u16, extra: &str, profile: &str) -> std::io::Result<LocalServer> {
         let dir = unique_dir()?;
         let d = dir.display();
         let interserver = free_port()?;
@@ -137,7 +152,7 @@ impl LocalServer {
 "#
         );
         std::fs::write(dir.join("config.xml"), config)?;
-        std::fs::write(dir.join("users.xml"), USERS_XML)?;
+        std::fs::write(dir.join("users.xml"), users_xml(profile))?;
         let mut server = LocalServer { dir, http_port, tcp_port, child: None };
         server.restart()?;
         Ok(server)
