@@ -12,6 +12,7 @@
 //! | `value=m` | the value milestone, spelled as a step (default: the plan's, else the SDK's `time_to_value` milestone) |
 //! | `token` | the read token, for links that cannot send `Authorization` (CSV download) |
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -814,13 +815,19 @@ pub async fn surveys(
 
 /// Recent `/v1/report` answers, each under (project, query, plan version) with the store's data
 /// version when it was computed: a dashboard reload with no new event is answered without
-/// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`], since stalls and
-/// first-day activation move with the clock; stores that cannot tell their data version (several
-/// collectors writing to ClickHouse) are never cached.
+/// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`] after it was stored,
+/// since stalls and first-day activation move with the clock (counted from when the answer was
+/// ready, not from when its computation began: at 100 M events on ClickHouse that takes longer
+/// than the TTL, and an answer stamped with its start was never served). Stores that cannot tell
+/// their data version (several collectors writing to ClickHouse) are never cached.
 #[derive(Default)]
 pub struct ReportCache {
-    /// (key, data version, computed at, answer), most recent last.
+    /// (key, data version, stored at, answer), most recent last.
     entries: Mutex<Vec<(String, u64, i64, Arc<Value>)>>,
+    /// Per key being computed, the lock its computation holds: a request for the same report
+    /// meanwhile waits for that answer instead of computing it again beside it (one full report
+    /// at 100 M events is a minute of both cores).
+    computing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub const REPORT_CACHE_TTL_MS: i64 = 60_000;
@@ -842,6 +849,22 @@ impl ReportCache {
             entries.remove(0);
         }
         entries.push((key, version, now, answer));
+    }
+
+    /// The lock computations of `key` take turns on; give it back with [`ReportCache::done`].
+    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut computing = self.computing.lock().unwrap_or_else(|e| e.into_inner());
+        computing.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `key`'s lock once nobody else holds or waits for it (only the map's reference is
+    /// left, and nobody can take another without the map's lock).
+    fn done(&self, key: &str, turn: Arc<tokio::sync::Mutex<()>>) {
+        let mut computing = self.computing.lock().unwrap_or_else(|e| e.into_inner());
+        drop(turn);
+        if computing.get(key).is_some_and(|t| Arc::strong_count(t) == 1) {
+            computing.remove(key);
+        }
     }
 }
 
@@ -865,15 +888,26 @@ async fn cached_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String
     let plan = crate::plans::current(state, &project.id).await.ok().flatten().map(|p| p.etag);
     let query: Vec<String> = pairs.iter().filter(|(k, _)| k != "token").map(|(k, v)| format!("{k}={v}")).collect();
     let key = format!("{}\n{}\n{}", project.id, query.join("&"), plan.unwrap_or_default());
-    let now = state.now();
-    if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, now)) {
+    if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, state.now())) {
         return Ok(answer);
     }
-    let answer = Arc::new(full_report(state, headers, pairs).await?);
-    if let Some(v) = version {
-        state.report_cache.put(key, v, now, answer.clone());
+    let turn = state.report_cache.turn(&key);
+    let answer = async {
+        let _computing = turn.lock().await;
+        // Waited for another computation of this report: its answer serves if no event came since.
+        let version = state.store.data_version(&project.id).await?;
+        if let Some(answer) = version.and_then(|v| state.report_cache.get(&key, v, state.now())) {
+            return Ok(answer);
+        }
+        let answer = Arc::new(full_report(state, headers, pairs).await?);
+        if let Some(v) = version {
+            state.report_cache.put(key.clone(), v, state.now(), answer.clone());
+        }
+        Ok(answer)
     }
-    Ok(answer)
+    .await;
+    state.report_cache.done(&key, turn);
+    answer
 }
 
 /// What the dashboard asks `/v1/report` for when nothing is chosen (www/dashboard: the cohort
@@ -968,6 +1002,35 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
 
 #[cfg(test)]
 mod tests {
+    use super::ReportCache;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_cached_report_lives_a_ttl_from_when_it_was_stored() {
+        let cache = ReportCache::default();
+        // Computed from 0 to 80 s (a 100 M-event report), stored at 80 s.
+        cache.put("k".into(), 7, 80_000, Arc::new(json!({"now": 0})));
+        assert!(cache.get("k", 7, 80_000 + super::REPORT_CACHE_TTL_MS - 1).is_some());
+        assert!(cache.get("k", 7, 80_000 + super::REPORT_CACHE_TTL_MS).is_none(), "past its TTL");
+        assert!(cache.get("k", 8, 80_001).is_none(), "another data version");
+    }
+
+    #[tokio::test]
+    async fn computations_of_one_report_take_turns_and_their_lock_is_forgotten_after() {
+        let cache = ReportCache::default();
+        let (first, second) = (cache.turn("k"), cache.turn("k"));
+        assert!(Arc::ptr_eq(&first, &second), "the same report shares one lock");
+        assert!(!Arc::ptr_eq(&first, &cache.turn("other")));
+        let held = first.lock().await;
+        assert!(second.try_lock().is_err(), "the second waits for the first's answer");
+        drop(held);
+        cache.done("k", first);
+        assert!(cache.computing.lock().expect("lock").contains_key("k"), "still held by the second");
+        cache.done("k", second);
+        assert!(!cache.computing.lock().expect("lock").contains_key("k"));
+    }
+
     /// What a client of the stalled CSV sees when a run cannot be read back after the answer
     /// started: a 200 whose body fails (no final chunk), not a shorter file that reads as whole.
     #[tokio::test]
