@@ -66,11 +66,16 @@ fn clock_correction(offset: i64) -> i64 {
 /// ([`clock_correction`]), and clamped to receive time when it lands more than
 /// [`MAX_FUTURE_MS`] ahead.
 pub fn correct_timestamp(client_ts: i64, sent_at: i64, received_at: i64) -> i64 {
+    corrected_time(client_ts, sent_at, received_at).0
+}
+
+/// [`correct_timestamp`], and whether the clamp to receive time replaced the corrected time.
+fn corrected_time(client_ts: i64, sent_at: i64, received_at: i64) -> (i64, bool) {
     let corrected = client_ts.saturating_add(clock_correction(received_at.saturating_sub(sent_at)));
     if corrected > received_at.saturating_add(MAX_FUTURE_MS) {
-        received_at
+        (received_at, true)
     } else {
-        corrected.max(0)
+        (corrected.max(0), false)
     }
 }
 
@@ -232,7 +237,7 @@ async fn accept(
             errors.push(WireError { index: Some(original_index(index, &parse_bad)), field: "props.signedUpAt", message });
             continue;
         }
-        let ts = correct_timestamp(event.ts, sent_at, received_at);
+        let (ts, was_clamped) = corrected_time(event.ts, sent_at, received_at);
         if source == Source::Live && ts < received_at - MAX_PAST_MS {
             errors.push(WireError {
                 index: Some(original_index(index, &parse_bad)),
@@ -243,8 +248,7 @@ async fn accept(
             });
             continue;
         }
-        let unclamped = event.ts.saturating_add(clock_correction(received_at.saturating_sub(sent_at)));
-        clamped += usize::from(ts != unclamped.max(0));
+        clamped += usize::from(was_clamped);
         stored.push(StoredEvent { project: project.id.clone(), ts, event, sent_at: batch.sent_at, received_at });
     }
     if !errors.is_empty() {
