@@ -6,22 +6,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::rowbinary::{put_i64, put_str, Reader};
-use super::{quote, ClickHouseStore};
+use super::{quote, quote_list, ClickHouseStore};
 use crate::store::{HealthCounts, HealthFilter, HealthListQuery, HealthRecord, HealthTransition, StoreError};
 
 /// `filter`'s conditions beyond its kind, as SQL to append to a WHERE over `health_snapshots`.
 fn selecting(filter: &HealthFilter) -> String {
-    let list = |names: &[&String]| names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ");
     let mut sql = String::new();
     if !filter.bands.is_empty() {
         // No band is stored as ''.
         let bands: Vec<&String> = filter.bands.iter().collect();
         let none = String::new();
         let stored: Vec<&String> = bands.iter().map(|b| if *b == "none" { &none } else { *b }).collect();
-        sql += &format!(" AND band IN ({})", list(&stored));
+        sql += &format!(" AND band IN ({})", quote_list(&stored));
     }
     if !filter.stages.is_empty() {
-        sql += &format!(" AND stage IN ({})", list(&filter.stages.iter().collect::<Vec<_>>()));
+        sql += &format!(" AND stage IN ({})", quote_list(&filter.stages));
     }
     if let Some(account) = &filter.account {
         // A user's account is the breakdown's top-level `account` (its first key of that name:

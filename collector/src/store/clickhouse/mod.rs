@@ -223,6 +223,11 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// ClickHouse string literals separated by commas, for `IN (…)`.
+pub fn quote_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items.into_iter().map(|s| quote(s.as_ref())).collect::<Vec<_>>().join(", ")
+}
+
 /// A ClickHouse string literal.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -1145,7 +1150,7 @@ impl Store for ClickHouseStore {
                 return Ok(Vec::new());
             }
             // Existence only: no FINAL needed (a row not yet merged is still stored).
-            let list = ids.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ");
+            let list = quote_list(ids);
             let answer = self.select(&format!("SELECT DISTINCT id FROM events WHERE project = {project} AND id IN ({list})")).await?;
             let mut r = Reader::new(&answer);
             let mut known = Vec::new();

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::rowbinary::{put_bytes, put_i64, put_str, put_u64, Reader};
-use super::{keyed_sql, quote, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
+use super::{keyed_sql, quote, quote_list, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
 use crate::analytics::report::{ReportQuery, Tallies};
 use crate::store::user_rows::{unpack_user, ReportRows, UserRow};
 use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
@@ -52,7 +52,7 @@ const SOURCES: [&str; 7] = ["rollup_devices", "rollup_traits", "rollup_events", 
 /// parts and mutations (a MergeTree numbers inserts and mutations from one counter; merges
 /// keep it), summed. Any insert or deletion a later read can see raises it.
 pub(super) fn version_sql(tables: &[String]) -> String {
-    let tables = tables.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+    let tables = quote_list(tables);
     format!(
         "SELECT toUInt64(sum(v)), toUInt64(sum(running)) FROM (
            SELECT table, max(v) AS v, sum(running) AS running FROM (
@@ -196,7 +196,7 @@ pub(super) async fn refresh(http: &Http, project: &str, keys: &BTreeSet<String>)
     let version = version(http).await?;
     let keys: Vec<&String> = keys.iter().collect();
     for chunk in keys.chunks(CHUNK) {
-        let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        let list = quote_list(chunk);
         // The keys' devices: those that carried them as user ids, and their own anonymous ids.
         let sql = format!("SELECT DISTINCT anonymous_id FROM user_devices WHERE project = {} AND user_id IN ({list}) FORMAT RowBinary", quote(project));
         let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
@@ -205,7 +205,7 @@ pub(super) async fn refresh(http: &Http, project: &str, keys: &BTreeSet<String>)
         while !r.is_empty() {
             devices.insert(r.str()?);
         }
-        let devices = devices.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let devices = quote_list(&devices);
         let mut rows: BTreeMap<String, Option<UserRow>> = chunk.iter().map(|k| ((*k).clone(), None)).collect();
         let mut fold = Fold::open(http, project, Some((&list, &devices))).await?;
         while let Some((user, row)) = fold.next().await? {
@@ -222,7 +222,7 @@ pub(super) async fn keys_of_devices(http: &Http, project: &str, devices: &BTreeS
     let mut keys = devices.clone();
     let devices: Vec<&String> = devices.iter().collect();
     for chunk in devices.chunks(CHUNK) {
-        let list = chunk.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let list = quote_list(chunk);
         let sql = format!(
             "SELECT DISTINCT user_id FROM rollup_devices WHERE project = {} AND anonymous_id IN ({list}) AND user_id != '' FORMAT RowBinary",
             quote(project)
@@ -241,7 +241,7 @@ async fn links_of(http: &Http, project: &str, devices: &BTreeSet<&str>) -> Resul
     let mut links = BTreeMap::new();
     let devices: Vec<&&str> = devices.iter().collect();
     for chunk in devices.chunks(CHUNK) {
-        let list = chunk.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
+        let list = quote_list(chunk);
         let sql = format!(
             "SELECT anonymous_id, argMinMerge(first_user) FROM device_links WHERE project = {} AND anonymous_id IN ({list}) GROUP BY anonymous_id FORMAT RowBinary",
             quote(project)
@@ -320,7 +320,7 @@ pub(super) async fn refresh_after_insert(http: &Http, events: &[&StoredEvent], b
         let keys: Vec<String> = added.keys().cloned().collect();
         let mut rows = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(CHUNK) {
-            let list = chunk.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            let list = quote_list(chunk);
             let sql = format!(
                 "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL
                  WHERE project = {} AND user_key IN ({list}) AND deleted = 0 FORMAT RowBinary",
