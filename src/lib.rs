@@ -22,9 +22,9 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[cfg(target_arch = "wasm32")]
 mod web;
 
-// The lean tracker's allocator (see Cargo.toml for why and what it saves). Locked, because a
-// global allocator must be `Sync`; the page is single-threaded, so the lock is never contended.
-#[cfg(all(target_arch = "wasm32", not(feature = "guide")))]
+// The SDK's allocator, in every bundle (see Cargo.toml for why and what it saves). Locked, because
+// a global allocator must be `Sync`; the page is single-threaded, so the lock is never contended.
+#[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> = lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
