@@ -423,6 +423,7 @@ impl<S: KeyValue> Outbox<S> {
     }
 
     /// Called about once a second: beat, and adopt dead tabs' queues.
+    #[inline(never)] // kept out of `track()`'s path: see `machine::Machine::handle`
     pub fn tick(&mut self, now: i64) {
         self.clock = now;
         self.persist_pending();
@@ -691,6 +692,7 @@ impl<S: KeyValue> Outbox<S> {
 
     /// The answer to the batch in flight: `status` 0 for a network error; `retry_after` the
     /// header's value; `body` the response text (read for a 400's list of bad events).
+    #[inline(never)] // kept out of `track()`'s path: see `machine::Machine::handle`
     pub fn settle(&mut self, status: u16, retry_after: Option<&str>, body: &str, now: i64, rng: &mut impl Entropy) -> Next {
         if self.asking {
             return self.settle_check(status, body);

@@ -200,6 +200,10 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         self.sdk.is_some()
     }
 
+    /// Every input's handling but `track`'s (the hot one) stays a function of its own
+    /// (`#[inline(never)]`): inlined, the tracker's whole machine and browser layer made one
+    /// 17 KB wasm function, which Chromium compiled on the main thread at the first call (init,
+    /// on the way to ready) and optimised as a whole before `track()` got its fast code.
     pub fn handle(&mut self, now: i64, input: Input) -> Vec<Effect> {
         let mut fx = Vec::new();
         if let Input::Init { options, page_origin } = input {
@@ -238,6 +242,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
         (Some(r), fx)
     }
 
+    #[inline(never)] // see `Machine::handle`
     fn init(&mut self, now: i64, options: &Value, page_origin: String, fx: &mut Vec<Effect>) {
         if let Some(mut old) = self.sdk.take() {
             // A second init replaces the SDK: what it has not written yet is written (its queue
@@ -323,6 +328,7 @@ impl<S: KeyValue + Clone, E: Entropy> Machine<S, E> {
 
     /// One console error naming the field, and onramp steps aside: the page keeps working,
     /// events already queued stay stored for a page with a good plan.
+    #[inline(never)] // see `Machine::handle`
     fn disable(&mut self, error: &PlanError, fx: &mut Vec<Effect>) {
         let mut message = String::from("onramp: ");
         message.push_str(&error.message());
@@ -380,17 +386,20 @@ impl<S: KeyValue> Running<S> {
             #[cfg(feature = "guide")]
             Input::RemoteState { user_id, body } => self.remote_state(now, user_id, body, rng, fx),
             Input::PlanLoaded(plan) => self.start_plan(now, plan, storage, rng, fx),
-            Input::Answered { status, retry_after, body } => {
-                let refused_before = self.outbox.is_refused();
-                let next = self.outbox.settle(status, retry_after.as_deref(), &body, now, rng);
-                self.outbox.report_drops(&mut self.client, now, rng);
-                if !refused_before && self.outbox.is_refused() {
-                    fx.push(Effect::Console(self.refusal(status)));
-                }
-                if next == Next::SendNow {
-                    self.send(now, true, fx);
-                }
-            }
+            Input::Answered { status, retry_after, body } => self.answered(now, status, retry_after, &body, rng, fx),
+        }
+    }
+
+    #[inline(never)] // see `Machine::handle`
+    fn answered(&mut self, now: i64, status: u16, retry_after: Option<String>, body: &str, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
+        let refused_before = self.outbox.is_refused();
+        let next = self.outbox.settle(status, retry_after.as_deref(), body, now, rng);
+        self.outbox.report_drops(&mut self.client, now, rng);
+        if !refused_before && self.outbox.is_refused() {
+            fx.push(Effect::Console(self.refusal(status)));
+        }
+        if next == Next::SendNow {
+            self.send(now, true, fx);
         }
     }
 
@@ -466,6 +475,7 @@ impl<S: KeyValue> Running<S> {
 
     /// The page is hidden or going: the whole queue goes to `sendBeacon`, which the browser
     /// delivers even after unload; the events stay queued until acknowledged.
+    #[inline(never)] // see `Machine::handle`
     fn beacon(&mut self, now: i64, retire: bool, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         self.enqueue_recorded(now, rng);
         // Persist before send, here too: the next page adopts what is stored.
@@ -518,6 +528,7 @@ impl<S: KeyValue> Running<S> {
         }
     }
 
+    #[inline(never)] // see `Machine::handle`
     fn identify(&mut self, now: i64, user_id: String, mut traits: Props, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         if user_id.is_empty() {
             fx.push(Effect::Console("onramp: identify needs a user id; ignored".into()));
@@ -579,6 +590,7 @@ impl<S: KeyValue> Running<S> {
     /// `group(accountId, traits)`: the user works in this account. A `group` event (type
     /// `identify`, so the account becomes one of the user's traits in reports) carries the
     /// account's traits under `account`; every later event carries `accountId` in its props.
+    #[inline(never)] // see `Machine::handle`
     fn group(&mut self, now: i64, account_id: String, traits: Props, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         if account_id.is_empty() {
             fx.push(Effect::Console("onramp: group needs an account id; ignored".into()));
@@ -590,6 +602,7 @@ impl<S: KeyValue> Running<S> {
         self.client.record(EventType::Identify, "group", props, now, rng);
     }
 
+    #[inline(never)] // see `Machine::handle`
     fn complete(&mut self, now: i64, milestone: &str, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         #[cfg(feature = "guide")]
         {
@@ -605,6 +618,7 @@ impl<S: KeyValue> Running<S> {
 
     /// Log-out: a new anonymous id, no user, no account; queued events keep the identity they
     /// were recorded under.
+    #[inline(never)] // see `Machine::handle`
     fn reset(&mut self, now: i64, storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         let id = Client::new_id(now, rng);
         storage.set(ANON_KEY, &id);
@@ -657,6 +671,7 @@ impl<S: KeyValue> Running<S> {
     /// plan arrives), or, on a failure, asked again later. An answer for someone who is no longer
     /// the user (a reset or another identify meanwhile) is dropped.
     #[cfg(feature = "guide")]
+    #[inline(never)] // see `Machine::handle`
     fn remote_state(&mut self, now: i64, user: String, body: Option<String>, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         if self.client.user_id.as_deref() != Some(user.as_str()) {
             return;
@@ -692,6 +707,7 @@ impl<S: KeyValue> Running<S> {
     /// The full SDK starts the engine (replaying the events seen while the plan loaded),
     /// auto-capture and the tips.
     #[cfg(feature = "guide")]
+    #[inline(never)] // see `Machine::handle`
     fn start_plan(&mut self, now: i64, plan: LoadedPlan, _storage: &mut S, rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         let rules = plan.capture.clone();
         let default_locale = plan.default_locale.clone();
@@ -722,6 +738,7 @@ impl<S: KeyValue> Running<S> {
     /// open milestones for this user, and a survey may have come due: the mark goes, the next
     /// page view loads the guide.
     #[cfg(not(feature = "guide"))]
+    #[inline(never)] // see `Machine::handle`
     fn start_plan(&mut self, now: i64, plan: LoadedPlan, storage: &mut S, _rng: &mut impl Entropy, fx: &mut Vec<Effect>) {
         // A survey that has come due needs the guide too.
         if self.lean.as_deref().map(lean_parts).is_none_or(|(v, _, until)| v != plan.version || until.is_some_and(|t| t <= now)) {

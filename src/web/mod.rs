@@ -405,6 +405,7 @@ pub fn flush(done: Option<js_sys::Function>) {
 /// Fetches the plan. The collector answers with an ETag and `no-cache`, so the browser's cache
 /// revalidates it and a 304 costs no download. A network failure or a project without a plan
 /// (204) is not the plan being wrong: onramp goes on without milestones.
+#[inline(never)] // kept out of `track()`'s path: see `Machine::handle`
 fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
     let on_response = Closure::once(|response: JsValue| {
@@ -457,6 +458,7 @@ fn fetch_state(url: &str, user_id: String) {
 
 /// Reads the plan (all of it in the full SDK, its version and capture rules in the tracker)
 /// and asks the browser's CSS parser about its selectors, then hands it to the machine.
+#[inline(never)] // kept out of `track()`'s path: see `Machine::handle`
 fn load_plan(doc: &Value) {
     #[cfg(feature = "guide")]
     let plan = Plan::from_value(doc).and_then(|plan| check_selectors(plan.selectors()).map(|()| plan));
@@ -586,6 +588,7 @@ fn on_response(response: JsValue) {
 }
 
 /// The page-lifetime listeners (see [`Page`]).
+#[inline(never)] // kept out of `track()`'s path: see `Machine::handle`
 fn listen() -> Vec<EventListener> {
     let Some(window) = web_sys::window() else { return Vec::new() };
     let mut listeners = vec![
