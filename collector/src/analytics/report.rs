@@ -14,7 +14,7 @@
 use onramp::core::funnel::{self, StepEvent};
 
 use super::stalled::{Due, Stall, StallSorter};
-use super::ttv::{Period, ACTIVATION_WINDOW};
+use super::ttv::{Period, ACTIVATION_WINDOW, HISTOGRAM_EDGES};
 use super::{FirstReach, Selection, Step, User, UserFirsts};
 use crate::store::{UserEvent, UserEvents};
 
@@ -107,12 +107,43 @@ impl Durations {
     }
 }
 
+/// The percentiles every report shows of some durations (nearest rank): median, p75, p90.
+pub const PERCENTILES: [u32; 3] = [50, 75, 90];
+
+/// What the reports show of some durations (ms): how many, their [`PERCENTILES`], and how many
+/// fall in each bucket of [`HISTOGRAM_EDGES`] (the time-to-value histogram's). A store may count
+/// it inside its engine (ClickHouse does) instead of handing over every value; the default
+/// takes it from the exact histogram ([`Summary::of`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub count: u64,
+    /// Per [`PERCENTILES`] entry; `None` when there are no durations.
+    pub percentiles: [Option<i64>; PERCENTILES.len()],
+    /// Per bucket `[edges[i-1], edges[i])` of [`HISTOGRAM_EDGES`], open at both ends.
+    pub buckets: [u64; HISTOGRAM_EDGES.len() + 1],
+}
+
+impl Summary {
+    pub fn of(d: &Durations) -> Summary {
+        let mut buckets = [0; HISTOGRAM_EDGES.len() + 1];
+        for &(v, n) in &d.0 {
+            buckets[HISTOGRAM_EDGES.partition_point(|&e| e <= v)] += n;
+        }
+        Summary { count: d.count(), percentiles: PERCENTILES.map(|p| d.percentile(p)), buckets }
+    }
+
+    /// The `pct` percentile, one of [`PERCENTILES`] (`None` for another).
+    pub fn percentile(&self, pct: u32) -> Option<i64> {
+        self.percentiles[PERCENTILES.iter().position(|&p| p == pct)?]
+    }
+}
+
 /// Time from sign-up to each step and to value, and first-day activation, of some users.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepTimes {
     pub users: u64,
-    pub steps: Vec<Durations>,
-    pub value: Durations,
+    pub steps: Vec<Summary>,
+    pub value: Summary,
     /// Users who signed up at least [`ACTIVATION_WINDOW`] before now, and those of them who
     /// reached value within it.
     pub eligible: u64,
@@ -124,7 +155,7 @@ pub struct StepTimes {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FunnelTally {
     pub users: u64,
-    pub gaps: Durations,
+    pub gaps: Summary,
     pub user_ids: Vec<String>,
 }
 
@@ -173,16 +204,22 @@ pub struct TraitChoices {
 
 impl TraitChoices {
     pub fn add(&mut self, user: &User) {
-        for (key, value) in user.traits.iter().filter(|(k, _)| !HIDDEN_TRAITS.contains(&k.as_str())) {
-            if self.too_many.contains(key) {
-                continue;
-            }
-            let values = self.counts.entry(key.clone()).or_default();
-            *values.entry(super::trait_text(value)).or_default() += 1;
-            if values.len() > MAX_TRAIT_CHOICES {
-                self.counts.remove(key);
-                self.too_many.insert(key.clone());
-            }
+        for (key, value) in &user.traits {
+            self.add_users(key, super::trait_text(value), 1);
+        }
+    }
+
+    /// Counts `users` more users whose `key` is `text` (as [`super::trait_text`] writes it): one
+    /// user's trait, or a store's count of them.
+    pub fn add_users(&mut self, key: &str, text: String, users: usize) {
+        if HIDDEN_TRAITS.contains(&key) || self.too_many.contains(key) {
+            return;
+        }
+        let values = self.counts.entry(key.to_owned()).or_default();
+        *values.entry(text).or_default() += users;
+        if values.len() > MAX_TRAIT_CHOICES {
+            self.counts.remove(key);
+            self.too_many.insert(key.to_owned());
         }
     }
 
@@ -217,8 +254,8 @@ impl Times {
     fn finish(self) -> StepTimes {
         StepTimes {
             users: self.users,
-            steps: self.steps.into_iter().map(Durations::of).collect(),
-            value: Durations::of(self.value),
+            steps: self.steps.into_iter().map(|d| Summary::of(&Durations::of(d))).collect(),
+            value: Summary::of(&Durations::of(self.value)),
             eligible: self.eligible,
             activated: self.activated,
         }
@@ -413,7 +450,7 @@ impl<'q> Tally<'q> {
                 .into_iter()
                 .map(|(users, gaps, mut user_ids)| {
                     user_ids.sort();
-                    FunnelTally { users, gaps: Durations::of(gaps), user_ids }
+                    FunnelTally { users, gaps: Summary::of(&Durations::of(gaps)), user_ids }
                 })
                 .collect(),
             stalled: self.stalled,
