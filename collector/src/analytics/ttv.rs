@@ -53,7 +53,7 @@ pub fn ttv_of(steps: &[Step], value: &Step, t: &StepTimes) -> TtvReport {
     TtvReport {
         users: t.users as usize,
         milestones: steps.iter().zip(&t.steps).map(|(s, times)| milestone_times(s, times)).collect(),
-        histogram: Histogram { edges: HISTOGRAM_EDGES.to_vec(), counts: t.value.buckets.to_vec() },
+        histogram: Histogram { edges: HISTOGRAM_EDGES.to_vec(), counts: t.histogram.to_vec() },
         value: milestone_times(value, &t.value),
         first_day: activation(t),
     }
@@ -72,6 +72,7 @@ fn query(steps: &[Step], value: &Step, period: Period, now: i64) -> ReportQuery 
         due: Vec::new(),
         stall_limit: Some(0),
         population: Vec::new(),
+        reach: Vec::new(),
         interest: Vec::new(),
         trait_choices: false,
         now,
