@@ -262,9 +262,11 @@ impl<'q> ReportSql<'q> {
         format!(
             "SELECT key, groupArray((text, n)) FROM (
                SELECT key, text, count() AS n
-               FROM (SELECT deleted, identified, trait_keys, trait_texts FROM rollup_users FINAL WHERE project = {})
+               FROM (SELECT trait_keys, trait_texts
+                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM rollup_users FINAL WHERE project = {})
+                     WHERE deleted = 0 AND identified)
                ARRAY JOIN trait_keys AS key, trait_texts AS text
-               WHERE deleted = 0 AND identified AND key NOT IN ({})
+               WHERE key NOT IN ({})
                GROUP BY key, text)
              GROUP BY key HAVING count() <= {MAX_TRAIT_CHOICES}",
             self.project,
