@@ -241,6 +241,7 @@ impl<'a> Ctx<'a> {
             due: due.to_vec(),
             stall_limit,
             population: Vec::new(),
+            reach: Vec::new(),
             interest: Vec::new(),
             trait_choices: false,
             now: self.now,
@@ -624,7 +625,7 @@ async fn experiments_report(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let assigned = ctx.events(EventFilter::types(&[EventType::Experiment]).with_props()).await?;
     // Only users with an assignment count, so only they are resolved.
     let mut query = ctx.report_query(&[], &value, &[], Some(0))?;
-    query.population = vec![completion.clone()];
+    query.reach = vec![completion.clone()];
     let (_, firsts, _) = ctx.resolve(query, assigned.iter().map(|u| u.user.clone())).await?;
     let reach = FirstReach::new(&firsts);
     let list = a::experiments::experiments(&ctx.users, &assigned, &completion, &value, &reach, ctx.now, mde);
@@ -795,7 +796,7 @@ pub async fn surveys(
     let (_, milestone, _) = survey_options(&ctx)?;
     let events = ctx.events(EventFilter::types(&[EventType::Survey]).with_props()).await?;
     let mut query = ctx.report_query(&[], &ctx.value(), &[], Some(0))?;
-    query.population = vec![milestone];
+    query.reach = vec![milestone];
     let (_, reached, _) = ctx.resolve(query, events.iter().map(|u| u.user.clone())).await?;
     let plan = crate::plans::current(&state, &ctx.project.id).await.ok().flatten();
     let (report, results) = surveys_report(&ctx, plan.as_ref().map(|p| &p.plan), &events, &FirstReach::new(&reached))?;
@@ -971,7 +972,7 @@ async fn full_report(state: &AppState, headers: &HeaderMap, pairs: Vec<(String, 
     // choices, and resolves only the users the tips, seed metrics and surveys list.
     let mut query = ctx.report_query(&steps, &value, &due, Some(STALLED_JSON_LIMIT))?;
     query.population = tip_milestones;
-    query.population.push(survey_milestone);
+    query.reach = vec![survey_milestone];
     query.trait_choices = true;
     let interest = tips.iter().map(|t| t.user.clone()).chain(metrics.iter().map(|m| m.user.clone())).chain(survey_events.iter().map(|u| u.user.clone()));
     let (tallies, interest_firsts, everyone) = ctx.resolve(query, interest).await?;

@@ -518,3 +518,150 @@ async fn read(url: &str, path: &str) -> String {
     assert_eq!(response.status(), 200, "{path}");
     response.text().await.expect("body")
 }
+
+/// The report's sections counted inside ClickHouse at their edges, against SQLite's per-user
+/// pass byte for byte: durations exactly on the histogram's edges and tied between users (the
+/// nearest-rank percentiles), a funnel step exactly at and 1 ms past the conversion window,
+/// at the same millisecond as the step before and before it, a repeated step, a tracked event
+/// named like a milestone (never the milestone), sign-ups on a day's and a week's first and
+/// previous millisecond, first-day activation at exactly a day, a stall due exactly now and
+/// one 1 ms later, more stalls than the report lists with tied due times, sign-ups in seconds
+/// and ISO 8601 and none, a visitor, a trait with more values than the filter choices keep,
+/// and trait and date filters.
+#[tokio::test]
+async fn report_sections_counted_in_clickhouse_equal_sqlite_at_their_edges() {
+    use onramp_collector::store::sqlite::SqliteStore;
+    use std::sync::Arc;
+    const NOW: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z, a Friday
+    const H: i64 = 3_600_000;
+    const D: i64 = 24 * H;
+    const W: i64 = 2 * H; // the conversion window asked
+    let midnight = NOW - NOW % D - 10 * D; // 2027-01-05, a Tuesday; the Monday is a day before
+    let mut events = Vec::new();
+    let n = std::cell::Cell::new(0);
+    let id = || {
+        n.set(n.get() + 1);
+        format!("e{}", n.get())
+    };
+    let user = |events: &mut Vec<serde_json::Value>, who: &str, signup: serde_json::Value, first: i64, traits: serde_json::Value, reached: &[(&str, i64)]| {
+        let dev = format!("dev-{who}");
+        let mut props = traits;
+        if !signup.is_null() {
+            props["signedUpAt"] = signup;
+        }
+        events.push(identify(&id(), &dev, who, first, props));
+        for (m, ts) in reached {
+            events.push(milestone(&id(), m, &dev, Some(who), *ts));
+        }
+    };
+    let s1 = midnight;
+    user(&mut events, "u1", json!(s1), s1, json!({"plan": "pro", "seats": 3}), &[("m1", s1 + H), ("m2", s1 + H + W), ("m3", s1 + D)]);
+    let s2 = midnight - 1;
+    user(&mut events, "u2", json!(s2), s2, json!({"plan": "free", "seats": 3}), &[("m1", s2 + H - 1), ("m2", s2 + H - 1 + W + 1), ("m3", s2 + D - 1)]);
+    let s3 = midnight + 5 * H;
+    // A tracked `m1` an hour before the milestone `m1`: not the milestone.
+    events.push(milestone(&id(), "m3", "dev-u3", Some("u3"), s3 + H));
+    events.push(event(&id(), "m1", "dev-u3", Some("u3"), s3 + H));
+    user(&mut events, "u3", json!(s3), s3, json!({"plan": "pro"}), &[("m1", s3 + 3 * H), ("m2", s3 + 3 * H)]);
+    // Sign-up in seconds, and durations tied with u1's.
+    let s4 = midnight - D; // the Monday's first millisecond
+    user(&mut events, "u4", json!(s4 / 1000), s4, json!({"plan": "team", "seats": 10}), &[("m1", s4 + H), ("m2", s4 + 4 * H), ("m3", s4 + 4 * H)]);
+    let s5 = midnight - D - 1; // the Sunday before
+    user(&mut events, "u5", json!("2027-01-03T23:59:59.999Z"), s5, json!({"plan": "pro"}), &[("m1", s5 + H), ("m3", s5 + 3 * D)]);
+    // No sign-up time: first seen stands in.
+    user(&mut events, "u6", serde_json::Value::Null, midnight + 2 * H, json!({"plan": "free"}), &[("m2", midnight + 3 * H)]);
+    // Due exactly now (m1:1h) and a millisecond later.
+    user(&mut events, "u7", json!(NOW - H), NOW - H, json!({"plan": "pro"}), &[]);
+    user(&mut events, "u8", json!(NOW - H + 1), NOW - H + 1, json!({"plan": "pro"}), &[]);
+    // Sixty users signed up at three instants (tied due times), each with its own `team`: too
+    // many values to offer as a filter. 180 stalls in all with m1:1h,m2:2h,m3:3h, more than a
+    // report lists when asked with `due` of every milestone twice.
+    for i in 0..60 {
+        let s = midnight + (i % 3) * H;
+        let reached: Vec<(&str, i64)> = if i % 4 == 0 { vec![("m1", s + (i % 5) * H)] } else { Vec::new() };
+        user(&mut events, &format!("t{i:02}"), json!(s), s, json!({"plan": if i % 2 == 0 { "pro" } else { "free" }, "team": format!("team-{i}"), "email": format!("{i}@x")}), &reached);
+    }
+    events.push(milestone(&id(), "m1", "dev-visitor", None, midnight + 3 * H));
+    let bodies: Vec<String> = events.chunks(40).map(|c| batch(NOW, c.to_vec())).collect();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = common::serve_with_clock(Arc::new(SqliteStore::open(dir.path().join("e.db")).expect("sqlite")), Some(NOW)).await;
+    let (_server, store) = clickhouse().await;
+    let ch = common::serve_with_clock(store.clone(), Some(NOW)).await;
+    for body in &bodies {
+        assert_eq!(post(&sqlite.url, body.clone()).await.status(), 200);
+        assert_eq!(post(&ch.url, body.clone()).await.status(), 200);
+    }
+    let steps = "steps=milestone:m1,milestone:m2,milestone:m3&value=milestone:m3";
+    let day = |ms: i64| format!("{ms}");
+    let paths = [
+        format!("/v1/report?{steps}&window=2h&due=m1:1h,m2:2h,m3:3h"),
+        format!("/v1/report?{steps}&window=2h&by=week&due=m1:1h,m2:2h,m3:3h,m1:1h,m2:2h,m3:3h,m1:1h,m2:2h,m3:3h"),
+        format!("/v1/report?steps=milestone:m1,milestone:m1,milestone:m2&value=milestone:m2&trait.plan=pro,team&due=m1:1h"),
+        format!("/v1/report?{steps}&trait.seats=3&from={}&to={}", day(s2), day(s1 + 1)),
+        format!("/v1/report?{steps}&from={}&by=week", day(s4)),
+        format!("/v1/report?{steps}&trait.plan=none"),
+        "/v1/funnel?steps=milestone:m1,milestone:m2,milestone:m3&window=2h&users=true".to_string(),
+        format!("/v1/funnel?steps=milestone:m1,milestone:m2,milestone:m3&window_ms={}&users=true", W + 1),
+        format!("/v1/ttv?{steps}&trait.plan=pro"),
+        format!("/v1/cohorts?{steps}&by=day"),
+        format!("/v1/cohorts?{steps}&by=week"),
+        "/v1/stalled?due=m1:1h".to_string(),
+    ];
+    let mut answers = Vec::new();
+    for path in &paths {
+        let (expected, got) = (read(&sqlite.url, path).await, read(&ch.url, path).await);
+        assert_eq!(got, expected, "{path}: ClickHouse differs from SQLite");
+        answers.push(serde_json::from_str::<serde_json::Value>(&got).expect("JSON"));
+    }
+    // Not vacuous: the edges fall where they should.
+    let funnel = &answers[6]["steps"];
+    assert_eq!(funnel[1]["userIds"], json!(["u1", "u3"]), "m2 at exactly the window counts, or at m1's millisecond; 1 ms past it not: {funnel}");
+    assert_eq!(funnel[2]["userIds"], json!([]), "u3's m3 came before its m2; u1's is past the window");
+    assert_eq!(answers[7]["steps"][1]["userIds"], json!(["u1", "u2", "u3"]));
+    let report = &answers[0];
+    // m1: u6, u7 (due exactly now; u8 a millisecond later is not) and 45 of the sixty; m2 and
+    // m3: u5 or u6 (u3's m3 counts, though before its m1) and all sixty.
+    assert_eq!(report["stalled"]["total"], json!(47 + 61 + 61), "{}", report["stalled"]);
+    let choices = report["traits"].to_string();
+    assert!(choices.contains("\"plan\"") && !choices.contains("team-") && !choices.contains("@x"), "{choices}");
+    assert_eq!(answers[1]["stalled"]["stalled"].as_array().map(Vec::len), Some(500), "more stalls than listed");
+}
+
+/// A database from before the report columns (migration 11): rows of `rollup_users` with the
+/// packed traits and milestones only (the columns at their defaults, as an older collector
+/// left them). `rollup verify` names every such row; applying the migration fills them, after
+/// which the report is the one computed from rows written with their columns.
+#[tokio::test]
+async fn the_report_columns_migration_fills_rows_written_before_it() {
+    const NOW: i64 = 1_800_000_000_000;
+    const H: i64 = 3_600_000;
+    let (server, store) = clickhouse().await;
+    let ch = common::serve_with_clock(store.clone(), Some(NOW)).await;
+    let events = vec![
+        identify("i1", "dev-a", "ann", NOW - 50 * H, json!({"plan": "pro", "signedUpAt": NOW - 50 * H})),
+        milestone("m1", "m1", "dev-a", Some("ann"), NOW - 49 * H),
+        identify("i2", "dev-b", "bob", NOW - 40 * H, json!({"plan": "free"})),
+        milestone("m2", "m2", "dev-b", Some("bob"), NOW - 30 * H),
+    ];
+    assert_eq!(post(&ch.url, batch(NOW, events)).await.status(), 200);
+    let path = "/v1/report?steps=milestone:m1,milestone:m2&value=milestone:m2&due=m1:1h&trait.plan=pro,free";
+    let expected = read(&ch.url, path).await;
+    server
+        .query("ALTER TABLE onramp.rollup_users UPDATE signup_known = 0, signup = 0, milestone_names = [], milestone_times = [], trait_keys = [], trait_texts = [] WHERE 1")
+        .expect("blank the columns");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let differences = store.verify_rollups(None).await.expect("verify");
+    assert_eq!(differences.iter().filter(|d| d.contains("report columns differ")).count(), 2, "{differences:?}");
+    server.query("ALTER TABLE onramp.onramp_migrations DELETE WHERE version >= 11").expect("forget migration 11");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let store = std::sync::Arc::new(onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate"));
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let migrated = common::serve_with_clock(store, Some(NOW)).await;
+    assert_eq!(read(&migrated.url, path).await, expected);
+    assert!(expected.contains("\"users\":2"), "{expected}");
+}

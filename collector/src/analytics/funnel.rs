@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use onramp::core::funnel::{self, StepEvent};
 use onramp::core::wire::EventType;
 
-use super::report::{Durations, FunnelTally};
+use super::report::{Durations, FunnelTally, Summary};
 use super::{ratio, Step, User};
 use crate::store::UserEvents;
 
@@ -65,7 +65,7 @@ pub fn funnel(steps: &[Step], users: &[User], events: &[UserEvents], window_ms: 
         .zip(gaps)
         .map(|(mut user_ids, gaps)| {
             user_ids.sort();
-            FunnelTally { users: user_ids.len() as u64, gaps: Durations::of(gaps), user_ids }
+            FunnelTally { users: user_ids.len() as u64, gaps: Summary::of(&Durations::of(gaps)), user_ids }
         })
         .collect();
     funnel_of(steps, tallies)

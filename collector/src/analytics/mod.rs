@@ -225,9 +225,9 @@ impl Quantiles {
         }
     }
 
-    /// The same figures from an exact histogram of the values.
-    pub fn of_durations(d: &report::Durations) -> Quantiles {
-        Quantiles { count: d.count() as usize, p50: d.percentile(50), p75: d.percentile(75), p90: d.percentile(90) }
+    /// The same figures from a summary of the values.
+    pub fn of_summary(s: &report::Summary) -> Quantiles {
+        Quantiles { count: s.count as usize, p50: s.percentile(50), p75: s.percentile(75), p90: s.percentile(90) }
     }
 }
 
@@ -244,15 +244,6 @@ impl Histogram {
         let mut counts = vec![0u64; edges.len() + 1];
         for v in values {
             counts[edges.partition_point(|&e| e <= v)] += 1;
-        }
-        Histogram { edges: edges.to_vec(), counts }
-    }
-
-    /// The same buckets from an exact histogram of the values.
-    pub fn of_durations(edges: &[i64], d: &report::Durations) -> Histogram {
-        let mut counts = vec![0u64; edges.len() + 1];
-        for &(v, n) in &d.0 {
-            counts[edges.partition_point(|&e| e <= v)] += n;
         }
         Histogram { edges: edges.to_vec(), counts }
     }

@@ -14,7 +14,7 @@
 use onramp::core::funnel::{self, StepEvent};
 
 use super::stalled::{Due, Stall, StallSorter};
-use super::ttv::{Period, ACTIVATION_WINDOW};
+use super::ttv::{Period, ACTIVATION_WINDOW, HISTOGRAM_EDGES};
 use super::{FirstReach, Selection, Step, User, UserFirsts};
 use crate::store::{UserEvent, UserEvents};
 
@@ -36,9 +36,11 @@ pub struct ReportQuery {
     /// At most this many stalls listed (the earliest due); all when `None`.
     pub stall_limit: Option<usize>,
     /// Milestones whose time from sign-up is wanted over every selected user
-    /// ([`Tallies::population`]: the tips'), and whose first reach the users of `interest` need
-    /// (the tips', the survey's, an experiment's completion step).
+    /// ([`Tallies::population`]: the tips'), and whose first reach the users of `interest` need.
     pub population: Vec<Step>,
+    /// Further steps whose first reach the users of `interest` need (the survey's milestone,
+    /// an experiment's completion step), not wanted over everyone.
+    pub reach: Vec<Step>,
     /// User keys, sorted, whose resolved users (when selected) and first times the answer
     /// needs one by one (those with tips, seed metrics or survey events).
     pub interest: Vec<String>,
@@ -53,7 +55,7 @@ impl ReportQuery {
     pub fn columns(&self) -> Vec<Step> {
         let mut columns: Vec<Step> = self.steps.iter().chain([&self.value]).cloned().collect();
         columns.extend(self.due.iter().map(|d| Step::milestone(&d.milestone)));
-        columns.extend(self.population.iter().cloned());
+        columns.extend(self.population.iter().chain(&self.reach).cloned());
         columns.sort();
         columns.dedup();
         columns
@@ -107,12 +109,50 @@ impl Durations {
     }
 }
 
+/// The percentiles every report shows of some durations (nearest rank): median, p75, p90.
+pub const PERCENTILES: [u32; 3] = [50, 75, 90];
+
+/// What the reports show of some durations (ms): how many, and their [`PERCENTILES`]. A store
+/// may count it inside its engine (ClickHouse does) instead of handing over every value; the
+/// default takes it from the exact histogram ([`Summary::of`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub count: u64,
+    /// Per [`PERCENTILES`] entry; `None` when there are no durations.
+    pub percentiles: [Option<i64>; PERCENTILES.len()],
+}
+
+impl Summary {
+    pub fn of(d: &Durations) -> Summary {
+        Summary { count: d.count(), percentiles: PERCENTILES.map(|p| d.percentile(p)) }
+    }
+
+    /// The `pct` percentile, one of [`PERCENTILES`] (`None` for another).
+    pub fn percentile(&self, pct: u32) -> Option<i64> {
+        self.percentiles[PERCENTILES.iter().position(|&p| p == pct)?]
+    }
+}
+
+/// How many durations fall in each bucket `[edges[i-1], edges[i])` of [`HISTOGRAM_EDGES`], open
+/// at both ends: the time-to-value histogram.
+pub type Buckets = [u64; HISTOGRAM_EDGES.len() + 1];
+
+fn buckets(d: &Durations) -> Buckets {
+    let mut counts = [0; HISTOGRAM_EDGES.len() + 1];
+    for &(v, n) in &d.0 {
+        counts[HISTOGRAM_EDGES.partition_point(|&e| e <= v)] += n;
+    }
+    counts
+}
+
 /// Time from sign-up to each step and to value, and first-day activation, of some users.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepTimes {
     pub users: u64,
-    pub steps: Vec<Durations>,
-    pub value: Durations,
+    pub steps: Vec<Summary>,
+    pub value: Summary,
+    /// The value's durations bucketed.
+    pub histogram: Buckets,
     /// Users who signed up at least [`ACTIVATION_WINDOW`] before now, and those of them who
     /// reached value within it.
     pub eligible: u64,
@@ -124,7 +164,7 @@ pub struct StepTimes {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FunnelTally {
     pub users: u64,
-    pub gaps: Durations,
+    pub gaps: Summary,
     pub user_ids: Vec<String>,
 }
 
@@ -173,16 +213,22 @@ pub struct TraitChoices {
 
 impl TraitChoices {
     pub fn add(&mut self, user: &User) {
-        for (key, value) in user.traits.iter().filter(|(k, _)| !HIDDEN_TRAITS.contains(&k.as_str())) {
-            if self.too_many.contains(key) {
-                continue;
-            }
-            let values = self.counts.entry(key.clone()).or_default();
-            *values.entry(super::trait_text(value)).or_default() += 1;
-            if values.len() > MAX_TRAIT_CHOICES {
-                self.counts.remove(key);
-                self.too_many.insert(key.clone());
-            }
+        for (key, value) in &user.traits {
+            self.add_users(key, super::trait_text(value), 1);
+        }
+    }
+
+    /// Counts `users` more users whose `key` is `text` (as [`super::trait_text`] writes it): one
+    /// user's trait, or a store's count of them.
+    pub fn add_users(&mut self, key: &str, text: String, users: usize) {
+        if HIDDEN_TRAITS.contains(&key) || self.too_many.contains(key) {
+            return;
+        }
+        let values = self.counts.entry(key.to_owned()).or_default();
+        *values.entry(text).or_default() += users;
+        if values.len() > MAX_TRAIT_CHOICES {
+            self.counts.remove(key);
+            self.too_many.insert(key.to_owned());
         }
     }
 
@@ -215,10 +261,12 @@ impl Times {
     }
 
     fn finish(self) -> StepTimes {
+        let value = Durations::of(self.value);
         StepTimes {
             users: self.users,
-            steps: self.steps.into_iter().map(Durations::of).collect(),
-            value: Durations::of(self.value),
+            steps: self.steps.into_iter().map(|d| Summary::of(&Durations::of(d))).collect(),
+            value: Summary::of(&value),
+            histogram: buckets(&value),
             eligible: self.eligible,
             activated: self.activated,
         }
@@ -413,7 +461,7 @@ impl<'q> Tally<'q> {
                 .into_iter()
                 .map(|(users, gaps, mut user_ids)| {
                     user_ids.sort();
-                    FunnelTally { users, gaps: Durations::of(gaps), user_ids }
+                    FunnelTally { users, gaps: Summary::of(&Durations::of(gaps)), user_ids }
                 })
                 .collect(),
             stalled: self.stalled,
@@ -480,6 +528,7 @@ mod tests {
             due: due.clone(),
             stall_limit: Some(5),
             population: Vec::new(),
+            reach: Vec::new(),
             interest: Vec::new(),
             trait_choices: false,
             now: 1_000_000,

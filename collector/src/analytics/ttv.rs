@@ -1,7 +1,7 @@
 //! Time-to-value: how long from sign-up to each milestone and to the value milestone, and the
 //! same by sign-up cohort.
 
-use super::report::{self, Durations, ReportQuery, StepTimes};
+use super::report::{self, ReportQuery, StepTimes, Summary};
 use super::time::{day_start, week_start, DAY, HOUR};
 use super::{ratio, FirstReach, Histogram, Quantiles, Step, User};
 
@@ -39,8 +39,8 @@ pub struct TtvReport {
     pub first_day: Activation,
 }
 
-fn milestone_times(step: &Step, times: &Durations) -> MilestoneTimes {
-    MilestoneTimes { step: step.clone(), reached: times.count() as usize, quantiles: Quantiles::of_durations(times) }
+fn milestone_times(step: &Step, times: &Summary) -> MilestoneTimes {
+    MilestoneTimes { step: step.clone(), reached: times.count as usize, quantiles: Quantiles::of_summary(times) }
 }
 
 fn activation(t: &StepTimes) -> Activation {
@@ -53,7 +53,7 @@ pub fn ttv_of(steps: &[Step], value: &Step, t: &StepTimes) -> TtvReport {
     TtvReport {
         users: t.users as usize,
         milestones: steps.iter().zip(&t.steps).map(|(s, times)| milestone_times(s, times)).collect(),
-        histogram: Histogram::of_durations(&HISTOGRAM_EDGES, &t.value),
+        histogram: Histogram { edges: HISTOGRAM_EDGES.to_vec(), counts: t.histogram.to_vec() },
         value: milestone_times(value, &t.value),
         first_day: activation(t),
     }
@@ -72,6 +72,7 @@ fn query(steps: &[Step], value: &Step, period: Period, now: i64) -> ReportQuery 
         due: Vec::new(),
         stall_limit: Some(0),
         population: Vec::new(),
+        reach: Vec::new(),
         interest: Vec::new(),
         trait_choices: false,
         now,
@@ -130,7 +131,7 @@ pub fn cohorts_of(value: &Step, cohorts: &[(i64, StepTimes)]) -> Vec<Cohort> {
         .map(|(start, t)| Cohort {
             start: *start,
             users: t.users as usize,
-            reached: t.steps.iter().map(|d| d.count() as usize).collect(),
+            reached: t.steps.iter().map(|d| d.count as usize).collect(),
             value: milestone_times(value, &t.value),
             first_day: activation(t),
         })

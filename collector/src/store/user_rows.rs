@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use onramp::core::json::Value;
 
-use super::clickhouse::rowbinary::{put_i64, put_str, Reader};
+use super::clickhouse::rowbinary::{put_i64, put_len, put_str, put_strs, Reader};
 use super::UserSeen;
 use crate::analytics::report::{ReportQuery, Tallies, Tally};
 use crate::analytics::StepKind;
@@ -96,6 +96,62 @@ impl UserRow {
             row.milestones.insert(text(name)?, ts);
         }
         Some(row)
+    }
+}
+
+/// A row's columns that ClickHouse's report computes on (its migration 11): derived from the
+/// packed traits and milestones (`rollup verify` checks they agree), written beside them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct ReportColumns {
+    /// The `signedUpAt` trait as Unix ms ([`onramp::core::time::parse_time`]), when it reads as
+    /// one at or after [`onramp::core::time::EARLIEST_SIGNUP_MS`]; a report adds the upper
+    /// bound, which depends on its `now` ([`onramp::core::time::signed_up_at`]).
+    pub signup: Option<i64>,
+    /// Per milestone, in name order, the first time reached.
+    pub milestones: Vec<(String, i64)>,
+    /// Per trait key, in key order, its latest value as a filter compares it
+    /// ([`crate::analytics::trait_text`]); a value that does not parse is left out, as the
+    /// report's pass leaves it out.
+    pub traits: Vec<(String, String)>,
+}
+
+impl ReportColumns {
+    pub(super) fn of(row: &UserRow) -> ReportColumns {
+        let parsed = |json: &str| onramp::core::json::parse(json).ok();
+        let signup = row
+            .traits
+            .get(onramp::core::vocab::prop::SIGNED_UP_AT)
+            .and_then(|(_, json)| onramp::core::time::parse_time(&parsed(json)?))
+            .filter(|ms| *ms >= onramp::core::time::EARLIEST_SIGNUP_MS);
+        ReportColumns {
+            signup,
+            milestones: row.milestones.iter().map(|(name, ts)| (name.clone(), *ts)).collect(),
+            traits: row.traits.iter().filter_map(|(key, (_, json))| Some((key.clone(), crate::analytics::trait_text(&parsed(json)?)))).collect(),
+        }
+    }
+
+    /// In the migration's column order: `signup_known`, `signup`, `milestone_names`,
+    /// `milestone_times`, `trait_keys`, `trait_texts`.
+    pub(super) fn put(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.signup.is_some()));
+        put_i64(out, self.signup.unwrap_or(0));
+        put_strs(out, self.milestones.iter().map(|(name, _)| name.as_str()));
+        put_len(out, self.milestones.len());
+        for (_, ts) in &self.milestones {
+            put_i64(out, *ts);
+        }
+        put_strs(out, self.traits.iter().map(|(key, _)| key.as_str()));
+        put_strs(out, self.traits.iter().map(|(_, text)| text.as_str()));
+    }
+
+    /// What [`ReportColumns::put`] wrote, as ClickHouse gives it back.
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<ReportColumns, crate::store::StoreError> {
+        let (known, signup) = (r.u8()? != 0, r.i64()?);
+        let strs = |r: &mut Reader<'_>| (0..r.length()?).map(|_| r.str()).collect::<Result<Vec<String>, _>>();
+        let names = strs(r)?;
+        let times = (0..r.length()?).map(|_| r.i64()).collect::<Result<Vec<i64>, _>>()?;
+        let (keys, texts) = (strs(r)?, strs(r)?);
+        Ok(ReportColumns { signup: known.then_some(signup), milestones: names.into_iter().zip(times).collect(), traits: keys.into_iter().zip(texts).collect() })
     }
 }
 

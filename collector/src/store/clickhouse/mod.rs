@@ -15,6 +15,7 @@
 //! event id makes the retry harmless if the failed insert did in fact land.
 
 mod health;
+mod report;
 // Also SQLite's per-user rollup packs its rows in this layout (`sqlite_users`).
 pub(super) mod rowbinary;
 pub mod server;
@@ -101,6 +102,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/clickhouse/0010_rollup_users.sql"),
         sharded: &[("user_devices", BY_DEVICE), ("device_links", BY_DEVICE)],
     },
+    Migration { sql: include_str!("../../../migrations/clickhouse/0011_rollup_users_columns.sql"), sharded: &[] },
 ];
 
 /// The migration (1-based) that adds the identify trait arrays: applying it writes the
@@ -288,8 +290,9 @@ impl ClickHouseStore {
         let keeps_users = target.cluster.is_none();
         tokio::spawn(write_loop(http.clone(), requests, keeps_users));
         let store = ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) };
-        if applied.contains(&users::USERS_MIGRATION) {
-            let log = |line: String| eprintln!("onramp-collector: ClickHouse migration {}: {line}", users::USERS_MIGRATION);
+        // Both fill every row: the per-user rollup's, and its report columns' (one fill for both).
+        if let Some(&migration) = applied.iter().find(|m| [users::USERS_MIGRATION, report::COLUMNS_MIGRATION].contains(m)) {
+            let log = move |line: String| eprintln!("onramp-collector: ClickHouse migration {migration}: {line}");
             store.rebuild_users(None, &mut (Box::new(log) as Progress)).await?;
         }
         Ok(store)
@@ -1402,8 +1405,8 @@ impl Store for ClickHouseStore {
         Box::pin(async move { self.runs::<UserEvents>(&sql).await })
     }
 
-    /// On a single server whose report asks only milestones: one pass over the per-user rows
-    /// (`users`). Else the two answers `users` and `firsts` read, both sorted by user key,
+    /// On a single server whose report asks only milestones: counted inside ClickHouse from the
+    /// per-user rows (`report`), or, for the stalled export, one pass over them (`users`). Else the two answers `users` and `firsts` read, both sorted by user key,
     /// merged here by user key as they arrive and tallied one user at a time (as SQLite's pass
     /// does): the collector holds one user of each, never the user list (the default held both
     /// whole).
@@ -1414,8 +1417,11 @@ impl Store for ClickHouseStore {
         let firsts_sql = (!columns.is_empty()).then(|| self.firsts_sql(project, &EventFilter::reaching(&columns)));
         let project = project.to_owned();
         Box::pin(async move {
+            if self.keeps_users() && report::answers(&query) {
+                return self.tallies_in_engine(&project, &query).await;
+            }
             if self.keeps_users() {
-                if let Some(tallies) = self.tallies_from_rows(&project, &query).await? {
+                if let Some(tallies) = self.tallies_from_rows(&project, &query, "1").await? {
                     return Ok(tallies);
                 }
             }
@@ -1861,7 +1867,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 6]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and

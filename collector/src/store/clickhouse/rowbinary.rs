@@ -28,8 +28,8 @@ pub fn put_strs<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Item = &'a 
     }
 }
 
-/// A length as an unsigned LEB128 varint.
-fn put_len(out: &mut Vec<u8>, n: usize) {
+/// A length (of a string or an array) as an unsigned LEB128 varint.
+pub fn put_len(out: &mut Vec<u8>, n: usize) {
     let mut n = n as u64;
     loop {
         let byte = (n & 0x7f) as u8;

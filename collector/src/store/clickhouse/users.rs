@@ -29,7 +29,8 @@ use std::time::Duration;
 use super::rowbinary::{put_bytes, put_i64, put_str, put_u64, Reader};
 use super::{keyed_sql, quote, quote_list, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
 use crate::analytics::report::{ReportQuery, Tallies};
-use crate::store::user_rows::{unpack_user, ReportRows, UserRow};
+use crate::store::user_rows::{unpack_user, ReportColumns, ReportRows, UserRow};
+use super::report::REPORT_COLUMNS;
 use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
 use onramp::core::wire::EventType;
 
@@ -182,9 +183,10 @@ async fn write_rows(http: &Http, project: &str, version: u64, rows: &[(String, O
         put_i64(&mut body, r.last_seen);
         put_bytes(&mut body, &r.pack_traits());
         put_bytes(&mut body, &r.pack_milestones());
+        ReportColumns::of(r).put(&mut body);
     }
-    let sql = "INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, traits, milestones) FORMAT RowBinary";
-    http.run(sql, body, Duration::from_secs(600)).await.map(drop)
+    let sql = format!("INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, traits, milestones, {REPORT_COLUMNS}) FORMAT RowBinary");
+    http.run(&sql, body, Duration::from_secs(600)).await.map(drop)
 }
 
 /// Recomputes the rows of `keys` of `project` and writes them (a `deleted` row for a key with
@@ -409,7 +411,7 @@ impl ClickHouseStore {
         let condition = project.map_or("1".to_string(), |p| format!("project = {}", quote(p)));
         let answer = self
             .select(&format!(
-                "SELECT project, user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE {condition} AND deleted = 0"
+                "SELECT project, user_key, identified, first_seen, last_seen, traits, milestones, {REPORT_COLUMNS} FROM rollup_users FINAL WHERE {condition} AND deleted = 0"
             ))
             .await?;
         let mut r = Reader::new(&answer);
@@ -418,7 +420,9 @@ impl ClickHouseStore {
         while !r.is_empty() {
             let key = (r.str()?, r.str()?);
             let (identified, first, last, traits, milestones) = (r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
+            let columns = ReportColumns::read(&mut r)?;
             match UserRow::unpack(identified, first, last, traits, milestones) {
+                Some(row) if ReportColumns::of(&row) != columns => out.push(format!("rollup_users report columns differ from the packed row: ({:?}, {:?}, {columns:?})", key.0, key.1)),
                 Some(row) => drop(stored.insert(key, row)),
                 None => out.push(format!("rollup_users damaged: ({:?}, {:?})", key.0, key.1)),
             }
@@ -455,11 +459,12 @@ impl ClickHouseStore {
         Ok(out)
     }
 
-    /// The rows of `project` as stored, newest version of each key, handed to `each` as
-    /// (user key, identified, first seen, last seen, packed traits, packed milestones).
-    async fn user_rows(&self, project: &str, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
+    /// The rows of `project` whose user key meets `keys` (SQL), as stored, newest version of
+    /// each key, handed to `each` as (user key, identified, first seen, last seen, packed
+    /// traits, packed milestones).
+    async fn user_rows(&self, project: &str, keys: &str, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
         let sql = format!(
-            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE project = {} AND deleted = 0",
+            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE project = {} AND {keys} AND deleted = 0",
             quote(project)
         );
         self.stream(&sql, |r| {
@@ -473,18 +478,19 @@ impl ClickHouseStore {
     /// [`crate::store::Store::users`] from the per-user rows.
     pub(super) async fn users_from_rows(&self, project: &str) -> Result<Vec<UserSeen>, StoreError> {
         let mut users = Vec::new();
-        self.user_rows(project, |user, identified, first, last, traits, _| users.push(unpack_user(user, identified, first, last, traits))).await?;
+        self.user_rows(project, "1", |user, identified, first, last, traits, _| users.push(unpack_user(user, identified, first, last, traits))).await?;
         Ok(users)
     }
 
-    /// [`crate::store::Store::report_tallies`] in one pass over the per-user rows, when every
-    /// column is a milestone (the rows hold those); `None` otherwise.
-    pub(super) async fn tallies_from_rows(&self, project: &str, query: &ReportQuery) -> Result<Option<Tallies>, StoreError> {
+    /// [`crate::store::Store::report_tallies`] in one pass over the per-user rows (those whose
+    /// key meets `keys`, SQL), when every column is a milestone (the rows hold those); `None`
+    /// otherwise.
+    pub(super) async fn tallies_from_rows(&self, project: &str, query: &ReportQuery, keys: &str) -> Result<Option<Tallies>, StoreError> {
         let mut pass = ReportRows::new(query);
         if !pass.rows_suffice() {
             return Ok(None);
         }
-        self.user_rows(project, |user, identified, first, last, traits, milestones| {
+        self.user_rows(project, keys, |user, identified, first, last, traits, milestones| {
             pass.start(milestones);
             pass.add(user, identified, first, last, traits);
         })
