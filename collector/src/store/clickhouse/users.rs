@@ -31,7 +31,6 @@ use super::{keyed_sql, quote, quote_list, ClickHouseStore, Http, Rows, Run, IDEN
 use crate::analytics::report::{ReportQuery, Tallies};
 use crate::store::user_rows::{unpack_user, ReportRows, UserRow};
 use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
-use onramp::core::wire::EventType;
 
 /// The migration (1-based) that adds `rollup_users`: applying it fills the table
 /// ([`ClickHouseStore::rebuild_users`]).
@@ -71,11 +70,12 @@ async fn version(http: &Http) -> Result<u64, StoreError> {
     Reader::new(&answer).u64()
 }
 
-/// Every row of the per-device rollups of `project` that a user row folds (when `keys` are
-/// given, quoted, with the quoted anonymous ids of their devices: those keys' only), with its user key `who`, sorted by it: `kind` 0 a device's
-/// first and last seen, 1 a trait's latest (value, ts, id) under `key`, 2 a milestone's first
-/// time under `key`. Each stored row's state is finalized on its own (rows of unmerged parts
-/// fold like devices).
+/// Every row of `device_rows` of `project` (when `keys` are given, quoted, with the quoted
+/// anonymous ids of their devices: those keys' only), with its user key `who`, sorted by it:
+/// `kind` 0 a device's first and last seen, 1 a trait's latest (value, ts, id) under `key`, 2 a
+/// milestone's first time under `key`. Each stored row's state is finalized on its own (rows of
+/// unmerged parts fold like devices). The links come from `device_links` (as `links`, in small
+/// granules: a few devices' links are a few granules).
 fn fold_sql(project: &str, keys: Option<(&str, &str)>) -> String {
     let project = quote(project);
     let (devices, only_keys) = match keys {
@@ -83,20 +83,13 @@ fn fold_sql(project: &str, keys: Option<(&str, &str)>) -> String {
         None => (String::new(), String::new()),
     };
     let rows = format!(
-        "SELECT anonymous_id, user_id, toUInt8(0) AS kind, finalizeAggregation(first_ts) AS first, finalizeAggregation(last_ts) AS last,
-                '' AS key, '' AS value, toInt64(0) AS ts, '' AS id
-         FROM rollup_devices WHERE project = {project}{devices}
-         UNION ALL
-         SELECT anonymous_id, user_id, toUInt8(1) AS kind, toInt64(0) AS first, toInt64(0) AS last, key,
-                tupleElement(l, 1) AS value, tupleElement(l, 2) AS ts, tupleElement(l, 3) AS id
-         FROM (SELECT anonymous_id, user_id, key, finalizeAggregation(latest) AS l FROM rollup_traits WHERE project = {project}{devices})
-         UNION ALL
-         SELECT anonymous_id, user_id, toUInt8(2) AS kind, finalizeAggregation(first_ts) AS first, toInt64(0) AS last, name AS key,
-                '' AS value, toInt64(0) AS ts, '' AS id
-         FROM rollup_events WHERE project = {project} AND type = 'milestone'{devices}"
+        "SELECT anonymous_id, user_id, toUInt8(multiIf(part = 'seen', 0, part = 'trait', 1, 2)) AS kind,
+                finalizeAggregation(first_ts) AS first, finalizeAggregation(last_ts) AS last, key, finalizeAggregation(latest) AS l
+         FROM device_rows WHERE project = {project}{devices}"
     );
-    let anonymous = format!("SELECT anonymous_id FROM rollup_devices WHERE project = {project} AND user_id = ''{devices}");
-    let keyed = keyed_sql("ANY LEFT JOIN", "IN", &project, &rows, &["kind", "first", "last", IDENTIFIED, "key", "value", "ts", "id"], Some(&anonymous));
+    let columns = ["kind", "first", "last", IDENTIFIED, "key", "tupleElement(l, 1) AS value", "tupleElement(l, 2) AS ts", "tupleElement(l, 3) AS id"];
+    let anonymous = format!("SELECT anonymous_id FROM device_rows WHERE project = {project} AND user_id = '' AND part = 'seen'{devices}");
+    let keyed = keyed_sql("ANY LEFT JOIN", "IN", "device_links", &project, &rows, &columns, Some(&anonymous));
     format!("SELECT * FROM ({keyed}){only_keys} ORDER BY who")
 }
 
@@ -216,15 +209,16 @@ pub(super) async fn refresh(http: &Http, project: &str, keys: &BTreeSet<String>)
     Ok(())
 }
 
-/// Every user key the devices (`anonymous ids`) of `project` can belong to: each anonymous id
-/// and every user id the device carried.
-pub(super) async fn keys_of_devices(http: &Http, project: &str, devices: &BTreeSet<String>) -> Result<BTreeSet<String>, StoreError> {
-    let mut keys = devices.clone();
-    let devices: Vec<&String> = devices.iter().collect();
+/// Every user key whose row the devices (`anonymous ids`) of `project` can be part of: every
+/// user id a device carried, and its own anonymous id if it sent an event without one (a
+/// device that never did is never a key of its own).
+pub(super) async fn keys_of_devices<'a>(http: &Http, project: &str, devices: impl IntoIterator<Item = &'a str>) -> Result<BTreeSet<String>, StoreError> {
+    let mut keys = BTreeSet::new();
+    let devices: Vec<&str> = devices.into_iter().collect();
     for chunk in devices.chunks(CHUNK) {
         let list = quote_list(chunk);
         let sql = format!(
-            "SELECT DISTINCT user_id FROM rollup_devices WHERE project = {} AND anonymous_id IN ({list}) AND user_id != '' FORMAT RowBinary",
+            "SELECT DISTINCT if(user_id = '', anonymous_id, user_id) FROM device_rows WHERE project = {} AND anonymous_id IN ({list}) AND part = 'seen' FORMAT RowBinary",
             quote(project)
         );
         let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
@@ -236,114 +230,17 @@ pub(super) async fn keys_of_devices(http: &Http, project: &str, devices: &BTreeS
     Ok(keys)
 }
 
-/// The links (anonymous id → user id) of `devices` of `project`, from `device_links`.
-async fn links_of(http: &Http, project: &str, devices: &BTreeSet<&str>) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut links = BTreeMap::new();
-    let devices: Vec<&&str> = devices.iter().collect();
-    for chunk in devices.chunks(CHUNK) {
-        let list = quote_list(chunk);
-        let sql = format!(
-            "SELECT anonymous_id, argMinMerge(first_user) FROM device_links WHERE project = {} AND anonymous_id IN ({list}) GROUP BY anonymous_id FORMAT RowBinary",
-            quote(project)
-        );
-        let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
-        let mut r = Reader::new(&answer);
-        while !r.is_empty() {
-            links.insert(r.str()?, r.str()?);
-        }
-    }
-    Ok(links)
-}
-
-/// Per project, the devices of some events.
-fn devices_of<'a>(events: impl Iterator<Item = &'a StoredEvent>) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+/// After `events` are inserted: recomputes every user key their devices can be part of
+/// ([`keys_of_devices`]: the keys of the new events, and both keys of a device whose link they
+/// moved), from data read after the insert ([`refresh`]).
+pub(super) async fn refresh_after_insert(http: &Http, events: &[&StoredEvent]) -> Result<(), StoreError> {
     let mut devices: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for s in events {
         devices.entry(&s.project).or_default().insert(&s.event.anonymous_id);
     }
-    devices
-}
-
-/// The links of a group's devices before it is inserted, per project.
-pub(super) type LinksBefore = BTreeMap<String, BTreeMap<String, String>>;
-
-pub(super) async fn links_before<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) -> Result<LinksBefore, StoreError> {
-    let mut before = BTreeMap::new();
-    for (project, devices) in devices_of(events) {
-        before.insert(project.to_owned(), links_of(http, project, &devices).await?);
-    }
-    Ok(before)
-}
-
-/// After `events` are inserted (`before`: their devices' links until then): folds them into
-/// their users' rows as stored (the merges are order-independent, as a recompute's), and
-/// recomputes from the per-device rollups both users of each device whose link the insert
-/// changed (a first identify, or an earlier one arriving late).
-pub(super) async fn refresh_after_insert(http: &Http, events: &[&StoredEvent], before: &LinksBefore) -> Result<(), StoreError> {
-    let none = BTreeMap::new();
-    for (project, devices) in devices_of(events.iter().copied()) {
-        let after = links_of(http, project, &devices).await?;
-        let before = before.get(project).unwrap_or(&none);
-        let mut moved = BTreeSet::new();
-        for device in devices {
-            let (old, new) = (before.get(device), after.get(device));
-            if old != new {
-                moved.insert(old.map_or(device, String::as_str).to_owned());
-                moved.insert(new.map_or(device, String::as_str).to_owned());
-            }
-        }
-        // The new events' contributions per user key, as the per-device rollups fold them.
-        let mut added: BTreeMap<String, UserRow> = BTreeMap::new();
-        for s in events.iter().filter(|s| s.project == project) {
-            let e = &s.event;
-            let (key, identified) = match (&e.user_id, after.get(&e.anonymous_id)) {
-                (Some(user), _) if !user.is_empty() => (user, true),
-                (_, Some(linked)) => (linked, true),
-                _ => (&e.anonymous_id, false),
-            };
-            if moved.contains(key) {
-                continue;
-            }
-            let row = added.entry(key.clone()).or_insert_with(|| UserRow::seen(identified, s.ts, s.ts));
-            row.merge(UserRow::seen(identified, s.ts, s.ts));
-            match e.kind {
-                EventType::Identify => {
-                    for (trait_key, value) in &e.props {
-                        row.add_trait(trait_key.clone(), (s.ts, e.id.clone()), value.to_json());
-                    }
-                }
-                EventType::Milestone => row.add_milestone(e.name.clone(), s.ts),
-                _ => {}
-            }
-        }
-        let version = version(http).await?;
-        let keys: Vec<String> = added.keys().cloned().collect();
-        let mut rows = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(CHUNK) {
-            let list = quote_list(chunk);
-            let sql = format!(
-                "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL
-                 WHERE project = {} AND user_key IN ({list}) AND deleted = 0 FORMAT RowBinary",
-                quote(project)
-            );
-            let answer = http.run(&sql, Vec::new(), Duration::from_secs(60)).await?;
-            let mut r = Reader::new(&answer);
-            while !r.is_empty() {
-                let (key, identified, first, last, traits, milestones) = (r.str()?, r.u8()? != 0, r.i64()?, r.i64()?, r.bytes()?, r.bytes()?);
-                // A damaged row is recomputed instead, as `rollup rebuild` would.
-                match (UserRow::unpack(identified, first, last, traits, milestones), added.get_mut(&key)) {
-                    (Some(stored), Some(row)) => row.merge(stored),
-                    _ => drop(moved.insert(key)),
-                }
-            }
-        }
-        for (key, row) in added {
-            if !moved.contains(&key) {
-                rows.push((key, Some(row)));
-            }
-        }
-        write_rows(http, project, version, &rows).await?;
-        refresh(http, project, &moved).await?;
+    for (project, devices) in devices {
+        let keys = keys_of_devices(http, project, devices).await?;
+        refresh(http, project, &keys).await?;
     }
     Ok(())
 }
