@@ -3,22 +3,26 @@
 //! 10 M events) instead of every device, trait and milestone row (3.9 M) joined to the
 //! identity links and sorted by user key.
 //!
-//! A row is a function of the per-device rollups and the links; the collector keeps it so,
-//! as SQLite's writer does (`sqlite_users::Changes`), around each group's insert
-//! ([`links_before`], [`refresh_after_insert`]): it reads the links of the group's devices
-//! before and after the insert (`device_links`, in small granules). A device whose link the
-//! insert changed (its first identify, or an earlier one arriving late) has both users'
-//! rows recomputed from the per-device rollups ([`refresh`]: a key's devices are those that
-//! carried its user id, `user_devices`, and its own anonymous id). Every other user key of the
-//! new events gets their contributions (seen times, identify traits, milestones) merged into
-//! its stored row, the same order-independent merges as a recompute's, so resends and
-//! out-of-order batches give the recompute's row.
+//! A row is a function of the per-device rows (`device_rows`, migration 12: each device's
+//! seen times, latest traits and milestone firsts per user id it carried) and the links
+//! (`device_links`). After each group's insert the collector recomputes, from those, every
+//! user key the group's devices can be part of ([`refresh_after_insert`], [`keys_of_devices`]:
+//! the user ids they carried and their own anonymous ids), which covers the new events' users
+//! and both users of a device whose link the insert moved (a first identify, or an earlier one
+//! arriving late). Both tables are keyed by device in 256-row granules, and a key's devices
+//! come from `user_devices` (keyed by user), so the recompute reads a few granules per device.
 //!
 //! Rows are versioned by the data they were computed from ([`version_sql`], read after the
-//! insert and before the rollups are): FINAL keeps the newest. A key left with no device gets
-//! a `deleted` row. One collector writes and recomputes serially. Several collectors on one
-//! server can each merge into the same user's row at the same moment; one row then misses the
-//! other's events until `rollup rebuild` (`rollup verify` shows it). Not yet closed.
+//! insert and before anything the row is computed from): FINAL keeps the newest. A key left
+//! with no device gets a `deleted` row. Several collectors writing to one server keep exact
+//! rows, because no row is ever merged into a stored one: the version sums every source
+//! table's newest block number, and a table numbers its parts in commit order, so an insert
+//! committed after a row's version was read gives its own writer's recompute a higher one, and
+//! one committed before is in the row. The newest row of a key therefore holds every event
+//! that reached it (a tie means no insert committed between the two reads, and both rows saw
+//! the same data). An earlier version merged new events into the stored row (read FINAL, then
+//! written back): two collectors could read the same row and each write it without the
+//! other's events.
 //!
 //! Kept on a single server only: on a cluster (no single block counter, and no single reader
 //! of the links) reports read the per-device rollups as before.
@@ -45,7 +49,7 @@ const REBUILD_BATCH: usize = 50_000;
 
 /// The tables a user row is computed from, and the table itself (its own inserts raise the
 /// version too).
-const SOURCES: [&str; 7] = ["rollup_devices", "rollup_traits", "rollup_events", "links", "user_devices", "device_links", "rollup_users"];
+const SOURCES: [&str; 4] = ["device_rows", "user_devices", "device_links", "rollup_users"];
 
 /// The version of rows computed now: per table of `tables`, the newest block number of its
 /// parts and mutations (a MergeTree numbers inserts and mutations from one counter; merges
