@@ -9,7 +9,9 @@
 --
 -- With a recompute at every insert, several collectors writing to one server keep exact rows
 -- (users.rs): each row is computed from data read after its version, never merged into a
--- stored row another collector may be rewriting at the same moment.
+-- stored row another collector may be rewriting at the same moment. Versions now come from
+-- `rollup_clock` (below); the collector rewrites every `rollup_users` row after this migration
+-- (the same fold as `rollup rebuild`), so no row keeps a version of the former scale.
 CREATE TABLE IF NOT EXISTS {db}.{device_rows} (
     project      String,
     anonymous_id String,
@@ -31,6 +33,15 @@ ARRAY JOIN
     arrayConcat([''], if(type = 'identify', trait_keys, emptyArrayString()), if(type = 'milestone', [name], emptyArrayString())) AS key,
     arrayConcat([''], if(type = 'identify', trait_values, emptyArrayString()), if(type = 'milestone', [''], emptyArrayString())) AS value
 GROUP BY project, anonymous_id, user_id, part, key;
+
+-- The clock of `rollup_users` versions: before computing rows, a collector inserts a tick and
+-- takes the newest block number of this table as their version. A MergeTree numbers a table's
+-- parts in the order they are committed, so any insert that finished before a tick has a
+-- smaller number than it (users.rs). Every tick has the same key: merges keep one row.
+CREATE TABLE IF NOT EXISTS {db}.rollup_clock (
+    tick UInt8
+) ENGINE = ReplacingMergeTree
+ORDER BY tick;
 
 INSERT INTO {db}.{device_rows}
 SELECT project, anonymous_id, user_id, part, key, minState(ts), maxState(ts), argMaxState((value, ts, id), (ts, id))

@@ -103,10 +103,19 @@ const MIGRATIONS: &[Migration] = &[
     },
     // Numbered 0012 (its file): the report path's migration 0011 goes before it when both land.
     Migration {
-        sql: include_str!("../../../migrations/clickhouse/0012_device_rows.sql"),
+        sql: DEVICE_ROWS_SQL,
         sharded: &[("device_rows", BY_DEVICE)],
     },
 ];
+
+/// The migration that adds `device_rows` and the version clock: applying it rewrites every
+/// `rollup_users` row (versions of the former scale would outrank the clock's).
+const DEVICE_ROWS_SQL: &str = include_str!("../../../migrations/clickhouse/0012_device_rows.sql");
+
+/// The (1-based) number of the migration whose statements are `sql`.
+fn migration_number(sql: &str) -> usize {
+    MIGRATIONS.iter().position(|m| m.sql == sql).map_or(0, |i| i + 1)
+}
 
 /// The migration (1-based) that adds the identify trait arrays: applying it writes the
 /// identifies already stored again with their arrays ([`backfill_traits`]).
@@ -293,8 +302,8 @@ impl ClickHouseStore {
         let keeps_users = target.cluster.is_none();
         tokio::spawn(write_loop(http.clone(), requests, keeps_users));
         let store = ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) };
-        if applied.contains(&users::USERS_MIGRATION) {
-            let log = |line: String| eprintln!("onramp-collector: ClickHouse migration {}: {line}", users::USERS_MIGRATION);
+        if let Some(number) = [users::USERS_MIGRATION, migration_number(DEVICE_ROWS_SQL)].into_iter().find(|n| applied.contains(n)) {
+            let log = move |line: String| eprintln!("onramp-collector: ClickHouse migration {number}: {line}");
             store.rebuild_users(None, &mut (Box::new(log) as Progress)).await?;
         }
         Ok(store)
@@ -1881,7 +1890,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 3]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 4]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and

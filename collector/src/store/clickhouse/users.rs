@@ -12,17 +12,16 @@
 //! arriving late). Both tables are keyed by device in 256-row granules, and a key's devices
 //! come from `user_devices` (keyed by user), so the recompute reads a few granules per device.
 //!
-//! Rows are versioned by the data they were computed from ([`version_sql`], read after the
-//! insert and before anything the row is computed from): FINAL keeps the newest. A key left
-//! with no device gets a `deleted` row. Several collectors writing to one server keep exact
-//! rows, because no row is ever merged into a stored one: the version sums every source
-//! table's newest block number, and a table numbers its parts in commit order, so an insert
-//! committed after a row's version was read gives its own writer's recompute a higher one, and
-//! one committed before is in the row. The newest row of a key therefore holds every event
-//! that reached it (a tie means no insert committed between the two reads, and both rows saw
-//! the same data). An earlier version merged new events into the stored row (read FINAL, then
-//! written back): two collectors could read the same row and each write it without the
-//! other's events.
+//! Rows are versioned by when they were computed ([`version`]: a tick of `rollup_clock`, taken
+//! after the insert and before anything the row is computed from): FINAL keeps the newest. A
+//! key left with no device gets a `deleted` row. Several collectors writing to one server keep
+//! exact rows, because no row is ever merged into a stored one: a table numbers its parts in
+//! commit order, so an insert that finished before a row's tick is in the row, and one that
+//! finished after it is followed by its own writer's tick and recompute, of a higher version.
+//! The newest row of a key therefore holds every event that reached it (two rows of one
+//! version saw the same ticks, so the same finished inserts). An earlier version merged new
+//! events into the stored row (read FINAL, then written back): two collectors could read the
+//! same row and each write it without the other's events.
 //!
 //! Kept on a single server only: on a cluster (no single block counter, and no single reader
 //! of the links) reports read the per-device rollups as before.
@@ -47,13 +46,9 @@ const CHUNK: usize = 2000;
 /// Users written per INSERT while rebuilding.
 const REBUILD_BATCH: usize = 50_000;
 
-/// The tables a user row is computed from, and the table itself (its own inserts raise the
-/// version too).
-const SOURCES: [&str; 4] = ["device_rows", "user_devices", "device_links", "rollup_users"];
-
-/// The version of rows computed now: per table of `tables`, the newest block number of its
-/// parts and mutations (a MergeTree numbers inserts and mutations from one counter; merges
-/// keep it), summed. Any insert or deletion a later read can see raises it.
+/// The data version of `tables` (the report cache's key): per table, the newest block number
+/// of its parts and mutations (a MergeTree numbers inserts and mutations from one counter;
+/// merges keep it), summed. Any insert or deletion a later read can see raises it.
 pub(super) fn version_sql(tables: &[String]) -> String {
     let tables = quote_list(tables);
     format!(
@@ -68,10 +63,16 @@ pub(super) fn version_sql(tables: &[String]) -> String {
     )
 }
 
+/// The version of rows computed from data read after this returns: a tick of `rollup_clock`
+/// (migration 12), then the clock's newest block number. A table numbers its parts in commit
+/// order, so whatever finished before this call is older than its tick, and a row of this
+/// version holds it; an insert that finishes later is followed by its writer's tick, whose
+/// number is higher than this version, and that writer's recompute replaces the row.
 async fn version(http: &Http) -> Result<u64, StoreError> {
-    let tables: Vec<String> = SOURCES.iter().map(|t| t.to_string()).collect();
-    let answer = http.run(&format!("{}\nFORMAT RowBinary", version_sql(&tables)), Vec::new(), Duration::from_secs(60)).await?;
-    Reader::new(&answer).u64()
+    http.run("INSERT INTO rollup_clock VALUES (0)", Vec::new(), Duration::from_secs(60)).await?;
+    let sql = "SELECT toUInt64(max(max_block_number)) FROM system.parts
+               WHERE database = currentDatabase() AND table = 'rollup_clock' AND active FORMAT RowBinary";
+    Reader::new(&http.run(sql, Vec::new(), Duration::from_secs(60)).await?).u64()
 }
 
 /// Every row of `device_rows` of `project` (when `keys` are given, quoted, with the quoted
