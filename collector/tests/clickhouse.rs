@@ -611,3 +611,47 @@ async fn collectors_writing_at_once_keep_the_per_user_rollup_exact() {
     // Not vacuous: dev-v's anonymous events went with the late identify to ann.
     assert_eq!(expected.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(), users, "dev-v is linked, not a visitor of its own");
 }
+
+/// A database from before `device_rows` and the version clock (migration 12), as an older
+/// collector left it: events stored with no view to fill `device_rows`, and `rollup_users` rows
+/// versioned by the former scale (sums of block numbers, far above the clock's), one of them
+/// missing an event. Applying the migration fills `device_rows` from the events and rewrites
+/// every row, so the stale row is gone and rows written after it (clock versions) win.
+#[tokio::test]
+async fn the_device_rows_migration_fills_them_and_rewrites_older_rows() {
+    let (server, _store) = clickhouse().await;
+    for statement in ["DROP TABLE onramp.device_rows_mv", "DROP TABLE onramp.device_rows", "DROP TABLE onramp.rollup_clock"] {
+        server.query(statement).expect("back to migration 10");
+    }
+    server.query("ALTER TABLE onramp.onramp_migrations DELETE WHERE version > 10").expect("forget migration 12");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let old = "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values) VALUES";
+    server
+        .query(&format!(
+            "{old} ('demo', 'anon-a', 'i1', 'identify', 'identify', 'alice', 5, 5, 9, 9, '{{\"plan\":\"pro\"}}', 100, ['plan'], ['\"pro\"']),
+                   ('demo', 'anon-a', 'm1', 'milestone', 'm1', '', 6, 6, 9, 9, '{{}}', 100, [], []),
+                   ('demo', 'anon-b', 'm2', 'milestone', 'm2', 'bob', 7, 7, 9, 9, '{{}}', 100, [], [])"
+        ))
+        .expect("insert as an old collector");
+    // alice's row as a collector racing another could leave it: without her milestone.
+    // Packed as `UserRow::pack_traits` does: plan = "pro" from i1 at 5.
+    let packed = "unhex('04706c616e0500000000000000026931052270726f22')";
+    server
+        .query(&format!(
+            "INSERT INTO onramp.rollup_users SELECT 'demo', 'alice', toUInt64(1000000000000), 0, 1, 5, 6, {packed}, ''"
+        ))
+        .expect("a stale row");
+    let store = std::sync::Arc::new(onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate"));
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let rows = server.query("SELECT user_key, max(version) < 1000000000000 FROM onramp.rollup_users FINAL GROUP BY user_key ORDER BY user_key").expect("rows");
+    assert_eq!(rows, "alice\t1\nbob\t1\n", "every row rewritten at the clock's scale");
+    // New events after the upgrade are folded in (no row of the former scale outranks them).
+    let c = common::serve_with_clock(store.clone(), Some(1_000_000)).await;
+    let late = json!({"id": "m3", "type": "milestone", "name": "m3", "anonymousId": "anon-a", "ts": 1_000_000});
+    assert_eq!(post(&c.url, batch(1_000_000, vec![late])).await.status(), 200);
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let users = store.users("demo").await.expect("users");
+    assert_eq!(users.iter().find(|u| u.user == "alice").map(|u| u.last_seen), Some(1_000_000));
+}
