@@ -93,7 +93,13 @@ fn fold_sql(project: &str, keys: Option<(&str, &str)>) -> String {
          FROM device_rows WHERE project = {project}{devices}"
     );
     let columns = ["kind", "first", "last", IDENTIFIED, "key", "tupleElement(l, 1) AS value", "tupleElement(l, 2) AS ts", "tupleElement(l, 3) AS id"];
-    let anonymous = format!("SELECT anonymous_id FROM device_rows WHERE project = {project} AND user_id = '' AND part = 'seen'{devices}");
+    // Only the links of devices with anonymous rows are joined: for some keys' devices, the
+    // devices themselves (a subquery selecting those with anonymous rows made the index go
+    // unused: 0.2 s instead of 0.02 s a batch at 10 M events).
+    let anonymous = match keys {
+        Some((_, devices)) => devices.to_owned(),
+        None => format!("SELECT anonymous_id FROM device_rows WHERE project = {project} AND user_id = '' AND part = 'seen'"),
+    };
     let keyed = keyed_sql("ANY LEFT JOIN", "IN", "device_links", &project, &rows, &columns, Some(&anonymous));
     format!("SELECT * FROM ({keyed}){only_keys} ORDER BY who")
 }
