@@ -665,3 +665,140 @@ async fn the_report_columns_migration_fills_rows_written_before_it() {
     assert_eq!(read(&migrated.url, path).await, expected);
     assert!(expected.contains("\"users\":2"), "{expected}");
 }
+
+/// Several collectors writing to one server (four stores, each with its own writer, as four
+/// collector processes have): rounds of batches for the same users posted to all at once, one
+/// of them a late earlier identify that moves a device (and its anonymous milestone) to another
+/// user while the other collectors are adding that device's and both users' events. Afterwards
+/// `rollup verify` finds nothing and the reports equal SQLite's (given every batch in turn),
+/// byte for byte: no collector's row can hide another's events.
+#[tokio::test]
+async fn collectors_writing_at_once_keep_the_per_user_rollup_exact() {
+    use onramp_collector::store::clickhouse::ClickHouseStore;
+    use onramp_collector::store::sqlite::SqliteStore;
+    use std::sync::Arc;
+    const NOW: i64 = 1_800_000_000_000;
+    const H: i64 = 3_600_000;
+    const ROUNDS: i64 = 16;
+    const COLLECTORS: usize = 4;
+    let t = |hours: i64, ms: i64| NOW - 80 * H + hours * H + ms;
+    let users: Vec<String> = ["ann", "bob", "cat", "dan", "eve", "fay"].map(str::to_owned).into();
+    // Per round, one batch per collector: each user's milestone, page view and identify (the
+    // trait's latest value decided by time, not by which collector wrote last), one device per
+    // user per collector; the shared visitor dev-v on both.
+    let round = |r: i64, side: i64| {
+        let mut events = Vec::new();
+        for (u, user) in users.iter().enumerate() {
+            let u = u as i64;
+            let dev = format!("dev-{user}-{side}");
+            let user = user.as_str();
+            let id = |what: &str| format!("{what}-{user}-{r}-{side}");
+            let ts = t(r, 1000 * u + side);
+            // A milestone of its own per round and collector: an event one writer's row hid from
+            // another's is never made up for by a later round.
+            let name = format!("m{}", r * COLLECTORS as i64 + side);
+            events.push(milestone(&id("m"), &name, &dev, Some(user), ts));
+            events.push(event(&id("p"), "page_viewed", &dev, None, ts + 1));
+            events.push(identify(&id("i"), &dev, user, ts + 2, json!({"plan": format!("p{r}-{side}"), "signedUpAt": t(0, u)})));
+        }
+        events.push(milestone(&format!("v-{r}-{side}"), &format!("v{}", r * COLLECTORS as i64 + side), "dev-v", None, t(r + 1, side)));
+        match (r, side) {
+            // dev-v is bob's, then (late, earlier in time, while the other side writes) ann's.
+            (2, 0) => events.push(identify("v-bob", "dev-v", "bob", t(20, 0), json!({"plan": "vb"}))),
+            (7, 1) => events.push(identify("v-ann", "dev-v", "ann", t(1, 0), json!({"plan": "va"}))),
+            _ => {}
+        }
+        batch(NOW, events)
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite_store = Arc::new(SqliteStore::open(dir.path().join("c.db")).expect("sqlite"));
+    let sqlite = common::serve_with_clock(sqlite_store.clone(), Some(NOW)).await;
+    let (server, store) = clickhouse().await;
+    let mut stores = vec![store.clone()];
+    for _ in 1..COLLECTORS {
+        stores.push(Arc::new(ClickHouseStore::open(&server.store_url("onramp")).await.expect("another collector's store")));
+    }
+    let mut collectors = Vec::new();
+    for s in &stores {
+        collectors.push(common::serve_with_clock(s.clone(), Some(NOW)).await);
+    }
+    for r in 0..ROUNDS {
+        let bodies: Vec<String> = (0..COLLECTORS as i64).map(|side| round(r, side)).collect();
+        let posts = collectors.iter().zip(&bodies).map(|(c, body)| post(&c.url, body.clone()));
+        for response in futures_util::future::join_all(posts).await {
+            assert_eq!(response.status(), 200, "round {r}");
+        }
+        for body in bodies {
+            assert_eq!(post(&sqlite.url, body).await.status(), 200);
+        }
+    }
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new(), "the per-user rows equal a recompute");
+    assert_eq!(sqlite_store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let paths = [
+        "/v1/report?steps=milestone:m1,milestone:v2,milestone:m30&value=milestone:m30&due=m1:1h,v2:24h",
+        "/v1/report?steps=milestone:m5,milestone:v40,milestone:m63&value=milestone:m63&trait.plan=p15-0,p15-3,va&by=week",
+        "/v1/funnel?steps=milestone:v1,milestone:v9,milestone:v30&users=true",
+    ];
+    for path in paths {
+        let expected = read(&sqlite.url, path).await;
+        for c in &collectors {
+            assert_eq!(read(&c.url, path).await, expected, "{path}: ClickHouse differs from SQLite");
+        }
+    }
+    // Every user's seen times and latest traits too (what the rows hold beside milestones).
+    let sorted = |mut users: Vec<onramp_collector::store::UserSeen>| {
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    };
+    let expected = sorted(sqlite_store.users("demo").await.expect("users"));
+    for s in &stores {
+        assert_eq!(sorted(s.users("demo").await.expect("users")), expected);
+    }
+    // Not vacuous: dev-v's anonymous events went with the late identify to ann.
+    assert_eq!(expected.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(), users, "dev-v is linked, not a visitor of its own");
+}
+
+/// A database from before `device_rows` and the version clock (migration 12), as an older
+/// collector left it: events stored with no view to fill `device_rows`, and `rollup_users` rows
+/// versioned by the former scale (sums of block numbers, far above the clock's), one of them
+/// missing an event. Applying the migration fills `device_rows` from the events and rewrites
+/// every row, so the stale row is gone and rows written after it (clock versions) win.
+#[tokio::test]
+async fn the_device_rows_migration_fills_them_and_rewrites_older_rows() {
+    let (server, _store) = clickhouse().await;
+    for statement in ["DROP TABLE onramp.device_rows_mv", "DROP TABLE onramp.device_rows", "DROP TABLE onramp.rollup_clock"] {
+        server.query(statement).expect("back to migration 10");
+    }
+    server.query("ALTER TABLE onramp.onramp_migrations DELETE WHERE version > 10").expect("forget migration 12");
+    while server.query("SELECT count() FROM system.mutations WHERE is_done = 0").expect("mutations").trim() != "0" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let old = "INSERT INTO onramp.events (project, anonymous_id, id, type, name, user_id, ts, client_ts, sent_at, received_at, props, first_seen, trait_keys, trait_values) VALUES";
+    server
+        .query(&format!(
+            "{old} ('demo', 'anon-a', 'i1', 'identify', 'identify', 'alice', 5, 5, 9, 9, '{{\"plan\":\"pro\"}}', 100, ['plan'], ['\"pro\"']),
+                   ('demo', 'anon-a', 'm1', 'milestone', 'm1', '', 6, 6, 9, 9, '{{}}', 100, [], []),
+                   ('demo', 'anon-b', 'm2', 'milestone', 'm2', 'bob', 7, 7, 9, 9, '{{}}', 100, [], [])"
+        ))
+        .expect("insert as an old collector");
+    // alice's row as a collector racing another could leave it: without her milestone.
+    // Packed as `UserRow::pack_traits` does: plan = "pro" from i1 at 5.
+    let packed = "unhex('04706c616e0500000000000000026931052270726f22')";
+    server
+        .query(&format!(
+            "INSERT INTO onramp.rollup_users SELECT 'demo', 'alice', toUInt64(1000000000000), 0, 1, 5, 6, {packed}, ''"
+        ))
+        .expect("a stale row");
+    let store = std::sync::Arc::new(onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate"));
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let rows = server.query("SELECT user_key, max(version) < 1000000000000 FROM onramp.rollup_users FINAL GROUP BY user_key ORDER BY user_key").expect("rows");
+    assert_eq!(rows, "alice\t1\nbob\t1\n", "every row rewritten at the clock's scale");
+    // New events after the upgrade are folded in (no row of the former scale outranks them).
+    let c = common::serve_with_clock(store.clone(), Some(1_000_000)).await;
+    let late = json!({"id": "m3", "type": "milestone", "name": "m3", "anonymousId": "anon-a", "ts": 1_000_000});
+    assert_eq!(post(&c.url, batch(1_000_000, vec![late])).await.status(), 200);
+    assert_eq!(store.verify_rollups(None).await.expect("verify"), Vec::<String>::new());
+    let users = store.users("demo").await.expect("users");
+    assert_eq!(users.iter().find(|u| u.user == "alice").map(|u| u.last_seen), Some(1_000_000));
+}

@@ -1008,7 +1008,11 @@ const NOTES: &str = r#"
   the collector's CPU (`/proc/PID/task/*/schedstat`) and peak RSS (`VmHWM`, reset through
   `clear_refs` before each), ClickHouse's CPU (`UserTimeMicroseconds` +
   `SystemTimeMicroseconds` of the queries that started during it, from `system.query_log`;
-  each route starts in a second of its own), and the load average as it started.
+  each route starts in a second of its own), and the load average as it started. Last, ingest
+  with the per-user rollup kept: 20 batches of 50 events for generated users (a third
+  anonymous, one identify and one milestone each) posted one after another to that collector,
+  then 20 rounds of one batch each to it and a second collector on the same server at once;
+  wall per batch (curl, the writer's 150 ms group window included).
 "#;
 
 #[cfg(test)]

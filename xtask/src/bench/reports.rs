@@ -348,6 +348,94 @@ fn generated_rows(table: &mut Table, url: &str, http: &str, events: u64, label: 
     }
     let peak = measured.iter().filter_map(|a| a.rss).fold(0.0, f64::max);
     table.row(&format!("ClickHouse collector peak RSS over the routes, {label} events"), &format!("{:.0} MB", peak / 1e6), "", "≤ 200 MB at 10 M", None);
+    ingest_rows(table, url, &collector, events, label)
+}
+
+/// Batches per collector in [`ingest_rows`].
+const INGEST_BATCHES: usize = 20;
+
+/// Ingest into the generated store with the per-user rollup kept (each group's writer
+/// recomputes every user its devices can be part of): batches of 50 events for existing users
+/// (`anon-U`/`user-U` as `bench_sqlite clickhouse-generate` makes them, 20 events a user), a
+/// third of them anonymous on a user's device, one identify and one milestone each, posted one
+/// after another to one collector, then at once to it and a second collector on the same
+/// server. A batch's wall time includes the writer's 150 ms group window.
+fn ingest_rows(table: &mut Table, url: &str, first: &Collector, events: u64, label: &str) -> super::Result {
+    let second = Collector::start_with(&["--store".as_ref(), url.as_ref(), "--no-warm".as_ref()])?;
+    let users = events.div_ceil(20).max(1);
+    let run = epoch_seconds();
+    let body = |collector: usize, n: usize| {
+        let now = epoch_seconds() as i64 * 1000;
+        let events: Vec<String> = (0..50u64)
+            .map(|i| {
+                let u = (run.wrapping_mul(7919) + (collector * 1000 + n) as u64 * 50 + i).wrapping_mul(2_654_435_761) % users + 1;
+                let id = format!("ingest-{run}-{collector}-{n}-{i}");
+                let user = if i % 3 == 0 { String::new() } else { format!(r#","userId":"user-{u}""#) };
+                let (kind, name, props) = match i {
+                    0 => ("identify", "identify", r#"{"plan":"pro"}"#),
+                    1 => ("milestone", "first_invoice", "{}"),
+                    _ => ("track", "page_viewed", "{}"),
+                };
+                format!(r#"{{"id":"{id}","type":"{kind}","name":"{name}","anonymousId":"anon-{u}"{user},"ts":{},"props":{props}}}"#, now - 1000 + i as i64)
+            })
+            .collect();
+        format!(r#"{{"writeKey":"wk_demo","sentAt":{now},"events":[{}]}}"#, events.join(","))
+    };
+    let post = |collector: &Collector, body: String| -> Option<f64> {
+        let started = Instant::now();
+        let code = output(Command::new("curl").args([
+            "-s",
+            "-m",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "content-type: text/plain",
+            "-H",
+            "origin: http://localhost:3000",
+            "--data-binary",
+            &body,
+            &format!("{}/v1/batch", collector.url),
+        ]));
+        (code.as_deref() == Some("200")).then(|| started.elapsed().as_secs_f64())
+    };
+    let summary = |times: Vec<Option<f64>>| {
+        let sent = times.len();
+        let ok: Vec<f64> = times.into_iter().flatten().collect();
+        if ok.len() < sent {
+            return format!("{} of {sent} batches failed", sent - ok.len());
+        }
+        let max = ok.iter().copied().fold(0.0, f64::max);
+        format!("{:.0} ms median, {:.0} ms max", median(ok) * 1000.0, max * 1000.0)
+    };
+    let load = super::load_average();
+    let alone: Vec<Option<f64>> = (0..INGEST_BATCHES).map(|n| post(first, body(0, n))).collect();
+    table.row(
+        &format!("ClickHouse ingest, one collector, {label} events: wall per 50-event batch"),
+        &summary(alone),
+        &format!("{INGEST_BATCHES} batches one after another (150 ms group window included), each writer recomputing its users' rows; load {load}"),
+        "",
+        None,
+    );
+    let load = super::load_average();
+    let both: Vec<Option<f64>> = (0..INGEST_BATCHES)
+        .flat_map(|n| {
+            std::thread::scope(|scope| {
+                let a = scope.spawn(|| post(first, body(1, n)));
+                let b = scope.spawn(|| post(&second, body(2, n)));
+                [a.join().ok().flatten(), b.join().ok().flatten()]
+            })
+        })
+        .collect();
+    table.row(
+        &format!("ClickHouse ingest, two collectors at once, {label} events: wall per 50-event batch"),
+        &summary(both),
+        &format!("{INGEST_BATCHES} rounds of one batch to each collector at the same moment, one server; load {load}"),
+        "",
+        None,
+    );
     Ok(())
 }
 

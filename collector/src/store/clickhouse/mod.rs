@@ -103,7 +103,15 @@ const MIGRATIONS: &[Migration] = &[
         sharded: &[("user_devices", BY_DEVICE), ("device_links", BY_DEVICE)],
     },
     Migration { sql: include_str!("../../../migrations/clickhouse/0011_rollup_users_columns.sql"), sharded: &[] },
+    Migration {
+        sql: include_str!("../../../migrations/clickhouse/0012_device_rows.sql"),
+        sharded: &[("device_rows", BY_DEVICE)],
+    },
 ];
+
+/// The migration (1-based) that adds `device_rows` and the version clock: applying it rewrites
+/// every `rollup_users` row (versions of the former scale would outrank the clock's).
+const DEVICE_ROWS_MIGRATION: usize = 12;
 
 /// The migration (1-based) that adds the identify trait arrays: applying it writes the
 /// identifies already stored again with their arrays ([`backfill_traits`]).
@@ -246,12 +254,12 @@ pub fn quote(s: &str) -> String {
 
 /// [`ClickHouseStore::with_user_key`] with its join (`ANY LEFT JOIN` or the `GLOBAL` one) and
 /// `IN` spelled out.
-fn keyed_sql(join: &str, in_set: &str, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
+fn keyed_sql(join: &str, in_set: &str, links: &str, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
     let only = anonymous.map_or(String::new(), |devices| format!(" AND anonymous_id {in_set} ({devices})"));
     format!(
         "SELECT if(user_id != '', user_id, if(linked_user != '', linked_user, anonymous_id)) AS who, {columns}
          FROM ({source})
-         {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM links WHERE project = {project}{only}
+         {join} (SELECT anonymous_id, argMinMerge(first_user) AS linked_user FROM {links} WHERE project = {project}{only}
                  GROUP BY anonymous_id)
          USING anonymous_id",
         columns = columns.join(", "),
@@ -290,8 +298,10 @@ impl ClickHouseStore {
         let keeps_users = target.cluster.is_none();
         tokio::spawn(write_loop(http.clone(), requests, keeps_users));
         let store = ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) };
-        // Both fill every row: the per-user rollup's, and its report columns' (one fill for both).
-        if let Some(&migration) = applied.iter().find(|m| [users::USERS_MIGRATION, report::COLUMNS_MIGRATION].contains(m)) {
+        // Each fills every row: the per-user rollup's, its report columns', and its versions
+        // on the clock's scale (one fill for all).
+        let fills = [users::USERS_MIGRATION, report::COLUMNS_MIGRATION, DEVICE_ROWS_MIGRATION];
+        if let Some(&migration) = applied.iter().find(|m| fills.contains(m)) {
             let log = move |line: String| eprintln!("onramp-collector: ClickHouse migration {migration}: {line}");
             store.rebuild_users(None, &mut (Box::new(log) as Progress)).await?;
         }
@@ -421,7 +431,7 @@ impl ClickHouseStore {
     /// (a superset will do): only their links are read and joined. Most rollup rows carry a user
     /// id, so this keeps the join's table to a few rows instead of every link of the project.
     fn with_user_key(&self, project: &str, source: &str, columns: &[&str], anonymous: Option<&str>) -> String {
-        keyed_sql(self.join(), self.in_set(), project, source, columns, anonymous)
+        keyed_sql(self.join(), self.in_set(), "links", project, source, columns, anonymous)
     }
 
     /// Runs a SELECT and hands each row of its RowBinary answer to `row` while the answer
@@ -839,10 +849,9 @@ async fn write_loop(http: Http, mut requests: mpsc::Receiver<WriteRequest>, keep
         }
         let events: Vec<&StoredEvent> = group.iter().flat_map(|(events, _)| events).collect();
         let result = async {
-            let before = if keeps_users { users::links_before(&http, events.iter().copied()).await? } else { Default::default() };
             insert(&http, events.iter().copied()).await?;
             if keeps_users {
-                users::refresh_after_insert(&http, &events, &before).await?;
+                users::refresh_after_insert(&http, &events).await?;
             }
             Ok::<(), StoreError>(())
         }
@@ -910,7 +919,7 @@ struct Rollup {
     recomputed: [&'static str; 3],
 }
 
-const ROLLUPS: [Rollup; 8] = [
+const ROLLUPS: [Rollup; 9] = [
     Rollup {
         table: "rollup_devices",
         columns: "project, anonymous_id, user_id",
@@ -991,7 +1000,23 @@ const ROLLUPS: [Rollup; 8] = [
         stored: ["toString(argMinMerge(first))", "toString(argMaxMerge(latest))", "''"],
         recomputed: ["toString(argMin((value, ts, id), (ts, id)))", "toString(argMax((value, ts, id), (ts, id)))", "''"],
     },
+    Rollup {
+        table: "device_rows",
+        columns: "project, anonymous_id, user_id, part, key",
+        states: "minState(ts), maxState(ts), argMaxState((value, ts, id), (ts, id))",
+        source: "1",
+        array_join: DEVICE_ROWS_PARTS,
+        stored: ["toString(minMerge(first_ts))", "toString(maxMerge(last_ts))", "toString(argMaxMerge(latest))"],
+        recomputed: ["toString(min(ts))", "toString(max(ts))", "toString(argMax((value, ts, id), (ts, id)))"],
+    },
 ];
+
+/// The user rows' per-device rollup (migration 12): each event's `seen` row, and a row per
+/// trait of an identify and for a milestone's name.
+const DEVICE_ROWS_PARTS: &str = "ARRAY JOIN
+    arrayConcat(['seen'], if(type = 'identify', arrayMap(k -> 'trait', trait_keys), emptyArrayString()), if(type = 'milestone', ['milestone'], emptyArrayString())) AS part,
+    arrayConcat([''], if(type = 'identify', trait_keys, emptyArrayString()), if(type = 'milestone', [name], emptyArrayString())) AS key,
+    arrayConcat([''], if(type = 'identify', trait_values, emptyArrayString()), if(type = 'milestone', [''], emptyArrayString())) AS value";
 
 /// The tip rollup's state (migration 9): (no milestone?, milestone, ts, id) of the earliest
 /// event by (no milestone?, ts, id).
@@ -1216,8 +1241,8 @@ impl Store for ClickHouseStore {
             // events stay) and anonymous ids; the user's own rows are deleted below.
             let mut devices: std::collections::BTreeSet<String> = self.linked_ids(&project, Some(&user)).await?.into_iter().collect();
             devices.insert(user.clone());
-            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &project, &devices).await? } else { Default::default() };
-            for table in ["events", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics"] {
+            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &project, devices.iter().map(String::as_str)).await? } else { Default::default() };
+            for table in ["events", "rollup_devices", "rollup_events", "rollup_traits", "rollup_tips", "rollup_metrics", "device_rows"] {
                 self.delete_where(table, &condition).await?;
             }
             self.delete_where("user_devices", &format!("project = {} AND user_id = {}", quote(&project), quote(&user))).await?;
@@ -1254,7 +1279,7 @@ impl Store for ClickHouseStore {
                 devices.insert(r.str()?);
             }
             // Read before the deletion: the user ids those devices carried.
-            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &name, &devices).await? } else { Default::default() };
+            let keys = if self.keeps_users() { users::keys_of_devices(&self.http, &name, devices.iter().map(String::as_str)).await? } else { Default::default() };
             self.delete_where("events", &format!("project = {project} AND ts < {before}")).await?;
             let devices: Vec<String> = devices.iter().map(|d| quote(d)).collect();
             for chunk in devices.chunks(1000) {
@@ -1867,7 +1892,7 @@ mod tests {
     #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 6]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 6, 4]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and
@@ -1879,7 +1904,8 @@ mod tests {
                     || statement.contains("INSERT INTO {db}.{rollup_")
                     || statement.contains("INSERT INTO {db}.{links}")
                     || statement.contains("INSERT INTO {db}.{user_devices}")
-                    || statement.contains("INSERT INTO {db}.{device_links}");
+                    || statement.contains("INSERT INTO {db}.{device_links}")
+                    || statement.contains("INSERT INTO {db}.{device_rows}");
                 assert!(idempotent && !statement.ends_with(';'), "{statement}");
             }
             for (table, _) in m.sharded {
