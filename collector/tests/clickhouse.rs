@@ -787,7 +787,8 @@ async fn the_device_rows_migration_fills_them_and_rewrites_older_rows() {
     let packed = "unhex('04706c616e0500000000000000026931052270726f22')";
     server
         .query(&format!(
-            "INSERT INTO onramp.rollup_users SELECT 'demo', 'alice', toUInt64(1000000000000), 0, 1, 5, 6, {packed}, ''"
+            "INSERT INTO onramp.rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, traits, milestones) \
+             SELECT 'demo', 'alice', toUInt64(1000000000000), 0, 1, 5, 6, {packed}, ''"
         ))
         .expect("a stale row");
     let store = std::sync::Arc::new(onramp_collector::store::clickhouse::ClickHouseStore::open(&server.store_url("onramp")).await.expect("migrate"));
