@@ -819,8 +819,8 @@ pub async fn surveys(
 /// reading the store. An entry is used for at most [`REPORT_CACHE_TTL_MS`] after it was stored,
 /// since stalls and first-day activation move with the clock (counted from when the answer was
 /// ready, not from when its computation began: at 100 M events on ClickHouse that takes longer
-/// than the TTL, and an answer stamped with its start was never served). Stores that cannot tell
-/// their data version (several collectors writing to ClickHouse) are never cached.
+/// than the TTL, and an answer stamped with its start was never served). While the store cannot
+/// tell its data version ([`crate::store::Store::data_version`]), nothing is cached.
 #[derive(Default)]
 pub struct ReportCache {
     /// (key, data version, stored at, answer), most recent last.
@@ -922,8 +922,8 @@ const WARM_QUIET: Duration = Duration::from_secs(5);
 /// first open is answered from it: computed once the data has stayed unchanged for
 /// [`WARM_QUIET`] (after start, after writes go quiet) and again before the answer's
 /// [`REPORT_CACHE_TTL_MS`] ends. An answer is cached under the data version read before it was
-/// computed, exactly as a request's: never served once newer events are stored. Stores that
-/// cannot tell their version (several collectors on ClickHouse) are not warmed. Run it with
+/// computed, exactly as a request's: never served once newer events are stored. While the store
+/// cannot tell its version, nothing is warmed. Run it with
 /// [`AppState::spawn_background`].
 pub async fn warm_loop(state: AppState) {
     // Per project: the data version last seen and since when (collector uptime, not the

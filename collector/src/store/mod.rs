@@ -471,7 +471,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// A number that changes whenever this store's data may have changed, for caching answers;
-    /// `None` when the store cannot tell (several collectors write to it).
+    /// `None` when the store cannot tell at the moment (ClickHouse while a deletion or another
+    /// mutation is still running).
     fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
         Box::pin(async { Ok(None) })
     }

@@ -1431,7 +1431,8 @@ impl Store for ClickHouseStore {
     }
 
     /// On a single server whose report asks only milestones: counted inside ClickHouse from the
-    /// per-user rows (`report`), or, for the stalled export, one pass over them (`users`). Else the two answers `users` and `firsts` read, both sorted by user key,
+    /// per-user rows (`report`), or, for the stalled export, one pass over them (`users`). Else
+    /// the two answers `users` and `firsts` read, both sorted by user key,
     /// merged here by user key as they arrive and tallied one user at a time (as SQLite's pass
     /// does): the collector holds one user of each, never the user list (the default held both
     /// whole).

@@ -2,9 +2,9 @@
 //! a single server whose report asks only milestones: the per-user rollup's report columns
 //! (migration 11: sign-up, milestone first times and trait texts as columns) give each user's
 //! sign-up, selection and first times in SQL, and GROUP BY cohort (beside a group of every
-//! selected user) counts users, first-day activation, stalls and the funnel, and sorts each
-//! step's durations to pick the nearest-rank percentiles and histogram buckets
-//! ([`Summary`]). The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
+//! selected user) counts users, first-day activation, stalls, the value's histogram buckets
+//! and the funnel, and picks each step's nearest-rank percentiles with `quantilesExact`
+//! ([`Summary`], [`ReportSql::summary`]). The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
 //! the filter choices per trait value, and only the users the answer lists one by one (the
 //! users of interest, the funnel's users when asked): never a row per user.
 //!
