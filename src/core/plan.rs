@@ -990,20 +990,32 @@ impl Plan {
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
-    /// needs (see `web`). It never builds the milestone engine or the tips, and reads the
-    /// rules trustingly, as [`Plan::trusting`] does: the collector validated the plan when it
-    /// was stored (`PUT /v1/plan`, `--plan`, `onramp-collector plan check`), so a rule the
-    /// tracker cannot read is reported by its pointer alone, with no problem text formatted
-    /// here. That keeps the validator's messages, and the `core::fmt` code they pull in, out
-    /// of the tracker's bundle. Sections it does not know are ignored, so a plan with sections
-    /// newer than this release still captures.
+    /// needs (see `web`). It never builds the milestone engine or the tips, and it does not
+    /// validate either: the collector validated the plan when it was stored (`PUT /v1/plan`,
+    /// `--plan`, `onramp-collector plan check`), so a rule the tracker cannot read is reported
+    /// by its pointer alone, with no problem text formatted here. That keeps the validator's
+    /// messages, and the `core::fmt` code they pull in, out of the tracker's bundle (measured
+    /// in the commit that made it: see BENCHMARKS.md, section 5). Fields it does not know are
+    /// ignored, so a plan with sections newer than this release still captures.
+    ///
+    /// Its rule reader is its own, smaller than [`Plan::trusting`]'s (which checks selectors
+    /// for the tips' stylesheet and reads through the generic `Obj`): reading the rules with
+    /// `capture_rule::<Trust>` instead made the tracker's wasm 2 439 B raw, 844 B gzip larger
+    /// (measured with `cargo xtask build`). `tests/plan_readers.rs` checks that it reads the
+    /// same rules as the validator on every repository and generated plan.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let top = Obj::<Trust>::new(doc, String::new(), TOP_FIELDS)?;
-        let version = top.str_req("version", MAX_ID, "")?;
-        let rules = top.array("capture", MAX_RULES, "")?;
+        let version = match doc.get("version") {
+            Some(Value::Str(v)) if !v.is_empty() => v.clone(),
+            _ => return Err(unreadable("/version")),
+        };
+        let rules = match doc.get("capture") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Arr(rules)) => rules,
+            Some(_) => return Err(unreadable("/capture")),
+        };
         let mut capture = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            capture.push(capture_rule::<Trust>(rule, &index("/capture", i))?);
+            capture.push(read_capture_rule(rule).map_err(|field| unreadable(&child(&index("/capture", i), field)))?);
         }
         Ok((version, capture))
     }
@@ -1387,6 +1399,37 @@ fn capture_rule<M: Mode>(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError>
         None => Vec::new(),
         Some(Value::Obj(entries)) => entries.clone(),
         Some(other) => return bad!(&o.at("props"), found(other), "an object of properties to add"),
+    };
+    Ok(CaptureRule { event, on, props })
+}
+
+/// A capture rule read without checks or messages (the tracker's way, see
+/// [`Plan::capture_only`]); `Err` names the field it could not read.
+fn read_capture_rule(v: &Value) -> Result<CaptureRule, &'static str> {
+    let text = |key: &'static str| match v.get(key) {
+        Some(Value::Str(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(key),
+    };
+    let event = text("event")?.ok_or("event")?;
+    let on = match (text("on")?.as_deref(), text("selector")?) {
+        (Some("view"), _) => {
+            let (path, hash) = (text("path")?.map(Pattern), text("hash")?.map(Pattern));
+            if path.is_none() && hash.is_none() {
+                return Err("path");
+            }
+            Capture::View { path, hash }
+        }
+        (Some("click"), Some(selector)) => Capture::Click { selector },
+        (Some("submit"), Some(selector)) => Capture::Submit { selector },
+        (Some("appear"), Some(selector)) => Capture::Appear { selector },
+        (Some("click" | "submit" | "appear"), None) => return Err("selector"),
+        _ => return Err("on"),
+    };
+    let props = match v.get("props") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Obj(entries)) => entries.clone(),
+        Some(_) => return Err("props"),
     };
     Ok(CaptureRule { event, on, props })
 }
