@@ -46,7 +46,7 @@ macro_rules! bad {
         if M::CHECK {
             err($ptr, $problem, $expected)
         } else {
-            Err(unreadable($ptr))
+            Err(unreadable(String::from($ptr)))
         }
     };
 }
@@ -651,9 +651,9 @@ pub(crate) fn err<T>(pointer: &str, problem: impl Into<String>, expected: &str) 
 
 /// The trusting reader's error: the pointer of the field it could not read, and two fixed
 /// sentences (what is wrong there is `onramp-collector plan check`'s to say).
-fn unreadable(pointer: &str) -> PlanError {
+fn unreadable(pointer: String) -> PlanError {
     PlanError {
-        pointer: pointer.into(),
+        pointer,
         problem: String::from("cannot be read"),
         expected: String::from("a plan that `onramp-collector plan check` accepts"),
     }
@@ -738,7 +738,7 @@ impl<'a, M: Mode> Obj<'a, M> {
         if M::CHECK {
             err(&self.ptr, format!("missing \"{key}\""), expected)
         } else {
-            Err(unreadable(&self.at(key)))
+            Err(unreadable(self.at(key)))
         }
     }
 
@@ -810,7 +810,7 @@ impl<'a, M: Mode> Obj<'a, M> {
                 if M::CHECK {
                     err(&self.ptr, format!("missing \"{key}\""), &one_of(&names()))
                 } else {
-                    Err(unreadable(&self.at(key)))
+                    Err(unreadable(self.at(key)))
                 }
             }
             (Some(v), _) => {
@@ -1006,16 +1006,16 @@ impl Plan {
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
         let version = match doc.get("version") {
             Some(Value::Str(v)) if !v.is_empty() => v.clone(),
-            _ => return Err(unreadable("/version")),
+            _ => return Err(unreadable(String::from("/version"))),
         };
         let rules = match doc.get("capture") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Arr(rules)) => rules,
-            Some(_) => return Err(unreadable("/capture")),
+            Some(_) => return Err(unreadable(String::from("/capture"))),
         };
         let mut capture = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            capture.push(read_capture_rule(rule).map_err(|field| unreadable(&child(&index("/capture", i), field)))?);
+            capture.push(read_capture_rule(rule).map_err(|field| unreadable(child(&index("/capture", i), field)))?);
         }
         Ok((version, capture))
     }
@@ -1378,7 +1378,7 @@ fn capture_rule<M: Mode>(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError>
                 return if M::CHECK {
                     err(ptr, "missing \"path\" and \"hash\"", "a \"path\" or \"hash\" pattern for a view rule")
                 } else {
-                    Err(unreadable(&o.at("path")))
+                    Err(unreadable(o.at("path")))
                 };
             }
             Capture::View { path, hash }
@@ -1648,6 +1648,29 @@ mod tests {
         let newer = r#"{"version":"2","surveys":[{"id":"nps"}],"capture":[{"event":"x","on":"click","selector":"a","later":1}]}"#;
         let (version, rules) = Plan::capture_only(&json::parse(newer).expect("json")).expect("newer plan");
         assert_eq!((version.as_str(), rules[0].on.selector()), ("2", Some("a")));
+    }
+
+    #[test]
+    fn the_trusting_reader_builds_the_validators_plan_and_names_what_it_cannot_read() {
+        for text in [
+            MINIMAL,
+            include_str!("../../pkg-config/plans/trackly.json"),
+            include_str!("../../pkg-config/plans/shopfront.json"),
+            include_str!("../../pkg-config/plans/relay-crm.json"),
+        ] {
+            let doc = json::parse(text).expect("json");
+            assert_eq!(Plan::trusting(&doc), Ok(Plan::from_value(&doc).expect("valid")));
+        }
+        let doc = json::parse(r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e","count":"2"}}]}"#).expect("json");
+        assert_eq!(
+            Plan::trusting(&doc).expect_err("a string count").message(),
+            "plan /milestones/0/condition/count: cannot be read; expected a plan that `onramp-collector plan check` accepts"
+        );
+        // What only the validator checks: read as written.
+        let doc = json::parse(r#"{"version":"1","milestones":[{"id":"a","title":"A","requried":false,"condition":{"event":"e","count":0,"after":"zz"}}]}"#).expect("json");
+        let plan = Plan::trusting(&doc).expect("read unchecked");
+        assert_eq!(plan.milestones[0].condition.as_ref().map(|c| (c.count, c.after.as_deref())), Some((0, Some("zz"))));
+        assert!(plan.milestones[0].required);
     }
 
     #[test]
