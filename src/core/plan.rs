@@ -983,8 +983,10 @@ impl Plan {
     /// survey, prompt or tour step waiting for it never comes, a tip leading to it is only
     /// retired by its window and caps); an `after` cycle leaves its milestones unreached; a
     /// tour without steps is over at once; a tooltip without a target finds none and waits;
-    /// no value milestone means no `time_to_value` event (two: the first counts); numbers
-    /// outside their range are taken as they come (whole counts saturate).
+    /// no value milestone means no `time_to_value` event (two: the first reached gives it);
+    /// of two milestones with one id, the first is the one the engine finds; numbers outside
+    /// their range are taken as they come (whole counts saturate). `tests/plan_readers.rs`
+    /// runs such plans through the engine, tips, surveys and prompts.
     pub fn trusting(doc: &Value) -> Result<Plan, PlanError> {
         read::<Trust>(doc)
     }
