@@ -1,5 +1,5 @@
 //! Property-based fuzzing of every parser that reads untrusted text: the JSON reader, the batch
-//! parser the collector runs on every request, the plan parser, and the outbox's reading of
+//! parser the collector runs on every request, the plan readers (validating and trusting), and the outbox's reading of
 //! stored queues and collector answers. Inputs are random documents, random bytes, and valid
 //! documents mutated (truncated, spliced, bytes flipped). The properties: no panic, errors
 //! instead of stack overflows on deep nesting, and output no larger than the input warrants.
