@@ -1,5 +1,5 @@
 //! Property-based fuzzing of every parser that reads untrusted text: the JSON reader, the batch
-//! parser the collector runs on every request, the plan parser, and the outbox's reading of
+//! parser the collector runs on every request, the plan readers (validating and trusting), and the outbox's reading of
 //! stored queues and collector answers. Inputs are random documents, random bytes, and valid
 //! documents mutated (truncated, spliced, bytes flipped). The properties: no panic, errors
 //! instead of stack overflows on deep nesting, and output no larger than the input warrants.
@@ -144,14 +144,34 @@ proptest! {
     fn plan_parser_never_panics_on_mutated_plans(
         text in prop::sample::select(example_plans()).prop_flat_map(mutate)
     ) {
-        let _ = Plan::parse(&text);
+        let validated = Plan::parse(&text);
+        // The SDK's trusting reader too, and it reads what the validator accepts the same way.
+        if let Ok(doc) = json::parse(&text) {
+            let trusted = Plan::trusting(&doc);
+            if let Ok(plan) = validated {
+                prop_assert_eq!(trusted, Ok(plan));
+            }
+            let _ = Plan::capture_only(&doc);
+        }
     }
 
     #[test]
     fn plan_parser_never_panics_on_generated_documents(v in value()) {
         let _ = Plan::parse(&v.to_json());
-        let wrapped = Value::Obj(vec![("version".into(), Value::Num(1.0)), ("milestones".into(), v)]);
+        let _ = Plan::trusting(&v);
+        let wrapped = Value::Obj(vec![("version".into(), Value::Num(1.0)), ("milestones".into(), v.clone())]);
         let _ = Plan::parse(&wrapped.to_json());
+        let _ = Plan::trusting(&wrapped);
+        // Every section of a plan given a random value, as a plan that slipped past validation.
+        for key in ["tips", "surveys", "prompts", "capture", "caps", "holdouts"] {
+            let doc = Value::Obj(vec![
+                ("version".into(), Value::Str("1".into())),
+                ("milestones".into(), json::parse(r#"[{"id":"a","title":"A","value":true,"condition":{"event":"e"}}]"#).expect("json")),
+                (key.into(), v.clone()),
+            ]);
+            let _ = Plan::trusting(&doc);
+            let _ = Plan::capture_only(&doc);
+        }
     }
 }
 

@@ -12,7 +12,10 @@
 //! independent oracle (and both stores) get exactly the same score.
 
 use super::json::Value;
-use super::plan::{err, found, index, Obj, PlanError};
+use super::plan::{err, found, index, PlanError, Validate};
+
+/// The health and lifecycle sections are read by the collector only, always validating.
+type Obj<'a> = super::plan::Obj<'a, Validate>;
 use super::time::{DAY, HOUR};
 
 /// A measure of how a user is doing. The id is its name in the plan and in every answer.

@@ -1,22 +1,71 @@
 //! The onboarding plan: milestones, auto-capture rules and tips for one product.
 //!
 //! A plan is a JSON document written by a product team (schema: `pkg-config/plan.schema.json`,
-//! examples: `pkg-config/plans/`). This module owns its types and its one validator, used by the
-//! SDK at load, by `onramp-collector plan check` and by the collector when a plan is stored, so
-//! all three accept exactly the same documents.
+//! examples: `pkg-config/plans/`). This module owns its types and its one reader, which runs in
+//! two modes ([`Mode`]):
 //!
-//! Parsing stops at the first problem and reports it as a [`PlanError`]: a JSON pointer into the
-//! document, what is wrong there, and what was expected. One precise error is what a developer can
-//! act on, and it keeps the SDK's console output to a single line.
+//! - **validating** ([`Plan::from_value`], [`Plan::parse`]): used by the collector when a plan is
+//!   stored (`PUT /v1/plan`, `--plan`, `POST /v1/plan/check`) and by `onramp-collector plan
+//!   check`. Parsing stops at the first problem and reports it as a [`PlanError`]: a JSON
+//!   pointer into the document, what is wrong there, and what was expected. Unknown fields are
+//!   errors (a misspelt `"requried": false` must not silently mean "required"), except keys
+//!   starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
+//! - **trusting** ([`Plan::trusting`], [`Plan::capture_only`]): the SDK's. Every plan it gets
+//!   was validated by the collector, so it builds the same [`Plan`] from the same code with the
+//!   checks and their messages compiled out; a plan it cannot read is reported by the field's
+//!   pointer alone, one console line, and fields it does not know are left unread.
 //!
-//! Unknown fields are errors (a misspelt `"requried": false` must not silently mean "required"),
-//! except keys starting with `$` (`$schema`, `$comment`), which are free for tooling and notes.
+//! The validator is compiled everywhere (the core's tests run in the browser too) but only
+//! native code calls it, so it is not linked into any wasm the SDK ships.
+
+/// How the plan is read. Both modes run the same functions below; each rule only the
+/// validator enforces is written once, inside `check!` or under `if M::CHECK`, and since
+/// `CHECK` is a constant the trusting instances carry neither the check nor its message (nor
+/// the `format!` and `core::fmt` code the messages need). Measured on the full SDK's wasm: see
+/// BENCHMARKS.md, section 5.
+pub trait Mode {
+    const CHECK: bool;
+}
+
+/// The collector's mode: every rule, and a message a plan's author can act on.
+pub enum Validate {}
+impl Mode for Validate {
+    const CHECK: bool = true;
+}
+
+/// The SDK's mode: what is needed to build the plan and to keep the page safe, nothing more.
+pub enum Trust {}
+impl Mode for Trust {
+    const CHECK: bool = false;
+}
+
+/// A value that cannot be read as the format says: the validator's full error, the trusting
+/// reader's pointer alone (the problem and expectation are never built).
+macro_rules! bad {
+    ($ptr:expr, $problem:expr, $expected:expr) => {
+        if M::CHECK {
+            err($ptr, $problem, $expected)
+        } else {
+            Err(unreadable(String::from($ptr)))
+        }
+    };
+}
+
+/// A rule only the validator enforces: the trusting reader neither tests nor explains it.
+macro_rules! check {
+    ($ok:expr, $ptr:expr, $problem:expr, $expected:expr) => {
+        if M::CHECK && !$ok {
+            return err($ptr, $problem, $expected);
+        }
+    };
+}
 
 mod prompts;
 
 pub use prompts::{Goal, Prompt, PromptAction, PromptKind, NPS_GROUPS};
 
 use super::json::{self, Value};
+use std::marker::PhantomData;
 use super::time::{parse_duration, HOUR as HOUR_MS};
 
 /// Limits that keep a hostile or mistaken plan from costing the page much.
@@ -600,6 +649,16 @@ pub(crate) fn err<T>(pointer: &str, problem: impl Into<String>, expected: &str) 
     Err(PlanError { pointer: pointer.into(), problem: problem.into(), expected: expected.into() })
 }
 
+/// The trusting reader's error: the pointer of the field it could not read, and two fixed
+/// sentences (what is wrong there is `onramp-collector plan check`'s to say).
+fn unreadable(pointer: String) -> PlanError {
+    PlanError {
+        pointer,
+        problem: String::from("cannot be read"),
+        expected: String::from("a plan that `onramp-collector plan check` accepts"),
+    }
+}
+
 /// `ptr` extended by one reference token, escaped per RFC 6901.
 fn child(ptr: &str, key: &str) -> String {
     let mut out = String::with_capacity(ptr.len() + key.len() + 1);
@@ -638,23 +697,28 @@ pub(crate) fn found(v: &Value) -> String {
     }
 }
 
-/// An object being read, with its pointer; checks types and unknown keys.
-pub(crate) struct Obj<'a> {
+/// An object being read, with its pointer; checks types and (validating) unknown keys.
+pub(crate) struct Obj<'a, M: Mode> {
     v: &'a Value,
     pub(crate) ptr: String,
+    mode: PhantomData<M>,
 }
 
-impl<'a> Obj<'a> {
-    pub(crate) fn new(v: &'a Value, ptr: String, fields: &[&str]) -> Result<Obj<'a>, PlanError> {
+impl<'a, M: Mode> Obj<'a, M> {
+    pub(crate) fn new(v: &'a Value, ptr: String, fields: &[&str]) -> Result<Obj<'a, M>, PlanError> {
         let Some(entries) = v.as_object() else {
-            return err(&ptr, found(v), "an object");
+            return bad!(&ptr, found(v), "an object");
         };
-        for (k, _) in entries {
-            if !k.starts_with('$') && !fields.contains(&k.as_str()) {
-                return err(&child(&ptr, k), "unknown field", &one_of(fields));
+        // Validating, an unknown field is an error (a misspelt key must not silently fall back
+        // to its default); trusting, it belongs to a newer plan and is left unread.
+        if M::CHECK {
+            for (k, _) in entries {
+                if !k.starts_with('$') && !fields.contains(&k.as_str()) {
+                    return err(&child(&ptr, k), "unknown field", &one_of(fields));
+                }
             }
         }
-        Ok(Obj { v, ptr })
+        Ok(Obj { v, ptr, mode: PhantomData })
     }
 
     pub(crate) fn at(&self, key: &str) -> String {
@@ -668,73 +732,90 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A required field is absent: the validator points at the object and names the field,
+    /// the trusting reader points at the field.
+    fn missing<T>(&self, key: &str, expected: &str) -> Result<T, PlanError> {
+        if M::CHECK {
+            err(&self.ptr, format!("missing \"{key}\""), expected)
+        } else {
+            Err(unreadable(self.at(key)))
+        }
+    }
+
     fn required(&self, key: &str, expected: &str) -> Result<&'a Value, PlanError> {
-        self.get(key).map_or_else(|| err(&self.ptr, format!("missing \"{key}\""), expected), Ok)
+        self.get(key).map_or_else(|| self.missing(key, expected), Ok)
     }
 
     fn str_req(&self, key: &str, max: usize, expected: &str) -> Result<String, PlanError> {
-        string(self.required(key, expected)?, &self.at(key), max, expected)
+        string::<M>(self.required(key, expected)?, &self.at(key), max, expected)
     }
 
     fn str_opt(&self, key: &str, max: usize, expected: &str) -> Result<Option<String>, PlanError> {
-        self.get(key).map(|v| string(v, &self.at(key), max, expected)).transpose()
+        self.get(key).map(|v| string::<M>(v, &self.at(key), max, expected)).transpose()
     }
 
     fn id(&self, key: &str) -> Result<String, PlanError> {
-        id(self.required(key, ID_EXPECTED)?, &self.at(key))
+        id::<M>(self.required(key, ID_EXPECTED)?, &self.at(key))
     }
 
     fn id_opt(&self, key: &str) -> Result<Option<String>, PlanError> {
-        self.get(key).map(|v| id(v, &self.at(key))).transpose()
+        self.get(key).map(|v| id::<M>(v, &self.at(key))).transpose()
     }
 
     fn bool_or(&self, key: &str, default: bool) -> Result<bool, PlanError> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(v) => err(&self.at(key), found(v), "true or false"),
+            Some(v) => bad!(&self.at(key), found(v), "true or false"),
         }
     }
 
     pub(crate) fn duration_opt(&self, key: &str) -> Result<Option<i64>, PlanError> {
-        self.get(key).map(|v| duration(v, &self.at(key))).transpose()
+        self.get(key).map(|v| duration::<M>(v, &self.at(key))).transpose()
     }
 
+    /// A whole number in `min..=MAX_COUNT`; trusting, any number (cast saturates).
     fn whole_or(&self, key: &str, default: u32, min: f64, expected: &str) -> Result<u32, PlanError> {
         match self.get(key) {
             None => Ok(default),
-            Some(Value::Num(n)) if n.fract() == 0.0 && *n >= min && *n <= MAX_COUNT => Ok(*n as u32),
-            Some(v) => err(&self.at(key), found(v), expected),
+            Some(Value::Num(n)) if !M::CHECK || (n.fract() == 0.0 && *n >= min && *n <= MAX_COUNT) => Ok(*n as u32),
+            Some(v) => bad!(&self.at(key), found(v), expected),
         }
     }
 
     fn text(&self, key: &str, required: bool) -> Result<Text, PlanError> {
         match self.get(key) {
-            None if required => err(&self.ptr, format!("missing \"{key}\""), TEXT_EXPECTED),
+            None if required => self.missing(key, TEXT_EXPECTED),
             None => Ok(Text::default()),
-            Some(v) => text(v, &self.at(key)),
+            Some(v) => text::<M>(v, &self.at(key)),
         }
     }
 
     pub(crate) fn array(&self, key: &str, max: usize, expected: &str) -> Result<&'a [Value], PlanError> {
         match self.get(key) {
             None => Ok(&[]),
-            Some(Value::Arr(items)) if items.len() <= max => Ok(items),
             Some(Value::Arr(items)) => {
-                err(&self.at(key), format!("{} items", items.len()), &format!("at most {max} items"))
+                check!(items.len() <= max, &self.at(key), format!("{} items", items.len()), &format!("at most {max} items"));
+                Ok(items)
             }
-            Some(v) => err(&self.at(key), found(v), expected),
+            Some(v) => bad!(&self.at(key), found(v), expected),
         }
     }
 
     pub(crate) fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)], default: Option<T>) -> Result<T, PlanError> {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let names = || options.iter().map(|(n, _)| *n).collect::<Vec<&str>>();
         match (self.get(key), default) {
             (None, Some(d)) => Ok(d),
-            (None, None) => err(&self.ptr, format!("missing \"{key}\""), &one_of(&names)),
+            (None, None) => {
+                if M::CHECK {
+                    err(&self.ptr, format!("missing \"{key}\""), &one_of(&names()))
+                } else {
+                    Err(unreadable(self.at(key)))
+                }
+            }
             (Some(v), _) => {
                 let s = v.as_str().unwrap_or("");
-                options.iter().find(|(n, _)| *n == s).map_or_else(|| err(&self.at(key), found(v), &one_of(&names)), |(_, t)| Ok(*t))
+                options.iter().find(|(n, _)| *n == s).map_or_else(|| bad!(&self.at(key), found(v), &one_of(&names())), |(_, t)| Ok(*t))
             }
         }
     }
@@ -751,16 +832,15 @@ fn one_of(names: &[&str]) -> String {
     out
 }
 
-/// The plan's top-level fields.
 const PERCENT_EXPECTED: &str = "a percentage from 0 to 50";
 
 /// A holdout or control percentage: more than half the users without guidance would measure
 /// guidance on the minority.
-fn percent(v: Option<&Value>, ptr: &str) -> Result<f64, PlanError> {
+fn percent<M: Mode>(v: Option<&Value>, ptr: &str) -> Result<f64, PlanError> {
     match v {
         None => Ok(0.0),
-        Some(Value::Num(n)) if (0.0..=50.0).contains(n) => Ok(*n),
-        Some(v) => err(ptr, found(v), PERCENT_EXPECTED),
+        Some(Value::Num(n)) if !M::CHECK || (0.0..=50.0).contains(n) => Ok(*n),
+        Some(v) => bad!(ptr, found(v), PERCENT_EXPECTED),
     }
 }
 
@@ -770,56 +850,58 @@ const DURATION_EXPECTED: &str = "a duration such as \"30m\", \"24h\" or \"7d\" (
 const SELECTOR_EXPECTED: &str = "a CSS selector such as \"#new-project\" or \"form.invite\"";
 const EVENT_EXPECTED: &str = "an event name (a string of 1 to 200 bytes)";
 
-fn string(v: &Value, ptr: &str, max: usize, expected: &str) -> Result<String, PlanError> {
-    match v {
-        Value::Str(s) if s.trim().is_empty() => err(ptr, "empty string", expected),
-        Value::Str(s) if s.len() > max => err(ptr, format!("{} bytes long", s.len()), expected),
-        Value::Str(s) => Ok(s.clone()),
-        other => err(ptr, found(other), expected),
-    }
+fn string<M: Mode>(v: &Value, ptr: &str, max: usize, expected: &str) -> Result<String, PlanError> {
+    let Value::Str(s) = v else {
+        return bad!(ptr, found(v), expected);
+    };
+    check!(!s.trim().is_empty(), ptr, "empty string", expected);
+    check!(s.len() <= max, ptr, format!("{} bytes long", s.len()), expected);
+    Ok(s.clone())
 }
 
-fn id(v: &Value, ptr: &str) -> Result<String, PlanError> {
-    let s = string(v, ptr, MAX_ID, ID_EXPECTED)?;
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-        Ok(s)
-    } else {
-        err(ptr, found(v), ID_EXPECTED)
-    }
+fn id<M: Mode>(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    let s = string::<M>(v, ptr, MAX_ID, ID_EXPECTED)?;
+    check!(s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')), ptr, found(v), ID_EXPECTED);
+    Ok(s)
 }
 
-fn text(v: &Value, ptr: &str) -> Result<Text, PlanError> {
+fn text<M: Mode>(v: &Value, ptr: &str) -> Result<Text, PlanError> {
     match v {
-        Value::Str(_) => Ok(Text(vec![(String::new(), string(v, ptr, MAX_TEXT, TEXT_EXPECTED)?)])),
-        Value::Obj(entries) if !entries.is_empty() => {
+        Value::Str(_) => Ok(Text(vec![(String::new(), string::<M>(v, ptr, MAX_TEXT, TEXT_EXPECTED)?)])),
+        Value::Obj(entries) if !(M::CHECK && entries.is_empty()) => {
             let mut out = Vec::with_capacity(entries.len());
             for (locale, t) in entries {
                 let p = child(ptr, locale);
-                if locale.is_empty() || locale.len() > 20 || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return err(&p, "not a locale", "a locale tag such as \"en\" or \"pt-BR\"");
-                }
-                out.push((locale.clone(), string(t, &p, MAX_TEXT, "a non-empty string")?));
+                check!(
+                    !locale.is_empty() && locale.len() <= 20 && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                    &p,
+                    "not a locale",
+                    "a locale tag such as \"en\" or \"pt-BR\""
+                );
+                out.push((locale.clone(), string::<M>(t, &p, MAX_TEXT, "a non-empty string")?));
             }
             Ok(Text(out))
         }
-        other => err(ptr, found(other), TEXT_EXPECTED),
+        other => bad!(ptr, found(other), TEXT_EXPECTED),
     }
 }
 
-fn duration(v: &Value, ptr: &str) -> Result<i64, PlanError> {
+/// Kept by the trusting reader too: it bounds every duration the engine adds to a time.
+fn duration<M: Mode>(v: &Value, ptr: &str) -> Result<i64, PlanError> {
     let ms = match v {
         Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= 3.2e11 => Some(*n as i64),
         // Ten years is beyond any onboarding window; larger is a mistake (or an overflow).
         Value::Str(s) => parse_duration(s).filter(|ms| *ms <= 3650 * 24 * HOUR_MS),
         _ => None,
     };
-    ms.map_or_else(|| err(ptr, found(v), DURATION_EXPECTED), Ok)
+    ms.map_or_else(|| bad!(ptr, found(v), DURATION_EXPECTED), Ok)
 }
 
 /// A light syntax check: the browser layer also asks the browser itself. Braces and `;` are
-/// refused so a selector can never smuggle CSS rules into the tips' stylesheet.
-fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
-    let s = string(v, ptr, MAX_SELECTOR, SELECTOR_EXPECTED)?;
+/// refused so a selector can never smuggle CSS rules into the tips' stylesheet: a guard the
+/// trusting reader keeps too.
+fn selector<M: Mode>(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    let s = string::<M>(v, ptr, MAX_SELECTOR, SELECTOR_EXPECTED)?;
     let mut depth: [i32; 2] = [0, 0];
     let mut quote: Option<char> = None;
     for c in s.chars() {
@@ -831,7 +913,7 @@ fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
             (None, ')') => depth[0] -= 1,
             (None, '[') => depth[1] += 1,
             (None, ']') => depth[1] -= 1,
-            (None, '{' | '}' | ';') => return err(ptr, String::from("'") + c.encode_utf8(&mut [0; 4]) + "' in the selector", SELECTOR_EXPECTED),
+            (None, '{' | '}' | ';') => return bad!(ptr, String::from("'") + c.encode_utf8(&mut [0; 4]) + "' in the selector", SELECTOR_EXPECTED),
             _ => {}
         }
         if depth[0] < 0 || depth[1] < 0 {
@@ -839,27 +921,35 @@ fn selector(v: &Value, ptr: &str) -> Result<String, PlanError> {
         }
     }
     if quote.is_some() || depth != [0, 0] {
-        return err(ptr, "unbalanced brackets or quotes", SELECTOR_EXPECTED);
+        return bad!(ptr, "unbalanced brackets or quotes", SELECTOR_EXPECTED);
     }
     Ok(s)
 }
 
-fn pattern(v: &Value, ptr: &str, lead: char) -> Result<Pattern, PlanError> {
+fn pattern<M: Mode>(v: &Value, ptr: &str, lead: char) -> Result<Pattern, PlanError> {
     let expected = if lead == '/' {
         "a URL path pattern starting with '/', such as \"/projects/*\""
     } else {
         "a hash route pattern starting with '#', such as \"#/team*\""
     };
-    let s = string(v, ptr, MAX_SELECTOR, expected)?;
-    if s.starts_with(lead) || s.starts_with('*') {
-        Ok(Pattern(s))
-    } else {
-        err(ptr, found(v), expected)
-    }
+    let s = string::<M>(v, ptr, MAX_SELECTOR, expected)?;
+    check!(s.starts_with(lead) || s.starts_with('*'), ptr, found(v), expected);
+    Ok(Pattern(s))
 }
 
-fn event_name(v: &Value, ptr: &str) -> Result<String, PlanError> {
-    string(v, ptr, MAX_NAME, EVENT_EXPECTED)
+fn event_name<M: Mode>(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    string::<M>(v, ptr, MAX_NAME, EVENT_EXPECTED)
+}
+
+/// A call to action's URL: an absolute http(s) URL or a same-site path, never `javascript:`.
+/// The tips set it as a link's `href`, so the trusting reader keeps this check too.
+fn cta_url<M: Mode>(v: &Value, ptr: &str) -> Result<String, PlanError> {
+    let url = string::<M>(v, ptr, 2000, "an http: or https: URL")?;
+    if crate::core::markup::safe_url(&url) || crate::core::markup::same_site_path(&url) {
+        Ok(url)
+    } else {
+        bad!(ptr, found(v), "an absolute http: or https: URL, or a path on this site starting with a single '/'")
+    }
 }
 
 impl Plan {
@@ -873,102 +963,32 @@ impl Plan {
         Plan::from_value(&doc)
     }
 
+    /// Validates a plan document: every rule of the format, and the first problem found with
+    /// its pointer, what is wrong and what was expected. The collector runs it on every plan
+    /// it stores (`PUT /v1/plan`, `--plan`) and `onramp-collector plan check` on files; the
+    /// SDK never does (see [`Plan::trusting`]), so none of it reaches the browser.
     pub fn from_value(doc: &Value) -> Result<Plan, PlanError> {
-        let top = Obj::new(doc, String::new(), TOP_FIELDS)?;
-        let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
-        let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
-        let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
+        read::<Validate>(doc)
+    }
 
-        let items = top.array("milestones", MAX_MILESTONES, "an array of milestones")?;
-        if items.is_empty() {
-            return err("/milestones", if top.get("milestones").is_some() { "empty" } else { "missing" }, "at least one milestone");
-        }
-        let mut milestones: Vec<Milestone> = Vec::with_capacity(items.len());
-        for (i, v) in items.iter().enumerate() {
-            let m = milestone(v, &index("/milestones", i))?;
-            for name in std::iter::once(&m.id).chain(&m.aliases) {
-                let clash = milestones.iter().position(|o| o.id == *name || o.aliases.contains(name));
-                if let Some(j) = clash {
-                    let what = if *name == m.id { "/id" } else { "/aliases" };
-                    return err(&(index("/milestones", i) + what), format!("\"{name}\" is already used by /milestones/{j}"), "ids and aliases unique across milestones");
-                }
-            }
-            milestones.push(m);
-        }
-        check_milestone_references(&milestones)?;
-        let values: Vec<usize> = milestones.iter().enumerate().filter(|(_, m)| m.value).map(|(i, _)| i).collect();
-        match values.as_slice() {
-            [_] => {}
-            [] => return err("/milestones", "no milestone has \"value\": true", "exactly one value milestone"),
-            [first, second, ..] => {
-                return err(&format!("/milestones/{second}/value"), format!("a second value milestone (the first is /milestones/{first})"), "exactly one value milestone")
-            }
-        }
-
-        let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
-        let capture = rules.iter().enumerate().map(|(i, v)| capture_rule(v, &index("/capture", i))).collect::<Result<_, _>>()?;
-
-        let caps = match top.get("caps") {
-            None => TipCaps::default(),
-            Some(v) => {
-                let o = Obj::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips", "maxPerSession", "maxPerDay", "minGapBetweenSurveys"])?;
-                let d = TipCaps::default();
-                let max_tips_per_session = o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?;
-                // Unset, the budget is the tip cap a plan already has (and a day at least one
-                // session's worth), so plans written before the budget keep their behaviour.
-                let max_per_session = o.whole_or("maxPerSession", max_tips_per_session, 0.0, "a whole number ≥ 0")?;
-                TipCaps {
-                    max_tips_per_session,
-                    min_gap_ms: o.duration_opt("minGapBetweenTips")?.unwrap_or(d.min_gap_ms),
-                    max_per_session,
-                    max_per_day: o.whole_or("maxPerDay", d.max_per_day.max(max_per_session), 0.0, "a whole number ≥ 0")?,
-                    min_gap_between_surveys_ms: o.duration_opt("minGapBetweenSurveys")?.unwrap_or(d.min_gap_between_surveys_ms),
-                }
-            }
-        };
-
-        // The health section is the collector's to validate (`super::health`, native builds); a
-        // tip needs only its account milestone ids to check `accountMilestone` against.
-        let account_milestones: Vec<&str> = doc
-            .get("health")
-            .and_then(|h| h.get("accountMilestones"))
-            .and_then(Value::as_array)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|m| m.get("id").and_then(Value::as_str))
-            .collect();
-        let tip_items = top.array("tips", MAX_TIPS, "an array of tips")?;
-        let mut tips: Vec<Tip> = Vec::with_capacity(tip_items.len());
-        for (i, v) in tip_items.iter().enumerate() {
-            let p = index("/tips", i);
-            let t = tip(v, &p, &milestones, &account_milestones)?;
-            if let Some(j) = tips.iter().position(|o| o.id == t.id) {
-                return err(&(p + "/id"), format!("\"{}\" is already used by /tips/{j}", t.id), "a unique tip id");
-            }
-            tips.push(t);
-        }
-        let survey_items = top.array("surveys", MAX_SURVEYS, "an array of surveys")?;
-        let mut surveys: Vec<Survey> = Vec::with_capacity(survey_items.len());
-        for (i, v) in survey_items.iter().enumerate() {
-            let p = index("/surveys", i);
-            let s = survey(v, &p, &milestones)?;
-            if let Some(j) = surveys.iter().position(|o| o.id == s.id) {
-                return err(&(p + "/id"), format!("\"{}\" is already used by /surveys/{j}", s.id), "a unique survey id");
-            }
-            surveys.push(s);
-        }
-        let holdouts = match top.get("holdouts") {
-            None => Holdouts::default(),
-            Some(v) => {
-                let o = Obj::new(v, "/holdouts".into(), &["salt", "globalPercent"])?;
-                Holdouts {
-                    salt: o.str_req("salt", MAX_ID, "the project's salt for holdout assignment: a string of 1 to 64 bytes")?,
-                    global_percent: percent(o.get("globalPercent"), &o.at("globalPercent"))?,
-                }
-            }
-        };
-        let prompts = prompts::prompts(top.array("prompts", usize::MAX, "an array of prompts")?, &milestones)?;
-        Ok(Plan { version, product, default_locale, milestones, capture, tips, surveys, caps, holdouts, prompts })
+    /// Reads a plan the collector has validated, as the full SDK does: the same reader as
+    /// [`Plan::from_value`] with its checks and messages compiled out (see [`Mode`]), so for
+    /// every valid plan it builds the same `Plan`. What it still refuses is what it cannot
+    /// build (a field of the wrong type, an unknown kind, a required field missing) and what
+    /// would be unsafe in the page (a CSS selector with braces, a `javascript:` link, a
+    /// duration past ten years); the error is the field's pointer alone. Fields it does not
+    /// know are left unread, so a plan newer than this release still loads. What it accepts
+    /// unchecked and how the engine takes it: a reference to a milestone the plan does not
+    /// define stays as written and is never reached (an `after` gate on it stays shut, a
+    /// survey, prompt or tour step waiting for it never comes, a tip leading to it is only
+    /// retired by its window and caps); an `after` cycle leaves its milestones unreached; a
+    /// tour without steps is over at once; a tooltip without a target finds none and waits;
+    /// no value milestone means no `time_to_value` event (two: the first reached gives it);
+    /// of two milestones with one id, the first is the one the engine finds; numbers outside
+    /// their range are taken as they come (whole counts saturate). `tests/plan_readers.rs`
+    /// runs such plans through the engine, tips, surveys and prompts.
+    pub fn trusting(doc: &Value) -> Result<Plan, PlanError> {
+        read::<Trust>(doc)
     }
 
     /// The plan's version and auto-capture rules, and nothing else: what the lean tracker
@@ -979,12 +999,13 @@ impl Plan {
     /// messages, and the `core::fmt` code they pull in, out of the tracker's bundle (measured
     /// in the commit that made it: see BENCHMARKS.md, section 5). Fields it does not know are
     /// ignored, so a plan with sections newer than this release still captures.
+    ///
+    /// Its rule reader is its own, smaller than [`Plan::trusting`]'s (which checks selectors
+    /// for the tips' stylesheet and reads through the generic `Obj`): reading the rules with
+    /// `capture_rule::<Trust>` instead made the tracker's wasm 2 439 B raw, 844 B gzip larger
+    /// (measured with `cargo xtask build`). `tests/plan_readers.rs` checks that it reads the
+    /// same rules as the validator on every repository and generated plan.
     pub fn capture_only(doc: &Value) -> Result<(String, Vec<CaptureRule>), PlanError> {
-        let unreadable = |pointer: String| PlanError {
-            pointer,
-            problem: String::from("cannot be read"),
-            expected: String::from("a plan that `onramp-collector plan check` accepts"),
-        };
         let version = match doc.get("version") {
             Some(Value::Str(v)) if !v.is_empty() => v.clone(),
             _ => return Err(unreadable(String::from("/version"))),
@@ -1010,28 +1031,141 @@ impl Plan {
     }
 
     /// Every CSS selector in the plan with its pointer, so the browser layer can ask the browser
-    /// whether it parses and report a bad one as precisely as any other error.
+    /// whether it parses and report a bad one as precisely as any other error. (Pointers built
+    /// without `format!`: this runs in the SDK.)
     pub fn selectors(&self) -> Vec<(String, &str)> {
         let mut out = Vec::new();
         for (i, r) in self.capture.iter().enumerate() {
             if let Some(s) = r.on.selector() {
-                out.push((format!("/capture/{i}/selector"), s));
+                out.push((index("/capture", i) + "/selector", s));
             }
         }
         for (i, t) in self.tips.iter().enumerate() {
+            let tip = index("/tips", i);
             if let Some(s) = &t.target {
-                out.push((format!("/tips/{i}/target"), s.as_str()));
+                out.push((child(&tip, "target"), s.as_str()));
             }
             for (j, step) in t.steps.iter().enumerate() {
-                out.push((format!("/tips/{i}/steps/{j}/target"), step.target.as_str()));
+                out.push((index(&child(&tip, "steps"), j) + "/target", step.target.as_str()));
             }
         }
         out
     }
 }
 
-fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, PlanError> {
-    let o = Obj::new(
+/// The one reader of the plan format, validating or trusting (see [`Mode`]).
+fn read<M: Mode>(doc: &Value) -> Result<Plan, PlanError> {
+    let top = Obj::<M>::new(doc, String::new(), TOP_FIELDS)?;
+    let version = top.str_req("version", MAX_ID, "a version string such as \"2026-11-23.1\"")?;
+    let product = top.str_opt("product", MAX_NAME, "the product's name")?.unwrap_or_default();
+    let default_locale = top.str_opt("defaultLocale", 20, "a locale tag such as \"en\"")?.unwrap_or_else(|| "en".into());
+
+    let items = top.array("milestones", MAX_MILESTONES, "an array of milestones")?;
+    check!(!items.is_empty(), "/milestones", if top.get("milestones").is_some() { "empty" } else { "missing" }, "at least one milestone");
+    let mut milestones: Vec<Milestone> = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        let m = milestone::<M>(v, &index("/milestones", i))?;
+        if M::CHECK {
+            for name in std::iter::once(&m.id).chain(&m.aliases) {
+                let clash = milestones.iter().position(|o| o.id == *name || o.aliases.contains(name));
+                if let Some(j) = clash {
+                    let what = if *name == m.id { "/id" } else { "/aliases" };
+                    return err(&(index("/milestones", i) + what), format!("\"{name}\" is already used by /milestones/{j}"), "ids and aliases unique across milestones");
+                }
+            }
+        }
+        milestones.push(m);
+    }
+    if M::CHECK {
+        check_milestone_references(&milestones)?;
+        let values: Vec<usize> = milestones.iter().enumerate().filter(|(_, m)| m.value).map(|(i, _)| i).collect();
+        match values.as_slice() {
+            [_] => {}
+            [] => return err("/milestones", "no milestone has \"value\": true", "exactly one value milestone"),
+            [first, second, ..] => {
+                return err(&format!("/milestones/{second}/value"), format!("a second value milestone (the first is /milestones/{first})"), "exactly one value milestone")
+            }
+        }
+    }
+
+    let rules = top.array("capture", MAX_RULES, "an array of capture rules")?;
+    let mut capture = Vec::with_capacity(rules.len());
+    for (i, v) in rules.iter().enumerate() {
+        capture.push(capture_rule::<M>(v, &index("/capture", i))?);
+    }
+
+    let caps = match top.get("caps") {
+        None => TipCaps::default(),
+        Some(v) => {
+            let o = Obj::<M>::new(v, "/caps".into(), &["maxTipsPerSession", "minGapBetweenTips", "maxPerSession", "maxPerDay", "minGapBetweenSurveys"])?;
+            let d = TipCaps::default();
+            let max_tips_per_session = o.whole_or("maxTipsPerSession", d.max_tips_per_session, 0.0, "a whole number ≥ 0")?;
+            // Unset, the budget is the tip cap a plan already has (and a day at least one
+            // session's worth), so plans written before the budget keep their behaviour.
+            let max_per_session = o.whole_or("maxPerSession", max_tips_per_session, 0.0, "a whole number ≥ 0")?;
+            TipCaps {
+                max_tips_per_session,
+                min_gap_ms: o.duration_opt("minGapBetweenTips")?.unwrap_or(d.min_gap_ms),
+                max_per_session,
+                max_per_day: o.whole_or("maxPerDay", d.max_per_day.max(max_per_session), 0.0, "a whole number ≥ 0")?,
+                min_gap_between_surveys_ms: o.duration_opt("minGapBetweenSurveys")?.unwrap_or(d.min_gap_between_surveys_ms),
+            }
+        }
+    };
+
+    // The health section is the collector's to validate (`super::health`, native builds); a
+    // tip needs only its account milestone ids to check `accountMilestone` against.
+    let account_milestones: Vec<&str> = if M::CHECK {
+        doc.get("health")
+            .and_then(|h| h.get("accountMilestones"))
+            .and_then(Value::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|m| m.get("id").and_then(Value::as_str))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tip_items = top.array("tips", MAX_TIPS, "an array of tips")?;
+    let mut tips: Vec<Tip> = Vec::with_capacity(tip_items.len());
+    for (i, v) in tip_items.iter().enumerate() {
+        let p = index("/tips", i);
+        let t = tip::<M>(v, &p, &milestones, &account_milestones)?;
+        if M::CHECK {
+            if let Some(j) = tips.iter().position(|o| o.id == t.id) {
+                return err(&(p + "/id"), format!("\"{}\" is already used by /tips/{j}", t.id), "a unique tip id");
+            }
+        }
+        tips.push(t);
+    }
+    let survey_items = top.array("surveys", MAX_SURVEYS, "an array of surveys")?;
+    let mut surveys: Vec<Survey> = Vec::with_capacity(survey_items.len());
+    for (i, v) in survey_items.iter().enumerate() {
+        let p = index("/surveys", i);
+        let s = survey::<M>(v, &p, &milestones)?;
+        if M::CHECK {
+            if let Some(j) = surveys.iter().position(|o| o.id == s.id) {
+                return err(&(p + "/id"), format!("\"{}\" is already used by /surveys/{j}", s.id), "a unique survey id");
+            }
+        }
+        surveys.push(s);
+    }
+    let holdouts = match top.get("holdouts") {
+        None => Holdouts::default(),
+        Some(v) => {
+            let o = Obj::<M>::new(v, "/holdouts".into(), &["salt", "globalPercent"])?;
+            Holdouts {
+                salt: o.str_req("salt", MAX_ID, "the project's salt for holdout assignment: a string of 1 to 64 bytes")?,
+                global_percent: percent::<M>(o.get("globalPercent"), &o.at("globalPercent"))?,
+            }
+        }
+    };
+    let prompts = prompts::prompts::<M>(top.array("prompts", usize::MAX, "an array of prompts")?, &milestones)?;
+    Ok(Plan { version, product, default_locale, milestones, capture, tips, surveys, caps, holdouts, prompts })
+}
+
+fn survey<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, PlanError> {
+    let o = Obj::<M>::new(
         v,
         ptr.into(),
         &["id", "kind", "scale", "question", "followUp", "when", "delay", "sample", "recontact", "askLater", "position", "controlPercent"],
@@ -1040,63 +1174,67 @@ fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, Plan
     let kind = o.choice("kind", &SurveyKind::ALL, None)?;
     let scale = match o.get("scale") {
         None => CsatScale::Faces,
-        Some(_) if kind != SurveyKind::Csat => return err(&o.at("scale"), "only used by \"kind\": \"csat\"", "no \"scale\" on this kind"),
+        Some(_) if M::CHECK && kind != SurveyKind::Csat => return err(&o.at("scale"), "only used by \"kind\": \"csat\"", "no \"scale\" on this kind"),
         Some(_) => o.choice("scale", &[("faces", CsatScale::Faces), ("1-5", CsatScale::Five)], None)?,
     };
     let follow_up = match o.get("followUp") {
         None => FollowUp::default(),
         Some(f @ Value::Obj(entries)) if kind == SurveyKind::Nps && entries.iter().any(|(k, _)| ["detractor", "passive", "promoter"].contains(&k.as_str())) => {
-            let g = Obj::new(f, o.at("followUp"), &["detractor", "passive", "promoter", "all"])?;
+            let g = Obj::<M>::new(f, o.at("followUp"), &["detractor", "passive", "promoter", "all"])?;
             FollowUp { all: g.text("all", false)?, detractor: g.text("detractor", false)?, passive: g.text("passive", false)?, promoter: g.text("promoter", false)? }
         }
-        Some(_) if kind == SurveyKind::Question => return err(&o.at("followUp"), "a follow-up on an open question", "no \"followUp\" on a question survey"),
+        Some(_) if M::CHECK && kind == SurveyKind::Question => {
+            return err(&o.at("followUp"), "a follow-up on an open question", "no \"followUp\" on a question survey")
+        }
         Some(_) => FollowUp { all: o.text("followUp", true)?, ..FollowUp::default() },
     };
-    let w = Obj::new(o.required("when", WHEN_EXPECTED)?, o.at("when"), &["milestone", "event", "where", "afterSignup", "path", "hash"])?;
-    let path = w.get("path").map(|p| pattern(p, &w.at("path"), '/')).transpose()?;
-    let hash = w.get("hash").map(|p| pattern(p, &w.at("hash"), '#')).transpose()?;
-    let triggers = ["milestone", "event", "afterSignup"].iter().filter(|k| w.get(k).is_some()).count();
-    if triggers > 1 {
-        return err(&w.ptr, "more than one of \"milestone\", \"event\" and \"afterSignup\"", WHEN_EXPECTED);
-    }
-    if w.get("where").is_some() && w.get("event").is_none() {
-        return err(&w.at("where"), "filters without \"event\"", "\"where\" beside an \"event\"");
+    let w = Obj::<M>::new(o.required("when", WHEN_EXPECTED)?, o.at("when"), &["milestone", "event", "where", "afterSignup", "path", "hash"])?;
+    let path = w.get("path").map(|p| pattern::<M>(p, &w.at("path"), '/')).transpose()?;
+    let hash = w.get("hash").map(|p| pattern::<M>(p, &w.at("hash"), '#')).transpose()?;
+    if M::CHECK {
+        let triggers = ["milestone", "event", "afterSignup"].iter().filter(|k| w.get(k).is_some()).count();
+        if triggers > 1 {
+            return err(&w.ptr, "more than one of \"milestone\", \"event\" and \"afterSignup\"", WHEN_EXPECTED);
+        }
+        if w.get("where").is_some() && w.get("event").is_none() {
+            return err(&w.at("where"), "filters without \"event\"", "\"where\" beside an \"event\"");
+        }
     }
     let when = if let Some(m) = w.get("milestone") {
-        SurveyWhen::Milestone(milestone_ref(m, &w.at("milestone"), milestones)?)
+        SurveyWhen::Milestone(milestone_ref::<M>(m, &w.at("milestone"), milestones)?)
     } else if let Some(e) = w.get("event") {
-        SurveyWhen::Event { event: event_name(e, &w.at("event"))?, filters: filters(&w)? }
+        SurveyWhen::Event { event: event_name::<M>(e, &w.at("event"))?, filters: filters(&w)? }
     } else if w.get("afterSignup").is_some() {
         SurveyWhen::AfterSignup(w.duration_opt("afterSignup")?.unwrap_or(0))
     } else if path.is_some() || hash.is_some() {
         SurveyWhen::Page
     } else {
-        return err(&w.ptr, "no condition", WHEN_EXPECTED);
+        return bad!(&w.ptr, "no condition", WHEN_EXPECTED);
     };
     let sample = match o.get("sample") {
         None => 100.0,
-        Some(Value::Num(n)) if (0.0..=100.0).contains(n) => *n,
-        Some(v) => return err(&o.at("sample"), found(v), "a percentage from 0 to 100"),
+        Some(Value::Num(n)) if !M::CHECK || (0.0..=100.0).contains(n) => *n,
+        Some(v) => return bad!(&o.at("sample"), found(v), "a percentage from 0 to 100"),
     };
     let recontact = match o.get("recontact") {
         None => Recontact::Once,
         Some(Value::Str(s)) if s == "once" => Recontact::Once,
         Some(Value::Str(s)) if s == "until_answered" => Recontact::UntilAnswered,
         Some(r @ Value::Obj(_)) => {
-            let r = Obj::new(r, o.at("recontact"), &["every"])?;
+            let r = Obj::<M>::new(r, o.at("recontact"), &["every"])?;
             match r.duration_opt("every")? {
                 Some(ms) if ms > 0 => Recontact::Every(ms),
-                _ => return err(&r.ptr, "missing or zero \"every\"", RECONTACT_EXPECTED),
+                _ => return bad!(&r.ptr, "missing or zero \"every\"", RECONTACT_EXPECTED),
             }
         }
-        Some(v) => return err(&o.at("recontact"), found(v), RECONTACT_EXPECTED),
+        Some(v) => return bad!(&o.at("recontact"), found(v), RECONTACT_EXPECTED),
     };
     Ok(Survey {
         question: o.text("question", true)?,
         delay_ms: o.duration_opt("delay")?.unwrap_or(0),
         ask_later_ms: o.duration_opt("askLater")?.unwrap_or(DEFAULT_ASK_LATER_MS),
         corner: o.choice("position", &Corner::ALL, Some(Corner::BottomRight))?,
-        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
+        control_percent: percent::<M>(o.get("controlPercent"), &o.at("controlPercent"))?,
         id,
         kind,
         scale,
@@ -1112,21 +1250,18 @@ fn survey(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Survey, Plan
 const WHEN_EXPECTED: &str = "one of {\"milestone\": id}, {\"event\": name, \"where\": filters}, {\"afterSignup\": \"14d\"}, optionally with \"path\"/\"hash\" (or those alone)";
 const RECONTACT_EXPECTED: &str = "\"once\", \"until_answered\" or {\"every\": \"90d\"}";
 
-fn milestone(v: &Value, ptr: &str) -> Result<Milestone, PlanError> {
-    let o = Obj::new(v, ptr.into(), &["id", "aliases", "title", "description", "kind", "condition", "due", "required", "value"])?;
+fn milestone<M: Mode>(v: &Value, ptr: &str) -> Result<Milestone, PlanError> {
+    let o = Obj::<M>::new(v, ptr.into(), &["id", "aliases", "title", "description", "kind", "condition", "due", "required", "value"])?;
     let id = o.id("id")?;
-    if RESERVED_IDS.contains(&id.as_str()) {
-        return err(&o.at("id"), format!("\"{id}\" is reserved for the engine's own events"), "another id");
-    }
+    check!(!RESERVED_IDS.contains(&id.as_str()), &o.at("id"), format!("\"{id}\" is reserved for the engine's own events"), "another id");
     let mut aliases = Vec::new();
     for (i, a) in o.array("aliases", 20, "an array of former ids")?.iter().enumerate() {
-        aliases.push(self::id(a, &index(&o.at("aliases"), i))?);
+        aliases.push(self::id::<M>(a, &index(&o.at("aliases"), i))?);
     }
     let kind = o.choice("kind", &[("feature", MilestoneKind::Feature), ("customer", MilestoneKind::Customer)], Some(MilestoneKind::Feature))?;
-    let condition = o.get("condition").map(|c| condition(c, &o.at("condition"))).transpose()?;
-    if condition.is_none() && kind == MilestoneKind::Feature {
-        return err(ptr, "missing \"condition\"", "a condition for a feature milestone (or \"kind\": \"customer\")");
-    }
+    let condition = o.get("condition").map(|c| condition::<M>(c, &o.at("condition"))).transpose()?;
+    // Trusting, a feature milestone without a condition is simply never detected.
+    check!(condition.is_some() || kind != MilestoneKind::Feature, ptr, "missing \"condition\"", "a condition for a feature milestone (or \"kind\": \"customer\")");
     Ok(Milestone {
         title: o.text("title", true)?,
         description: o.text("description", false)?,
@@ -1140,24 +1275,24 @@ fn milestone(v: &Value, ptr: &str) -> Result<Milestone, PlanError> {
     })
 }
 
-fn condition(v: &Value, ptr: &str) -> Result<Condition, PlanError> {
-    let o = Obj::new(v, ptr.into(), &["event", "where", "count", "after"])?;
-    let event = event_name(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
+fn condition<M: Mode>(v: &Value, ptr: &str) -> Result<Condition, PlanError> {
+    let o = Obj::<M>::new(v, ptr.into(), &["event", "where", "count", "after"])?;
+    let event = event_name::<M>(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
     let count = o.whole_or("count", 1, 1.0, "a whole number from 1 to 1000000")?;
     let after = o.id_opt("after")?;
     Ok(Condition { event, filters: filters(&o)?, count, after })
 }
 
 /// An object's `where`: property filters.
-fn filters(o: &Obj) -> Result<Vec<Filter>, PlanError> {
+fn filters<M: Mode>(o: &Obj<M>) -> Result<Vec<Filter>, PlanError> {
     let mut filters = Vec::new();
     if let Some(w) = o.get("where") {
         let wp = o.at("where");
         let Some(entries) = w.as_object() else {
-            return err(&wp, found(w), "an object of property filters such as {\"plan\": \"pro\"}");
+            return bad!(&wp, found(w), "an object of property filters such as {\"plan\": \"pro\"}");
         };
         for (prop, f) in entries {
-            filters.push(Filter { prop: prop.clone(), op: op(f, &child(&wp, prop))? });
+            filters.push(Filter { prop: prop.clone(), op: op::<M>(f, &child(&wp, prop))? });
         }
     }
     Ok(filters)
@@ -1165,21 +1300,21 @@ fn filters(o: &Obj) -> Result<Vec<Filter>, PlanError> {
 
 const OP_EXPECTED: &str = "a value to equal, or one object of eq, ne, in, gt, gte, lt, lte, exists, contains";
 
-fn op(v: &Value, ptr: &str) -> Result<Op, PlanError> {
+fn op<M: Mode>(v: &Value, ptr: &str) -> Result<Op, PlanError> {
     let Value::Obj(entries) = v else {
         return Ok(Op::Eq(v.clone()));
     };
     let [(name, arg)] = entries.as_slice() else {
-        return err(ptr, format!("an object with {} fields", entries.len()), OP_EXPECTED);
+        return bad!(ptr, format!("an object with {} fields", entries.len()), OP_EXPECTED);
     };
     let p = child(ptr, name);
-    let num = |arg: &Value| arg.as_f64().map_or_else(|| err(&p, found(arg), "a number"), Ok);
+    let num = |arg: &Value| arg.as_f64().map_or_else(|| bad!(&p, found(arg), "a number"), Ok);
     Ok(match name.as_str() {
         "eq" => Op::Eq(arg.clone()),
         "ne" => Op::Ne(arg.clone()),
         "in" => match arg {
-            Value::Arr(items) if !items.is_empty() => Op::In(items.clone()),
-            _ => return err(&p, found(arg), "a non-empty array of values"),
+            Value::Arr(items) if !(M::CHECK && items.is_empty()) => Op::In(items.clone()),
+            _ => return bad!(&p, found(arg), "a non-empty array of values"),
         },
         "gt" => Op::Gt(num(arg)?),
         "gte" => Op::Gte(num(arg)?),
@@ -1187,15 +1322,15 @@ fn op(v: &Value, ptr: &str) -> Result<Op, PlanError> {
         "lte" => Op::Lte(num(arg)?),
         "exists" => match arg {
             Value::Bool(b) => Op::Exists(*b),
-            _ => return err(&p, found(arg), "true or false"),
+            _ => return bad!(&p, found(arg), "true or false"),
         },
-        "contains" => Op::Contains(string(arg, &p, MAX_TEXT, "a non-empty string")?),
-        _ => return err(&p, "unknown operator", OP_EXPECTED),
+        "contains" => Op::Contains(string::<M>(arg, &p, MAX_TEXT, "a non-empty string")?),
+        _ => return bad!(&p, "unknown operator", OP_EXPECTED),
     })
 }
 
 /// Checks `after` references: they must name another milestone, and never form a cycle
-/// (a cycle would make every milestone in it unreachable).
+/// (a cycle would make every milestone in it unreachable). The validator's only.
 fn check_milestone_references(milestones: &[Milestone]) -> Result<(), PlanError> {
     fn after_of(m: &Milestone) -> Option<&str> {
         m.condition.as_ref().and_then(|c| c.after.as_deref())
@@ -1225,9 +1360,9 @@ fn check_milestone_references(milestones: &[Milestone]) -> Result<(), PlanError>
     Ok(())
 }
 
-fn capture_rule(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
-    let o = Obj::new(v, ptr.into(), &["event", "on", "selector", "path", "hash", "props"])?;
-    let event = event_name(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
+fn capture_rule<M: Mode>(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
+    let o = Obj::<M>::new(v, ptr.into(), &["event", "on", "selector", "path", "hash", "props"])?;
+    let event = event_name::<M>(o.required("event", EVENT_EXPECTED)?, &o.at("event"))?;
     #[derive(Clone, Copy)]
     enum On {
         Click,
@@ -1236,27 +1371,25 @@ fn capture_rule(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
         View,
     }
     let on = o.choice("on", &[("click", On::Click), ("submit", On::Submit), ("view", On::View), ("appear", On::Appear)], None)?;
-    let sel = || selector(o.required("selector", SELECTOR_EXPECTED)?, &o.at("selector"));
-    let only_view = |key: &str| match o.get(key) {
-        Some(_) => err(&o.at(key), "only used by \"on\": \"view\"", "\"selector\" for click, submit and appear rules"),
-        None => Ok(()),
-    };
     let on = match on {
         On::View => {
-            if o.get("selector").is_some() {
-                return err(&o.at("selector"), "not used by \"on\": \"view\"", "\"path\" and/or \"hash\" patterns");
-            }
-            let path = o.get("path").map(|p| pattern(p, &o.at("path"), '/')).transpose()?;
-            let hash = o.get("hash").map(|p| pattern(p, &o.at("hash"), '#')).transpose()?;
+            check!(o.get("selector").is_none(), &o.at("selector"), "not used by \"on\": \"view\"", "\"path\" and/or \"hash\" patterns");
+            let path = o.get("path").map(|p| pattern::<M>(p, &o.at("path"), '/')).transpose()?;
+            let hash = o.get("hash").map(|p| pattern::<M>(p, &o.at("hash"), '#')).transpose()?;
             if path.is_none() && hash.is_none() {
-                return err(ptr, "missing \"path\" and \"hash\"", "a \"path\" or \"hash\" pattern for a view rule");
+                return if M::CHECK {
+                    err(ptr, "missing \"path\" and \"hash\"", "a \"path\" or \"hash\" pattern for a view rule")
+                } else {
+                    Err(unreadable(o.at("path")))
+                };
             }
             Capture::View { path, hash }
         }
         other => {
-            only_view("path")?;
-            only_view("hash")?;
-            let selector = sel()?;
+            for key in ["path", "hash"] {
+                check!(o.get(key).is_none(), &o.at(key), "only used by \"on\": \"view\"", "\"selector\" for click, submit and appear rules");
+            }
+            let selector = selector::<M>(o.required("selector", SELECTOR_EXPECTED)?, &o.at("selector"))?;
             match other {
                 On::Click => Capture::Click { selector },
                 On::Submit => Capture::Submit { selector },
@@ -1267,7 +1400,7 @@ fn capture_rule(v: &Value, ptr: &str) -> Result<CaptureRule, PlanError> {
     let props = match o.get("props") {
         None => Vec::new(),
         Some(Value::Obj(entries)) => entries.clone(),
-        Some(other) => return err(&o.at("props"), found(other), "an object of properties to add"),
+        Some(other) => return bad!(&o.at("props"), found(other), "an object of properties to add"),
     };
     Ok(CaptureRule { event, on, props })
 }
@@ -1303,47 +1436,47 @@ fn read_capture_rule(v: &Value) -> Result<CaptureRule, &'static str> {
     Ok(CaptureRule { event, on, props })
 }
 
-fn milestone_ref(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<String, PlanError> {
-    let id = id(v, ptr)?;
-    if milestones.iter().any(|m| m.id == id) {
-        Ok(id)
-    } else {
-        err(ptr, format!("no milestone has id \"{id}\""), "the id of a milestone in this plan")
-    }
+/// A milestone id this plan defines. Trusting, the id is taken as written (see
+/// [`Plan::trusting`] for what an unknown one does).
+fn milestone_ref<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<String, PlanError> {
+    let id = id::<M>(v, ptr)?;
+    check!(milestones.iter().any(|m| m.id == id), ptr, format!("no milestone has id \"{id}\""), "the id of a milestone in this plan");
+    Ok(id)
 }
 
-fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&str]) -> Result<Tip, PlanError> {
-    let o = Obj::new(
+fn tip<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&str]) -> Result<Tip, PlanError> {
+    let o = Obj::<M>::new(
         v,
         ptr.into(),
         &["id", "kind", "milestone", "accountMilestone", "target", "title", "body", "placement", "trigger", "window", "priority", "cap", "steps", "cta", "controlPercent"],
     )?;
     let id = o.id("id")?;
     let kind = o.choice("kind", &TipKind::ALL, None)?;
-    let milestone = o.get("milestone").map(|m| milestone_ref(m, &o.at("milestone"), milestones)).transpose()?;
+    let milestone = o.get("milestone").map(|m| milestone_ref::<M>(m, &o.at("milestone"), milestones)).transpose()?;
     let account_milestone = match o.get("accountMilestone") {
         None => None,
         Some(m) => {
-            let account = self::id(m, &o.at("accountMilestone"))?;
-            if !account_milestones.contains(&account.as_str()) {
-                return err(&o.at("accountMilestone"), format!("no account milestone has id \"{account}\""), "the id of an account milestone in /health/accountMilestones");
-            }
+            let account = self::id::<M>(m, &o.at("accountMilestone"))?;
+            check!(
+                account_milestones.contains(&account.as_str()),
+                &o.at("accountMilestone"),
+                format!("no account milestone has id \"{account}\""),
+                "the id of an account milestone in /health/accountMilestones"
+            );
             Some(account)
         }
     };
-    let target = o.get("target").map(|t| selector(t, &o.at("target"))).transpose()?;
-    if target.is_none() && kind.needs_target() {
-        return err(ptr, "missing \"target\"", "a target selector for a tooltip or hotspot");
-    }
+    let target = o.get("target").map(|t| selector::<M>(t, &o.at("target"))).transpose()?;
+    check!(target.is_some() || !kind.needs_target(), ptr, "missing \"target\"", "a target selector for a tooltip or hotspot");
     let placement = o.choice("placement", &Placement::ALL, Some(Placement::Auto))?;
     let trigger = match o.get("trigger") {
         None => Trigger::default(),
         Some(t) => {
-            let t = Obj::new(t, o.at("trigger"), &["path", "hash", "afterEvent", "delay"])?;
+            let t = Obj::<M>::new(t, o.at("trigger"), &["path", "hash", "afterEvent", "delay"])?;
             Trigger {
-                path: t.get("path").map(|p| pattern(p, &t.at("path"), '/')).transpose()?,
-                hash: t.get("hash").map(|p| pattern(p, &t.at("hash"), '#')).transpose()?,
-                after_event: t.get("afterEvent").map(|e| event_name(e, &t.at("afterEvent"))).transpose()?,
+                path: t.get("path").map(|p| pattern::<M>(p, &t.at("path"), '/')).transpose()?,
+                hash: t.get("hash").map(|p| pattern::<M>(p, &t.at("hash"), '#')).transpose()?,
+                after_event: t.get("afterEvent").map(|e| event_name::<M>(e, &t.at("afterEvent"))).transpose()?,
                 delay_ms: t.duration_opt("delay")?.unwrap_or(0),
             }
         }
@@ -1351,26 +1484,21 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&st
     let window = match o.get("window") {
         None => Window::default(),
         Some(w) => {
-            let w = Obj::new(w, o.at("window"), &["from", "until"])?;
+            let w = Obj::<M>::new(w, o.at("window"), &["from", "until"])?;
             let window = Window {
                 from_ms: w.duration_opt("from")?.unwrap_or(0),
                 until_ms: w.duration_opt("until")?.unwrap_or(DEFAULT_TIP_WINDOW_MS),
             };
-            if window.until_ms <= window.from_ms {
-                return err(&w.at("until"), "not after \"from\"", "a window that ends after it starts");
-            }
+            // Trusting, a window that ends before it starts contains no time: the tip never shows.
+            check!(window.until_ms > window.from_ms, &w.at("until"), "not after \"from\"", "a window that ends after it starts");
             window
         }
     };
-    let priority = match o.get("priority") {
-        None => 0,
-        Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() <= 1000.0 => *n as i32,
-        Some(p) => return err(&o.at("priority"), found(p), "a whole number from -1000 to 1000"),
-    };
+    let priority = priority::<M>(o.get("priority"), &o.at("priority"))?;
     let cap = match o.get("cap") {
         None => TipCap::default(),
         Some(c) => {
-            let c = Obj::new(c, o.at("cap"), &["maxShows", "minGap", "snooze"])?;
+            let c = Obj::<M>::new(c, o.at("cap"), &["maxShows", "minGap", "snooze"])?;
             let d = TipCap::default();
             TipCap {
                 max_shows: c.whole_or("maxShows", d.max_shows, 1.0, "a whole number ≥ 1")?,
@@ -1381,27 +1509,23 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&st
     };
     let mut steps = Vec::new();
     let step_items = o.array("steps", MAX_STEPS, "an array of tour steps")?;
-    if kind == TipKind::Tour && step_items.is_empty() {
-        return err(ptr, "a tour without \"steps\"", "at least one step for a tour");
-    }
-    if kind != TipKind::Tour && !step_items.is_empty() {
-        return err(&o.at("steps"), "steps on a tip that is not a tour", "\"kind\": \"tour\", or no steps");
-    }
+    check!(kind != TipKind::Tour || !step_items.is_empty(), ptr, "a tour without \"steps\"", "at least one step for a tour");
+    check!(kind == TipKind::Tour || step_items.is_empty(), &o.at("steps"), "steps on a tip that is not a tour", "\"kind\": \"tour\", or no steps");
     for (i, s) in step_items.iter().enumerate() {
-        let s = Obj::new(s, index(&o.at("steps"), i), &["target", "title", "body", "placement", "advanceOn"])?;
+        let s = Obj::<M>::new(s, index(&o.at("steps"), i), &["target", "title", "body", "placement", "advanceOn"])?;
         let advance_on = match s.get("advanceOn") {
             None => None,
             Some(a) => {
-                let a = Obj::new(a, s.at("advanceOn"), &["event", "milestone"])?;
+                let a = Obj::<M>::new(a, s.at("advanceOn"), &["event", "milestone"])?;
                 match (a.get("event"), a.get("milestone")) {
-                    (Some(e), None) => Some(Advance::Event(event_name(e, &a.at("event"))?)),
-                    (None, Some(m)) => Some(Advance::Milestone(milestone_ref(m, &a.at("milestone"), milestones)?)),
-                    _ => return err(&a.ptr, "not exactly one of \"event\" and \"milestone\"", "{\"event\": name} or {\"milestone\": id}"),
+                    (Some(e), None) => Some(Advance::Event(event_name::<M>(e, &a.at("event"))?)),
+                    (None, Some(m)) => Some(Advance::Milestone(milestone_ref::<M>(m, &a.at("milestone"), milestones)?)),
+                    _ => return bad!(&a.ptr, "not exactly one of \"event\" and \"milestone\"", "{\"event\": name} or {\"milestone\": id}"),
                 }
             }
         };
         steps.push(TourStep {
-            target: selector(s.required("target", SELECTOR_EXPECTED)?, &s.at("target"))?,
+            target: selector::<M>(s.required("target", SELECTOR_EXPECTED)?, &s.at("target"))?,
             title: s.text("title", false)?,
             body: s.text("body", true)?,
             placement: s.choice("placement", &Placement::ALL, Some(Placement::Auto))?,
@@ -1411,24 +1535,17 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&st
     let cta = match o.get("cta") {
         None => None,
         Some(c) => {
-            let c = Obj::new(c, o.at("cta"), &["label", "url", "action"])?;
+            let c = Obj::<M>::new(c, o.at("cta"), &["label", "url", "action"])?;
             let label = c.text("label", true)?;
             let action = match (c.get("url"), c.get("action")) {
-                (Some(u), None) => {
-                    let url = string(u, &c.at("url"), 2000, "an http: or https: URL")?;
-                    if !(crate::core::markup::safe_url(&url) || crate::core::markup::same_site_path(&url)) {
-                        return err(&c.at("url"), found(u), "an absolute http: or https: URL, or a path on this site starting with a single '/'");
-                    }
-                    CtaAction::Url(url)
-                }
+                (Some(u), None) => CtaAction::Url(cta_url::<M>(u, &c.at("url"))?),
                 (None, Some(a)) => {
                     let s = a.as_str().unwrap_or("");
-                    if !CTA_ACTIONS.contains(&s) {
-                        return err(&c.at("action"), found(a), &one_of(&CTA_ACTIONS));
-                    }
+                    // Trusting, an action this release does not know does nothing when clicked.
+                    check!(CTA_ACTIONS.contains(&s), &c.at("action"), found(a), &one_of(&CTA_ACTIONS));
                     CtaAction::Action(s.into())
                 }
-                _ => return err(&c.ptr, "not exactly one of \"url\" and \"action\"", "a \"url\" or an \"action\""),
+                _ => return bad!(&c.ptr, "not exactly one of \"url\" and \"action\"", "a \"url\" or an \"action\""),
             };
             Some(Cta { label, action })
         }
@@ -1448,8 +1565,18 @@ fn tip(v: &Value, ptr: &str, milestones: &[Milestone], account_milestones: &[&st
         cap,
         steps,
         cta,
-        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
+        control_percent: percent::<M>(o.get("controlPercent"), &o.at("controlPercent"))?,
     })
+}
+
+/// A tip's or prompt's priority: a whole number from -1000 to 1000 (trusting, any number; the
+/// cast saturates).
+fn priority<M: Mode>(v: Option<&Value>, ptr: &str) -> Result<i32, PlanError> {
+    match v {
+        None => Ok(0),
+        Some(Value::Num(n)) if !M::CHECK || (n.fract() == 0.0 && n.abs() <= 1000.0) => Ok(*n as i32),
+        Some(p) => bad!(ptr, found(p), "a whole number from -1000 to 1000"),
+    }
 }
 
 impl Condition {
@@ -1523,6 +1650,29 @@ mod tests {
         let newer = r#"{"version":"2","surveys":[{"id":"nps"}],"capture":[{"event":"x","on":"click","selector":"a","later":1}]}"#;
         let (version, rules) = Plan::capture_only(&json::parse(newer).expect("json")).expect("newer plan");
         assert_eq!((version.as_str(), rules[0].on.selector()), ("2", Some("a")));
+    }
+
+    #[test]
+    fn the_trusting_reader_builds_the_validators_plan_and_names_what_it_cannot_read() {
+        for text in [
+            MINIMAL,
+            include_str!("../../pkg-config/plans/trackly.json"),
+            include_str!("../../pkg-config/plans/shopfront.json"),
+            include_str!("../../pkg-config/plans/relay-crm.json"),
+        ] {
+            let doc = json::parse(text).expect("json");
+            assert_eq!(Plan::trusting(&doc), Ok(Plan::from_value(&doc).expect("valid")));
+        }
+        let doc = json::parse(r#"{"version":"1","milestones":[{"id":"a","title":"A","value":true,"condition":{"event":"e","count":"2"}}]}"#).expect("json");
+        assert_eq!(
+            Plan::trusting(&doc).expect_err("a string count").message(),
+            "plan /milestones/0/condition/count: cannot be read; expected a plan that `onramp-collector plan check` accepts"
+        );
+        // What only the validator checks: read as written.
+        let doc = json::parse(r#"{"version":"1","milestones":[{"id":"a","title":"A","requried":false,"condition":{"event":"e","count":0,"after":"zz"}}]}"#).expect("json");
+        let plan = Plan::trusting(&doc).expect("read unchecked");
+        assert_eq!(plan.milestones[0].condition.as_ref().map(|c| (c.count, c.after.as_deref())), Some((0, Some("zz"))));
+        assert!(plan.milestones[0].required);
     }
 
     #[test]

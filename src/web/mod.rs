@@ -457,11 +457,15 @@ fn fetch_state(url: &str, user_id: String) {
 }
 
 /// Reads the plan (all of it in the full SDK, its version and capture rules in the tracker)
-/// and asks the browser's CSS parser about its selectors, then hands it to the machine.
+/// and asks the browser's CSS parser about its selectors, then hands it to the machine. Both
+/// read it trustingly ([`Plan::trusting`], [`Plan::capture_only`]): the collector validated it
+/// when it was stored, and its full validation (with the messages `plan check` and a refused
+/// `PUT /v1/plan` give) is not in any bundle. A plan the SDK cannot read is one console line
+/// naming the field.
 #[inline(never)] // kept out of `track()`'s path: see `Machine::handle`
 fn load_plan(doc: &Value) {
     #[cfg(feature = "guide")]
-    let plan = Plan::from_value(doc).and_then(|plan| check_selectors(plan.selectors()).map(|()| plan));
+    let plan = Plan::trusting(doc).and_then(|plan| check_selectors(plan.selectors()).map(|()| plan));
     #[cfg(not(feature = "guide"))]
     let plan = Plan::capture_only(doc).and_then(|(version, capture)| {
         check_selectors(capture.iter().enumerate().filter_map(|(i, r)| {

@@ -1,7 +1,7 @@
 //! The plan's `prompts`: growth moments shown when a milestone is reached (docs/PLANS.md,
-//! docs/EXPERIMENTS.md). Their validation, beside the rest of the plan's.
+//! docs/EXPERIMENTS.md). Read, validating or trusting, like the rest of the plan (see [`super::Mode`]).
 
-use super::{err, found, index, milestone_ref, one_of, percent, string, Milestone, Obj, PlanError, Text, HOUR_MS, MAX_NAME};
+use super::{cta_url, err, found, index, milestone_ref, one_of, percent, priority, string, unreadable, Milestone, Mode, Obj, PlanError, Text, HOUR_MS, MAX_NAME};
 use crate::core::json::Value;
 
 const MAX_PROMPTS: usize = 20;
@@ -90,62 +90,54 @@ pub struct Prompt {
     pub control_percent: f64,
 }
 
-fn prompt(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Prompt, PlanError> {
-    let o = Obj::new(
+fn prompt<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Prompt, PlanError> {
+    let o = Obj::<M>::new(
         v,
         ptr.into(),
         &["id", "kind", "milestone", "delay", "window", "title", "body", "cta", "npsGroups", "goal", "priority", "cap", "controlPercent"],
     )?;
     let kind = o.choice("kind", &PromptKind::ALL, Some(PromptKind::Other))?;
-    let milestone = milestone_ref(o.required("milestone", "the id of the milestone that opens the prompt")?, &o.at("milestone"), milestones)?;
-    let c = Obj::new(o.required("cta", "a call to action: {\"label\", and \"url\", \"action\" or \"copy\"}")?, o.at("cta"), &["label", "url", "action", "copy"])?;
+    let milestone = milestone_ref::<M>(o.required("milestone", "the id of the milestone that opens the prompt")?, &o.at("milestone"), milestones)?;
+    let c = Obj::<M>::new(o.required("cta", "a call to action: {\"label\", and \"url\", \"action\" or \"copy\"}")?, o.at("cta"), &["label", "url", "action", "copy"])?;
     let action = match (c.get("url"), c.get("action"), c.get("copy")) {
-        (Some(u), None, None) => {
-            let url = string(u, &c.at("url"), 2000, "an http: or https: URL")?;
-            if !(crate::core::markup::safe_url(&url) || crate::core::markup::same_site_path(&url)) {
-                return err(&c.at("url"), found(u), "an absolute http: or https: URL, or a path on this site starting with a single '/'");
-            }
-            PromptAction::Url(url)
-        }
-        (None, Some(a), None) => PromptAction::Host(super::id(a, &c.at("action"))?),
-        (None, None, Some(t)) => PromptAction::Copy(string(t, &c.at("copy"), 2000, "the text to copy, such as \"https://example.com/r/{userId}\"")?),
-        _ => return err(&c.ptr, "not exactly one of \"url\", \"action\" and \"copy\"", "a \"url\" to open, an \"action\" for the host app, or a text to \"copy\""),
+        (Some(u), None, None) => PromptAction::Url(cta_url::<M>(u, &c.at("url"))?),
+        (None, Some(a), None) => PromptAction::Host(super::id::<M>(a, &c.at("action"))?),
+        (None, None, Some(t)) => PromptAction::Copy(string::<M>(t, &c.at("copy"), 2000, "the text to copy, such as \"https://example.com/r/{userId}\"")?),
+        _ => return bad!(&c.ptr, "not exactly one of \"url\", \"action\" and \"copy\"", "a \"url\" to open, an \"action\" for the host app, or a text to \"copy\""),
     };
     let groups = o.array("npsGroups", 3, "an array of NPS groups")?;
     let mut nps_groups = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let s = g.as_str().unwrap_or("");
-        if !NPS_GROUPS.contains(&s) {
-            return err(&index(&o.at("npsGroups"), i), found(g), &one_of(&NPS_GROUPS));
-        }
+        // Trusting, a group this release does not know matches no answer.
+        check!(NPS_GROUPS.contains(&s), &index(&o.at("npsGroups"), i), found(g), &one_of(&NPS_GROUPS));
         nps_groups.push(s.to_string());
     }
     // Review gating (asking only happy customers) breaks review sites' rules: a review prompt
     // goes to every group or to none.
-    if kind == PromptKind::Review && !nps_groups.is_empty() && nps_groups.len() < NPS_GROUPS.len() {
-        return err(&o.at("npsGroups"), "a review prompt for some NPS groups only (review gating)", "no npsGroups on a review prompt: every user who is asked gets the same request");
-    }
+    check!(
+        kind != PromptKind::Review || nps_groups.is_empty() || nps_groups.len() >= NPS_GROUPS.len(),
+        &o.at("npsGroups"),
+        "a review prompt for some NPS groups only (review gating)",
+        "no npsGroups on a review prompt: every user who is asked gets the same request"
+    );
     let goal = match o.get("goal") {
         None => None,
         Some(g) => {
-            let g = Obj::new(g, o.at("goal"), &["milestone", "event", "within"])?;
+            let g = Obj::<M>::new(g, o.at("goal"), &["milestone", "event", "within"])?;
             let (milestone, event) = match (g.get("milestone"), g.get("event")) {
-                (Some(m), None) => (Some(milestone_ref(m, &g.at("milestone"), milestones)?), None),
-                (None, Some(e)) => (None, Some(string(e, &g.at("event"), MAX_NAME, "an event name")?)),
-                _ => return err(&g.ptr, "not exactly one of \"milestone\" and \"event\"", "{\"milestone\": id} or {\"event\": name}"),
+                (Some(m), None) => (Some(milestone_ref::<M>(m, &g.at("milestone"), milestones)?), None),
+                (None, Some(e)) => (None, Some(string::<M>(e, &g.at("event"), MAX_NAME, "an event name")?)),
+                _ => return bad!(&g.ptr, "not exactly one of \"milestone\" and \"event\"", "{\"milestone\": id} or {\"event\": name}"),
             };
             Some(Goal { milestone, event, within_ms: g.duration_opt("within")?.unwrap_or(7 * DAY_MS) })
         }
     };
-    let priority = match o.get("priority") {
-        None => 0,
-        Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() <= 1000.0 => *n as i32,
-        Some(p) => return err(&o.at("priority"), found(p), "a whole number from -1000 to 1000"),
-    };
+    let priority = priority::<M>(o.get("priority"), &o.at("priority"))?;
     let (max_shows, snooze_ms) = match o.get("cap") {
         None => (2, 3 * DAY_MS),
         Some(cap) => {
-            let cap = Obj::new(cap, o.at("cap"), &["maxShows", "snooze"])?;
+            let cap = Obj::<M>::new(cap, o.at("cap"), &["maxShows", "snooze"])?;
             (cap.whole_or("maxShows", 2, 1.0, "a whole number ≥ 1")?, cap.duration_opt("snooze")?.unwrap_or(3 * DAY_MS))
         }
     };
@@ -164,20 +156,18 @@ fn prompt(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Prompt, Plan
         priority,
         max_shows,
         snooze_ms,
-        control_percent: percent(o.get("controlPercent"), &o.at("controlPercent"))?,
+        control_percent: percent::<M>(o.get("controlPercent"), &o.at("controlPercent"))?,
     })
 }
 
 /// The plan's `prompts`, with unique ids.
-pub(super) fn prompts(items: &[Value], milestones: &[Milestone]) -> Result<Vec<Prompt>, PlanError> {
-    if items.len() > MAX_PROMPTS {
-        return err("/prompts", [&items.len().to_string(), " items"].concat(), "at most 20 prompts");
-    }
+pub(super) fn prompts<M: Mode>(items: &[Value], milestones: &[Milestone]) -> Result<Vec<Prompt>, PlanError> {
+    check!(items.len() <= MAX_PROMPTS, "/prompts", [&items.len().to_string(), " items"].concat(), "at most 20 prompts");
     let mut out: Vec<Prompt> = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {
         let p = index("/prompts", i);
-        let prompt = prompt(v, &p, milestones)?;
-        if let Some(j) = out.iter().position(|o| o.id == prompt.id) {
+        let prompt = prompt::<M>(v, &p, milestones)?;
+        if let Some(j) = out.iter().position(|o| M::CHECK && o.id == prompt.id) {
             return err(&(p + "/id"), ["\"", &prompt.id, "\" is already used by /prompts/", &j.to_string()].concat(), "a unique prompt id");
         }
         out.push(prompt);
