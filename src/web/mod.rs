@@ -150,6 +150,11 @@ struct Page {
     capture: Option<capture::Hooks>,
     flushes: Vec<(u64, js_sys::Function)>,
     next_flush: u64,
+    /// The loader's request of the plan, made while the SDK's files loaded (www/sdk/loader.js),
+    /// as `{ [url]: Promise<Response> }`: the plan's fetch of that URL adopts it instead of
+    /// asking again. (An object looked up by the URL, not a URL and a promise: the two-argument
+    /// form cost the tracker 1.2 KB raw in string glue, measured.)
+    plan_request: JsValue,
 }
 
 thread_local! {
@@ -269,7 +274,8 @@ fn carry_out(effects: Vec<Effect>) {
             Effect::Stop => {
                 let page = PAGE.with(|p| {
                     let mut page = p.borrow_mut();
-                    Page { flushes: std::mem::take(&mut page.flushes), next_flush: page.next_flush, ..Page::default() }
+                    // A second init's plan request (set just before) is the new SDK's.
+                    Page { flushes: std::mem::take(&mut page.flushes), next_flush: page.next_flush, plan_request: std::mem::take(&mut page.plan_request), ..Page::default() }
                 });
                 let old = PAGE.with(|p| std::mem::replace(&mut *p.borrow_mut(), page));
                 drop(old); // removes the listeners, timers and capture hooks
@@ -332,9 +338,11 @@ fn keep_in_preview(body: &str) {
 
 /// Starts the SDK. `config` is `{ writeKey, collector, plan, tips }`; `collector` defaults to
 /// this page's origin. A config error disables the SDK with one console message; the page is
-/// unaffected.
+/// unaffected. `plan_request`: the loader's request of the plan, `{ [url]: fetch promise }`,
+/// adopted if this init asks for the plan at that URL.
 #[wasm_bindgen]
-pub fn init(config: JsValue) {
+pub fn init(config: JsValue, plan_request: JsValue) {
+    PAGE.with(|p| p.borrow_mut().plan_request = plan_request);
     let page_origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let options = to_value(&config);
     #[cfg(feature = "preview")]
@@ -402,12 +410,16 @@ pub fn flush(done: Option<js_sys::Function>) {
     dispatch(Input::Flush(id));
 }
 
-/// Fetches the plan. The collector answers with an ETag and `no-cache`, so the browser's cache
-/// revalidates it and a 304 costs no download. A network failure or a project without a plan
-/// (204) is not the plan being wrong: onramp goes on without milestones.
+/// Fetches the plan, or adopts the loader's request of it. The collector answers with an ETag
+/// and `no-cache`, so the browser's cache revalidates it and a 304 costs no download. A network
+/// failure or a project without a plan (204) is not the plan being wrong: onramp goes on
+/// without milestones.
 #[inline(never)] // kept out of `track()`'s path: see `Machine::handle`
 fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
+    // Taken whether it matches or not: a later plan load (a second init) asks afresh.
+    let adopted = PAGE.with(|p| std::mem::take(&mut p.borrow_mut().plan_request));
+    let adopted = js_sys::Reflect::get(&adopted, &JsValue::from_str(url)).ok().filter(JsValue::is_object);
     let on_response = Closure::once(|response: JsValue| {
         // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
         let Some(response) = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok() && r.status() != 204) else { return };
@@ -424,7 +436,8 @@ fn fetch_plan(url: &str) {
         }
         on_text.forget(); // once per plan load; it frees its state when called
     });
-    RESPONSES.with(|r| drop(window.fetch_with_str(url).then2(&on_response, &r.ignore)));
+    let request = adopted.map_or_else(|| window.fetch_with_str(url), JsCast::unchecked_into::<js_sys::Promise>);
+    RESPONSES.with(|r| drop(request.then2(&on_response, &r.ignore)));
     on_response.forget();
 }
 

@@ -102,3 +102,55 @@ test("the loader fetches the module and the wasm in parallel, and a reload comes
   assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
   await context.close();
 });
+
+test("the loader requests the plan beside the module and the wasm; the SDK adopts it, and the next page revalidates it", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const messages = watchConsole(page);
+  const module = servedNames().find((n) => n.endsWith(".mjs") && n.startsWith("onramp."));
+  // The page's own order of events: requests made through fetch, and the wasm's instantiation.
+  await context.addInitScript(() => {
+    const order = (window.__order = []);
+    const fetch = window.fetch;
+    window.fetch = function (url) { order.push("fetch " + String(url)); return fetch.apply(this, arguments); };
+    const instantiate = WebAssembly.instantiate;
+    WebAssembly.instantiate = function () { order.push("instantiate"); return instantiate.apply(this, arguments); };
+  });
+  // The collector's request log (one JSON line per request), from this test on.
+  const planStatuses = () => collector.log().split("\n").filter((l) => l.includes('"path":"/v1/plan"')).map((l) => JSON.parse(l).status);
+  const earlier = planStatuses().length;
+  const planLines = () => planStatuses().slice(earlier);
+  const planRequests = [];
+  page.on("request", (r) => { if (r.url().includes("/v1/plan")) planRequests.push(r.url()); });
+  // Hold the module back: the plan is asked for anyway, by the loader.
+  let release;
+  const held = new Promise((r) => (release = r));
+  await page.route("**/sdk/v1/" + module, async (route) => { await held; await route.continue(); });
+  await page.goto(collector.url + "/demo/");
+  await eventually(() => planRequests.length > 0);
+  assert.deepEqual(planRequests, [collector.url + "/v1/plan?writeKey=wk_demo"], "asked while the module is still on its way");
+  release();
+  await page.waitForFunction(() => window.onramp.ready);
+  await page.unroute("**/sdk/v1/" + module);
+  const order = await page.evaluate(() => window.__order);
+  const plan = order.findIndex((e) => e.startsWith("fetch ") && e.includes("/v1/plan"));
+  assert.ok(plan >= 0 && plan < order.indexOf("instantiate"), "the plan was requested before the wasm was instantiated: " + order);
+  // The SDK runs on the loader's response: a new user's welcome tip, and no second request.
+  await page.fill("#signup-name", "Ada");
+  await page.fill("#signup-email", "ada@example.com");
+  await page.click("#signup-submit");
+  await page.locator("onramp-tips .m").first().waitFor();
+  assert.equal(planRequests.length, 1, "one plan request for the page view: " + planRequests);
+  assert.deepEqual(planLines(), [200], "the collector served the plan once");
+
+  // The next page view revalidates the cached plan (a 304, no body), and the SDK runs on it.
+  planRequests.length = 0;
+  await page.reload(); // the demo is at #/projects now
+  await page.waitForFunction(() => window.onramp.ready);
+  await page.locator("onramp-tips").locator(".c, .m, .h, .l").first().waitFor();
+  assert.equal(planRequests.length, 1, "one plan request: " + planRequests);
+  await eventually(() => planLines().length === 2);
+  assert.deepEqual(planLines(), [200, 304], "revalidated: unchanged, not downloaded again");
+  assert.deepEqual(messages.filter((m) => m.type === "error" || m.type === "pageerror"), []);
+  await context.close();
+});

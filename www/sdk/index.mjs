@@ -22,9 +22,18 @@ function plainProps(props) {
   return true;
 }
 
+// The loader's request of the plan ([url, Promise<Response>]), handed to the first init: the
+// SDK uses it when that init asks for the same URL, instead of requesting the plan again.
+let planRequest;
+
 function call(method, args) {
   try {
     if (method === "track") wasm.track(args[0], args[1], args[2], plainProps(args[1]));
+    else if (method === "init" && planRequest) {
+      const [url, response] = planRequest;
+      planRequest = undefined;
+      wasm.init(args[0], { [url]: response });
+    }
     else wasm[method](...args);
   } catch (e) {
     // The SDK must never throw into the host page.
@@ -148,9 +157,11 @@ function takeKeptCalls(thisPage) {
   return kept.sort((a, b) => (a.t || 0) - (b.t || 0)).slice(-1000);
 }
 
-/** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`. */
-export function attach(queue, base, wasmSource) {
+/** Takes over the loader's queue: replays its calls in order, then serves `window.onramp`.
+ *  `plan`: the loader's request of the plan, when it made one (see loader.js). */
+export function attach(queue, base, wasmSource, plan) {
   if (queue.c) watching = true;
+  planRequest = plan;
   // Started first, so the replayed calls wait for the wasm the loader is already fetching.
   const ready = load(base, wasmSource);
   const calls = queue.splice(0);

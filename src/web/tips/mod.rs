@@ -260,8 +260,10 @@ pub fn start(options: &Value, default_locale: &str) {
         }
     });
     // After the calls queued with init (identify, typically) have run: a tip shown to the
-    // anonymous visitor a moment before `identify` would not count for the user.
-    defer(refresh);
+    // anonymous visitor a moment before `identify` would not count for the user. They run in
+    // the same script (the loader's replay, or the page's own calls), so a microtask comes
+    // after them; a timer came after whatever else the loading page had queued too.
+    refresh_soon();
 }
 
 #[cfg(feature = "preview")]
