@@ -160,6 +160,9 @@ pub async fn log_requests(State(state): State<AppState>, request: Request, next:
     if outcome.is_some() {
         state.metrics.batch_latency(seconds);
     }
+    if !state.log_requests {
+        return response;
+    }
     let mut line = json!({
         "ts": state.now(),
         "method": method,
@@ -174,9 +177,11 @@ pub async fn log_requests(State(state): State<AppState>, request: Request, next:
             line["reason"] = json!(reason);
         }
     }
-    if state.log_requests {
-        eprintln!("{line}");
-    }
+    // One write per line: `eprintln!("{line}")` wrote each JSON token to the unbuffered stderr
+    // with a system call of its own: 50 per batch request (counted with strace).
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
     response
 }
 

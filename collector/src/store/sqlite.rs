@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_rollup_tips_metrics.sql"),
     include_str!("../../migrations/0012_rollup_users.sql"),
     include_str!("../../migrations/0013_health_reads.sql"),
+    include_str!("../../migrations/0014_events_one_read_index.sql"),
 ];
 
 /// The migrations (1-based) that create rollup tables: applying one fills its tables from the
