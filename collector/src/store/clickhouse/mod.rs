@@ -107,7 +107,6 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/clickhouse/0012_device_rows.sql"),
         sharded: &[("device_rows", BY_DEVICE)],
     },
-    Migration { sql: include_str!("../../../migrations/clickhouse/0013_rollup_users_by_shard.sql"), sharded: &[] },
 ];
 
 /// The migration (1-based) that adds `device_rows` and the version clock: applying it rewrites
@@ -299,9 +298,9 @@ impl ClickHouseStore {
         let keeps_users = target.cluster.is_none();
         tokio::spawn(write_loop(http.clone(), requests, keeps_users));
         let store = ClickHouseStore { target, http, writer, depth: AtomicUsize::new(0) };
-        // Each fills every row: the per-user rollup's, its report columns', its versions on
-        // the clock's scale, and the table created again in partitions (one fill for all).
-        let fills = [users::USERS_MIGRATION, report::COLUMNS_MIGRATION, DEVICE_ROWS_MIGRATION, report::SHARDS_MIGRATION];
+        // Each fills every row: the per-user rollup's, its report columns', and its versions
+        // on the clock's scale (one fill for all).
+        let fills = [users::USERS_MIGRATION, report::COLUMNS_MIGRATION, DEVICE_ROWS_MIGRATION];
         if let Some(&migration) = applied.iter().find(|m| fills.contains(m)) {
             let log = move |line: String| eprintln!("onramp-collector: ClickHouse migration {migration}: {line}");
             store.rebuild_users(None, &mut (Box::new(log) as Progress)).await?;
@@ -1892,16 +1891,9 @@ mod tests {
     }
 
     #[test]
-    fn the_report_reads_every_partition_of_the_user_rollup() {
-        let sql = MIGRATIONS[report::SHARDS_MIGRATION - 1].sql;
-        assert!(sql.contains(&format!("shard           UInt8 MATERIALIZED cityHash64(user_key) % {}", report::USER_SHARDS)), "{sql}");
-        assert!(sql.contains("PARTITION BY shard"), "{sql}");
-    }
-
-    #[test]
     fn splits_migrations_into_statements() {
         let counts: Vec<usize> = MIGRATIONS.iter().map(|m| statements(m.sql).len()).collect();
-        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 6, 4, 2]);
+        assert_eq!(counts, vec![2, 1, 6, 5, 2, 4, 1, 2, 6, 7, 6, 4]);
         for m in MIGRATIONS {
             for statement in statements(m.sql) {
                 // Each may run twice (collectors starting together): creates are guarded, and

@@ -26,16 +26,6 @@ use crate::store::StoreError;
 /// The migration (1-based) that adds the report columns: applying it rewrites every row.
 pub(super) const COLUMNS_MIGRATION: usize = 11;
 
-/// The migration (1-based) that creates `rollup_users` again in [`USER_SHARDS`] partitions: the
-/// collector fills it.
-pub(super) const SHARDS_MIGRATION: usize = 13;
-
-/// `rollup_users`' partitions (migration 13: `shard` is `cityHash64(user_key) % 8`). 18.16
-/// reads `FINAL` as one stream, so a report reads each partition as a branch of a `UNION ALL`:
-/// the branches run in parallel, and every version of a key is in one partition, so each
-/// branch's `FINAL` is exact.
-pub(super) const USER_SHARDS: u8 = 8;
-
 /// The report columns of `rollup_users`, in [`crate::store::user_rows::ReportColumns::put`]'s order.
 pub(super) const REPORT_COLUMNS: &str = "signup_known, signup, milestone_names, milestone_times, trait_keys, trait_texts";
 
@@ -69,22 +59,12 @@ impl<'q> ReportSql<'q> {
         self.columns.binary_search(step).unwrap_or_default()
     }
 
-    /// `select` over the newest row of each of the project's user keys (`columns` of
-    /// `rollup_users FINAL`), with `condition` on them: one `UNION ALL` branch per partition
-    /// ([`USER_SHARDS`]). FINAL before any other condition: a filter on a column may not drop
-    /// an old version of a row whose newest version it keeps out (`shard` is the key's, the
-    /// same in every version, and picks the partition).
-    fn by_shard(&self, select: &str, columns: &str, condition: &str) -> String {
-        (0..USER_SHARDS)
-            .map(|k| format!("SELECT {select} FROM (SELECT {columns} FROM rollup_users FINAL WHERE project = {} AND shard = {k}) WHERE {condition}", self.project))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ")
-    }
-
     /// Every stored user key of the project with the columns the report reads: `id`, `ident`,
     /// `ls` (last seen), `s` (sign-up: the `signedUpAt` trait up to `now` + 1 day, else first
     /// seen, as `resolve_user`), and per column `c`: `rc` whether reached, `tc` when,
     /// `dc` how long after sign-up (never negative). Only the selected users (`Selection`).
+    /// FINAL before any other condition: a filter on a column may not drop an old version of a
+    /// row whose newest version it keeps out.
     fn users(&self) -> String {
         let q = self.query;
         let bound = q.now.saturating_add(DAY);
@@ -108,10 +88,12 @@ impl<'q> ReportSql<'q> {
         }
         // Only the columns asked for: the packed ones are most of the table's bytes.
         let traits = if q.selection.traits.is_empty() { "" } else { ", trait_keys, trait_texts" };
-        self.by_shard(
-            &select.join(", "),
-            &format!("user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}"),
-            &admits.join(" AND "),
+        format!(
+            "SELECT {} FROM (SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
+                             FROM rollup_users FINAL WHERE project = {}) WHERE {}",
+            select.join(", "),
+            self.project,
+            admits.join(" AND ")
         )
     }
 
@@ -282,12 +264,14 @@ impl<'q> ReportSql<'q> {
         format!(
             "SELECT key, groupArray((text, n)) FROM (
                SELECT key, text, count() AS n
-               FROM ({})
+               FROM (SELECT trait_keys, trait_texts
+                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM rollup_users FINAL WHERE project = {})
+                     WHERE deleted = 0 AND identified)
                ARRAY JOIN trait_keys AS key, trait_texts AS text
                WHERE key NOT IN ({})
                GROUP BY key, text)
              GROUP BY key HAVING count() <= {MAX_TRAIT_CHOICES}",
-            self.by_shard("trait_keys, trait_texts", "deleted, identified, trait_keys, trait_texts", "deleted = 0 AND identified"),
+            self.project,
             quote_list(HIDDEN_TRAITS)
         )
     }
