@@ -901,7 +901,7 @@ async fn insert<'a>(http: &Http, events: impl Iterator<Item = &'a StoredEvent>) 
 }
 
 /// How long one rollup's recompute may run (`rollup rebuild`).
-const REBUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+pub(super) const REBUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// One rollup table and how it is recomputed from the events (the same as its migration's view).
 struct Rollup {

@@ -158,14 +158,16 @@ impl<'q> ReportSql<'q> {
             format!("countIf(ident AND {eligible} AND r{v} AND d{v} < {ACTIVATION_WINDOW}) AS activated"),
         ];
         let mut outer = vec!["g2".to_owned(), "sum(users)".to_owned(), "sum(visitors)".to_owned(), "sum(eligible)".to_owned(), "sum(activated)".to_owned()];
-        let mut summary = |name: String, values: String, condition: String| {
-            let (i, o) = Self::summary(&name, &values, &condition);
-            inner.push(i);
-            outer.push(o);
-        };
-        for (i, step) in q.steps.iter().chain([&q.value]).enumerate() {
+        let steps: Vec<&Step> = q.steps.iter().chain([&q.value]).collect();
+        for (i, step) in steps.iter().enumerate() {
+            // The value is most often a step: its summary, named again, is counted once.
+            let first = steps.iter().position(|s| s == step).unwrap_or(i);
             let c = self.column(step);
-            summary(format!("step{i}"), format!("d{c}"), format!("ident AND r{c}"));
+            let (counted, merged) = Self::summary(&format!("step{first}"), &format!("d{c}"), &format!("ident AND r{c}"));
+            if first == i {
+                inner.push(counted);
+            }
+            outer.push(merged);
         }
         let mut histogram = Vec::new();
         let mut low = None;

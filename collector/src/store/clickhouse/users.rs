@@ -307,6 +307,11 @@ impl ClickHouseStore {
             done += batch.len() as u64;
             progress(format!("users: done ({done} users of {project})"));
         }
+        // Written in batches, the rows sit in several parts per partition, which a report's
+        // FINAL merges on every read until background merges join them (at 10 M events they
+        // had not after minutes; a report's ClickHouse CPU was 0.13 s more than over one part).
+        progress("users: merging rollup_users' parts".into());
+        http.run("OPTIMIZE TABLE rollup_users FINAL", Vec::new(), super::REBUILD_TIMEOUT).await?;
         Ok(())
     }
 
