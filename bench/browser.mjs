@@ -63,6 +63,15 @@ function instrument() {
     set(p) { ready = p; Promise.resolve(p).then((ok) => { m.readyAt = performance.now(); m.ok = ok; }); },
   });
   window.onramp = q;
+  // The SDK's wasm memory, kept as the loader instantiates the module (its exports' names are
+  // minified by `cargo xtask build`, and the served bundle does not hand them out).
+  const instantiate = WebAssembly.instantiate;
+  WebAssembly.instantiate = async (...args) => {
+    const made = await instantiate.apply(WebAssembly, args);
+    const exports = (made.instance ?? made).exports;
+    m.wasmMemory = Object.values(exports).find((e) => e instanceof WebAssembly.Memory);
+    return made;
+  };
   const observe = (type, push) => {
     try { new PerformanceObserver((l) => l.getEntries().forEach(push)).observe({ type, buffered: true }); } catch {}
   };
@@ -99,7 +108,7 @@ async function heapUsed(cdp) {
 }
 
 async function wasmMemory(page) {
-  return page.evaluate(async () => (await (await import("/sdk/v1/onramp.js")).default()).memory.buffer.byteLength);
+  return page.evaluate(() => window.__bench.wasmMemory.buffer.byteLength);
 }
 
 async function closedPort() {
