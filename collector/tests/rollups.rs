@@ -216,3 +216,32 @@ async fn per_user_rows_equal_a_recompute_after_merges_relinks_resends_and_any_or
     let keys: Vec<String> = rows(&forward).into_iter().map(|r| r.0).collect();
     assert_eq!(keys, ["anon-c", "user-2", "user-3"]);
 }
+
+/// A running collector's cached report ends when another process changes the file, as it ends
+/// when the collector itself commits: `rollup rebuild` is run beside a running collector (after
+/// a restore or a plan rename), and an erasure by `users delete` must not stay in the answers.
+/// The collector's clock stands still here, so a cached answer would never expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_after_another_process_changed_the_file_is_computed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c.db");
+    let c = serve_with_clock(Arc::new(SqliteStore::open(&db).expect("open")), Some(NOW)).await;
+    for body in history(0..60, 5) {
+        assert_eq!(post(&c.url, body).await.status(), 200);
+    }
+    let path = "/v1/report?due=project_created:24h,file_uploaded:3d";
+    let answer = common::get(&c.url, path).await;
+    assert_eq!(common::get(&c.url, path).await, answer);
+    // Another writer turns the first visitor into a user (a damaged row, as `rollup verify`
+    // would name it): the next report reads it.
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let flipped = conn
+        .execute("UPDATE rollup_users SET identified = 1 - identified WHERE user_key = (SELECT MIN(user_key) FROM rollup_users WHERE NOT identified)", [])
+        .expect("damage");
+    assert_eq!(flipped, 1);
+    let damaged = common::get(&c.url, path).await;
+    assert_eq!(damaged["visitors"].as_u64(), answer["visitors"].as_u64().map(|v| v - 1), "the other writer's change is read");
+    // `rollup rebuild` in its own process repairs it: the next report is the first one again.
+    assert_eq!(rollup("rebuild", &db).0, 0);
+    assert_eq!(common::get(&c.url, path).await, answer, "the rebuild is read");
+}

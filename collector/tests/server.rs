@@ -204,7 +204,7 @@ async fn imports_history_of_any_age_with_the_admin_token_once() {
 }
 
 #[tokio::test]
-async fn the_report_is_served_from_cache_until_new_events_arrive() {
+async fn the_report_is_served_from_cache_until_the_data_changes() {
     let s = start().await;
     let db = s._dir.path().join("events.db");
     // Identified users: visitors who never identified are in no report.
@@ -215,11 +215,18 @@ async fn the_report_is_served_from_cache_until_new_events_arrive() {
     assert_eq!(send("c0", "anon-0").await.status(), 200);
     assert_eq!(send("c1", "anon-1").await.status(), 200);
     let path = "/v1/report?steps=event:opened&due=signed_up:1h";
-    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2);
-    // Changed behind the collector's back: a cached answer cannot see it.
+    let first = common::get(&s.url, path).await;
+    assert_eq!(first["ttv"]["users"], 2);
+    // Nothing changed: the cached answer, computed at the same clock reading ("now").
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(common::get(&s.url, path).await, first, "served from the cache");
+    // Changed by another connection to the file (another process, as `rollup rebuild` or
+    // `users delete` beside the collector): computed again, from the (now damaged) rollups.
     rusqlite::Connection::open(&db).expect("open").execute_batch("DELETE FROM rollup_users").expect("delete");
-    assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 2, "served from the cache");
-    // A new event is a new data version: computed again, from the (now damaged) rollups.
+    let changed = common::get(&s.url, path).await;
+    assert_eq!(changed["ttv"]["users"], 0, "the other connection's change is read");
+    assert_ne!(changed["now"], first["now"]);
+    // A new event is a new data version too.
     assert_eq!(send("c2", "anon-2").await.status(), 200);
     assert_eq!(common::get(&s.url, path).await["ttv"]["users"], 1, "only anon-2's user row is left");
     assert_eq!(common::get(&s.url, &format!("{path}&window=1d")).await["funnel"]["steps"][0]["users"], 1);

@@ -125,9 +125,12 @@ pub struct SqliteStore {
     writer: mpsc::Sender<WriteRequest>,
     /// Requests sent to the writer and not yet answered.
     depth: Arc<AtomicUsize>,
-    /// Commits so far: this process's writer is the file's only one, so it changes exactly when
-    /// the data does (the report cache's data version).
-    commits: Arc<AtomicU64>,
+    /// A connection kept to read `PRAGMA data_version` (the report cache's data version), which
+    /// changes whenever any other connection commits to the file: this store's writer, its
+    /// erasures and retention, and other processes (`rollup rebuild`, `users delete`, another
+    /// collector). A count of this writer's commits missed the other processes, so after a
+    /// `rollup rebuild` beside a running collector its cache served the answers from before.
+    version: Arc<std::sync::Mutex<Connection>>,
     /// What `/readyz` checks of the writer.
     writer_health: Arc<WriterHealth>,
 }
@@ -216,17 +219,18 @@ impl SqliteStore {
             failed_at: AtomicU64::new(0),
             sync_failed_at: AtomicU64::new(0),
         });
-        let commits = Arc::new(AtomicU64::new(0));
-        let (writer_depth, health, writer_commits, writer_restart) = (depth.clone(), writer_health.clone(), commits.clone(), restart_due.clone());
+        let version = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(unavailable)?;
+        let version = Arc::new(std::sync::Mutex::new(version));
+        let (writer_depth, health, writer_restart) = (depth.clone(), writer_health.clone(), restart_due.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let running = Running(health);
-                write_loop(conn, requests, committed, &writer_depth, &running.0, &writer_commits, &writer_restart);
+                write_loop(conn, requests, committed, &writer_depth, &running.0, &writer_restart);
             })
             .map_err(unavailable)?;
-        let (health, mut wal) = (writer_health.clone(), SyncedFile { path: wal_path(&path), file: None });
-        let database = SyncedFile { path: path.clone(), file: None };
+        let (health, mut wal) = (writer_health.clone(), SyncedFile::wal(&path));
+        let database = SyncedFile::database(&path);
         // One pending wake-up is enough: a checkpoint copies everything committed before it.
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
@@ -246,7 +250,7 @@ impl SqliteStore {
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoints, database, woken, limits.restart, &restart_due))
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth, writer_health, commits })
+        Ok(SqliteStore { path, writer, depth, writer_health, version })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
@@ -266,7 +270,6 @@ fn write_loop(
     committed: std::sync::mpsc::Sender<Committed>,
     depth: &AtomicUsize,
     health: &WriterHealth,
-    commits: &AtomicU64,
     restart_due: &AtomicBool,
 ) {
     while let Some(first) = requests.blocking_recv() {
@@ -287,9 +290,6 @@ fn write_loop(
         // is that request's problem.
         let failed_at = if results.iter().all(Result::is_err) { crate::system_now_ms().max(1) as u64 } else { 0 };
         health.failed_at.store(failed_at, Ordering::Relaxed);
-        // Counted before anyone hears of the commit, so no reader sees new data under an old
-        // version.
-        commits.fetch_add(1, Ordering::SeqCst);
         depth.fetch_sub(group.len(), Ordering::Relaxed);
         if committed.send(group.into_iter().zip(results).collect()).is_err() {
             return;
@@ -301,17 +301,67 @@ fn write_loop(
 /// the writer's connection stays open, so SQLite never deletes or replaces either meanwhile.
 struct SyncedFile {
     path: PathBuf,
-    file: Option<std::fs::File>,
+    file: Option<Arc<std::fs::File>>,
+    open: fn(&Path) -> std::io::Result<Arc<std::fs::File>>,
 }
 
 impl SyncedFile {
+    /// The WAL: SQLite takes no lock on it, so its descriptor is closed with the store.
+    fn wal(database: &Path) -> SyncedFile {
+        SyncedFile { path: wal_path(database), file: None, open: open_for_sync }
+    }
+
+    /// The database file, through [`kept_descriptor`].
+    fn database(path: &Path) -> SyncedFile {
+        SyncedFile { path: path.to_owned(), file: None, open: kept_descriptor }
+    }
+
     fn sync(&mut self) -> std::io::Result<()> {
         let file = match &self.file {
             Some(file) => file,
-            None => self.file.insert(std::fs::OpenOptions::new().write(true).open(&self.path)?),
+            None => self.file.insert((self.open)(&self.path)?),
         };
         file.sync_data()
     }
+}
+
+/// A descriptor of the database file at `path`, one per file in the process, never closed.
+/// SQLite locks the database with POSIX record locks, which belong to the process and the file,
+/// not to a descriptor: closing *any* descriptor of the file drops every lock the process holds
+/// on it, SQLite's included, while SQLite still believes it holds them. A store that closed its
+/// own descriptor when it shut down thereby took away the shared lock every other connection in
+/// the process held on the file (another store's, or any `rusqlite::Connection`): another
+/// process closing its last connection then took the exclusive lock, believed itself the
+/// file's last user, checkpointed, deleted the WAL and unlinked the shared-memory index under
+/// this process's connections, which went on reading through their old index and missed the
+/// next commits of other processes (docs/SCALING.md, "Several connections to one SQLite file").
+#[cfg(unix)]
+fn kept_descriptor(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    /// A file's (device, inode).
+    type FileId = (u64, u64);
+    static KEPT: std::sync::Mutex<Vec<(FileId, Arc<std::fs::File>)>> = std::sync::Mutex::new(Vec::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let wanted = id(std::fs::metadata(path)?);
+    if let Some((_, file)) = kept.iter().find(|(k, _)| *k == wanted) {
+        return Ok(file.clone());
+    }
+    let file = open_for_sync(path)?;
+    // Kept whatever happens: dropping it would close it. (Under its own identity, should the
+    // path have been replaced since it was looked at.)
+    kept.push((file.metadata().map(id).unwrap_or(wanted), file.clone()));
+    Ok(file)
+}
+
+/// Elsewhere a lock belongs to its handle: the store's own descriptor is closed with the store.
+#[cfg(not(unix))]
+fn kept_descriptor(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+    open_for_sync(path)
+}
+
+fn open_for_sync(path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+    Ok(Arc::new(std::fs::OpenOptions::new().write(true).open(path)?))
 }
 
 fn wal_path(database: &Path) -> PathBuf {
@@ -327,9 +377,7 @@ fn wal_path(database: &Path) -> PathBuf {
 /// writer's). Passive: it waits for no reader or writer and copies what it can; a failure leaves
 /// the pages in the WAL for the next checkpoint (or the writer's own).
 ///
-/// Its own descriptor of the database file is closed only after its connection, when the store
-/// shuts down: closing any descriptor of a file drops every POSIX lock this process holds on it,
-/// SQLite's included.
+/// It syncs the database through a descriptor that is never closed ([`kept_descriptor`]).
 fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync::mpsc::Receiver<()>, restart_pages: i64, restart_due: &AtomicBool) {
     // (frames in the WAL, frames copied into the database), as of this checkpoint's start.
     let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).ok();
@@ -348,8 +396,6 @@ fn checkpoint_loop(conn: Connection, mut database: SyncedFile, woken: std::sync:
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
-    drop(conn);
-    drop(database);
 }
 
 /// Answers committed requests once `sync` has made their commits durable: an `fdatasync` of
@@ -673,20 +719,17 @@ impl Store for SqliteStore {
         let (project, user, path) = (project.to_owned(), user.to_owned(), self.path.clone());
         // Its own connection beside the event writer, like `put_plan` (WAL + busy timeout).
         Box::pin(async move {
-            let erased = tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
+            tokio::task::spawn_blocking(move || erase_user(&path, &project, &user))
                 .await
                 .map_err(unavailable)?
-                .map_err(unavailable)?;
-            // The data changed outside the writer: cached reports must not outlive it.
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            Ok(erased)
+                .map_err(unavailable)
         })
     }
 
     fn delete_events_before(&self, project: &str, before: i64) -> StoreFuture<'_, u64> {
         let (project, path) = (project.to_owned(), self.path.clone());
         Box::pin(async move {
-            let deleted = tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
+            tokio::task::spawn_blocking(move || -> rusqlite::Result<u64> {
                 let mut conn = open(&path)?;
                 // Immediate: it reads the devices, then writes; the writer thread may commit in
                 // between otherwise, and a deferred transaction could not upgrade its snapshot.
@@ -697,9 +740,7 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(unavailable)?
-            .map_err(unavailable)?;
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            Ok(deleted)
+            .map_err(unavailable)
         })
     }
 
@@ -844,8 +885,16 @@ impl Store for SqliteStore {
     }
 
     fn data_version(&self, _project: &str) -> StoreFuture<'_, Option<u64>> {
-        let version = self.commits.load(Ordering::SeqCst);
-        Box::pin(async move { Ok(Some(version)) })
+        let version = self.version.clone();
+        Box::pin(async move {
+            // A read of the shared-memory index's header (page 1 after a change); a connection
+            // that cannot answer gives no version, and then nothing is cached.
+            let read = move || {
+                let conn = version.lock().unwrap_or_else(|e| e.into_inner());
+                conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok().map(|v| v as u64)
+            };
+            Ok(tokio::task::spawn_blocking(read).await.ok().flatten())
+        })
     }
 
     fn users(&self, project: &str) -> StoreFuture<'_, Vec<UserSeen>> {
@@ -1443,6 +1492,43 @@ mod tests {
         let group = [request(&["c1"], "task_done"), request(&["c2", "c1"], "task_done")];
         assert!(write_group(&mut conn, &group).iter().all(Result::is_ok));
         assert_eq!(sqlite_rollup::verify(&conn, None).expect("verify"), Vec::<String>::new());
+    }
+
+    /// Whether this process holds a POSIX lock on `database` (`/proc/locks` names the owner's
+    /// pid and the file's inode).
+    #[cfg(target_os = "linux")]
+    fn locked_by_this_process(database: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(database).expect("stat").ino().to_string();
+        let pid = std::process::id().to_string();
+        std::fs::read_to_string("/proc/locks").expect("/proc/locks").lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX") && fields.get(4) == Some(&pid.as_str()) && fields.get(5).and_then(|f| f.rsplit(':').next()) == Some(inode.as_str())
+        })
+    }
+
+    /// A store syncs the database file through a descriptor of its own. Closing it when the
+    /// store shut down dropped the shared lock that every other connection of this process holds
+    /// on the file (POSIX locks belong to the process), after which other processes took the
+    /// file as theirs alone (the flaky `rollups_match_a_recompute_and_are_rebuilt_and_migrated`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_store_that_shuts_down_leaves_the_locks_of_other_connections_to_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l.db");
+        let mut conn = open(&path).expect("open");
+        migrate(&mut conn).expect("migrate");
+        // In WAL mode a connection holds its shared lock on the file from its first read on.
+        conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).expect("read");
+        assert!(locked_by_this_process(&path));
+        // What the checkpoint thread does with the database file, from its first sync to the
+        // store's end; twice, as two stores on the file would.
+        for _ in 0..2 {
+            let mut database = SyncedFile::database(&path);
+            database.sync().expect("sync");
+            drop(database);
+            assert!(locked_by_this_process(&path), "the connection's lock is still held");
+        }
     }
 
     fn health() -> WriterHealth {
