@@ -498,9 +498,9 @@ impl<S: KeyValue> Outbox<S> {
             match self.storage.get(&queue_key) {
                 Some(text) => {
                     let doubt = if beat == GONE { Doubt::None } else { Doubt::Unsure };
-                    for (id, json, ts) in parse_queue(&text) {
+                    for (json, id, ts) in parse_queue(&text) {
                         // Queued long ago: the adopted events go in the next batch.
-                        self.append(Item { id, json, doubt, ts, queued_at: 0, stored: false, report: None, seq: 0 });
+                        self.append(Item { id, json, doubt, ts: ts as i64, queued_at: 0, stored: false, report: None, seq: 0 });
                     }
                     self.storage.remove(&queue_key);
                     // Tells the owner, should it still be alive, that its stored events moved.
@@ -840,18 +840,11 @@ impl<S: KeyValue> Outbox<S> {
     }
 }
 
-/// The events of a stored queue as (id, json, ts); anything unreadable is skipped rather than
+/// The events of a stored queue as (json, id, ts); anything unreadable is skipped rather than
 /// blocking the rest. Full validation is the collector's: a 400 drops just the bad event.
 /// (Not `Event::from_value`: its messages would cost the bundle more than they give here.)
-fn parse_queue(text: &str) -> Vec<(String, String, i64)> {
-    let mut events = Vec::new();
-    let Ok(Value::Arr(items)) = json::parse(text) else { return events };
-    for v in &items {
-        if let (Some(id), Some(ts)) = (v.get("id").and_then(Value::as_str), v.get("ts").and_then(Value::as_f64)) {
-            events.push((id.to_owned(), v.to_json(), ts as i64));
-        }
-    }
-    events
+fn parse_queue(text: &str) -> Vec<(String, String, f64)> {
+    json::records(text, "id", "ts")
 }
 
 /// The ids a [`wire::Known`] answer names; anything unreadable names none (and so every
@@ -976,7 +969,7 @@ mod tests {
         let mut key = String::from(QUEUE_PREFIX);
         key.push_str(tab);
         let text = s.entries.get(&key).cloned().unwrap_or_else(|| "[]".into());
-        parse_queue(&text).into_iter().map(|(_, j, _)| json::parse(&j).ok().and_then(|v| v.get("name").and_then(Value::as_str).map(String::from)).unwrap_or_default()).collect()
+        parse_queue(&text).into_iter().map(|(j, _, _)| json::parse(&j).ok().and_then(|v| v.get("name").and_then(Value::as_str).map(String::from)).unwrap_or_default()).collect()
     }
 
     #[test]
