@@ -225,12 +225,18 @@ test("a reload does not send again what the closing page's beacon delivered, and
 });
 
 test("a queue another tab left is adopted at the first tick, after ready, and sent once", async () => {
-  // The queue as the SDK itself stores it: a page whose batches cannot get through.
+  // The queue as the SDK itself stores it: a page whose collector cannot be reached (a closed
+  // port, so not even its beacon on close gets through).
   const first = await browser.newContext();
-  await first.route("**/v1/batch", (route) => route.abort());
-  const { page: left } = await openPage(first);
-  await left.evaluate(() => { for (let i = 0; i < 3; i++) window.onramp.track("d_left_behind", { i }); });
-  const queue = await eventually(() => left.evaluate(() => {
+  const offline = await first.newPage();
+  await offline.route(collector.url + "/offline.html", (route) => route.fulfill({
+    contentType: "text/html",
+    body: PAGE.replace('plan: false', 'plan: false, collector: "http://127.0.0.1:9"'),
+  }));
+  await offline.goto(collector.url + "/offline.html");
+  assert.equal(await offline.evaluate(() => window.onrampReady), true, "SDK loaded");
+  await offline.evaluate(() => { for (let i = 0; i < 3; i++) window.onramp.track("d_left_behind", { i }); });
+  const queue = await eventually(() => offline.evaluate(() => {
     const key = Object.keys(localStorage).find((k) => k.startsWith("onramp.q."));
     return key && JSON.parse(localStorage.getItem(key)).length === 3 && localStorage.getItem(key);
   }));
@@ -249,6 +255,7 @@ test("a queue another tab left is adopted at the first tick, after ready, and se
   const { page, messages } = await openPage(context);
   // Ready, and the scan of other tabs' queues has not run: it waits for the first tick.
   assert.equal(await page.evaluate(() => localStorage.getItem("onramp.q.closed-tab") !== null), true, "left for the first tick");
+  assert.equal(stored("d_left_behind"), 0);
   assert.ok(await eventually(() => stored("d_left_behind") === 3, { timeout: 10000 }), "adopted and sent");
   assert.equal(await page.evaluate(() => localStorage.getItem("onramp.q.closed-tab")), null, "taken from storage");
   await page.evaluate(() => window.onramp.flush());
