@@ -1056,6 +1056,33 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_left_by_another_tab_is_adopted_at_the_first_tick_and_sent_once() {
+        let storage = Shared::default();
+        let (mut old, _) = page(&storage, no_plan(), T0, 0);
+        for _ in 0..3 {
+            track(&mut old, T0, "left_behind");
+        }
+        old.handle(T0 + 1, Input::Persist);
+        // That tab died (no pagehide); a page opened long after its heartbeat lapsed.
+        let later = T0 + 60_000;
+        let (mut new, fx) = page(&storage, no_plan(), later, 50);
+        assert!(events(&fx, false).is_empty() && asked(&fx).is_empty(), "init leaves the scan to the first tick");
+        assert_eq!(storage.keys_with_prefix(crate::core::delivery::QUEUE_PREFIX).len(), 1, "still the old tab's");
+        assert!(fx.contains(&Effect::ScheduleTick(TICK_MS)));
+        let fx = new.handle(later + i64::from(TICK_MS), Input::Tick);
+        // A dead tab's keepalive fetch may have arrived: asked about before it is sent.
+        let ids = asked(&fx);
+        assert_eq!(ids.len(), 3);
+        let fx = new.handle(later + 1001, known(&[]));
+        assert_eq!(names(&events(&fx, false)), ["left_behind"; 3]);
+        let fx = new.handle(later + 1002, ack());
+        assert!(events(&fx, false).is_empty());
+        let fx = new.handle(later + 2000, Input::Tick);
+        assert!(events(&fx, false).is_empty() && asked(&fx).is_empty(), "sent once");
+        assert!(storage.keys_with_prefix(crate::core::delivery::QUEUE_PREFIX).is_empty(), "nothing left queued");
+    }
+
+    #[test]
     fn a_reload_adopts_the_queue_but_skips_events_in_flight_until_their_window_passed() {
         let storage = Shared::default();
         let (mut old, _) = page(&storage, no_plan(), T0, 0);

@@ -223,3 +223,44 @@ test("a reload does not send again what the closing page's beacon delivered, and
   assert.equal(stored("d_reload"), 4);
   await context.close();
 });
+
+test("a queue another tab left is adopted at the first tick, after ready, and sent once", async () => {
+  // The queue as the SDK itself stores it: a page whose collector cannot be reached (a closed
+  // port, so not even its beacon on close gets through).
+  const first = await browser.newContext();
+  const offline = await first.newPage();
+  await offline.route(collector.url + "/offline.html", (route) => route.fulfill({
+    contentType: "text/html",
+    body: PAGE.replace('plan: false', 'plan: false, collector: "http://127.0.0.1:9"'),
+  }));
+  await offline.goto(collector.url + "/offline.html");
+  assert.equal(await offline.evaluate(() => window.onrampReady), true, "SDK loaded");
+  await offline.evaluate(() => { for (let i = 0; i < 3; i++) window.onramp.track("d_left_behind", { i }); });
+  const queue = await eventually(() => offline.evaluate(() => {
+    const key = Object.keys(localStorage).find((k) => k.startsWith("onramp.q."));
+    return key && JSON.parse(localStorage.getItem(key)).length === 3 && localStorage.getItem(key);
+  }));
+  assert.ok(queue, "three events stored");
+  await first.close();
+
+  // Another browser profile holds that queue for a tab that closed with nothing on its way.
+  const context = await browser.newContext();
+  await context.addInitScript((queue) => {
+    if (sessionStorage.getItem("seeded")) return;
+    sessionStorage.setItem("seeded", "1");
+    localStorage.setItem("onramp.q.closed-tab", queue);
+    localStorage.setItem("onramp.hb.closed-tab", "gone");
+  }, queue);
+  const before = received();
+  const { page, messages } = await openPage(context);
+  // Ready, and the scan of other tabs' queues has not run: it waits for the first tick.
+  assert.equal(await page.evaluate(() => localStorage.getItem("onramp.q.closed-tab") !== null), true, "left for the first tick");
+  assert.equal(stored("d_left_behind"), 0);
+  assert.ok(await eventually(() => stored("d_left_behind") === 3, { timeout: 10000 }), "adopted and sent");
+  assert.equal(await page.evaluate(() => localStorage.getItem("onramp.q.closed-tab")), null, "taken from storage");
+  await page.evaluate(() => window.onramp.flush());
+  await page.waitForTimeout(1500); // another tick: nothing goes again
+  assert.equal(received() - before, 3, "each event received once");
+  assert.deepEqual(messages.filter((m) => m.type === "error"), []);
+  await context.close();
+});
