@@ -183,6 +183,17 @@ async fn signal_mid_load(signal: &'static str, after: usize, clean_exit: bool, s
     .await;
     assert_eq!(collector.wait(), clean_exit, "{signal}: exit status");
     assert!(!failed.is_empty(), "the {signal} hit mid-load");
+    if clean_exit {
+        // A clean stop leaves one self-contained file: its WAL copied in and removed, so a copy
+        // of the database file alone (an operator's backup of a stopped service) is complete.
+        let wal = dir.path().join("events.db-wal");
+        assert!(!wal.exists(), "{signal}: the WAL is left beside the database");
+        let copy = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(&db, copy.path().join("events.db")).expect("copy the database file");
+        let acked: BTreeSet<String> = ok.iter().flatten().cloned().collect();
+        let (_, in_copy) = stored(&copy.path().join("events.db"));
+        assert_eq!(acked.difference(&in_copy).count(), 0, "{signal}: the database file alone misses acknowledged events");
+    }
 
     // Right after the process ended: every acknowledged event is in the file.
     let acked: BTreeSet<String> = ok.iter().flatten().cloned().collect();

@@ -133,6 +133,26 @@ pub struct SqliteStore {
     version: Arc<std::sync::Mutex<Connection>>,
     /// What `/readyz` checks of the writer.
     writer_health: Arc<WriterHealth>,
+    /// Declared last: it is dropped after the writer's queue is closed and `version` is.
+    threads: Threads,
+}
+
+/// The store's threads, joined when the store is dropped. Each ends once the one feeding it has:
+/// the writer when its queue closes, the sync thread when the writer's commits stop, the
+/// checkpoint thread when the syncs stop. The checkpoint thread's connection is then the file's
+/// last: closing it copies every commit into the database and removes the WAL. So a collector
+/// stopped with SIGTERM leaves one self-contained file, and a copy of that file alone (the
+/// backup an operator takes of a stopped service) holds every acknowledged event. Without the
+/// join the process exited with the threads still running and the `-wal` file stayed beside the
+/// database, holding the last commits.
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for thread in self.0.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The writer thread's state as readiness sees it.
@@ -222,7 +242,7 @@ impl SqliteStore {
         let version = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(unavailable)?;
         let version = Arc::new(std::sync::Mutex::new(version));
         let (writer_depth, health, writer_restart) = (depth.clone(), writer_health.clone(), restart_due.clone());
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let running = Running(health);
@@ -233,7 +253,7 @@ impl SqliteStore {
         let database = SyncedFile::database(&path);
         // One pending wake-up is enough: a checkpoint copies everything committed before it.
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new()
+        let sync_thread = std::thread::Builder::new()
             .name("sqlite-sync".into())
             .spawn(move || {
                 let running = Running(health);
@@ -246,11 +266,12 @@ impl SqliteStore {
                 sync_loop(to_sync, sync, &running.0);
             })
             .map_err(unavailable)?;
-        std::thread::Builder::new()
+        let checkpoint_thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoints, database, woken, limits.restart, &restart_due))
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer, depth, writer_health, version })
+        let threads = Threads(vec![writer_thread, sync_thread, checkpoint_thread]);
+        Ok(SqliteStore { path, writer, depth, writer_health, version, threads })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
