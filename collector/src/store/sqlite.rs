@@ -134,7 +134,7 @@ pub struct SqliteStore {
     /// What `/readyz` checks of the writer.
     writer_health: Arc<WriterHealth>,
     /// Declared last: it is dropped after the writer's queue is closed and `version` is.
-    threads: Threads,
+    _threads: Threads,
 }
 
 /// The store's threads, joined when the store is dropped. Each ends once the one feeding it has:
@@ -271,7 +271,7 @@ impl SqliteStore {
             .spawn(move || checkpoint_loop(checkpoints, database, woken, limits.restart, &restart_due))
             .map_err(unavailable)?;
         let threads = Threads(vec![writer_thread, sync_thread, checkpoint_thread]);
-        Ok(SqliteStore { path, writer, depth, writer_health, version, threads })
+        Ok(SqliteStore { path, writer, depth, writer_health, version, _threads: threads })
     }
 
     fn reader(&self) -> Result<Connection, StoreError> {
