@@ -95,7 +95,8 @@ impl<'q> ReportSql<'q> {
         for (c, step) in self.columns.iter().enumerate() {
             select.push(format!("indexOf(milestone_names, {}) AS i{c}", quote(&step.name)));
             select.push(format!("i{c} > 0 AS r{c}"));
-            select.push(format!("if(r{c}, milestone_times[i{c}], toInt64(0)) AS t{c}"));
+            // Index 0 (not reached) reads 0 in ClickHouse.
+            select.push(format!("milestone_times[i{c}] AS t{c}"));
             select.push(format!("greatest(t{c} - s, toInt64(0)) AS d{c}"));
         }
         let mut admits = vec!["deleted = 0".to_owned()];
@@ -177,7 +178,7 @@ impl<'q> ReportSql<'q> {
     /// One row per cohort and one for [`EVERYONE`]: (group, users, visitors, eligible,
     /// activated, a summary per step, the value's and its histogram, the stalled count, then per
     /// funnel step its users, gaps' percentiles (none for step 0) and (when asked) user ids;
-    /// only everyone's stalls and funnel are read). Counted per cohort and value bucket first,
+    /// only everyone's stalls and funnel are read). Counted per cohort and grouping key first,
     /// then merged per cohort and for everyone (those rows each go to two groups): each user
     /// is aggregated once. The users are read in ranges cut at `splits` ([`ReportSql::users_in`]).
     ///
@@ -186,15 +187,20 @@ impl<'q> ReportSql<'q> {
     fn sections(&self, splits: &[String]) -> String {
         let q = self.query;
         let v = self.column(&q.value);
-        let eligible = format!("s <= {}", q.now - ACTIVATION_WINDOW);
+        // Whether identified, eligible for first-day activation (`e`) and activated (`a`) are
+        // grouping keys too, as is the value's histogram bucket (`b`: none for users who did
+        // not reach it, or visitors): each a hash key a user rather than a count the user's row
+        // goes through, and the groups stay few (`a` and `b` follow from the others).
         let mut inner = vec![
             format!("{} AS g", self.cohort()),
-            "countIf(ident) AS users".to_owned(),
-            "countIf(NOT ident) AS visitors".to_owned(),
-            format!("countIf(ident AND {eligible}) AS eligible"),
-            format!("countIf(ident AND {eligible} AND r{v} AND d{v} < {ACTIVATION_WINDOW}) AS activated"),
+            "ident".to_owned(),
+            format!("s <= {} AS e", q.now - ACTIVATION_WINDOW),
+            format!("ident AND e AND r{v} AND d{v} < {ACTIVATION_WINDOW} AS a"),
         ];
-        let mut outer = vec!["g2".to_owned(), "sum(users)".to_owned(), "sum(visitors)".to_owned(), "sum(eligible)".to_owned(), "sum(activated)".to_owned()];
+        let bucket: Vec<String> = HISTOGRAM_EDGES.iter().map(|edge| format!("(d{v} >= {edge})")).collect();
+        inner.push(format!("if(ident AND r{v}, {}, {NO_BUCKET}) AS b", bucket.join(" + ")));
+        inner.push("count() AS n".to_owned());
+        let mut outer: Vec<String> = ["g2", "sumIf(n, ident)", "sumIf(n, NOT ident)", "sumIf(n, ident AND e)", "sumIf(n, a)"].map(String::from).to_vec();
         let steps: Vec<&Step> = q.steps.iter().chain([&q.value]).collect();
         for (i, step) in steps.iter().enumerate() {
             // The value is most often a step: its summary, named again, is counted once.
@@ -206,13 +212,7 @@ impl<'q> ReportSql<'q> {
             }
             outer.push(merged);
         }
-        // The value's histogram bucket is a grouping key beside the cohort (users who did not
-        // reach it, or visitors, in no bucket): one hash lookup a user instead of a count per
-        // bucket, which each user's row went through one by one.
-        let bucket: Vec<String> = HISTOGRAM_EDGES.iter().map(|edge| format!("(d{v} >= {edge})")).collect();
-        inner.push(format!("if(ident AND r{v}, {}, {NO_BUCKET}) AS b", bucket.join(" + ")));
-        inner.push("count() AS in_bucket".to_owned());
-        let histogram: Vec<String> = (0..=HISTOGRAM_EDGES.len()).map(|i| format!("sumIf(in_bucket, b = {i})")).collect();
+        let histogram: Vec<String> = (0..=HISTOGRAM_EDGES.len()).map(|i| format!("sumIf(n, b = {i})")).collect();
         outer.push(format!("[{}]", histogram.join(", ")));
         let stalled: Vec<String> = q
             .due
@@ -246,7 +246,7 @@ impl<'q> ReportSql<'q> {
             false => format!("SELECT *, {} FROM ({})", funnel.join(", "), self.users_in(splits)),
         };
         format!(
-            "SELECT {} FROM (SELECT {} FROM ({users}) GROUP BY g, b) GROUP BY arrayJoin([g, {EVERYONE}]) AS g2",
+            "SELECT {} FROM (SELECT {} FROM ({users}) GROUP BY g, ident, e, a, b) GROUP BY arrayJoin([g, {EVERYONE}]) AS g2",
             outer.join(", "),
             inner.join(", ")
         )
