@@ -1,10 +1,11 @@
 //! A report's sections counted inside ClickHouse (issue 11: aggregation inside the engine), on
 //! a single server whose report asks only milestones: the per-user rollup's report columns
 //! (migration 11: sign-up, milestone first times and trait texts as columns) give each user's
-//! sign-up, selection and first times in SQL, and GROUP BY cohort (beside a group of every
-//! selected user) counts users, first-day activation, stalls, the value's histogram buckets
-//! and the funnel, and picks each step's nearest-rank percentiles with `quantilesExact`
-//! ([`Summary`], [`ReportSql::summary`]). The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
+//! sign-up, selection and first times in SQL, and GROUP BY cohort and the value's histogram
+//! bucket (beside a group of every selected user) counts users, first-day activation, stalls,
+//! the histogram and the funnel, and picks each step's nearest-rank percentiles with
+//! `quantilesExact` ([`Summary`], [`ReportSql::summary`]). That query reads the users in two
+//! ranges of user keys side by side ([`ReportSql::users_in`]): 18.16 reads FINAL as one stream. The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
 //! the filter choices per trait value, and only the users the answer lists one by one (the
 //! users of interest, the funnel's users when asked): never a row per user.
 //!
@@ -32,6 +33,14 @@ pub(super) const REPORT_COLUMNS: &str = "signup_known, signup, milestone_names, 
 /// The group of every selected user, beside each one's cohort: no cohort starts there (cohorts
 /// start at whole days).
 const EVERYONE: i64 = i64::MIN;
+
+/// The value's histogram bucket ([`ReportSql::sections`]) of a user not in the histogram.
+const NO_BUCKET: u8 = 255;
+
+/// Ranges of user keys the sections query reads side by side ([`ReportSql::users_in`]): as
+/// many as this machine's cores (ClickHouse's default `max_threads`). More ranges than cores
+/// cost a FINAL merge each for nothing, and the stalls and filter choices run beside them.
+const SECTIONS_RANGES: usize = 2;
 
 /// Users of interest per statement: each is a quoted literal in the SQL.
 const INTEREST_CHUNK: usize = 2000;
@@ -66,6 +75,15 @@ impl<'q> ReportSql<'q> {
     /// FINAL before any other condition: a filter on a column may not drop an old version of a
     /// row whose newest version it keeps out.
     fn users(&self) -> String {
+        self.users_in(&[])
+    }
+
+    /// [`ReportSql::users`] read as one `UNION ALL` branch per range of user keys cut at
+    /// `splits` (sorted): 18.16 reads `FINAL` as one stream, so one read of the table keeps one
+    /// core busy, and the branches run side by side. Each branch's FINAL is exact: a condition on
+    /// the sorting key holds for every version of a key or for none, so it drops no version
+    /// FINAL would weigh against a kept one, and each key is in exactly one range.
+    fn users_in(&self, splits: &[String]) -> String {
         let q = self.query;
         let bound = q.now.saturating_add(DAY);
         let mut select = vec![
@@ -77,7 +95,8 @@ impl<'q> ReportSql<'q> {
         for (c, step) in self.columns.iter().enumerate() {
             select.push(format!("indexOf(milestone_names, {}) AS i{c}", quote(&step.name)));
             select.push(format!("i{c} > 0 AS r{c}"));
-            select.push(format!("if(r{c}, milestone_times[i{c}], toInt64(0)) AS t{c}"));
+            // Index 0 (not reached) reads 0 in ClickHouse.
+            select.push(format!("milestone_times[i{c}] AS t{c}"));
             select.push(format!("greatest(t{c} - s, toInt64(0)) AS d{c}"));
         }
         let mut admits = vec!["deleted = 0".to_owned()];
@@ -88,30 +107,45 @@ impl<'q> ReportSql<'q> {
         }
         // Only the columns asked for: the packed ones are most of the table's bytes.
         let traits = if q.selection.traits.is_empty() { "" } else { ", trait_keys, trait_texts" };
-        format!(
-            "SELECT {} FROM (SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
-                             FROM rollup_users FINAL WHERE project = {}) WHERE {}",
-            select.join(", "),
-            self.project,
-            admits.join(" AND ")
-        )
+        let lows = [None].into_iter().chain(splits.iter().map(Some));
+        let highs = splits.iter().map(Some).chain([None]);
+        let branches: Vec<String> = lows
+            .zip(highs)
+            .map(|(low, high)| {
+                let low = low.map_or(String::new(), |k| format!(" AND user_key >= {}", quote(k)));
+                let high = high.map_or(String::new(), |k| format!(" AND user_key < {}", quote(k)));
+                format!(
+                    "SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
+                     FROM rollup_users FINAL WHERE project = {}{low}{high}",
+                    self.project
+                )
+            })
+            .collect();
+        format!("SELECT {} FROM ({}) WHERE {}", select.join(", "), branches.join(" UNION ALL "), admits.join(" AND "))
     }
 
     /// The count and percentiles of durations `values` of the users where `condition` holds,
     /// as an inner (per cohort) and an outer (merged) aggregate: [`read_summary`] reads the
     /// outer's count and `Array(Int64)`.
+    fn summary(name: &str, values: &str, condition: &str) -> (String, String) {
+        let (state, merged) = Self::percentiles(name, values, condition);
+        (format!("countIf({condition}) AS {name}_n, {state}"), format!("sum({name}_n), {merged}"))
+    }
+
+    /// The percentiles alone of [`ReportSql::summary`], for durations whose count is counted
+    /// already ([`read_percentiles`] reads them).
     ///
     /// `quantilesExact(level)` is the sorted values' element at 0-based index ⌊level·n⌋; over
     /// the values negated, that is the element at n − 1 − ⌊(1 − p/100)·n⌋ = ⌈p·n/100⌉ − 1 of
     /// the values sorted: the nearest rank ([`crate::analytics::nearest_rank`]). (1 − p/100)
     /// is 0.5, 0.25 and 0.1, and a product by 0.1 never rounds below a whole number it reaches,
     /// so the floor is exact; checked on 18.16 for every n up to 3000.)
-    fn summary(name: &str, values: &str, condition: &str) -> (String, String) {
+    fn percentiles(name: &str, values: &str, condition: &str) -> (String, String) {
         let levels: Vec<String> = PERCENTILES.iter().map(|p| format!("{}", f64::from(100 - p) / 100.0)).collect();
         let levels = levels.join(", ");
         (
-            format!("countIf({condition}) AS {name}_n, quantilesExactStateIf({levels})(-({values}), {condition}) AS {name}_q"),
-            format!("sum({name}_n), quantilesExactMerge({levels})({name}_q)"),
+            format!("quantilesExactStateIf({levels})(-({values}), {condition}) AS {name}_q"),
+            format!("quantilesExactMerge({levels})({name}_q)"),
         )
     }
 
@@ -143,21 +177,30 @@ impl<'q> ReportSql<'q> {
 
     /// One row per cohort and one for [`EVERYONE`]: (group, users, visitors, eligible,
     /// activated, a summary per step, the value's and its histogram, the stalled count, then per
-    /// funnel step its users, gaps and (when asked) user ids; only everyone's stalls and funnel
-    /// are read). Counted per cohort first, then merged per cohort and for everyone (the
-    /// cohorts' rows each go to two groups): each user is aggregated once.
-    fn sections(&self) -> String {
+    /// funnel step its users, gaps' percentiles (none for step 0) and (when asked) user ids;
+    /// only everyone's stalls and funnel are read). Counted per cohort and grouping key first,
+    /// then merged per cohort and for everyone (those rows each go to two groups): each user
+    /// is aggregated once. The users are read in ranges cut at `splits` ([`ReportSql::users_in`]).
+    ///
+    /// Each aggregate is a call per user, so none is counted twice: a funnel step's users are
+    /// also its gaps' count, and step 0's are the first step's.
+    fn sections(&self, splits: &[String]) -> String {
         let q = self.query;
         let v = self.column(&q.value);
-        let eligible = format!("s <= {}", q.now - ACTIVATION_WINDOW);
+        // Whether identified, eligible for first-day activation (`e`) and activated (`a`) are
+        // grouping keys too, as is the value's histogram bucket (`b`: none for users who did
+        // not reach it, or visitors): each a hash key a user rather than a count the user's row
+        // goes through, and the groups stay few (`a` and `b` follow from the others).
         let mut inner = vec![
             format!("{} AS g", self.cohort()),
-            "countIf(ident) AS users".to_owned(),
-            "countIf(NOT ident) AS visitors".to_owned(),
-            format!("countIf(ident AND {eligible}) AS eligible"),
-            format!("countIf(ident AND {eligible} AND r{v} AND d{v} < {ACTIVATION_WINDOW}) AS activated"),
+            "ident".to_owned(),
+            format!("s <= {} AS e", q.now - ACTIVATION_WINDOW),
+            format!("ident AND e AND r{v} AND d{v} < {ACTIVATION_WINDOW} AS a"),
         ];
-        let mut outer = vec!["g2".to_owned(), "sum(users)".to_owned(), "sum(visitors)".to_owned(), "sum(eligible)".to_owned(), "sum(activated)".to_owned()];
+        let bucket: Vec<String> = HISTOGRAM_EDGES.iter().map(|edge| format!("(d{v} >= {edge})")).collect();
+        inner.push(format!("if(ident AND r{v}, {}, {NO_BUCKET}) AS b", bucket.join(" + ")));
+        inner.push("count() AS n".to_owned());
+        let mut outer: Vec<String> = ["g2", "sumIf(n, ident)", "sumIf(n, NOT ident)", "sumIf(n, ident AND e)", "sumIf(n, a)"].map(String::from).to_vec();
         let steps: Vec<&Step> = q.steps.iter().chain([&q.value]).collect();
         for (i, step) in steps.iter().enumerate() {
             // The value is most often a step: its summary, named again, is counted once.
@@ -169,15 +212,8 @@ impl<'q> ReportSql<'q> {
             }
             outer.push(merged);
         }
-        let mut histogram = Vec::new();
-        let mut low = None;
-        for high in HISTOGRAM_EDGES.iter().map(Some).chain([None]) {
-            let within = [low.map(|l| format!("d{v} >= {l}")), high.map(|h| format!("d{v} < {h}"))].into_iter().flatten().collect::<Vec<_>>();
-            histogram.push(format!("countIf(ident AND r{v} AND {})", within.join(" AND ")));
-            low = high;
-        }
-        inner.push(format!("[{}] AS histogram", histogram.join(", ")));
-        outer.push("sumForEach(histogram)".to_owned());
+        let histogram: Vec<String> = (0..=HISTOGRAM_EDGES.len()).map(|i| format!("sumIf(n, b = {i})")).collect();
+        outer.push(format!("[{}]", histogram.join(", ")));
         let stalled: Vec<String> = q
             .due
             .iter()
@@ -189,17 +225,16 @@ impl<'q> ReportSql<'q> {
         if q.funnel {
             for k in 0..q.steps.len() {
                 funnel.push(format!("{} AS f{k}", self.funnel_step(k)));
-                let at = |k: usize| format!("t{}", self.column(&q.steps[k]));
-                let gap = if k == 0 { "toInt64(0)".to_owned() } else { format!("{} - {}", at(k), at(k - 1)) };
-                // Step 0 has no gap.
-                let mut summary_of = |name, condition| {
-                    let (i, o) = Self::summary(name, &gap, condition);
-                    inner.push(i);
-                    outer.push(o);
-                };
-                summary_of(&format!("funnel{k}"), &format!("ident AND f{k} AND {}", u8::from(k > 0)));
-                inner.push(format!("countIf(ident AND f{k}) AS reached{k}"));
-                outer.push(format!("sum(reached{k})"));
+                if k == 0 {
+                    // Step 0's users are the first step's (`f0` is its `r`), and it has no gap.
+                    outer.push("sum(step0_n)".to_owned());
+                } else {
+                    let at = |k: usize| format!("t{}", self.column(&q.steps[k]));
+                    let (state, merged) = Self::percentiles(&format!("funnel{k}"), &format!("{} - {}", at(k), at(k - 1)), &format!("ident AND f{k}"));
+                    inner.push(format!("countIf(ident AND f{k}) AS reached{k}"));
+                    inner.push(state);
+                    outer.push(format!("sum(reached{k}), {merged}"));
+                }
                 if q.funnel_users {
                     inner.push(format!("groupArrayIf(id, ident AND f{k}) AS ids{k}"));
                     outer.push(format!("if(g2 = {EVERYONE}, groupArrayArray(ids{k}), emptyArrayString())"));
@@ -207,11 +242,11 @@ impl<'q> ReportSql<'q> {
             }
         }
         let users = match funnel.is_empty() {
-            true => self.users(),
-            false => format!("SELECT *, {} FROM ({})", funnel.join(", "), self.users()),
+            true => self.users_in(splits),
+            false => format!("SELECT *, {} FROM ({})", funnel.join(", "), self.users_in(splits)),
         };
         format!(
-            "SELECT {} FROM (SELECT {} FROM ({users}) GROUP BY g) GROUP BY arrayJoin([g, {EVERYONE}]) AS g2",
+            "SELECT {} FROM (SELECT {} FROM ({users}) GROUP BY g, ident, e, a, b) GROUP BY arrayJoin([g, {EVERYONE}]) AS g2",
             outer.join(", "),
             inner.join(", ")
         )
@@ -280,6 +315,11 @@ impl<'q> ReportSql<'q> {
 /// A [`ReportSql::summary`] as ClickHouse answers it.
 fn read_summary(r: &mut Reader<'_>) -> Result<Summary, StoreError> {
     let count = r.u64()?;
+    read_percentiles(r, count)
+}
+
+/// [`ReportSql::percentiles`] of `count` durations as ClickHouse answers them.
+fn read_percentiles(r: &mut Reader<'_>, count: u64) -> Result<Summary, StoreError> {
     let negated = (0..r.length()?).map(|_| r.i64()).collect::<Result<Vec<i64>, _>>()?;
     let mut summary = Summary { count, ..Summary::default() };
     if negated.len() != PERCENTILES.len() {
@@ -310,9 +350,8 @@ impl ClickHouseStore {
     pub(super) async fn tallies_in_engine(&self, project: &str, query: &ReportQuery) -> Result<Tallies, StoreError> {
         let sql = ReportSql::new(project, query);
         let limit = query.stall_limit.unwrap_or(0);
-        let sections_sql = sql.sections();
         let (sections, stalls, population, choices, interest) = tokio::try_join!(
-            self.select(&sections_sql),
+            async { self.select(&sql.sections(&self.user_key_splits(project).await?)).await },
             async {
                 match limit > 0 && !query.due.is_empty() {
                     true => self.select(&sql.stalls(limit)).await,
@@ -350,8 +389,9 @@ impl ClickHouseStore {
             let stalled = r.u64()?;
             let mut funnel = Vec::new();
             if query.funnel {
-                for _ in 0..steps {
-                    let (gaps, users) = (read_summary(&mut r)?, r.u64()?);
+                for k in 0..steps {
+                    let users = r.u64()?;
+                    let gaps = if k == 0 { Summary::default() } else { read_percentiles(&mut r, users)? };
                     let mut user_ids = match query.funnel_users {
                         true => (0..r.length()?).map(|_| r.str()).collect::<Result<Vec<String>, _>>()?,
                         false => Vec::new(),
@@ -397,6 +437,28 @@ impl ClickHouseStore {
         Ok(tallies)
     }
 
+    /// Keys that cut `project`'s `rollup_users` rows into [`SECTIONS_RANGES`] ranges of about
+    /// as many rows each, sorted: the key at each cut's offset, the table read in one stream
+    /// (rows in key order within each part, so with one large part, as `rollup rebuild`
+    /// leaves it, the offsets are the key order's). Any cut gives the same answer
+    /// ([`ReportSql::users_in`]); an even one shares the work evenly.
+    async fn user_key_splits(&self, project: &str) -> Result<Vec<String>, StoreError> {
+        let project = quote(project);
+        let rows = Reader::new(&self.select(&format!("SELECT count() FROM rollup_users WHERE project = {project}")).await?).u64()?;
+        let mut splits = Vec::new();
+        for k in 1..SECTIONS_RANGES as u64 {
+            let offset = rows * k / SECTIONS_RANGES as u64;
+            let answer = self.select(&format!("SELECT user_key FROM rollup_users WHERE project = {project} LIMIT 1 OFFSET {offset} SETTINGS max_threads = 1")).await?;
+            let mut r = Reader::new(&answer);
+            if !r.is_empty() {
+                splits.push(r.str()?);
+            }
+        }
+        splits.sort();
+        splits.dedup();
+        Ok(splits)
+    }
+
     /// The selected users among [`ReportQuery::interest`] and their first times, by key: the
     /// per-user pass over only their rows.
     async fn interest(&self, project: &str, query: &ReportQuery) -> Result<(Vec<crate::analytics::User>, Vec<crate::store::UserEvents>), StoreError> {
@@ -407,5 +469,69 @@ impl ClickHouseStore {
             firsts.extend(tallies.interest_firsts);
         }
         Ok((users, firsts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::clickhouse::server::LocalServer;
+
+    /// The report's users read in ranges of user keys are the users read at once, wherever the
+    /// cuts fall: on a key with versions in several parts, on a key whose newest version is a
+    /// deletion, between keys, before every key and after every key (a real clickhouse-server).
+    #[tokio::test]
+    async fn users_read_in_key_ranges_are_the_users_read_at_once() {
+        let server = tokio::task::spawn_blocking(LocalServer::start).await.expect("join").expect("start clickhouse-server");
+        let store = ClickHouseStore::open(&server.store_url("onramp")).await.expect("open the store");
+        let row = |key: &str, version: u64, deleted: u8, seen: i64, milestones: &str| {
+            format!("('demo', '{key}', {version}, {deleted}, 1, {seen}, {seen}, 0, 0, [{milestones}], [{seen}])")
+        };
+        // Three inserts, three parts: `b`'s newest version is a deletion and an older one
+        // arrives after it; `c` and `d` change their milestones; another project has a `b`.
+        let inserts = [
+            vec![row("a", 1, 0, 10, "'m'"), row("b", 1, 0, 20, "'m'"), row("c", 1, 0, 30, "'n'"), row("d", 1, 0, 40, "'n'")],
+            vec![row("b", 3, 1, 21, "'m'"), row("c", 2, 0, 31, "'m'"), row("e", 2, 0, 50, "'m'"), "('other', 'b', 9, 0, 1, 1, 1, 0, 0, ['m'], [1])".to_owned()],
+            vec![row("b", 2, 0, 22, "'m'"), row("d", 5, 0, 41, "'m'")],
+        ];
+        for rows in inserts {
+            let sql = format!(
+                "INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times) VALUES {}",
+                rows.join(", ")
+            );
+            store.http.execute(&sql).await.expect("insert");
+        }
+        let query = ReportQuery {
+            selection: crate::analytics::Selection::default(),
+            steps: vec![Step::milestone("m")],
+            value: Step::milestone("m"),
+            funnel: true,
+            window: None,
+            funnel_users: false,
+            period: Period::Day,
+            due: Vec::new(),
+            stall_limit: Some(10),
+            population: Vec::new(),
+            reach: Vec::new(),
+            interest: Vec::new(),
+            trait_choices: false,
+            now: 1_000,
+        };
+        let sql = ReportSql::new("demo", &query);
+        let users = |splits: &[&str]| {
+            let splits: Vec<String> = splits.iter().map(|s| (*s).to_owned()).collect();
+            let sql = format!("SELECT id, ls, r0, t0 FROM ({}) ORDER BY id FORMAT TSV", sql.users_in(&splits));
+            let store = &store;
+            async move { String::from_utf8(store.http.run(&sql, Vec::new(), std::time::Duration::from_secs(30)).await.expect("select")).expect("UTF-8") }
+        };
+        let whole = users(&[]).await;
+        assert_eq!(whole, "a\t10\t1\t10\nc\t31\t1\t31\nd\t41\t1\t41\ne\t50\t1\t50\n", "the newest version of each key, and no deleted one");
+        for splits in [&["a"][..], &["b"], &["c"], &["d"], &["e"], &["0"], &["z"], &["bb"], &["b", "d"], &["a", "b", "c", "d", "e"]] {
+            assert_eq!(users(splits).await, whole, "cut at {splits:?}");
+        }
+        let splits = store.user_key_splits("demo").await.expect("splits");
+        assert_eq!(splits.len(), SECTIONS_RANGES - 1, "{splits:?}");
+        assert!(["a", "b", "c", "d", "e"].contains(&splits[0].as_str()), "a key of the project: {splits:?}");
+        assert_eq!(store.user_key_splits("none").await.expect("no rows"), Vec::<String>::new());
     }
 }
