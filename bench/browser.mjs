@@ -20,6 +20,7 @@
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { launchBrowser } from "../tests/e2e/harness.mjs";
+import { said } from "./said.mjs";
 
 const BASE = process.env.BENCH_COLLECTOR;
 const POSTHOG = process.env.BENCH_POSTHOG;
@@ -118,15 +119,6 @@ async function closedPort() {
   const { port } = server.address();
   await new Promise((r) => server.close(r));
   return port;
-}
-
-/** Resolves when the page says `onramp-bench:<what>` on the console (the instrumentation does);
- *  rejects after `timeout`. Not `page.waitForFunction`: that injects Playwright's utility script
- *  into the page (18.8 ms of the renderer's main thread in a Chromium trace, parse and compile)
- *  and polls it every animation frame, and the page's load event comes before the SDK is ready
- *  and its first tip, so both ran inside the windows being measured. */
-function said(page, what, timeout = 15000) {
-  return page.waitForEvent("console", { predicate: (m) => m.text() === "onramp-bench:" + what, timeout });
 }
 
 async function coldLoad(browser, { blockSdk = false, storageState, url = DEMO } = {}) {

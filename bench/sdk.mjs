@@ -13,6 +13,7 @@
 // Env: BENCH_COLLECTOR (base URL), BENCH_DB (its SQLite file), BENCH_RUNS (default 7).
 import { execFileSync } from "node:child_process";
 import { launchBrowser } from "../tests/e2e/harness.mjs";
+import { said } from "./said.mjs";
 
 const BASE = process.env.BENCH_COLLECTOR;
 const DB = process.env.BENCH_DB;
@@ -44,15 +45,6 @@ function sdkFiles() {
   return performance.getEntriesByType("resource")
     .filter((e) => e.name.includes("/sdk/v1/"))
     .map((e) => ({ name: e.name.split("/").pop(), body: e.encodedBodySize, transfer: e.transferSize }));
-}
-
-/** Resolves when the page says `onramp-bench:<what>` on the console (the instrumentation does).
- *  Not `page.waitForFunction`: that injects Playwright's utility script into the page (18.8 ms
- *  of the renderer's main thread in a Chromium trace, parse and compile) and polls it every
- *  animation frame, and the page's load event comes before the SDK is ready, so both ran
- *  between loader start and ready, in the window being measured. */
-function said(page, what, timeout = 15000) {
-  return page.waitForEvent("console", { predicate: (m) => m.text() === "onramp-bench:" + what, timeout });
 }
 
 async function load(context) {
