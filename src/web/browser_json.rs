@@ -1,7 +1,8 @@
 //! JSON text in the browser is the browser's job: `JSON.parse` reads it, and the result is
 //! walked into the core's [`Value`], so the SDK carries no JSON reader of its own (issue 12).
 //! Typed documents (the persisted user state) then go from the [`Value`] through serde
-//! (`core::json_serde`).
+//! (`core::json_serde`). A stored queue's events are the exception ([`records`]): the browser
+//! writes each one out again, and only its text, id and time cross into the wasm.
 
 use wasm_bindgen::{JsCast, JsValue};
 
