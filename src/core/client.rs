@@ -4,6 +4,9 @@
 //! Delivery (persistence, batching, retries) is [`super::delivery`]'s job. The browser layer
 //! supplies the clock and randomness.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use super::ids::uuid_v7;
 use super::json::Value;
 use super::wire::{Event, EventType};
@@ -127,7 +130,7 @@ impl Client {
     /// The events recorded since the last call, oldest first, for the delivery outbox
     /// ([`super::delivery::Outbox`]), which persists, batches and retries them.
     pub fn take_recorded(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.outbox)
+        ::core::mem::take(&mut self.outbox)
     }
 }
 

@@ -36,7 +36,10 @@
 //! Delivery is at-least-once (a lost acknowledgement or an unload beacon means a resend); the
 //! collector stores each event id once, which makes storage exactly-once.
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use alloc::vec;
 
 use super::client::{Client, Entropy};
 use super::json::{self, Value};
@@ -404,7 +407,7 @@ impl<S: KeyValue> Outbox<S> {
         self.beaconed = 0;
         self.asking = false;
         self.bytes = 0;
-        for item in std::mem::take(&mut self.items) {
+        for item in ::core::mem::take(&mut self.items) {
             if !item.stored {
                 self.append(item);
             }
@@ -809,7 +812,7 @@ impl<S: KeyValue> Outbox<S> {
         if self.refused {
             return; // a report would be refused like the rest; the counts stay in `unreported`
         }
-        let drops = std::mem::take(&mut self.unreported);
+        let drops = ::core::mem::take(&mut self.unreported);
         if drops.is_empty() {
             return;
         }

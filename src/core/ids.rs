@@ -6,6 +6,8 @@
 //! made, so "signed up" then "created a project" in one click stay in that order. The caller supplies randomness
 //! (`crypto.getRandomValues` in the browser), keeping this module pure and testable.
 
+use alloc::string::String;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Formats a UUIDv7 from a millisecond timestamp, a 12-bit counter and eight random bytes.

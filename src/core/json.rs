@@ -14,6 +14,9 @@
 //! the lean tracker serialises every event it sends with it and carries no serde (see
 //! `wire::Event::write_json` for the measured cost of the alternative).
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 /// Deepest nesting the browser-side reader accepts (serde_json's own limit is 128); deeper
 /// documents are refused rather than risking the stack.
 pub const MAX_DEPTH: usize = 64;
@@ -43,8 +46,8 @@ impl ParseError {
     }
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ::core::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         f.write_str(&self.describe())
     }
 }
@@ -272,7 +275,7 @@ mod serde_impl {
     impl<'de> Visitor<'de> for ValueVisitor {
         type Value = Value;
 
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        fn expecting(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
             f.write_str("any JSON value")
         }
         fn visit_unit<E>(self) -> Result<Value, E> {

@@ -14,6 +14,10 @@
 //! handled (a host callback onramp invoked calling back into it) waits there, in order, and is
 //! never dropped.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+use alloc::vec;
+
 use super::client::{Client, Entropy};
 use super::delivery::{Next, Outbox, Policy};
 #[cfg(feature = "guide")]
@@ -720,7 +724,7 @@ impl<S: KeyValue> Running<S> {
         if let Some(user) = self.client.user_id.clone() {
             emits.extend(engine.identify(&mut self.kv, &user, self.signup, now));
         }
-        for (name, props, ts) in std::mem::take(&mut self.early) {
+        for (name, props, ts) in ::core::mem::take(&mut self.early) {
             emits.extend(engine.observe(&mut self.kv, &name, &props, ts));
         }
         if let Some((user, remote)) = self.remote.take() {
@@ -730,7 +734,7 @@ impl<S: KeyValue> Running<S> {
         self.record_emits(emits, now, rng);
         self.update_lean_mark(now);
         fx.push(Effect::Capture(rules));
-        let options = std::mem::replace(&mut self.tips_options, Value::Null);
+        let options = ::core::mem::replace(&mut self.tips_options, Value::Null);
         fx.push(Effect::StartGuide { options, default_locale });
     }
 

@@ -9,6 +9,10 @@
 //! `<script>`, `onerror=` attributes or `javascript:` URLs shows those characters and runs
 //! nothing. A link whose URL is not http(s) keeps its label as plain text.
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 /// A run of text with one formatting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Span {
@@ -98,7 +102,7 @@ pub fn parse(src: &str) -> Vec<Span> {
 
 fn flush(out: &mut Vec<Span>, cur: &mut Span) {
     if !cur.text.is_empty() {
-        out.push(Span { text: std::mem::take(&mut cur.text), ..cur.clone() });
+        out.push(Span { text: ::core::mem::take(&mut cur.text), ..cur.clone() });
     }
 }
 

@@ -12,7 +12,9 @@ pub mod delivery;
 // The milestone engine and tip scheduling are the guide's: the lean tracker leaves them out.
 #[cfg(feature = "guide")]
 pub mod engine;
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))] // not in the lean tracker
 pub mod funnel;
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))] // not in the lean tracker
 pub mod holdout;
 // Customer health: read by the collector only, never shipped to browsers.
 #[cfg(not(target_arch = "wasm32"))]
@@ -24,6 +26,7 @@ pub mod json_serde;
 pub mod machine;
 pub mod markup;
 pub mod num;
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))] // not in the lean tracker
 pub mod placement;
 // Growth prompts at milestones: the guide's, like tips.
 #[cfg(feature = "guide")]
@@ -34,6 +37,7 @@ pub mod plan;
 // The preview panel's words (guide builds; the panel itself ships only in the preview bundle).
 #[cfg(feature = "guide")]
 pub mod preview;
+#[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))] // not in the lean tracker
 pub mod selector;
 pub mod storage;
 #[cfg(feature = "guide")]

@@ -10,6 +10,8 @@
 //! The only difference the browser sees is notation: JavaScript writes `1e-7` and `1e+21`
 //! where Rust writes every digit; both are valid JSON for the same number.
 
+use alloc::string::String;
+
 /// Integers whose every value an `f64` holds exactly (2^53).
 const EXACT: f64 = 9_007_199_254_740_992.0;
 
@@ -38,7 +40,7 @@ pub fn write_int(out: &mut String, n: i64) {
 pub fn write_f64(out: &mut String, n: f64) {
     if !n.is_finite() {
         out.push_str("null");
-    } else if n.fract() == 0.0 && n.abs() < EXACT {
+    } else if n % 1.0 == 0.0 && n.abs() < EXACT {
         write_int(out, n as i64);
     } else {
         platform::write(out, n);
@@ -120,7 +122,7 @@ pub fn parse_f64(text: &str) -> Option<f64> {
 #[cfg(not(target_arch = "wasm32"))]
 mod platform {
     pub fn write(out: &mut String, n: f64) {
-        use std::fmt::Write;
+        use ::core::fmt::Write;
         let _ = write!(out, "{n}");
     }
     /// Only called with text `parse_f64` has checked.
@@ -132,6 +134,8 @@ mod platform {
 // JavaScript's builtins, not the DOM: the core stays free of web-sys.
 #[cfg(target_arch = "wasm32")]
 mod platform {
+    use alloc::string::String;
+
     pub fn write(out: &mut String, n: f64) {
         if let Some(s) = js_sys::Number::from(n).to_string_with_radix(10).ok().and_then(|s| s.as_string()) {
             out.push_str(&s);

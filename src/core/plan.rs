@@ -62,10 +62,14 @@ macro_rules! check {
 
 mod prompts;
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use alloc::{format, vec};
+
 pub use prompts::{Goal, Prompt, PromptAction, PromptKind, NPS_GROUPS};
 
 use super::json::{self, Value};
-use std::marker::PhantomData;
+use ::core::marker::PhantomData;
 use super::time::{parse_duration, HOUR as HOUR_MS};
 
 /// Limits that keep a hostile or mistaken plan from costing the page much.
@@ -543,7 +547,7 @@ impl FollowUp {
 
 impl Survey {
     /// The scores the scale offers, lowest first.
-    pub fn scores(&self) -> std::ops::RangeInclusive<u8> {
+    pub fn scores(&self) -> ::core::ops::RangeInclusive<u8> {
         match (self.kind, self.scale) {
             (SurveyKind::Csat, CsatScale::Faces) => 1..=3,
             (SurveyKind::Csat, CsatScale::Five) => 1..=5,
@@ -639,8 +643,8 @@ impl PlanError {
     }
 }
 
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ::core::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         f.write_str(&self.message())
     }
 }
@@ -778,7 +782,7 @@ impl<'a, M: Mode> Obj<'a, M> {
     fn whole_or(&self, key: &str, default: u32, min: f64, expected: &str) -> Result<u32, PlanError> {
         match self.get(key) {
             None => Ok(default),
-            Some(Value::Num(n)) if !M::CHECK || (n.fract() == 0.0 && *n >= min && *n <= MAX_COUNT) => Ok(*n as u32),
+            Some(Value::Num(n)) if !M::CHECK || (n % 1.0 == 0.0 && *n >= min && *n <= MAX_COUNT) => Ok(*n as u32),
             Some(v) => bad!(&self.at(key), found(v), expected),
         }
     }
@@ -889,7 +893,7 @@ fn text<M: Mode>(v: &Value, ptr: &str) -> Result<Text, PlanError> {
 /// Kept by the trusting reader too: it bounds every duration the engine adds to a time.
 fn duration<M: Mode>(v: &Value, ptr: &str) -> Result<i64, PlanError> {
     let ms = match v {
-        Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= 3.2e11 => Some(*n as i64),
+        Value::Num(n) if n % 1.0 == 0.0 && *n >= 0.0 && *n <= 3.2e11 => Some(*n as i64),
         // Ten years is beyond any onboarding window; larger is a mistake (or an overflow).
         Value::Str(s) => parse_duration(s).filter(|ms| *ms <= 3650 * 24 * HOUR_MS),
         _ => None,
@@ -1066,7 +1070,7 @@ fn read<M: Mode>(doc: &Value) -> Result<Plan, PlanError> {
     for (i, v) in items.iter().enumerate() {
         let m = milestone::<M>(v, &index("/milestones", i))?;
         if M::CHECK {
-            for name in std::iter::once(&m.id).chain(&m.aliases) {
+            for name in ::core::iter::once(&m.id).chain(&m.aliases) {
                 let clash = milestones.iter().position(|o| o.id == *name || o.aliases.contains(name));
                 if let Some(j) = clash {
                     let what = if *name == m.id { "/id" } else { "/aliases" };
@@ -1574,7 +1578,7 @@ fn tip<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone], account_mileston
 fn priority<M: Mode>(v: Option<&Value>, ptr: &str) -> Result<i32, PlanError> {
     match v {
         None => Ok(0),
-        Some(Value::Num(n)) if !M::CHECK || (n.fract() == 0.0 && n.abs() <= 1000.0) => Ok(*n as i32),
+        Some(Value::Num(n)) if !M::CHECK || (n % 1.0 == 0.0 && n.abs() <= 1000.0) => Ok(*n as i32),
         Some(p) => bad!(ptr, found(p), "a whole number from -1000 to 1000"),
     }
 }

@@ -2,7 +2,9 @@
 //! the browser refuses storage (private modes, full quota). Everything the SDK persists (the
 //! event queue, the user's milestone state) goes through it.
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 pub trait KeyValue {
     fn get(&self, key: &str) -> Option<String>;
@@ -75,7 +77,7 @@ impl<S: KeyValue> WriteBehind<S> {
     /// Writes everything pending. A write the storage refuses is dropped here: its owner keeps
     /// the state in memory and writes it again with its next change.
     pub fn flush(&mut self) {
-        for (key, value) in std::mem::take(&mut self.pending) {
+        for (key, value) in ::core::mem::take(&mut self.pending) {
             match value {
                 Some(value) => {
                     self.inner.set(&key, &value);

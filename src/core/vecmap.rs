@@ -2,6 +2,9 @@
 //! `BTreeMap` with its node code and bulk-build sorts costs tens of kilobytes in the wasm bundle.
 //! Same iteration order as `BTreeMap` (by key), and the subset of its API the engine and tips use.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VecMap<V>(Vec<(String, V)>);
 
@@ -54,7 +57,7 @@ impl<V> VecMap<V> {
     }
     pub fn insert(&mut self, key: String, value: V) -> Option<V> {
         match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Ok(i) => Some(::core::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
                 self.0.insert(i, (key, value));
                 None
@@ -101,13 +104,13 @@ impl<V> FromIterator<(String, V)> for VecMap<V> {
 
 impl<'a, V> IntoIterator for &'a VecMap<V> {
     type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, V)>, fn(&'a (String, V)) -> (&'a String, &'a V)>;
+    type IntoIter = ::core::iter::Map<::core::slice::Iter<'a, (String, V)>, fn(&'a (String, V)) -> (&'a String, &'a V)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
     }
 }
 
-impl<V> std::ops::Index<&str> for VecMap<V> {
+impl<V> ::core::ops::Index<&str> for VecMap<V> {
     type Output = V;
     /// Panics when the key is absent, as `BTreeMap`'s does (tests only; the SDK uses `get`).
     fn index(&self, key: &str) -> &V {
@@ -129,10 +132,10 @@ impl<V: serde::Serialize> serde::Serialize for VecMap<V> {
 #[cfg(feature = "serde")]
 impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for VecMap<V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries<V>(std::marker::PhantomData<V>);
+        struct Entries<V>(::core::marker::PhantomData<V>);
         impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
             type Value = VecMap<V>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
                 f.write_str("an object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<VecMap<V>, A::Error> {
@@ -143,7 +146,7 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for VecMap<V> {
                 Ok(map)
             }
         }
-        d.deserialize_map(Entries(std::marker::PhantomData))
+        d.deserialize_map(Entries(::core::marker::PhantomData))
     }
 }
 

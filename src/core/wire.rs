@@ -13,6 +13,9 @@
 //! with its own receive time to correct skew. `id` is a UUIDv7 chosen by the SDK, so a resend
 //! after a lost acknowledgement is recognised and stored once.
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use super::json::{self, Value};
 
 /// Segment's limits, which customers already know: 32 KB per event, 500 KB per batch.
@@ -134,8 +137,8 @@ pub const EVENT_ITSELF: &str = "(event)";
 /// [`WireError::field`] when the body as a whole is unreadable.
 pub const BODY_ITSELF: &str = "(body)";
 
-impl std::fmt::Display for WireError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ::core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         match self.index {
             Some(i) => write!(f, "events[{i}].{}: {}", self.field, self.message),
             None => write!(f, "{}: {}", self.field, self.message),

@@ -4,6 +4,9 @@
 //! (`core::json_serde`). A stored queue's events are the exception ([`records`]): the browser
 //! writes each one out again, and only its text, id and time cross into the wasm.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::core::json::{ParseError, Value, MAX_DEPTH};

@@ -22,14 +22,18 @@
 //! [`Hooks`] value the SDK owns: a second `init` or a disabled SDK drops it, which removes all of
 //! it and forgets the rules, so nothing outlives the SDK it serves or runs twice.
 
-use std::cell::RefCell;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
 
-use gloo_events::EventListener;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::core::json::Value;
 use crate::core::plan::{Capture, CaptureRule};
+
+use super::global::Global;
+use super::owned::{function, EventListener};
 
 struct Captured {
     name: String,
@@ -50,13 +54,11 @@ struct State {
 /// Clicks and submits seen before the plan arrived.
 const MAX_EARLY: usize = 100;
 
-thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-    /// Made once per page and never dropped: a drain already scheduled when the SDK goes must
-    /// find a live function (it then finds no state and does nothing).
-    static DRAIN: Closure<dyn FnMut()> = Closure::new(drain);
-    static EARLY: RefCell<Vec<(&'static str, web_sys::Element, i64)>> = const { RefCell::new(Vec::new()) };
-}
+static STATE: Global<Option<State>> = Global::new(None);
+/// Made once per page and never dropped: a drain already scheduled when the SDK goes must
+/// find a live function (it then finds no state and does nothing).
+static DRAIN: Global<Option<JsValue>> = Global::new(None);
+static EARLY: Global<Vec<(&'static str, web_sys::Element, i64)>> = Global::new(Vec::new());
 
 /// A click or submit from the page (see the module docs): matched now, or kept for the plan.
 #[wasm_bindgen]
@@ -67,11 +69,10 @@ pub fn dom_event(kind: &str, target: JsValue, ts: f64) {
         _ => return,
     };
     let Ok(target) = target.dyn_into::<web_sys::Element>() else { return };
-    if STATE.with(|s| s.borrow().is_some()) {
+    if STATE.with(|s| s.is_some()) {
         enqueue(matches(kind, &target, ts as i64));
     } else {
-        EARLY.with(|e| {
-            let mut early = e.borrow_mut();
+        EARLY.with(|early| {
             if early.len() < MAX_EARLY {
                 early.push((kind, target, ts as i64));
             }
@@ -90,7 +91,7 @@ pub struct Hooks {
 
 impl Drop for Hooks {
     fn drop(&mut self) {
-        STATE.with(|s| s.borrow_mut().take());
+        STATE.with(Option::take);
     }
 }
 
@@ -103,8 +104,8 @@ pub fn install(rules: Vec<CaptureRule>) -> Option<Hooks> {
     let attributes = attribute_names(&rules);
     let present = vec![false; rules.len()];
     let state = State { rules, queue: Vec::new(), drain_scheduled: false, last_url: String::new(), present };
-    STATE.with(|s| s.borrow_mut().replace(state));
-    for (kind, target, ts) in EARLY.with(|e| std::mem::take(&mut *e.borrow_mut())) {
+    STATE.with(|s| s.replace(state));
+    for (kind, target, ts) in EARLY.with(::core::mem::take) {
         enqueue(matches(kind, &target, ts));
     }
     let mut hooks = Hooks { _history: Vec::new(), _listeners: Vec::new(), _observer: None };
@@ -129,8 +130,7 @@ fn enqueue(found: Vec<Captured>) {
         return;
     }
     let schedule = STATE.with(|s| {
-        let mut guard = s.borrow_mut();
-        let state = guard.as_mut()?;
+        let state = s.as_mut()?;
         state.queue.extend(found);
         let first = !state.drain_scheduled;
         state.drain_scheduled = true;
@@ -138,7 +138,8 @@ fn enqueue(found: Vec<Captured>) {
     });
     if let (Some(true), Some(w)) = (schedule, web_sys::window()) {
         DRAIN.with(|f| {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f.as_ref().unchecked_ref(), 0);
+            let f = f.get_or_insert_with(|| function(|_| drain()));
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f.unchecked_ref(), 0);
         });
     }
 }
@@ -146,10 +147,9 @@ fn enqueue(found: Vec<Captured>) {
 /// Hands what was captured to the SDK as `track` events.
 pub fn drain() {
     let queue = STATE.with(|s| {
-        let mut guard = s.borrow_mut();
-        let Some(state) = guard.as_mut() else { return Vec::new() };
+        let Some(state) = s.as_mut() else { return Vec::new() };
         state.drain_scheduled = false;
-        std::mem::take(&mut state.queue)
+        ::core::mem::take(&mut state.queue)
     });
     for c in queue {
         super::dispatch(crate::core::machine::Input::Track { name: c.name, props: c.props, at: Some(c.ts) });
@@ -168,8 +168,7 @@ fn props_with(rule: &CaptureRule, key: &str, value: &str) -> Vec<(String, Value)
 /// `Outbox::drop_items` in core::delivery for the figure).
 fn matches(kind: &str, target: &web_sys::Element, ts: i64) -> Vec<Captured> {
     STATE.with(|s| {
-        let guard = s.borrow();
-        let Some(state) = guard.as_ref() else { return Vec::new() };
+        let Some(state) = s.as_ref() else { return Vec::new() };
         let mut found = Vec::new();
         for r in &state.rules {
             let Some(selector) = r.on.selector().filter(|_| r.on.name() == kind) else { continue };
@@ -189,8 +188,7 @@ pub fn check_view() {
     let hash = location.hash().unwrap_or_default();
     let ts = now_ms();
     let found = STATE.with(|s| {
-        let mut guard = s.borrow_mut();
-        let Some(state) = guard.as_mut() else { return Vec::new() };
+        let Some(state) = s.as_mut() else { return Vec::new() };
         let url = path.clone() + &hash;
         if url == state.last_url {
             return Vec::new();
@@ -217,22 +215,20 @@ type HistoryWrapper = Closure<dyn FnMut(JsValue, JsValue, JsValue) -> Result<JsV
 
 /// One wrapped history method. Dropped, it puts the original back if `history` still holds our
 /// wrapper. If the page wrapped it after us, the page's wrapper calls ours: ours then stays alive
-/// (it only calls through, since the rules are gone) rather than break the page's chain.
+/// (it only calls through, since the rules are gone) rather than break the page's chain. The
+/// wrapper is JavaScript's (`into_js_value`): alive as long as something there calls it.
 struct HistoryPatch {
     history: web_sys::History,
     key: JsValue,
     original: js_sys::Function,
-    wrapper: Option<HistoryWrapper>,
+    wrapper: JsValue,
 }
 
 impl Drop for HistoryPatch {
     fn drop(&mut self) {
-        let Some(wrapper) = self.wrapper.take() else { return };
         let current = js_sys::Reflect::get(&self.history, &self.key).unwrap_or(JsValue::UNDEFINED);
-        if current == *wrapper.as_ref() {
+        if current == self.wrapper {
             let _ = js_sys::Reflect::set(&self.history, &self.key, &self.original);
-        } else {
-            wrapper.forget();
         }
     }
 }
@@ -253,9 +249,10 @@ fn watch_history(window: &web_sys::Window) -> Vec<HistoryPatch> {
             let result = call.call3(&this, &state, &title, &url);
             check_view();
             result
-        });
-        let _ = js_sys::Reflect::set(&history, &key, wrapper.as_ref());
-        patches.push(HistoryPatch { history: history.clone(), key, original, wrapper: Some(wrapper) });
+        })
+        .into_js_value();
+        let _ = js_sys::Reflect::set(&history, &key, &wrapper);
+        patches.push(HistoryPatch { history: history.clone(), key, original, wrapper });
     }
     patches
 }
@@ -279,10 +276,10 @@ fn attribute_names(rules: &[CaptureRule]) -> Vec<String> {
     names
 }
 
-/// The document's observer; dropped, it is disconnected before its callback goes.
+/// The document's observer; dropped, it is disconnected (its callback is then JavaScript's to
+/// free).
 struct Observer {
     observer: web_sys::MutationObserver,
-    _callback: Closure<dyn FnMut()>,
 }
 
 impl Drop for Observer {
@@ -292,8 +289,8 @@ impl Drop for Observer {
 }
 
 fn observe_mutations(document: &web_sys::Document, attributes: &[String]) -> Option<Observer> {
-    let callback = Closure::<dyn FnMut()>::new(check_appear);
-    let observer = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()).ok()?;
+    let callback = function(|_| check_appear());
+    let observer = web_sys::MutationObserver::new(callback.unchecked_ref()).ok()?;
     let options = web_sys::MutationObserverInit::new();
     options.set_child_list(true);
     options.set_subtree(true);
@@ -304,15 +301,14 @@ fn observe_mutations(document: &web_sys::Document, attributes: &[String]) -> Opt
     }
     options.set_attribute_filter(&filter);
     let _ = observer.observe_with_options(document, &options);
-    Some(Observer { observer, _callback: callback })
+    Some(Observer { observer })
 }
 
 fn check_appear() {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
     let ts = now_ms();
     let found = STATE.with(|s| {
-        let mut guard = s.borrow_mut();
-        let Some(state) = guard.as_mut() else { return Vec::new() };
+        let Some(state) = s.as_mut() else { return Vec::new() };
         let mut found = Vec::new();
         for (i, r) in state.rules.iter().enumerate() {
             let Capture::Appear { selector } = &r.on else { continue };

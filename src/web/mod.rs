@@ -21,12 +21,14 @@
 
 pub(crate) mod browser_json;
 mod capture;
+mod global;
+mod owned;
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
 
-use gloo_events::EventListener;
-use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -39,6 +41,8 @@ use crate::core::machine::LoadedPlan;
 use crate::core::machine::{Effect, Input, Machine, PlanSource};
 use crate::core::plan::{Plan, PlanError};
 use crate::core::storage::KeyValue;
+use global::Global;
+use owned::{function, EventListener, Timeout};
 
 #[cfg(feature = "preview")]
 mod preview;
@@ -140,9 +144,8 @@ struct Inputs {
 }
 
 /// What onramp added to the page: listeners, timers and auto-capture, owned here so that a
-/// disabled SDK or a second `init` drops them (gloo removes a listener and clears a timer when
+/// disabled SDK or a second `init` drops them ([`owned`] removes a listener and clears a timer when
 /// its value is dropped), and `flush()` promises waiting for the machine's answer.
-#[derive(Default)]
 struct Page {
     listeners: Vec<EventListener>,
     tick: Option<Timeout>,
@@ -157,13 +160,26 @@ struct Page {
     plan_request: JsValue,
 }
 
-thread_local! {
-    static INPUTS: RefCell<Inputs> = const { RefCell::new(Inputs { queue: VecDeque::new(), busy: false }) };
-    static MACHINE: RefCell<BrowserMachine> = RefCell::new(Machine::new(BrowserStorage(local_storage()), BrowserEntropy::new()));
-    static PAGE: RefCell<Page> = RefCell::new(Page::default());
-    /// The answers to batch requests. Made once per page and never dropped: a request still on
-    /// its way when the SDK is disabled must find a live function (the machine then ignores it).
-    static RESPONSES: Responses = Responses::new();
+impl Page {
+    const EMPTY: Page = Page { listeners: Vec::new(), tick: None, persist: None, capture: None, flushes: Vec::new(), next_flush: 0, plan_request: JsValue::UNDEFINED };
+}
+
+static INPUTS: Global<Inputs> = Global::new(Inputs { queue: VecDeque::new(), busy: false });
+/// Made at the first input (it reads `localStorage`).
+static MACHINE: Global<Option<BrowserMachine>> = Global::new(None);
+static PAGE: Global<Page> = Global::new(Page::EMPTY);
+/// The answers to batch requests. Made once per page and never dropped: a request still on
+/// its way when the SDK is disabled must find a live function (the machine then ignores it).
+static RESPONSES: Global<Option<Responses>> = Global::new(None);
+
+/// Runs `f` with the machine, made on first use; `None` while it is in use further up the stack.
+fn with_machine<R>(f: impl FnOnce(&mut BrowserMachine) -> R) -> Option<R> {
+    MACHINE.try_with(|m| f(m.get_or_insert_with(|| Machine::new(BrowserStorage(local_storage()), BrowserEntropy::new()))))
+}
+
+/// Runs `f` with the response callbacks, made on first use.
+fn with_responses<R>(f: impl FnOnce(&mut Responses) -> R) -> R {
+    RESPONSES.with(|r| f(r.get_or_insert_with(Responses::new)))
 }
 
 fn now_ms() -> i64 {
@@ -199,17 +215,15 @@ fn object_entries(value: Value) -> Vec<(String, Value)> {
 /// Hands `input` to the machine now, or after the inputs already waiting, and carries out
 /// what it answers.
 fn dispatch(input: Input) {
-    let start = INPUTS.with(|cell| {
-        let mut inputs = cell.borrow_mut();
+    let start = INPUTS.with(|inputs| {
         inputs.queue.push_back(input);
-        !std::mem::replace(&mut inputs.busy, true)
+        !::core::mem::replace(&mut inputs.busy, true)
     });
     if !start {
         return; // the loop below, further up the stack, runs it
     }
     loop {
-        let Some(input) = INPUTS.with(|cell| {
-            let mut inputs = cell.borrow_mut();
+        let Some(input) = INPUTS.with(|inputs| {
             let next = inputs.queue.pop_front();
             inputs.busy = next.is_some();
             next
@@ -218,10 +232,9 @@ fn dispatch(input: Input) {
         };
         // The machine is only ever borrowed here and by the tips' `with_engine`, never while
         // host code runs, so this borrow cannot fail; if it ever did, the input waits.
-        let effects = MACHINE.with(|m| m.try_borrow_mut().map(|mut m| m.handle(now_ms(), input)));
-        match effects {
-            Ok(effects) => carry_out(effects),
-            Err(_) => return INPUTS.with(|cell| cell.borrow_mut().busy = false),
+        match with_machine(|m| m.handle(now_ms(), input)) {
+            Some(effects) => carry_out(effects),
+            None => return INPUTS.with(|inputs| inputs.busy = false),
         }
     }
 }
@@ -248,7 +261,7 @@ fn carry_out(effects: Vec<Effect>) {
                 }
             }
             Effect::PersistSoon => {
-                let timeout = Timeout::new(0, || {
+                let timeout = Timeout::new(0, |_| {
                     dispatch(Input::Persist);
                     // In preview what was recorded goes to the panel at once (see `keep_in_preview`),
                     // not when a batch would be due; no `flush()` waits on id 0.
@@ -257,36 +270,35 @@ fn carry_out(effects: Vec<Effect>) {
                         dispatch(Input::Flush(0));
                     }
                 });
-                PAGE.with(|p| p.borrow_mut().persist = Some(timeout));
+                PAGE.with(|p| p.persist = Some(timeout));
             }
             Effect::ScheduleTick(ms) => {
-                let timeout = Timeout::new(ms, || {
+                let timeout = Timeout::new(ms, |_| {
                     // Routers that kept the original pushState are still seen, a tick late.
                     capture::check_view();
                     dispatch(Input::Tick);
                 });
-                PAGE.with(|p| p.borrow_mut().tick = Some(timeout));
+                PAGE.with(|p| p.tick = Some(timeout));
             }
             Effect::Listen => {
                 let listeners = listen();
-                PAGE.with(|p| p.borrow_mut().listeners = listeners);
+                PAGE.with(|p| p.listeners = listeners);
             }
             Effect::Stop => {
-                let page = PAGE.with(|p| {
-                    let mut page = p.borrow_mut();
+                let old = PAGE.with(|page| {
                     // A second init's plan request (set just before) is the new SDK's.
-                    Page { flushes: std::mem::take(&mut page.flushes), next_flush: page.next_flush, plan_request: std::mem::take(&mut page.plan_request), ..Page::default() }
+                    let new = Page { flushes: ::core::mem::take(&mut page.flushes), next_flush: page.next_flush, plan_request: ::core::mem::take(&mut page.plan_request), ..Page::EMPTY };
+                    ::core::mem::replace(page, new)
                 });
-                let old = PAGE.with(|p| std::mem::replace(&mut *p.borrow_mut(), page));
                 drop(old); // removes the listeners, timers and capture hooks
             }
             Effect::LoadPlan(PlanSource::Inline(doc)) => load_plan(&doc),
             Effect::LoadPlan(PlanSource::Url(url)) => fetch_plan(&url),
             Effect::Capture(rules) => {
                 // The previous capture goes first: dropping it forgets its rules.
-                drop(PAGE.with(|p| p.borrow_mut().capture.take()));
+                drop(PAGE.with(|p| p.capture.take()));
                 let hooks = capture::install(rules);
-                PAGE.with(|p| p.borrow_mut().capture = hooks);
+                PAGE.with(|p| p.capture = hooks);
             }
             #[cfg(feature = "guide")]
             Effect::StartGuide { options, default_locale } => {
@@ -302,8 +314,7 @@ fn carry_out(effects: Vec<Effect>) {
             #[cfg(feature = "guide")]
             Effect::FetchState { url, user_id } => fetch_state(&url, user_id),
             Effect::ResolveFlush(id) => {
-                let done = PAGE.with(|p| {
-                    let mut page = p.borrow_mut();
+                let done = PAGE.with(|page| {
                     let i = page.flushes.iter().position(|(waiter, _)| *waiter == id)?;
                     Some(page.flushes.swap_remove(i).1)
                 });
@@ -320,7 +331,7 @@ fn carry_out(effects: Vec<Effect>) {
 /// [`Machine::with_engine`].
 #[cfg(feature = "guide")]
 fn with_engine<R>(from_page: bool, f: impl FnOnce(&mut Engine, &mut dyn KeyValue, &mut Vec<Emit>) -> R) -> Option<R> {
-    let (result, effects) = MACHINE.with(|m| m.try_borrow_mut().ok().map(|mut m| m.with_engine(now_ms(), from_page, f)))?;
+    let (result, effects) = with_machine(|m| m.with_engine(now_ms(), from_page, f))?;
     carry_out(effects);
     result
 }
@@ -342,7 +353,7 @@ fn keep_in_preview(body: &str) {
 /// adopted if this init asks for the plan at that URL.
 #[wasm_bindgen]
 pub fn init(config: JsValue, plan_request: JsValue) {
-    PAGE.with(|p| p.borrow_mut().plan_request = plan_request);
+    PAGE.with(|p| p.plan_request = plan_request);
     let page_origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
     let options = to_value(&config);
     #[cfg(feature = "preview")]
@@ -398,8 +409,7 @@ pub fn reset() {
 /// turns it into `flush()`'s promise.
 #[wasm_bindgen]
 pub fn flush(done: Option<js_sys::Function>) {
-    let id = PAGE.with(|p| {
-        let mut page = p.borrow_mut();
+    let id = PAGE.with(|page| {
         page.next_flush += 1;
         let id = page.next_flush;
         if let Some(done) = done {
@@ -418,12 +428,12 @@ pub fn flush(done: Option<js_sys::Function>) {
 fn fetch_plan(url: &str) {
     let Some(window) = web_sys::window() else { return };
     // Taken whether it matches or not: a later plan load (a second init) asks afresh.
-    let adopted = PAGE.with(|p| std::mem::take(&mut p.borrow_mut().plan_request));
+    let adopted = PAGE.with(|p| ::core::mem::take(&mut p.plan_request));
     let adopted = js_sys::Reflect::get(&adopted, &JsValue::from_str(url)).ok().filter(JsValue::is_object);
-    let on_response = Closure::once(|response: JsValue| {
+    let on_response = function(|response: JsValue| {
         // 204: the project has no plan. Anything not 2xx: not the plan's fault either.
         let Some(response) = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok() && r.status() != 204) else { return };
-        let on_text = Closure::once(|text: JsValue| match json::parse(&text.as_string().unwrap_or_default()) {
+        let on_text = function(|text: JsValue| match json::parse(&text.as_string().unwrap_or_default()) {
             Ok(doc) => load_plan(&doc),
             Err(e) => dispatch(Input::PlanRefused(PlanError {
                 pointer: String::new(),
@@ -432,13 +442,11 @@ fn fetch_plan(url: &str) {
             })),
         });
         if let Ok(text) = response.text() {
-            RESPONSES.with(|r| drop(text.then2(&on_text, &r.ignore)));
+            with_responses(|r| drop(then(&text, &on_text, &r.ignore)));
         }
-        on_text.forget(); // once per plan load; it frees its state when called
     });
     let request = adopted.map_or_else(|| window.fetch_with_str(url), JsCast::unchecked_into::<js_sys::Promise>);
-    RESPONSES.with(|r| drop(request.then2(&on_response, &r.ignore)));
-    on_response.forget();
+    with_responses(|r| drop(then(&request, &on_response, &r.ignore)));
 }
 
 /// Fetches the user's state across devices (`/v1/state`). Anything but a 200 (offline, a
@@ -518,41 +526,55 @@ fn check_selectors<'a>(selectors: impl IntoIterator<Item = (String, &'a str)>) -
     Ok(())
 }
 
-/// The callbacks of batch requests (see [`RESPONSES`]).
+#[wasm_bindgen]
+extern "C" {
+    /// A promise, to call `then` with functions already handed to JavaScript: js-sys's
+    /// `then2` takes `Closure`s, which cannot be kept in a [`Global`].
+    type Thenable;
+    #[wasm_bindgen(method, js_name = then)]
+    fn then(this: &Thenable, resolve: &JsValue, reject: &JsValue) -> JsValue;
+}
+
+/// `promise.then(resolve, reject)`.
+fn then(promise: &js_sys::Promise, resolve: &JsValue, reject: &JsValue) -> JsValue {
+    promise.unchecked_ref::<Thenable>().then(resolve, reject)
+}
+
+/// The callbacks of batch requests (see [`RESPONSES`]), handed to JavaScript once.
 struct Responses {
-    on_response: Closure<dyn FnMut(JsValue)>,
+    on_response: JsValue,
     /// The answer to a `/v1/known` question.
-    on_known: Closure<dyn FnMut(JsValue)>,
+    on_known: JsValue,
     /// The body of an answer that is read (a 400's or 413's list of bad events, a `/v1/known`
     /// answer): one closure for the three, with the status in `body_status` (one request is on
     /// its way at a time). Each closure costs the tracker's wasm its own glue: one for three
     /// was 155 B raw, 106 B gzip smaller (measured).
-    on_body: Closure<dyn FnMut(JsValue)>,
-    body_status: std::cell::Cell<u16>,
-    on_network_error: Closure<dyn FnMut(JsValue)>,
+    on_body: JsValue,
+    body_status: u16,
+    on_network_error: JsValue,
     /// A rejection handler that does nothing, so a failed fetch is never an unhandled rejection.
-    ignore: Closure<dyn FnMut(JsValue)>,
+    ignore: JsValue,
 }
 
 impl Responses {
     fn new() -> Responses {
         Responses {
-            on_response: Closure::new(on_response),
-            on_known: Closure::new(on_known),
-            on_body: Closure::new(|text: JsValue| {
-                let status = RESPONSES.with(|r| r.body_status.get());
+            on_response: function(on_response),
+            on_known: function(on_known),
+            on_body: function(|text: JsValue| {
+                let status = with_responses(|r| r.body_status);
                 dispatch(Input::Answered { status, retry_after: None, body: text.as_string().unwrap_or_default() });
             }),
-            body_status: std::cell::Cell::new(0),
-            on_network_error: Closure::new(|_: JsValue| dispatch(Input::Answered { status: 0, retry_after: None, body: String::new() })),
-            ignore: Closure::new(|_: JsValue| {}),
+            body_status: 0,
+            on_network_error: function(|_| dispatch(Input::Answered { status: 0, retry_after: None, body: String::new() })),
+            ignore: function(|_| {}),
         }
     }
 
     /// Reads `text` (a response's body) and answers with it as the body of a `status` answer.
-    fn read_body(&self, status: u16, text: &js_sys::Promise) {
-        self.body_status.set(status);
-        drop(text.then2(&self.on_body, &self.on_network_error));
+    fn read_body(&mut self, status: u16, text: &js_sys::Promise) {
+        self.body_status = status;
+        drop(then(text, &self.on_body, &self.on_network_error));
     }
 }
 
@@ -569,13 +591,13 @@ fn post_text(url: &str, body: &str) -> Option<js_sys::Promise> {
 
 fn post(url: &str, body: &str) {
     if let Some(sent) = post_text(url, body) {
-        RESPONSES.with(|r| drop(sent.then2(&r.on_response, &r.on_network_error)));
+        with_responses(|r| drop(then(&sent, &r.on_response, &r.on_network_error)));
     }
 }
 
 fn ask(url: &str, body: &str) {
     if let Some(sent) = post_text(url, body) {
-        RESPONSES.with(|r| drop(sent.then2(&r.on_known, &r.on_network_error)));
+        with_responses(|r| drop(then(&sent, &r.on_known, &r.on_network_error)));
     }
 }
 
@@ -583,7 +605,7 @@ fn on_known(response: JsValue) {
     let status = response.dyn_ref::<web_sys::Response>().map_or(0, |r| r.status());
     let text = response.dyn_ref::<web_sys::Response>().filter(|r| r.ok()).and_then(|r| r.text().ok());
     match text {
-        Some(text) => RESPONSES.with(|r| r.read_body(200, &text)),
+        Some(text) => with_responses(|r| r.read_body(200, &text)),
         None => dispatch(Input::Answered { status, retry_after: None, body: String::new() }),
     }
 }
@@ -596,7 +618,7 @@ fn on_response(response: JsValue) {
     if status == 400 || status == 413 {
         // The body lists the bad events; read it, then answer.
         if let Ok(text) = response.text() {
-            RESPONSES.with(|r| r.read_body(status, &text));
+            with_responses(|r| r.read_body(status, &text));
         }
         return;
     }

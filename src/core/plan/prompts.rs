@@ -1,6 +1,9 @@
 //! The plan's `prompts`: growth moments shown when a milestone is reached (docs/PLANS.md,
 //! docs/EXPERIMENTS.md). Read, validating or trusting, like the rest of the plan (see [`super::Mode`]).
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use super::{cta_url, err, found, index, milestone_ref, one_of, percent, priority, string, unreadable, Milestone, Mode, Obj, PlanError, Text, HOUR_MS, MAX_NAME};
 use crate::core::json::Value;
 
