@@ -354,7 +354,8 @@ fn wasm_part(name: &str) -> String {
         return "allocator".into();
     }
     // std's panic handler and what it keeps: the formatting of panic messages (`core::fmt`),
-    // the payloads, the hook. A `no_std` tracker with a trapping handler would leave these out.
+    // the payloads, the hook. The tracker is `no_std` with a trapping handler: what it still
+    // counts there is core's panic entry points.
     if name.contains("::fmt") || name.contains("Formatter") || name.contains("panicking") || name.contains("rust_begin_unwind") {
         return "core::fmt and std's panic handler".into();
     }
