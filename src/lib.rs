@@ -31,8 +31,6 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 #[cfg(target_arch = "wasm32")]
 mod web;
 
-// The SDK's allocator, in every bundle (see Cargo.toml for why and what it saves). Locked, because
-// a global allocator must be `Sync`; the page is single-threaded, so the lock is never contended.
 /// Without std a panic (a bug: an index out of bounds, a re-entered borrow) traps, as std's
 /// handler did with `panic = "abort"`, minus its message, which nothing could read.
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
@@ -41,6 +39,8 @@ fn panic(_: &::core::panic::PanicInfo) -> ! {
     ::core::arch::wasm32::unreachable()
 }
 
+// The SDK's allocator, in every bundle (see Cargo.toml for why and what it saves). Locked, because
+// a global allocator must be `Sync`; the page is single-threaded, so the lock is never contended.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> = lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
