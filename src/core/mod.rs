@@ -36,6 +36,7 @@ pub mod plan;
 pub mod preview;
 pub mod selector;
 pub mod storage;
+pub mod substr;
 #[cfg(feature = "guide")]
 pub mod surveys;
 pub mod time;

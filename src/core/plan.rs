@@ -1603,7 +1603,7 @@ impl Op {
             Op::Lte(n) => num.is_some_and(|x| x <= *n),
             Op::Exists(want) => v.is_some_and(|v| *v != Value::Null) == *want,
             Op::Contains(s) => match v {
-                Some(Value::Str(t)) => t.contains(s.as_str()),
+                Some(Value::Str(t)) => super::substr::contains(t, s),
                 Some(Value::Arr(items)) => items.iter().any(|i| i.as_str() == Some(s)),
                 _ => false,
             },

@@ -913,7 +913,7 @@ impl Ui {
             (Err(partial), Some(el)) => {
                 // Still in the page and still what the selector names, only not rendered (a
                 // hidden page, a collapsed panel): hidden until it shows again, as before.
-                let last = sel.rsplit(">>>").next().unwrap_or("").trim();
+                let last = crate::core::substr::split(&sel, ">>>").last().unwrap_or("").trim();
                 if el.is_connected() && el.matches(last).unwrap_or(false) {
                     self.position(&s);
                 } else if !s.lost {

@@ -172,7 +172,7 @@ impl Ui {
                         self.prompt = None;
                     }
                     PromptAction::Copy(text) => {
-                        let text = text.replace("{userId}", engine.identity());
+                        let text = crate::core::substr::replace(&text, "{userId}", engine.identity());
                         if let Some(w) = dom::window() {
                             drop(w.navigator().clipboard().write_text(&text));
                         }
