@@ -153,7 +153,8 @@ impl Ui {
             (ctx.label("copied").to_owned(), ctx.label("close").to_owned())
         };
         let Some(s) = self.prompt.as_mut() else { return };
-        let Some(p) = engine.plan().prompts.get(s.index).cloned() else { return };
+        let plan = engine.shared_plan();
+        let Some(p) = plan.prompts.get(s.index) else { return };
         let t = super::now();
         match action {
             "l" if !s.copied => {
