@@ -40,6 +40,8 @@
 //! unknown, the first time the engine saw the user stands in and events say `signupKnown: false`.
 
 
+use alloc::sync::Arc;
+
 use super::json::Value;
 use super::persisted;
 use super::plan::{MilestoneKind, Plan};
@@ -351,7 +353,10 @@ impl UserState {
 
 /// One user's engine in one tab.
 pub struct Engine {
-    plan: Plan,
+    /// Shared, so the tips can hold a survey or prompt of it while the engine records (see
+    /// [`Engine::shared_plan`]). `Arc`, not `Rc`: the browser layer keeps the machine in a
+    /// `Sync` global (src/web/global.rs); in a wasm without threads its counts are plain adds.
+    plan: Arc<Plan>,
     /// This tab's id, for its entries in the G-counters.
     tab: String,
     identity: String,
@@ -401,7 +406,7 @@ impl Engine {
     pub fn new(plan: Plan, tab: String, anonymous_id: &str, store: &dyn KeyValue) -> Engine {
         let mut engine =
             Engine {
-                plan,
+                plan: Arc::new(plan),
                 tab,
                 identity: anonymous_id.into(),
                 anonymous: true,
@@ -419,6 +424,12 @@ impl Engine {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The plan, for a caller that reads part of it while it updates the engine: cloning a
+    /// survey or a prompt instead linked their whole `Clone` code into the full SDK.
+    pub fn shared_plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan)
     }
 
     /// True until `identify`: tips wait for a user (their windows count from sign-up).
@@ -514,7 +525,7 @@ impl Engine {
     /// removed ones stay in the state (harmless, and back if the milestone returns); if the new
     /// plan's required milestones are all reached already, onboarding completes now.
     pub fn set_plan(&mut self, plan: Plan, store: &mut dyn KeyValue, now: i64) -> Vec<Emit> {
-        self.plan = plan;
+        self.plan = Arc::new(plan);
         self.sync(store);
         self.apply_aliases();
         let t = self.clock(now);

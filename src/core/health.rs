@@ -12,7 +12,7 @@
 //! independent oracle (and both stores) get exactly the same score.
 
 use super::json::Value;
-use super::plan::{err, found, index, PlanError, Validate};
+use super::plan::{err, found, index, Failed, PlanError, Validate};
 
 /// The health and lifecycle sections are read by the collector only, always validating.
 type Obj<'a> = super::plan::Obj<'a, Validate>;
@@ -257,7 +257,7 @@ impl Default for HealthModel {
 
 const ACCOUNT_ID_EXPECTED: &str = "an id of 1 to 64 letters, digits, '_', '-' or '.'";
 
-fn account_milestones(v: &Value, ptr: &str, doc: &Value) -> Result<Vec<AccountMilestone>, PlanError> {
+fn account_milestones(v: &Value, ptr: &str, doc: &Value) -> Result<Vec<AccountMilestone>, Failed> {
     let items = match v {
         Value::Arr(items) if items.len() <= 50 => items,
         other => return err(ptr, found(other), "an array of at most 50 account milestones"),
@@ -305,21 +305,21 @@ fn account_milestones(v: &Value, ptr: &str, doc: &Value) -> Result<Vec<AccountMi
 const WHOLE_0_100: &str = "a whole number from 0 to 100";
 const WEIGHT_EXPECTED: &str = "a whole number from 0 to 1000";
 
-fn whole(v: &Value, ptr: &str, max: u32, expected: &str) -> Result<u32, PlanError> {
+fn whole(v: &Value, ptr: &str, max: u32, expected: &str) -> Result<u32, Failed> {
     match v {
         Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(max) => Ok(*n as u32),
         other => err(ptr, found(other), expected),
     }
 }
 
-fn number(v: &Value, ptr: &str) -> Result<f64, PlanError> {
+fn number(v: &Value, ptr: &str) -> Result<f64, Failed> {
     match v {
         Value::Num(n) if n.is_finite() => Ok(*n),
         other => err(ptr, found(other), "a number"),
     }
 }
 
-fn tiers(v: &Value, ptr: &str) -> Result<Vec<Tier>, PlanError> {
+fn tiers(v: &Value, ptr: &str) -> Result<Vec<Tier>, Failed> {
     let items = match v {
         Value::Arr(items) if !items.is_empty() && items.len() <= 20 => items,
         other => return err(ptr, found(other), "an array of 1 to 20 tiers such as {\"atLeast\": 4, \"points\": 100}"),
@@ -343,7 +343,7 @@ fn tiers(v: &Value, ptr: &str) -> Result<Vec<Tier>, PlanError> {
         .collect()
 }
 
-fn read_profile(v: &Value, ptr: &str) -> Result<Profile, PlanError> {
+fn read_profile(v: &Value, ptr: &str) -> Result<Profile, Failed> {
     let names: Vec<&str> = Measure::ALL.iter().map(|(n, _)| *n).collect();
     let o = Obj::new(v, ptr.into(), &names)?;
     let mut rules = Vec::new();
@@ -371,6 +371,10 @@ impl HealthModel {
     /// Reads the plan document's `health` and `lifecycle` sections (either may be absent: the
     /// defaults stand in), with the plan's pointer errors.
     pub fn from_plan(doc: &Value) -> Result<HealthModel, PlanError> {
+        HealthModel::read(doc).map_err(|e| *e)
+    }
+
+    fn read(doc: &Value) -> Result<HealthModel, Failed> {
         let mut model = HealthModel::default();
         if let Some(h) = doc.get("health").filter(|v| !matches!(v, Value::Null)) {
             let o = Obj::new(h, "/health".into(), &["onboardingPeriod", "bands", "schedule", "profiles", "accountMilestones"])?;

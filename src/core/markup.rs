@@ -51,14 +51,14 @@ pub fn parse(src: &str) -> Vec<Span> {
     // Indexing by byte is safe: every marker is ASCII, and text is copied by char boundaries
     // found with `char_indices`-compatible arithmetic (`len_utf8`).
     while i < b.len() {
-        let rest = &src[i..];
+        let rest = src.get(i..).unwrap_or_default();
         if b[i] == b'\\' && matches!(b.get(i + 1), Some(b'*' | b'[' | b']' | b'\\' | b'_')) {
             cur.text.push(b[i + 1] as char);
             i += 2;
             continue;
         }
         if let Some(after) = rest.strip_prefix("**") {
-            if cur.bold || after.contains("**") {
+            if cur.bold || super::substr::contains(after, "**") {
                 flush(&mut out, &mut cur);
                 cur.bold = !cur.bold;
             } else {
@@ -67,7 +67,7 @@ pub fn parse(src: &str) -> Vec<Span> {
             i += 2;
             continue;
         }
-        if b[i] == b'*' && (cur.italic || rest[1..].contains('*')) {
+        if b[i] == b'*' && (cur.italic || rest.get(1..).is_some_and(|r| r.contains('*'))) {
             flush(&mut out, &mut cur);
             cur.italic = !cur.italic;
             i += 1;
@@ -109,13 +109,13 @@ fn flush(out: &mut Vec<Span>, cur: &mut Span) {
 /// `[label](url)` at the start of `s`: the label, the URL and the bytes used.
 fn link(s: &str) -> Option<(&str, &str, usize)> {
     let close = s.find(']')?;
-    let label = &s[1..close];
-    if label.is_empty() || label.contains('[') || !s[close + 1..].starts_with('(') {
+    let label = s.get(1..close)?;
+    if label.is_empty() || label.contains('[') || !s.get(close + 1..)?.starts_with('(') {
         return None;
     }
     let url_start = close + 2;
-    let url_len = s[url_start..].find(')')?;
-    let url = &s[url_start..url_start + url_len];
+    let url_len = s.get(url_start..)?.find(')')?;
+    let url = s.get(url_start..url_start + url_len)?;
     Some((label, url.trim(), url_start + url_len + 1))
 }
 

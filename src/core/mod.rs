@@ -40,6 +40,7 @@ pub mod preview;
 #[cfg(not(all(target_arch = "wasm32", not(feature = "guide"))))] // not in the lean tracker
 pub mod selector;
 pub mod storage;
+pub mod substr;
 #[cfg(feature = "guide")]
 pub mod surveys;
 pub mod time;

@@ -24,7 +24,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Milliseconds from `"500ms"`, `"90s"`, `"30m"`, `"24h"`, `"7d"`, `"2w"`, or plain digits (ms).
 pub fn parse_duration(text: &str) -> Option<i64> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
+    let (digits, unit) = text.split_at_checked(split)?;
     let n = super::num::parse_int(digits)?;
     let unit_ms = match unit {
         "" | "ms" => 1,

@@ -512,7 +512,7 @@ fn check_selectors<'a>(selectors: impl IntoIterator<Item = (String, &'a str)>) -
         // each segment is a selector of its own. The tracker checks capture selectors only,
         // which are plain (matched with `closest`), and so carries no substring search.
         #[cfg(feature = "guide")]
-        let refused = selector.split(">>>").any(|part| document.query_selector(part.trim()).is_err());
+        let refused = crate::core::substr::split(selector, ">>>").any(|part| document.query_selector(part.trim()).is_err());
         #[cfg(not(feature = "guide"))]
         let refused = document.query_selector(selector).is_err();
         if refused {

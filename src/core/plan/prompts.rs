@@ -4,7 +4,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::{cta_url, err, found, index, milestone_ref, one_of, percent, priority, string, unreadable, Milestone, Mode, Obj, PlanError, Text, HOUR_MS, MAX_NAME};
+use super::{cta_url, err, found, index, milestone_ref, one_of, percent, priority, string, unreadable, Failed, Milestone, Mode, Obj, Text, HOUR_MS, MAX_NAME};
 use crate::core::json::Value;
 
 const MAX_PROMPTS: usize = 20;
@@ -93,7 +93,7 @@ pub struct Prompt {
     pub control_percent: f64,
 }
 
-fn prompt<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Prompt, PlanError> {
+fn prompt<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Prompt, Failed> {
     let o = Obj::<M>::new(
         v,
         ptr.into(),
@@ -164,7 +164,7 @@ fn prompt<M: Mode>(v: &Value, ptr: &str, milestones: &[Milestone]) -> Result<Pro
 }
 
 /// The plan's `prompts`, with unique ids.
-pub(super) fn prompts<M: Mode>(items: &[Value], milestones: &[Milestone]) -> Result<Vec<Prompt>, PlanError> {
+pub(super) fn prompts<M: Mode>(items: &[Value], milestones: &[Milestone]) -> Result<Vec<Prompt>, Failed> {
     check!(items.len() <= MAX_PROMPTS, "/prompts", [&items.len().to_string(), " items"].concat(), "at most 20 prompts");
     let mut out: Vec<Prompt> = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {

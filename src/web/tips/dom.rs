@@ -178,7 +178,7 @@ pub fn find(selector: &str) -> Result<Found, Partial> {
     let mut frames = Vec::new();
     let mut partial = Partial::default();
     let mut found: Option<Element> = None;
-    for part in selector.split(">>>") {
+    for part in crate::core::substr::split(selector, ">>>") {
         let part = part.trim();
         let next = match found.take() {
             None => document().and_then(|d| d.query_selector(part).ok().flatten()),

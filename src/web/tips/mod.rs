@@ -468,11 +468,11 @@ fn act(i: usize, action: &str) {
 /// The user acted on survey `i`'s card (see `survey::act`).
 fn survey_act(i: usize, action: &str) {
     let ok = with_both(&mut |ui, engine, store, out| {
-        let Some(s) = engine.plan().surveys.get(i).cloned() else { return };
-        let default_locale = engine.plan().default_locale.clone();
+        let plan = engine.shared_plan();
+        let Some(s) = plan.surveys.get(i) else { return };
         let Some(card) = ui.survey.as_mut().filter(|c| c.survey == i) else { return };
-        let ctx = Ctx { locale: &ui.locale, default_locale: &default_locale, labels: &ui.labels };
-        if survey::act(card, &s, action, &ctx, engine, store, out, now()) {
+        let ctx = Ctx { locale: &ui.locale, default_locale: &plan.default_locale, labels: &ui.labels };
+        if survey::act(card, s, action, &ctx, engine, store, out, now()) {
             ui.survey = None;
             ui.reconcile(engine, store, out);
         }
@@ -647,10 +647,11 @@ impl Ui {
         let (pick, wake) = surveys::pick(engine.plan(), &engine.state, &page);
         self.survey_wake = wake.and_then(|at| Timeout::new(at - t + 20, refresh));
         let Some(i) = pick.filter(|_| self.prompt.is_none() && !self.surfaces.iter().any(|s| s.kind == TipKind::Modal)) else { return };
-        let Some(s) = engine.plan().surveys.get(i).cloned() else { return };
-        let Some(mut card) = survey::mount(self.root.unchecked_ref(), i, &s, &self.ctx(engine), t) else { return };
-        engine.update(store, |state, tab| surveys::record_shown(state, tab, &s, t));
-        survey::emit(out, vocab_survey::SHOWN, surveys::props(&s));
+        let plan = engine.shared_plan();
+        let Some(s) = plan.surveys.get(i) else { return };
+        let Some(mut card) = survey::mount(self.root.unchecked_ref(), i, s, &self.ctx(engine), t) else { return };
+        engine.update(store, |state, tab| surveys::record_shown(state, tab, s, t));
+        survey::emit(out, vocab_survey::SHOWN, surveys::props(s));
         card.offer_focus();
         self.survey = Some(card);
     }
@@ -913,7 +914,7 @@ impl Ui {
             (Err(partial), Some(el)) => {
                 // Still in the page and still what the selector names, only not rendered (a
                 // hidden page, a collapsed panel): hidden until it shows again, as before.
-                let last = sel.rsplit(">>>").next().unwrap_or("").trim();
+                let last = crate::core::substr::split(&sel, ">>>").last().unwrap_or("").trim();
                 if el.is_connected() && el.matches(last).unwrap_or(false) {
                     self.position(&s);
                 } else if !s.lost {

@@ -153,7 +153,8 @@ impl Ui {
             (ctx.label("copied").to_owned(), ctx.label("close").to_owned())
         };
         let Some(s) = self.prompt.as_mut() else { return };
-        let Some(p) = engine.plan().prompts.get(s.index).cloned() else { return };
+        let plan = engine.shared_plan();
+        let Some(p) = plan.prompts.get(s.index) else { return };
         let t = super::now();
         match action {
             "l" if !s.copied => {
@@ -172,7 +173,7 @@ impl Ui {
                         self.prompt = None;
                     }
                     PromptAction::Copy(text) => {
-                        let text = text.replace("{userId}", engine.identity());
+                        let text = crate::core::substr::replace(&text, "{userId}", engine.identity());
                         if let Some(w) = dom::window() {
                             drop(w.navigator().clipboard().write_text(&text));
                         }

@@ -254,8 +254,9 @@ pub fn checklist(parent: &Element, plan: &Plan, state: &UserState, tip: &Tip, op
     set(&bar, "role", "progressbar");
     set(&bar, "aria-label", ctx.label("progress"));
     set(&bar, "aria-valuemin", "0");
-    set(&bar, "aria-valuemax", &frac[frac.find('/').map_or(0, |i| i + 1)..]);
-    set(&bar, "aria-valuenow", &frac[..frac.find('/').unwrap_or(0)]);
+    let (now, max) = frac.split_once('/').unwrap_or(("", frac.as_str()));
+    set(&bar, "aria-valuemax", max);
+    set(&bar, "aria-valuenow", now);
     set(&bar, "aria-valuetext", &frac);
     let fill = child(&bar, "i", "", "")?;
     let mut w = String::from("width:");
