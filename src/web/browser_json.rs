@@ -103,12 +103,3 @@ fn entries(js: &JsValue, depth: usize) -> Option<Vec<(String, Value)>> {
     }
     Some(out)
 }
-
-/// The entries of an object `index.mjs` found plain (`plainProps`: own keys holding only strings,
-/// finite numbers, booleans and nulls, no `toJSON`), read as they are: JSON would make exactly
-/// these of it, so the `JSON.stringify`/`JSON.parse` round trip of [`from_js_copy`] is skipped.
-/// That round trip was about a quarter of a `track()` call in Chromium's profiler, and most
-/// calls pass such props.
-pub fn plain_entries(js: &JsValue) -> Vec<(String, Value)> {
-    entries(js, 0).unwrap_or_default()
-}

@@ -168,6 +168,8 @@ static INPUTS: Global<Inputs> = Global::new(Inputs { queue: VecDeque::new(), bus
 /// Made at the first input (it reads `localStorage`).
 static MACHINE: Global<Option<BrowserMachine>> = Global::new(None);
 static PAGE: Global<Page> = Global::new(Page::EMPTY);
+/// The props [`prop`] gathered for the [`track`] call that follows.
+static PROPS: Global<Vec<(String, Value)>> = Global::new(Vec::new());
 /// The answers to batch requests. Made once per page and never dropped: a request still on
 /// its way when the SDK is disabled must find a live function (the machine then ignores it).
 static RESPONSES: Global<Option<Responses>> = Global::new(None);
@@ -374,13 +376,30 @@ pub fn identify(user_id: String, traits: JsValue) {
 
 /// Records a product event; `at` (Unix ms) when it happened earlier than now: a call the
 /// paste-in snippet kept while the SDK loaded, or stored during an outage of the loader.
-/// `plain`: `index.mjs` checked that `props` is a plain object of JSON primitives (see
-/// [`browser_json::plain_entries`]).
+/// `props` is `undefined` when `index.mjs` found them plain and handed them over with [`prop`]
+/// just before; else they are read as JSON would read them.
 #[wasm_bindgen]
-pub fn track(name: String, props: JsValue, at: Option<f64>, plain: bool) {
+pub fn track(name: String, props: JsValue, at: Option<f64>) {
     let at = at.filter(|t| t.is_finite() && *t > 0.0).map(|t| t as i64);
-    let props = if plain { browser_json::plain_entries(&props) } else { object_entries(to_value(&props)) };
+    // Taken in any case: entries given for props that turned out not plain are dropped.
+    let given = PROPS.with(::core::mem::take);
+    let props = if props.is_undefined() { given } else { object_entries(to_value(&props)) };
     dispatch(Input::Track { name, props, at });
+}
+
+/// One entry of the next [`track`]'s props, from `index.mjs` (its `trackNow`): a string value
+/// as `text`, else `num`: a finite number as itself, `true` and `false` as ±∞, `null` as NaN
+/// (a plain object's numbers are finite). One call into the wasm per entry instead of the wasm
+/// reading the object through a call into JS per key, value and type test.
+#[wasm_bindgen]
+pub fn prop(key: String, text: Option<String>, num: f64) {
+    let value = match text {
+        Some(text) => Value::Str(text),
+        None if num.is_finite() => Value::Num(num),
+        None if num.is_nan() => Value::Null,
+        None => Value::Bool(num > 0.0),
+    };
+    PROPS.with(|p| p.push((key, value)));
 }
 
 /// The account (company, workspace, team) the user works in: every later event carries it,
