@@ -73,6 +73,10 @@ test("the dashboard shows the demo's users and the collector's numbers", async (
   // Two real visitors through the demo page and the shipped SDK.
   const ada = await (await browser.newContext()).newPage();
   await signUp(ada, "Ada", "ada@example.com");
+  // The plan's welcome modal (a second after load) holds the page's clicks until closed; on a
+  // loaded machine it came before the next click (as in engine.test.mjs). Close it as Ada would.
+  await ada.locator("onramp-tips .m").waitFor({ timeout: 10000 });
+  await ada.locator("onramp-tips .m [data-a=x]").click();
   await ada.click("#new-project");
   await ada.fill("#project-name", "Launch plan");
   await ada.click("#project-create");
