@@ -52,16 +52,47 @@ pub(super) fn answers(query: &ReportQuery) -> bool {
     query.stall_limit.is_some() && query.columns().iter().all(|c| c.kind == StepKind::Milestone)
 }
 
+/// How a report reads `rollup_users` ([`ClickHouseStore::tallies_in_engine`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Read {
+    /// `FINAL`: the newest version of each key, whatever the parts hold. 18.16 reads it as one
+    /// stream per table reference and copies every row through its merge.
+    Final,
+    /// The rows as stored, where no key has two rows ([`keys_unique`]): the same rows as
+    /// `FINAL`, read by as many threads as the server gives a query and not copied.
+    Plain,
+}
+
+/// An active part of `rollup_users`: its name and merge level (`system.parts`).
+type Part = (String, u64);
+
+/// Whether no key has two rows in `parts` (the table's active parts): a single part that
+/// came out of a merge, which for a ReplacingMergeTree keeps one row per sorting key (a part
+/// an INSERT wrote, level 0, may hold several). Newer ClickHouse releases skip FINAL's merge
+/// on the same grounds (`do_not_merge_across_partitions_select_final`).
+fn keys_unique(parts: &[Part]) -> bool {
+    matches!(parts, [(_, level)] if *level > 0)
+}
+
 /// The SQL of one report: names its per-user expressions after the query's columns.
 struct ReportSql<'q> {
     query: &'q ReportQuery,
     project: String,
     columns: Vec<Step>,
+    read: Read,
 }
 
 impl<'q> ReportSql<'q> {
-    fn new(project: &str, query: &'q ReportQuery) -> ReportSql<'q> {
-        ReportSql { query, project: quote(project), columns: query.columns() }
+    fn new(project: &str, query: &'q ReportQuery, read: Read) -> ReportSql<'q> {
+        ReportSql { query, project: quote(project), columns: query.columns(), read }
+    }
+
+    /// The table as [`Read`] says: ` FINAL` after it, or nothing.
+    fn from(&self) -> &'static str {
+        match self.read {
+            Read::Final => "rollup_users FINAL",
+            Read::Plain => "rollup_users",
+        }
     }
 
     fn column(&self, step: &Step) -> usize {
@@ -116,7 +147,8 @@ impl<'q> ReportSql<'q> {
                 let high = high.map_or(String::new(), |k| format!(" AND user_key < {}", quote(k)));
                 format!(
                     "SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
-                     FROM rollup_users FINAL WHERE project = {}{low}{high}",
+                     FROM {} WHERE project = {}{low}{high}",
+                    self.from(),
                     self.project
                 )
             })
@@ -300,12 +332,13 @@ impl<'q> ReportSql<'q> {
             "SELECT key, groupArray((text, n)) FROM (
                SELECT key, text, count() AS n
                FROM (SELECT trait_keys, trait_texts
-                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM rollup_users FINAL WHERE project = {})
+                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM {} WHERE project = {})
                      WHERE deleted = 0 AND identified)
                ARRAY JOIN trait_keys AS key, trait_texts AS text
                WHERE key NOT IN ({})
                GROUP BY key, text)
              GROUP BY key HAVING count() <= {MAX_TRAIT_CHOICES}",
+            self.from(),
             self.project,
             quote_list(HIDDEN_TRAITS)
         )
@@ -346,12 +379,58 @@ fn read_histogram(r: &mut Reader<'_>) -> Result<Buckets, StoreError> {
 
 impl ClickHouseStore {
     /// [`crate::store::Store::report_tallies`] counted inside ClickHouse (see the module
-    /// docs); the caller checked [`answers`].
+    /// docs); the caller checked [`answers`]. Without FINAL when no key has two rows, else with it
+    /// ([`ClickHouseStore::tallies_given_parts`]).
     pub(super) async fn tallies_in_engine(&self, project: &str, query: &ReportQuery) -> Result<Tallies, StoreError> {
-        let sql = ReportSql::new(project, query);
+        let parts = self.user_parts().await?;
+        Ok(self.tallies_given_parts(project, query, &parts).await?.0)
+    }
+
+    /// The report read without FINAL if `parts`, the active parts of `rollup_users` seen before
+    /// the read, hold no key twice ([`keys_unique`]), and those were still the active parts
+    /// after it; else read with FINAL. Each table reference of the read takes its own snapshot of
+    /// the parts, so a part an INSERT added meanwhile would count its keys' older versions too,
+    /// and a merge that replaced the part before a reference took its snapshot would make that
+    /// reference read nothing. Parts are never active again once replaced, and a new part has a
+    /// new name (its block numbers), so the same active set after the read as before means
+    /// every snapshot in between was that set.
+    /// Says which read answered.
+    async fn tallies_given_parts(&self, project: &str, query: &ReportQuery, parts: &[Part]) -> Result<(Tallies, Read), StoreError> {
+        if keys_unique(parts) {
+            let tallies = self.tallies_read(project, query, Read::Plain).await?;
+            if self.user_parts().await? == parts {
+                return Ok((tallies, Read::Plain));
+            }
+        }
+        Ok((self.tallies_read(project, query, Read::Final).await?, Read::Final))
+    }
+
+    /// The active parts of `rollup_users`, by name.
+    async fn user_parts(&self) -> Result<Vec<Part>, StoreError> {
+        let answer = self
+            .select("SELECT name, toUInt64(level) FROM system.parts WHERE database = currentDatabase() AND table = 'rollup_users' AND active ORDER BY name")
+            .await?;
+        let mut r = Reader::new(&answer);
+        let mut parts = Vec::new();
+        while !r.is_empty() {
+            parts.push((r.str()?, r.u64()?));
+        }
+        Ok(parts)
+    }
+
+    /// The report's queries, all reading `rollup_users` as `read` says.
+    async fn tallies_read(&self, project: &str, query: &ReportQuery, read: Read) -> Result<Tallies, StoreError> {
+        let sql = ReportSql::new(project, query, read);
         let limit = query.stall_limit.unwrap_or(0);
         let (sections, stalls, population, choices, interest) = tokio::try_join!(
-            async { self.select(&sql.sections(&self.user_key_splits(project).await?)).await },
+            async {
+                // Read plainly, the server splits the read between its threads itself.
+                let splits = match read {
+                    Read::Final => self.user_key_splits(project).await?,
+                    Read::Plain => Vec::new(),
+                };
+                self.select(&sql.sections(&splits)).await
+            },
             async {
                 match limit > 0 && !query.due.is_empty() {
                     true => self.select(&sql.stalls(limit)).await,
@@ -517,7 +596,7 @@ mod tests {
             trait_choices: false,
             now: 1_000,
         };
-        let sql = ReportSql::new("demo", &query);
+        let sql = ReportSql::new("demo", &query, Read::Final);
         let users = |splits: &[&str]| {
             let splits: Vec<String> = splits.iter().map(|s| (*s).to_owned()).collect();
             let sql = format!("SELECT id, ls, r0, t0 FROM ({}) ORDER BY id FORMAT TSV", sql.users_in(&splits));
@@ -533,5 +612,91 @@ mod tests {
         assert_eq!(splits.len(), SECTIONS_RANGES - 1, "{splits:?}");
         assert!(["a", "b", "c", "d", "e"].contains(&splits[0].as_str()), "a key of the project: {splits:?}");
         assert_eq!(store.user_key_splits("none").await.expect("no rows"), Vec::<String>::new());
+    }
+
+    /// The report reads `rollup_users` without FINAL only while no key has two rows, and only
+    /// keeps that answer if the parts it looked at were still the active ones after the read:
+    /// an INSERT or a merge between the look and the read makes it read again with FINAL (a real
+    /// clickhouse-server; the plain read over the new parts is shown to be wrong).
+    #[tokio::test]
+    async fn the_report_reads_without_final_only_while_no_key_has_two_rows() {
+        let server = tokio::task::spawn_blocking(LocalServer::start).await.expect("join").expect("start clickhouse-server");
+        let store = ClickHouseStore::open(&server.store_url("onramp")).await.expect("open the store");
+        let insert = |rows: Vec<String>| {
+            let sql = format!(
+                "INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times, trait_keys, trait_texts) VALUES {}",
+                rows.join(", ")
+            );
+            let store = &store;
+            async move { store.http.execute(&sql).await.expect("insert") }
+        };
+        // Signed up at 0; `m` then `n` reached at the times given (0: not reached).
+        let row = |key: &str, version: u64, deleted: u8, m: i64, n: i64, plan: &str| {
+            let (names, times) = match (m, n) {
+                (0, 0) => (String::new(), String::new()),
+                (m, 0) => ("'m'".to_owned(), m.to_string()),
+                (m, n) => ("'m', 'n'".to_owned(), format!("{m}, {n}")),
+            };
+            format!("('demo', '{key}', {version}, {deleted}, 1, 0, {}, 1, 0, [{names}], [{times}], ['plan'], ['{plan}'])", m.max(n))
+        };
+        let optimize = || async { store.http.execute("OPTIMIZE TABLE rollup_users FINAL").await.expect("optimize") };
+        insert(vec![row("a", 1, 0, 10, 0, "free"), row("b", 1, 0, 20, 0, "free"), row("c", 1, 0, 0, 0, "free"), row("d", 1, 0, 40, 50, "trial")]).await;
+        insert(vec![row("a", 2, 0, 10, 30, "paid"), row("b", 2, 1, 20, 0, "free"), row("e", 2, 0, 60, 0, "trial")]).await;
+        let query = ReportQuery {
+            selection: crate::analytics::Selection::default(),
+            steps: vec![Step::milestone("m"), Step::milestone("n")],
+            value: Step::milestone("n"),
+            funnel: true,
+            window: None,
+            funnel_users: true,
+            period: Period::Day,
+            due: vec![Due { milestone: "n".into(), within_ms: 100 }],
+            stall_limit: Some(10),
+            population: Vec::new(),
+            reach: Vec::new(),
+            interest: Vec::new(),
+            trait_choices: true,
+            now: 1_000,
+        };
+        let read = |read: Read| {
+            let (store, query) = (&store, &query);
+            async move { format!("{:?}", store.tallies_read("demo", query, read).await.expect("report")) }
+        };
+        let given = |parts: Vec<Part>| {
+            let (store, query) = (&store, &query);
+            async move {
+                let (tallies, read) = store.tallies_given_parts("demo", query, &parts).await.expect("report");
+                (format!("{tallies:?}"), read)
+            }
+        };
+        // Two parts a key is in twice: FINAL, and the plain read would count `a` and `b` twice.
+        let parts = store.user_parts().await.expect("parts");
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(!keys_unique(&parts));
+        let newest = read(Read::Final).await;
+        assert_ne!(read(Read::Plain).await, newest, "the old versions would count");
+        assert_eq!(given(parts).await, (newest.clone(), Read::Final));
+
+        // Merged into one part: each key once, read plainly, the same answer.
+        optimize().await;
+        let merged = store.user_parts().await.expect("parts");
+        assert!(keys_unique(&merged), "{merged:?}");
+        assert_eq!(given(merged.clone()).await, (newest.clone(), Read::Plain));
+        assert_eq!(format!("{:?}", store.tallies_in_engine("demo", &query).await.expect("report")), newest);
+
+        // An INSERT after the look at the parts: `c` reaches both milestones, `d` is deleted.
+        insert(vec![row("c", 3, 0, 70, 80, "paid"), row("d", 3, 1, 40, 50, "trial")]).await;
+        let inserted = read(Read::Final).await;
+        assert_ne!(inserted, newest);
+        assert_ne!(read(Read::Plain).await, inserted, "the plain read over the new part counts `c` and `d` twice");
+        assert_eq!(given(merged.clone()).await, (inserted.clone(), Read::Final));
+
+        // A merge after the look: the part looked at is gone (a reference that took its
+        // snapshot before the merge would have read it, one after it the merged part).
+        optimize().await;
+        let remerged = store.user_parts().await.expect("parts");
+        assert!(keys_unique(&remerged) && remerged != merged, "{remerged:?} after {merged:?}");
+        assert_eq!(given(merged).await, (inserted.clone(), Read::Final));
+        assert_eq!(given(remerged).await, (inserted, Read::Plain));
     }
 }
