@@ -158,9 +158,10 @@ impl<'q> ReportSql<'q> {
 
     /// The count and percentiles of durations `values` of the users where `condition` holds,
     /// as an inner (per cohort) and an outer (merged) aggregate: [`read_summary`] reads the
-    /// outer's count and `Array(Int64)`.
-    fn summary(name: &str, values: &str, condition: &str) -> (String, String) {
-        let (state, merged) = Self::percentiles(name, values, condition);
+    /// outer's count and `Array(Int64)`. The percentiles are merged only in the outer groups
+    /// where `merged_where` holds (the others answer `[0, 0, 0]`: an empty state).
+    fn summary(name: &str, values: &str, condition: &str, merged_where: &str) -> (String, String) {
+        let (state, merged) = Self::percentiles(name, values, condition, merged_where);
         (format!("countIf({condition}) AS {name}_n, {state}"), format!("sum({name}_n), {merged}"))
     }
 
@@ -172,12 +173,12 @@ impl<'q> ReportSql<'q> {
     /// the values sorted: the nearest rank ([`crate::analytics::nearest_rank`]). (1 − p/100)
     /// is 0.5, 0.25 and 0.1, and a product by 0.1 never rounds below a whole number it reaches,
     /// so the floor is exact; checked on 18.16 for every n up to 3000.)
-    fn percentiles(name: &str, values: &str, condition: &str) -> (String, String) {
+    fn percentiles(name: &str, values: &str, condition: &str, merged_where: &str) -> (String, String) {
         let levels: Vec<String> = PERCENTILES.iter().map(|p| format!("{}", f64::from(100 - p) / 100.0)).collect();
         let levels = levels.join(", ");
         (
             format!("quantilesExactStateIf({levels})(-({values}), {condition}) AS {name}_q"),
-            format!("quantilesExactMerge({levels})({name}_q)"),
+            format!("quantilesExactMergeIf({levels})({name}_q, {merged_where})"),
         )
     }
 
@@ -195,7 +196,8 @@ impl<'q> ReportSql<'q> {
             return "0".to_owned();
         }
         let window = self.query.window.map_or(String::new(), |w| format!(" AND t{c} - t{first} <= {w}"));
-        format!("{} AND r{c} AND t{c} >= t{before}{window}", self.funnel_step(k - 1))
+        // Step k - 1's flag by name: its conditions are not evaluated again.
+        format!("f{} AND r{c} AND t{c} >= t{before}{window}", k - 1)
     }
 
     /// The cohort (`Period::start`) of sign-up `s`.
@@ -210,7 +212,8 @@ impl<'q> ReportSql<'q> {
     /// One row per cohort and one for [`EVERYONE`]: (group, users, visitors, eligible,
     /// activated, a summary per step, the value's and its histogram, the stalled count, then per
     /// funnel step its users, gaps' percentiles (none for step 0) and (when asked) user ids;
-    /// only everyone's stalls and funnel are read). Counted per cohort and grouping key first,
+    /// only everyone's stalls and funnel are read, and only everyone's steps' times other than
+    /// the value's are merged: a cohort's row shows the value's times alone). Counted per cohort and grouping key first,
     /// then merged per cohort and for everyone (those rows each go to two groups): each user
     /// is aggregated once. The users are read in ranges cut at `splits` ([`ReportSql::users_in`]).
     ///
@@ -238,7 +241,10 @@ impl<'q> ReportSql<'q> {
             // The value is most often a step: its summary, named again, is counted once.
             let first = steps.iter().position(|s| s == step).unwrap_or(i);
             let c = self.column(step);
-            let (counted, merged) = Self::summary(&format!("step{first}"), &format!("d{c}"), &format!("ident AND r{c}"));
+            // A cohort's row shows its steps' counts and its value's times alone
+            // (`ttv::cohorts_of`): the other steps' times are merged for everyone only.
+            let merged_where = if *step == &q.value { "1".to_owned() } else { format!("g2 = {EVERYONE}") };
+            let (counted, merged) = Self::summary(&format!("step{first}"), &format!("d{c}"), &format!("ident AND r{c}"), &merged_where);
             if first == i {
                 inner.push(counted);
             }
@@ -262,14 +268,14 @@ impl<'q> ReportSql<'q> {
                     outer.push("sum(step0_n)".to_owned());
                 } else {
                     let at = |k: usize| format!("t{}", self.column(&q.steps[k]));
-                    let (state, merged) = Self::percentiles(&format!("funnel{k}"), &format!("{} - {}", at(k), at(k - 1)), &format!("ident AND f{k}"));
+                    let (state, merged) = Self::percentiles(&format!("funnel{k}"), &format!("{} - {}", at(k), at(k - 1)), &format!("ident AND f{k}"), &format!("g2 = {EVERYONE}"));
                     inner.push(format!("countIf(ident AND f{k}) AS reached{k}"));
                     inner.push(state);
                     outer.push(format!("sum(reached{k}), {merged}"));
                 }
                 if q.funnel_users {
                     inner.push(format!("groupArrayIf(id, ident AND f{k}) AS ids{k}"));
-                    outer.push(format!("if(g2 = {EVERYONE}, groupArrayArray(ids{k}), emptyArrayString())"));
+                    outer.push(format!("groupArrayArrayIf(ids{k}, g2 = {EVERYONE})"));
                 }
             }
         }
@@ -486,7 +492,14 @@ impl ClickHouseStore {
                     tallies.funnel = funnel;
                 }
             } else if times.users > 0 {
-                // A cohort of visitors only has no users to show.
+                // A cohort of visitors only has no users to show. Its steps' times other than
+                // the value's were not merged ([`ReportSql::sections`]): counts only.
+                let mut times = times;
+                for (step, summary) in query.steps.iter().zip(&mut times.steps) {
+                    if *step != query.value {
+                        summary.percentiles = Summary::default().percentiles;
+                    }
+                }
                 tallies.cohorts.push((group, times));
             }
         }
