@@ -54,7 +54,7 @@ pub(super) fn answers(query: &ReportQuery) -> bool {
 
 /// How a report reads `rollup_users` ([`ClickHouseStore::tallies_in_engine`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Read {
+pub(super) enum Read {
     /// `FINAL`: the newest version of each key, whatever the parts hold. 18.16 reads it as one
     /// stream per table reference and copies every row through its merge.
     Final,
@@ -64,7 +64,7 @@ enum Read {
 }
 
 /// An active part of `rollup_users`: its name and merge level (`system.parts`).
-type Part = (String, u64);
+pub(super) type Part = (String, u64);
 
 /// Whether no key has two rows in `parts` (the table's active parts): a single part that
 /// came out of a merge, which for a ReplacingMergeTree keeps one row per sorting key (a part
@@ -386,29 +386,34 @@ fn read_histogram(r: &mut Reader<'_>) -> Result<Buckets, StoreError> {
 impl ClickHouseStore {
     /// [`crate::store::Store::report_tallies`] counted inside ClickHouse (see the module
     /// docs); the caller checked [`answers`]. Without FINAL when no key has two rows, else with it
-    /// ([`ClickHouseStore::tallies_given_parts`]).
+    /// ([`ClickHouseStore::read_users`]).
     pub(super) async fn tallies_in_engine(&self, project: &str, query: &ReportQuery) -> Result<Tallies, StoreError> {
-        let parts = self.user_parts().await?;
-        Ok(self.tallies_given_parts(project, query, &parts).await?.0)
+        Ok(self.read_users(|read| self.tallies_read(project, query, read)).await?.0)
     }
 
-    /// The report read without FINAL if `parts`, the active parts of `rollup_users` seen before
-    /// the read, hold no key twice ([`keys_unique`]), and those were still the active parts
-    /// after it; else read with FINAL. Each table reference of the read takes its own snapshot of
+    /// `read` of `rollup_users` without FINAL where no key has two rows, else with FINAL
+    /// ([`ClickHouseStore::read_users_given`]); says which read answered.
+    pub(super) async fn read_users<T, F: std::future::Future<Output = Result<T, StoreError>>>(&self, read: impl Fn(Read) -> F) -> Result<(T, Read), StoreError> {
+        let parts = self.user_parts().await?;
+        self.read_users_given(&parts, read).await
+    }
+
+    /// `read` without FINAL if `parts`, the active parts of `rollup_users` seen before the
+    /// read, hold no key twice ([`keys_unique`]), and those were still the active parts after
+    /// it; else read again with FINAL. Each table reference of a read takes its own snapshot of
     /// the parts, so a part an INSERT added meanwhile would count its keys' older versions too,
     /// and a merge that replaced the part before a reference took its snapshot would make that
     /// reference read nothing. Parts are never active again once replaced, and a new part has a
     /// new name (its block numbers), so the same active set after the read as before means
     /// every snapshot in between was that set.
-    /// Says which read answered.
-    async fn tallies_given_parts(&self, project: &str, query: &ReportQuery, parts: &[Part]) -> Result<(Tallies, Read), StoreError> {
+    async fn read_users_given<T, F: std::future::Future<Output = Result<T, StoreError>>>(&self, parts: &[Part], read: impl Fn(Read) -> F) -> Result<(T, Read), StoreError> {
         if keys_unique(parts) {
-            let tallies = self.tallies_read(project, query, Read::Plain).await?;
+            let answer = read(Read::Plain).await?;
             if self.user_parts().await? == parts {
-                return Ok((tallies, Read::Plain));
+                return Ok((answer, Read::Plain));
             }
         }
-        Ok((self.tallies_read(project, query, Read::Final).await?, Read::Final))
+        Ok((read(Read::Final).await?, Read::Final))
     }
 
     /// The active parts of `rollup_users`, by name.
@@ -678,7 +683,7 @@ mod tests {
         let given = |parts: Vec<Part>| {
             let (store, query) = (&store, &query);
             async move {
-                let (tallies, read) = store.tallies_given_parts("demo", query, &parts).await.expect("report");
+                let (tallies, read) = store.read_users_given(&parts, |read| store.tallies_read("demo", query, read)).await.expect("report");
                 (format!("{tallies:?}"), read)
             }
         };
