@@ -4,10 +4,18 @@
 //! sign-up, selection and first times in SQL, and GROUP BY cohort and the value's histogram
 //! bucket (beside a group of every selected user) counts users, first-day activation, stalls,
 //! the histogram and the funnel, and picks each step's nearest-rank percentiles with
-//! `quantilesExact` ([`Summary`], [`ReportSql::summary`]). That query reads the users in two
-//! ranges of user keys side by side ([`ReportSql::users_in`]): 18.16 reads FINAL as one stream. The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
-//! the filter choices per trait value, and only the users the answer lists one by one (the
-//! users of interest, the funnel's users when asked): never a row per user.
+//! `quantilesExact` ([`Summary`], [`ReportSql::summary`]). The collector receives a row per
+//! cohort, the first stalls (ORDER BY … LIMIT), the filter choices per trait value, and only the
+//! users the answer lists one by one (the users of interest, the funnel's users when asked):
+//! never a row per user.
+//!
+//! While `rollup_users` is one merged part (as `rollup rebuild` leaves it, and background merges
+//! in a quiet spell), no key has two rows, and the queries read it without FINAL: every thread
+//! of the server reads, and nothing is copied through FINAL's merge. The parts are looked at
+//! before and after, and a change in between makes the report read again with FINAL
+//! ([`ClickHouseStore::read_users`]). With FINAL, 18.16 reads each table reference as one
+//! stream, so the sections query then reads the users in two ranges of user keys side by side
+//! ([`ReportSql::users_in`]).
 //!
 //! The definitions are [`crate::analytics::report::Tally`]'s, restated in SQL: the differential
 //! tests (tests/clickhouse.rs) hold both to the SQLite store and the oracle. Only what SQL cannot
