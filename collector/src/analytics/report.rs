@@ -174,7 +174,9 @@ pub struct Tallies {
     pub users: u64,
     pub visitors: u64,
     pub ttv: StepTimes,
-    /// Per cohort start (see [`Period::start`]), oldest first.
+    /// Per cohort start (see [`Period::start`]), oldest first. The cohort table shows each
+    /// step's count and the value's times ([`super::ttv::cohorts_of`]): ClickHouse's engine
+    /// leaves the other steps' percentiles out (`None`).
     pub cohorts: Vec<(i64, StepTimes)>,
     /// Empty unless [`ReportQuery::funnel`].
     pub funnel: Vec<FunnelTally>,

@@ -4,10 +4,18 @@
 //! sign-up, selection and first times in SQL, and GROUP BY cohort and the value's histogram
 //! bucket (beside a group of every selected user) counts users, first-day activation, stalls,
 //! the histogram and the funnel, and picks each step's nearest-rank percentiles with
-//! `quantilesExact` ([`Summary`], [`ReportSql::summary`]). That query reads the users in two
-//! ranges of user keys side by side ([`ReportSql::users_in`]): 18.16 reads FINAL as one stream. The collector receives a row per cohort, the first stalls (ORDER BY … LIMIT),
-//! the filter choices per trait value, and only the users the answer lists one by one (the
-//! users of interest, the funnel's users when asked): never a row per user.
+//! `quantilesExact` ([`Summary`], [`ReportSql::summary`]). The collector receives a row per
+//! cohort, the first stalls (ORDER BY … LIMIT), the filter choices per trait value, and only the
+//! users the answer lists one by one (the users of interest, the funnel's users when asked):
+//! never a row per user.
+//!
+//! While `rollup_users` is one merged part (as `rollup rebuild` leaves it, and background merges
+//! in a quiet spell), no key has two rows, and the queries read it without FINAL: every thread
+//! of the server reads, and nothing is copied through FINAL's merge. The parts are looked at
+//! before and after, and a change in between makes the report read again with FINAL
+//! ([`ClickHouseStore::read_users`]). With FINAL, 18.16 reads each table reference as one
+//! stream, so the sections query then reads the users in two ranges of user keys side by side
+//! ([`ReportSql::users_in`]).
 //!
 //! The definitions are [`crate::analytics::report::Tally`]'s, restated in SQL: the differential
 //! tests (tests/clickhouse.rs) hold both to the SQLite store and the oracle. Only what SQL cannot
@@ -52,16 +60,47 @@ pub(super) fn answers(query: &ReportQuery) -> bool {
     query.stall_limit.is_some() && query.columns().iter().all(|c| c.kind == StepKind::Milestone)
 }
 
+/// How a report reads `rollup_users` ([`ClickHouseStore::tallies_in_engine`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Read {
+    /// `FINAL`: the newest version of each key, whatever the parts hold. 18.16 reads it as one
+    /// stream per table reference and copies every row through its merge.
+    Final,
+    /// The rows as stored, where no key has two rows ([`keys_unique`]): the same rows as
+    /// `FINAL`, read by as many threads as the server gives a query and not copied.
+    Plain,
+}
+
+/// An active part of `rollup_users`: its name and merge level (`system.parts`).
+pub(super) type Part = (String, u64);
+
+/// Whether no key has two rows in `parts` (the table's active parts): a single part that
+/// came out of a merge, which for a ReplacingMergeTree keeps one row per sorting key (a part
+/// an INSERT wrote, level 0, may hold several). Newer ClickHouse releases skip FINAL's merge
+/// on the same grounds (`do_not_merge_across_partitions_select_final`).
+fn keys_unique(parts: &[Part]) -> bool {
+    matches!(parts, [(_, level)] if *level > 0)
+}
+
 /// The SQL of one report: names its per-user expressions after the query's columns.
 struct ReportSql<'q> {
     query: &'q ReportQuery,
     project: String,
     columns: Vec<Step>,
+    read: Read,
 }
 
 impl<'q> ReportSql<'q> {
-    fn new(project: &str, query: &'q ReportQuery) -> ReportSql<'q> {
-        ReportSql { query, project: quote(project), columns: query.columns() }
+    fn new(project: &str, query: &'q ReportQuery, read: Read) -> ReportSql<'q> {
+        ReportSql { query, project: quote(project), columns: query.columns(), read }
+    }
+
+    /// The table as [`Read`] says: ` FINAL` after it, or nothing.
+    fn from(&self) -> &'static str {
+        match self.read {
+            Read::Final => "rollup_users FINAL",
+            Read::Plain => "rollup_users",
+        }
     }
 
     fn column(&self, step: &Step) -> usize {
@@ -116,7 +155,8 @@ impl<'q> ReportSql<'q> {
                 let high = high.map_or(String::new(), |k| format!(" AND user_key < {}", quote(k)));
                 format!(
                     "SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
-                     FROM rollup_users FINAL WHERE project = {}{low}{high}",
+                     FROM {} WHERE project = {}{low}{high}",
+                    self.from(),
                     self.project
                 )
             })
@@ -126,9 +166,10 @@ impl<'q> ReportSql<'q> {
 
     /// The count and percentiles of durations `values` of the users where `condition` holds,
     /// as an inner (per cohort) and an outer (merged) aggregate: [`read_summary`] reads the
-    /// outer's count and `Array(Int64)`.
-    fn summary(name: &str, values: &str, condition: &str) -> (String, String) {
-        let (state, merged) = Self::percentiles(name, values, condition);
+    /// outer's count and `Array(Int64)`. The percentiles are merged only in the outer groups
+    /// where `merged_where` holds (the others answer `[0, 0, 0]`: an empty state).
+    fn summary(name: &str, values: &str, condition: &str, merged_where: &str) -> (String, String) {
+        let (state, merged) = Self::percentiles(name, values, condition, merged_where);
         (format!("countIf({condition}) AS {name}_n, {state}"), format!("sum({name}_n), {merged}"))
     }
 
@@ -140,12 +181,12 @@ impl<'q> ReportSql<'q> {
     /// the values sorted: the nearest rank ([`crate::analytics::nearest_rank`]). (1 − p/100)
     /// is 0.5, 0.25 and 0.1, and a product by 0.1 never rounds below a whole number it reaches,
     /// so the floor is exact; checked on 18.16 for every n up to 3000.)
-    fn percentiles(name: &str, values: &str, condition: &str) -> (String, String) {
+    fn percentiles(name: &str, values: &str, condition: &str, merged_where: &str) -> (String, String) {
         let levels: Vec<String> = PERCENTILES.iter().map(|p| format!("{}", f64::from(100 - p) / 100.0)).collect();
         let levels = levels.join(", ");
         (
             format!("quantilesExactStateIf({levels})(-({values}), {condition}) AS {name}_q"),
-            format!("quantilesExactMerge({levels})({name}_q)"),
+            format!("quantilesExactMergeIf({levels})({name}_q, {merged_where})"),
         )
     }
 
@@ -163,7 +204,8 @@ impl<'q> ReportSql<'q> {
             return "0".to_owned();
         }
         let window = self.query.window.map_or(String::new(), |w| format!(" AND t{c} - t{first} <= {w}"));
-        format!("{} AND r{c} AND t{c} >= t{before}{window}", self.funnel_step(k - 1))
+        // Step k - 1's flag by name: its conditions are not evaluated again.
+        format!("f{} AND r{c} AND t{c} >= t{before}{window}", k - 1)
     }
 
     /// The cohort (`Period::start`) of sign-up `s`.
@@ -178,7 +220,8 @@ impl<'q> ReportSql<'q> {
     /// One row per cohort and one for [`EVERYONE`]: (group, users, visitors, eligible,
     /// activated, a summary per step, the value's and its histogram, the stalled count, then per
     /// funnel step its users, gaps' percentiles (none for step 0) and (when asked) user ids;
-    /// only everyone's stalls and funnel are read). Counted per cohort and grouping key first,
+    /// only everyone's stalls and funnel are read, and only everyone's steps' times other than
+    /// the value's are merged: a cohort's row shows the value's times alone). Counted per cohort and grouping key first,
     /// then merged per cohort and for everyone (those rows each go to two groups): each user
     /// is aggregated once. The users are read in ranges cut at `splits` ([`ReportSql::users_in`]).
     ///
@@ -206,7 +249,10 @@ impl<'q> ReportSql<'q> {
             // The value is most often a step: its summary, named again, is counted once.
             let first = steps.iter().position(|s| s == step).unwrap_or(i);
             let c = self.column(step);
-            let (counted, merged) = Self::summary(&format!("step{first}"), &format!("d{c}"), &format!("ident AND r{c}"));
+            // A cohort's row shows its steps' counts and its value's times alone
+            // (`ttv::cohorts_of`): the other steps' times are merged for everyone only.
+            let merged_where = if *step == &q.value { "1".to_owned() } else { format!("g2 = {EVERYONE}") };
+            let (counted, merged) = Self::summary(&format!("step{first}"), &format!("d{c}"), &format!("ident AND r{c}"), &merged_where);
             if first == i {
                 inner.push(counted);
             }
@@ -230,14 +276,14 @@ impl<'q> ReportSql<'q> {
                     outer.push("sum(step0_n)".to_owned());
                 } else {
                     let at = |k: usize| format!("t{}", self.column(&q.steps[k]));
-                    let (state, merged) = Self::percentiles(&format!("funnel{k}"), &format!("{} - {}", at(k), at(k - 1)), &format!("ident AND f{k}"));
+                    let (state, merged) = Self::percentiles(&format!("funnel{k}"), &format!("{} - {}", at(k), at(k - 1)), &format!("ident AND f{k}"), &format!("g2 = {EVERYONE}"));
                     inner.push(format!("countIf(ident AND f{k}) AS reached{k}"));
                     inner.push(state);
                     outer.push(format!("sum(reached{k}), {merged}"));
                 }
                 if q.funnel_users {
                     inner.push(format!("groupArrayIf(id, ident AND f{k}) AS ids{k}"));
-                    outer.push(format!("if(g2 = {EVERYONE}, groupArrayArray(ids{k}), emptyArrayString())"));
+                    outer.push(format!("groupArrayArrayIf(ids{k}, g2 = {EVERYONE})"));
                 }
             }
         }
@@ -300,12 +346,13 @@ impl<'q> ReportSql<'q> {
             "SELECT key, groupArray((text, n)) FROM (
                SELECT key, text, count() AS n
                FROM (SELECT trait_keys, trait_texts
-                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM rollup_users FINAL WHERE project = {})
+                     FROM (SELECT deleted, identified, trait_keys, trait_texts FROM {} WHERE project = {})
                      WHERE deleted = 0 AND identified)
                ARRAY JOIN trait_keys AS key, trait_texts AS text
                WHERE key NOT IN ({})
                GROUP BY key, text)
              GROUP BY key HAVING count() <= {MAX_TRAIT_CHOICES}",
+            self.from(),
             self.project,
             quote_list(HIDDEN_TRAITS)
         )
@@ -346,12 +393,63 @@ fn read_histogram(r: &mut Reader<'_>) -> Result<Buckets, StoreError> {
 
 impl ClickHouseStore {
     /// [`crate::store::Store::report_tallies`] counted inside ClickHouse (see the module
-    /// docs); the caller checked [`answers`].
+    /// docs); the caller checked [`answers`]. Without FINAL when no key has two rows, else with it
+    /// ([`ClickHouseStore::read_users`]).
     pub(super) async fn tallies_in_engine(&self, project: &str, query: &ReportQuery) -> Result<Tallies, StoreError> {
-        let sql = ReportSql::new(project, query);
+        Ok(self.read_users(|read| self.tallies_read(project, query, read)).await?.0)
+    }
+
+    /// `read` of `rollup_users` without FINAL where no key has two rows, else with FINAL
+    /// ([`ClickHouseStore::read_users_given`]); says which read answered.
+    pub(super) async fn read_users<T, F: std::future::Future<Output = Result<T, StoreError>>>(&self, read: impl Fn(Read) -> F) -> Result<(T, Read), StoreError> {
+        let parts = self.user_parts().await?;
+        self.read_users_given(&parts, read).await
+    }
+
+    /// `read` without FINAL if `parts`, the active parts of `rollup_users` seen before the
+    /// read, hold no key twice ([`keys_unique`]), and those were still the active parts after
+    /// it; else read again with FINAL. Each table reference of a read takes its own snapshot of
+    /// the parts, so a part an INSERT added meanwhile would count its keys' older versions too,
+    /// and a merge that replaced the part before a reference took its snapshot would make that
+    /// reference read nothing. Parts are never active again once replaced, and a new part has a
+    /// new name (its block numbers), so the same active set after the read as before means
+    /// every snapshot in between was that set.
+    async fn read_users_given<T, F: std::future::Future<Output = Result<T, StoreError>>>(&self, parts: &[Part], read: impl Fn(Read) -> F) -> Result<(T, Read), StoreError> {
+        if keys_unique(parts) {
+            let answer = read(Read::Plain).await?;
+            if self.user_parts().await? == parts {
+                return Ok((answer, Read::Plain));
+            }
+        }
+        Ok((read(Read::Final).await?, Read::Final))
+    }
+
+    /// The active parts of `rollup_users`, by name.
+    async fn user_parts(&self) -> Result<Vec<Part>, StoreError> {
+        let answer = self
+            .select("SELECT name, toUInt64(level) FROM system.parts WHERE database = currentDatabase() AND table = 'rollup_users' AND active ORDER BY name")
+            .await?;
+        let mut r = Reader::new(&answer);
+        let mut parts = Vec::new();
+        while !r.is_empty() {
+            parts.push((r.str()?, r.u64()?));
+        }
+        Ok(parts)
+    }
+
+    /// The report's queries, all reading `rollup_users` as `read` says.
+    async fn tallies_read(&self, project: &str, query: &ReportQuery, read: Read) -> Result<Tallies, StoreError> {
+        let sql = ReportSql::new(project, query, read);
         let limit = query.stall_limit.unwrap_or(0);
         let (sections, stalls, population, choices, interest) = tokio::try_join!(
-            async { self.select(&sql.sections(&self.user_key_splits(project).await?)).await },
+            async {
+                // Read plainly, the server splits the read between its threads itself.
+                let splits = match read {
+                    Read::Final => self.user_key_splits(project).await?,
+                    Read::Plain => Vec::new(),
+                };
+                self.select(&sql.sections(&splits)).await
+            },
             async {
                 match limit > 0 && !query.due.is_empty() {
                     true => self.select(&sql.stalls(limit)).await,
@@ -407,7 +505,14 @@ impl ClickHouseStore {
                     tallies.funnel = funnel;
                 }
             } else if times.users > 0 {
-                // A cohort of visitors only has no users to show.
+                // A cohort of visitors only has no users to show. Its steps' times other than
+                // the value's were not merged ([`ReportSql::sections`]): counts only.
+                let mut times = times;
+                for (step, summary) in query.steps.iter().zip(&mut times.steps) {
+                    if *step != query.value {
+                        summary.percentiles = Summary::default().percentiles;
+                    }
+                }
                 tallies.cohorts.push((group, times));
             }
         }
@@ -517,7 +622,7 @@ mod tests {
             trait_choices: false,
             now: 1_000,
         };
-        let sql = ReportSql::new("demo", &query);
+        let sql = ReportSql::new("demo", &query, Read::Final);
         let users = |splits: &[&str]| {
             let splits: Vec<String> = splits.iter().map(|s| (*s).to_owned()).collect();
             let sql = format!("SELECT id, ls, r0, t0 FROM ({}) ORDER BY id FORMAT TSV", sql.users_in(&splits));
@@ -533,5 +638,91 @@ mod tests {
         assert_eq!(splits.len(), SECTIONS_RANGES - 1, "{splits:?}");
         assert!(["a", "b", "c", "d", "e"].contains(&splits[0].as_str()), "a key of the project: {splits:?}");
         assert_eq!(store.user_key_splits("none").await.expect("no rows"), Vec::<String>::new());
+    }
+
+    /// The report reads `rollup_users` without FINAL only while no key has two rows, and only
+    /// keeps that answer if the parts it looked at were still the active ones after the read:
+    /// an INSERT or a merge between the look and the read makes it read again with FINAL (a real
+    /// clickhouse-server; the plain read over the new parts is shown to be wrong).
+    #[tokio::test]
+    async fn the_report_reads_without_final_only_while_no_key_has_two_rows() {
+        let server = tokio::task::spawn_blocking(LocalServer::start).await.expect("join").expect("start clickhouse-server");
+        let store = ClickHouseStore::open(&server.store_url("onramp")).await.expect("open the store");
+        let insert = |rows: Vec<String>| {
+            let sql = format!(
+                "INSERT INTO rollup_users (project, user_key, version, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times, trait_keys, trait_texts) VALUES {}",
+                rows.join(", ")
+            );
+            let store = &store;
+            async move { store.http.execute(&sql).await.expect("insert") }
+        };
+        // Signed up at 0; `m` then `n` reached at the times given (0: not reached).
+        let row = |key: &str, version: u64, deleted: u8, m: i64, n: i64, plan: &str| {
+            let (names, times) = match (m, n) {
+                (0, 0) => (String::new(), String::new()),
+                (m, 0) => ("'m'".to_owned(), m.to_string()),
+                (m, n) => ("'m', 'n'".to_owned(), format!("{m}, {n}")),
+            };
+            format!("('demo', '{key}', {version}, {deleted}, 1, 0, {}, 1, 0, [{names}], [{times}], ['plan'], ['{plan}'])", m.max(n))
+        };
+        let optimize = || async { store.http.execute("OPTIMIZE TABLE rollup_users FINAL").await.expect("optimize") };
+        insert(vec![row("a", 1, 0, 10, 0, "free"), row("b", 1, 0, 20, 0, "free"), row("c", 1, 0, 0, 0, "free"), row("d", 1, 0, 40, 50, "trial")]).await;
+        insert(vec![row("a", 2, 0, 10, 30, "paid"), row("b", 2, 1, 20, 0, "free"), row("e", 2, 0, 60, 0, "trial")]).await;
+        let query = ReportQuery {
+            selection: crate::analytics::Selection::default(),
+            steps: vec![Step::milestone("m"), Step::milestone("n")],
+            value: Step::milestone("n"),
+            funnel: true,
+            window: None,
+            funnel_users: true,
+            period: Period::Day,
+            due: vec![Due { milestone: "n".into(), within_ms: 100 }],
+            stall_limit: Some(10),
+            population: Vec::new(),
+            reach: Vec::new(),
+            interest: Vec::new(),
+            trait_choices: true,
+            now: 1_000,
+        };
+        let read = |read: Read| {
+            let (store, query) = (&store, &query);
+            async move { format!("{:?}", store.tallies_read("demo", query, read).await.expect("report")) }
+        };
+        let given = |parts: Vec<Part>| {
+            let (store, query) = (&store, &query);
+            async move {
+                let (tallies, read) = store.read_users_given(&parts, |read| store.tallies_read("demo", query, read)).await.expect("report");
+                (format!("{tallies:?}"), read)
+            }
+        };
+        // Two parts a key is in twice: FINAL, and the plain read would count `a` and `b` twice.
+        let parts = store.user_parts().await.expect("parts");
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(!keys_unique(&parts));
+        let newest = read(Read::Final).await;
+        assert_ne!(read(Read::Plain).await, newest, "the old versions would count");
+        assert_eq!(given(parts).await, (newest.clone(), Read::Final));
+
+        // Merged into one part: each key once, read plainly, the same answer.
+        optimize().await;
+        let merged = store.user_parts().await.expect("parts");
+        assert!(keys_unique(&merged), "{merged:?}");
+        assert_eq!(given(merged.clone()).await, (newest.clone(), Read::Plain));
+        assert_eq!(format!("{:?}", store.tallies_in_engine("demo", &query).await.expect("report")), newest);
+
+        // An INSERT after the look at the parts: `c` reaches both milestones, `d` is deleted.
+        insert(vec![row("c", 3, 0, 70, 80, "paid"), row("d", 3, 1, 40, 50, "trial")]).await;
+        let inserted = read(Read::Final).await;
+        assert_ne!(inserted, newest);
+        assert_ne!(read(Read::Plain).await, inserted, "the plain read over the new part counts `c` and `d` twice");
+        assert_eq!(given(merged.clone()).await, (inserted.clone(), Read::Final));
+
+        // A merge after the look: the part looked at is gone (a reference that took its
+        // snapshot before the merge would have read it, one after it the merged part).
+        optimize().await;
+        let remerged = store.user_parts().await.expect("parts");
+        assert!(keys_unique(&remerged) && remerged != merged, "{remerged:?} after {merged:?}");
+        assert_eq!(given(merged).await, (inserted.clone(), Read::Final));
+        assert_eq!(given(remerged).await, (inserted, Read::Plain));
     }
 }

@@ -33,7 +33,7 @@ use super::rowbinary::{put_bytes, put_i64, put_str, put_u64, Reader};
 use super::{keyed_sql, quote, quote_list, ClickHouseStore, Http, Rows, Run, IDENTIFIED};
 use crate::analytics::report::{ReportQuery, Tallies};
 use crate::store::user_rows::{unpack_user, ReportColumns, ReportRows, UserRow};
-use super::report::REPORT_COLUMNS;
+use super::report::{Read, REPORT_COLUMNS};
 use crate::store::{Progress, StoreError, StoredEvent, UserSeen};
 
 /// The migration (1-based) that adds `rollup_users`: applying it fills the table
@@ -375,9 +375,13 @@ impl ClickHouseStore {
     /// The rows of `project` whose user key meets `keys` (SQL), as stored, newest version of
     /// each key, handed to `each` as (user key, identified, first seen, last seen, packed
     /// traits, packed milestones).
-    async fn user_rows(&self, project: &str, keys: &str, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
+    async fn user_rows(&self, project: &str, keys: &str, read: Read, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
+        let table = match read {
+            Read::Final => "rollup_users FINAL",
+            Read::Plain => "rollup_users",
+        };
         let sql = format!(
-            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM rollup_users FINAL WHERE project = {} AND {keys} AND deleted = 0",
+            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM {table} WHERE project = {} AND {keys} AND deleted = 0",
             quote(project)
         );
         self.stream(&sql, |r| {
@@ -389,26 +393,34 @@ impl ClickHouseStore {
     }
 
     /// [`crate::store::Store::users`] from the per-user rows.
+    /// Without FINAL where no key has two rows ([`ClickHouseStore::read_users`]).
     pub(super) async fn users_from_rows(&self, project: &str) -> Result<Vec<UserSeen>, StoreError> {
-        let mut users = Vec::new();
-        self.user_rows(project, "1", |user, identified, first, last, traits, _| users.push(unpack_user(user, identified, first, last, traits))).await?;
-        Ok(users)
+        let read = |read| async move {
+            let mut users = Vec::new();
+            self.user_rows(project, "1", read, |user, identified, first, last, traits, _| users.push(unpack_user(user, identified, first, last, traits))).await?;
+            Ok(users)
+        };
+        Ok(self.read_users(read).await?.0)
     }
 
     /// [`crate::store::Store::report_tallies`] in one pass over the per-user rows (those whose
     /// key meets `keys`, SQL), when every column is a milestone (the rows hold those); `None`
     /// otherwise.
+    /// Without FINAL where no key has two rows ([`ClickHouseStore::read_users`]).
     pub(super) async fn tallies_from_rows(&self, project: &str, query: &ReportQuery, keys: &str) -> Result<Option<Tallies>, StoreError> {
-        let mut pass = ReportRows::new(query);
-        if !pass.rows_suffice() {
+        if !ReportRows::new(query).rows_suffice() {
             return Ok(None);
         }
-        self.user_rows(project, keys, |user, identified, first, last, traits, milestones| {
-            pass.start(milestones);
-            pass.add(user, identified, first, last, traits);
-        })
-        .await?;
-        let mut tallies = pass.finish();
+        let read = |read| async move {
+            let mut pass = ReportRows::new(query);
+            self.user_rows(project, keys, read, |user, identified, first, last, traits, milestones| {
+                pass.start(milestones);
+                pass.add(user, identified, first, last, traits);
+            })
+            .await?;
+            Ok(pass.finish())
+        };
+        let mut tallies = self.read_users(read).await?.0;
         // The users of interest by key, as the other stores give them (FINAL's order is the
         // table's, but nothing promises it).
         let mut interest: Vec<_> = std::mem::take(&mut tallies.interest).into_iter().zip(std::mem::take(&mut tallies.interest_firsts)).collect();
