@@ -71,6 +71,16 @@ pub(super) enum Read {
     Plain,
 }
 
+impl Read {
+    /// `rollup_users` as this read names it in a query's FROM: with ` FINAL` after it, or not.
+    pub(super) fn table(self) -> &'static str {
+        match self {
+            Read::Final => "rollup_users FINAL",
+            Read::Plain => "rollup_users",
+        }
+    }
+}
+
 /// An active part of `rollup_users`: its name and merge level (`system.parts`).
 pub(super) type Part = (String, u64);
 
@@ -93,14 +103,6 @@ struct ReportSql<'q> {
 impl<'q> ReportSql<'q> {
     fn new(project: &str, query: &'q ReportQuery, read: Read) -> ReportSql<'q> {
         ReportSql { query, project: quote(project), columns: query.columns(), read }
-    }
-
-    /// The table as [`Read`] says: ` FINAL` after it, or nothing.
-    fn from(&self) -> &'static str {
-        match self.read {
-            Read::Final => "rollup_users FINAL",
-            Read::Plain => "rollup_users",
-        }
     }
 
     fn column(&self, step: &Step) -> usize {
@@ -156,7 +158,7 @@ impl<'q> ReportSql<'q> {
                 format!(
                     "SELECT user_key, deleted, identified, first_seen, last_seen, signup_known, signup, milestone_names, milestone_times{traits}
                      FROM {} WHERE project = {}{low}{high}",
-                    self.from(),
+                    self.read.table(),
                     self.project
                 )
             })
@@ -352,7 +354,7 @@ impl<'q> ReportSql<'q> {
                WHERE key NOT IN ({})
                GROUP BY key, text)
              GROUP BY key HAVING count() <= {MAX_TRAIT_CHOICES}",
-            self.from(),
+            self.read.table(),
             self.project,
             quote_list(HIDDEN_TRAITS)
         )

@@ -376,12 +376,9 @@ impl ClickHouseStore {
     /// each key, handed to `each` as (user key, identified, first seen, last seen, packed
     /// traits, packed milestones).
     async fn user_rows(&self, project: &str, keys: &str, read: Read, mut each: impl FnMut(String, bool, i64, i64, &[u8], &[u8])) -> Result<(), StoreError> {
-        let table = match read {
-            Read::Final => "rollup_users FINAL",
-            Read::Plain => "rollup_users",
-        };
         let sql = format!(
-            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM {table} WHERE project = {} AND {keys} AND deleted = 0",
+            "SELECT user_key, identified, first_seen, last_seen, traits, milestones FROM {} WHERE project = {} AND {keys} AND deleted = 0",
+            read.table(),
             quote(project)
         );
         self.stream(&sql, |r| {
