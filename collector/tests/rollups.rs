@@ -12,6 +12,18 @@ use common::history::{history, NOW};
 use common::{post, serve_with_clock};
 use onramp_collector::store::sqlite::SqliteStore;
 
+/// A collector on the SQLite file `db`, its clock at [`NOW`].
+async fn serve_at(db: &Path) -> common::Collector {
+    serve_with_clock(Arc::new(SqliteStore::open(db).expect("open")), Some(NOW)).await
+}
+
+/// Posts `bodies` to `c` one after another; each is accepted.
+async fn post_all<'a>(c: &common::Collector, bodies: impl IntoIterator<Item = &'a String>) {
+    for body in bodies {
+        assert_eq!(post(&c.url, body.clone()).await.status(), 200);
+    }
+}
+
 /// Runs `onramp-collector rollup ARGS --db DB`: (exit code, stdout).
 fn rollup(args: &str, db: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_onramp-collector"))
@@ -25,7 +37,7 @@ fn rollup(args: &str, db: &Path) -> (i32, String) {
 }
 
 async fn report(db: &Path) -> String {
-    let c = serve_with_clock(Arc::new(SqliteStore::open(db).expect("open")), Some(NOW)).await;
+    let c = serve_at(db).await;
     let r = reqwest::Client::new()
         .get(format!("{}/v1/report?due=project_created:24h,file_uploaded:3d", c.url))
         .bearer_auth("rt_demo")
@@ -41,11 +53,9 @@ async fn rollups_match_a_recompute_and_are_rebuilt_and_migrated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");
     {
-        let c = serve_with_clock(Arc::new(SqliteStore::open(&db).expect("open")), Some(NOW)).await;
+        let c = serve_at(&db).await;
         // Resends, second devices, identifies after anonymous events: maintained at ingest.
-        for body in history(0..200, 11) {
-            assert_eq!(post(&c.url, body).await.status(), 200);
-        }
+        post_all(&c, &history(0..200, 11)).await;
     }
     assert_eq!(rollup("verify", &db), (0, String::new()), "ingest kept the rollups equal to a recompute");
     let answer = report(&db).await;
@@ -112,7 +122,7 @@ async fn batches_committed_together_give_the_rollups_of_batches_committed_apart(
     let (together, apart) = (dir.path().join("together.db"), dir.path().join("apart.db"));
     let bodies = history(0..120, 23);
     {
-        let c = serve_with_clock(Arc::new(SqliteStore::open(&together).expect("open")), Some(NOW)).await;
+        let c = serve_at(&together).await;
         let mut sends = tokio::task::JoinSet::new();
         for body in bodies.iter().chain(&bodies) {
             let (url, body) = (c.url.clone(), body.clone());
@@ -123,10 +133,8 @@ async fn batches_committed_together_give_the_rollups_of_batches_committed_apart(
         }
     }
     {
-        let c = serve_with_clock(Arc::new(SqliteStore::open(&apart).expect("open")), Some(NOW)).await;
-        for body in &bodies {
-            assert_eq!(post(&c.url, body.clone()).await.status(), 200);
-        }
+        let c = serve_at(&apart).await;
+        post_all(&c, &bodies).await;
     }
     assert_eq!(rollup("verify", &together), (0, String::new()), "rollups folded per commit equal a recompute");
     assert_eq!(report(&together).await, report(&apart).await);
@@ -181,10 +189,8 @@ async fn per_user_rows_equal_a_recompute_after_merges_relinks_resends_and_any_or
     let dir = tempfile::tempdir().expect("tempdir");
     let (forward, backward) = (dir.path().join("forward.db"), dir.path().join("backward.db"));
     for (db, order) in [(&forward, batches.clone()), (&backward, batches.iter().rev().cloned().collect::<Vec<_>>())] {
-        let c = serve_with_clock(Arc::new(SqliteStore::open(db).expect("open")), Some(NOW)).await;
-        for body in order.iter().chain(&order) {
-            assert_eq!(post(&c.url, body.clone()).await.status(), 200);
-        }
+        let c = serve_at(db).await;
+        post_all(&c, order.iter().chain(&order)).await;
     }
     // A stored row: user key, identified, first and last seen, packed traits and milestones.
     type UserRow = (String, bool, i64, i64, Vec<u8>, Vec<u8>);
@@ -225,10 +231,8 @@ async fn per_user_rows_equal_a_recompute_after_merges_relinks_resends_and_any_or
 async fn a_report_after_another_process_changed_the_file_is_computed_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("c.db");
-    let c = serve_with_clock(Arc::new(SqliteStore::open(&db).expect("open")), Some(NOW)).await;
-    for body in history(0..60, 5) {
-        assert_eq!(post(&c.url, body).await.status(), 200);
-    }
+    let c = serve_at(&db).await;
+    post_all(&c, &history(0..60, 5)).await;
     let path = "/v1/report?due=project_created:24h,file_uploaded:3d";
     let answer = common::get(&c.url, path).await;
     assert_eq!(common::get(&c.url, path).await, answer);
